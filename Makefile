@@ -1,0 +1,95 @@
+# sigvisor. Every generated file goes under $(BUILD); V=1 shows the commands.
+#   make run    build and serve the built-in worker on 127.0.0.1:8000
+#   make test   unit + integration tests, ending with "N passed, N failed, N skipped"
+#   make check  formatter check, static analysis, and the test suite under ASan+UBSan
+#   make bench  side-by-side benchmark against gunicorn (scripts/bench/)
+
+BUILD ?= build
+CC ?= cc
+CFLAGS ?= -O2 -g
+WARNINGS := -Wall -Wextra -Werror -Wmissing-prototypes -Wstrict-prototypes -Wshadow \
+	-Wformat=2 -Wundef -Wpointer-arith -Wvla
+override CFLAGS += -std=gnu11 $(WARNINGS)
+override CPPFLAGS += -D_GNU_SOURCE -Ishared -Iarbiter -Iworker
+LDLIBS :=
+ifeq ($(SAN),1)
+override CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+override LDFLAGS += -fsanitize=address,undefined
+endif
+
+ifeq ($(V),1)
+Q :=
+msg := @true
+else
+Q := @
+msg := @printf '  %-6s %s\n'
+endif
+
+SRCS := $(wildcard arbiter/*.c) $(wildcard worker/*.c) $(wildcard shared/*.c)
+OBJS := $(SRCS:%.c=$(BUILD)/obj/%.o)
+LIB_OBJS := $(filter-out $(BUILD)/obj/arbiter/main.o,$(OBJS))
+UNIT_SRCS := $(wildcard test/unit/test_*.c)
+UNIT_BINS := $(UNIT_SRCS:test/unit/%.c=$(BUILD)/test/%)
+SIGVISOR := $(BUILD)/sigvisor
+
+.DELETE_ON_ERROR:
+.PHONY: all run test unit check format format-check lint asan-test bench clean deps-run deps-test deps-check deps-bench
+
+all: $(SIGVISOR)
+
+$(SIGVISOR): $(OBJS)
+	$(msg) LINK $@
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/obj/%.o: %.c | $(BUILD)/obj/arbiter $(BUILD)/obj/worker $(BUILD)/obj/shared
+	$(msg) CC $<
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+$(BUILD)/test/%: test/unit/%.c $(LIB_OBJS) | $(BUILD)/test
+	$(msg) CC $<
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -Wno-missing-prototypes $(LDFLAGS) -o $@ $< $(LIB_OBJS) $(LDLIBS) -lcmocka
+
+$(BUILD)/obj/arbiter $(BUILD)/obj/worker $(BUILD)/obj/shared $(BUILD)/test:
+	$(Q)mkdir -p $@
+
+deps-run deps-test deps-check deps-bench: deps-%:
+	$(Q)scripts/deps.sh $*
+
+run: deps-run
+	$(Q)$(MAKE) --no-print-directory $(SIGVISOR)
+	exec $(SIGVISOR) $(ARGS)
+
+unit: $(UNIT_BINS)
+
+test: deps-test
+	$(Q)$(MAKE) --no-print-directory $(SIGVISOR) unit
+	$(Q)BUILD=$(BUILD) SIGVISOR=$(abspath $(SIGVISOR)) test/run.sh
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+format-check:
+	$(msg) FORMAT check
+	$(Q)clang-format --dry-run -Werror $$(git ls-files '*.c' '*.h')
+
+lint:
+	$(msg) CPPCHECK
+	$(Q)cppcheck --quiet --error-exitcode=1 --std=c11 --enable=warning,performance,portability \
+		--inline-suppr -D_GNU_SOURCE -D__linux__ -Ishared -Iarbiter -Iworker \
+		--suppress=missingIncludeSystem arbiter worker shared
+
+asan-test:
+	$(Q)$(MAKE) --no-print-directory BUILD=$(BUILD)/asan SAN=1 CFLAGS="-O1 -g" test
+
+check: deps-check
+	$(Q)$(MAKE) --no-print-directory format-check lint
+	$(Q)$(MAKE) --no-print-directory asan-test
+
+bench: deps-bench
+	$(Q)$(MAKE) --no-print-directory $(SIGVISOR)
+	SIGVISOR=$(abspath $(SIGVISOR)) BUILD=$(BUILD) scripts/bench/run.sh
+
+clean:
+	rm -rf $(BUILD)
+
+-include $(OBJS:.o=.d)

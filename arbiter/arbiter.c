@@ -1,0 +1,539 @@
+/* The arbiter's setup and its loop: signal intake and dispatch, shutdown, deadlines.
+ *
+ * Setup may fail loudly and exit with DESIGN.md's statuses. Once the loop runs, it
+ * never exits on an error a retry could survive: it logs "..., ignoring" and goes on. */
+#include "arbiter.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "signames.h"
+#include "timeutil.h"
+
+extern char **environ;
+
+static void arm_timer(struct arbiter *a)
+{
+	uint64_t next = pool_next_deadline(a);
+	struct itimerspec its = {0};
+
+	if (a->phase_deadline_ms && (!next || a->phase_deadline_ms < next))
+		next = a->phase_deadline_ms;
+	if (next == a->timer_armed_ms)
+		return; /* the common idle case: no system call */
+	if (next) {
+		its.it_value.tv_sec = (time_t)(next / 1000);
+		its.it_value.tv_nsec = (long)(next % 1000) * 1000000;
+	}
+	if (timerfd_settime(a->timer.fd, TFD_TIMER_ABSTIME, &its, NULL) < 0)
+		log_error("cannot arm the deadline timer, ignoring: %m");
+	else
+		a->timer_armed_ms = next;
+}
+
+static void close_listeners(struct arbiter *a)
+{
+	for (size_t i = 0; i < a->n_listeners; i++)
+		listener_close(&a->listeners[i], true);
+	a->n_listeners = 0;
+}
+
+static void check_done(struct arbiter *a)
+{
+	if (a->phase >= PHASE_DRAINING && pool_count(&a->pool, worker_is_alive) == 0)
+		a->done = true;
+}
+
+static void begin_drain(struct arbiter *a, bool quick)
+{
+	a->phase = quick ? PHASE_QUITTING : PHASE_DRAINING;
+	a->phase_deadline_ms = 0;
+	/* Stop accepting: our copies of the listening sockets go now, the workers close
+	 * theirs when they get the signal. */
+	close_listeners(a);
+	log_info("%s shutdown: sending SIG%s to %u workers, SIGKILL after %.1f s",
+		 quick ? "quick" : "graceful", quick ? "QUIT" : "TERM",
+		 pool_count(&a->pool, worker_is_alive),
+		 (double)a->settings->graceful_timeout_ms / 1000.0);
+	pool_stop_all(a, quick ? WEV_STOP_QUIT : WEV_STOP_TERM);
+	check_done(a);
+}
+
+static void begin_shutdown(struct arbiter *a, bool quick)
+{
+	if (!quick && a->phase == PHASE_RUNNING && a->settings->shutdown_delay_ms) {
+		/* Kubernetes removes the pod's endpoints asynchronously: keep serving, but
+		 * report not ready, until the load balancers have caught up. */
+		a->phase = PHASE_DELAYING;
+		a->phase_deadline_ms = now_ms() + a->settings->shutdown_delay_ms;
+		log_info("shutdown delay: serving %.1f s more while reporting not ready",
+			 (double)a->settings->shutdown_delay_ms / 1000.0);
+		return;
+	}
+	begin_drain(a, quick);
+}
+
+void arbiter_fatal(struct arbiter *a, int status)
+{
+	if (!a->exit_status)
+		a->exit_status = status;
+	if (a->phase < PHASE_DRAINING)
+		begin_drain(a, false);
+}
+
+static void handle_signal(struct arbiter *a, const struct signalfd_siginfo *si)
+{
+	struct action_context ctx = {
+		.phase = a->phase,
+		.daemon = a->settings->daemon,
+	};
+	int sig = (int)si->ssi_signo;
+	const char *why;
+	enum arbiter_action act = signal_action(sig, si->ssi_code, &ctx, &why);
+	char sender[128];
+	int r;
+
+	if (sig > 0 && sig < 65)
+		a->signals_received[sig]++;
+	if (act == ACTION_REAP) {
+		pool_reap_children(a);
+		return; /* CHLD is a hint, not worth a log line per exit */
+	}
+	signal_describe_sender(si, sender, sizeof(sender));
+	if (act == ACTION_IGNORE) {
+		if (sig > 0 && sig < 65)
+			a->signals_ignored[sig]++;
+		log_info("received SIG%s from %s: ignored, %s", signal_name(sig), sender, why);
+		return;
+	}
+	log_info("received SIG%s from %s: %s", signal_name(sig), sender, action_name(act));
+	switch (act) {
+	case ACTION_SHUTDOWN_GRACEFUL:
+		begin_shutdown(a, false);
+		break;
+	case ACTION_SHUTDOWN_QUICK:
+		begin_shutdown(a, true);
+		break;
+	case ACTION_SCALE_UP:
+		a->pool.target++;
+		log_info("pool size %u -> %u", a->pool.target - 1, a->pool.target);
+		pool_reconcile(a);
+		break;
+	case ACTION_SCALE_DOWN:
+		if (a->pool.target <= 1) {
+			log_info("pool size stays at %u: never fewer than one worker",
+				 a->pool.target);
+			break;
+		}
+		a->pool.target--;
+		log_info("pool size %u -> %u", a->pool.target + 1, a->pool.target);
+		pool_reconcile(a);
+		break;
+	case ACTION_REOPEN_LOGS:
+		if (a->settings->log_file) {
+			r = log_open(a->settings->log_file);
+			if (r < 0)
+				log_error("cannot reopen %s, keeping the old one: %s",
+					  a->settings->log_file, strerror(-r));
+			else
+				log_info("reopened log file %s", a->settings->log_file);
+		}
+		pool_signal_all(a, SIGUSR1);
+		break;
+	case ACTION_STOP_WORKERS:
+		a->pool.target = 0;
+		pool_reconcile(a);
+		break;
+	case ACTION_RELOAD:
+	case ACTION_UPGRADE:
+	case ACTION_IGNORE:
+	case ACTION_REAP:
+		break;
+	}
+}
+
+static void on_signalfd(struct arbiter *a)
+{
+	struct signalfd_siginfo si[16];
+
+	/* Drain completely: the fd is level-triggered, but reading everything now keeps
+	 * the order the kernel dequeued in and costs one wakeup. */
+	for (;;) {
+		ssize_t n = read(a->sigfd.fd, si, sizeof(si));
+
+		if (n < 0) {
+			if (errno != EAGAIN && errno != EINTR)
+				log_error("reading the signalfd, ignoring: %m");
+			return;
+		}
+		for (size_t i = 0; i < (size_t)n / sizeof(si[0]); i++)
+			handle_signal(a, &si[i]);
+	}
+}
+
+static void on_timer(struct arbiter *a)
+{
+	uint64_t expirations, now = now_ms();
+
+	(void)!read(a->timer.fd, &expirations, sizeof(expirations));
+	a->timer_armed_ms = 0;
+	if (a->phase_deadline_ms && a->phase_deadline_ms <= now) {
+		log_info("shutdown delay over");
+		begin_drain(a, false);
+	}
+	pool_run_deadlines(a, now);
+	pool_reconcile(a);
+}
+
+static void dispatch(struct arbiter *a, const struct loop_event *ev)
+{
+	switch (ev->source->type) {
+	case SOURCE_SIGNALFD:
+		on_signalfd(a);
+		break;
+	case SOURCE_TIMERFD:
+		on_timer(a);
+		break;
+	case SOURCE_WORKER:
+		pool_reap_worker(a, (struct worker *)ev->source);
+		break;
+	case SOURCE_CONTROL_LISTENER:
+		control_on_listener(a);
+		break;
+	case SOURCE_CONTROL_CONN:
+		control_on_conn(a, (struct control_conn *)ev->source, ev->events);
+		break;
+	}
+}
+
+static int run(struct arbiter *a)
+{
+	struct loop_event evs[64];
+
+	pool_reconcile(a);
+	while (!a->done) {
+		int n;
+
+		arm_timer(a);
+		n = loop_wait(&a->loop, evs, 64, -1);
+		if (n < 0) {
+			/* EINTR: stopped and continued (SIGSTOP/SIGCONT); nothing to do. */
+			if (n != -EINTR)
+				log_error("waiting for events, ignoring: %s", strerror(-n));
+			continue;
+		}
+		for (int i = 0; i < n; i++)
+			dispatch(a, &evs[i]);
+		/* A worker reaped while handling SIGCHLD may still have its pidfd event in
+		 * evs: it is freed only here, after the whole batch. */
+		pool_gc(&a->pool);
+		pool_reconcile(a);
+		check_done(a);
+	}
+	return a->exit_status;
+}
+
+static int write_pidfile(const char *path, pid_t pid)
+{
+	char buf[32];
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	int len = snprintf(buf, sizeof(buf), "%d\n", (int)pid);
+
+	if (fd < 0)
+		return -errno;
+	if (write(fd, buf, (size_t)len) != len) {
+		close(fd);
+		return -EIO;
+	}
+	return close(fd) < 0 ? -errno : 0;
+}
+
+/* Remove the pidfile only if it is still ours (a new arbiter may have replaced it). */
+static void remove_pidfile(const char *path, pid_t pid)
+{
+	char buf[32] = "";
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n > 0 && atoi(buf) == (int)pid)
+		(void)unlink(path);
+}
+
+static int daemonize(void)
+{
+	pid_t pid = fork();
+	int fd;
+
+	if (pid < 0)
+		return -errno;
+	if (pid > 0)
+		_exit(0);
+	if (setsid() < 0)
+		return -errno;
+	pid = fork();
+	if (pid < 0)
+		return -errno;
+	if (pid > 0)
+		_exit(0);
+	if (chdir("/") < 0)
+		return -errno;
+	fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	(void)dup2(fd, STDIN_FILENO);
+	(void)dup2(fd, STDOUT_FILENO);
+	/* Without --log-file, stderr is where the log goes: keep it then. */
+	if (log_fd() != STDERR_FILENO)
+		(void)dup2(fd, STDERR_FILENO);
+	close(fd);
+	return 0;
+}
+
+/* Settings that name features later issues build: refuse them plainly rather than
+ * accept and do nothing. */
+static int check_unsupported(const struct settings *s, int *ret_status, char *err, size_t errlen)
+{
+	if (s->config) {
+		snprintf(err, errlen, "--config: config files are not supported yet (use the command line or SIGVISOR_ARGS)");
+		*ret_status = EXIT_USAGE;
+		return -ENOTSUP;
+	}
+	if (s->metrics) {
+		snprintf(err, errlen, "--metrics is not implemented yet");
+		*ret_status = EXIT_USAGE;
+		return -ENOTSUP;
+	}
+	if (s->loop == LOOP_IO_URING) {
+		snprintf(err, errlen, "--loop io_uring: this version has only the epoll backend; use --loop epoll");
+		*ret_status = EXIT_FATAL;
+		return -ENOTSUP;
+	}
+	if (s->bpf == BPF_ON) {
+		snprintf(err, errlen, "--bpf on: this version has no BPF probes yet; use --bpf off");
+		*ret_status = EXIT_FATAL;
+		return -ENOTSUP;
+	}
+	return 0;
+}
+
+static int setup(struct arbiter *a, char *err, size_t errlen, int *ret_status)
+{
+	struct settings *s = a->settings;
+	char control_path[256];
+	size_t names_len = 1;
+	int r;
+
+	*ret_status = EXIT_FATAL;
+	if (s->n_binds == 0) {
+		s->binds[0] = strdup("127.0.0.1:8000");
+		if (!s->binds[0])
+			return -ENOMEM;
+		s->n_binds = 1;
+	}
+	for (size_t i = 0; i < s->n_binds; i++) {
+		struct sockaddr_storage ss;
+		socklen_t len;
+
+		r = listener_parse(s->binds[i], &ss, &len, err, errlen);
+		if (r < 0) {
+			*ret_status = EXIT_USAGE;
+			return r;
+		}
+	}
+	r = spawn_template_init(&a->tmpl, s, environ, err, errlen);
+	if (r < 0) {
+		*ret_status = EXIT_USAGE;
+		return r;
+	}
+	if (s->log_file) {
+		r = log_open(s->log_file);
+		if (r < 0) {
+			snprintf(err, errlen, "--log-file %s: %s", s->log_file, strerror(-r));
+			*ret_status = EXIT_USAGE;
+			return r;
+		}
+	}
+	if (s->check) {
+		*ret_status = EXIT_OK;
+		return 1;
+	}
+
+	for (size_t i = 0; i < s->n_binds; i++) {
+		r = listener_open(&a->listeners[i], s->binds[i], s->backlog, err, errlen);
+		if (r < 0)
+			return r;
+		a->listen_fds[i] = a->listeners[i].fd;
+		a->n_listeners++;
+		names_len += strlen(a->listeners[i].fdname) + 1;
+	}
+	a->listen_fdnames = calloc(1, names_len);
+	if (!a->listen_fdnames)
+		return -ENOMEM;
+	for (size_t i = 0; i < a->n_listeners; i++) {
+		if (i)
+			strcat(a->listen_fdnames, ":");
+		strcat(a->listen_fdnames, a->listeners[i].fdname);
+	}
+
+	if (s->daemon) {
+		r = daemonize();
+		if (r < 0) {
+			snprintf(err, errlen, "cannot detach (--daemon): %s", strerror(-r));
+			return r;
+		}
+	}
+	a->pid = getpid();
+	a->started_ms = now_ms();
+	/* As PID 1 we are every orphan's reaper already; otherwise ask to be, so the
+	 * workers' orphaned children come to us and not to an init that may not reap. */
+	if (a->pid != 1 && prctl(PR_SET_CHILD_SUBREAPER, 1) < 0)
+		log_warn("cannot become a child subreaper, ignoring: %m");
+
+	if (s->pidfile) {
+		r = write_pidfile(s->pidfile, a->pid);
+		if (r < 0) {
+			snprintf(err, errlen, "--pid %s: %s", s->pidfile, strerror(-r));
+			return r;
+		}
+	}
+
+	r = loop_init(&a->loop, &loop_backend_epoll);
+	if (r < 0) {
+		snprintf(err, errlen, "cannot create the event loop: %s", strerror(-r));
+		return r;
+	}
+	a->sigfd.type = SOURCE_SIGNALFD;
+	a->sigfd.fd = signals_open_fd(&a->sigmask);
+	a->timer.type = SOURCE_TIMERFD;
+	a->timer.fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	if (a->sigfd.fd < 0 || a->timer.fd < 0) {
+		snprintf(err, errlen, "cannot create the signalfd or timerfd: %s",
+			 strerror(errno));
+		return -errno;
+	}
+	if ((r = loop_add(&a->loop, &a->sigfd, LOOP_IN)) < 0 ||
+	    (r = loop_add(&a->loop, &a->timer, LOOP_IN)) < 0) {
+		snprintf(err, errlen, "cannot register with the event loop: %s", strerror(-r));
+		return r;
+	}
+
+	if (s->control) {
+		snprintf(control_path, sizeof(control_path), "%s", s->control);
+	} else {
+		r = control_default_path(control_path, sizeof(control_path), (int)a->pid);
+		if (r < 0) {
+			snprintf(err, errlen, "no directory for the control socket (%s); use --control PATH",
+				 strerror(-r));
+			return r;
+		}
+	}
+	r = control_open(&a->control, control_path, err, errlen);
+	if (r < 0)
+		return r;
+	r = loop_add(&a->loop, &a->control.listen, LOOP_IN);
+	if (r < 0) {
+		snprintf(err, errlen, "cannot register the control socket: %s", strerror(-r));
+		return r;
+	}
+	return 0;
+}
+
+static void teardown(struct arbiter *a)
+{
+	close_listeners(a);
+	control_close(&a->control);
+	if (a->settings->pidfile && a->pid)
+		remove_pidfile(a->settings->pidfile, a->pid);
+	pool_free(&a->pool);
+	if (a->sigfd.fd > 0)
+		close(a->sigfd.fd);
+	if (a->timer.fd > 0)
+		close(a->timer.fd);
+	loop_fini(&a->loop);
+	spawn_template_free(&a->tmpl);
+	free(a->listen_fdnames);
+}
+
+int arbiter_main(int argc, char **argv)
+{
+	struct settings settings;
+	struct arbiter arb;
+	struct arbiter *a = &arb;
+	char err[1024] = "";
+	int r, status;
+
+	memset(a, 0, sizeof(*a));
+	a->sigfd.fd = a->timer.fd = -1;
+	a->control.listen.fd = -1;
+	/* Before anything else: from here on no signal can interrupt us, they queue up
+	 * in the kernel until the loop reads them from the signalfd. */
+	r = signals_block_all(&a->sigmask);
+	if (r < 0) {
+		fprintf(stderr, "sigvisor: cannot block signals: %s\n", strerror(-r));
+		return EXIT_FATAL;
+	}
+
+	r = options_load(&settings, argc, argv, getenv("SIGVISOR_ARGS"), err, sizeof(err));
+	if (r < 0) {
+		fprintf(stderr, "sigvisor: %s\n", err);
+		settings_free(&settings);
+		return EXIT_USAGE;
+	}
+	if (settings.help) {
+		options_print_help("sigvisor");
+		settings_free(&settings);
+		return EXIT_OK;
+	}
+	if (settings.version) {
+		printf("sigvisor %s (loop: epoll; bpf: no; io_uring: no)\n", SIGVISOR_VERSION);
+		settings_free(&settings);
+		return EXIT_OK;
+	}
+	a->settings = &settings;
+	log_setup("sigvisor", settings.log_format, LOG_LEVEL_INFO);
+	if (check_unsupported(&settings, &status, err, sizeof(err)) < 0) {
+		fprintf(stderr, "sigvisor: %s\n", err);
+		settings_free(&settings);
+		return status;
+	}
+	pool_init(&a->pool, settings.workers);
+	r = setup(a, err, sizeof(err), &status);
+	if (r != 0) {
+		if (r < 0) {
+			log_error("%s", err);
+		} else {
+			/* --check */
+			printf("sigvisor: configuration ok\n");
+		}
+		teardown(a);
+		settings_free(&settings);
+		return status;
+	}
+	for (size_t i = 0; i < a->n_listeners; i++)
+		log_info("listening on %s%s", strncmp(a->listeners[i].spec, "unix:", 5) ? "http://" : "",
+			 a->listeners[i].address);
+	log_info("sigvisor %s started: pid %d, %u workers (%s), loop %s, control %s%s",
+		 SIGVISOR_VERSION, (int)a->pid, a->pool.target,
+		 settings.command ? settings.command[0] : "built-in", a->loop.backend->name,
+		 a->control.path, a->pid == 1 ? ", PID 1" : "");
+	if (settings.bpf == BPF_AUTO)
+		log_info("BPF probes off: not built into this version yet");
+
+	status = run(a);
+	log_info("shut down, exit status %d", status);
+	teardown(a);
+	settings_free(&settings);
+	return status;
+}

@@ -1,0 +1,130 @@
+/* The arbiter: one struct that owns the loop, the signalfd, the deadline timer, the
+ * listening sockets, the worker pool and the control socket, passed explicitly to
+ * every function that acts on them. */
+#pragma once
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "control.h"
+#include "lifecycle.h"
+#include "listeners.h"
+#include "loop.h"
+#include "options.h"
+#include "signals.h"
+
+#define SIGVISOR_VERSION "0.1.0"
+
+/* Exit statuses (DESIGN.md). */
+#define EXIT_OK		  0
+#define EXIT_FATAL	  1
+#define EXIT_USAGE	  2
+#define EXIT_WORKER_BOOT  3
+#define EXIT_WORKER_APP	  4
+
+/* Boot failures: a worker that exits unasked within BOOT_WINDOW_MS of its start (or
+ * before READY=1) failed to boot. BOOT_FAILURE_LIMIT of them in a row, each within
+ * BOOT_FAILURE_RESET_MS of the previous, make the arbiter give up with status 3.
+ * Between them the respawn waits 100 ms, doubling up to BACKOFF_MAX_MS. */
+#define BOOT_WINDOW_MS	       1000
+#define BOOT_FAILURE_LIMIT     5
+#define BOOT_FAILURE_RESET_MS  30000
+#define BACKOFF_FIRST_MS       100
+#define BACKOFF_MAX_MS	       5000
+
+struct worker {
+	struct source src; /* SOURCE_WORKER; fd is the pidfd */
+	unsigned id;
+	pid_t pid;
+	unsigned generation;
+	enum worker_state state;
+	uint64_t started_ms;
+	uint64_t deadline_ms; /* 0: none */
+	int stop_signal;      /* the last stop signal sent, for the log */
+};
+
+struct pool {
+	struct worker **workers;
+	size_t n, cap;
+	unsigned target;
+	unsigned generation;
+	unsigned boot_failures;
+	uint64_t last_boot_failure_ms;
+	unsigned spawn_failures;
+	uint64_t respawn_at_ms; /* 0: spawn as soon as needed */
+	bool garbage;		/* some workers are EXITED and wait to be freed */
+	/* counters for status */
+	uint64_t spawned, spawn_errors, exited, exited_clean, exited_error, exited_signal,
+		killed, replaced, boot_failures_total, orphans_reaped;
+};
+
+/* Everything a spawn needs that is computed once at startup. */
+struct spawn_template {
+	const char *path;
+	char **argv;
+	char **base_env; /* environ minus what we set ourselves */
+	size_t n_base_env;
+	char *log_file_abs;
+	bool drop_privileges;
+	uid_t uid;
+	gid_t gid;
+};
+
+struct arbiter {
+	struct settings *settings;
+	struct loop loop;
+	struct source sigfd;
+	struct source timer;
+	uint64_t timer_armed_ms; /* 0: disarmed */
+	sigset_t sigmask;
+	struct listener listeners[MAX_BINDS];
+	size_t n_listeners;
+	int listen_fds[MAX_BINDS];
+	char *listen_fdnames;
+	struct pool pool;
+	struct control control;
+	struct spawn_template tmpl;
+	enum arbiter_phase phase;
+	uint64_t phase_deadline_ms; /* end of --shutdown-delay */
+	int exit_status;
+	bool done;
+	pid_t pid;
+	uint64_t started_ms;
+	uint64_t signals_received[65];
+	uint64_t signals_ignored[65];
+};
+
+/* main()'s entry for "sigvisor [OPTIONS] [-- COMMAND]". */
+int arbiter_main(int argc, char **argv);
+
+/* arbiter.c: stop everything and exit with status (3, 4: a worker's verdict). */
+void arbiter_fatal(struct arbiter *a, int status);
+
+/* pool.c */
+void pool_init(struct pool *p, unsigned target);
+void pool_reconcile(struct arbiter *a);
+void pool_worker_event(struct arbiter *a, struct worker *w, enum worker_event ev);
+void pool_reap_worker(struct arbiter *a, struct worker *w);
+void pool_reap_children(struct arbiter *a);
+void pool_run_deadlines(struct arbiter *a, uint64_t now);
+uint64_t pool_next_deadline(const struct arbiter *a);
+void pool_stop_all(struct arbiter *a, enum worker_event ev);
+void pool_signal_all(struct arbiter *a, int sig);
+void pool_gc(struct pool *p);
+void pool_free(struct pool *p);
+unsigned pool_count(const struct pool *p, bool (*pred)(const struct worker *w));
+bool worker_is_active(const struct worker *w);
+bool worker_is_alive(const struct worker *w);
+bool worker_is_ready(const struct worker *w);
+uint64_t backoff_ms(unsigned failures);
+
+/* spawn.c */
+int spawn_template_init(struct spawn_template *t, const struct settings *s, char *const *environ_,
+			char *err, size_t errlen);
+void spawn_template_free(struct spawn_template *t);
+int spawn_worker(struct arbiter *a, unsigned id, pid_t *ret_pid, int *ret_pidfd);
+
+/* status.c */
+int arbiter_render_status(struct arbiter *a, bool json, char **ret_buf, size_t *ret_len);

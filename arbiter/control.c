@@ -1,0 +1,347 @@
+/* Control socket server and the `sigvisor status` client; see control.h. */
+#include "control.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "arbiter.h"
+#include "log.h"
+
+static int ensure_private_dir(const char *dir)
+{
+	struct stat st;
+
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+		return -errno;
+	if (lstat(dir, &st) < 0)
+		return -errno;
+	/* In a shared /tmp, refuse a directory someone else planted for us. */
+	if (!S_ISDIR(st.st_mode) || st.st_uid != geteuid())
+		return -EPERM;
+	return 0;
+}
+
+/* The directories searched, in order; the caller frees nothing (static buffers). */
+static size_t candidate_dirs(const char **dirs, size_t max)
+{
+	static char runtime[1024], tmp[64];
+	const char *rd = getenv("RUNTIME_DIRECTORY");
+	size_t n = 0;
+
+	if (rd && *rd && n < max) {
+		/* systemd may pass several, colon-separated: ours is the first. */
+		snprintf(runtime, sizeof(runtime), "%.*s", (int)strcspn(rd, ":"), rd);
+		dirs[n++] = runtime;
+	}
+	if (n < max)
+		dirs[n++] = "/run/sigvisor";
+	snprintf(tmp, sizeof(tmp), "/tmp/sigvisor-%u", (unsigned)geteuid());
+	if (n < max)
+		dirs[n++] = tmp;
+	return n;
+}
+
+int control_default_path(char *buf, size_t len, int pid)
+{
+	const char *dirs[3];
+	size_t n = candidate_dirs(dirs, 3);
+	bool has_runtime = n == 3;
+	int r = -ENOENT;
+
+	for (size_t i = 0; i < n; i++) {
+		/* $RUNTIME_DIRECTORY is made for us by systemd; the others are ours. */
+		if (has_runtime && i == 0)
+			r = access(dirs[0], W_OK) < 0 ? -errno : 0;
+		else
+			r = ensure_private_dir(dirs[i]);
+		if (r == 0) {
+			snprintf(buf, len, "%s/%d.sock", dirs[i], pid);
+			return 0;
+		}
+	}
+	return r;
+}
+
+int control_open(struct control *c, const char *path, char *err, size_t errlen)
+{
+	struct sockaddr_un un = {.sun_family = AF_UNIX};
+	mode_t old;
+	int fd, r;
+
+	memset(c, 0, sizeof(*c));
+	c->listen.type = SOURCE_CONTROL_LISTENER;
+	c->listen.fd = -1;
+	if (strlen(path) >= sizeof(un.sun_path)) {
+		snprintf(err, errlen, "control socket path too long: %s", path);
+		return -ENAMETOOLONG;
+	}
+	strcpy(un.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		r = -errno;
+		snprintf(err, errlen, "control socket: %s", strerror(-r));
+		return r;
+	}
+	/* A file left by an earlier arbiter with our pid (a container restart) is stale:
+	 * we are that pid now. */
+	(void)unlink(path);
+	/* The mode is fixed at bind time from the umask; 0600 from the first instant. */
+	old = umask(0177);
+	r = bind(fd, (struct sockaddr *)&un, sizeof(un)) < 0 ? -errno : 0;
+	umask(old);
+	if (r == 0 && listen(fd, 16) < 0)
+		r = -errno;
+	if (r < 0) {
+		snprintf(err, errlen, "control socket %s: %s (use --control PATH)", path,
+			 strerror(-r));
+		close(fd);
+		return r;
+	}
+	c->listen.fd = fd;
+	c->path = strdup(path);
+	return c->path ? 0 : -ENOMEM;
+}
+
+static void conn_free(struct control *c, struct control_conn *cc)
+{
+	for (struct control_conn **p = &c->conns; *p; p = &(*p)->next) {
+		if (*p == cc) {
+			*p = cc->next;
+			break;
+		}
+	}
+	close(cc->src.fd);
+	free(cc->out);
+	free(cc);
+	c->n_conns--;
+}
+
+void control_close(struct control *c)
+{
+	while (c->conns)
+		conn_free(c, c->conns);
+	if (c->listen.fd >= 0)
+		close(c->listen.fd);
+	if (c->path)
+		(void)unlink(c->path);
+	free(c->path);
+	c->path = NULL;
+	c->listen.fd = -1;
+}
+
+void control_on_listener(struct arbiter *a)
+{
+	struct control *c = &a->control;
+
+	for (;;) {
+		struct ucred cred;
+		socklen_t len = sizeof(cred);
+		struct control_conn *cc;
+		int fd = accept4(c->listen.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+		if (fd < 0) {
+			if (errno != EAGAIN && errno != EINTR)
+				log_warn("control socket accept, ignoring: %m");
+			return;
+		}
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 ||
+		    (cred.uid != 0 && cred.uid != geteuid())) {
+			c->rejected++;
+			log_warn("control socket: refused a client with uid %u", (unsigned)cred.uid);
+			close(fd);
+			continue;
+		}
+		if (c->n_conns >= CONTROL_MAX_CONNS) {
+			c->rejected++;
+			close(fd);
+			continue;
+		}
+		cc = calloc(1, sizeof(*cc));
+		if (!cc) {
+			close(fd);
+			continue;
+		}
+		cc->src.type = SOURCE_CONTROL_CONN;
+		cc->src.fd = fd;
+		if (loop_add(&a->loop, &cc->src, LOOP_IN) < 0) {
+			close(fd);
+			free(cc);
+			continue;
+		}
+		cc->next = c->conns;
+		c->conns = cc;
+		c->n_conns++;
+	}
+}
+
+static int handle_request(struct arbiter *a, struct control_conn *cc, const char *line)
+{
+	if (strcmp(line, "status") == 0)
+		return arbiter_render_status(a, false, &cc->out, &cc->out_len);
+	if (strcmp(line, "status json") == 0)
+		return arbiter_render_status(a, true, &cc->out, &cc->out_len);
+	if (asprintf(&cc->out, "error: unknown request '%.64s'\n", line) < 0)
+		return -ENOMEM;
+	cc->out_len = strlen(cc->out);
+	return 0;
+}
+
+/* Send what is pending; returns true when the connection is finished. */
+static bool flush_out(struct control_conn *cc)
+{
+	while (cc->out_off < cc->out_len) {
+		ssize_t n = send(cc->src.fd, cc->out + cc->out_off, cc->out_len - cc->out_off,
+				 MSG_NOSIGNAL);
+
+		if (n < 0)
+			return errno != EAGAIN && errno != EINTR;
+		cc->out_off += (size_t)n;
+	}
+	return true;
+}
+
+void control_on_conn(struct arbiter *a, struct control_conn *cc, unsigned events)
+{
+	struct control *c = &a->control;
+	char *nl;
+	ssize_t n;
+
+	if (cc->out) {
+		if (flush_out(cc))
+			conn_free(c, cc);
+		return;
+	}
+	n = recv(cc->src.fd, cc->in + cc->in_len, sizeof(cc->in) - 1 - cc->in_len, 0);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n <= 0) {
+		conn_free(c, cc);
+		return;
+	}
+	cc->in_len += (size_t)n;
+	cc->in[cc->in_len] = '\0';
+	nl = strchr(cc->in, '\n');
+	if (!nl) {
+		if (cc->in_len == sizeof(cc->in) - 1)
+			conn_free(c, cc); /* no request is that long */
+		return;
+	}
+	*nl = '\0';
+	if (handle_request(a, cc, cc->in) < 0) {
+		conn_free(c, cc);
+		return;
+	}
+	(void)shutdown(cc->src.fd, SHUT_RD);
+	if (flush_out(cc)) {
+		conn_free(c, cc);
+		return;
+	}
+	(void)loop_mod(&a->loop, &cc->src, LOOP_OUT);
+	(void)events;
+}
+
+/* Find the one running arbiter's socket in the default directories. */
+static int find_socket(char *buf, size_t len)
+{
+	const char *dirs[3];
+	size_t n = candidate_dirs(dirs, 3), found = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		DIR *d = opendir(dirs[i]);
+		struct dirent *de;
+
+		if (!d)
+			continue;
+		while ((de = readdir(d))) {
+			struct sockaddr_un un = {.sun_family = AF_UNIX};
+			size_t l = strlen(de->d_name);
+			int fd;
+
+			if (l < 6 || strcmp(de->d_name + l - 5, ".sock") != 0)
+				continue;
+			if (snprintf(un.sun_path, sizeof(un.sun_path), "%s/%s", dirs[i],
+				     de->d_name) >= (int)sizeof(un.sun_path))
+				continue;
+			fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+			if (fd < 0)
+				continue;
+			if (connect(fd, (struct sockaddr *)&un, sizeof(un)) == 0) {
+				if (found++ == 0)
+					snprintf(buf, len, "%s", un.sun_path);
+				else
+					fprintf(stderr, "sigvisor status: several arbiters answer: %s and %s; pick one with --control\n",
+						buf, un.sun_path);
+			}
+			close(fd);
+		}
+		closedir(d);
+	}
+	return found == 1 ? 0 : found == 0 ? -ENOENT : -EEXIST;
+}
+
+int status_main(int argc, char **argv)
+{
+	struct sockaddr_un un = {.sun_family = AF_UNIX};
+	const char *control = NULL;
+	bool json = false;
+	char path[sizeof(un.sun_path)], buf[8192];
+	const char *req;
+	ssize_t n;
+	int fd;
+
+	for (int i = 2; i < argc; i++) {
+		if (strcmp(argv[i], "--json") == 0)
+			json = true;
+		else if (strcmp(argv[i], "--control") == 0 && i + 1 < argc)
+			control = argv[++i];
+		else if (strncmp(argv[i], "--control=", 10) == 0)
+			control = argv[i] + 10;
+		else if (strcmp(argv[i], "--events") == 0) {
+			fprintf(stderr, "sigvisor status: --events needs the BPF probes, which this version does not have yet\n");
+			return EXIT_USAGE;
+		} else {
+			fprintf(stderr, "sigvisor status: unknown argument '%s'\n"
+					"usage: sigvisor status [--control PATH] [--json]\n",
+				argv[i]);
+			return EXIT_USAGE;
+		}
+	}
+	if (control) {
+		snprintf(path, sizeof(path), "%s", control);
+	} else {
+		int r = find_socket(path, sizeof(path));
+
+		if (r == -ENOENT) {
+			fprintf(stderr, "sigvisor status: no running sigvisor found in $RUNTIME_DIRECTORY, /run/sigvisor or /tmp/sigvisor-%u (pass --control PATH)\n",
+				(unsigned)geteuid());
+			return EXIT_FATAL;
+		}
+		if (r < 0)
+			return EXIT_FATAL;
+	}
+	snprintf(un.sun_path, sizeof(un.sun_path), "%s", path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&un, sizeof(un)) < 0) {
+		fprintf(stderr, "sigvisor status: cannot connect to %s: %m (is sigvisor running?)\n",
+			path);
+		return EXIT_FATAL;
+	}
+	req = json ? "status json\n" : "status\n";
+	if (send(fd, req, strlen(req), MSG_NOSIGNAL) < 0) {
+		fprintf(stderr, "sigvisor status: %s: %m\n", path);
+		close(fd);
+		return EXIT_FATAL;
+	}
+	while ((n = read(fd, buf, sizeof(buf))) > 0)
+		if (fwrite(buf, 1, (size_t)n, stdout) != (size_t)n)
+			break;
+	close(fd);
+	return n < 0 ? EXIT_FATAL : EXIT_OK;
+}

@@ -1,0 +1,45 @@
+/* The control socket: a unix stream socket (mode 0600) on which the arbiter answers
+ * "status" and "status json" requests from its own loop, and the client side that
+ * `sigvisor status` runs. Only root and the arbiter's own uid may connect
+ * (SO_PEERCRED is checked on every connection). */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "loop.h"
+
+#define CONTROL_MAX_CONNS 16
+
+struct control_conn {
+	struct source src; /* SOURCE_CONTROL_CONN */
+	char in[256];
+	size_t in_len;
+	char *out;
+	size_t out_len, out_off;
+	struct control_conn *next;
+};
+
+struct control {
+	struct source listen; /* SOURCE_CONTROL_LISTENER */
+	char *path;
+	struct control_conn *conns;
+	unsigned n_conns;
+	unsigned long rejected;
+};
+
+struct arbiter;
+
+/* Where the control socket goes when --control is not given: $RUNTIME_DIRECTORY,
+ * else /run/sigvisor, else /tmp/sigvisor-UID, each as PID.sock. Creates the directory
+ * (0700) when it is ours to create. */
+int control_default_path(char *buf, size_t len, int pid);
+
+int control_open(struct control *c, const char *path, char *err, size_t errlen);
+void control_close(struct control *c);
+
+void control_on_listener(struct arbiter *a);
+void control_on_conn(struct arbiter *a, struct control_conn *cc, unsigned events);
+
+/* `sigvisor status [--control PATH] [--json]` */
+int status_main(int argc, char **argv);

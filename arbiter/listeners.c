@@ -1,0 +1,227 @@
+/* Listening sockets; see listeners.h. */
+#include "listeners.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+static int parse_port(const char *s, unsigned *ret)
+{
+	char *end;
+	unsigned long n;
+
+	if (!*s || *s < '0' || *s > '9')
+		return -EINVAL;
+	n = strtoul(s, &end, 10);
+	if (*end || n > 65535)
+		return -EINVAL;
+	*ret = (unsigned)n;
+	return 0;
+}
+
+int listener_parse(const char *spec, struct sockaddr_storage *ret_addr, socklen_t *ret_len,
+		   char *err, size_t errlen)
+{
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *res;
+	char host[256];
+	const char *colon, *port_s;
+	unsigned port;
+	int r;
+
+	memset(ret_addr, 0, sizeof(*ret_addr));
+	if (strncmp(spec, "unix:", 5) == 0) {
+		struct sockaddr_un *un = (struct sockaddr_un *)ret_addr;
+		const char *path = spec + 5;
+
+		if (!*path) {
+			snprintf(err, errlen, "bad address '%s': unix: needs a path", spec);
+			return -EINVAL;
+		}
+		if (strlen(path) >= sizeof(un->sun_path)) {
+			snprintf(err, errlen, "bad address '%s': unix socket path longer than %zu",
+				 spec, sizeof(un->sun_path) - 1);
+			return -EINVAL;
+		}
+		un->sun_family = AF_UNIX;
+		strcpy(un->sun_path, path);
+		*ret_len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(path) + 1);
+		return 0;
+	}
+	if (spec[0] == '[') {
+		const char *close = strchr(spec, ']');
+
+		if (!close || close[1] != ':') {
+			snprintf(err, errlen, "bad address '%s': expected [V6ADDR]:PORT", spec);
+			return -EINVAL;
+		}
+		snprintf(host, sizeof(host), "%.*s", (int)(close - spec - 1), spec + 1);
+		port_s = close + 2;
+		hints.ai_family = AF_INET6;
+		hints.ai_flags |= AI_NUMERICHOST;
+	} else {
+		colon = strrchr(spec, ':');
+		if (!colon || strchr(spec, ':') != colon) {
+			snprintf(err, errlen,
+				 "bad address '%s': expected HOST:PORT, [V6]:PORT or unix:PATH",
+				 spec);
+			return -EINVAL;
+		}
+		snprintf(host, sizeof(host), "%.*s", (int)(colon - spec), spec);
+		port_s = colon + 1;
+		hints.ai_family = AF_UNSPEC;
+	}
+	if (parse_port(port_s, &port) < 0) {
+		snprintf(err, errlen, "bad address '%s': port '%s' is not a number from 0 to 65535",
+			 spec, port_s);
+		return -EINVAL;
+	}
+	if (!*host) {
+		snprintf(err, errlen, "bad address '%s': missing host (use 0.0.0.0 for every interface)",
+			 spec);
+		return -EINVAL;
+	}
+	r = getaddrinfo(host, NULL, &hints, &res);
+	if (r != 0) {
+		snprintf(err, errlen, "bad address '%s': cannot resolve '%s': %s", spec, host,
+			 gai_strerror(r));
+		return -EINVAL;
+	}
+	memcpy(ret_addr, res->ai_addr, res->ai_addrlen);
+	*ret_len = res->ai_addrlen;
+	freeaddrinfo(res);
+	if (ret_addr->ss_family == AF_INET)
+		((struct sockaddr_in *)ret_addr)->sin_port = htons((uint16_t)port);
+	else
+		((struct sockaddr_in6 *)ret_addr)->sin6_port = htons((uint16_t)port);
+	return 0;
+}
+
+/* Format the bound address back, so "127.0.0.1:0" logs the port the kernel chose. */
+static char *format_bound(int fd, int family, const char *spec)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	char host[INET6_ADDRSTRLEN], out[300];
+
+	if (family == AF_UNIX || getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
+		return strdup(spec);
+	if (ss.ss_family == AF_INET) {
+		struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+
+		inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+		snprintf(out, sizeof(out), "%s:%u", host, ntohs(in->sin_port));
+	} else {
+		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+
+		inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+		snprintf(out, sizeof(out), "[%s]:%u", host, ntohs(in6->sin6_port));
+	}
+	return strdup(out);
+}
+
+/* A unix socket file left by a dead server may be removed; one a live server answers
+ * on may not. */
+static int clear_stale_unix(const struct sockaddr_un *un, socklen_t len)
+{
+	struct stat st;
+	int fd, r;
+
+	if (lstat(un->sun_path, &st) < 0)
+		return errno == ENOENT ? 0 : -errno;
+	if (!S_ISSOCK(st.st_mode))
+		return -EEXIST;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	r = connect(fd, (const struct sockaddr *)un, len);
+	close(fd);
+	if (r == 0)
+		return -EADDRINUSE;
+	return unlink(un->sun_path) < 0 ? -errno : 0;
+}
+
+int listener_open(struct listener *l, const char *spec, unsigned backlog, char *err,
+		  size_t errlen)
+{
+	struct sockaddr_storage addr;
+	socklen_t len;
+	int fd, one = 1, r;
+
+	memset(l, 0, sizeof(*l));
+	l->fd = -1;
+	r = listener_parse(spec, &addr, &len, err, errlen);
+	if (r < 0)
+		return r;
+	if (addr.ss_family == AF_UNIX) {
+		r = clear_stale_unix((struct sockaddr_un *)&addr, len);
+		if (r < 0) {
+			snprintf(err, errlen, "cannot bind %s: %s%s", spec, strerror(-r),
+				 r == -EADDRINUSE ? " (another server answers there)" :
+				 r == -EEXIST	  ? " (the path exists and is not a socket)" : "");
+			return r;
+		}
+	}
+	/* Blocking sockets: the workers decide their own mode, and a listener's
+	 * O_NONBLOCK lives in the shared open file description. */
+	fd = socket(addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		r = -errno;
+		snprintf(err, errlen, "cannot create a socket for %s: %s", spec, strerror(-r));
+		return r;
+	}
+	if (addr.ss_family != AF_UNIX)
+		(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (addr.ss_family == AF_INET6)
+		(void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&addr, len) < 0 || listen(fd, (int)backlog) < 0) {
+		r = -errno;
+		if (r == -EADDRINUSE)
+			snprintf(err, errlen,
+				 "cannot bind %s: address already in use (is another server running there?)",
+				 spec);
+		else if (r == -EADDRNOTAVAIL)
+			snprintf(err, errlen, "cannot bind %s: no local interface has that address",
+				 spec);
+		else
+			snprintf(err, errlen, "cannot bind %s: %s", spec, strerror(-r));
+		close(fd);
+		return r;
+	}
+	l->fd = fd;
+	l->spec = strdup(spec);
+	l->address = format_bound(fd, addr.ss_family, spec);
+	if (addr.ss_family == AF_UNIX)
+		l->unix_path = strdup(((struct sockaddr_un *)&addr)->sun_path);
+	l->fdname = strdup(l->address);
+	if (!l->spec || !l->address || !l->fdname || (addr.ss_family == AF_UNIX && !l->unix_path)) {
+		listener_close(l, addr.ss_family == AF_UNIX);
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	/* systemd's fd names may not contain ':'. */
+	for (char *c = l->fdname; *c; c++)
+		if (*c == ':')
+			*c = '-';
+	return 0;
+}
+
+void listener_close(struct listener *l, bool unlink_path)
+{
+	if (l->fd >= 0)
+		close(l->fd);
+	if (unlink_path && l->unix_path)
+		(void)unlink(l->unix_path);
+	free(l->spec);
+	free(l->address);
+	free(l->fdname);
+	free(l->unix_path);
+	memset(l, 0, sizeof(*l));
+	l->fd = -1;
+}

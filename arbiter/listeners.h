@@ -1,0 +1,29 @@
+/* The listening sockets. The arbiter opens them once and keeps them open for its whole
+ * life, so restarting or replacing workers never closes the listen queue: a
+ * connection that arrives while no worker is accepting waits in the backlog. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/socket.h>
+
+struct listener {
+	char *spec;	/* as given: "127.0.0.1:8000", "[::1]:0", "unix:/run/app.sock" */
+	char *address;	/* as bound, with the real port when 0 was asked for */
+	char *fdname;	/* for LISTEN_FDNAMES: the address without ':' */
+	char *unix_path; /* removed again when the arbiter exits */
+	int fd;
+};
+
+/* Parse a --bind spec into a sockaddr (HOST:PORT, [V6]:PORT, unix:PATH). HOST may be a
+ * name (resolved with getaddrinfo, first result). Returns 0 or -EINVAL with a
+ * message in err that names the spec. Pure except for name resolution. */
+int listener_parse(const char *spec, struct sockaddr_storage *ret_addr, socklen_t *ret_len,
+		   char *err, size_t errlen);
+
+/* Open, bind and listen. On failure returns a negative errno with err naming the address
+ * and what to do: -EADDRINUSE means another process is listening there. */
+int listener_open(struct listener *l, const char *spec, unsigned backlog, char *err,
+		  size_t errlen);
+
+void listener_close(struct listener *l, bool unlink_path);

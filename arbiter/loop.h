@@ -1,0 +1,77 @@
+/* The arbiter's event loop: a small backend interface (redis ae style) chosen at run
+ * time, and a type tag first in every registered object (sd-event style), so one
+ * dispatch switch knows what became ready.
+ *
+ * The loop has no timers of its own: deadlines go through one timerfd that the
+ * arbiter arms for the earliest one, so an idle arbiter sleeps in the kernel with no
+ * timeout and makes no system calls at all. */
+#pragma once
+
+#include <stdint.h>
+
+enum source_type {
+	SOURCE_SIGNALFD,
+	SOURCE_TIMERFD,
+	SOURCE_WORKER, /* a worker's pidfd: readable when the worker exited */
+	SOURCE_CONTROL_LISTENER,
+	SOURCE_CONTROL_CONN,
+};
+
+/* Embedded first in every object given to the loop. */
+struct source {
+	enum source_type type;
+	int fd;
+};
+
+#define LOOP_IN  1u
+#define LOOP_OUT 2u
+#define LOOP_ERR 4u
+
+struct loop_event {
+	struct source *source;
+	uint32_t events;
+};
+
+struct loop;
+
+struct loop_backend {
+	const char *name;
+	int (*init)(struct loop *l);
+	void (*fini)(struct loop *l);
+	int (*add)(struct loop *l, struct source *s, uint32_t events);
+	int (*mod)(struct loop *l, struct source *s, uint32_t events);
+	int (*del)(struct loop *l, struct source *s);
+	/* Waits for events (timeout_ms < 0: forever); returns how many were stored. */
+	int (*wait)(struct loop *l, struct loop_event *out, int max, int timeout_ms);
+};
+
+struct loop {
+	const struct loop_backend *backend;
+	int fd;
+	void *priv;
+};
+
+extern const struct loop_backend loop_backend_epoll;
+
+int loop_init(struct loop *l, const struct loop_backend *backend);
+void loop_fini(struct loop *l);
+
+static inline int loop_add(struct loop *l, struct source *s, uint32_t events)
+{
+	return l->backend->add(l, s, events);
+}
+
+static inline int loop_mod(struct loop *l, struct source *s, uint32_t events)
+{
+	return l->backend->mod(l, s, events);
+}
+
+static inline int loop_del(struct loop *l, struct source *s)
+{
+	return l->backend->del(l, s);
+}
+
+static inline int loop_wait(struct loop *l, struct loop_event *out, int max, int timeout_ms)
+{
+	return l->backend->wait(l, out, max, timeout_ms);
+}

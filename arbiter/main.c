@@ -1,0 +1,16 @@
+/* sigvisor's entry point: the arbiter, `sigvisor status`, and the built-in worker
+ * (`sigvisor worker`, which the arbiter exec's for each worker when there is no COMMAND). */
+#include <string.h>
+
+#include "arbiter.h"
+#include "builtin.h"
+#include "control.h"
+
+int main(int argc, char **argv)
+{
+	if (argc > 1 && strcmp(argv[1], "worker") == 0)
+		return builtin_worker_main(argc, argv);
+	if (argc > 1 && strcmp(argv[1], "status") == 0)
+		return status_main(argc, argv);
+	return arbiter_main(argc, argv);
+}

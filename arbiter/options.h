@@ -1,0 +1,94 @@
+/* Settings: the parsed command line, SIGVISOR_ARGS and (later) the config file.
+ *
+ * One table describes every option by its long name, so the command line, the
+ * environment and a config file's "key = value" lines all go through the same
+ * option_set(). Precedence (DESIGN.md): command line > config file > SIGVISOR_ARGS >
+ * defaults; it falls out of applying the sources in reverse order, except that a
+ * repeatable option (--bind) from a stronger source replaces rather than extends. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "log.h"
+
+enum loop_kind {
+	LOOP_AUTO,
+	LOOP_EPOLL,
+	LOOP_IO_URING,
+};
+
+enum bpf_mode {
+	BPF_AUTO,
+	BPF_ON,
+	BPF_OFF,
+};
+
+enum option_source {
+	SOURCE_DEFAULT,
+	SOURCE_ENV,
+	SOURCE_CONFIG,
+	SOURCE_CMDLINE,
+};
+
+#define MAX_BINDS 64
+
+struct settings {
+	char *binds[MAX_BINDS];
+	size_t n_binds;
+	enum option_source binds_source;
+	unsigned workers;
+	char *config;
+	uint64_t timeout_ms;
+	uint64_t graceful_timeout_ms;
+	uint64_t ready_timeout_ms;
+	uint64_t shutdown_delay_ms;
+	char *pidfile;
+	char *log_file;
+	enum log_format log_format;
+	char *control;
+	char *metrics;
+	enum loop_kind loop;
+	enum bpf_mode bpf;
+	char *bpf_pin;
+	bool bpf_sigaction;
+	unsigned backlog;
+	char *user;
+	char *group;
+	bool check;
+	bool daemon;
+	bool help;
+	bool version;
+	/* The worker COMMAND after "--"; NULL for the built-in worker. */
+	char **command;
+	size_t n_command;
+};
+
+void settings_init(struct settings *s);
+void settings_free(struct settings *s);
+
+/* Apply one option by its long name ("workers", "bind", ...). value is NULL for a
+ * flag given without one. On error returns -EINVAL and writes a message naming the
+ * option and the problem into err. */
+int option_set(struct settings *s, enum option_source src, const char *name, const char *value,
+	       char *err, size_t errlen);
+
+/* Parse argv[first..argc) as command-line words. Words after "--" become the
+ * COMMAND (only allowed when allow_command). */
+int options_parse_args(struct settings *s, enum option_source src, int argc, char *const *argv,
+		       int first, bool allow_command, char *err, size_t errlen);
+
+/* Split SIGVISOR_ARGS the way a shell would for simple words: whitespace separates,
+ * single and double quotes group, backslash escapes. Returns a NULL-terminated
+ * array (free with options_free_words) or NULL with err set. */
+char **options_split_words(const char *s, int *ret_n, char *err, size_t errlen);
+void options_free_words(char **words);
+
+/* The whole startup parse: defaults, then SIGVISOR_ARGS (env may be NULL), then argv. */
+int options_load(struct settings *s, int argc, char *const *argv, const char *env, char *err,
+		 size_t errlen);
+
+void options_print_help(const char *prog);
+
+const char *loop_kind_name(enum loop_kind k);

@@ -1,0 +1,414 @@
+/* The worker pool: carries out the lifecycle table's actions, reaps workers through their
+ * pidfds (and any other child through waitid), and keeps the pool at its target size
+ * with backoff after failures. */
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/pidfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "arbiter.h"
+#include "log.h"
+#include "signames.h"
+#include "timeutil.h"
+
+#ifndef P_PIDFD
+#define P_PIDFD 3 /* glibc 2.36 does not define it */
+#endif
+
+void pool_init(struct pool *p, unsigned target)
+{
+	memset(p, 0, sizeof(*p));
+	p->target = target;
+	p->generation = 1;
+}
+
+bool worker_is_active(const struct worker *w)
+{
+	return w->state == WORKER_BOOTING || w->state == WORKER_READY;
+}
+
+bool worker_is_alive(const struct worker *w)
+{
+	return w->state != WORKER_EXITED;
+}
+
+bool worker_is_ready(const struct worker *w)
+{
+	return w->state == WORKER_READY;
+}
+
+unsigned pool_count(const struct pool *p, bool (*pred)(const struct worker *w))
+{
+	unsigned n = 0;
+
+	for (size_t i = 0; i < p->n; i++)
+		if (pred(p->workers[i]))
+			n++;
+	return n;
+}
+
+uint64_t backoff_ms(unsigned failures)
+{
+	uint64_t ms = BACKOFF_FIRST_MS;
+
+	for (unsigned i = 1; i < failures && ms < BACKOFF_MAX_MS; i++)
+		ms *= 2;
+	return ms < BACKOFF_MAX_MS ? ms : BACKOFF_MAX_MS;
+}
+
+static void send_signal(struct worker *w, int sig)
+{
+	/* Through the pidfd: it names this process, never a recycled pid. ESRCH means
+	 * it already exited and waits to be reaped. */
+	if (pidfd_send_signal(w->src.fd, sig, NULL, 0) < 0 && errno != ESRCH)
+		log_warn("cannot send SIG%s to worker %u (pid %d), ignoring: %m", signal_name(sig),
+			 w->id, w->pid);
+	else
+		log_debug("sent SIG%s to worker %u (pid %d)", signal_name(sig), w->id, w->pid);
+}
+
+/* Apply one event through the lifecycle table and carry out its actions, except
+ * REPLACE and BOOT_FAILED which only the exit path acts on. */
+static unsigned apply(struct arbiter *a, struct worker *w, enum worker_event ev)
+{
+	struct transition t = worker_transition(w->state, ev);
+
+	w->state = t.next;
+	if (t.actions & WACT_SEND_TERM) {
+		w->stop_signal = SIGTERM;
+		send_signal(w, SIGTERM);
+	}
+	if (t.actions & WACT_SEND_QUIT) {
+		w->stop_signal = SIGQUIT;
+		send_signal(w, SIGQUIT);
+	}
+	if (t.actions & WACT_SEND_ABRT) {
+		w->stop_signal = SIGABRT;
+		send_signal(w, SIGABRT);
+	}
+	if (t.actions & WACT_SEND_KILL) {
+		log_warn("worker %u (pid %d) still running %.1f s after SIG%s, sending SIGKILL",
+			 w->id, w->pid, (double)a->settings->graceful_timeout_ms / 1000.0,
+			 signal_name(w->stop_signal));
+		a->pool.killed++;
+		send_signal(w, SIGKILL);
+	}
+	if (t.actions & WACT_ARM_STOP)
+		w->deadline_ms = now_ms() + a->settings->graceful_timeout_ms;
+	if (t.actions & WACT_CLEAR_DEADLINE)
+		w->deadline_ms = 0;
+	return t.actions;
+}
+
+void pool_worker_event(struct arbiter *a, struct worker *w, enum worker_event ev)
+{
+	(void)apply(a, w, ev);
+}
+
+static struct worker *find_pid(struct pool *p, pid_t pid)
+{
+	for (size_t i = 0; i < p->n; i++)
+		if (p->workers[i]->pid == pid && worker_is_alive(p->workers[i]))
+			return p->workers[i];
+	return NULL;
+}
+
+static void record_boot_failure(struct arbiter *a, struct worker *w, uint64_t now)
+{
+	struct pool *p = &a->pool;
+
+	if (p->boot_failures && now - p->last_boot_failure_ms > BOOT_FAILURE_RESET_MS)
+		p->boot_failures = 0;
+	p->boot_failures++;
+	p->boot_failures_total++;
+	p->last_boot_failure_ms = now;
+	if (p->boot_failures >= BOOT_FAILURE_LIMIT) {
+		log_error("worker %u failed to boot %u times in a row, giving up (exit status 3)",
+			  w->id, p->boot_failures);
+		arbiter_fatal(a, EXIT_WORKER_BOOT);
+		return;
+	}
+	p->respawn_at_ms = now + backoff_ms(p->boot_failures);
+	log_warn("worker %u failed to boot (%u of %u); next start in %llu ms", w->id,
+		 p->boot_failures, BOOT_FAILURE_LIMIT,
+		 (unsigned long long)(p->respawn_at_ms - now));
+}
+
+static void worker_exited(struct arbiter *a, struct worker *w, const siginfo_t *si)
+{
+	struct pool *p = &a->pool;
+	uint64_t now = now_ms(), up = now - w->started_ms;
+	bool asked = w->state == WORKER_STOPPING || w->state == WORKER_KILLING;
+	unsigned actions;
+
+	p->exited++;
+	if (si->si_code == CLD_EXITED) {
+		if (si->si_status == 0)
+			p->exited_clean++;
+		else
+			p->exited_error++;
+		log_msg(asked || si->si_status == 0 ? LOG_LEVEL_INFO : LOG_LEVEL_WARN,
+			"worker %u (pid %d, generation %u) exited with status %d after %.3f s%s",
+			w->id, w->pid, w->generation, si->si_status, (double)up / 1000.0,
+			asked ? "" : ", unexpectedly");
+	} else {
+		p->exited_signal++;
+		log_msg(asked && si->si_status == w->stop_signal ? LOG_LEVEL_INFO : LOG_LEVEL_WARN,
+			"worker %u (pid %d, generation %u) killed by SIG%s%s after %.3f s%s",
+			w->id, w->pid, w->generation, signal_name(si->si_status),
+			si->si_code == CLD_DUMPED ? " (core dumped)" : "", (double)up / 1000.0,
+			asked ? "" : ", unexpectedly");
+	}
+
+	actions = apply(a, w, WEV_EXITED);
+	(void)loop_del(&a->loop, &w->src);
+	close(w->src.fd);
+	w->src.fd = -1;
+	w->deadline_ms = 0;
+	p->garbage = true;
+
+	if (asked || a->phase >= PHASE_DRAINING)
+		return;
+	/* gunicorn's convention, which DESIGN.md keeps: 3 = the worker failed to boot,
+	 * 4 = the application failed to load. Either stops the whole server. */
+	if (si->si_code == CLD_EXITED && (si->si_status == 3 || si->si_status == 4)) {
+		log_error("worker %u exited with status %d: %s; shutting down", w->id,
+			  si->si_status,
+			  si->si_status == 3 ? "it failed to boot" : "the application failed to load");
+		arbiter_fatal(a, si->si_status == 3 ? EXIT_WORKER_BOOT : EXIT_WORKER_APP);
+		return;
+	}
+	/* The replacement itself comes from pool_reconcile(): the slot is now empty. */
+	if (actions & WACT_BOOT_FAILED || up < BOOT_WINDOW_MS ||
+	    (si->si_code == CLD_EXITED && si->si_status == 127))
+		record_boot_failure(a, w, now);
+	else
+		p->boot_failures = 0;
+	if (a->phase < PHASE_DRAINING)
+		p->replaced++;
+}
+
+void pool_reap_worker(struct arbiter *a, struct worker *w)
+{
+	siginfo_t si;
+
+	if (!worker_is_alive(w))
+		return;
+	memset(&si, 0, sizeof(si));
+	if (waitid((idtype_t)P_PIDFD, (id_t)w->src.fd, &si, WEXITED | WNOHANG) < 0) {
+		log_warn("waitid on worker %u (pid %d), ignoring: %m", w->id, w->pid);
+		return;
+	}
+	if (si.si_pid == 0)
+		return; /* not exited: a spurious wakeup */
+	worker_exited(a, w, &si);
+}
+
+void pool_reap_children(struct arbiter *a)
+{
+	/* Peek with WNOWAIT so a worker's exit status is never taken by the P_ALL wait:
+	 * workers are reaped through their pidfd, and while one is an unreaped zombie its
+	 * pid cannot have been recycled, so matching it against the table is safe. */
+	for (;;) {
+		siginfo_t si;
+
+		memset(&si, 0, sizeof(si));
+		if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) < 0) {
+			if (errno != ECHILD)
+				log_warn("waitid, ignoring: %m");
+			return;
+		}
+		if (si.si_pid == 0)
+			return;
+		struct worker *w = find_pid(&a->pool, si.si_pid);
+
+		if (w) {
+			pool_reap_worker(a, w);
+			if (worker_is_alive(w))
+				return; /* cannot happen; never spin on it */
+			continue;
+		}
+		memset(&si, 0, sizeof(si));
+		if (waitid(P_PID, (id_t)si.si_pid, &si, WEXITED | WNOHANG) < 0) {
+			log_warn("reaping an orphan, ignoring: %m");
+			return;
+		}
+		a->pool.orphans_reaped++;
+		log_debug("reaped orphan pid %d", si.si_pid);
+	}
+}
+
+/* The lowest slot number no active worker holds. */
+static unsigned free_slot(const struct pool *p)
+{
+	for (unsigned id = 0;; id++) {
+		bool taken = false;
+
+		for (size_t i = 0; i < p->n && !taken; i++)
+			taken = worker_is_active(p->workers[i]) && p->workers[i]->id == id;
+		if (!taken)
+			return id;
+	}
+}
+
+static int add_worker(struct arbiter *a, unsigned id)
+{
+	struct pool *p = &a->pool;
+	struct worker *w;
+	pid_t pid;
+	int pidfd, r;
+
+	if (p->n == p->cap) {
+		size_t cap = p->cap ? p->cap * 2 : 8;
+		struct worker **nw = realloc(p->workers, cap * sizeof(*nw));
+
+		if (!nw)
+			return -ENOMEM;
+		p->workers = nw;
+		p->cap = cap;
+	}
+	w = calloc(1, sizeof(*w));
+	if (!w)
+		return -ENOMEM;
+	r = spawn_worker(a, id, &pid, &pidfd);
+	if (r < 0) {
+		free(w);
+		return r;
+	}
+	w->src.type = SOURCE_WORKER;
+	w->src.fd = pidfd;
+	w->id = id;
+	w->pid = pid;
+	w->generation = p->generation;
+	w->state = WORKER_BOOTING;
+	w->started_ms = now_ms();
+	p->workers[p->n++] = w;
+	p->spawned++;
+	r = loop_add(&a->loop, &w->src, LOOP_IN);
+	if (r < 0)
+		log_error("cannot watch worker %u's pidfd, ignoring: %s", id, strerror(-r));
+	log_info("worker %u started (pid %d, generation %u)", id, pid, w->generation);
+	/* Without sd_notify a worker counts as ready once started (DESIGN.md). */
+	apply(a, w, WEV_READY);
+	return 0;
+}
+
+void pool_reconcile(struct arbiter *a)
+{
+	struct pool *p = &a->pool;
+	unsigned active;
+	uint64_t now;
+
+	if (a->phase >= PHASE_DRAINING)
+		return;
+	active = pool_count(p, worker_is_active);
+	/* Too many (TTOU, WINCH): retire the highest slots, keeping ids compact. */
+	while (active > p->target) {
+		struct worker *victim = NULL;
+
+		for (size_t i = 0; i < p->n; i++)
+			if (worker_is_active(p->workers[i]) &&
+			    (!victim || p->workers[i]->id > victim->id))
+				victim = p->workers[i];
+		log_info("stopping worker %u (pid %d): pool size is now %u", victim->id,
+			 victim->pid, p->target);
+		apply(a, victim, WEV_STOP_TERM);
+		active--;
+	}
+	if (active >= p->target)
+		return;
+	now = now_ms();
+	if (p->respawn_at_ms > now)
+		return; /* the deadline timer brings us back */
+	p->respawn_at_ms = 0;
+	while (active < p->target) {
+		int r = add_worker(a, free_slot(p));
+
+		if (r < 0) {
+			p->spawn_errors++;
+			p->spawn_failures++;
+			p->respawn_at_ms = now + backoff_ms(p->spawn_failures);
+			errno = -r;
+			log_error("cannot start a worker: %m; retrying in %llu ms",
+				  (unsigned long long)(p->respawn_at_ms - now));
+			return;
+		}
+		p->spawn_failures = 0;
+		active++;
+	}
+}
+
+void pool_run_deadlines(struct arbiter *a, uint64_t now)
+{
+	struct pool *p = &a->pool;
+
+	for (size_t i = 0; i < p->n; i++) {
+		struct worker *w = p->workers[i];
+
+		if (w->deadline_ms && w->deadline_ms <= now && worker_is_alive(w)) {
+			w->deadline_ms = 0;
+			apply(a, w, WEV_DEADLINE);
+		}
+	}
+}
+
+uint64_t pool_next_deadline(const struct arbiter *a)
+{
+	const struct pool *p = &a->pool;
+	uint64_t next = 0;
+
+	for (size_t i = 0; i < p->n; i++) {
+		uint64_t d = p->workers[i]->deadline_ms;
+
+		if (d && (!next || d < next))
+			next = d;
+	}
+	if (p->respawn_at_ms && a->phase < PHASE_DRAINING &&
+	    pool_count(p, worker_is_active) < p->target && (!next || p->respawn_at_ms < next))
+		next = p->respawn_at_ms;
+	return next;
+}
+
+void pool_stop_all(struct arbiter *a, enum worker_event ev)
+{
+	for (size_t i = 0; i < a->pool.n; i++)
+		if (worker_is_alive(a->pool.workers[i]))
+			apply(a, a->pool.workers[i], ev);
+}
+
+void pool_signal_all(struct arbiter *a, int sig)
+{
+	for (size_t i = 0; i < a->pool.n; i++)
+		if (worker_is_active(a->pool.workers[i]))
+			send_signal(a->pool.workers[i], sig);
+}
+
+void pool_gc(struct pool *p)
+{
+	size_t k = 0;
+
+	if (!p->garbage)
+		return;
+	for (size_t i = 0; i < p->n; i++) {
+		if (p->workers[i]->state == WORKER_EXITED)
+			free(p->workers[i]);
+		else
+			p->workers[k++] = p->workers[i];
+	}
+	p->n = k;
+	p->garbage = false;
+}
+
+void pool_free(struct pool *p)
+{
+	for (size_t i = 0; i < p->n; i++) {
+		if (p->workers[i]->src.fd >= 0)
+			close(p->workers[i]->src.fd);
+		free(p->workers[i]);
+	}
+	free(p->workers);
+	memset(p, 0, sizeof(*p));
+}

@@ -1,0 +1,228 @@
+/* Starting a worker: argv and envp are built here, in the arbiter, before clone3();
+ * the child only runs worker/postfork.c's async-signal-safe setup and exec's. */
+#include <errno.h>
+#include <grp.h>
+#include <linux/sched.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "arbiter.h"
+#include "log.h"
+#include "postfork.h"
+
+/* Variables we set for each worker; an inherited copy would mislead it. */
+static const char *const own_vars[] = {
+	"LISTEN_FDS=",	       "LISTEN_PID=",	       "LISTEN_FDNAMES=",     "NOTIFY_SOCKET=",
+	"WATCHDOG_USEC=",      "WATCHDOG_PID=",	       "SIGVISOR_WORKER_ID=", "SIGVISOR_GENERATION=",
+	"SIGVISOR_ARBITER_PID=", "SIGVISOR_LOG_FILE=", "SIGVISOR_LOG_FORMAT=", "SIGVISOR_ARGS=",
+};
+
+static bool is_own_var(const char *kv)
+{
+	for (size_t i = 0; i < sizeof(own_vars) / sizeof(own_vars[0]); i++)
+		if (strncmp(kv, own_vars[i], strlen(own_vars[i])) == 0)
+			return true;
+	return false;
+}
+
+/* Resolve COMMAND's program like execvp would, once, at startup: a missing command is
+ * a usage error the operator should see before any worker starts. */
+static int resolve_command(const char *name, char **ret_path, char *err, size_t errlen)
+{
+	const char *path_env = getenv("PATH");
+	char buf[4096];
+
+	if (strchr(name, '/')) {
+		if (access(name, X_OK) < 0) {
+			snprintf(err, errlen, "worker command '%s': %s", name, strerror(errno));
+			return -errno;
+		}
+		*ret_path = realpath(name, NULL);
+		return *ret_path ? 0 : -errno;
+	}
+	if (!path_env || !*path_env)
+		path_env = "/usr/local/bin:/usr/bin:/bin";
+	for (const char *p = path_env; *p;) {
+		size_t len = strcspn(p, ":");
+
+		snprintf(buf, sizeof(buf), "%.*s/%s", (int)len, len ? p : ".", name);
+		if (access(buf, X_OK) == 0) {
+			*ret_path = realpath(buf, NULL);
+			return *ret_path ? 0 : -errno;
+		}
+		p += len;
+		if (*p == ':')
+			p++;
+	}
+	snprintf(err, errlen, "worker command '%s' not found in PATH (%s)", name, path_env);
+	return -ENOENT;
+}
+
+static int resolve_user(const struct settings *s, struct spawn_template *t, char *err,
+			size_t errlen)
+{
+	if (!s->user && !s->group)
+		return 0;
+	t->uid = getuid();
+	t->gid = getgid();
+	if (s->user) {
+		struct passwd *pw = getpwnam(s->user);
+
+		if (!pw) {
+			snprintf(err, errlen, "--user: no such user '%s'", s->user);
+			return -EINVAL;
+		}
+		t->uid = pw->pw_uid;
+		t->gid = pw->pw_gid;
+	}
+	if (s->group) {
+		struct group *gr = getgrnam(s->group);
+
+		if (!gr) {
+			snprintf(err, errlen, "--group: no such group '%s'", s->group);
+			return -EINVAL;
+		}
+		t->gid = gr->gr_gid;
+	}
+	if (geteuid() != 0) {
+		snprintf(err, errlen, "--user/--group need sigvisor to run as root");
+		return -EPERM;
+	}
+	t->drop_privileges = true;
+	return 0;
+}
+
+int spawn_template_init(struct spawn_template *t, const struct settings *s, char *const *environ_,
+			char *err, size_t errlen)
+{
+	static char builtin_path[] = "/proc/self/exe";
+	size_t n = 0;
+	int r;
+
+	memset(t, 0, sizeof(*t));
+	if (s->command) {
+		char *path;
+
+		r = resolve_command(s->command[0], &path, err, errlen);
+		if (r < 0)
+			return r;
+		t->path = path;
+		t->argv = s->command;
+	} else {
+		/* The built-in worker is this binary run as "sigvisor worker": a fresh image
+		 * with nothing of the arbiter's state, and /proc/self/exe still names the
+		 * running binary after the file on disk is replaced. */
+		static char arg0[] = "sigvisor", arg1[] = "worker";
+		static char *argv[] = {arg0, arg1, NULL};
+
+		t->path = builtin_path;
+		t->argv = argv;
+	}
+	r = resolve_user(s, t, err, errlen);
+	if (r < 0)
+		return r;
+	if (s->log_file) {
+		t->log_file_abs = realpath(s->log_file, NULL);
+		if (!t->log_file_abs)
+			t->log_file_abs = strdup(s->log_file);
+	}
+	while (environ_ && environ_[n])
+		n++;
+	t->base_env = calloc(n + 1, sizeof(char *));
+	if (!t->base_env)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++)
+		if (!is_own_var(environ_[i]))
+			t->base_env[t->n_base_env++] = environ_[i];
+	return 0;
+}
+
+void spawn_template_free(struct spawn_template *t)
+{
+	if (t->path && strcmp(t->path, "/proc/self/exe") != 0)
+		free((char *)t->path);
+	free(t->log_file_abs);
+	free(t->base_env);
+	memset(t, 0, sizeof(*t));
+}
+
+int spawn_worker(struct arbiter *a, unsigned id, pid_t *ret_pid, int *ret_pidfd)
+{
+	const struct spawn_template *t = &a->tmpl;
+	char v_fds[32], v_pid[32 + LISTEN_PID_DIGITS], v_id[48], v_gen[48], v_arb[48];
+	char *v_names = NULL, *v_log = NULL, v_fmt[48];
+	char **envp;
+	size_t k = 0;
+	struct exec_plan plan;
+	struct clone_args args;
+	int pidfd = -1;
+	long pid;
+
+	envp = calloc(t->n_base_env + 10, sizeof(char *));
+	if (!envp)
+		return -ENOMEM;
+	memcpy(envp, t->base_env, t->n_base_env * sizeof(char *));
+	k = t->n_base_env;
+	snprintf(v_fds, sizeof(v_fds), "LISTEN_FDS=%zu", a->n_listeners);
+	/* Room for the digits the child writes in its own copy (postfork.c). */
+	snprintf(v_pid, sizeof(v_pid), "LISTEN_PID=%*s", LISTEN_PID_DIGITS, "");
+	snprintf(v_id, sizeof(v_id), "SIGVISOR_WORKER_ID=%u", id);
+	snprintf(v_gen, sizeof(v_gen), "SIGVISOR_GENERATION=%u", a->pool.generation);
+	snprintf(v_arb, sizeof(v_arb), "SIGVISOR_ARBITER_PID=%d", (int)a->pid);
+	snprintf(v_fmt, sizeof(v_fmt), "SIGVISOR_LOG_FORMAT=%s",
+		 a->settings->log_format == LOG_FORMAT_JSON ? "json" : "text");
+	if (asprintf(&v_names, "LISTEN_FDNAMES=%s", a->listen_fdnames) < 0) {
+		free(envp);
+		return -ENOMEM;
+	}
+	if (t->log_file_abs && asprintf(&v_log, "SIGVISOR_LOG_FILE=%s", t->log_file_abs) < 0) {
+		free(v_names);
+		free(envp);
+		return -ENOMEM;
+	}
+	envp[k++] = v_fds;
+	envp[k++] = v_pid;
+	envp[k++] = v_names;
+	envp[k++] = v_id;
+	envp[k++] = v_gen;
+	envp[k++] = v_arb;
+	envp[k++] = v_fmt;
+	if (v_log)
+		envp[k++] = v_log;
+	envp[k] = NULL;
+
+	plan = (struct exec_plan){
+		.path = t->path,
+		.argv = t->argv,
+		.envp = envp,
+		.listen_pid_digits = v_pid + strlen("LISTEN_PID="),
+		.fds = a->listen_fds,
+		.n_fds = (unsigned)a->n_listeners,
+		.parent = a->pid,
+		.drop_privileges = t->drop_privileges,
+		.uid = t->uid,
+		.gid = t->gid,
+	};
+	memset(&args, 0, sizeof(args));
+	args.flags = CLONE_PIDFD;
+	args.pidfd = (uint64_t)(uintptr_t)&pidfd;
+	args.exit_signal = SIGCHLD;
+	/* glibc 2.36 has no clone3 wrapper. Without CLONE_VM the child runs on a copy of
+	 * this stack, as after fork(). */
+	pid = syscall(SYS_clone3, &args, sizeof(args));
+	if (pid == 0)
+		postfork_exec(&plan);
+	free(v_names);
+	free(v_log);
+	free(envp);
+	if (pid < 0)
+		return -errno;
+	*ret_pid = (pid_t)pid;
+	*ret_pidfd = pidfd;
+	return 0;
+}

@@ -1,0 +1,30 @@
+/* What runs in a new worker between clone3() and execve().
+ *
+ * Only async-signal-safe calls are allowed there (the child is a copy of the arbiter
+ * at an arbitrary point), so everything is prepared by the arbiter before the clone:
+ * argv, envp, the fds to hand over. The child only fills in its own pid, moves fds,
+ * cleans its signal state and exec's. */
+#pragma once
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+#define LISTEN_PID_DIGITS 20
+
+struct exec_plan {
+	const char *path; /* absolute path, or /proc/self/exe for the built-in worker */
+	char *const *argv;
+	char *const *envp;
+	/* Points at the digits of "LISTEN_PID=" inside envp; at least LISTEN_PID_DIGITS
+	 * + 1 bytes long. The child writes its own pid there: it is its own copy. */
+	char *listen_pid_digits;
+	const int *fds; /* placed at 3, 4, ... in this order */
+	unsigned n_fds;
+	pid_t parent; /* the arbiter's pid, to detect that it died before PDEATHSIG was set */
+	bool drop_privileges;
+	uid_t uid;
+	gid_t gid;
+};
+
+/* Never returns: exec's the worker or _exit(127)s with a message on stderr. */
+_Noreturn void postfork_exec(const struct exec_plan *plan);
