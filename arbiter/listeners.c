@@ -140,10 +140,13 @@ static int clear_stale_unix(const struct sockaddr_un *un, socklen_t len)
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
-	r = connect(fd, (const struct sockaddr *)un, len);
+	r = connect(fd, (const struct sockaddr *)un, len) < 0 ? -errno : 0;
 	close(fd);
 	if (r == 0)
 		return -EADDRINUSE;
+	/* Only a refused connection proves nobody listens; EACCES may hide a live server. */
+	if (r != -ECONNREFUSED)
+		return r;
 	return unlink(un->sun_path) < 0 ? -errno : 0;
 }
 

@@ -403,8 +403,8 @@ char **options_split_words(const char *s, int *ret_n, char *err, size_t errlen)
 			if (quote) {
 				if (*p == quote)
 					quote = 0;
-				else if (*p == '\\' && quote == '"' && p[1])
-					buf[k++] = *++p;
+				else if (*p == '\\' && quote == '"' && p[1] && strchr("\"\\$`", p[1]))
+					buf[k++] = *++p; /* as in sh: only these are escaped */
 				else
 					buf[k++] = *p;
 			} else if (*p == '\'' || *p == '"') {

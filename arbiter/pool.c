@@ -231,13 +231,14 @@ void pool_reap_children(struct arbiter *a)
 				return; /* cannot happen; never spin on it */
 			continue;
 		}
-		memset(&si, 0, sizeof(si));
-		if (waitid(P_PID, (id_t)si.si_pid, &si, WEXITED | WNOHANG) < 0) {
-			log_warn("reaping an orphan, ignoring: %m");
+		pid_t orphan = si.si_pid;
+
+		if (waitid(P_PID, (id_t)orphan, &si, WEXITED | WNOHANG) < 0) {
+			log_warn("reaping orphan pid %d, ignoring: %m", (int)orphan);
 			return;
 		}
 		a->pool.orphans_reaped++;
-		log_debug("reaped orphan pid %d", si.si_pid);
+		log_debug("reaped orphan pid %d", (int)orphan);
 	}
 }
 

@@ -1,6 +1,8 @@
 /* Signal intake and the signal -> action table; see signals.h. */
 #include "signals.h"
 
+#include "sigreset.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -112,7 +114,6 @@ const char *action_name(enum arbiter_action a)
 
 int signals_block_all(sigset_t *ret_mask)
 {
-	struct sigaction dfl = {.sa_handler = SIG_DFL};
 	sigset_t mask;
 
 	sigfillset(&mask);
@@ -121,10 +122,8 @@ int signals_block_all(sigset_t *ret_mask)
 	if (sigprocmask(SIG_SETMASK, &mask, NULL) < 0)
 		return -errno;
 	/* Blocked first, then reset: nothing can be delivered to a stale disposition in
-	 * between. sigaction fails for KILL, STOP and glibc's internal RT signals; fine. */
-	for (int sig = 1; sig < NSIG; sig++)
-		if (sig != SIGKILL && sig != SIGSTOP)
-			(void)sigaction(sig, &dfl, NULL);
+	 * between. */
+	reset_signal_dispositions();
 	*ret_mask = mask;
 	return 0;
 }

@@ -5,6 +5,7 @@
  * disposition to SIG_DFL and only then unblocks everything, so it starts as clean as
  * if a shell had launched it (SigBlk, SigIgn and SigCgt all 0). */
 #include "postfork.h"
+#include "sigreset.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -50,13 +51,10 @@ static _Noreturn void fail(const char *what, int err)
 
 _Noreturn void postfork_exec(const struct exec_plan *p)
 {
-	struct sigaction dfl = {.sa_handler = SIG_DFL};
 	int tmp[64];
 	sigset_t none;
 
-	for (int sig = 1; sig < NSIG; sig++)
-		if (sig != SIGKILL && sig != SIGSTOP)
-			(void)sigaction(sig, &dfl, NULL);
+	reset_signal_dispositions();
 
 	/* If the arbiter dies, its workers should drain and go rather than serve on
 	 * unsupervised. Checked against the parent afterwards: it may already be gone. */
