@@ -306,7 +306,9 @@ static int daemonize(void)
 static int check_unsupported(const struct settings *s, int *ret_status, char *err, size_t errlen)
 {
 	if (s->config) {
-		snprintf(err, errlen, "--config: config files are not supported yet (use the command line or SIGVISOR_ARGS)");
+		snprintf(err, errlen,
+			 "--config: config files are not supported yet (use the command line or "
+			 "SIGVISOR_ARGS)");
 		*ret_status = EXIT_USAGE;
 		return -ENOTSUP;
 	}
@@ -316,12 +318,15 @@ static int check_unsupported(const struct settings *s, int *ret_status, char *er
 		return -ENOTSUP;
 	}
 	if (s->loop == LOOP_IO_URING) {
-		snprintf(err, errlen, "--loop io_uring: this version has only the epoll backend; use --loop epoll");
+		snprintf(err, errlen,
+			 "--loop io_uring: this version has only the epoll backend; use --loop "
+			 "epoll");
 		*ret_status = EXIT_FATAL;
 		return -ENOTSUP;
 	}
 	if (s->bpf == BPF_ON) {
-		snprintf(err, errlen, "--bpf on: this version has no BPF probes yet; use --bpf off");
+		snprintf(err, errlen,
+			 "--bpf on: this version has no BPF probes yet; use --bpf off");
 		*ret_status = EXIT_FATAL;
 		return -ENOTSUP;
 	}
@@ -419,8 +424,7 @@ static int setup(struct arbiter *a, char *err, size_t errlen, int *ret_status)
 	a->timer.type = SOURCE_TIMERFD;
 	a->timer.fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
 	if (a->sigfd.fd < 0 || a->timer.fd < 0) {
-		snprintf(err, errlen, "cannot create the signalfd or timerfd: %s",
-			 strerror(errno));
+		snprintf(err, errlen, "cannot create the signalfd or timerfd: %s", strerror(errno));
 		return -errno;
 	}
 	if ((r = loop_add(&a->loop, &a->sigfd, LOOP_IN)) < 0 ||
@@ -434,7 +438,8 @@ static int setup(struct arbiter *a, char *err, size_t errlen, int *ret_status)
 	} else {
 		r = control_default_path(control_path, sizeof(control_path), (int)a->pid);
 		if (r < 0) {
-			snprintf(err, errlen, "no directory for the control socket (%s); use --control PATH",
+			snprintf(err, errlen,
+				 "no directory for the control socket (%s); use --control PATH",
 				 strerror(-r));
 			return r;
 		}
@@ -522,7 +527,8 @@ int arbiter_main(int argc, char **argv)
 		return status;
 	}
 	for (size_t i = 0; i < a->n_listeners; i++)
-		log_info("listening on %s%s", strncmp(a->listeners[i].spec, "unix:", 5) ? "http://" : "",
+		log_info("listening on %s%s",
+			 strncmp(a->listeners[i].spec, "unix:", 5) ? "http://" : "",
 			 a->listeners[i].address);
 	log_info("sigvisor %s started: pid %d, %u workers (%s), loop %s, control %s%s",
 		 SIGVISOR_VERSION, (int)a->pid, a->pool.target,

@@ -18,21 +18,21 @@
 #define SIGVISOR_VERSION "0.1.0"
 
 /* Exit statuses (DESIGN.md). */
-#define EXIT_OK		  0
-#define EXIT_FATAL	  1
-#define EXIT_USAGE	  2
-#define EXIT_WORKER_BOOT  3
-#define EXIT_WORKER_APP	  4
+#define EXIT_OK		 0
+#define EXIT_FATAL	 1
+#define EXIT_USAGE	 2
+#define EXIT_WORKER_BOOT 3
+#define EXIT_WORKER_APP	 4
 
 /* Boot failures: a worker that exits unasked within BOOT_WINDOW_MS of its start (or
  * before READY=1) failed to boot. BOOT_FAILURE_LIMIT of them in a row, each within
  * BOOT_FAILURE_RESET_MS of the previous, make the arbiter give up with status 3.
  * Between them the respawn waits 100 ms, doubling up to BACKOFF_MAX_MS. */
-#define BOOT_WINDOW_MS	       1000
-#define BOOT_FAILURE_LIMIT     5
-#define BOOT_FAILURE_RESET_MS  30000
-#define BACKOFF_FIRST_MS       100
-#define BACKOFF_MAX_MS	       5000
+#define BOOT_WINDOW_MS	      1000
+#define BOOT_FAILURE_LIMIT    5
+#define BOOT_FAILURE_RESET_MS 30000
+#define BACKOFF_FIRST_MS      100
+#define BACKOFF_MAX_MS	      5000
 
 struct worker {
 	struct source src; /* SOURCE_WORKER; fd is the pidfd */
@@ -56,8 +56,8 @@ struct pool {
 	uint64_t respawn_at_ms; /* 0: spawn as soon as needed */
 	bool garbage;		/* some workers are EXITED and wait to be freed */
 	/* counters for status */
-	uint64_t spawned, spawn_errors, exited, exited_clean, exited_error, exited_signal,
-		killed, replaced, boot_failures_total, orphans_reaped;
+	uint64_t spawned, spawn_errors, exited, exited_clean, exited_error, exited_signal, killed,
+		replaced, boot_failures_total, orphans_reaped;
 };
 
 /* Everything a spawn needs that is computed once at startup. */

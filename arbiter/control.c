@@ -154,7 +154,8 @@ void control_on_listener(struct arbiter *a)
 		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 ||
 		    (cred.uid != 0 && cred.uid != geteuid())) {
 			c->rejected++;
-			log_warn("control socket: refused a client with uid %u", (unsigned)cred.uid);
+			log_warn("control socket: refused a client with uid %u",
+				 (unsigned)cred.uid);
 			close(fd);
 			continue;
 		}
@@ -276,7 +277,9 @@ static int find_socket(char *buf, size_t len)
 				if (found++ == 0)
 					snprintf(buf, len, "%s", un.sun_path);
 				else
-					fprintf(stderr, "sigvisor status: several arbiters answer: %s and %s; pick one with --control\n",
+					fprintf(stderr,
+						"sigvisor status: several arbiters answer: %s and "
+						"%s; pick one with --control\n",
 						buf, un.sun_path);
 			}
 			close(fd);
@@ -304,11 +307,13 @@ int status_main(int argc, char **argv)
 		else if (strncmp(argv[i], "--control=", 10) == 0)
 			control = argv[i] + 10;
 		else if (strcmp(argv[i], "--events") == 0) {
-			fprintf(stderr, "sigvisor status: --events needs the BPF probes, which this version does not have yet\n");
+			fprintf(stderr, "sigvisor status: --events needs the BPF probes, which "
+					"this version does not have yet\n");
 			return EXIT_USAGE;
 		} else {
-			fprintf(stderr, "sigvisor status: unknown argument '%s'\n"
-					"usage: sigvisor status [--control PATH] [--json]\n",
+			fprintf(stderr,
+				"sigvisor status: unknown argument '%s'\n"
+				"usage: sigvisor status [--control PATH] [--json]\n",
 				argv[i]);
 			return EXIT_USAGE;
 		}
@@ -319,7 +324,9 @@ int status_main(int argc, char **argv)
 		int r = find_socket(path, sizeof(path));
 
 		if (r == -ENOENT) {
-			fprintf(stderr, "sigvisor status: no running sigvisor found in $RUNTIME_DIRECTORY, /run/sigvisor or /tmp/sigvisor-%u (pass --control PATH)\n",
+			fprintf(stderr,
+				"sigvisor status: no running sigvisor found in $RUNTIME_DIRECTORY, "
+				"/run/sigvisor or /tmp/sigvisor-%u (pass --control PATH)\n",
 				(unsigned)geteuid());
 			return EXIT_FATAL;
 		}
@@ -329,8 +336,8 @@ int status_main(int argc, char **argv)
 	snprintf(un.sun_path, sizeof(un.sun_path), "%s", path);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0 || connect(fd, (struct sockaddr *)&un, sizeof(un)) < 0) {
-		fprintf(stderr, "sigvisor status: cannot connect to %s: %m (is sigvisor running?)\n",
-			path);
+		fprintf(stderr,
+			"sigvisor status: cannot connect to %s: %m (is sigvisor running?)\n", path);
 		return EXIT_FATAL;
 	}
 	req = json ? "status json\n" : "status\n";

@@ -1,6 +1,8 @@
 /* The worker lifecycle table; see lifecycle.h. */
 #include "lifecycle.h"
 
+/* The table reads as a table: */
+/* clang-format off */
 #define T(state, actions) {WORKER_##state, (actions)}
 
 static const struct transition table[WORKER_STATE_MAX][WORKER_EVENT_MAX] = {
@@ -45,6 +47,8 @@ static const struct transition table[WORKER_STATE_MAX][WORKER_EVENT_MAX] = {
 	},
 };
 
+/* clang-format on */
+
 struct transition worker_transition(enum worker_state state, enum worker_event event)
 {
 	return table[state][event];
@@ -53,7 +57,7 @@ struct transition worker_transition(enum worker_state state, enum worker_event e
 const char *worker_state_name(enum worker_state s)
 {
 	static const char *const names[] = {
-		[WORKER_BOOTING] = "booting", [WORKER_READY] = "ready",
+		[WORKER_BOOTING] = "booting",	[WORKER_READY] = "ready",
 		[WORKER_STOPPING] = "stopping", [WORKER_KILLING] = "killing",
 		[WORKER_EXITED] = "exited",
 	};

@@ -27,14 +27,14 @@ enum worker_event {
 };
 
 /* Actions, as bits: a transition may do several. */
-#define WACT_SEND_TERM	   0x01u
-#define WACT_SEND_QUIT	   0x02u
-#define WACT_SEND_KILL	   0x04u
-#define WACT_SEND_ABRT	   0x08u /* systemd's watchdog action */
-#define WACT_ARM_STOP	   0x10u /* deadline = now + graceful timeout */
+#define WACT_SEND_TERM	    0x01u
+#define WACT_SEND_QUIT	    0x02u
+#define WACT_SEND_KILL	    0x04u
+#define WACT_SEND_ABRT	    0x08u /* systemd's watchdog action */
+#define WACT_ARM_STOP	    0x10u /* deadline = now + graceful timeout */
 #define WACT_CLEAR_DEADLINE 0x20u
-#define WACT_REPLACE	   0x40u /* it left unasked: start another in its slot */
-#define WACT_BOOT_FAILED   0x80u /* it never became ready */
+#define WACT_REPLACE	    0x40u /* it left unasked: start another in its slot */
+#define WACT_BOOT_FAILED    0x80u /* it never became ready */
 
 struct transition {
 	enum worker_state next;

@@ -83,8 +83,8 @@ int listener_parse(const char *spec, struct sockaddr_storage *ret_addr, socklen_
 		return -EINVAL;
 	}
 	if (!*host) {
-		snprintf(err, errlen, "bad address '%s': missing host (use 0.0.0.0 for every interface)",
-			 spec);
+		snprintf(err, errlen,
+			 "bad address '%s': missing host (use 0.0.0.0 for every interface)", spec);
 		return -EINVAL;
 	}
 	r = getaddrinfo(host, NULL, &hints, &res);
@@ -150,8 +150,7 @@ static int clear_stale_unix(const struct sockaddr_un *un, socklen_t len)
 	return unlink(un->sun_path) < 0 ? -errno : 0;
 }
 
-int listener_open(struct listener *l, const char *spec, unsigned backlog, char *err,
-		  size_t errlen)
+int listener_open(struct listener *l, const char *spec, unsigned backlog, char *err, size_t errlen)
 {
 	struct sockaddr_storage addr;
 	socklen_t len;
@@ -166,8 +165,9 @@ int listener_open(struct listener *l, const char *spec, unsigned backlog, char *
 		r = clear_stale_unix((struct sockaddr_un *)&addr, len);
 		if (r < 0) {
 			snprintf(err, errlen, "cannot bind %s: %s%s", spec, strerror(-r),
-				 r == -EADDRINUSE ? " (another server answers there)" :
-				 r == -EEXIST	  ? " (the path exists and is not a socket)" : "");
+				 r == -EADDRINUSE ? " (another server answers there)"
+				 : r == -EEXIST	  ? " (the path exists and is not a socket)"
+						  : "");
 			return r;
 		}
 	}
@@ -187,7 +187,8 @@ int listener_open(struct listener *l, const char *spec, unsigned backlog, char *
 		r = -errno;
 		if (r == -EADDRINUSE)
 			snprintf(err, errlen,
-				 "cannot bind %s: address already in use (is another server running there?)",
+				 "cannot bind %s: address already in use (is another server "
+				 "running there?)",
 				 spec);
 		else if (r == -EADDRNOTAVAIL)
 			snprintf(err, errlen, "cannot bind %s: no local interface has that address",

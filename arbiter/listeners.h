@@ -8,9 +8,9 @@
 #include <sys/socket.h>
 
 struct listener {
-	char *spec;	/* as given: "127.0.0.1:8000", "[::1]:0", "unix:/run/app.sock" */
-	char *address;	/* as bound, with the real port when 0 was asked for */
-	char *fdname;	/* for LISTEN_FDNAMES: the address without ':' */
+	char *spec;	 /* as given: "127.0.0.1:8000", "[::1]:0", "unix:/run/app.sock" */
+	char *address;	 /* as bound, with the real port when 0 was asked for */
+	char *fdname;	 /* for LISTEN_FDNAMES: the address without ':' */
 	char *unix_path; /* removed again when the arbiter exits */
 	int fd;
 };
@@ -23,7 +23,6 @@ int listener_parse(const char *spec, struct sockaddr_storage *ret_addr, socklen_
 
 /* Open, bind and listen. On failure returns a negative errno with err naming the address
  * and what to do: -EADDRINUSE means another process is listening there. */
-int listener_open(struct listener *l, const char *spec, unsigned backlog, char *err,
-		  size_t errlen);
+int listener_open(struct listener *l, const char *spec, unsigned backlog, char *err, size_t errlen);
 
 void listener_close(struct listener *l, bool unlink_path);

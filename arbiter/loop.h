@@ -23,7 +23,7 @@ struct source {
 	int fd;
 };
 
-#define LOOP_IN  1u
+#define LOOP_IN	 1u
 #define LOOP_OUT 2u
 #define LOOP_ERR 4u
 

@@ -54,17 +54,20 @@ static const struct option_def option_defs[] = {
 	{"log-format", 0, OPT_LOG_FORMAT, OFF(log_format), 0, 0, false, "text|json",
 	 "log line format (default text)"},
 	{"control", 0, OPT_STRING, OFF(control), 0, 0, false, "PATH",
-	 "control socket (default $RUNTIME_DIRECTORY, /run/sigvisor or /tmp/sigvisor-UID, as PID.sock)"},
+	 "control socket (default $RUNTIME_DIRECTORY, /run/sigvisor or /tmp/sigvisor-UID, as "
+	 "PID.sock)"},
 	{"metrics", 0, OPT_STRING, OFF(metrics), 0, 0, false, "ADDR",
 	 "serve /metrics, /healthz, /readyz (not implemented yet)"},
 	{"loop", 0, OPT_LOOP, OFF(loop), 0, 0, false, "auto|epoll|io_uring",
 	 "event-loop backend (default auto = epoll)"},
-	{"bpf", 0, OPT_BPF, OFF(bpf), 0, 0, false, "auto|on|off", "eBPF signal probes (default auto)"},
+	{"bpf", 0, OPT_BPF, OFF(bpf), 0, 0, false, "auto|on|off",
+	 "eBPF signal probes (default auto)"},
 	{"bpf-pin", 0, OPT_STRING, OFF(bpf_pin), 0, 0, false, "DIR",
 	 "where BPF maps are pinned (default /sys/fs/bpf/sigvisor)"},
 	{"bpf-sigaction", 0, OPT_ONOFF, OFF(bpf_sigaction), 0, 0, false, "on|off",
 	 "also count rt_sigaction calls (default on)"},
-	{"backlog", 0, OPT_UINT, OFF(backlog), 1, 65535, false, "N", "listen backlog (default 2048)"},
+	{"backlog", 0, OPT_UINT, OFF(backlog), 1, 65535, false, "N",
+	 "listen backlog (default 2048)"},
 	{"user", 0, OPT_STRING, OFF(user), 0, 0, false, "U", "run workers as this user"},
 	{"group", 0, OPT_STRING, OFF(group), 0, 0, false, "G", "run workers as this group"},
 	{"check", 0, OPT_FLAG, OFF(check), 0, 0, true, NULL,
@@ -78,7 +81,8 @@ static const struct option_def option_defs[] = {
 static const struct option_def *find_long(const char *name, size_t len)
 {
 	for (size_t i = 0; i < sizeof(option_defs) / sizeof(option_defs[0]); i++)
-		if (strlen(option_defs[i].name) == len && strncmp(option_defs[i].name, name, len) == 0)
+		if (strlen(option_defs[i].name) == len &&
+		    strncmp(option_defs[i].name, name, len) == 0)
 			return &option_defs[i];
 	return NULL;
 }
@@ -250,8 +254,9 @@ int option_set(struct settings *s, enum option_source src, const char *name, con
 	case OPT_UINT:
 		r = parse_uint(value, d->min, d->max, (unsigned *)field);
 		if (r < 0) {
-			snprintf(err, errlen, "option '--%s': '%s' is not a whole number from %u to %u",
-				 name, value, d->min, d->max);
+			snprintf(err, errlen,
+				 "option '--%s': '%s' is not a whole number from %u to %u", name,
+				 value, d->min, d->max);
 			return -EINVAL;
 		}
 		break;
@@ -259,7 +264,8 @@ int option_set(struct settings *s, enum option_source src, const char *name, con
 		r = parse_duration_ms(value, (uint64_t *)field);
 		if (r < 0) {
 			snprintf(err, errlen,
-				 "option '--%s': '%s' is not a duration (seconds like 30 or 0.5, or 250ms)",
+				 "option '--%s': '%s' is not a duration (seconds like 30 or 0.5, "
+				 "or 250ms)",
 				 name, value);
 			return -EINVAL;
 		}
@@ -273,7 +279,7 @@ int option_set(struct settings *s, enum option_source src, const char *name, con
 	case OPT_LOG_FORMAT:
 	case OPT_LOOP:
 	case OPT_BPF: {
-		const char *const *names = d->kind == OPT_LOOP  ? loop_names
+		const char *const *names = d->kind == OPT_LOOP	? loop_names
 					   : d->kind == OPT_BPF ? bpf_names
 								: log_format_names;
 		size_t n = d->kind == OPT_LOG_FORMAT ? 2 : 3;
@@ -303,7 +309,8 @@ int options_parse_args(struct settings *s, enum option_source src, int argc, cha
 
 		if (strcmp(a, "--") == 0) {
 			if (!allow_command) {
-				snprintf(err, errlen, "a worker COMMAND ('--') is not allowed here");
+				snprintf(err, errlen,
+					 "a worker COMMAND ('--') is not allowed here");
 				return -EINVAL;
 			}
 			s->n_command = (size_t)(argc - i - 1);
@@ -403,7 +410,8 @@ char **options_split_words(const char *s, int *ret_n, char *err, size_t errlen)
 			if (quote) {
 				if (*p == quote)
 					quote = 0;
-				else if (*p == '\\' && quote == '"' && p[1] && strchr("\"\\$`", p[1]))
+				else if (*p == '\\' && quote == '"' && p[1] &&
+					 strchr("\"\\$`", p[1]))
 					buf[k++] = *++p; /* as in sh: only these are escaped */
 				else
 					buf[k++] = *p;
@@ -470,7 +478,8 @@ void options_print_help(const char *prog)
 {
 	printf("Usage: %s [OPTIONS] [-- COMMAND [ARG...]]\n"
 	       "       %s status [--control PATH] [--json]\n\n"
-	       "A pre-fork process supervisor driven by signals (HUP, TERM, INT, QUIT, TTIN, TTOU,\n"
+	       "A pre-fork process supervisor driven by signals (HUP, TERM, INT, QUIT, TTIN, "
+	       "TTOU,\n"
 	       "USR1, USR2, WINCH). Without COMMAND every worker is the built-in HTTP worker.\n\n"
 	       "Options:\n",
 	       prog, prog);

@@ -157,8 +157,8 @@ static void worker_exited(struct arbiter *a, struct worker *w, const siginfo_t *
 	} else {
 		p->exited_signal++;
 		log_msg(asked && si->si_status == w->stop_signal ? LOG_LEVEL_INFO : LOG_LEVEL_WARN,
-			"worker %u (pid %d, generation %u) killed by SIG%s%s after %.3f s%s",
-			w->id, w->pid, w->generation, signal_name(si->si_status),
+			"worker %u (pid %d, generation %u) killed by SIG%s%s after %.3f s%s", w->id,
+			w->pid, w->generation, signal_name(si->si_status),
 			si->si_code == CLD_DUMPED ? " (core dumped)" : "", (double)up / 1000.0,
 			asked ? "" : ", unexpectedly");
 	}
@@ -177,7 +177,8 @@ static void worker_exited(struct arbiter *a, struct worker *w, const siginfo_t *
 	if (si->si_code == CLD_EXITED && (si->si_status == 3 || si->si_status == 4)) {
 		log_error("worker %u exited with status %d: %s; shutting down", w->id,
 			  si->si_status,
-			  si->si_status == 3 ? "it failed to boot" : "the application failed to load");
+			  si->si_status == 3 ? "it failed to boot"
+					     : "the application failed to load");
 		arbiter_fatal(a, si->si_status == 3 ? EXIT_WORKER_BOOT : EXIT_WORKER_APP);
 		return;
 	}
@@ -314,6 +315,8 @@ void pool_reconcile(struct arbiter *a)
 			if (worker_is_active(p->workers[i]) &&
 			    (!victim || p->workers[i]->id > victim->id))
 				victim = p->workers[i];
+		if (!victim)
+			break; /* cannot happen: active counts at least one */
 		log_info("stopping worker %u (pid %d): pool size is now %u", victim->id,
 			 victim->pid, p->target);
 		apply(a, victim, WEV_STOP_TERM);

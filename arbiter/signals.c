@@ -58,7 +58,8 @@ enum arbiter_action signal_action(int sig, int32_t si_code, const struct action_
 		return ACTION_REOPEN_LOGS;
 	case SIGWINCH:
 		if (!ctx->daemon) {
-			*why = "WINCH stops workers only with --daemon (a terminal resize otherwise)";
+			*why = "WINCH stops workers only with --daemon (a terminal resize "
+			       "otherwise)";
 			return ACTION_IGNORE;
 		}
 		if (shutting_down(ctx->phase)) {

@@ -17,9 +17,10 @@
 
 /* Variables we set for each worker; an inherited copy would mislead it. */
 static const char *const own_vars[] = {
-	"LISTEN_FDS=",	       "LISTEN_PID=",	       "LISTEN_FDNAMES=",     "NOTIFY_SOCKET=",
-	"WATCHDOG_USEC=",      "WATCHDOG_PID=",	       "SIGVISOR_WORKER_ID=", "SIGVISOR_GENERATION=",
-	"SIGVISOR_ARBITER_PID=", "SIGVISOR_LOG_FILE=", "SIGVISOR_LOG_FORMAT=", "SIGVISOR_ARGS=",
+	"LISTEN_FDS=",	       "LISTEN_PID=",	       "LISTEN_FDNAMES=",
+	"NOTIFY_SOCKET=",      "WATCHDOG_USEC=",       "WATCHDOG_PID=",
+	"SIGVISOR_WORKER_ID=", "SIGVISOR_GENERATION=", "SIGVISOR_ARBITER_PID=",
+	"SIGVISOR_LOG_FILE=",  "SIGVISOR_LOG_FORMAT=", "SIGVISOR_ARGS=",
 };
 
 static bool is_own_var(const char *kv)

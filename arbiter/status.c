@@ -26,7 +26,7 @@ static bool is_ready(const struct arbiter *a)
 }
 
 /* Control signals, in the order status lists them. */
-static const int shown_signals[] = {SIGHUP,  SIGTERM, SIGINT,  SIGQUIT, SIGTTIN,
+static const int shown_signals[] = {SIGHUP,  SIGTERM, SIGINT,  SIGQUIT,	 SIGTTIN,
 				    SIGTTOU, SIGUSR1, SIGUSR2, SIGWINCH, SIGCHLD};
 
 static void json_str(FILE *f, const char *s)
@@ -48,7 +48,8 @@ static void render_json(struct arbiter *a, FILE *f, uint64_t now)
 	const struct pool *p = &a->pool;
 
 	fprintf(f, "{\"version\":\"%s\",\"pid\":%d,\"state\":\"%s\",\"ready\":%s,",
-		SIGVISOR_VERSION, (int)a->pid, phase_name(a->phase), is_ready(a) ? "true" : "false");
+		SIGVISOR_VERSION, (int)a->pid, phase_name(a->phase),
+		is_ready(a) ? "true" : "false");
 	fprintf(f, "\"uptime_ms\":%llu,\"loop\":\"%s\",\"generation\":%u,\"target\":%u,",
 		(unsigned long long)(now - a->started_ms), a->loop.backend->name, p->generation,
 		p->target);
@@ -56,7 +57,9 @@ static void render_json(struct arbiter *a, FILE *f, uint64_t now)
 	for (size_t i = 0; i < p->n; i++) {
 		const struct worker *w = p->workers[i];
 
-		fprintf(f, "%s{\"id\":%u,\"pid\":%d,\"generation\":%u,\"state\":\"%s\",\"uptime_ms\":%llu}",
+		fprintf(f,
+			"%s{\"id\":%u,\"pid\":%d,\"generation\":%u,\"state\":\"%s\",\"uptime_ms\":%"
+			"llu}",
 			i ? "," : "", w->id, (int)w->pid, w->generation,
 			worker_state_name(w->state), (unsigned long long)(now - w->started_ms));
 	}
@@ -65,10 +68,11 @@ static void render_json(struct arbiter *a, FILE *f, uint64_t now)
 		fputs(i ? "," : "", f);
 		json_str(f, a->listeners[i].address);
 	}
-	fprintf(f, "],\"counters\":{\"spawned\":%llu,\"spawn_errors\":%llu,\"exited\":%llu,"
-		   "\"exited_clean\":%llu,\"exited_error\":%llu,\"exited_signal\":%llu,"
-		   "\"killed\":%llu,\"replaced\":%llu,\"boot_failures\":%llu,"
-		   "\"orphans_reaped\":%llu,\"control_rejected\":%lu},",
+	fprintf(f,
+		"],\"counters\":{\"spawned\":%llu,\"spawn_errors\":%llu,\"exited\":%llu,"
+		"\"exited_clean\":%llu,\"exited_error\":%llu,\"exited_signal\":%llu,"
+		"\"killed\":%llu,\"replaced\":%llu,\"boot_failures\":%llu,"
+		"\"orphans_reaped\":%llu,\"control_rejected\":%lu},",
 		(unsigned long long)p->spawned, (unsigned long long)p->spawn_errors,
 		(unsigned long long)p->exited, (unsigned long long)p->exited_clean,
 		(unsigned long long)p->exited_error, (unsigned long long)p->exited_signal,
@@ -105,8 +109,9 @@ static void render_text(struct arbiter *a, FILE *f, uint64_t now)
 		fprintf(f, "  %-4u %-8d %-4u %-9s %.1fs\n", w->id, (int)w->pid, w->generation,
 			worker_state_name(w->state), (double)(now - w->started_ms) / 1000.0);
 	}
-	fprintf(f, "spawned %llu, exited %llu (clean %llu, error %llu, signal %llu), killed %llu, "
-		   "boot failures %llu, orphans reaped %llu\n",
+	fprintf(f,
+		"spawned %llu, exited %llu (clean %llu, error %llu, signal %llu), killed %llu, "
+		"boot failures %llu, orphans reaped %llu\n",
 		(unsigned long long)p->spawned, (unsigned long long)p->exited,
 		(unsigned long long)p->exited_clean, (unsigned long long)p->exited_error,
 		(unsigned long long)p->exited_signal, (unsigned long long)p->killed,

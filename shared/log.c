@@ -94,7 +94,8 @@ void log_vmsg(enum log_level level, const char *fmt, va_list ap)
 
 		json_escape(esc, sizeof(esc), msg);
 		n = snprintf(line, sizeof(line),
-			     "{\"ts\":\"%s\",\"level\":\"%s\",\"ident\":\"%s\",\"pid\":%d,\"msg\":\"%s\"}\n",
+			     "{\"ts\":\"%s\",\"level\":\"%s\",\"ident\":\"%s\",\"pid\":%d,\"msg\":"
+			     "\"%s\"}\n",
 			     stamp, level_names[level], log_ident, (int)getpid(), esc);
 	} else {
 		n = snprintf(line, sizeof(line), "%s %s[%d] %s: %s\n", stamp, log_ident,
