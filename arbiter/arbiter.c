@@ -211,6 +211,9 @@ static void dispatch(struct arbiter *a, const struct loop_event *ev)
 	case SOURCE_CONTROL_CONN:
 		control_on_conn(a, (struct control_conn *)ev->source, ev->events);
 		break;
+	case SOURCE_BPF:
+		bpf_probes_poll(a->bpf);
+		break;
 	}
 }
 
@@ -317,25 +320,50 @@ static int check_unsupported(const struct settings *s, int *ret_status, char *er
 		*ret_status = EXIT_USAGE;
 		return -ENOTSUP;
 	}
-	if (s->loop == LOOP_IO_URING) {
-		snprintf(err, errlen,
-			 "--loop io_uring: this version has only the epoll backend; use --loop "
-			 "epoll");
-		*ret_status = EXIT_FATAL;
-		return -ENOTSUP;
+	return 0;
+}
+
+static void on_bpf_event(void *ctx, const char *line)
+{
+	(void)ctx;
+	log_info("%s", line);
+}
+
+/* After the fork for --daemon (the probes track our pid) and before the first worker
+ * (so its fork is seen). */
+static int setup_bpf(struct arbiter *a, char *err, size_t errlen)
+{
+	const struct settings *s = a->settings;
+	struct bpf_options opt = {
+		.mode = s->bpf,
+		.pin_dir = s->bpf_pin ? s->bpf_pin : "/sys/fs/bpf/sigvisor",
+		.sigaction = s->bpf_sigaction,
+		.on_event = on_bpf_event,
+		.ctx = a,
+	};
+	int r = bpf_probes_open(&a->bpf, &opt, a->bpf_why, sizeof(a->bpf_why));
+
+	if (r < 0) {
+		snprintf(err, errlen, "--bpf on: cannot load the probes: %s", a->bpf_why);
+		return r;
 	}
-	if (s->bpf == BPF_ON) {
-		snprintf(err, errlen,
-			 "--bpf on: this version has no BPF probes yet; use --bpf off");
-		*ret_status = EXIT_FATAL;
-		return -ENOTSUP;
+	if (r > 0) {
+		if (s->bpf == BPF_AUTO)
+			log_info("BPF probes off: %s", a->bpf_why);
+		return 0;
 	}
+	a->bpf_src.type = SOURCE_BPF;
+	a->bpf_src.fd = bpf_probes_fd(a->bpf);
+	if (a->bpf_src.fd >= 0 && (r = loop_add(&a->loop, &a->bpf_src, LOOP_IN)) < 0)
+		log_warn("cannot follow BPF events, counting only: %s", strerror(-r));
+	log_info("BPF probes on, maps pinned in %s", bpf_probes_pin_dir(a->bpf));
 	return 0;
 }
 
 static int setup(struct arbiter *a, char *err, size_t errlen, int *ret_status)
 {
 	struct settings *s = a->settings;
+	const struct loop_backend *backend;
 	char control_path[256];
 	size_t names_len = 1;
 	int r;
@@ -414,9 +442,13 @@ static int setup(struct arbiter *a, char *err, size_t errlen, int *ret_status)
 		}
 	}
 
-	r = loop_init(&a->loop, &loop_backend_epoll);
+	backend = loop_backend_select(s->loop, err, errlen);
+	if (!backend)
+		return -ENOTSUP;
+	r = loop_init(&a->loop, backend);
 	if (r < 0) {
-		snprintf(err, errlen, "cannot create the event loop: %s", strerror(-r));
+		snprintf(err, errlen, "cannot create the %s event loop: %s", backend->name,
+			 strerror(-r));
 		return r;
 	}
 	a->sigfd.type = SOURCE_SIGNALFD;
@@ -452,11 +484,13 @@ static int setup(struct arbiter *a, char *err, size_t errlen, int *ret_status)
 		snprintf(err, errlen, "cannot register the control socket: %s", strerror(-r));
 		return r;
 	}
-	return 0;
+	return setup_bpf(a, err, errlen);
 }
 
 static void teardown(struct arbiter *a)
 {
+	bpf_probes_close(a->bpf);
+	a->bpf = NULL;
 	close_listeners(a);
 	control_close(&a->control);
 	if (a->settings->pidfile && a->pid)
@@ -534,8 +568,6 @@ int arbiter_main(int argc, char **argv)
 		 SIGVISOR_VERSION, (int)a->pid, a->pool.target,
 		 settings.command ? settings.command[0] : "built-in", a->loop.backend->name,
 		 a->control.path, a->pid == 1 ? ", PID 1" : "");
-	if (settings.bpf == BPF_AUTO)
-		log_info("BPF probes off: not built into this version yet");
 
 	status = run(a);
 	log_info("shut down, exit status %d", status);

@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "bpf.h"
 #include "control.h"
 #include "lifecycle.h"
 #include "listeners.h"
@@ -86,6 +87,9 @@ struct arbiter {
 	struct pool pool;
 	struct control control;
 	struct spawn_template tmpl;
+	struct bpf_probes *bpf; /* NULL when the probes are off */
+	struct source bpf_src;
+	char bpf_why[256];	/* why they are off */
 	enum arbiter_phase phase;
 	uint64_t phase_deadline_ms; /* end of --shutdown-delay */
 	int exit_status;

@@ -1,6 +1,8 @@
 /* Backend-independent part of the loop; see loop.h. */
 #include "loop.h"
 
+#include <stdio.h>
+
 int loop_init(struct loop *l, const struct loop_backend *backend)
 {
 	l->backend = backend;
@@ -14,4 +16,15 @@ void loop_fini(struct loop *l)
 	if (l->backend)
 		l->backend->fini(l);
 	l->backend = 0;
+}
+
+const struct loop_backend *loop_backend_select(int kind, char *err, unsigned long errlen)
+{
+	/* kind is an enum loop_kind (options.h): 0 auto, 1 epoll, 2 io_uring. */
+	if (kind == 2) {
+		snprintf(err, errlen,
+			 "--loop io_uring: this version has only the epoll backend; use --loop epoll");
+		return 0;
+	}
+	return &loop_backend_epoll;
 }

@@ -15,6 +15,7 @@ enum source_type {
 	SOURCE_WORKER, /* a worker's pidfd: readable when the worker exited */
 	SOURCE_CONTROL_LISTENER,
 	SOURCE_CONTROL_CONN,
+	SOURCE_BPF, /* the probes' ring buffer */
 };
 
 /* Embedded first in every object given to the loop. */
@@ -75,3 +76,8 @@ static inline int loop_wait(struct loop *l, struct loop_event *out, int max, int
 {
 	return l->backend->wait(l, out, max, timeout_ms);
 }
+
+/* The backend for --loop: auto and epoll give epoll; io_uring gives io_uring or fails
+ * (never a silent fallback when it was asked for by name). On failure returns NULL
+ * with a message in err saying why and what to do. */
+const struct loop_backend *loop_backend_select(int kind, char *err, unsigned long errlen);

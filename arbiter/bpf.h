@@ -1,0 +1,56 @@
+/* The arbiter's side of the eBPF probes (bpf/): load, attach, pin, read the counters,
+ * follow the ring buffer of events; and detach and unpin on exit.
+ *
+ * The arbiter only sees this interface. With the probes off (--bpf off, or auto
+ * without the capabilities), every call is a cheap no-op. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct bpf_probes;
+
+struct bpf_options {
+	int mode;	    /* enum bpf_mode: 0 auto, 1 on, 2 off */
+	const char *pin_dir; /* --bpf-pin */
+	bool sigaction;	    /* --bpf-sigaction */
+	/* Called for each ring-buffer event with one readable line, e.g.
+	 * "signal TTIN from pid 4242 (kill) to pid 1 (sigvisor): coalesced". */
+	void (*on_event)(void *ctx, const char *line);
+	void *ctx;
+};
+
+/* Per (target process, signal) totals from the signal_generate probe. */
+struct bpf_signal_stats {
+	uint64_t generated; /* every result */
+	uint64_t queued;    /* result 0: made pending (for a blocked signal: one signalfd read) */
+	uint64_t ignored;   /* result 1 */
+	uint64_t coalesced; /* result 2: already pending, merged by the kernel */
+	uint64_t overflow;  /* result 3 */
+	uint64_t lose_info; /* result 4 */
+};
+
+/* Load and attach. Returns:
+ *   0  probes running (*ret set);
+ *   1  probes off; *ret is NULL and why says plainly why (mode off, or auto and not
+ *      permitted: which capability is missing, or what the kernel lacks);
+ *  <0  mode "on" and they could not load: why says why (the arbiter exits 1). */
+int bpf_probes_open(struct bpf_probes **ret, const struct bpf_options *opt, char *why,
+		    size_t whylen);
+
+/* fd to register with the loop (readable when events are waiting), or -1. */
+int bpf_probes_fd(const struct bpf_probes *p);
+
+/* Consume waiting events (calls opt->on_event for each). */
+void bpf_probes_poll(struct bpf_probes *p);
+
+/* Stats for signal sig sent to the arbiter itself. Returns 0, or -ENODEV when off. */
+int bpf_probes_self_stats(struct bpf_probes *p, int sig, struct bpf_signal_stats *ret);
+
+/* Where the maps are pinned ("" when off). */
+const char *bpf_probes_pin_dir(const struct bpf_probes *p);
+
+/* Detach every program, unpin the maps, free. Accepts NULL. */
+void bpf_probes_close(struct bpf_probes *p);
