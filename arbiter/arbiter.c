@@ -54,6 +54,8 @@ static void check_done(struct arbiter *a)
 
 static void begin_drain(struct arbiter *a, bool quick)
 {
+	if (a->phase < PHASE_DRAINING)
+		notify_upstream(&a->notify, "STOPPING=1");
 	a->phase = quick ? PHASE_QUITTING : PHASE_DRAINING;
 	a->phase_deadline_ms = 0;
 	/* Stop accepting: our copies of the listening sockets go now, the workers close
@@ -94,6 +96,7 @@ static void handle_signal(struct arbiter *a, const struct signalfd_siginfo *si)
 	struct action_context ctx = {
 		.phase = a->phase,
 		.daemon = a->settings->daemon,
+		.reload_supported = true,
 	};
 	int sig = (int)si->ssi_signo;
 	const char *why;
@@ -153,6 +156,8 @@ static void handle_signal(struct arbiter *a, const struct signalfd_siginfo *si)
 		pool_reconcile(a);
 		break;
 	case ACTION_RELOAD:
+		reload_start(a);
+		break;
 	case ACTION_UPGRADE:
 	case ACTION_IGNORE:
 	case ACTION_REAP:
@@ -185,6 +190,8 @@ static void on_timer(struct arbiter *a)
 
 	(void)!read(a->timer.fd, &expirations, sizeof(expirations));
 	a->timer_armed_ms = 0;
+	/* WATCHDOG=1 pings wait in the socket until now: read them before judging. */
+	notify_drain(a);
 	if (a->phase_deadline_ms && a->phase_deadline_ms <= now) {
 		log_info("shutdown delay over");
 		begin_drain(a, false);
@@ -214,7 +221,25 @@ static void dispatch(struct arbiter *a, const struct loop_event *ev)
 	case SOURCE_BPF:
 		bpf_probes_poll(a->bpf);
 		break;
+	case SOURCE_NOTIFY:
+		notify_drain(a);
+		break;
 	}
+}
+
+/* READY=1 to our own supervisor once the first generation is fully ready. */
+static void announce(struct arbiter *a)
+{
+	char msg[128];
+
+	if (a->announced_ready || a->phase != PHASE_RUNNING ||
+	    pool_count(&a->pool, worker_is_ready) < a->pool.target)
+		return;
+	a->announced_ready = true;
+	snprintf(msg, sizeof(msg), "READY=1\nSTATUS=%u workers ready\nMAINPID=%d", a->pool.target,
+		 (int)a->pid);
+	notify_upstream(&a->notify, msg);
+	log_info("all %u workers ready", a->pool.target);
 }
 
 static int run(struct arbiter *a)
@@ -226,6 +251,8 @@ static int run(struct arbiter *a)
 		int n;
 
 		arm_timer(a);
+		/* Wake for READY=1 only while a worker is booting (see notify.h). */
+		notify_watch(a, pool_count(&a->pool, worker_is_booting) > 0);
 		n = loop_wait(&a->loop, evs, 64, -1);
 		if (n < 0) {
 			/* EINTR: stopped and continued (SIGSTOP/SIGCONT); nothing to do. */
@@ -239,6 +266,8 @@ static int run(struct arbiter *a)
 		 * evs: it is freed only here, after the whole batch. */
 		pool_gc(&a->pool);
 		pool_reconcile(a);
+		reload_check(a);
+		announce(a);
 		check_done(a);
 	}
 	return a->exit_status;
@@ -308,13 +337,6 @@ static int daemonize(void)
  * accept and do nothing. */
 static int check_unsupported(const struct settings *s, int *ret_status, char *err, size_t errlen)
 {
-	if (s->config) {
-		snprintf(err, errlen,
-			 "--config: config files are not supported yet (use the command line or "
-			 "SIGVISOR_ARGS)");
-		*ret_status = EXIT_USAGE;
-		return -ENOTSUP;
-	}
 	if (s->metrics) {
 		snprintf(err, errlen, "--metrics is not implemented yet");
 		*ret_status = EXIT_USAGE;
@@ -365,7 +387,6 @@ static int setup(struct arbiter *a, char *err, size_t errlen, int *ret_status)
 	struct settings *s = a->settings;
 	const struct loop_backend *backend;
 	char control_path[256];
-	size_t names_len = 1;
 	int r;
 
 	*ret_status = EXIT_FATAL;
@@ -407,18 +428,10 @@ static int setup(struct arbiter *a, char *err, size_t errlen, int *ret_status)
 		r = listener_open(&a->listeners[i], s->binds[i], s->backlog, err, errlen);
 		if (r < 0)
 			return r;
-		a->listen_fds[i] = a->listeners[i].fd;
 		a->n_listeners++;
-		names_len += strlen(a->listeners[i].fdname) + 1;
 	}
-	a->listen_fdnames = calloc(1, names_len);
-	if (!a->listen_fdnames)
+	if (listeners_fdnames(a) < 0)
 		return -ENOMEM;
-	for (size_t i = 0; i < a->n_listeners; i++) {
-		if (i)
-			strcat(a->listen_fdnames, ":");
-		strcat(a->listen_fdnames, a->listeners[i].fdname);
-	}
 
 	if (s->daemon) {
 		r = daemonize();
@@ -484,6 +497,9 @@ static int setup(struct arbiter *a, char *err, size_t errlen, int *ret_status)
 		snprintf(err, errlen, "cannot register the control socket: %s", strerror(-r));
 		return r;
 	}
+	r = notify_open(&a->notify, a->pid, err, errlen);
+	if (r < 0)
+		return r;
 	return setup_bpf(a, err, errlen);
 }
 
@@ -491,6 +507,8 @@ static void teardown(struct arbiter *a)
 {
 	bpf_probes_close(a->bpf);
 	a->bpf = NULL;
+	reload_discard(a);
+	notify_close(&a->notify);
 	close_listeners(a);
 	control_close(&a->control);
 	if (a->settings->pidfile && a->pid)
@@ -505,9 +523,15 @@ static void teardown(struct arbiter *a)
 	free(a->listen_fdnames);
 }
 
+static void free_settings(struct settings *s)
+{
+	settings_free(s);
+	free(s);
+}
+
 int arbiter_main(int argc, char **argv)
 {
-	struct settings settings;
+	struct settings *settings;
 	struct arbiter arb;
 	struct arbiter *a = &arb;
 	char err[1024] = "";
@@ -516,6 +540,7 @@ int arbiter_main(int argc, char **argv)
 	memset(a, 0, sizeof(*a));
 	a->sigfd.fd = a->timer.fd = -1;
 	a->control.listen.fd = -1;
+	a->notify.src.fd = a->notify.upstream_fd = -1;
 	/* Before anything else: from here on no signal can interrupt us, they queue up
 	 * in the kernel until the loop reads them from the signalfd. */
 	r = signals_block_all(&a->sigmask);
@@ -524,40 +549,45 @@ int arbiter_main(int argc, char **argv)
 		return EXIT_FATAL;
 	}
 
-	r = options_load(&settings, argc, argv, getenv("SIGVISOR_ARGS"), err, sizeof(err));
+	/* On the heap: a reload swaps in a new one. */
+	settings = calloc(1, sizeof(*settings));
+	if (!settings) {
+		fprintf(stderr, "sigvisor: out of memory\n");
+		return EXIT_FATAL;
+	}
+	r = options_load(settings, argc, argv, getenv("SIGVISOR_ARGS"), err, sizeof(err));
 	if (r < 0) {
 		fprintf(stderr, "sigvisor: %s\n", err);
-		settings_free(&settings);
+		free_settings(settings);
 		return EXIT_USAGE;
 	}
-	if (settings.help) {
-		options_print_help("sigvisor");
-		settings_free(&settings);
+	if (settings->help || settings->version) {
+		if (settings->help)
+			options_print_help("sigvisor");
+		else
+			printf("sigvisor %s (loop: epoll; bpf: no; io_uring: no)\n",
+			       SIGVISOR_VERSION);
+		free_settings(settings);
 		return EXIT_OK;
 	}
-	if (settings.version) {
-		printf("sigvisor %s (loop: epoll; bpf: no; io_uring: no)\n", SIGVISOR_VERSION);
-		settings_free(&settings);
-		return EXIT_OK;
-	}
-	a->settings = &settings;
-	log_setup("sigvisor", settings.log_format, LOG_LEVEL_INFO);
-	if (check_unsupported(&settings, &status, err, sizeof(err)) < 0) {
+	a->settings = settings;
+	a->argc = argc;
+	a->argv = argv;
+	log_setup("sigvisor", settings->log_format, LOG_LEVEL_INFO);
+	if (check_unsupported(settings, &status, err, sizeof(err)) < 0) {
 		fprintf(stderr, "sigvisor: %s\n", err);
-		settings_free(&settings);
+		free_settings(settings);
 		return status;
 	}
-	pool_init(&a->pool, settings.workers);
+	pool_init(&a->pool, settings->workers);
 	r = setup(a, err, sizeof(err), &status);
 	if (r != 0) {
-		if (r < 0) {
+		if (r < 0)
 			log_error("%s", err);
-		} else {
-			/* --check */
-			printf("sigvisor: configuration ok\n");
-		}
+		else
+			printf("sigvisor: configuration ok\n"); /* --check */
 		teardown(a);
-		settings_free(&settings);
+		free_settings(a->settings);
 		return status;
 	}
 	for (size_t i = 0; i < a->n_listeners; i++)
@@ -566,12 +596,12 @@ int arbiter_main(int argc, char **argv)
 			 a->listeners[i].address);
 	log_info("sigvisor %s started: pid %d, %u workers (%s), loop %s, control %s%s",
 		 SIGVISOR_VERSION, (int)a->pid, a->pool.target,
-		 settings.command ? settings.command[0] : "built-in", a->loop.backend->name,
+		 settings->command ? settings->command[0] : "built-in", a->loop.backend->name,
 		 a->control.path, a->pid == 1 ? ", PID 1" : "");
 
 	status = run(a);
 	log_info("shut down, exit status %d", status);
 	teardown(a);
-	settings_free(&settings);
+	free_settings(a->settings);
 	return status;
 }

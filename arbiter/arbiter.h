@@ -13,6 +13,7 @@
 #include "lifecycle.h"
 #include "listeners.h"
 #include "loop.h"
+#include "notify.h"
 #include "options.h"
 #include "signals.h"
 
@@ -44,13 +45,16 @@ struct worker {
 	uint64_t started_ms;
 	uint64_t deadline_ms; /* 0: none */
 	int stop_signal;      /* the last stop signal sent, for the log */
+	bool watchdog;	      /* it sent WATCHDOG=1: --timeout applies to it */
+	char status[128];     /* its last STATUS= */
 };
 
 struct pool {
 	struct worker **workers;
 	size_t n, cap;
 	unsigned target;
-	unsigned generation;
+	unsigned generation;	 /* the current one: new workers get it */
+	unsigned max_generation; /* never reused, even after a failed reload */
 	unsigned boot_failures;
 	uint64_t last_boot_failure_ms;
 	unsigned spawn_failures;
@@ -58,7 +62,7 @@ struct pool {
 	bool garbage;		/* some workers are EXITED and wait to be freed */
 	/* counters for status */
 	uint64_t spawned, spawn_errors, exited, exited_clean, exited_error, exited_signal, killed,
-		replaced, boot_failures_total, orphans_reaped;
+		replaced, boot_failures_total, orphans_reaped, reloads, reload_failures;
 };
 
 /* Everything a spawn needs that is computed once at startup. */
@@ -73,8 +77,28 @@ struct spawn_template {
 	gid_t gid;
 };
 
+/* What a reload replaces, kept until the new generation has taken over (or restored
+ * if it never gets ready). */
+struct reload_saved {
+	struct settings *settings;
+	struct spawn_template tmpl;
+	struct listener listeners[MAX_BINDS];
+	int listen_fds[MAX_BINDS];
+	size_t n_listeners;
+	char *listen_fdnames;
+	unsigned generation;
+	unsigned target;
+};
+
 struct arbiter {
 	struct settings *settings;
+	int argc; /* kept for HUP, which re-reads everything */
+	char **argv;
+	bool reloading;
+	bool reload_pending; /* a HUP came during a reload: one more follows it */
+	struct reload_saved old;
+	struct notify notify;
+	bool announced_ready; /* READY=1 sent upstream for the first generation */
 	struct loop loop;
 	struct source sigfd;
 	struct source timer;
@@ -117,6 +141,10 @@ uint64_t pool_next_deadline(const struct arbiter *a);
 void pool_stop_all(struct arbiter *a, enum worker_event ev);
 void pool_signal_all(struct arbiter *a, int sig);
 void pool_gc(struct pool *p);
+/* A notify datagram from pid; returns false when pid is not a current worker. */
+bool pool_notify(struct arbiter *a, pid_t pid, char *msg);
+bool worker_is_booting(const struct worker *w);
+unsigned pool_count_gen(const struct pool *p, bool (*pred)(const struct worker *w), bool current);
 void pool_free(struct pool *p);
 unsigned pool_count(const struct pool *p, bool (*pred)(const struct worker *w));
 bool worker_is_active(const struct worker *w);
@@ -129,6 +157,13 @@ int spawn_template_init(struct spawn_template *t, const struct settings *s, char
 			char *err, size_t errlen);
 void spawn_template_free(struct spawn_template *t);
 int spawn_worker(struct arbiter *a, unsigned id, pid_t *ret_pid, int *ret_pidfd);
+
+/* reload.c */
+void reload_start(struct arbiter *a);
+void reload_check(struct arbiter *a);
+void reload_abort(struct arbiter *a, const char *why);
+void reload_discard(struct arbiter *a);
+int listeners_fdnames(struct arbiter *a);
 
 /* status.c */
 int arbiter_render_status(struct arbiter *a, bool json, char **ret_buf, size_t *ret_len);

@@ -3,6 +3,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -248,7 +249,9 @@ void control_on_conn(struct arbiter *a, struct control_conn *cc, unsigned events
 	(void)events;
 }
 
-/* Find the one running arbiter's socket in the default directories. */
+/* Find the one running arbiter's socket in the default directories. Sockets are named
+ * PID.sock: a live pid is the test, so looking never wakes an arbiter (connecting to
+ * every socket would). */
 static int find_socket(char *buf, size_t len)
 {
 	const char *dirs[3];
@@ -261,28 +264,22 @@ static int find_socket(char *buf, size_t len)
 		if (!d)
 			continue;
 		while ((de = readdir(d))) {
-			struct sockaddr_un un = {.sun_family = AF_UNIX};
-			size_t l = strlen(de->d_name);
-			int fd;
+			char *end;
+			long pid = strtol(de->d_name, &end, 10);
+			char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 
-			if (l < 6 || strcmp(de->d_name + l - 5, ".sock") != 0)
+			if (end == de->d_name || strcmp(end, ".sock") != 0 || pid <= 0)
 				continue;
-			if (snprintf(un.sun_path, sizeof(un.sun_path), "%s/%s", dirs[i],
-				     de->d_name) >= (int)sizeof(un.sun_path))
+			if (kill((pid_t)pid, 0) < 0 && errno == ESRCH)
+				continue; /* left behind by an arbiter that was killed */
+			if (snprintf(path, sizeof(path), "%s/%s", dirs[i], de->d_name) >=
+			    (int)sizeof(path))
 				continue;
-			fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-			if (fd < 0)
-				continue;
-			if (connect(fd, (struct sockaddr *)&un, sizeof(un)) == 0) {
-				if (found++ == 0)
-					snprintf(buf, len, "%s", un.sun_path);
-				else
-					fprintf(stderr,
-						"sigvisor status: several arbiters answer: %s and "
-						"%s; pick one with --control\n",
-						buf, un.sun_path);
-			}
-			close(fd);
+			if (found++ == 0)
+				snprintf(buf, len, "%s", path);
+			else
+				fprintf(stderr, "sigvisor status: several arbiters run: %s and %s; pick one with --control\n",
+					buf, path);
 		}
 		closedir(d);
 	}

@@ -16,6 +16,7 @@ enum source_type {
 	SOURCE_CONTROL_LISTENER,
 	SOURCE_CONTROL_CONN,
 	SOURCE_BPF, /* the probes' ring buffer */
+	SOURCE_NOTIFY, /* the workers' NOTIFY_SOCKET */
 };
 
 /* Embedded first in every object given to the loop. */

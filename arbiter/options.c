@@ -2,6 +2,7 @@
 #include "options.h"
 
 #include <errno.h>
+#include <ini.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +20,7 @@ enum option_kind {
 	OPT_LOG_FORMAT,
 	OPT_LOOP,
 	OPT_BPF,
+	OPT_READY_MODE,
 };
 
 struct option_def {
@@ -46,6 +48,9 @@ static const struct option_def option_defs[] = {
 	 "how long stopping workers get before SIGKILL (default 30)"},
 	{"ready-timeout", 0, OPT_DURATION, OFF(ready_timeout_ms), 0, 0, false, "S",
 	 "how long a new worker may take to send READY=1 (default 30)"},
+	{"ready-mode", 0, OPT_READY_MODE, OFF(ready_mode), 0, 0, false, "auto|notify|start",
+	 "when a new worker counts as ready: on READY=1 (notify), once started (start); auto: "
+	 "notify for the built-in worker, start for a COMMAND"},
 	{"shutdown-delay", 0, OPT_DURATION, OFF(shutdown_delay_ms), 0, 0, false, "S",
 	 "after TERM keep serving but report not-ready for S seconds (default 0)"},
 	{"pid", 0, OPT_STRING, OFF(pidfile), 0, 0, false, "PATH", "write a pidfile"},
@@ -184,6 +189,7 @@ static int parse_choice(const char *v, const char *const *choices, size_t n, int
 static const char *const loop_names[] = {"auto", "epoll", "io_uring"};
 static const char *const bpf_names[] = {"auto", "on", "off"};
 static const char *const log_format_names[] = {"text", "json"};
+static const char *const ready_mode_names[] = {"auto", "notify", "start"};
 
 const char *loop_kind_name(enum loop_kind k)
 {
@@ -278,10 +284,12 @@ int option_set(struct settings *s, enum option_source src, const char *name, con
 		break;
 	case OPT_LOG_FORMAT:
 	case OPT_LOOP:
-	case OPT_BPF: {
-		const char *const *names = d->kind == OPT_LOOP	? loop_names
-					   : d->kind == OPT_BPF ? bpf_names
-								: log_format_names;
+	case OPT_BPF:
+	case OPT_READY_MODE: {
+		const char *const *names = d->kind == OPT_LOOP	       ? loop_names
+					   : d->kind == OPT_BPF	       ? bpf_names
+					   : d->kind == OPT_READY_MODE ? ready_mode_names
+								       : log_format_names;
 		size_t n = d->kind == OPT_LOG_FORMAT ? 2 : 3;
 
 		if (parse_choice(value, names, n, &choice) < 0) {
@@ -448,12 +456,93 @@ char **options_split_words(const char *s, int *ret_n, char *err, size_t errlen)
 	return words;
 }
 
+struct config_ctx {
+	struct settings *s;
+	FILE *f;
+	const char *path;
+	unsigned line;
+	char *err;
+	size_t errlen;
+	bool failed;
+};
+
+/* inih's reader, wrapped to count lines: its handler does not get the line number. */
+static char *config_read_line(char *str, int num, void *stream)
+{
+	struct config_ctx *c = stream;
+	char *r = fgets(str, num, c->f);
+
+	if (r)
+		c->line++;
+	return r;
+}
+
+static int config_entry(void *user, const char *section, const char *name, const char *value)
+{
+	struct config_ctx *c = user;
+	char sub[512];
+
+	if (c->failed)
+		return 0;
+	if (section && *section) {
+		snprintf(c->err, c->errlen, "%s:%u: sections ([%s]) are not used; write key = value lines",
+			 c->path, c->line, section);
+		c->failed = true;
+		return 0;
+	}
+	if (strcmp(name, "config") == 0) {
+		snprintf(c->err, c->errlen, "%s:%u: 'config' cannot be set from a config file", c->path,
+			 c->line);
+		c->failed = true;
+		return 0;
+	}
+	if (option_set(c->s, SOURCE_CONFIG, name, value, sub, sizeof(sub)) < 0) {
+		snprintf(c->err, c->errlen, "%s:%u: %s", c->path, c->line, sub);
+		c->failed = true;
+		return 0;
+	}
+	return 1;
+}
+
+int options_load_config(struct settings *s, const char *path, char *err, size_t errlen)
+{
+	struct config_ctx c = {.s = s, .path = path, .err = err, .errlen = errlen};
+	int r;
+
+	c.f = fopen(path, "re");
+	if (!c.f) {
+		snprintf(err, errlen, "config file %s: %s", path, strerror(errno));
+		return -EINVAL;
+	}
+	r = ini_parse_stream(config_read_line, &c, config_entry, &c);
+	fclose(c.f);
+	if (c.failed)
+		return -EINVAL;
+	if (r != 0) {
+		snprintf(err, errlen, "%s:%d: expected 'key = value'", path, r);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 int options_load(struct settings *s, int argc, char *const *argv, const char *env, char *err,
 		 size_t errlen)
 {
+	struct settings cmd;
+	const char *config;
 	int r;
 
+	/* Initialized before anything can fail: the caller frees it either way. */
 	settings_init(s);
+	/* The config file is named on the command line or in SIGVISOR_ARGS, but sits
+	 * between them in precedence: find it first, then apply everything in order. */
+	settings_init(&cmd);
+	r = options_parse_args(&cmd, SOURCE_CMDLINE, argc, argv, 1, true, err, errlen);
+	if (r < 0) {
+		settings_free(&cmd);
+		return r;
+	}
+
 	if (env && *env) {
 		char sub[768];
 		int n;
@@ -470,7 +559,15 @@ int options_load(struct settings *s, int argc, char *const *argv, const char *en
 			return r;
 		}
 	}
-	/* The config file (issue #3) slots in here, between the environment and argv. */
+	config = cmd.config ? cmd.config : s->config;
+	if (config && !cmd.help && !cmd.version) {
+		r = options_load_config(s, config, err, errlen);
+		if (r < 0) {
+			settings_free(&cmd);
+			return r;
+		}
+	}
+	settings_free(&cmd);
 	return options_parse_args(s, SOURCE_CMDLINE, argc, argv, 1, true, err, errlen);
 }
 

@@ -25,6 +25,12 @@ enum bpf_mode {
 	BPF_OFF,
 };
 
+enum ready_mode {
+	READY_AUTO,
+	READY_NOTIFY,
+	READY_START,
+};
+
 enum option_source {
 	SOURCE_DEFAULT,
 	SOURCE_ENV,
@@ -44,6 +50,7 @@ struct settings {
 	uint64_t graceful_timeout_ms;
 	uint64_t ready_timeout_ms;
 	uint64_t shutdown_delay_ms;
+	enum ready_mode ready_mode;
 	char *pidfile;
 	char *log_file;
 	enum log_format log_format;
@@ -85,7 +92,12 @@ int options_parse_args(struct settings *s, enum option_source src, int argc, cha
 char **options_split_words(const char *s, int *ret_n, char *err, size_t errlen);
 void options_free_words(char **words);
 
-/* The whole startup parse: defaults, then SIGVISOR_ARGS (env may be NULL), then argv. */
+/* Apply a config file of "key = value" lines (long option names; '#' or ';' starts a
+ * comment). Errors name file:line and the key. */
+int options_load_config(struct settings *s, const char *path, char *err, size_t errlen);
+
+/* The whole parse, at startup and on HUP: defaults, SIGVISOR_ARGS (env may be NULL),
+ * the config file (-c from argv or SIGVISOR_ARGS), then argv. */
 int options_load(struct settings *s, int argc, char *const *argv, const char *env, char *err,
 		 size_t errlen);
 

@@ -3,6 +3,7 @@
  * with backoff after failures. */
 #include <errno.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/pidfd.h>
@@ -23,6 +24,7 @@ void pool_init(struct pool *p, unsigned target)
 	memset(p, 0, sizeof(*p));
 	p->target = target;
 	p->generation = 1;
+	p->max_generation = 1;
 }
 
 bool worker_is_active(const struct worker *w)
@@ -38,6 +40,22 @@ bool worker_is_alive(const struct worker *w)
 bool worker_is_ready(const struct worker *w)
 {
 	return w->state == WORKER_READY;
+}
+
+bool worker_is_booting(const struct worker *w)
+{
+	return w->state == WORKER_BOOTING;
+}
+
+/* Count workers of the current generation (current) or of older ones (!current). */
+unsigned pool_count_gen(const struct pool *p, bool (*pred)(const struct worker *w), bool current)
+{
+	unsigned n = 0;
+
+	for (size_t i = 0; i < p->n; i++)
+		if (pred(p->workers[i]) && (p->workers[i]->generation == p->generation) == current)
+			n++;
+	return n;
 }
 
 unsigned pool_count(const struct pool *p, bool (*pred)(const struct worker *w))
@@ -172,6 +190,13 @@ static void worker_exited(struct arbiter *a, struct worker *w, const siginfo_t *
 
 	if (asked || a->phase >= PHASE_DRAINING)
 		return;
+	if (a->reloading && w->generation == p->generation &&
+	    (actions & WACT_BOOT_FAILED || up < BOOT_WINDOW_MS || si->si_code != CLD_EXITED ||
+	     si->si_status != 0)) {
+		/* A broken new generation must not take the serving one down with it. */
+		reload_abort(a, "a worker of the new generation failed");
+		return;
+	}
 	/* gunicorn's convention, which DESIGN.md keeps: 3 = the worker failed to boot,
 	 * 4 = the application failed to load. Either stops the whole server. */
 	if (si->si_code == CLD_EXITED && (si->si_status == 3 || si->si_status == 4)) {
@@ -243,17 +268,32 @@ void pool_reap_children(struct arbiter *a)
 	}
 }
 
-/* The lowest slot number no active worker holds. */
+/* The lowest slot number no active worker of the current generation holds. */
 static unsigned free_slot(const struct pool *p)
 {
 	for (unsigned id = 0;; id++) {
 		bool taken = false;
 
 		for (size_t i = 0; i < p->n && !taken; i++)
-			taken = worker_is_active(p->workers[i]) && p->workers[i]->id == id;
+			taken = worker_is_active(p->workers[i]) && p->workers[i]->id == id &&
+				p->workers[i]->generation == p->generation;
 		if (!taken)
 			return id;
 	}
+}
+
+/* --ready-mode auto: the built-in worker always sends READY=1; a COMMAND may not. */
+static bool waits_for_notify(const struct arbiter *a)
+{
+	switch (a->settings->ready_mode) {
+	case READY_NOTIFY:
+		return true;
+	case READY_START:
+		return false;
+	case READY_AUTO:
+		break;
+	}
+	return !a->settings->command;
 }
 
 static int add_worker(struct arbiter *a, unsigned id)
@@ -293,34 +333,57 @@ static int add_worker(struct arbiter *a, unsigned id)
 	if (r < 0)
 		log_error("cannot watch worker %u's pidfd, ignoring: %s", id, strerror(-r));
 	log_info("worker %u started (pid %d, generation %u)", id, pid, w->generation);
-	/* Without sd_notify a worker counts as ready once started (DESIGN.md). */
-	apply(a, w, WEV_READY);
+	if (!waits_for_notify(a)) {
+		/* Without sd_notify a worker counts as ready once started (DESIGN.md). */
+		apply(a, w, WEV_READY);
+	} else if (a->settings->ready_timeout_ms) {
+		w->deadline_ms = w->started_ms + a->settings->ready_timeout_ms;
+	}
 	return 0;
+}
+
+/* The highest-numbered active worker of the current generation (current) or of an older
+ * one (!current), or NULL. */
+static struct worker *highest(struct pool *p, bool current)
+{
+	struct worker *victim = NULL;
+
+	for (size_t i = 0; i < p->n; i++) {
+		struct worker *w = p->workers[i];
+
+		if (worker_is_active(w) && (w->generation == p->generation) == current &&
+		    (!victim || w->id > victim->id))
+			victim = w;
+	}
+	return victim;
 }
 
 void pool_reconcile(struct arbiter *a)
 {
 	struct pool *p = &a->pool;
-	unsigned active;
+	unsigned active, ready, old;
 	uint64_t now;
 
 	if (a->phase >= PHASE_DRAINING)
 		return;
-	active = pool_count(p, worker_is_active);
-	/* Too many (TTOU, WINCH): retire the highest slots, keeping ids compact. */
-	while (active > p->target) {
-		struct worker *victim = NULL;
+	active = pool_count_gen(p, worker_is_active, true);
+	ready = pool_count_gen(p, worker_is_ready, true);
+	old = pool_count_gen(p, worker_is_active, false);
 
-		for (size_t i = 0; i < p->n; i++)
-			if (worker_is_active(p->workers[i]) &&
-			    (!victim || p->workers[i]->id > victim->id))
-				victim = p->workers[i];
-		if (!victim)
-			break; /* cannot happen: active counts at least one */
-		log_info("stopping worker %u (pid %d): pool size is now %u", victim->id,
-			 victim->pid, p->target);
-		apply(a, victim, WEV_STOP_TERM);
-		active--;
+	/* Too many (TTOU, WINCH): retire the highest slots, keeping ids compact. */
+	for (struct worker *w; active > p->target && (w = highest(p, true)); active--) {
+		log_info("stopping worker %u (pid %d): pool size is now %u", w->id, w->pid,
+			 p->target);
+		apply(a, w, WEV_STOP_TERM);
+		if (ready && w->state == WORKER_READY)
+			ready--;
+	}
+	/* A reload: each new worker that is ready lets one old worker go, so the pool
+	 * never serves with fewer than its size. */
+	for (struct worker *w; old && ready + old > p->target && (w = highest(p, false)); old--) {
+		log_info("retiring worker %u (pid %d, generation %u)", w->id, w->pid,
+			 w->generation);
+		apply(a, w, WEV_STOP_TERM);
 	}
 	if (active >= p->target)
 		return;
@@ -353,8 +416,25 @@ void pool_run_deadlines(struct arbiter *a, uint64_t now)
 		struct worker *w = p->workers[i];
 
 		if (w->deadline_ms && w->deadline_ms <= now && worker_is_alive(w)) {
+			enum worker_state was = w->state;
+			unsigned actions;
+
 			w->deadline_ms = 0;
-			apply(a, w, WEV_DEADLINE);
+			if (was == WORKER_BOOTING)
+				log_warn("worker %u (pid %d) not ready after %.1f s (--ready-timeout)",
+					 w->id, w->pid,
+					 (double)a->settings->ready_timeout_ms / 1000.0);
+			else if (was == WORKER_READY)
+				log_warn("worker %u (pid %d) silent for %.1f s since its last WATCHDOG=1 "
+					 "(--timeout): aborting it",
+					 w->id, w->pid, (double)a->settings->timeout_ms / 1000.0);
+			actions = apply(a, w, WEV_DEADLINE);
+			if (!(actions & WACT_BOOT_FAILED))
+				continue;
+			if (a->reloading && w->generation == p->generation)
+				reload_abort(a, "a worker of the new generation did not get ready");
+			else
+				record_boot_failure(a, w, now);
 		}
 	}
 }
@@ -388,6 +468,37 @@ void pool_signal_all(struct arbiter *a, int sig)
 	for (size_t i = 0; i < a->pool.n; i++)
 		if (worker_is_active(a->pool.workers[i]))
 			send_signal(a->pool.workers[i], sig);
+}
+
+bool pool_notify(struct arbiter *a, pid_t pid, char *msg)
+{
+	struct worker *w = find_pid(&a->pool, pid);
+
+	if (!w)
+		return false;
+	/* Newline-separated assignments, as sd_notify(3) sends them. */
+	for (char *line = strtok(msg, "\n"); line; line = strtok(NULL, "\n")) {
+		if (strcmp(line, "READY=1") == 0) {
+			if (w->state == WORKER_BOOTING)
+				log_info("worker %u (pid %d, generation %u) ready after %.3f s", w->id,
+					 w->pid, w->generation,
+					 (double)(now_ms() - w->started_ms) / 1000.0);
+			apply(a, w, WEV_READY);
+			if (w->watchdog && w->state == WORKER_READY && a->settings->timeout_ms)
+				w->deadline_ms = now_ms() + a->settings->timeout_ms;
+		} else if (strncmp(line, "STATUS=", 7) == 0) {
+			snprintf(w->status, sizeof(w->status), "%s", line + 7);
+		} else if (strcmp(line, "WATCHDOG=1") == 0) {
+			w->watchdog = true;
+			/* Only a serving worker has a watchdog deadline; a booting one has its
+			 * ready deadline, a stopping one its kill deadline. */
+			if (w->state == WORKER_READY && a->settings->timeout_ms)
+				w->deadline_ms = now_ms() + a->settings->timeout_ms;
+		} else if (strcmp(line, "STOPPING=1") == 0) {
+			snprintf(w->status, sizeof(w->status), "stopping");
+		}
+	}
+	return true;
 }
 
 void pool_gc(struct pool *p)

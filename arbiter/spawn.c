@@ -156,7 +156,7 @@ int spawn_worker(struct arbiter *a, unsigned id, pid_t *ret_pid, int *ret_pidfd)
 {
 	const struct spawn_template *t = &a->tmpl;
 	char v_fds[32], v_pid[32 + LISTEN_PID_DIGITS], v_id[48], v_gen[48], v_arb[48];
-	char *v_names = NULL, *v_log = NULL, v_fmt[48];
+	char *v_names = NULL, *v_log = NULL, v_fmt[48], v_wd[48];
 	char **envp;
 	size_t k = 0;
 	struct exec_plan plan;
@@ -164,7 +164,7 @@ int spawn_worker(struct arbiter *a, unsigned id, pid_t *ret_pid, int *ret_pidfd)
 	int pidfd = -1;
 	long pid;
 
-	envp = calloc(t->n_base_env + 10, sizeof(char *));
+	envp = calloc(t->n_base_env + 12, sizeof(char *));
 	if (!envp)
 		return -ENOMEM;
 	memcpy(envp, t->base_env, t->n_base_env * sizeof(char *));
@@ -195,6 +195,14 @@ int spawn_worker(struct arbiter *a, unsigned id, pid_t *ret_pid, int *ret_pidfd)
 	envp[k++] = v_fmt;
 	if (v_log)
 		envp[k++] = v_log;
+	if (a->notify.src.fd >= 0 && a->notify.env[0])
+		envp[k++] = a->notify.env;
+	if (a->settings->timeout_ms) {
+		/* systemd's contract: ping with WATCHDOG=1 at least this often. */
+		snprintf(v_wd, sizeof(v_wd), "WATCHDOG_USEC=%llu",
+			 (unsigned long long)a->settings->timeout_ms * 1000);
+		envp[k++] = v_wd;
+	}
 	envp[k] = NULL;
 
 	plan = (struct exec_plan){

@@ -9,6 +9,8 @@
 #include "signames.h"
 #include "timeutil.h"
 
+typedef unsigned long long ull;
+
 static const char *phase_name(enum arbiter_phase p)
 {
 	static const char *const names[] = {
@@ -28,6 +30,7 @@ static bool is_ready(const struct arbiter *a)
 /* Control signals, in the order status lists them. */
 static const int shown_signals[] = {SIGHUP,  SIGTERM, SIGINT,  SIGQUIT,	 SIGTTIN,
 				    SIGTTOU, SIGUSR1, SIGUSR2, SIGWINCH, SIGCHLD};
+#define N_SHOWN (sizeof(shown_signals) / sizeof(shown_signals[0]))
 
 static void json_str(FILE *f, const char *s)
 {
@@ -43,54 +46,79 @@ static void json_str(FILE *f, const char *s)
 	fputc('"', f);
 }
 
+static void json_workers(const struct pool *p, FILE *f, uint64_t now)
+{
+	fprintf(f, "\"workers\":[");
+	for (size_t i = 0; i < p->n; i++) {
+		const struct worker *w = p->workers[i];
+
+		fprintf(f, "%s{\"id\":%u,\"pid\":%d,\"generation\":%u,\"state\":\"%s\",", i ? "," : "",
+			w->id, (int)w->pid, w->generation, worker_state_name(w->state));
+		fprintf(f, "\"uptime_ms\":%llu,\"status\":", (ull)(now - w->started_ms));
+		json_str(f, w->status);
+		fputc('}', f);
+	}
+	fprintf(f, "],");
+}
+
+static void json_counters(const struct arbiter *a, FILE *f)
+{
+	const struct pool *p = &a->pool;
+	const struct {
+		const char *name;
+		ull value;
+	} c[] = {
+		{"spawned", p->spawned},
+		{"spawn_errors", p->spawn_errors},
+		{"exited", p->exited},
+		{"exited_clean", p->exited_clean},
+		{"exited_error", p->exited_error},
+		{"exited_signal", p->exited_signal},
+		{"killed", p->killed},
+		{"replaced", p->replaced},
+		{"boot_failures", p->boot_failures_total},
+		{"orphans_reaped", p->orphans_reaped},
+		{"reloads", p->reloads},
+		{"reload_failures", p->reload_failures},
+		{"control_rejected", a->control.rejected},
+		{"notify_received", a->notify.received},
+		{"notify_rejected", a->notify.rejected},
+	};
+
+	fprintf(f, "\"counters\":{");
+	for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++)
+		fprintf(f, "%s\"%s\":%llu", i ? "," : "", c[i].name, c[i].value);
+	fprintf(f, "},");
+}
+
 static void render_json(struct arbiter *a, FILE *f, uint64_t now)
 {
 	const struct pool *p = &a->pool;
 
 	fprintf(f, "{\"version\":\"%s\",\"pid\":%d,\"state\":\"%s\",\"ready\":%s,",
-		SIGVISOR_VERSION, (int)a->pid, phase_name(a->phase),
-		is_ready(a) ? "true" : "false");
+		SIGVISOR_VERSION, (int)a->pid, phase_name(a->phase), is_ready(a) ? "true" : "false");
 	fprintf(f, "\"uptime_ms\":%llu,\"loop\":\"%s\",\"generation\":%u,\"target\":%u,",
-		(unsigned long long)(now - a->started_ms), a->loop.backend->name, p->generation,
-		p->target);
-	fprintf(f, "\"workers\":[");
-	for (size_t i = 0; i < p->n; i++) {
-		const struct worker *w = p->workers[i];
-
-		fprintf(f,
-			"%s{\"id\":%u,\"pid\":%d,\"generation\":%u,\"state\":\"%s\",\"uptime_ms\":%"
-			"llu}",
-			i ? "," : "", w->id, (int)w->pid, w->generation,
-			worker_state_name(w->state), (unsigned long long)(now - w->started_ms));
-	}
-	fprintf(f, "],\"listeners\":[");
+		(ull)(now - a->started_ms), a->loop.backend->name, p->generation, p->target);
+	fprintf(f, "\"reloading\":%s,", a->reloading ? "true" : "false");
+	json_workers(p, f, now);
+	fprintf(f, "\"listeners\":[");
 	for (size_t i = 0; i < a->n_listeners; i++) {
 		fputs(i ? "," : "", f);
 		json_str(f, a->listeners[i].address);
 	}
-	fprintf(f,
-		"],\"counters\":{\"spawned\":%llu,\"spawn_errors\":%llu,\"exited\":%llu,"
-		"\"exited_clean\":%llu,\"exited_error\":%llu,\"exited_signal\":%llu,"
-		"\"killed\":%llu,\"replaced\":%llu,\"boot_failures\":%llu,"
-		"\"orphans_reaped\":%llu,\"control_rejected\":%lu},",
-		(unsigned long long)p->spawned, (unsigned long long)p->spawn_errors,
-		(unsigned long long)p->exited, (unsigned long long)p->exited_clean,
-		(unsigned long long)p->exited_error, (unsigned long long)p->exited_signal,
-		(unsigned long long)p->killed, (unsigned long long)p->replaced,
-		(unsigned long long)p->boot_failures_total, (unsigned long long)p->orphans_reaped,
-		a->control.rejected);
+	fprintf(f, "],");
+	json_counters(a, f);
 	fprintf(f, "\"signals\":{");
-	for (size_t i = 0; i < sizeof(shown_signals) / sizeof(shown_signals[0]); i++) {
+	for (size_t i = 0; i < N_SHOWN; i++) {
 		int sig = shown_signals[i];
 		struct bpf_signal_stats st;
 
 		fprintf(f, "%s\"%s\":{\"received\":%llu,\"ignored\":%llu", i ? "," : "",
-			signal_name(sig), (unsigned long long)a->signals_received[sig],
-			(unsigned long long)a->signals_ignored[sig]);
+			signal_name(sig), (ull)a->signals_received[sig],
+			(ull)a->signals_ignored[sig]);
 		if (bpf_probes_self_stats(a->bpf, sig, &st) == 0)
 			fprintf(f, ",\"generated\":%llu,\"queued\":%llu,\"coalesced\":%llu",
-				(unsigned long long)st.generated, (unsigned long long)st.queued,
-				(unsigned long long)st.coalesced);
+				(ull)st.generated, (ull)st.queued, (ull)st.coalesced);
 		fputc('}', f);
 	}
 	fprintf(f, "},\"bpf\":{\"state\":\"%s\",", a->bpf ? "on" : "off");
@@ -104,6 +132,37 @@ static void render_json(struct arbiter *a, FILE *f, uint64_t now)
 	fprintf(f, "}}\n");
 }
 
+static void text_signals(struct arbiter *a, FILE *f)
+{
+	if (!a->bpf) {
+		fprintf(f, "signals received:");
+		for (size_t i = 0; i < N_SHOWN; i++) {
+			int sig = shown_signals[i];
+
+			if (a->signals_received[sig])
+				fprintf(f, " %s %llu", signal_name(sig),
+					(ull)a->signals_received[sig]);
+		}
+		fprintf(f, "\nbpf: off (%s)\n", a->bpf_why);
+		return;
+	}
+	/* With the probes on, the proof that no signal is lost in user space: every
+	 * signal the kernel made pending was read (handled), the rest it merged. */
+	fprintf(f, "signals    %9s %9s %9s %9s\n", "generated", "coalesced", "handled", "check");
+	for (size_t i = 0; i < N_SHOWN; i++) {
+		int sig = shown_signals[i];
+		struct bpf_signal_stats st;
+
+		if (bpf_probes_self_stats(a->bpf, sig, &st) < 0 ||
+		    (!st.generated && !a->signals_received[sig]))
+			continue;
+		fprintf(f, "  %-8s %9llu %9llu %9llu %9s\n", signal_name(sig), (ull)st.generated,
+			(ull)st.coalesced, (ull)a->signals_received[sig],
+			st.queued == a->signals_received[sig] ? "ok" : "MISMATCH");
+	}
+	fprintf(f, "bpf: on, maps pinned in %s\n", bpf_probes_pin_dir(a->bpf));
+}
+
 static void render_text(struct arbiter *a, FILE *f, uint64_t now)
 {
 	const struct pool *p = &a->pool;
@@ -114,50 +173,25 @@ static void render_text(struct arbiter *a, FILE *f, uint64_t now)
 	fprintf(f, "listening:");
 	for (size_t i = 0; i < a->n_listeners; i++)
 		fprintf(f, " %s", a->listeners[i].address);
-	fprintf(f, "\nworkers: %u wanted, %u ready, generation %u\n", p->target,
-		pool_count(p, worker_is_ready), p->generation);
-	fprintf(f, "  %-4s %-8s %-4s %-9s %s\n", "ID", "PID", "GEN", "STATE", "UPTIME");
+	fprintf(f, "\nworkers: %u wanted, %u ready, generation %u%s\n", p->target,
+		pool_count(p, worker_is_ready), p->generation, a->reloading ? " (reloading)" : "");
+	fprintf(f, "  %-4s %-8s %-4s %-9s %-8s %s\n", "ID", "PID", "GEN", "STATE", "UPTIME",
+		"STATUS");
 	for (size_t i = 0; i < p->n; i++) {
 		const struct worker *w = p->workers[i];
+		char up[32];
 
-		fprintf(f, "  %-4u %-8d %-4u %-9s %.1fs\n", w->id, (int)w->pid, w->generation,
-			worker_state_name(w->state), (double)(now - w->started_ms) / 1000.0);
+		snprintf(up, sizeof(up), "%.1fs", (double)(now - w->started_ms) / 1000.0);
+		fprintf(f, "  %-4u %-8d %-4u %-9s %-8s %s\n", w->id, (int)w->pid, w->generation,
+			worker_state_name(w->state), up, w->status);
 	}
-	fprintf(f,
-		"spawned %llu, exited %llu (clean %llu, error %llu, signal %llu), killed %llu, "
-		"boot failures %llu, orphans reaped %llu\n",
-		(unsigned long long)p->spawned, (unsigned long long)p->exited,
-		(unsigned long long)p->exited_clean, (unsigned long long)p->exited_error,
-		(unsigned long long)p->exited_signal, (unsigned long long)p->killed,
-		(unsigned long long)p->boot_failures_total, (unsigned long long)p->orphans_reaped);
-	if (!a->bpf) {
-		fprintf(f, "signals received:");
-		for (size_t i = 0; i < sizeof(shown_signals) / sizeof(shown_signals[0]); i++) {
-			int sig = shown_signals[i];
-
-			if (a->signals_received[sig])
-				fprintf(f, " %s %llu", signal_name(sig),
-					(unsigned long long)a->signals_received[sig]);
-		}
-		fprintf(f, "\nbpf: off (%s)\n", a->bpf_why);
-		return;
-	}
-	/* With the probes on, the proof that no signal is lost in user space: every
-	 * signal the kernel made pending was read (handled), the rest it merged. */
-	fprintf(f, "signals    %9s %9s %9s %9s\n", "generated", "coalesced", "handled", "check");
-	for (size_t i = 0; i < sizeof(shown_signals) / sizeof(shown_signals[0]); i++) {
-		int sig = shown_signals[i];
-		struct bpf_signal_stats st;
-
-		if (bpf_probes_self_stats(a->bpf, sig, &st) < 0 ||
-		    (!st.generated && !a->signals_received[sig]))
-			continue;
-		fprintf(f, "  %-8s %9llu %9llu %9llu %9s\n", signal_name(sig),
-			(unsigned long long)st.generated, (unsigned long long)st.coalesced,
-			(unsigned long long)a->signals_received[sig],
-			st.queued == a->signals_received[sig] ? "ok" : "MISMATCH");
-	}
-	fprintf(f, "bpf: on, maps pinned in %s\n", bpf_probes_pin_dir(a->bpf));
+	fprintf(f, "spawned %llu, exited %llu (clean %llu, error %llu, signal %llu), killed %llu\n",
+		(ull)p->spawned, (ull)p->exited, (ull)p->exited_clean, (ull)p->exited_error,
+		(ull)p->exited_signal, (ull)p->killed);
+	fprintf(f, "boot failures %llu, orphans reaped %llu, reloads %llu (failed %llu)\n",
+		(ull)p->boot_failures_total, (ull)p->orphans_reaped, (ull)p->reloads,
+		(ull)p->reload_failures);
+	text_signals(a, f);
 }
 
 int arbiter_render_status(struct arbiter *a, bool json, char **ret_buf, size_t *ret_len)
@@ -165,10 +199,13 @@ int arbiter_render_status(struct arbiter *a, bool json, char **ret_buf, size_t *
 	char *buf = NULL;
 	size_t len = 0;
 	FILE *f = open_memstream(&buf, &len);
-	uint64_t now = now_ms();
+	uint64_t now;
 
 	if (!f)
 		return -errno;
+	/* STATUS= lines may be waiting in the notify socket's buffer (see notify.h). */
+	notify_drain(a);
+	now = now_ms();
 	if (json)
 		render_json(a, f, now);
 	else

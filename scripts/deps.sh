@@ -6,8 +6,8 @@
 # non-root user's back.
 set -euo pipefail
 
-run_pkgs=(gcc make libc6-dev)
-test_pkgs=("${run_pkgs[@]}" libcmocka-dev python3 python3-pytest python3-pytest-timeout curl util-linux procps)
+run_pkgs=(gcc make libc6-dev libinih-dev)
+test_pkgs=("${run_pkgs[@]}" wrk libcmocka-dev python3 python3-pytest python3-pytest-timeout curl util-linux procps)
 check_pkgs=("${test_pkgs[@]}" clang-format cppcheck)
 bench_pkgs=("${run_pkgs[@]}" gunicorn wrk strace python3)
 

@@ -52,6 +52,8 @@
 
 #define IDLE_TIMEOUT_NS	  (60 * NSEC_PER_SEC)
 #define LINGER_TIMEOUT_NS (5 * NSEC_PER_SEC)
+/* How long an idle keep-alive connection may still send one request after TERM. */
+#define DRAIN_GRACE_NS (NSEC_PER_SEC)
 /* Out of fds: how long to leave the listeners alone when no connection closes meanwhile. */
 #define ACCEPT_RETRY_NS	      (1 * NSEC_PER_SEC)
 #define ERROR_LOG_INTERVAL_NS (1 * NSEC_PER_SEC)
@@ -626,6 +628,15 @@ static void list_append(struct worker *w, struct conn *c, enum conn_list_id id, 
 	l->tail = c;
 	c->list = id;
 	sweep_schedule(w, c->deadline);
+}
+
+static size_t count_list(const struct conn_list *l)
+{
+	size_t n = 0;
+
+	for (const struct conn *c = l->head; c; c = c->next)
+		n++;
+	return n;
 }
 
 static void conn_touch(struct worker *w, struct conn *c)
@@ -1228,6 +1239,7 @@ static void listener_accept(struct worker *w, struct listener *l)
 static void worker_drain(struct worker *w, const struct signalfd_siginfo *si)
 {
 	struct conn *c, *next;
+	size_t busy = 0;
 
 	if (w->draining) {
 		log_debug("SIGTERM from pid %u while already draining, nothing new to do",
@@ -1252,16 +1264,27 @@ static void worker_drain(struct worker *w, const struct signalfd_siginfo *si)
 	}
 	w->listeners_paused = false;
 
-	/* A request already in the socket but not yet read is not idle: peek for one. */
-	for (c = w->idle.head; c; c = next) {
-		char byte;
-
+	/* Closing an idle keep-alive connection now would race the client's next
+	 * request, which it may be sending this very moment (a load generator sends it
+	 * right after reading a response): it would see the connection closed under a
+	 * request and count a failure. Instead each idle connection gets a short grace:
+	 * its next request is answered with "Connection: close"; if none comes, the sweep
+	 * closes it. Two passes keep the list sorted by deadline: the idle ones go to the
+	 * tail with the grace, then the busy ones (now at the front, still in order) with
+	 * a deadline no earlier than that. */
+	c = w->idle.head;
+	for (size_t n = count_list(&w->idle); n > 0 && c; n--, c = next) {
 		next = c->next;
-		if (!conn_is_idle(c))
-			continue;
-		if (recv(c->src.fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) > 0)
-			continue;
-		conn_close(w, c);
+		if (conn_is_idle(c))
+			list_append(w, c, LIST_IDLE, DRAIN_GRACE_NS);
+		else
+			busy++;
+	}
+	for (; busy > 0 && (c = w->idle.head); busy--) {
+		uint64_t left = c->deadline > w->now + DRAIN_GRACE_NS ? c->deadline - w->now
+								       : DRAIN_GRACE_NS;
+
+		list_append(w, c, LIST_IDLE, left);
 	}
 	sweep_maybe_disarm(w);
 }

@@ -151,17 +151,21 @@ def test_term_finishes_in_flight_requests_and_exits_0(start):
 
 
 def _has_conn(sv):
-    """True when one of sv's workers holds an accepted TCP connection."""
+    """True when one of sv's workers holds an accepted (ESTABLISHED) TCP connection on
+    sv's port: its fd's socket inode is in /proc/net/tcp with state 01."""
+    established = set()
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            local_port = int(fields[1].split(":")[1], 16)
+            if fields[3] == "01" and local_port == sv.port:
+                established.add(fields[9])
     for w in children(sv.pid):
         try:
-            fds = os.listdir(f"/proc/{w}/fd")
-        except FileNotFoundError:
+            links = [os.readlink(f"/proc/{w}/fd/{fd}") for fd in os.listdir(f"/proc/{w}/fd")]
+        except (FileNotFoundError, ProcessLookupError):
             continue
-        socks = [os.readlink(f"/proc/{w}/fd/{fd}") for fd in fds
-                 if os.readlink(f"/proc/{w}/fd/{fd}").startswith("socket:")]
-        # a worker has its listener (fd 3) plus its epoll/signal fds; an accepted
-        # connection is a second socket
-        if len(socks) >= 2:
+        if any(l.startswith("socket:[") and l[8:-1] in established for l in links):
             return True
     return False
 
@@ -255,13 +259,11 @@ def test_winch_with_daemon_stops_workers_and_ttin_brings_one_back(tmpdir_short):
             os.kill(pid, signal.SIGKILL)
 
 
-@pytest.mark.parametrize("sig,what", [(signal.SIGHUP, "reload on HUP"),
-                                      (signal.SIGUSR2, "binary upgrade on USR2")])
-def test_hup_and_usr2_not_supported_yet_keep_serving(start, sig, what):
+def test_usr2_not_supported_yet_keeps_serving(start):
     sv = start("-w", "2")
     ws = sv.wait_workers(2)
-    sv.kill(sig)
-    sv.wait_log(r"received SIG%s from .*: ignored, %s is not supported yet" % (sig.name[3:], what))
+    sv.kill(signal.SIGUSR2)
+    sv.wait_log(r"received SIGUSR2 from .*: ignored, binary upgrade on USR2 is not supported yet")
     assert sv.get("/")[0] == 200
     assert {w["pid"] for w in sv.workers("ready")} == {w["pid"] for w in ws}
 

@@ -1,0 +1,264 @@
+/* HUP: re-read everything, start a new generation, and retire the old one as the new
+ * one becomes ready (pool_reconcile does the one-for-one handover).
+ *
+ * What a reload replaces (settings, spawn template, listening sockets) is kept in
+ * a->old until the old generation is gone, so a new generation that never gets ready
+ * can be rolled back and the old one keeps serving. A HUP during a reload is not
+ * lost: one more reload follows the current one (several HUPs merge into that one). */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "arbiter.h"
+#include "log.h"
+#include "timeutil.h"
+
+extern char **environ;
+
+int listeners_fdnames(struct arbiter *a)
+{
+	size_t len = 1;
+	char *names;
+
+	for (size_t i = 0; i < a->n_listeners; i++)
+		len += strlen(a->listeners[i].fdname) + 1;
+	names = calloc(1, len);
+	if (!names)
+		return -ENOMEM;
+	for (size_t i = 0; i < a->n_listeners; i++) {
+		if (i)
+			strcat(names, ":");
+		strcat(names, a->listeners[i].fdname);
+		a->listen_fds[i] = a->listeners[i].fd;
+	}
+	free(a->listen_fdnames);
+	a->listen_fdnames = names;
+	return 0;
+}
+
+static bool has_spec(const struct listener *set, size_t n, const char *spec)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(set[i].spec, spec) == 0)
+			return true;
+	return false;
+}
+
+/* Close a set of listeners, removing a unix socket's file only if the other set does
+ * not use the same path. */
+static void close_set(struct listener *set, size_t n, const struct listener *keep, size_t n_keep)
+{
+	for (size_t i = 0; i < n; i++)
+		listener_close(&set[i], !has_spec(keep, n_keep, set[i].spec));
+}
+
+/* A copy of l that shares its socket (dup): the old and the new set can then be closed
+ * independently while the socket itself, and its accept queue, stay open. */
+static int listener_dup(struct listener *to, const struct listener *l)
+{
+	memset(to, 0, sizeof(*to));
+	to->fd = fcntl(l->fd, F_DUPFD_CLOEXEC, 3);
+	to->spec = strdup(l->spec);
+	to->address = strdup(l->address);
+	to->fdname = strdup(l->fdname);
+	to->unix_path = l->unix_path ? strdup(l->unix_path) : NULL;
+	if (to->fd < 0 || !to->spec || !to->address || !to->fdname ||
+	    (l->unix_path && !to->unix_path)) {
+		listener_close(to, false);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+/* Settings a running arbiter cannot take over; a restart or USR2 applies them. */
+static void warn_fixed(const struct settings *o, const struct settings *n)
+{
+#define CHANGED_STR(f) ((o->f == NULL) != (n->f == NULL) || (o->f && strcmp(o->f, n->f) != 0))
+	if (CHANGED_STR(control) || CHANGED_STR(pidfile) || CHANGED_STR(bpf_pin) ||
+	    CHANGED_STR(metrics) || o->loop != n->loop || o->bpf != n->bpf ||
+	    o->bpf_sigaction != n->bpf_sigaction || o->daemon != n->daemon || o->backlog != n->backlog)
+		log_warn("reload: control, pid, metrics, loop, bpf*, daemon and backlog changes "
+			 "take effect only after a restart or an upgrade (USR2)");
+#undef CHANGED_STR
+}
+
+void reload_start(struct arbiter *a)
+{
+	struct settings *s;
+	struct spawn_template tmpl;
+	struct listener fresh[MAX_BINDS];
+	size_t n_fresh = 0;
+	char err[1024];
+	int r;
+
+	if (a->reloading) {
+		a->reload_pending = true;
+		log_info("reload already in progress; one more will follow it");
+		return;
+	}
+	s = calloc(1, sizeof(*s));
+	if (!s) {
+		log_error("reload: out of memory; keeping the current configuration");
+		return;
+	}
+	r = options_load(s, a->argc, a->argv, getenv("SIGVISOR_ARGS"), err, sizeof(err));
+	if (r == 0 && s->n_binds == 0) {
+		s->binds[0] = strdup("127.0.0.1:8000");
+		s->n_binds = s->binds[0] ? 1 : 0;
+	}
+	if (r == 0)
+		r = spawn_template_init(&tmpl, s, environ, err, sizeof(err));
+	if (r < 0) {
+		log_error("reload: %s; keeping the current configuration", err);
+		settings_free(s);
+		free(s);
+		return;
+	}
+	for (size_t i = 0; i < s->n_binds; i++, n_fresh++) {
+		bool reused = false;
+
+		for (size_t k = 0; k < a->n_listeners && !reused; k++) {
+			if (strcmp(a->listeners[k].spec, s->binds[i]) == 0) {
+				r = listener_dup(&fresh[i], &a->listeners[k]);
+				reused = true;
+			}
+		}
+		if (!reused)
+			r = listener_open(&fresh[i], s->binds[i], s->backlog, err, sizeof(err));
+		if (r < 0) {
+			if (reused)
+				snprintf(err, sizeof(err), "%s: %s", s->binds[i], strerror(-r));
+			log_error("reload: %s; keeping the current configuration", err);
+			close_set(fresh, n_fresh, a->listeners, a->n_listeners);
+			spawn_template_free(&tmpl);
+			settings_free(s);
+			free(s);
+			return;
+		}
+		if (!reused)
+			log_info("listening on %s (new)", fresh[i].address);
+	}
+	warn_fixed(a->settings, s);
+
+	/* Commit: what was current becomes a->old, kept for a rollback. */
+	a->old.settings = a->settings;
+	a->old.tmpl = a->tmpl;
+	memcpy(a->old.listeners, a->listeners, sizeof(a->listeners));
+	memcpy(a->old.listen_fds, a->listen_fds, sizeof(a->listen_fds));
+	a->old.n_listeners = a->n_listeners;
+	a->old.listen_fdnames = a->listen_fdnames;
+	a->old.generation = a->pool.generation;
+	a->old.target = a->pool.target;
+	a->settings = s;
+	a->tmpl = tmpl;
+	memcpy(a->listeners, fresh, sizeof(fresh[0]) * n_fresh);
+	a->n_listeners = n_fresh;
+	a->listen_fdnames = NULL;
+	if (listeners_fdnames(a) < 0) {
+		reload_abort(a, "out of memory");
+		return;
+	}
+	if (s->log_file && (!a->old.settings->log_file ||
+			    strcmp(s->log_file, a->old.settings->log_file) != 0)) {
+		r = log_open(s->log_file);
+		if (r < 0)
+			log_error("reload: cannot open %s, logging where we did: %s", s->log_file,
+				  strerror(-r));
+	}
+	log_setup("sigvisor", s->log_format, LOG_LEVEL_INFO);
+
+	a->reloading = true;
+	a->pool.generation = ++a->pool.max_generation;
+	a->pool.target = s->workers;
+	a->pool.boot_failures = 0;
+	a->pool.respawn_at_ms = 0;
+	a->pool.reloads++;
+	{
+		char msg[96];
+
+		snprintf(msg, sizeof(msg), "RELOADING=1\nMONOTONIC_USEC=%llu",
+			 (unsigned long long)now_us());
+		notify_upstream(&a->notify, msg);
+	}
+	log_info("reload: starting generation %u with %u workers; generation %u serves until "
+		 "it is ready",
+		 a->pool.generation, a->pool.target, a->old.generation);
+	pool_reconcile(a);
+}
+
+/* Free what a->old holds, closing the listeners the new set no longer uses. */
+void reload_discard(struct arbiter *a)
+{
+	if (!a->old.settings)
+		return;
+	close_set(a->old.listeners, a->old.n_listeners, a->listeners, a->n_listeners);
+	spawn_template_free(&a->old.tmpl);
+	settings_free(a->old.settings);
+	free(a->old.settings);
+	free(a->old.listen_fdnames);
+	memset(&a->old, 0, sizeof(a->old));
+	a->reloading = false;
+}
+
+void reload_check(struct arbiter *a)
+{
+	struct pool *p = &a->pool;
+
+	if (!a->reloading || a->phase >= PHASE_DRAINING)
+		return;
+	if (pool_count_gen(p, worker_is_active, false) > 0 ||
+	    pool_count_gen(p, worker_is_ready, true) < p->target)
+		return;
+	log_info("reload complete: generation %u serving with %u workers", p->generation,
+		 p->target);
+	reload_discard(a);
+	notify_upstream(&a->notify, "READY=1");
+	if (a->reload_pending) {
+		a->reload_pending = false;
+		reload_start(a);
+	}
+}
+
+void reload_abort(struct arbiter *a, const char *why)
+{
+	struct pool *p = &a->pool;
+	unsigned failed = p->generation;
+
+	if (!a->reloading)
+		return;
+	log_error("reload failed: %s; stopping generation %u, generation %u keeps serving", why,
+		  failed, a->old.generation);
+	for (size_t i = 0; i < p->n; i++)
+		if (p->workers[i]->generation == failed && worker_is_alive(p->workers[i]))
+			pool_worker_event(a, p->workers[i], WEV_STOP_TERM);
+
+	/* Swap back: the new set goes, the old one is current again. */
+	close_set(a->listeners, a->n_listeners, a->old.listeners, a->old.n_listeners);
+	spawn_template_free(&a->tmpl);
+	settings_free(a->settings);
+	free(a->settings);
+	free(a->listen_fdnames);
+	a->settings = a->old.settings;
+	a->tmpl = a->old.tmpl;
+	memcpy(a->listeners, a->old.listeners, sizeof(a->listeners));
+	memcpy(a->listen_fds, a->old.listen_fds, sizeof(a->listen_fds));
+	a->n_listeners = a->old.n_listeners;
+	a->listen_fdnames = a->old.listen_fdnames;
+	p->generation = a->old.generation;
+	p->target = a->old.target;
+	p->respawn_at_ms = 0;
+	log_setup("sigvisor", a->settings->log_format, LOG_LEVEL_INFO);
+	memset(&a->old, 0, sizeof(a->old));
+	a->reloading = false;
+	p->reload_failures++;
+	notify_upstream(&a->notify, "READY=1\nSTATUS=reload failed");
+	/* A HUP that came meanwhile may carry a fixed configuration: try it. */
+	if (a->reload_pending) {
+		a->reload_pending = false;
+		reload_start(a);
+	}
+	pool_reconcile(a);
+}
