@@ -224,6 +224,12 @@ static void dispatch(struct arbiter *a, const struct loop_event *ev)
 	case SOURCE_NOTIFY:
 		notify_drain(a);
 		break;
+	case SOURCE_METRICS_LISTENER:
+		metrics_on_listener(a);
+		break;
+	case SOURCE_METRICS_CONN:
+		metrics_on_conn(a, ev->source, ev->events);
+		break;
 	}
 }
 
@@ -330,18 +336,6 @@ static int daemonize(void)
 	if (log_fd() != STDERR_FILENO)
 		(void)dup2(fd, STDERR_FILENO);
 	close(fd);
-	return 0;
-}
-
-/* Settings that name features later issues build: refuse them plainly rather than
- * accept and do nothing. */
-static int check_unsupported(const struct settings *s, int *ret_status, char *err, size_t errlen)
-{
-	if (s->metrics) {
-		snprintf(err, errlen, "--metrics is not implemented yet");
-		*ret_status = EXIT_USAGE;
-		return -ENOTSUP;
-	}
 	return 0;
 }
 
@@ -500,6 +494,14 @@ static int setup(struct arbiter *a, char *err, size_t errlen, int *ret_status)
 	r = notify_open(&a->notify, a->pid, err, errlen);
 	if (r < 0)
 		return r;
+	if (s->metrics) {
+		r = metrics_open(&a->metrics, s->metrics, err, errlen);
+		if (r == 0)
+			r = loop_add(&a->loop, &a->metrics.listen, LOOP_IN);
+		if (r < 0)
+			return r;
+		log_info("metrics on http://%s/metrics", a->metrics.address);
+	}
 	return setup_bpf(a, err, errlen);
 }
 
@@ -509,6 +511,7 @@ static void teardown(struct arbiter *a)
 	a->bpf = NULL;
 	reload_discard(a);
 	notify_close(&a->notify);
+	metrics_close(&a->metrics);
 	close_listeners(a);
 	control_close(&a->control);
 	if (a->settings->pidfile && a->pid)
@@ -541,6 +544,7 @@ int arbiter_main(int argc, char **argv)
 	a->sigfd.fd = a->timer.fd = -1;
 	a->control.listen.fd = -1;
 	a->notify.src.fd = a->notify.upstream_fd = -1;
+	a->metrics.listen.fd = -1;
 	/* Before anything else: from here on no signal can interrupt us, they queue up
 	 * in the kernel until the loop reads them from the signalfd. */
 	r = signals_block_all(&a->sigmask);
@@ -574,11 +578,6 @@ int arbiter_main(int argc, char **argv)
 	a->argc = argc;
 	a->argv = argv;
 	log_setup("sigvisor", settings->log_format, LOG_LEVEL_INFO);
-	if (check_unsupported(settings, &status, err, sizeof(err)) < 0) {
-		fprintf(stderr, "sigvisor: %s\n", err);
-		free_settings(settings);
-		return status;
-	}
 	pool_init(&a->pool, settings->workers);
 	r = setup(a, err, sizeof(err), &status);
 	if (r != 0) {

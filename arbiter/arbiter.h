@@ -13,6 +13,7 @@
 #include "lifecycle.h"
 #include "listeners.h"
 #include "loop.h"
+#include "metrics.h"
 #include "notify.h"
 #include "options.h"
 #include "signals.h"
@@ -98,6 +99,7 @@ struct arbiter {
 	bool reload_pending; /* a HUP came during a reload: one more follows it */
 	struct reload_saved old;
 	struct notify notify;
+	struct metrics metrics;
 	bool announced_ready; /* READY=1 sent upstream for the first generation */
 	struct loop loop;
 	struct source sigfd;

@@ -17,6 +17,8 @@ enum source_type {
 	SOURCE_CONTROL_CONN,
 	SOURCE_BPF, /* the probes' ring buffer */
 	SOURCE_NOTIFY, /* the workers' NOTIFY_SOCKET */
+	SOURCE_METRICS_LISTENER,
+	SOURCE_METRICS_CONN,
 };
 
 /* Embedded first in every object given to the loop. */
