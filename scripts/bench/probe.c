@@ -1,0 +1,1085 @@
+// SPDX-License-Identifier: MIT
+/*
+ * probe.c - the timing half of scripts/bench/run.sh.
+ *
+ * Sub-millisecond events (a worker pid appearing under the arbiter, a worker
+ * blocking in its event wait, a reaped pid vanishing from /proc, the arbiter
+ * exiting) are timed here by spinning on /proc with CLOCK_MONOTONIC: a shell
+ * or Python poller would add more latency than the thing being measured.
+ *
+ *   probe port                           print a free TCP port on 127.0.0.1
+ *   probe exec [--cpu C] -- CMD [ARG...] reset signal dispositions and mask,
+ *                                        pin to CPU C, exec CMD
+ *   probe wait  OPTIONS                  wait until a running server serves
+ *   probe scale OPTIONS                  TTIN / TTOU cycles against a running server
+ *   probe term  OPTIONS -- CMD [ARG...]  start CMD, wait until it serves, TERM it
+ *   probe responder --port N --workers W the least a pre-fork arbiter can do
+ *                                        (signalfd, epoll, fork, waitpid): timed
+ *                                        like the real servers it shows the
+ *                                        floor of this method on this machine
+ *
+ * Where the time goes on a small VM: waking a task that sleeps on another,
+ * idle vCPU can cost milliseconds of hypervisor latency (measured ~1.9 ms on
+ * a 2-vCPU Firecracker guest), which would swamp what we want to see. So with
+ * --cpu C --probe-cpu P the server runs on CPU C; the signal is sent by a
+ * thread pinned to C (the arbiter is woken on its own CPU, and the sender then
+ * blocks so the arbiter runs at once); the observer runs on P and spins while
+ * timing, so it never needs waking either.
+ *
+ * Samples go to stdout as "name value" lines (times in microseconds),
+ * progress and failures to stderr. Every wait has a deadline; a missed
+ * deadline is a failure (exit status 1), never a hang.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_PIDS  64
+#define MAX_READY 16
+
+struct pidset {
+	int n;
+	pid_t pid[MAX_PIDS];
+};
+
+struct opts {
+	pid_t pid;	 /* arbiter (wait, scale) */
+	int port;	 /* wait, responder */
+	int workers;	 /* expected pool size */
+	int count;	 /* scale: cycles; term: runs */
+	int cpu;	 /* server (and sender) CPU, -1: no pinning */
+	int probe_cpu;	 /* observer CPU, -1: no pinning */
+	double timeout;	 /* seconds, per wait */
+	double settle;	 /* seconds of idleness before each timed step */
+	const char *log; /* term: server output */
+	bool http;	 /* require an HTTP answer, not only a connect */
+	int nready;
+	long ready[MAX_READY]; /* syscall numbers that mean "worker is waiting" */
+};
+
+static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void say(const char *fmt, ...)
+{
+	int saved = errno;
+	va_list ap;
+
+	fputs("probe: ", stderr);
+	va_start(ap, fmt);
+	errno = saved;
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	errno = saved;
+}
+
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int64_t deadline_after(double s)
+{
+	return now_ns() + (int64_t)(s * 1e9);
+}
+
+static void sleep_s(double s)
+{
+	struct timespec ts = {.tv_sec = (time_t)s, .tv_nsec = (long)((s - (time_t)s) * 1e9)};
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+/*
+ * Spin loops pause instead of calling sched_yield(): on a Firecracker guest a
+ * sched_yield() from an otherwise idle vCPU was measured to take ~1.8 ms.
+ */
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#else
+	__asm__ __volatile__("" ::: "memory");
+#endif
+}
+
+static void sample(const char *name, int64_t ns)
+{
+	printf("%s %.1f\n", name, (double)ns / 1000.0);
+	fflush(stdout);
+}
+
+static void fail(const char *name)
+{
+	printf("fail %s\n", name);
+	fflush(stdout);
+}
+
+/* Pin the calling thread; cpu < 0 leaves it alone. */
+static int pin(int cpu)
+{
+	cpu_set_t set;
+
+	if (cpu < 0)
+		return 0;
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	if (sched_setaffinity(0, sizeof(set), &set) < 0) {
+		say("cannot pin to CPU %d: %m", cpu);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * The observer spins, so it runs as SCHED_IDLE: any server task that wakes
+ * preempts it at once, and the servers get every CPU they would have had
+ * without it. SCHED_RESET_ON_FORK keeps the servers it spawns out of that class.
+ */
+static int observer_policy(void)
+{
+	struct sched_param sp = {0};
+
+	if (sched_setscheduler(0, SCHED_IDLE | SCHED_RESET_ON_FORK, &sp) < 0) {
+		say("cannot switch to SCHED_IDLE: %m");
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- /proc readers ------------------------------------------------------ */
+
+/*
+ * Reading a seq_file with pread at offset 0 regenerates it, so one open fd
+ * per file keeps the spin loops at one syscall per look.
+ */
+static int open_proc(pid_t pid, const char *what)
+{
+	char path[96];
+
+	if (strcmp(what, "children") == 0)
+		snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)pid, (int)pid);
+	else
+		snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, what);
+	return open(path, O_RDONLY | O_CLOEXEC);
+}
+
+/*
+ * Not atomic: the kernel walks the list one entry per step, so a child reaped
+ * mid-read can make a live sibling drop out of one reading. Callers use it to
+ * spot new pids and counts, never to conclude that a pid is gone.
+ */
+static int read_children(int fd, struct pidset *s)
+{
+	char buf[4096];
+	ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
+	char *p = buf;
+
+	s->n = 0;
+	if (n < 0)
+		return -errno;
+	buf[n] = '\0';
+	while (*p) {
+		char *end;
+		long v = strtol(p, &end, 10);
+
+		if (end == p)
+			break;
+		if (s->n < MAX_PIDS)
+			s->pid[s->n++] = (pid_t)v;
+		p = end;
+		while (*p == ' ' || *p == '\n')
+			p++;
+	}
+	return 0;
+}
+
+static bool pidset_has(const struct pidset *s, pid_t pid)
+{
+	for (int i = 0; i < s->n; i++)
+		if (s->pid[i] == pid)
+			return true;
+	return false;
+}
+
+/* The first pid of a that is not in b, or 0. */
+static pid_t pidset_first_new(const struct pidset *a, const struct pidset *b)
+{
+	for (int i = 0; i < a->n; i++)
+		if (!pidset_has(b, a->pid[i]))
+			return a->pid[i];
+	return 0;
+}
+
+/* Syscall number the task is blocked in; -1 when running, -2 when gone. */
+static long blocked_syscall_fd(int fd)
+{
+	char buf[256];
+	ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
+
+	if (n <= 0)
+		return -2;
+	buf[n] = '\0';
+	if (!isdigit((unsigned char)buf[0]))
+		return -1; /* "running", or "-1 ..." (blocked outside a syscall) */
+	return strtol(buf, NULL, 10);
+}
+
+static bool is_ready_nr(const struct opts *o, long nr)
+{
+	for (int i = 0; i < o->nready; i++)
+		if (o->ready[i] == nr)
+			return true;
+	return false;
+}
+
+static bool pid_ready(const struct opts *o, pid_t pid)
+{
+	int fd = open_proc(pid, "syscall");
+	long nr;
+
+	if (fd < 0)
+		return false;
+	nr = blocked_syscall_fd(fd);
+	close(fd);
+	return is_ready_nr(o, nr);
+}
+
+/* 'Z' for a zombie, 0 when /proc has no such pid. */
+static char pid_state(pid_t pid)
+{
+	char path[64], buf[512], *rp;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	rp = strrchr(buf, ')');
+	return rp && rp[1] == ' ' ? rp[2] : '?';
+}
+
+static bool pid_alive(pid_t pid)
+{
+	char st = pid_state(pid);
+
+	return st != 0 && st != 'Z' && st != 'X';
+}
+
+/* Reaped: kill(pid, 0) fails with ESRCH (a zombie would still answer). */
+static bool pid_reaped(pid_t pid)
+{
+	return kill(pid, 0) < 0 && errno == ESRCH;
+}
+
+/* All current children ready, and exactly n of them. */
+static bool pool_ready(const struct opts *o, int cfd, int n, struct pidset *cur)
+{
+	if (read_children(cfd, cur) < 0 || cur->n != n)
+		return false;
+	for (int i = 0; i < cur->n; i++)
+		if (!pid_ready(o, cur->pid[i]))
+			return false;
+	return true;
+}
+
+/* ---- the sender thread -------------------------------------------------- */
+
+struct sender {
+	pthread_t thread;
+	int efd;
+	int cpu;
+	_Atomic pid_t target;
+	_Atomic int sig;
+	_Atomic int64_t t0;
+	_Atomic int err;
+	_Atomic unsigned seq;
+};
+
+static void *sender_main(void *arg)
+{
+	struct sender *s = arg;
+	uint64_t v;
+
+	pin(s->cpu);
+	for (;;) {
+		int64_t t;
+		int r;
+
+		if (read(s->efd, &v, sizeof(v)) != (ssize_t)sizeof(v))
+			continue;
+		t = now_ns();
+		r = kill(atomic_load(&s->target), atomic_load(&s->sig));
+		atomic_store(&s->err, r < 0 ? errno : 0);
+		atomic_store(&s->t0, t);
+		atomic_fetch_add(&s->seq, 1);
+	}
+	return NULL;
+}
+
+static int sender_start(struct sender *s, int cpu)
+{
+	s->cpu = cpu;
+	s->efd = eventfd(0, EFD_CLOEXEC);
+	if (s->efd < 0 || pthread_create(&s->thread, NULL, sender_main, s) != 0) {
+		say("cannot start the sender thread: %m");
+		return -1;
+	}
+	return 0;
+}
+
+/* Ask the sender to signal pid; returns the ticket for sender_wait. */
+static unsigned sender_send(struct sender *s, pid_t pid, int sig)
+{
+	unsigned seq = atomic_load(&s->seq);
+	uint64_t one = 1;
+
+	atomic_store(&s->target, pid);
+	atomic_store(&s->sig, sig);
+	if (write(s->efd, &one, sizeof(one)) != (ssize_t)sizeof(one))
+		say("eventfd write: %m");
+	return seq;
+}
+
+/* When the signal was sent (spinning until it has been); 0 or -errno. */
+static int sender_wait(struct sender *s, unsigned ticket, int64_t deadline, int64_t *t0)
+{
+	while (atomic_load(&s->seq) == ticket) {
+		if (now_ns() >= deadline)
+			return -ETIMEDOUT;
+		cpu_relax();
+	}
+	if (atomic_load(&s->err))
+		return -atomic_load(&s->err);
+	*t0 = atomic_load(&s->t0);
+	return 0;
+}
+
+/* ---- serving check ------------------------------------------------------ */
+
+static int free_port(void)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(sa);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int port = -1;
+
+	if (fd < 0)
+		return -1;
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+	    getsockname(fd, (struct sockaddr *)&sa, &len) == 0)
+		port = ntohs(sa.sin_port);
+	close(fd);
+	return port;
+}
+
+/* True when port answers an HTTP request (or, without http, accepts). */
+static bool serves(int port, bool http)
+{
+	static const char req[] = "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+	struct sockaddr_in sa = {.sin_family = AF_INET,
+				 .sin_port = htons((uint16_t)port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	struct timeval tv = {.tv_sec = 1};
+	char buf[16];
+	size_t got = 0;
+	bool ok = false;
+	ssize_t n;
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return false;
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+		goto out;
+	if (!http) {
+		ok = true;
+		goto out;
+	}
+	if (send(fd, req, sizeof(req) - 1, MSG_NOSIGNAL) != (ssize_t)sizeof(req) - 1)
+		goto out;
+	while (got < 5 && (n = recv(fd, buf + got, sizeof(buf) - got, 0)) > 0)
+		got += (size_t)n;
+	ok = got >= 5 && memcmp(buf, "HTTP/", 5) == 0;
+out:
+	close(fd);
+	return ok;
+}
+
+/*
+ * Wait until pid has exactly o->workers children, all blocked in a ready
+ * syscall, and port answers. *ready_at (if given) is when the pool was first
+ * seen complete in the round that then answered: spinning (spin) times that
+ * closely; the HTTP check is not part of it, since answering involves waking
+ * a worker from another CPU. Returns 0, -ETIMEDOUT, or -ESRCH when the server
+ * died first.
+ */
+static int wait_serving(const struct opts *o, pid_t pid, int pidfd, int port, bool spin,
+			int64_t deadline, int64_t *ready_at)
+{
+	struct pidset cur;
+	int cfd = -1, r = -ETIMEDOUT;
+
+	while (now_ns() < deadline) {
+		if (pidfd >= 0) {
+			struct pollfd p = {.fd = pidfd, .events = POLLIN};
+
+			if (poll(&p, 1, 0) > 0) {
+				r = -ESRCH;
+				break;
+			}
+		} else if (!pid_alive(pid)) {
+			r = -ESRCH;
+			break;
+		}
+		if (cfd < 0)
+			cfd = open_proc(pid, "children");
+		if (cfd >= 0 && pool_ready(o, cfd, o->workers, &cur)) {
+			int64_t t = now_ns();
+
+			if (serves(port, o->http)) {
+				if (ready_at)
+					*ready_at = t;
+				r = 0;
+				break;
+			}
+		}
+		if (spin)
+			cpu_relax();
+		else
+			sleep_s(0.002);
+	}
+	if (cfd >= 0)
+		close(cfd);
+	return r;
+}
+
+/* ---- scale: TTIN / TTOU ------------------------------------------------- */
+
+/* Wait (sleeping: nothing is timed here) for an idle pool of n, then settle. */
+static int wait_pool(const struct opts *o, int cfd, int n, struct pidset *cur)
+{
+	int64_t deadline = deadline_after(o->timeout);
+
+	for (;;) {
+		while (!pool_ready(o, cfd, n, cur)) {
+			if (now_ns() >= deadline)
+				return -ETIMEDOUT;
+			if (!pid_alive(o->pid))
+				return -ESRCH;
+			sleep_s(0.001);
+		}
+		sleep_s(o->settle);
+		/* Read twice: one reading of children can miss a sibling. */
+		if (pool_ready(o, cfd, n, cur) && pool_ready(o, cfd, n, cur))
+			return 0;
+	}
+}
+
+static int cmd_scale(const struct opts *o)
+{
+	struct pidset before, cur;
+	struct sender snd = {0};
+	int base = o->workers, cfd;
+
+	if (sender_start(&snd, o->cpu) < 0 || pin(o->probe_cpu) < 0 || observer_policy() < 0)
+		return 1;
+	cfd = open_proc(o->pid, "children");
+	if (cfd < 0) {
+		say("cannot open /proc/%d/task/%d/children: %m", (int)o->pid, (int)o->pid);
+		return 1;
+	}
+	for (int i = 0; i < o->count; i++) {
+		int64_t t0 = 0, t_vis = 0, t_ready = 0, deadline;
+		pid_t fresh = 0, gone = 0;
+		unsigned ticket;
+		int sfd = -1, r;
+		long nr = -1;
+
+		/* TTIN: one more worker, visible in children, then waiting. */
+		r = wait_pool(o, cfd, base, &before);
+		if (r < 0) {
+			say("cycle %d: the pool never settled at %d waiting workers (%s)", i, base,
+			    strerror(-r));
+			fail("ttin_visible");
+			return 1;
+		}
+		deadline = deadline_after(o->timeout);
+		ticket = sender_send(&snd, o->pid, SIGTTIN);
+		while (now_ns() < deadline) {
+			if (read_children(cfd, &cur) == 0 &&
+			    (fresh = pidset_first_new(&cur, &before))) {
+				t_vis = now_ns();
+				break;
+			}
+			cpu_relax();
+		}
+		r = sender_wait(&snd, ticket, deadline, &t0);
+		if (r < 0) {
+			say("cycle %d: kill(%d, SIGTTIN): %s", i, (int)o->pid, strerror(-r));
+			fail("ttin_visible");
+			return 1;
+		}
+		if (!fresh) {
+			say("cycle %d: TTIN: no new child within %.1f s", i, o->timeout);
+			fail("ttin_visible");
+			return 1;
+		}
+		sample("ttin_visible", t_vis - t0);
+		while (now_ns() < deadline) {
+			/* The child's /proc entry may not open for a moment. */
+			if (sfd < 0)
+				sfd = open_proc(fresh, "syscall");
+			if (sfd >= 0 && is_ready_nr(o, nr = blocked_syscall_fd(sfd))) {
+				t_ready = now_ns();
+				break;
+			}
+			cpu_relax();
+		}
+		if (sfd >= 0)
+			close(sfd);
+		if (!t_ready) {
+			say("cycle %d: TTIN: worker %d not waiting after %.1f s (syscall %ld)", i,
+			    (int)fresh, o->timeout, nr);
+			fail("ttin_ready");
+			return 1;
+		}
+		sample("ttin_ready", t_ready - t0);
+
+		/* TTOU: one fewer, counted once reaped (gone from /proc, not a zombie). */
+		r = wait_pool(o, cfd, base + 1, &before);
+		if (r < 0) {
+			say("cycle %d: the pool never settled at %d waiting workers (%s)", i,
+			    base + 1, strerror(-r));
+			fail("ttou_reaped");
+			return 1;
+		}
+		deadline = deadline_after(o->timeout);
+		ticket = sender_send(&snd, o->pid, SIGTTOU);
+		while (now_ns() < deadline) {
+			for (int k = 0; k < before.n && !gone; k++)
+				if (pid_reaped(before.pid[k]))
+					gone = before.pid[k];
+			if (gone && read_children(cfd, &cur) == 0 && cur.n == base)
+				break;
+			cpu_relax();
+		}
+		t_vis = now_ns();
+		r = sender_wait(&snd, ticket, deadline, &t0);
+		if (r < 0) {
+			say("cycle %d: kill(%d, SIGTTOU): %s", i, (int)o->pid, strerror(-r));
+			fail("ttou_reaped");
+			return 1;
+		}
+		if (!gone || cur.n != base) {
+			say("cycle %d: TTOU: %s within %.1f s", i,
+			    gone ? "the pool did not shrink" : "no worker was reaped", o->timeout);
+			fail("ttou_reaped");
+			return 1;
+		}
+		sample("ttou_reaped", t_vis - t0);
+	}
+	close(cfd);
+	return 0;
+}
+
+/* ---- term: start, serve, TERM, exit ------------------------------------- */
+
+static void reset_signals(void)
+{
+	sigset_t none;
+
+	for (int s = 1; s < NSIG; s++)
+		if (s != SIGKILL && s != SIGSTOP)
+			signal(s, SIG_DFL); /* fails harmlessly for glibc's internal ones */
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
+/* argv with every "@PORT@" replaced by port; leaks on purpose (short-lived). */
+static char **with_port(char **argv, int port)
+{
+	char **out, ps[16];
+	int n = 0;
+
+	while (argv[n])
+		n++;
+	out = calloc((size_t)n + 1, sizeof(*out));
+	if (!out)
+		abort();
+	snprintf(ps, sizeof(ps), "%d", port);
+	for (int i = 0; i < n; i++) {
+		char *at = strstr(argv[i], "@PORT@");
+
+		if (!at) {
+			out[i] = argv[i];
+			continue;
+		}
+		out[i] = malloc(strlen(argv[i]) + strlen(ps) + 1);
+		if (!out[i])
+			abort();
+		sprintf(out[i], "%.*s%s%s", (int)(at - argv[i]), argv[i], ps, at + 6);
+	}
+	return out;
+}
+
+static pid_t spawn(char **argv, const char *log, int cpu)
+{
+	pid_t pid = fork();
+	int fd;
+
+	if (pid != 0)
+		return pid;
+	if (log && (fd = open(log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644)) >= 0) {
+		dup2(fd, STDOUT_FILENO);
+		dup2(fd, STDERR_FILENO);
+	}
+	reset_signals();
+	pin(cpu);
+	execvp(argv[0], argv);
+	_exit(127);
+}
+
+/* SIGKILL a server we gave up on, and the workers it has, by pid. */
+static void kill_tree(pid_t pid)
+{
+	struct pidset kids = {0};
+	int cfd = open_proc(pid, "children");
+
+	if (cfd >= 0) {
+		read_children(cfd, &kids);
+		close(cfd);
+	}
+	kill(pid, SIGKILL);
+	for (int i = 0; i < kids.n; i++)
+		kill(kids.pid[i], SIGKILL);
+}
+
+static int status_of(const siginfo_t *si)
+{
+	return si->si_code == CLD_EXITED ? si->si_status : 128 + si->si_status;
+}
+
+static int cmd_term(const struct opts *o, char **cmd)
+{
+	struct sender snd = {0};
+
+	if (sender_start(&snd, o->cpu) < 0 || pin(o->probe_cpu) < 0 || observer_policy() < 0)
+		return 1;
+	for (int i = 0; i < o->count; i++) {
+		int port = free_port(), pidfd, r, cfd, left = 0;
+		char **argv = with_port(cmd, port);
+		struct pidset workers = {0};
+		int64_t t_fork = now_ns(), t_ready = 0, t0 = 0, t1 = 0, deadline;
+		pid_t pid = spawn(argv, o->log, o->cpu);
+		siginfo_t si = {0};
+		unsigned ticket;
+
+		if (pid < 0) {
+			say("fork: %m");
+			return 1;
+		}
+		pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+		if (pidfd < 0) {
+			say("pidfd_open: %m");
+			kill(pid, SIGKILL);
+			waitpid(pid, NULL, 0);
+			return 1;
+		}
+		r = wait_serving(o, pid, pidfd, port, true, deadline_after(o->timeout), &t_ready);
+		if (r < 0) {
+			say("run %d: %s: no %d waiting workers serving 127.0.0.1:%d after %.1f s "
+			    "(%s)",
+			    i, argv[0], o->workers, port, o->timeout,
+			    r == -ESRCH ? "it exited" : "timeout");
+			fail("start_serving");
+			kill_tree(pid);
+			waitid(P_PID, (id_t)pid, &si, WEXITED);
+			close(pidfd);
+			return 1;
+		}
+		sample("start_serving", t_ready - t_fork);
+
+		/* Idle means idle: let the probe request's worker go back to waiting. */
+		cfd = open_proc(pid, "children");
+		sleep_s(o->settle);
+		if (cfd < 0 || !pool_ready(o, cfd, o->workers, &workers))
+			say("run %d: the pool was not idle before TERM, measuring anyway", i);
+		if (cfd >= 0)
+			close(cfd);
+
+		deadline = deadline_after(o->timeout);
+		ticket = sender_send(&snd, pid, SIGTERM);
+		for (;;) {
+			struct pollfd p = {.fd = pidfd, .events = POLLIN};
+
+			if (poll(&p, 1, 0) > 0) {
+				t1 = now_ns();
+				break;
+			}
+			if (now_ns() >= deadline)
+				break;
+			cpu_relax();
+		}
+		r = sender_wait(&snd, ticket, deadline, &t0);
+		if (!t1 || r < 0) {
+			say("run %d: still running %.1f s after TERM (%s); killing it", i,
+			    o->timeout, r < 0 ? strerror(-r) : "sent");
+			fail("term_exit");
+			kill_tree(pid);
+		}
+		waitid(P_PID, (id_t)pid, &si, WEXITED);
+		close(pidfd);
+		if (t1 && r == 0) {
+			sample("term_exit", t1 - t0);
+			printf("term_status %d\n", status_of(&si));
+			if (status_of(&si) != 0)
+				say("run %d: exit status %d after TERM (expected 0)", i,
+				    status_of(&si));
+		}
+		/* Workers outliving their arbiter would be a bug: report and remove. */
+		for (int w = 0; w < workers.n; w++) {
+			int64_t dl = deadline_after(2.0);
+
+			while (pid_alive(workers.pid[w]) && now_ns() < dl)
+				sleep_s(0.005);
+			if (pid_alive(workers.pid[w])) {
+				left++;
+				kill(workers.pid[w], SIGKILL);
+			}
+		}
+		if (left) {
+			say("run %d: %d worker(s) still ran 2 s after the arbiter exited; killed",
+			    i, left);
+			printf("leftover_workers %d\n", left);
+		}
+		fflush(stdout);
+		if (!t1)
+			return 1;
+	}
+	return 0;
+}
+
+/* ---- responder: the floor ------------------------------------------------ */
+
+static int listen_on(int port)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET,
+				 .sin_port = htons((uint16_t)port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	int one = 1, fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+
+	if (fd < 0)
+		return -1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 128) < 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* A worker that accepts and closes connections; TERM (default action) ends it. */
+static pid_t responder_fork(int lfd)
+{
+	struct epoll_event ev = {.events = EPOLLIN};
+	sigset_t none;
+	pid_t pid = fork();
+	int ep;
+
+	if (pid != 0)
+		return pid;
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	ep = epoll_create1(EPOLL_CLOEXEC);
+	if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &ev) < 0)
+		_exit(1);
+	for (;;) {
+		int c;
+
+		if (epoll_wait(ep, &ev, 1, -1) == 1)
+			while ((c = accept4(lfd, NULL, NULL, SOCK_CLOEXEC)) >= 0)
+				close(c);
+	}
+}
+
+static int cmd_responder(int port, int workers)
+{
+	struct epoll_event ev = {.events = EPOLLIN};
+	struct signalfd_siginfo si;
+	struct pidset pool = {0};
+	bool stopping = false;
+	sigset_t set;
+	int lfd, sfd, ep;
+
+	sigemptyset(&set);
+	for (int s = 1; s < SIGRTMIN; s++)
+		if (s != SIGKILL && s != SIGSTOP)
+			sigaddset(&set, s);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+	lfd = listen_on(port);
+	ep = epoll_create1(EPOLL_CLOEXEC);
+	if (sfd < 0 || lfd < 0 || ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, sfd, &ev) < 0) {
+		say("responder: setup failed: %m");
+		return 1;
+	}
+	for (int i = 0; i < workers; i++)
+		pool.pid[pool.n++] = responder_fork(lfd);
+	for (;;) {
+		if (epoll_wait(ep, &ev, 1, -1) < 0 && errno != EINTR)
+			return 1;
+		while (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+			switch (si.ssi_signo) {
+			case SIGTTIN:
+				if (!stopping && pool.n < MAX_PIDS)
+					pool.pid[pool.n++] = responder_fork(lfd);
+				break;
+			case SIGTTOU:
+				if (!stopping && pool.n > 1)
+					kill(pool.pid[pool.n - 1], SIGTERM);
+				break;
+			case SIGTERM:
+			case SIGINT:
+			case SIGQUIT:
+				stopping = true;
+				for (int i = 0; i < pool.n; i++)
+					kill(pool.pid[i], SIGTERM);
+				break;
+			case SIGCHLD:
+				for (pid_t p; (p = waitpid(-1, NULL, WNOHANG)) > 0;)
+					for (int i = 0; i < pool.n; i++)
+						if (pool.pid[i] == p)
+							pool.pid[i] = pool.pid[--pool.n];
+				break;
+			}
+		}
+		if (stopping && pool.n == 0)
+			return 0;
+	}
+}
+
+/* ---- command line ------------------------------------------------------- */
+
+static const struct {
+	const char *name;
+	long nr;
+} syscall_names[] = {
+#ifdef SYS_select
+	{"select", SYS_select},
+#endif
+#ifdef SYS_poll
+	{"poll", SYS_poll},
+#endif
+#ifdef SYS_epoll_wait
+	{"epoll_wait", SYS_epoll_wait},
+#endif
+	{"pselect6", SYS_pselect6},
+	{"ppoll", SYS_ppoll},
+	{"epoll_pwait", SYS_epoll_pwait},
+#ifdef SYS_epoll_pwait2
+	{"epoll_pwait2", SYS_epoll_pwait2},
+#endif
+#ifdef SYS_accept
+	{"accept", SYS_accept},
+#endif
+	{"accept4", SYS_accept4},
+#ifdef SYS_io_uring_enter
+	{"io_uring_enter", SYS_io_uring_enter},
+#endif
+};
+
+static int parse_ready(struct opts *o, const char *list)
+{
+	char *copy = strdup(list), *save = NULL;
+	const size_t known = sizeof(syscall_names) / sizeof(syscall_names[0]);
+
+	if (!copy)
+		return -1;
+	for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+		size_t i = 0;
+
+		while (i < known && strcmp(t, syscall_names[i].name) != 0)
+			i++;
+		if (i == known || o->nready == MAX_READY) {
+			say("--ready: unknown syscall name, or too many, at '%s'", t);
+			free(copy);
+			return -1;
+		}
+		o->ready[o->nready++] = syscall_names[i].nr;
+	}
+	free(copy);
+	return 0;
+}
+
+static void usage(void)
+{
+	fprintf(stderr,
+		"usage: probe port\n"
+		"       probe exec [--cpu C] -- CMD [ARG...]\n"
+		"       probe wait  --pid P --port N --workers W --ready LIST\n"
+		"                   [--timeout S] [--no-http]\n"
+		"       probe scale --pid P --workers W --ready LIST --count N [--timeout S]\n"
+		"                   [--settle S] [--cpu C --probe-cpu C2]\n"
+		"       probe term  --workers W --ready LIST --count N --log FILE [--timeout S]\n"
+		"                   [--settle S] [--no-http] [--cpu C --probe-cpu C2]\n"
+		"                   -- CMD [ARG...]\n"
+		"                   (\"@PORT@\" in an ARG becomes a free port, new for each run)\n"
+		"       probe responder --port N --workers W\n"
+		"LIST: comma-separated syscall names, e.g. epoll_wait,epoll_pwait\n");
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{"pid", required_argument, NULL, 'p'},
+		{"port", required_argument, NULL, 'P'},
+		{"workers", required_argument, NULL, 'w'},
+		{"count", required_argument, NULL, 'n'},
+		{"timeout", required_argument, NULL, 't'},
+		{"settle", required_argument, NULL, 's'},
+		{"log", required_argument, NULL, 'l'},
+		{"ready", required_argument, NULL, 'r'},
+		{"cpu", required_argument, NULL, 'c'},
+		{"probe-cpu", required_argument, NULL, 'C'},
+		{"no-http", no_argument, NULL, 'H'},
+		{0},
+	};
+	struct opts o = {.workers = 2,
+			 .count = 10,
+			 .cpu = -1,
+			 .probe_cpu = -1,
+			 .timeout = 5.0,
+			 .settle = 0.05,
+			 .http = true};
+	const char *cmd;
+	int c;
+
+	if (argc < 2) {
+		usage();
+		return 2;
+	}
+	cmd = argv[1];
+	argv++, argc--;
+	if (strcmp(cmd, "port") == 0) {
+		int port = free_port();
+
+		if (port < 0)
+			return 1;
+		printf("%d\n", port);
+		return 0;
+	}
+	while ((c = getopt_long(argc, argv, "+", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'p':
+			o.pid = (pid_t)atoi(optarg);
+			break;
+		case 'P':
+			o.port = atoi(optarg);
+			break;
+		case 'w':
+			o.workers = atoi(optarg);
+			break;
+		case 'n':
+			o.count = atoi(optarg);
+			break;
+		case 't':
+			o.timeout = atof(optarg);
+			break;
+		case 's':
+			o.settle = atof(optarg);
+			break;
+		case 'l':
+			o.log = optarg;
+			break;
+		case 'c':
+			o.cpu = atoi(optarg);
+			break;
+		case 'C':
+			o.probe_cpu = atoi(optarg);
+			break;
+		case 'H':
+			o.http = false;
+			break;
+		case 'r':
+			if (parse_ready(&o, optarg) < 0)
+				return 2;
+			break;
+		default:
+			usage();
+			return 2;
+		}
+	}
+	if (strcmp(cmd, "exec") == 0) {
+		if (optind >= argc) {
+			usage();
+			return 2;
+		}
+		reset_signals();
+		if (pin(o.cpu) < 0)
+			return 1;
+		execvp(argv[optind], argv + optind);
+		say("exec %s: %m", argv[optind]);
+		return 127;
+	}
+	if (strcmp(cmd, "responder") == 0) {
+		if (o.port <= 0 || o.workers < 1) {
+			usage();
+			return 2;
+		}
+		return cmd_responder(o.port, o.workers);
+	}
+	if (o.nready == 0 || o.workers < 1 || o.timeout <= 0) {
+		usage();
+		return 2;
+	}
+	if (strcmp(cmd, "wait") == 0 && o.pid > 0 && o.port > 0) {
+		int r = wait_serving(&o, o.pid, -1, o.port, false, deadline_after(o.timeout), NULL);
+
+		if (r < 0)
+			say("pid %d: no %d waiting workers serving 127.0.0.1:%d after %.1f s (%s)",
+			    (int)o.pid, o.workers, o.port, o.timeout,
+			    r == -ESRCH ? "it exited" : "timeout");
+		return r < 0 ? 1 : 0;
+	}
+	if (strcmp(cmd, "scale") == 0 && o.pid > 0)
+		return cmd_scale(&o);
+	if (strcmp(cmd, "term") == 0 && optind < argc)
+		return cmd_term(&o, argv + optind);
+	usage();
+	return 2;
+}
