@@ -27,6 +27,8 @@ static void arm_timer(struct arbiter *a)
 
 	if (a->phase_deadline_ms && (!next || a->phase_deadline_ms < next))
 		next = a->phase_deadline_ms;
+	if (a->upgrade.check_deadline_ms && (!next || a->upgrade.check_deadline_ms < next))
+		next = a->upgrade.check_deadline_ms;
 	if (next == a->timer_armed_ms)
 		return; /* the common idle case: no system call */
 	if (next) {
@@ -97,6 +99,7 @@ static void handle_signal(struct arbiter *a, const struct signalfd_siginfo *si)
 		.phase = a->phase,
 		.daemon = a->settings->daemon,
 		.reload_supported = true,
+		.upgrade_supported = true,
 	};
 	int sig = (int)si->ssi_signo;
 	const char *why;
@@ -159,6 +162,8 @@ static void handle_signal(struct arbiter *a, const struct signalfd_siginfo *si)
 		reload_start(a);
 		break;
 	case ACTION_UPGRADE:
+		upgrade_start(a);
+		break;
 	case ACTION_IGNORE:
 	case ACTION_REAP:
 		break;
@@ -197,6 +202,7 @@ static void on_timer(struct arbiter *a)
 		begin_drain(a, false);
 	}
 	pool_run_deadlines(a, now);
+	upgrade_check_timeout(a, now);
 	pool_reconcile(a);
 }
 
@@ -229,6 +235,9 @@ static void dispatch(struct arbiter *a, const struct loop_event *ev)
 		break;
 	case SOURCE_METRICS_CONN:
 		metrics_on_conn(a, ev->source, ev->events);
+		break;
+	case SOURCE_UPGRADE_CHECK:
+		upgrade_check_done(a);
 		break;
 	}
 }
@@ -273,6 +282,7 @@ static int run(struct arbiter *a)
 		pool_gc(&a->pool);
 		pool_reconcile(a);
 		reload_check(a);
+		upgrade_maybe_exec(a);
 		announce(a);
 		check_done(a);
 	}
@@ -376,6 +386,42 @@ static int setup_bpf(struct arbiter *a, char *err, size_t errlen)
 	return 0;
 }
 
+/* Bind i: a socket inherited through an upgrade when one has that spec, else a new one. */
+static int open_or_adopt_listener(struct arbiter *a, size_t i, char *err, size_t errlen)
+{
+	const char *spec = a->settings->binds[i];
+	int r;
+
+	for (size_t k = 0; k < a->n_adopted; k++) {
+		if (a->adopted[k].fd < 0 || strcmp(a->adopted[k].spec, spec) != 0)
+			continue;
+		r = listener_adopt(&a->listeners[i], a->adopted[k].fd, spec);
+		a->adopted[k].fd = -1;
+		if (r < 0)
+			snprintf(err, errlen, "upgrade: cannot take over %s: %s", spec, strerror(-r));
+		return r;
+	}
+	return listener_open(&a->listeners[i], spec, a->settings->backlog, err, errlen);
+}
+
+/* Inherited sockets the new configuration no longer binds. */
+static void close_unadopted(struct arbiter *a)
+{
+	for (size_t k = 0; k < a->n_adopted; k++) {
+		if (a->adopted[k].fd >= 0) {
+			struct listener l;
+
+			log_info("upgrade: %s is no longer bound, closing it", a->adopted[k].spec);
+			if (listener_adopt(&l, a->adopted[k].fd, a->adopted[k].spec) == 0)
+				listener_close(&l, true);
+			else
+				close(a->adopted[k].fd);
+		}
+		free(a->adopted[k].spec);
+	}
+	a->n_adopted = 0;
+}
+
 static int setup(struct arbiter *a, char *err, size_t errlen, int *ret_status)
 {
 	struct settings *s = a->settings;
@@ -418,16 +464,22 @@ static int setup(struct arbiter *a, char *err, size_t errlen, int *ret_status)
 		return 1;
 	}
 
+	if (a->upgrade_fd >= 0) {
+		r = upgrade_adopt_sockets(a, a->upgrade_fd, err, errlen);
+		if (r < 0)
+			return r;
+	}
 	for (size_t i = 0; i < s->n_binds; i++) {
-		r = listener_open(&a->listeners[i], s->binds[i], s->backlog, err, errlen);
+		r = open_or_adopt_listener(a, i, err, errlen);
 		if (r < 0)
 			return r;
 		a->n_listeners++;
 	}
+	close_unadopted(a);
 	if (listeners_fdnames(a) < 0)
 		return -ENOMEM;
 
-	if (s->daemon) {
+	if (s->daemon && a->upgrade_fd < 0) {
 		r = daemonize();
 		if (r < 0) {
 			snprintf(err, errlen, "cannot detach (--daemon): %s", strerror(-r));
@@ -435,7 +487,8 @@ static int setup(struct arbiter *a, char *err, size_t errlen, int *ret_status)
 		}
 	}
 	a->pid = getpid();
-	a->started_ms = now_ms();
+	if (!a->started_ms) /* an upgrade keeps the original start */
+		a->started_ms = now_ms();
 	/* As PID 1 we are every orphan's reaper already; otherwise ask to be, so the
 	 * workers' orphaned children come to us and not to an init that may not reap. */
 	if (a->pid != 1 && prctl(PR_SET_CHILD_SUBREAPER, 1) < 0)
@@ -472,7 +525,10 @@ static int setup(struct arbiter *a, char *err, size_t errlen, int *ret_status)
 		return r;
 	}
 
-	if (s->control) {
+	if (a->control.listen.fd >= 0) {
+		/* inherited through an upgrade: same pid, same path */
+		snprintf(control_path, sizeof(control_path), "%s", a->control.path);
+	} else if (s->control) {
 		snprintf(control_path, sizeof(control_path), "%s", s->control);
 	} else {
 		r = control_default_path(control_path, sizeof(control_path), (int)a->pid);
@@ -483,17 +539,21 @@ static int setup(struct arbiter *a, char *err, size_t errlen, int *ret_status)
 			return r;
 		}
 	}
-	r = control_open(&a->control, control_path, err, errlen);
-	if (r < 0)
-		return r;
+	if (a->control.listen.fd < 0) {
+		r = control_open(&a->control, control_path, err, errlen);
+		if (r < 0)
+			return r;
+	}
 	r = loop_add(&a->loop, &a->control.listen, LOOP_IN);
 	if (r < 0) {
 		snprintf(err, errlen, "cannot register the control socket: %s", strerror(-r));
 		return r;
 	}
-	r = notify_open(&a->notify, a->pid, err, errlen);
-	if (r < 0)
-		return r;
+	if (a->notify.src.fd < 0) {
+		r = notify_open(&a->notify, a->pid, err, errlen);
+		if (r < 0)
+			return r;
+	}
 	if (s->metrics) {
 		r = metrics_open(&a->metrics, s->metrics, err, errlen);
 		if (r == 0)
@@ -507,6 +567,8 @@ static int setup(struct arbiter *a, char *err, size_t errlen, int *ret_status)
 
 static void teardown(struct arbiter *a)
 {
+	if (a->upgrade.check.fd >= 0)
+		close(a->upgrade.check.fd);
 	bpf_probes_close(a->bpf);
 	a->bpf = NULL;
 	reload_discard(a);
@@ -545,6 +607,7 @@ int arbiter_main(int argc, char **argv)
 	a->control.listen.fd = -1;
 	a->notify.src.fd = a->notify.upstream_fd = -1;
 	a->metrics.listen.fd = -1;
+	a->upgrade.check.fd = -1;
 	/* Before anything else: from here on no signal can interrupt us, they queue up
 	 * in the kernel until the loop reads them from the signalfd. */
 	r = signals_block_all(&a->sigmask);
@@ -577,6 +640,9 @@ int arbiter_main(int argc, char **argv)
 	a->settings = settings;
 	a->argc = argc;
 	a->argv = argv;
+	a->upgrade_fd = upgrade_inherited_fd();
+	if (upgrade_resolve_self(argv[0], &a->self_path) < 0)
+		a->self_path = NULL;
 	log_setup("sigvisor", settings->log_format, LOG_LEVEL_INFO);
 	pool_init(&a->pool, settings->workers);
 	r = setup(a, err, sizeof(err), &status);
@@ -588,6 +654,14 @@ int arbiter_main(int argc, char **argv)
 		teardown(a);
 		free_settings(a->settings);
 		return status;
+	}
+	if (a->upgrade_fd >= 0) {
+		/* The new image of a USR2 upgrade: the running workers are the old
+		 * generation, and a reload replaces them exactly as on HUP. */
+		upgrade_adopt_workers(a, a->upgrade_fd);
+		a->upgrade_fd = -1;
+		a->announced_ready = true; /* the reload says READY=1 when it completes */
+		reload_start(a);
 	}
 	for (size_t i = 0; i < a->n_listeners; i++)
 		log_info("listening on %s%s",
@@ -602,5 +676,6 @@ int arbiter_main(int argc, char **argv)
 	log_info("shut down, exit status %d", status);
 	teardown(a);
 	free_settings(a->settings);
+	free(a->self_path);
 	return status;
 }

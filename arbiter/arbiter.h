@@ -17,6 +17,7 @@
 #include "notify.h"
 #include "options.h"
 #include "signals.h"
+#include "upgrade.h"
 
 #define SIGVISOR_VERSION "0.1.0"
 
@@ -100,6 +101,14 @@ struct arbiter {
 	struct reload_saved old;
 	struct notify notify;
 	struct metrics metrics;
+	struct upgrade upgrade;
+	char *self_path; /* resolved at startup: what USR2 runs */
+	int upgrade_fd;	 /* the state memfd when we are the new image of an upgrade */
+	struct {
+		int fd;
+		char *spec;
+	} adopted[MAX_BINDS]; /* listening sockets inherited through an upgrade */
+	size_t n_adopted;
 	bool announced_ready; /* READY=1 sent upstream for the first generation */
 	struct loop loop;
 	struct source sigfd;
@@ -143,6 +152,7 @@ uint64_t pool_next_deadline(const struct arbiter *a);
 void pool_stop_all(struct arbiter *a, enum worker_event ev);
 void pool_signal_all(struct arbiter *a, int sig);
 void pool_gc(struct pool *p);
+int pool_adopt(struct pool *p, struct worker *w);
 /* A notify datagram from pid; returns false when pid is not a current worker. */
 bool pool_notify(struct arbiter *a, pid_t pid, char *msg);
 bool worker_is_booting(const struct worker *w);

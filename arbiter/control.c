@@ -110,6 +110,14 @@ int control_open(struct control *c, const char *path, char *err, size_t errlen)
 	return c->path ? 0 : -ENOMEM;
 }
 
+void control_adopt(struct control *c, int fd, const char *path)
+{
+	memset(c, 0, sizeof(*c));
+	c->listen.type = SOURCE_CONTROL_LISTENER;
+	c->listen.fd = fd;
+	c->path = strdup(path);
+}
+
 static void conn_free(struct control *c, struct control_conn *cc)
 {
 	for (struct control_conn **p = &c->conns; *p; p = &(*p)->next) {

@@ -37,6 +37,8 @@ int control_default_path(char *buf, size_t len, int pid);
 
 int control_open(struct control *c, const char *path, char *err, size_t errlen);
 void control_close(struct control *c);
+/* Take over a listening control socket inherited through an upgrade. */
+void control_adopt(struct control *c, int fd, const char *path);
 
 void control_on_listener(struct arbiter *a);
 void control_on_conn(struct arbiter *a, struct control_conn *cc, unsigned events);

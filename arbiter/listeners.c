@@ -150,6 +150,19 @@ static int clear_stale_unix(const struct sockaddr_un *un, socklen_t len)
 	return unlink(un->sun_path) < 0 ? -errno : 0;
 }
 
+static int fill_names(struct listener *l, int family)
+{
+	l->address = format_bound(l->fd, family, l->spec);
+	l->fdname = l->address ? strdup(l->address) : NULL;
+	if (!l->spec || !l->address || !l->fdname)
+		return -ENOMEM;
+	/* systemd's fd names may not contain ':'. */
+	for (char *c = l->fdname; *c; c++)
+		if (*c == ':')
+			*c = '-';
+	return 0;
+}
+
 int listener_open(struct listener *l, const char *spec, unsigned backlog, char *err, size_t errlen)
 {
 	struct sockaddr_storage addr;
@@ -200,20 +213,32 @@ int listener_open(struct listener *l, const char *spec, unsigned backlog, char *
 	}
 	l->fd = fd;
 	l->spec = strdup(spec);
-	l->address = format_bound(fd, addr.ss_family, spec);
 	if (addr.ss_family == AF_UNIX)
 		l->unix_path = strdup(((struct sockaddr_un *)&addr)->sun_path);
-	l->fdname = strdup(l->address);
-	if (!l->spec || !l->address || !l->fdname || (addr.ss_family == AF_UNIX && !l->unix_path)) {
+	if (fill_names(l, addr.ss_family) < 0 || (addr.ss_family == AF_UNIX && !l->unix_path)) {
 		listener_close(l, addr.ss_family == AF_UNIX);
 		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
-	/* systemd's fd names may not contain ':'. */
-	for (char *c = l->fdname; *c; c++)
-		if (*c == ':')
-			*c = '-';
 	return 0;
+}
+
+int listener_adopt(struct listener *l, int fd, const char *spec)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+
+	memset(l, 0, sizeof(*l));
+	l->fd = fd;
+	l->spec = strdup(spec);
+	if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
+		return -errno;
+	if (ss.ss_family == AF_UNIX) {
+		l->unix_path = strdup(((struct sockaddr_un *)&ss)->sun_path);
+		if (!l->unix_path)
+			return -ENOMEM;
+	}
+	return fill_names(l, ss.ss_family);
 }
 
 void listener_close(struct listener *l, bool unlink_path)

@@ -26,3 +26,6 @@ int listener_parse(const char *spec, struct sockaddr_storage *ret_addr, socklen_
 int listener_open(struct listener *l, const char *spec, unsigned backlog, char *err, size_t errlen);
 
 void listener_close(struct listener *l, bool unlink_path);
+
+/* Take over an already listening fd (inherited through an upgrade) for spec. */
+int listener_adopt(struct listener *l, int fd, const char *spec);

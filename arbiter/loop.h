@@ -19,6 +19,7 @@ enum source_type {
 	SOURCE_NOTIFY, /* the workers' NOTIFY_SOCKET */
 	SOURCE_METRICS_LISTENER,
 	SOURCE_METRICS_CONN,
+	SOURCE_UPGRADE_CHECK, /* the new binary's --check, before a USR2 exec */
 };
 
 /* Embedded first in every object given to the loop. */

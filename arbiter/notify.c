@@ -73,6 +73,15 @@ int notify_open(struct notify *n, pid_t pid, char *err, size_t errlen)
 	return 0;
 }
 
+void notify_adopt(struct notify *n, int fd, const char *env)
+{
+	memset(n, 0, sizeof(*n));
+	n->src.type = SOURCE_NOTIFY;
+	n->src.fd = fd;
+	snprintf(n->env, sizeof(n->env), "%s", env);
+	open_upstream(n);
+}
+
 void notify_close(struct notify *n)
 {
 	if (n->src.fd > 0)

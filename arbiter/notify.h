@@ -36,6 +36,9 @@ struct arbiter;
 
 int notify_open(struct notify *n, pid_t pid, char *err, size_t errlen);
 void notify_close(struct notify *n);
+/* Take over the workers' notify socket inherited through an upgrade (env is the
+ * NOTIFY_SOCKET=... the running workers were given). */
+void notify_adopt(struct notify *n, int fd, const char *env);
 
 /* Read every waiting datagram and hand each believable one to pool_notify(). */
 void notify_drain(struct arbiter *a);

@@ -249,6 +249,12 @@ void pool_reap_children(struct arbiter *a)
 		}
 		if (si.si_pid == 0)
 			return;
+		if (si.si_pid == a->upgrade.check_pid) {
+			upgrade_check_done(a);
+			if (a->upgrade.check_pid)
+				return; /* cannot happen; never spin on it */
+			continue;
+		}
 		struct worker *w = find_pid(&a->pool, si.si_pid);
 
 		if (w) {
@@ -296,13 +302,8 @@ static bool waits_for_notify(const struct arbiter *a)
 	return !a->settings->command;
 }
 
-static int add_worker(struct arbiter *a, unsigned id)
+static int grow(struct pool *p)
 {
-	struct pool *p = &a->pool;
-	struct worker *w;
-	pid_t pid;
-	int pidfd, r;
-
 	if (p->n == p->cap) {
 		size_t cap = p->cap ? p->cap * 2 : 8;
 		struct worker **nw = realloc(p->workers, cap * sizeof(*nw));
@@ -312,6 +313,26 @@ static int add_worker(struct arbiter *a, unsigned id)
 		p->workers = nw;
 		p->cap = cap;
 	}
+	return 0;
+}
+
+int pool_adopt(struct pool *p, struct worker *w)
+{
+	if (grow(p) < 0)
+		return -ENOMEM;
+	p->workers[p->n++] = w;
+	return 0;
+}
+
+static int add_worker(struct arbiter *a, unsigned id)
+{
+	struct pool *p = &a->pool;
+	struct worker *w;
+	pid_t pid;
+	int pidfd, r;
+
+	if (grow(p) < 0)
+		return -ENOMEM;
 	w = calloc(1, sizeof(*w));
 	if (!w)
 		return -ENOMEM;

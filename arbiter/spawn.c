@@ -20,7 +20,7 @@ static const char *const own_vars[] = {
 	"LISTEN_FDS=",	       "LISTEN_PID=",	       "LISTEN_FDNAMES=",
 	"NOTIFY_SOCKET=",      "WATCHDOG_USEC=",       "WATCHDOG_PID=",
 	"SIGVISOR_WORKER_ID=", "SIGVISOR_GENERATION=", "SIGVISOR_ARBITER_PID=",
-	"SIGVISOR_LOG_FILE=",  "SIGVISOR_LOG_FORMAT=", "SIGVISOR_ARGS=",
+	"SIGVISOR_LOG_FILE=",  "SIGVISOR_LOG_FORMAT=", "SIGVISOR_ARGS=", "SIGVISOR_UPGRADE_FD=",
 };
 
 static bool is_own_var(const char *kv)

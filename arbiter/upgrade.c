@@ -1,0 +1,446 @@
+/* USR2: in-place binary upgrade; see upgrade.h. */
+#include "upgrade.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/pidfd.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "arbiter.h"
+#include "log.h"
+#include "postfork.h"
+#include "signames.h"
+#include "timeutil.h"
+
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
+
+#define STATE_MAGIC "sigvisor-upgrade 1"
+#define UPGRADE_ENV "SIGVISOR_UPGRADE_FD"
+
+extern char **environ;
+
+int upgrade_resolve_self(const char *argv0, char **ret_path)
+{
+	const char *path_env = getenv("PATH");
+	char buf[4096];
+	ssize_t n;
+
+	if (strchr(argv0, '/')) {
+		*ret_path = realpath(argv0, NULL);
+		if (*ret_path)
+			return 0;
+	} else {
+		for (const char *p = path_env ? path_env : "/usr/local/bin:/usr/bin:/bin"; *p;) {
+			size_t len = strcspn(p, ":");
+
+			snprintf(buf, sizeof(buf), "%.*s/%s", (int)len, len ? p : ".", argv0);
+			if (access(buf, X_OK) == 0) {
+				*ret_path = realpath(buf, NULL);
+				if (*ret_path)
+					return 0;
+			}
+			p += len;
+			if (*p == ':')
+				p++;
+		}
+	}
+	/* Started in some way we cannot retrace (fexecve): the running file's path. */
+	n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
+	if (n < 0)
+		return -errno;
+	buf[n] = '\0';
+	if (n > 10 && strcmp(buf + n - 10, " (deleted)") == 0)
+		buf[n - 10] = '\0';
+	*ret_path = strdup(buf);
+	return *ret_path ? 0 : -ENOMEM;
+}
+
+static void refuse(struct arbiter *a, const char *why)
+{
+	a->upgrade.refused++;
+	log_error("upgrade refused: %s; still running the old binary", why);
+	notify_upstream(&a->notify, "READY=1\nSTATUS=upgrade refused");
+}
+
+void upgrade_start(struct arbiter *a)
+{
+	struct upgrade *u = &a->upgrade;
+	char **argv;
+	struct exec_plan plan;
+	struct clone_args args;
+	int pidfd = -1, r;
+	long pid;
+
+	if (u->check_pid || u->exec_wanted) {
+		log_info("upgrade already in progress; this USR2 changes nothing");
+		return;
+	}
+	if (a->reloading) {
+		u->pending = true;
+		log_info("a reload is in progress; the upgrade starts when it is over");
+		return;
+	}
+	argv = calloc((size_t)a->argc + 2, sizeof(char *));
+	if (!argv) {
+		refuse(a, "out of memory");
+		return;
+	}
+	argv[0] = a->self_path;
+	argv[1] = (char *)"--check";
+	for (int i = 1; i < a->argc; i++)
+		argv[i + 1] = a->argv[i];
+	plan = (struct exec_plan){.path = a->self_path, .argv = argv, .envp = environ,
+				  .parent = a->pid};
+	memset(&args, 0, sizeof(args));
+	args.flags = CLONE_PIDFD;
+	args.pidfd = (uint64_t)(uintptr_t)&pidfd;
+	args.exit_signal = SIGCHLD;
+	pid = syscall(SYS_clone3, &args, sizeof(args));
+	if (pid == 0)
+		postfork_exec(&plan);
+	r = -errno;
+	free(argv);
+	if (pid < 0) {
+		errno = -r;
+		refuse(a, "cannot start the new binary's --check");
+		return;
+	}
+	u->check.type = SOURCE_UPGRADE_CHECK;
+	u->check.fd = pidfd;
+	u->check_pid = (pid_t)pid;
+	u->check_deadline_ms =
+		now_ms() + (a->settings->ready_timeout_ms ? a->settings->ready_timeout_ms : 30000);
+	r = loop_add(&a->loop, &u->check, LOOP_IN);
+	if (r < 0)
+		log_warn("cannot watch the upgrade check's pidfd (SIGCHLD will do): %s",
+			 strerror(-r));
+	notify_upstream(&a->notify, "RELOADING=1\nSTATUS=upgrading");
+	log_info("upgrade: running %s --check (pid %d)", a->self_path, (int)pid);
+}
+
+void upgrade_check_done(struct arbiter *a)
+{
+	struct upgrade *u = &a->upgrade;
+	siginfo_t si;
+	char why[128];
+
+	if (!u->check_pid)
+		return;
+	memset(&si, 0, sizeof(si));
+	if (waitid((idtype_t)P_PIDFD, (id_t)u->check.fd, &si, WEXITED | WNOHANG) < 0 ||
+	    si.si_pid == 0)
+		return;
+	(void)loop_del(&a->loop, &u->check);
+	close(u->check.fd);
+	u->check.fd = -1;
+	u->check_pid = 0;
+	if (!u->check_deadline_ms) {
+		refuse(a, "the new binary's --check did not finish in time");
+		return;
+	}
+	u->check_deadline_ms = 0;
+	if (si.si_code == CLD_EXITED && si.si_status == 0) {
+		log_info("upgrade: %s passed --check", a->self_path);
+		u->exec_wanted = true;
+		return;
+	}
+	if (si.si_code == CLD_EXITED)
+		snprintf(why, sizeof(why), "%s --check exited with status %d", a->self_path,
+			 si.si_status);
+	else
+		snprintf(why, sizeof(why), "%s --check was killed by SIG%s", a->self_path,
+			 signal_name(si.si_status));
+	refuse(a, why);
+}
+
+void upgrade_check_timeout(struct arbiter *a, uint64_t now)
+{
+	struct upgrade *u = &a->upgrade;
+
+	if (!u->check_pid || !u->check_deadline_ms || now < u->check_deadline_ms)
+		return;
+	u->check_deadline_ms = 0; /* marks the timeout for upgrade_check_done */
+	(void)pidfd_send_signal(u->check.fd, SIGKILL, NULL, 0);
+}
+
+/* Hand fd over across execve (or take that back). */
+static int set_cloexec(int fd, bool on)
+{
+	return fcntl(fd, F_SETFD, on ? FD_CLOEXEC : 0) < 0 ? -errno : 0;
+}
+
+static void handover_fds(struct arbiter *a, bool back)
+{
+	for (size_t i = 0; i < a->n_listeners; i++)
+		(void)set_cloexec(a->listeners[i].fd, back);
+	(void)set_cloexec(a->control.listen.fd, back);
+	(void)set_cloexec(a->notify.src.fd, back);
+	for (size_t i = 0; i < a->pool.n; i++)
+		if (worker_is_alive(a->pool.workers[i]))
+			(void)set_cloexec(a->pool.workers[i]->src.fd, back);
+}
+
+static int write_state(struct arbiter *a, FILE *f)
+{
+	const struct pool *p = &a->pool;
+
+	fprintf(f, "%s\n", STATE_MAGIC);
+	fprintf(f, "pool %u %u %u\n", p->target, p->generation, p->max_generation);
+	fprintf(f, "started %llu\n", (unsigned long long)a->started_ms);
+	fprintf(f,
+		"counters %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %lu %lu\n",
+		(unsigned long long)p->spawned, (unsigned long long)p->spawn_errors,
+		(unsigned long long)p->exited, (unsigned long long)p->exited_clean,
+		(unsigned long long)p->exited_error, (unsigned long long)p->exited_signal,
+		(unsigned long long)p->killed, (unsigned long long)p->replaced,
+		(unsigned long long)p->boot_failures_total, (unsigned long long)p->orphans_reaped,
+		(unsigned long long)p->reloads, (unsigned long long)p->reload_failures,
+		a->upgrade.upgrades + 1, a->upgrade.refused);
+	for (int sig = 1; sig < 65; sig++)
+		if (a->signals_received[sig] || a->signals_ignored[sig])
+			fprintf(f, "signal %d %llu %llu\n", sig,
+				(unsigned long long)a->signals_received[sig],
+				(unsigned long long)a->signals_ignored[sig]);
+	fprintf(f, "control %d %s\n", a->control.listen.fd, a->control.path);
+	fprintf(f, "notify %d %s\n", a->notify.src.fd, a->notify.env);
+	for (size_t i = 0; i < a->n_listeners; i++)
+		fprintf(f, "listener %d %s\n", a->listeners[i].fd, a->listeners[i].spec);
+	for (size_t i = 0; i < p->n; i++) {
+		const struct worker *w = p->workers[i];
+
+		if (!worker_is_alive(w))
+			continue;
+		fprintf(f, "worker %u %d %d %u %d %llu %llu %d %d\n", w->id, (int)w->pid, w->src.fd,
+			w->generation, (int)w->state, (unsigned long long)w->started_ms,
+			(unsigned long long)w->deadline_ms, w->watchdog ? 1 : 0, w->stop_signal);
+	}
+	fprintf(f, "end\n");
+	return ferror(f) ? -EIO : 0;
+}
+
+void upgrade_maybe_exec(struct arbiter *a)
+{
+	struct upgrade *u = &a->upgrade;
+	char env[64];
+	FILE *f;
+	int fd, dupfd, r;
+
+	if (u->pending && !a->reloading && a->phase == PHASE_RUNNING) {
+		u->pending = false;
+		upgrade_start(a);
+		return;
+	}
+	if (!u->exec_wanted || a->reloading)
+		return;
+	u->exec_wanted = false;
+	if (a->phase != PHASE_RUNNING) {
+		log_info("upgrade dropped: shutting down");
+		return;
+	}
+	/* Not close-on-exec: the new image reads it. */
+	fd = memfd_create("sigvisor-upgrade", 0);
+	if (fd < 0) {
+		refuse(a, "cannot create the state memfd");
+		return;
+	}
+	dupfd = dup(fd);
+	f = dupfd >= 0 ? fdopen(dupfd, "w") : NULL;
+	if (!f) {
+		if (dupfd >= 0)
+			close(dupfd);
+		close(fd);
+		refuse(a, "cannot write the state memfd");
+		return;
+	}
+	r = write_state(a, f);
+	if (fclose(f) != 0 || r < 0 || lseek(fd, 0, SEEK_SET) < 0) {
+		close(fd);
+		refuse(a, "cannot write the state memfd");
+		return;
+	}
+	snprintf(env, sizeof(env), "%d", fd);
+	if (setenv(UPGRADE_ENV, env, 1) < 0) {
+		close(fd);
+		refuse(a, "cannot set " UPGRADE_ENV);
+		return;
+	}
+	handover_fds(a, false);
+	log_info("upgrade: exec %s in place (pid %d stays)", a->self_path, (int)a->pid);
+	execv(a->self_path, a->argv);
+	r = errno;
+	handover_fds(a, true);
+	unsetenv(UPGRADE_ENV);
+	close(fd);
+	errno = r;
+	log_error("upgrade: exec %s failed: %m", a->self_path);
+	refuse(a, "exec failed");
+}
+
+int upgrade_inherited_fd(void)
+{
+	const char *v = getenv(UPGRADE_ENV);
+	char *end;
+	long fd;
+
+	if (!v)
+		return -1;
+	fd = strtol(v, &end, 10);
+	unsetenv(UPGRADE_ENV);
+	if (*end || fd < 0 || fcntl((int)fd, F_GETFD) < 0)
+		return -1;
+	(void)set_cloexec((int)fd, true);
+	return (int)fd;
+}
+
+/* Every line of the state, in turn; rest points at what follows the keyword. */
+static FILE *open_state(int fd)
+{
+	int d = dup(fd);
+	FILE *f;
+
+	if (d < 0)
+		return NULL;
+	f = fdopen(d, "r");
+	if (!f) {
+		close(d);
+		return NULL;
+	}
+	if (lseek(d, 0, SEEK_SET) < 0) {
+		fclose(f);
+		return NULL;
+	}
+	return f;
+}
+
+int upgrade_adopt_sockets(struct arbiter *a, int fd, char *err, size_t errlen)
+{
+	char line[4096];
+	FILE *f = open_state(fd);
+	bool magic = false;
+
+	if (!f) {
+		snprintf(err, errlen, "upgrade: cannot read the inherited state: %s",
+			 strerror(errno));
+		return -EIO;
+	}
+	while (fgets(line, sizeof(line), f)) {
+		char rest[4096];
+		int n, sfd;
+		unsigned long long v[14];
+
+		line[strcspn(line, "\n")] = '\0';
+		if (strcmp(line, STATE_MAGIC) == 0) {
+			magic = true;
+		} else if (sscanf(line, "listener %d %4095[^\n]", &sfd, rest) == 2 &&
+			   a->n_adopted < MAX_BINDS) {
+			(void)set_cloexec(sfd, true);
+			a->adopted[a->n_adopted].fd = sfd;
+			a->adopted[a->n_adopted].spec = strdup(rest);
+			a->n_adopted++;
+		} else if (sscanf(line, "control %d %4095[^\n]", &sfd, rest) == 2) {
+			(void)set_cloexec(sfd, true);
+			control_adopt(&a->control, sfd, rest);
+		} else if (sscanf(line, "notify %d %4095[^\n]", &sfd, rest) == 2) {
+			(void)set_cloexec(sfd, true);
+			notify_adopt(&a->notify, sfd, rest);
+		} else if (sscanf(line, "started %llu", &v[0]) == 1) {
+			a->started_ms = v[0];
+		} else if (sscanf(line, "signal %d %llu %llu", &n, &v[0], &v[1]) == 3 && n > 0 &&
+			   n < 65) {
+			a->signals_received[n] = v[0];
+			a->signals_ignored[n] = v[1];
+		} else if (sscanf(line,
+				  "counters %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu "
+				  "%llu %llu %llu",
+				  &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7], &v[8],
+				  &v[9], &v[10], &v[11], &v[12], &v[13]) == 14) {
+			struct pool *p = &a->pool;
+
+			p->spawned = v[0];
+			p->spawn_errors = v[1];
+			p->exited = v[2];
+			p->exited_clean = v[3];
+			p->exited_error = v[4];
+			p->exited_signal = v[5];
+			p->killed = v[6];
+			p->replaced = v[7];
+			p->boot_failures_total = v[8];
+			p->orphans_reaped = v[9];
+			p->reloads = v[10];
+			p->reload_failures = v[11];
+			a->upgrade.upgrades = (unsigned long)v[12];
+			a->upgrade.refused = (unsigned long)v[13];
+		}
+	}
+	fclose(f);
+	if (!magic) {
+		snprintf(err, errlen, "upgrade: the inherited state is not ours");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int upgrade_adopt_workers(struct arbiter *a, int fd)
+{
+	struct pool *p = &a->pool;
+	char line[512];
+	FILE *f = open_state(fd);
+	unsigned adopted = 0;
+
+	if (!f)
+		return -errno;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned id, gen, target, g, maxg;
+		int pid, pidfd, state, watchdog, stop;
+		unsigned long long started, deadline;
+		struct worker *w;
+
+		if (sscanf(line, "pool %u %u %u", &target, &g, &maxg) == 3) {
+			p->target = target;
+			p->generation = g;
+			p->max_generation = maxg;
+			continue;
+		}
+		if (sscanf(line, "worker %u %d %d %u %d %llu %llu %d %d", &id, &pid, &pidfd, &gen,
+			   &state, &started, &deadline, &watchdog, &stop) != 9 ||
+		    state < 0 || state >= WORKER_EXITED)
+			continue;
+		w = calloc(1, sizeof(*w));
+		if (!w || pool_adopt(p, w) < 0) {
+			free(w);
+			log_error("upgrade: out of memory adopting worker pid %d", pid);
+			continue;
+		}
+		(void)set_cloexec(pidfd, true);
+		w->src.type = SOURCE_WORKER;
+		w->src.fd = pidfd;
+		w->id = id;
+		w->pid = (pid_t)pid;
+		w->generation = gen;
+		w->state = (enum worker_state)state;
+		w->started_ms = started;
+		w->deadline_ms = deadline;
+		w->watchdog = watchdog;
+		w->stop_signal = stop;
+		if (loop_add(&a->loop, &w->src, LOOP_IN) < 0)
+			log_warn("upgrade: cannot watch worker %u's pidfd", id);
+		adopted++;
+	}
+	fclose(f);
+	close(fd);
+	log_info("upgraded in place: adopted %u workers of generation %u", adopted, p->generation);
+	/* A worker may have exited between the old image's last look and now. */
+	for (size_t i = 0; i < p->n; i++)
+		pool_reap_worker(a, p->workers[i]);
+	return 0;
+}
