@@ -604,7 +604,7 @@ int arbiter_main(int argc, char **argv)
 
 	memset(a, 0, sizeof(*a));
 	a->sigfd.fd = a->timer.fd = -1;
-	a->control.listen.fd = -1;
+	a->control.listen.fd = a->control.reserve_fd = -1;
 	a->notify.src.fd = a->notify.upstream_fd = -1;
 	a->metrics.listen.fd = -1;
 	a->upgrade.check.fd = -1;

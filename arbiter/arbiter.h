@@ -48,6 +48,9 @@ struct worker {
 	uint64_t deadline_ms; /* 0: none */
 	int stop_signal;      /* the last stop signal sent, for the log */
 	bool watchdog;	      /* it sent WATCHDOG=1: --timeout applies to it */
+	bool notify;	      /* ready on READY=1 (else once started) */
+	bool watchdog_probe;  /* ready, --timeout on, no WATCHDOG=1 seen yet: find out */
+	uint64_t last_ping_ms; /* arrival of its last WATCHDOG=1 */
 	char status[128];     /* its last STATUS= */
 };
 
@@ -61,6 +64,7 @@ struct pool {
 	uint64_t last_boot_failure_ms;
 	unsigned spawn_failures;
 	uint64_t respawn_at_ms; /* 0: spawn as soon as needed */
+	uint64_t watchdog_sweep_ms; /* read pings of workers in watchdog_probe (0: none) */
 	bool garbage;		/* some workers are EXITED and wait to be freed */
 	/* counters for status */
 	uint64_t spawned, spawn_errors, exited, exited_clean, exited_error, exited_signal, killed,
@@ -154,7 +158,7 @@ void pool_signal_all(struct arbiter *a, int sig);
 void pool_gc(struct pool *p);
 int pool_adopt(struct pool *p, struct worker *w);
 /* A notify datagram from pid; returns false when pid is not a current worker. */
-bool pool_notify(struct arbiter *a, pid_t pid, char *msg);
+bool pool_notify(struct arbiter *a, pid_t pid, const char *msg, size_t len, uint64_t arrived_ms);
 bool worker_is_booting(const struct worker *w);
 unsigned pool_count_gen(const struct pool *p, bool (*pred)(const struct worker *w), bool current);
 void pool_free(struct pool *p);

@@ -3,6 +3,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -79,6 +80,7 @@ int control_open(struct control *c, const char *path, char *err, size_t errlen)
 	memset(c, 0, sizeof(*c));
 	c->listen.type = SOURCE_CONTROL_LISTENER;
 	c->listen.fd = -1;
+	c->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	if (strlen(path) >= sizeof(un.sun_path)) {
 		snprintf(err, errlen, "control socket path too long: %s", path);
 		return -ENAMETOOLONG;
@@ -113,13 +115,19 @@ int control_open(struct control *c, const char *path, char *err, size_t errlen)
 void control_adopt(struct control *c, int fd, const char *path)
 {
 	memset(c, 0, sizeof(*c));
+	c->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	c->listen.type = SOURCE_CONTROL_LISTENER;
 	c->listen.fd = fd;
 	c->path = strdup(path);
 }
 
-static void conn_free(struct control *c, struct control_conn *cc)
+/* Deregister before close: a worker between clone3 and exec holds a copy of every fd,
+ * and epoll forgets an fd only when its last copy closes, so a close alone could leave
+ * events coming for a freed connection. loop may be NULL when the loop is gone. */
+static void conn_free(struct loop *loop, struct control *c, struct control_conn *cc)
 {
+	if (loop)
+		(void)loop_del(loop, &cc->src);
 	for (struct control_conn **p = &c->conns; *p; p = &(*p)->next) {
 		if (*p == cc) {
 			*p = cc->next;
@@ -135,14 +143,39 @@ static void conn_free(struct control *c, struct control_conn *cc)
 void control_close(struct control *c)
 {
 	while (c->conns)
-		conn_free(c, c->conns);
+		conn_free(NULL, c, c->conns);
 	if (c->listen.fd >= 0)
 		close(c->listen.fd);
+	if (c->reserve_fd > 0)
+		close(c->reserve_fd);
+	c->reserve_fd = -1;
 	if (c->path)
 		(void)unlink(c->path);
 	free(c->path);
 	c->path = NULL;
 	c->listen.fd = -1;
+}
+
+/* Out of file descriptors: the waiting connection would keep the level-triggered
+ * listener readable and the loop spinning. Give up the reserve fd, accept the
+ * connection and close it at once (the client sees EOF), then take the reserve back.
+ * Returns false when nothing was waiting: accept4 says EMFILE before it looks at the
+ * queue, so EMFILE alone does not mean a client waits. */
+static bool shed_one(struct control *c)
+{
+	int fd;
+
+	if (c->reserve_fd >= 0)
+		close(c->reserve_fd);
+	fd = accept4(c->listen.fd, NULL, NULL, SOCK_CLOEXEC);
+	if (fd >= 0)
+		close(fd);
+	c->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	c->rejected++;
+	log_warn("control socket: out of file descriptors, turned a client away");
+	return true;
 }
 
 void control_on_listener(struct arbiter *a)
@@ -156,6 +189,8 @@ void control_on_listener(struct arbiter *a)
 		int fd = accept4(c->listen.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
 		if (fd < 0) {
+			if ((errno == EMFILE || errno == ENFILE) && shed_one(c))
+				continue;
 			if (errno != EAGAIN && errno != EINTR)
 				log_warn("control socket accept, ignoring: %m");
 			return;
@@ -191,13 +226,33 @@ void control_on_listener(struct arbiter *a)
 	}
 }
 
-static int handle_request(struct arbiter *a, struct control_conn *cc, const char *line)
+enum control_request control_parse_request(const char *line)
 {
 	if (strcmp(line, "status") == 0)
-		return arbiter_render_status(a, false, &cc->out, &cc->out_len);
+		return CONTROL_STATUS_TEXT;
 	if (strcmp(line, "status json") == 0)
+		return CONTROL_STATUS_JSON;
+	return CONTROL_UNKNOWN;
+}
+
+static int handle_request(struct arbiter *a, struct control_conn *cc, const char *line)
+{
+	char safe[65];
+	size_t k = 0;
+
+	switch (control_parse_request(line)) {
+	case CONTROL_STATUS_TEXT:
+		return arbiter_render_status(a, false, &cc->out, &cc->out_len);
+	case CONTROL_STATUS_JSON:
 		return arbiter_render_status(a, true, &cc->out, &cc->out_len);
-	if (asprintf(&cc->out, "error: unknown request '%.64s'\n", line) < 0)
+	case CONTROL_UNKNOWN:
+		break;
+	}
+	/* echo a printable prefix only: the reply goes to someone's terminal */
+	for (; line[k] && k < sizeof(safe) - 1; k++)
+		safe[k] = (line[k] >= 0x20 && line[k] < 0x7f) ? line[k] : '?';
+	safe[k] = '\0';
+	if (asprintf(&cc->out, "error: unknown request '%s'\n", safe) < 0)
 		return -ENOMEM;
 	cc->out_len = strlen(cc->out);
 	return 0;
@@ -225,14 +280,14 @@ void control_on_conn(struct arbiter *a, struct control_conn *cc, unsigned events
 
 	if (cc->out) {
 		if (flush_out(cc))
-			conn_free(c, cc);
+			conn_free(&a->loop, c, cc);
 		return;
 	}
 	n = recv(cc->src.fd, cc->in + cc->in_len, sizeof(cc->in) - 1 - cc->in_len, 0);
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
 	if (n <= 0) {
-		conn_free(c, cc);
+		conn_free(&a->loop, c, cc);
 		return;
 	}
 	cc->in_len += (size_t)n;
@@ -240,17 +295,17 @@ void control_on_conn(struct arbiter *a, struct control_conn *cc, unsigned events
 	nl = strchr(cc->in, '\n');
 	if (!nl) {
 		if (cc->in_len == sizeof(cc->in) - 1)
-			conn_free(c, cc); /* no request is that long */
+			conn_free(&a->loop, c, cc); /* no request is that long */
 		return;
 	}
 	*nl = '\0';
 	if (handle_request(a, cc, cc->in) < 0) {
-		conn_free(c, cc);
+		conn_free(&a->loop, c, cc);
 		return;
 	}
 	(void)shutdown(cc->src.fd, SHUT_RD);
 	if (flush_out(cc)) {
-		conn_free(c, cc);
+		conn_free(&a->loop, c, cc);
 		return;
 	}
 	(void)loop_mod(&a->loop, &cc->src, LOOP_OUT);

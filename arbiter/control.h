@@ -26,7 +26,17 @@ struct control {
 	struct control_conn *conns;
 	unsigned n_conns;
 	unsigned long rejected;
+	int reserve_fd; /* given up to turn a client away when out of fds */
 };
+
+enum control_request {
+	CONTROL_UNKNOWN,
+	CONTROL_STATUS_TEXT, /* "status" */
+	CONTROL_STATUS_JSON, /* "status json" */
+};
+
+/* One request line (without its newline). Pure. */
+enum control_request control_parse_request(const char *line);
 
 struct arbiter;
 

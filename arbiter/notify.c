@@ -13,6 +13,7 @@
 
 #include "arbiter.h"
 #include "log.h"
+#include "timeutil.h"
 
 /* Enough for two pings per worker per drain at hundreds of workers; only root may go
  * past rmem_max (SO_RCVBUFFORCE), otherwise the kernel's default is what we get. */
@@ -59,7 +60,9 @@ int notify_open(struct notify *n, pid_t pid, char *err, size_t errlen)
 	(void)!getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK);
 	len = snprintf(un.sun_path + 1, sizeof(un.sun_path) - 1, "sigvisor/%d/%08x/notify",
 		       (int)pid, rnd);
+	/* SO_TIMESTAMPNS: a ping read late still counts from when it arrived. */
 	if (setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &one, sizeof(one)) < 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof(one)) < 0 ||
 	    bind(fd, (struct sockaddr *)&un,
 		 (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)len)) < 0) {
 		snprintf(err, errlen, "notify socket: %s", strerror(errno));
@@ -80,6 +83,8 @@ void notify_adopt(struct notify *n, int fd, const char *env)
 	n->src.fd = fd;
 	snprintf(n->env, sizeof(n->env), "%s", env);
 	open_upstream(n);
+	/* an older image may not have asked for timestamps */
+	(void)setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &(int){1}, sizeof(int));
 }
 
 void notify_close(struct notify *n)
@@ -90,6 +95,38 @@ void notify_close(struct notify *n)
 		close(n->upstream_fd);
 	n->src.fd = -1;
 	n->upstream_fd = -1;
+}
+
+static bool line_is(const char *line, size_t len, const char *what)
+{
+	return len == strlen(what) && memcmp(line, what, len) == 0;
+}
+
+void notify_parse(const char *msg, size_t len, struct notify_msg *ret)
+{
+	memset(ret, 0, sizeof(*ret));
+	for (size_t i = 0; i < len;) {
+		const char *line = msg + i, *nl = memchr(line, '\n', len - i);
+		size_t n = nl ? (size_t)(nl - line) : len - i;
+
+		if (line_is(line, n, "READY=1"))
+			ret->ready = true;
+		else if (line_is(line, n, "WATCHDOG=1"))
+			ret->watchdog = true;
+		else if (line_is(line, n, "STOPPING=1"))
+			ret->stopping = true;
+		else if (n >= 7 && memcmp(line, "STATUS=", 7) == 0) {
+			ret->status = line + 7;
+			ret->status_len = n - 7;
+			/* a status is for a terminal: no control bytes (NUL, escapes) */
+			for (size_t k = 0; k < ret->status_len; k++)
+				if ((unsigned char)ret->status[k] < 0x20) {
+					ret->status_len = k;
+					break;
+				}
+		}
+		i += n + 1;
+	}
 }
 
 void notify_watch(struct arbiter *a, bool want)
@@ -107,6 +144,20 @@ void notify_watch(struct arbiter *a, bool want)
 		n->in_loop = want;
 }
 
+/* The kernel stamps a datagram with CLOCK_REALTIME; deadlines are CLOCK_MONOTONIC. */
+static uint64_t arrival_ms(const struct timespec *real)
+{
+	struct timespec now;
+	int64_t age_ms;
+	uint64_t mono = now_ms();
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	age_ms = (int64_t)(now.tv_sec - real->tv_sec) * 1000 + (now.tv_nsec - real->tv_nsec) / 1000000;
+	if (age_ms < 0)
+		age_ms = 0; /* the wall clock stepped back: call it now */
+	return (uint64_t)age_ms < mono ? mono - (uint64_t)age_ms : mono;
+}
+
 void notify_drain(struct arbiter *a)
 {
 	struct notify *n = &a->notify;
@@ -115,8 +166,10 @@ void notify_drain(struct arbiter *a)
 		char buf[4096];
 		union {
 			struct cmsghdr align;
-			char buf[CMSG_SPACE(sizeof(struct ucred))];
+			char buf[CMSG_SPACE(sizeof(struct ucred)) +
+				 CMSG_SPACE(sizeof(struct timespec)) + CMSG_SPACE(16 * sizeof(int))];
 		} control;
+		uint64_t arrived = 0;
 		struct iovec iov = {.iov_base = buf, .iov_len = sizeof(buf) - 1};
 		struct msghdr msg = {
 			.msg_iov = &iov,
@@ -136,6 +189,9 @@ void notify_drain(struct arbiter *a)
 			if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS &&
 			    c->cmsg_len == CMSG_LEN(sizeof(struct ucred)))
 				cred = (struct ucred *)CMSG_DATA(c);
+			else if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS &&
+				 c->cmsg_len == CMSG_LEN(sizeof(struct timespec)))
+				arrived = arrival_ms((struct timespec *)CMSG_DATA(c));
 			else if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
 				/* fd passing (FDSTORE) is not supported: close what came */
 				for (int *fd = (int *)CMSG_DATA(c);
@@ -143,8 +199,8 @@ void notify_drain(struct arbiter *a)
 					close(*fd);
 		}
 		n->received++;
-		buf[len] = '\0';
-		if (!cred || (msg.msg_flags & MSG_TRUNC) || !pool_notify(a, cred->pid, buf)) {
+		if (!cred || (msg.msg_flags & MSG_TRUNC) ||
+		    !pool_notify(a, cred->pid, buf, (size_t)len, arrived ? arrived : now_ms())) {
 			n->rejected++;
 			/* A worker's last words (STOPPING=1) are often read after it was
 			 * reaped: only a live sender that is not a worker is suspicious. */

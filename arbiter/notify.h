@@ -32,6 +32,19 @@ struct notify {
 	socklen_t upstream_len;
 };
 
+/* What one datagram says; status points into the datagram (not NUL-terminated). */
+struct notify_msg {
+	bool ready;
+	bool watchdog;
+	bool stopping;
+	const char *status;
+	size_t status_len;
+};
+
+/* Parse newline-separated sd_notify assignments (READY=1, STATUS=..., WATCHDOG=1,
+ * STOPPING=1; others are ignored). Pure: any bytes in, never reads past len. */
+void notify_parse(const char *msg, size_t len, struct notify_msg *ret);
+
 struct arbiter;
 
 int notify_open(struct notify *n, pid_t pid, char *err, size_t errlen);

@@ -191,8 +191,8 @@ static void worker_exited(struct arbiter *a, struct worker *w, const siginfo_t *
 	if (asked || a->phase >= PHASE_DRAINING)
 		return;
 	if (a->reloading && w->generation == p->generation &&
-	    (actions & WACT_BOOT_FAILED || up < BOOT_WINDOW_MS || si->si_code != CLD_EXITED ||
-	     si->si_status != 0)) {
+	    (actions & WACT_BOOT_FAILED || (!w->notify && up < BOOT_WINDOW_MS) ||
+	     si->si_code != CLD_EXITED || si->si_status != 0)) {
 		/* A broken new generation must not take the serving one down with it. */
 		reload_abort(a, "a worker of the new generation failed");
 		return;
@@ -208,7 +208,9 @@ static void worker_exited(struct arbiter *a, struct worker *w, const siginfo_t *
 		return;
 	}
 	/* The replacement itself comes from pool_reconcile(): the slot is now empty. */
-	if (actions & WACT_BOOT_FAILED || up < BOOT_WINDOW_MS ||
+	/* A worker that said READY=1 has booted, however soon it dies; one that never
+	 * says it can only be judged by how long it lived. */
+	if (actions & WACT_BOOT_FAILED || (!w->notify && up < BOOT_WINDOW_MS) ||
 	    (si->si_code == CLD_EXITED && si->si_status == 127))
 		record_boot_failure(a, w, now);
 	else
@@ -288,6 +290,21 @@ static unsigned free_slot(const struct pool *p)
 	}
 }
 
+/* A worker just became ready with --timeout on: whether it uses the watchdog shows in
+ * its first WATCHDOG=1, which may wait unread in the notify socket (see notify.h).
+ * One sweep after --timeout reads it; a worker that has not pinged by then does not
+ * use the watchdog. */
+static void watch_for_pings(struct arbiter *a, struct worker *w)
+{
+	struct pool *p = &a->pool;
+
+	if (!a->settings->timeout_ms || w->watchdog || w->state != WORKER_READY)
+		return;
+	w->watchdog_probe = true;
+	if (!p->watchdog_sweep_ms)
+		p->watchdog_sweep_ms = now_ms() + a->settings->timeout_ms;
+}
+
 /* --ready-mode auto: the built-in worker always sends READY=1; a COMMAND may not. */
 static bool waits_for_notify(const struct arbiter *a)
 {
@@ -354,9 +371,11 @@ static int add_worker(struct arbiter *a, unsigned id)
 	if (r < 0)
 		log_error("cannot watch worker %u's pidfd, ignoring: %s", id, strerror(-r));
 	log_info("worker %u started (pid %d, generation %u)", id, pid, w->generation);
-	if (!waits_for_notify(a)) {
+	w->notify = waits_for_notify(a);
+	if (!w->notify) {
 		/* Without sd_notify a worker counts as ready once started (DESIGN.md). */
 		apply(a, w, WEV_READY);
+		watch_for_pings(a, w);
 	} else if (a->settings->ready_timeout_ms) {
 		w->deadline_ms = w->started_ms + a->settings->ready_timeout_ms;
 	}
@@ -433,6 +452,13 @@ void pool_run_deadlines(struct arbiter *a, uint64_t now)
 {
 	struct pool *p = &a->pool;
 
+	if (p->watchdog_sweep_ms && p->watchdog_sweep_ms <= now) {
+		/* the notify socket was drained just before: no ping means no watchdog */
+		p->watchdog_sweep_ms = 0;
+		for (size_t i = 0; i < p->n; i++)
+			p->workers[i]->watchdog_probe = false;
+	}
+
 	for (size_t i = 0; i < p->n; i++) {
 		struct worker *w = p->workers[i];
 
@@ -471,6 +497,8 @@ uint64_t pool_next_deadline(const struct arbiter *a)
 		if (d && (!next || d < next))
 			next = d;
 	}
+	if (p->watchdog_sweep_ms && (!next || p->watchdog_sweep_ms < next))
+		next = p->watchdog_sweep_ms;
 	if (p->respawn_at_ms && a->phase < PHASE_DRAINING &&
 	    pool_count(p, worker_is_active) < p->target && (!next || p->respawn_at_ms < next))
 		next = p->respawn_at_ms;
@@ -491,34 +519,37 @@ void pool_signal_all(struct arbiter *a, int sig)
 			send_signal(a->pool.workers[i], sig);
 }
 
-bool pool_notify(struct arbiter *a, pid_t pid, char *msg)
+bool pool_notify(struct arbiter *a, pid_t pid, const char *msg, size_t len, uint64_t arrived_ms)
 {
 	struct worker *w = find_pid(&a->pool, pid);
+	struct notify_msg m;
 
 	if (!w)
 		return false;
-	/* Newline-separated assignments, as sd_notify(3) sends them. */
-	for (char *line = strtok(msg, "\n"); line; line = strtok(NULL, "\n")) {
-		if (strcmp(line, "READY=1") == 0) {
-			if (w->state == WORKER_BOOTING)
-				log_info("worker %u (pid %d, generation %u) ready after %.3f s", w->id,
-					 w->pid, w->generation,
-					 (double)(now_ms() - w->started_ms) / 1000.0);
-			apply(a, w, WEV_READY);
-			if (w->watchdog && w->state == WORKER_READY && a->settings->timeout_ms)
-				w->deadline_ms = now_ms() + a->settings->timeout_ms;
-		} else if (strncmp(line, "STATUS=", 7) == 0) {
-			snprintf(w->status, sizeof(w->status), "%s", line + 7);
-		} else if (strcmp(line, "WATCHDOG=1") == 0) {
-			w->watchdog = true;
-			/* Only a serving worker has a watchdog deadline; a booting one has its
-			 * ready deadline, a stopping one its kill deadline. */
-			if (w->state == WORKER_READY && a->settings->timeout_ms)
-				w->deadline_ms = now_ms() + a->settings->timeout_ms;
-		} else if (strcmp(line, "STOPPING=1") == 0) {
-			snprintf(w->status, sizeof(w->status), "stopping");
-		}
+	notify_parse(msg, len, &m);
+	if (m.status)
+		snprintf(w->status, sizeof(w->status), "%.*s", (int)m.status_len, m.status);
+	else if (m.stopping)
+		snprintf(w->status, sizeof(w->status), "stopping");
+	if (m.ready) {
+		if (w->state == WORKER_BOOTING)
+			log_info("worker %u (pid %d, generation %u) ready after %.3f s", w->id, w->pid,
+				 w->generation, (double)(now_ms() - w->started_ms) / 1000.0);
+		apply(a, w, WEV_READY);
+		watch_for_pings(a, w);
 	}
+	if (m.watchdog) {
+		w->watchdog = true;
+		w->watchdog_probe = false;
+		w->last_ping_ms = arrived_ms > w->last_ping_ms ? arrived_ms : w->last_ping_ms;
+	}
+	/* Only a serving worker has a watchdog deadline; a booting one has its ready
+	 * deadline, a stopping one its kill deadline. It counts from the last ping's
+	 * arrival, however late the datagram was read. */
+	if ((m.watchdog || m.ready) && w->watchdog && w->state == WORKER_READY &&
+	    a->settings->timeout_ms)
+		w->deadline_ms = (w->last_ping_ms ? w->last_ping_ms : now_ms()) +
+				 a->settings->timeout_ms;
 	return true;
 }
 

@@ -220,9 +220,10 @@ static int write_state(struct arbiter *a, FILE *f)
 
 		if (!worker_is_alive(w))
 			continue;
-		fprintf(f, "worker %u %d %d %u %d %llu %llu %d %d\n", w->id, (int)w->pid, w->src.fd,
-			w->generation, (int)w->state, (unsigned long long)w->started_ms,
-			(unsigned long long)w->deadline_ms, w->watchdog ? 1 : 0, w->stop_signal);
+		fprintf(f, "worker %u %d %d %u %d %llu %llu %d %d %d\n", w->id, (int)w->pid,
+			w->src.fd, w->generation, (int)w->state, (unsigned long long)w->started_ms,
+			(unsigned long long)w->deadline_ms, w->watchdog ? 1 : 0, w->stop_signal,
+			w->notify ? 1 : 0);
 	}
 	fprintf(f, "end\n");
 	return ferror(f) ? -EIO : 0;
@@ -401,7 +402,7 @@ int upgrade_adopt_workers(struct arbiter *a, int fd)
 		return -errno;
 	while (fgets(line, sizeof(line), f)) {
 		unsigned id, gen, target, g, maxg;
-		int pid, pidfd, state, watchdog, stop;
+		int pid, pidfd, state, watchdog, stop, notify = 0;
 		unsigned long long started, deadline;
 		struct worker *w;
 
@@ -411,8 +412,8 @@ int upgrade_adopt_workers(struct arbiter *a, int fd)
 			p->max_generation = maxg;
 			continue;
 		}
-		if (sscanf(line, "worker %u %d %d %u %d %llu %llu %d %d", &id, &pid, &pidfd, &gen,
-			   &state, &started, &deadline, &watchdog, &stop) != 9 ||
+		if (sscanf(line, "worker %u %d %d %u %d %llu %llu %d %d %d", &id, &pid, &pidfd, &gen,
+			   &state, &started, &deadline, &watchdog, &stop, &notify) < 9 ||
 		    state < 0 || state >= WORKER_EXITED)
 			continue;
 		w = calloc(1, sizeof(*w));
@@ -432,6 +433,7 @@ int upgrade_adopt_workers(struct arbiter *a, int fd)
 		w->deadline_ms = deadline;
 		w->watchdog = watchdog;
 		w->stop_signal = stop;
+		w->notify = notify;
 		if (loop_add(&a->loop, &w->src, LOOP_IN) < 0)
 			log_warn("upgrade: cannot watch worker %u's pidfd", id);
 		adopted++;

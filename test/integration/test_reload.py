@@ -184,6 +184,20 @@ def test_silent_watchdog_worker_is_aborted_and_replaced(start):
     assert time.monotonic() - t0 < 1.5 + 1 + 2  # pings over ~0.5 s, timeout 1, + 1 s slack
 
 
+def test_watchdog_armed_by_a_ping_read_long_after_ready(start):
+    """READY=1 is read alone; the socket is then no longer watched, and the first
+    WATCHDOG=1 (0.3 s later) waits unread: the sweep at --timeout must find it."""
+    sv = start("-w", "1", "--ready-mode", "notify", "--timeout", "1",
+               "--graceful-timeout", "1",
+               command=[PY, WORKER, "--pings", "1", "--first-ping-after", "0.3"])
+    [w] = sv.wait_workers(1)
+    t0 = time.monotonic()
+    sv.wait_log(r"worker 0 \(pid %d\) silent for 1\.0 s since its last WATCHDOG=1" % w["pid"],
+                timeout=10)
+    # one ping at ~0.3 s, deadline 1 s after it arrived: aborted ~1.3 s after ready
+    assert time.monotonic() - t0 < 1.3 + 1.0
+
+
 def test_fifty_hups_leave_the_pool_as_configured(start):
     sv = start("-w", "2")
     sv.wait_workers(2)

@@ -9,6 +9,9 @@ def test_command_worker_starts_with_clean_signal_state(start):
     sv = start("-w", "2", command=["sleep", "600"])
     ws = sv.wait_workers(2)
     for w in ws:
+        # ready once started: wait for the exec, the post-fork setup runs before it
+        wait_for(lambda: open(f"/proc/{w['pid']}/comm").read().strip() == "sleep",
+                 what="worker to exec")
         st = proc_status(w["pid"])
         assert st["SigBlk"] == "0000000000000000", st
         assert st["SigIgn"] == "0000000000000000", st

@@ -12,6 +12,8 @@ p = argparse.ArgumentParser()
 p.add_argument("--no-ready-if", help="do not send READY=1 while this file exists")
 p.add_argument("--pings", type=int, default=-1,
                help="send this many WATCHDOG=1 pings, then go silent (-1: forever)")
+p.add_argument("--first-ping-after", type=float, default=0,
+               help="wait this long after READY=1 before the first WATCHDOG=1")
 p.add_argument("--term-log", help="append '<pid> TERM' here for every TERM received")
 p.add_argument("--status", default="", help="send STATUS=<this> once ready")
 args = p.parse_args()
@@ -74,6 +76,7 @@ if args.pings != 0 and os.environ.get("WATCHDOG_USEC"):
     interval = int(os.environ["WATCHDOG_USEC"]) / 2e6
 
     def pinger():
+        time.sleep(args.first_ping_after)
         n = args.pings
         while n != 0:
             notify("WATCHDOG=1")
