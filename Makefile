@@ -84,6 +84,7 @@ asan-test:
 check: deps-check
 	$(Q)$(MAKE) --no-print-directory format-check lint
 	$(Q)$(MAKE) --no-print-directory asan-test
+	$(Q)$(MAKE) --no-print-directory fuzz-smoke
 
 bench: deps-bench
 	$(Q)$(MAKE) --no-print-directory $(SIGVISOR)
@@ -91,5 +92,8 @@ bench: deps-bench
 
 clean:
 	rm -rf $(BUILD)
+
+include mk/install.mk
+include mk/fuzz.mk
 
 -include $(OBJS:.o=.d)

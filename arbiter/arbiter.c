@@ -17,6 +17,7 @@
 #include "log.h"
 #include "signames.h"
 #include "timeutil.h"
+#include "version.h"
 
 extern char **environ;
 
@@ -117,10 +118,19 @@ static void handle_signal(struct arbiter *a, const struct signalfd_siginfo *si)
 	if (act == ACTION_IGNORE) {
 		if (sig > 0 && sig < 65)
 			a->signals_ignored[sig]++;
-		log_info("received SIG%s from %s: ignored, %s", signal_name(sig), sender, why);
+		log_fields(LOG_LEVEL_INFO,
+			   LOG_FIELDS(LOG_STR("signal", signal_name(sig)),
+				      LOG_INT("sender_pid", si->ssi_pid),
+				      LOG_INT("sender_uid", si->ssi_uid),
+				      LOG_STR("action", "ignored")),
+			   "received SIG%s from %s: ignored, %s", signal_name(sig), sender, why);
 		return;
 	}
-	log_info("received SIG%s from %s: %s", signal_name(sig), sender, action_name(act));
+	log_fields(
+		LOG_LEVEL_INFO,
+		LOG_FIELDS(LOG_STR("signal", signal_name(sig)), LOG_INT("sender_pid", si->ssi_pid),
+			   LOG_INT("sender_uid", si->ssi_uid), LOG_STR("action", action_name(act))),
+		"received SIG%s from %s: %s", signal_name(sig), sender, action_name(act));
 	switch (act) {
 	case ACTION_SHUTDOWN_GRACEFUL:
 		begin_shutdown(a, false);
@@ -398,7 +408,8 @@ static int open_or_adopt_listener(struct arbiter *a, size_t i, char *err, size_t
 		r = listener_adopt(&a->listeners[i], a->adopted[k].fd, spec);
 		a->adopted[k].fd = -1;
 		if (r < 0)
-			snprintf(err, errlen, "upgrade: cannot take over %s: %s", spec, strerror(-r));
+			snprintf(err, errlen, "upgrade: cannot take over %s: %s", spec,
+				 strerror(-r));
 		return r;
 	}
 	return listener_open(&a->listeners[i], spec, a->settings->backlog, err, errlen);
@@ -445,6 +456,10 @@ static int setup(struct arbiter *a, char *err, size_t errlen, int *ret_status)
 			*ret_status = EXIT_USAGE;
 			return r;
 		}
+	}
+	if (s->metrics && (r = metrics_check_address(s->metrics, err, errlen)) < 0) {
+		*ret_status = EXIT_USAGE;
+		return r;
 	}
 	r = spawn_template_init(&a->tmpl, s, environ, err, errlen);
 	if (r < 0) {
@@ -632,8 +647,7 @@ int arbiter_main(int argc, char **argv)
 		if (settings->help)
 			options_print_help("sigvisor");
 		else
-			printf("sigvisor %s (loop: epoll; bpf: no; io_uring: no)\n",
-			       SIGVISOR_VERSION);
+			printf("%s\n", sigvisor_version_string());
 		free_settings(settings);
 		return EXIT_OK;
 	}
@@ -653,6 +667,7 @@ int arbiter_main(int argc, char **argv)
 			printf("sigvisor: configuration ok\n"); /* --check */
 		teardown(a);
 		free_settings(a->settings);
+		free(a->self_path);
 		return status;
 	}
 	if (a->upgrade_fd >= 0) {

@@ -18,8 +18,7 @@
 #include "options.h"
 #include "signals.h"
 #include "upgrade.h"
-
-#define SIGVISOR_VERSION "0.1.0"
+#include "version.h"
 
 /* Exit statuses (DESIGN.md). */
 #define EXIT_OK		 0
@@ -45,13 +44,13 @@ struct worker {
 	unsigned generation;
 	enum worker_state state;
 	uint64_t started_ms;
-	uint64_t deadline_ms; /* 0: none */
-	int stop_signal;      /* the last stop signal sent, for the log */
-	bool watchdog;	      /* it sent WATCHDOG=1: --timeout applies to it */
-	bool notify;	      /* ready on READY=1 (else once started) */
-	bool watchdog_probe;  /* ready, --timeout on, no WATCHDOG=1 seen yet: find out */
+	uint64_t deadline_ms;  /* 0: none */
+	int stop_signal;       /* the last stop signal sent, for the log */
+	bool watchdog;	       /* it sent WATCHDOG=1: --timeout applies to it */
+	bool notify;	       /* ready on READY=1 (else once started) */
+	bool watchdog_probe;   /* ready, --timeout on, no WATCHDOG=1 seen yet: find out */
 	uint64_t last_ping_ms; /* arrival of its last WATCHDOG=1 */
-	char status[128];     /* its last STATUS= */
+	char status[128];      /* its last STATUS= */
 };
 
 struct pool {
@@ -63,9 +62,9 @@ struct pool {
 	unsigned boot_failures;
 	uint64_t last_boot_failure_ms;
 	unsigned spawn_failures;
-	uint64_t respawn_at_ms; /* 0: spawn as soon as needed */
+	uint64_t respawn_at_ms;	    /* 0: spawn as soon as needed */
 	uint64_t watchdog_sweep_ms; /* read pings of workers in watchdog_probe (0: none) */
-	bool garbage;		/* some workers are EXITED and wait to be freed */
+	bool garbage;		    /* some workers are EXITED and wait to be freed */
 	/* counters for status */
 	uint64_t spawned, spawn_errors, exited, exited_clean, exited_error, exited_signal, killed,
 		replaced, boot_failures_total, orphans_reaped, reloads, reload_failures;
@@ -128,7 +127,7 @@ struct arbiter {
 	struct spawn_template tmpl;
 	struct bpf_probes *bpf; /* NULL when the probes are off */
 	struct source bpf_src;
-	char bpf_why[256];	/* why they are off */
+	char bpf_why[256]; /* why they are off */
 	enum arbiter_phase phase;
 	uint64_t phase_deadline_ms; /* end of --shutdown-delay */
 	int exit_status;
@@ -173,6 +172,9 @@ int spawn_template_init(struct spawn_template *t, const struct settings *s, char
 			char *err, size_t errlen);
 void spawn_template_free(struct spawn_template *t);
 int spawn_worker(struct arbiter *a, unsigned id, pid_t *ret_pid, int *ret_pidfd);
+/* clone3(CLONE_PIDFD), or fork + pidfd_open where clone3 is ENOSYS. Like fork():
+ * 0 in the child, the pid (and *ret_pidfd) in the parent, -1 with errno. */
+pid_t spawn_process(int *ret_pidfd);
 
 /* reload.c */
 void reload_start(struct arbiter *a);

@@ -341,7 +341,9 @@ static int find_socket(char *buf, size_t len)
 			if (found++ == 0)
 				snprintf(buf, len, "%s", path);
 			else
-				fprintf(stderr, "sigvisor status: several arbiters run: %s and %s; pick one with --control\n",
+				fprintf(stderr,
+					"sigvisor status: several arbiters run: %s and %s; pick "
+					"one with --control\n",
 					buf, path);
 		}
 		closedir(d);

@@ -1,31 +1,619 @@
-/* --metrics is not implemented yet: this stub keeps the interface (see metrics.h). */
+/* The --metrics endpoint; see metrics.h.
+ *
+ * One request per connection, HTTP/1.0 style: read the request head (at most
+ * METRICS_REQUEST_MAX bytes), render the whole answer into memory, send it, half-close,
+ * and close once the client has. Everything runs on the arbiter's loop with
+ * non-blocking sockets and no timer: an idle arbiter still sleeps without a system
+ * call, and a scrape costs it one accept, one read and one write.
+ *
+ * A connection that never sends a full request would hold its slot forever, as no
+ * timer reclaims it; instead, when all slots are taken, the oldest connection is
+ * dropped for the new one, so idle clients can delay a scrape but never block it.
+ *
+ * Connections live in a fixed array of slots that is freed only by metrics_close. A
+ * connection dropped while accepting may still have an event in the batch the loop is
+ * dispatching (epoll hands out a batch at a time); that event then finds a free slot,
+ * which it ignores, or the slot's next connection, for which it is a spurious wakeup
+ * that a non-blocking recv or send shrugs off. Freed memory is never touched. */
 #include "metrics.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "arbiter.h"
+#include "listeners.h"
+#include "log.h"
+#include "signames.h"
+#include "timeutil.h"
+#include "version.h"
+
+#define METRICS_BACKLOG 64
+/* After the answer, what a client still sends (a request body we never read) is read
+ * and thrown away up to this much: closing with unread data would send a reset, which
+ * can destroy the answer before the client has read it. */
+#define LINGER_MAX (64 * 1024)
+
+typedef unsigned long long ull;
+
+enum conn_state {
+	CONN_FREE,     /* an unused slot */
+	CONN_READING,  /* waiting for the end of the request head */
+	CONN_WRITING,  /* the answer does not fit in the socket buffer yet */
+	CONN_LINGERING /* answered and half-closed: waiting for the client's EOF */
+};
+
+struct metrics_conn {
+	struct source src; /* SOURCE_METRICS_CONN; first, so the loop's pointer is ours */
+	enum conn_state state;
+	unsigned long long seq; /* when it was accepted, for dropping the oldest */
+	bool want_out;		/* registered for LOOP_OUT rather than LOOP_IN */
+	size_t in_len, drained;
+	char *out;
+	size_t out_len, out_off;
+	char in[METRICS_REQUEST_MAX + 1];
+};
+
+int metrics_check_address(const char *addr, char *err, size_t errlen)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	char sub[512];
+	int r = listener_parse(addr, &ss, &len, sub, sizeof(sub));
+
+	if (r < 0)
+		snprintf(err, errlen, "--metrics: %s", sub);
+	return r;
+}
 
 int metrics_open(struct metrics *m, const char *addr, char *err, size_t errlen)
 {
+	struct listener l;
+	char sub[512];
+	int flags, r;
+
 	memset(m, 0, sizeof(*m));
+	m->listen.type = SOURCE_METRICS_LISTENER;
 	m->listen.fd = -1;
-	snprintf(err, errlen, "--metrics %s: not implemented yet", addr);
-	return -ENOTSUP;
+	m->spare_fd = -1;
+	/* listener_open's socket is close-on-exec and is not in a->listeners, so no worker
+	 * ever gets it: a worker could otherwise accept scrapes meant for the arbiter. */
+	r = listener_open(&l, addr, METRICS_BACKLOG, sub, sizeof(sub));
+	if (r < 0) {
+		snprintf(err, errlen, "--metrics: %s", sub);
+		return r;
+	}
+	/* The workers' listeners stay blocking (their mode is the workers' call); this one
+	 * is the arbiter's alone, and its loop must never block in accept(). */
+	flags = fcntl(l.fd, F_GETFL);
+	if (flags < 0 || fcntl(l.fd, F_SETFL, flags | O_NONBLOCK) < 0) {
+		r = -errno;
+		snprintf(err, errlen, "--metrics %s: %s", addr, strerror(-r));
+		listener_close(&l, true);
+		return r;
+	}
+	m->conns = calloc(METRICS_MAX_CONNS, sizeof(*m->conns));
+	m->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (!m->conns || m->spare_fd < 0) {
+		r = m->conns ? -errno : -ENOMEM;
+		snprintf(err, errlen, "--metrics %s: %s", addr, strerror(-r));
+		free(m->conns);
+		m->conns = NULL;
+		if (m->spare_fd >= 0)
+			close(m->spare_fd);
+		m->spare_fd = -1;
+		listener_close(&l, true);
+		return r;
+	}
+	m->listen.fd = l.fd;
+	m->address = l.address;
+	m->unix_path = l.unix_path;
+	free(l.spec);
+	free(l.fdname);
+	return 0;
+}
+
+/* Close the connection and free its slot (the slot itself stays: see the top). */
+static void conn_free(struct metrics *m, struct metrics_conn *c)
+{
+	/* io_uring keeps its own reference to a polled file: unregister before close. */
+	(void)loop_del(m->loop, &c->src);
+	close(c->src.fd);
+	free(c->out);
+	/* in[] is 4 KiB: clear only the bookkeeping, and end the old request. */
+	memset(c, 0, offsetof(struct metrics_conn, in));
+	c->in[0] = '\0';
+	c->src.fd = -1;
+	c->state = CONN_FREE;
+	m->n_conns--;
 }
 
 void metrics_close(struct metrics *m)
 {
-	(void)m;
+	/* Everything below exists only after a successful metrics_open. */
+	if (m->listen.fd < 0)
+		return;
+	for (unsigned i = 0; i < METRICS_MAX_CONNS; i++)
+		if (m->conns[i].state != CONN_FREE)
+			conn_free(m, &m->conns[i]);
+	if (m->loop)
+		(void)loop_del(m->loop, &m->listen);
+	close(m->listen.fd);
+	close(m->spare_fd);
+	if (m->unix_path)
+		(void)unlink(m->unix_path);
+	free(m->conns);
+	free(m->address);
+	free(m->unix_path);
+	memset(m, 0, sizeof(*m));
+	m->listen.fd = m->spare_fd = -1;
 }
 
-void metrics_on_listener(struct arbiter *a)
+/* -- rendering ---------------------------------------------------------------------- */
+
+/* Control signals, in the order `sigvisor status` lists them. */
+static const int shown_signals[] = {SIGHUP,  SIGTERM, SIGINT,  SIGQUIT,	 SIGTTIN,
+				    SIGTTOU, SIGUSR1, SIGUSR2, SIGWINCH, SIGCHLD};
+#define N_SHOWN (sizeof(shown_signals) / sizeof(shown_signals[0]))
+
+static bool arbiter_ready(const struct arbiter *a)
 {
-	(void)a;
+	return a->phase == PHASE_RUNNING && pool_count(&a->pool, worker_is_ready) > 0;
+}
+
+static void family(FILE *f, const char *name, const char *type, const char *help)
+{
+	fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void value(FILE *f, const char *name, const char *type, const char *help, ull v)
+{
+	family(f, name, type, help);
+	fprintf(f, "%s %llu\n", name, v);
+}
+
+/* A label value in the text format: backslash, double quote and newline escaped. */
+static void label_value(FILE *f, const char *s)
+{
+	for (; *s; s++) {
+		if (*s == '\\' || *s == '"')
+			fprintf(f, "\\%c", *s);
+		else if (*s == '\n')
+			fputs("\\n", f);
+		else
+			fputc(*s, f);
+	}
+}
+
+static void labelled(FILE *f, const char *name, const char *label, const char *lv, ull v)
+{
+	fprintf(f, "%s{%s=\"", name, label);
+	label_value(f, lv);
+	fprintf(f, "\"} %llu\n", v);
+}
+
+static void render_pool(struct arbiter *a, FILE *f)
+{
+	const struct pool *p = &a->pool;
+	ull by_state[WORKER_STATE_MAX] = {0};
+
+	for (size_t i = 0; i < p->n; i++)
+		if (p->workers[i]->state < WORKER_STATE_MAX)
+			by_state[p->workers[i]->state]++;
+	family(f, "sigvisor_workers", "gauge", "Workers in each state of their lifecycle.");
+	/* Every state, zeros included: a series that comes and goes breaks rate() and
+	 * alerts on absence. */
+	for (int s = 0; s < WORKER_STATE_MAX; s++)
+		labelled(f, "sigvisor_workers", "state", worker_state_name((enum worker_state)s),
+			 by_state[s]);
+	value(f, "sigvisor_target_workers", "gauge",
+	      "Pool size wanted (--workers, changed by TTIN and TTOU).", p->target);
+	value(f, "sigvisor_generation", "gauge",
+	      "Generation of the current workers; each reload starts a new one.", p->generation);
+	value(f, "sigvisor_reloading", "gauge", "1 while a reload (HUP) is in progress.",
+	      a->reloading);
+	value(f, "sigvisor_workers_spawned_total", "counter", "Workers started.", p->spawned);
+	value(f, "sigvisor_worker_spawn_errors_total", "counter",
+	      "Worker starts that failed before the worker ran (clone3 or exec).", p->spawn_errors);
+	family(f, "sigvisor_worker_exits_total", "counter",
+	       "Workers reaped, by cause: exit status 0, another status, or a signal.");
+	labelled(f, "sigvisor_worker_exits_total", "cause", "clean", p->exited_clean);
+	labelled(f, "sigvisor_worker_exits_total", "cause", "error", p->exited_error);
+	labelled(f, "sigvisor_worker_exits_total", "cause", "signal", p->exited_signal);
+	value(f, "sigvisor_workers_killed_total", "counter",
+	      "Workers sent SIGKILL after a timeout (graceful, ready or watchdog).", p->killed);
+	value(f, "sigvisor_workers_replaced_total", "counter",
+	      "Workers that exited unasked and were replaced in their slot.", p->replaced);
+	value(f, "sigvisor_boot_failures_total", "counter",
+	      "Workers that exited before becoming ready.", p->boot_failures_total);
+	value(f, "sigvisor_reloads_total", "counter", "Reloads (HUP) started.", p->reloads);
+	value(f, "sigvisor_reload_failures_total", "counter",
+	      "Reloads abandoned: bad configuration, or the new generation never got ready.",
+	      p->reload_failures);
+	value(f, "sigvisor_upgrades_total", "counter",
+	      "In-place binary upgrades (USR2) completed since the first start.",
+	      a->upgrade.upgrades);
+	value(f, "sigvisor_upgrade_failures_total", "counter",
+	      "Upgrades (USR2) refused: the new binary failed its check; the old one serves on.",
+	      a->upgrade.refused);
+	value(f, "sigvisor_orphans_reaped_total", "counter",
+	      "Processes other than workers reaped (orphans adopted as PID 1 or subreaper).",
+	      p->orphans_reaped);
+}
+
+static void render_signals(struct arbiter *a, FILE *f)
+{
+	struct bpf_signal_stats st[N_SHOWN];
+	bool bpf = false;
+
+	family(f, "sigvisor_signals_received_total", "counter",
+	       "Control signals read from the signalfd, by signal.");
+	for (size_t i = 0; i < N_SHOWN; i++)
+		labelled(f, "sigvisor_signals_received_total", "signal",
+			 signal_name(shown_signals[i]), a->signals_received[shown_signals[i]]);
+	family(f, "sigvisor_signals_ignored_total", "counter",
+	       "Control signals received and deliberately ignored (e.g. TTIN from the tty).");
+	for (size_t i = 0; i < N_SHOWN; i++)
+		labelled(f, "sigvisor_signals_ignored_total", "signal",
+			 signal_name(shown_signals[i]), a->signals_ignored[shown_signals[i]]);
+
+	for (size_t i = 0; i < N_SHOWN; i++) {
+		if (bpf_probes_self_stats(a->bpf, shown_signals[i], &st[i]) == 0)
+			bpf = true;
+		else
+			memset(&st[i], 0, sizeof(st[i]));
+	}
+	value(f, "sigvisor_bpf_enabled", "gauge", "1 when the eBPF signal probes are loaded.", bpf);
+	if (!bpf)
+		return;
+	/* What user space cannot see: signals the kernel generated for the arbiter, and
+	 * those it merged into one already pending (generated = read + coalesced + ...). */
+	family(f, "sigvisor_signals_generated_total", "counter",
+	       "Signals the kernel generated for the arbiter, by signal (eBPF).");
+	for (size_t i = 0; i < N_SHOWN; i++)
+		labelled(f, "sigvisor_signals_generated_total", "signal",
+			 signal_name(shown_signals[i]), st[i].generated);
+	family(f, "sigvisor_signals_coalesced_total", "counter",
+	       "Signals merged by the kernel into one already pending, by signal (eBPF).");
+	for (size_t i = 0; i < N_SHOWN; i++)
+		labelled(f, "sigvisor_signals_coalesced_total", "signal",
+			 signal_name(shown_signals[i]), st[i].coalesced);
+}
+
+static void render_metrics(struct arbiter *a, FILE *f)
+{
+	struct metrics *m = &a->metrics;
+
+	if (m->start_time == 0) {
+		struct timespec ts;
+
+		/* started_ms is monotonic; the wall clock of that instant, computed once so
+		 * the value does not wobble between scrapes. */
+		clock_gettime(CLOCK_REALTIME, &ts);
+		m->start_time = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9 -
+				(double)(now_ms() - a->started_ms) / 1000.0;
+	}
+	value(f, "sigvisor_up", "gauge", "1: the arbiter answers.", 1);
+	family(f, "sigvisor_build_info", "gauge",
+	       "Version, git revision, compiled-in features and the event loop in use.");
+	fprintf(f, "sigvisor_build_info{version=\"");
+	label_value(f, SIGVISOR_VERSION);
+	fprintf(f, "\",revision=\"");
+	label_value(f, sigvisor_git_revision());
+	fprintf(f, "\",features=\"");
+	label_value(f, sigvisor_features());
+	fprintf(f, "\",loop=\"");
+	label_value(f, a->loop.backend ? a->loop.backend->name : "");
+	fprintf(f, "\"} 1\n");
+	family(f, "sigvisor_start_time_seconds", "gauge",
+	       "Start time of the arbiter since the Unix epoch, in seconds.");
+	fprintf(f, "sigvisor_start_time_seconds %.3f\n", m->start_time);
+	value(f, "sigvisor_ready", "gauge",
+	      "1 when /readyz answers 200: running, not shutting down, a worker ready.",
+	      arbiter_ready(a));
+	render_pool(a, f);
+	render_signals(a, f);
+	value(f, "sigvisor_metrics_connections_dropped_total", "counter",
+	      "Metrics connections closed unanswered to make room for newer ones.", m->dropped);
+}
+
+/* -- HTTP ---------------------------------------------------------------------------- */
+
+static const char *reason(int code)
+{
+	switch (code) {
+	case 200:
+		return "OK";
+	case 400:
+		return "Bad Request";
+	case 404:
+		return "Not Found";
+	case 405:
+		return "Method Not Allowed";
+	case 431:
+		return "Request Header Fields Too Large";
+	case 500:
+		return "Internal Server Error";
+	case 503:
+		return "Service Unavailable";
+	default:
+		return "Unknown";
+	}
+}
+
+/* Put the whole answer in c->out. Returns 0 or -ENOMEM. */
+static int respond(struct metrics_conn *c, int code, const char *type, const char *body,
+		   size_t body_len, bool head_only)
+{
+	char *hdr;
+	int n = asprintf(&hdr,
+			 "HTTP/1.0 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+			 "%sCache-Control: no-store\r\nConnection: close\r\n\r\n",
+			 code, reason(code), type, body_len,
+			 code == 405 ? "Allow: GET, HEAD\r\n" : "");
+
+	if (n < 0)
+		return -ENOMEM;
+	if (head_only)
+		body_len = 0;
+	c->out = malloc((size_t)n + body_len);
+	if (!c->out) {
+		free(hdr);
+		return -ENOMEM;
+	}
+	memcpy(c->out, hdr, (size_t)n);
+	memcpy(c->out + n, body, body_len);
+	c->out_len = (size_t)n + body_len;
+	c->out_off = 0;
+	free(hdr);
+	return 0;
+}
+
+static int respond_text(struct metrics_conn *c, int code, const char *body, bool head_only)
+{
+	return respond(c, code, "text/plain; charset=utf-8", body, strlen(body), head_only);
+}
+
+static int serve_metrics(struct arbiter *a, struct metrics_conn *c, bool head_only)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	int r;
+
+	if (!f)
+		return -ENOMEM;
+	/* READY=1 and STATUS= may wait in the notify socket (see notify.h): read them, so
+	 * a scrape and `sigvisor status` agree. */
+	notify_drain(a);
+	render_metrics(a, f);
+	if (fclose(f) != 0) {
+		free(buf);
+		return -ENOMEM;
+	}
+	r = respond(c, 200, "text/plain; version=0.0.4; charset=utf-8", buf, len, head_only);
+	free(buf);
+	return r;
+}
+
+/* Answer the request head in c->in (NUL-terminated, complete). */
+static int handle_request(struct arbiter *a, struct metrics_conn *c)
+{
+	char *save = NULL, *method, *target, *version;
+	bool head_only;
+
+	c->in[strcspn(c->in, "\r\n")] = '\0';
+	method = strtok_r(c->in, " ", &save);
+	target = strtok_r(NULL, " ", &save);
+	version = strtok_r(NULL, " ", &save);
+	if (!method || !target || !version || strtok_r(NULL, " ", &save) ||
+	    strncmp(version, "HTTP/1.", 7) != 0 || target[0] != '/')
+		return respond_text(c, 400, "bad request\n", false);
+	head_only = strcmp(method, "HEAD") == 0;
+	if (!head_only && strcmp(method, "GET") != 0)
+		return respond_text(c, 405, "only GET and HEAD\n", false);
+	target[strcspn(target, "?#")] = '\0';
+	if (strcmp(target, "/metrics") == 0)
+		return serve_metrics(a, c, head_only);
+	if (strcmp(target, "/healthz") == 0)
+		return respond_text(c, 200, "ok\n", head_only);
+	if (strcmp(target, "/readyz") == 0) {
+		notify_drain(a);
+		if (arbiter_ready(a))
+			return respond_text(c, 200, "ready\n", head_only);
+		return respond_text(c, 503,
+				    a->phase != PHASE_RUNNING ? "not ready: shutting down\n"
+							      : "not ready: no worker is ready\n",
+				    head_only);
+	}
+	return respond_text(c, 404, "not found: try /metrics, /healthz or /readyz\n", head_only);
+}
+
+static void set_events(struct metrics *m, struct metrics_conn *c, bool out)
+{
+	if (c->want_out == out)
+		return; /* the usual case: no system call */
+	if (loop_mod(m->loop, &c->src, out ? LOOP_OUT : LOOP_IN) == 0)
+		c->want_out = out;
+}
+
+static void conn_write(struct metrics *m, struct metrics_conn *c)
+{
+	while (c->out_off < c->out_len) {
+		ssize_t n =
+			send(c->src.fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
+
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EINTR) {
+				set_events(m, c, true);
+				return;
+			}
+			conn_free(m, c); /* the client went away */
+			return;
+		}
+		c->out_off += (size_t)n;
+	}
+	free(c->out);
+	c->out = NULL;
+	/* EOF tells the client the answer is complete; we close when it has closed. */
+	(void)shutdown(c->src.fd, SHUT_WR);
+	c->state = CONN_LINGERING;
+	set_events(m, c, false);
+}
+
+static void conn_linger(struct metrics *m, struct metrics_conn *c)
+{
+	char buf[1024];
+
+	for (;;) {
+		ssize_t n = recv(c->src.fd, buf, sizeof(buf), 0);
+
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			return;
+		if (n <= 0 || (c->drained += (size_t)n) > LINGER_MAX) {
+			conn_free(m, c);
+			return;
+		}
+	}
+}
+
+/* The end of the request head: a blank line. */
+static bool head_complete(const char *in)
+{
+	return strstr(in, "\r\n\r\n") || strstr(in, "\n\n");
+}
+
+static void conn_read(struct arbiter *a, struct metrics_conn *c)
+{
+	struct metrics *m = &a->metrics;
+	ssize_t n = recv(c->src.fd, c->in + c->in_len, METRICS_REQUEST_MAX - c->in_len, 0);
+	int r;
+
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n < 0 || (n == 0 && !strchr(c->in, '\n'))) {
+		conn_free(m, c); /* gone before a whole request line */
+		return;
+	}
+	c->in_len += (size_t)n;
+	c->in[c->in_len] = '\0';
+	/* A client that half-closes after its request line (printf ... | nc) gets its
+	 * answer too: EOF ends the head as well as a blank line does. */
+	if (n > 0 && !head_complete(c->in)) {
+		if (c->in_len < METRICS_REQUEST_MAX)
+			return;
+		r = respond_text(c, 431, "request head too large\n", false);
+	} else {
+		r = handle_request(a, c);
+	}
+	if (r < 0) {
+		log_warn("--metrics: cannot answer a request, ignoring: %s", strerror(-r));
+		conn_free(m, c);
+		return;
+	}
+	c->state = CONN_WRITING;
+	conn_write(m, c);
 }
 
 void metrics_on_conn(struct arbiter *a, struct source *conn, unsigned events)
 {
-	(void)a;
-	(void)conn;
+	struct metrics_conn *c = (struct metrics_conn *)conn;
+
+	/* LOOP_ERR needs nothing of its own: the next recv or send reports the error. */
 	(void)events;
+	switch (c->state) {
+	case CONN_FREE:
+		break; /* dropped earlier in this batch (see the top of the file) */
+	case CONN_READING:
+		conn_read(a, c);
+		break;
+	case CONN_WRITING:
+		conn_write(&a->metrics, c);
+		break;
+	case CONN_LINGERING:
+		conn_linger(&a->metrics, c);
+		break;
+	}
+}
+
+/* The slot for a new connection: a free one, else the oldest connection's. */
+static struct metrics_conn *take_slot(struct metrics *m)
+{
+	struct metrics_conn *oldest = NULL;
+
+	for (unsigned i = 0; i < METRICS_MAX_CONNS; i++) {
+		struct metrics_conn *c = &m->conns[i];
+
+		if (c->state == CONN_FREE)
+			return c;
+		if (!oldest || c->seq < oldest->seq)
+			oldest = c;
+	}
+	conn_free(m, oldest);
+	m->dropped++;
+	return oldest;
+}
+
+/* Out of file descriptors, a connection would stay in the backlog and make the
+ * listener readable forever, a busy loop. The spare descriptor makes room to accept
+ * it and close it at once: the client sees EOF, the loop goes back to sleep. Returns
+ * whether one was refused (if not, the accept loop stops rather than retry). */
+static bool refuse_one(struct metrics *m)
+{
+	int fd;
+
+	if (!m->accept_warned)
+		log_warn("--metrics: out of file descriptors, refusing scrapes until some are "
+			 "free");
+	m->accept_warned = true;
+	close(m->spare_fd);
+	fd = accept4(m->listen.fd, NULL, NULL, SOCK_CLOEXEC);
+	if (fd >= 0)
+		close(fd);
+	m->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	return fd >= 0;
+}
+
+void metrics_on_listener(struct arbiter *a)
+{
+	struct metrics *m = &a->metrics;
+
+	m->loop = &a->loop;
+	for (;;) {
+		struct metrics_conn *c;
+		int fd = accept4(m->listen.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			if ((errno == EMFILE || errno == ENFILE) && m->spare_fd >= 0) {
+				if (refuse_one(m))
+					continue;
+				return;
+			}
+			if (errno != EAGAIN && !m->accept_warned) {
+				log_warn("--metrics: accept, ignoring: %m");
+				m->accept_warned = true;
+			}
+			return;
+		}
+		m->accept_warned = false;
+		c = take_slot(m);
+		c->src.type = SOURCE_METRICS_CONN;
+		c->src.fd = fd;
+		if (loop_add(m->loop, &c->src, LOOP_IN) < 0) {
+			close(fd);
+			c->src.fd = -1;
+			continue;
+		}
+		c->state = CONN_READING;
+		c->seq = ++m->seq;
+		m->n_conns++;
+	}
 }

@@ -8,21 +8,40 @@
 
 #include "loop.h"
 
+/* At most this many scrapes at once; a new one pushes out the oldest (see metrics.c). */
+#define METRICS_MAX_CONNS 16
+/* The longest request head read; a longer one is answered 431. */
+#define METRICS_REQUEST_MAX 4096
+
 struct metrics_conn;
 
 struct metrics {
 	struct source listen; /* SOURCE_METRICS_LISTENER; fd -1 when off */
+	/* METRICS_MAX_CONNS slots, allocated by metrics_open and kept until metrics_close
+	 * (see metrics.c for why a connection's memory is never freed on its own). */
 	struct metrics_conn *conns;
-	unsigned n_conns;
-	char *address;	/* as bound, for the log */
+	unsigned n_conns; /* slots in use */
+	char *address;	  /* as bound, for the log */
 	char *unix_path;
+	struct loop *loop;	/* connections' loop; set on the first accept */
+	int spare_fd;		/* kept open to accept (and close) when out of fds */
+	bool accept_warned;	/* said so once; again only after an accept succeeded */
+	unsigned long long seq; /* accepts so far: the oldest connection has the lowest */
+	unsigned long dropped;	/* connections pushed out by newer ones */
+	double start_time;	/* the arbiter's start as Unix time, fixed at the first scrape */
 };
 
 struct arbiter;
 
+/* Check addr (HOST:PORT, [V6]:PORT or unix:PATH) without binding, for the startup's
+ * validation and --check. Returns 0 or -EINVAL with err naming the address. */
+int metrics_check_address(const char *addr, char *err, size_t errlen);
+
 /* Open the listener for addr (HOST:PORT, [V6]:PORT or unix:PATH). Returns 0 or a
- * negative errno with err naming the address and the problem. */
+ * negative errno with err naming the address and the problem: -EINVAL for an address
+ * that does not parse, -EADDRINUSE when another server listens there. */
 int metrics_open(struct metrics *m, const char *addr, char *err, size_t errlen);
+/* Close the listener and every connection. Accepts a struct never opened (fd -1). */
 void metrics_close(struct metrics *m);
 
 void metrics_on_listener(struct arbiter *a);

@@ -152,7 +152,8 @@ static uint64_t arrival_ms(const struct timespec *real)
 	uint64_t mono = now_ms();
 
 	clock_gettime(CLOCK_REALTIME, &now);
-	age_ms = (int64_t)(now.tv_sec - real->tv_sec) * 1000 + (now.tv_nsec - real->tv_nsec) / 1000000;
+	age_ms = (int64_t)(now.tv_sec - real->tv_sec) * 1000 +
+		 (now.tv_nsec - real->tv_nsec) / 1000000;
 	if (age_ms < 0)
 		age_ms = 0; /* the wall clock stepped back: call it now */
 	return (uint64_t)age_ms < mono ? mono - (uint64_t)age_ms : mono;
@@ -167,7 +168,8 @@ void notify_drain(struct arbiter *a)
 		union {
 			struct cmsghdr align;
 			char buf[CMSG_SPACE(sizeof(struct ucred)) +
-				 CMSG_SPACE(sizeof(struct timespec)) + CMSG_SPACE(16 * sizeof(int))];
+				 CMSG_SPACE(sizeof(struct timespec)) +
+				 CMSG_SPACE(16 * sizeof(int))];
 		} control;
 		uint64_t arrived = 0;
 		struct iovec iov = {.iov_base = buf, .iov_len = sizeof(buf) - 1};
@@ -205,8 +207,9 @@ void notify_drain(struct arbiter *a)
 			/* A worker's last words (STOPPING=1) are often read after it was
 			 * reaped: only a live sender that is not a worker is suspicious. */
 			log_msg(cred && kill(cred->pid, 0) < 0 && errno == ESRCH ? LOG_LEVEL_DEBUG
-										  : LOG_LEVEL_WARN,
-				"notify socket: dropped a message from pid %d: not a current worker",
+										 : LOG_LEVEL_WARN,
+				"notify socket: dropped a message from pid %d: not a current "
+				"worker",
 				cred ? (int)cred->pid : 0);
 		}
 	}
@@ -216,7 +219,7 @@ void notify_upstream(struct notify *n, const char *msg)
 {
 	if (n->upstream_fd < 0)
 		return;
-	if (sendto(n->upstream_fd, msg, strlen(msg), MSG_NOSIGNAL,
-		   (struct sockaddr *)&n->upstream, n->upstream_len) < 0)
+	if (sendto(n->upstream_fd, msg, strlen(msg), MSG_NOSIGNAL, (struct sockaddr *)&n->upstream,
+		   n->upstream_len) < 0)
 		log_warn("sd_notify to our supervisor failed, ignoring: %m");
 }

@@ -62,7 +62,7 @@ static const struct option_def option_defs[] = {
 	 "control socket (default $RUNTIME_DIRECTORY, /run/sigvisor or /tmp/sigvisor-UID, as "
 	 "PID.sock)"},
 	{"metrics", 0, OPT_STRING, OFF(metrics), 0, 0, false, "ADDR",
-	 "serve /metrics, /healthz, /readyz (not implemented yet)"},
+	 "serve /metrics, /healthz, /readyz"},
 	{"loop", 0, OPT_LOOP, OFF(loop), 0, 0, false, "auto|epoll|io_uring",
 	 "event-loop backend (default auto = epoll)"},
 	{"bpf", 0, OPT_BPF, OFF(bpf), 0, 0, false, "auto|on|off",
@@ -485,14 +485,15 @@ static int config_entry(void *user, const char *section, const char *name, const
 	if (c->failed)
 		return 0;
 	if (section && *section) {
-		snprintf(c->err, c->errlen, "%s:%u: sections ([%s]) are not used; write key = value lines",
-			 c->path, c->line, section);
+		snprintf(c->err, c->errlen,
+			 "%s:%u: sections ([%s]) are not used; write key = value lines", c->path,
+			 c->line, section);
 		c->failed = true;
 		return 0;
 	}
 	if (strcmp(name, "config") == 0) {
-		snprintf(c->err, c->errlen, "%s:%u: 'config' cannot be set from a config file", c->path,
-			 c->line);
+		snprintf(c->err, c->errlen, "%s:%u: 'config' cannot be set from a config file",
+			 c->path, c->line);
 		c->failed = true;
 		return 0;
 	}
@@ -550,12 +551,14 @@ int options_load(struct settings *s, int argc, char *const *argv, const char *en
 
 		if (!words) {
 			snprintf(err, errlen, "SIGVISOR_ARGS: %s", sub);
+			settings_free(&cmd);
 			return -EINVAL;
 		}
 		r = options_parse_args(s, SOURCE_ENV, n, words, 0, false, sub, sizeof(sub));
 		options_free_words(words);
 		if (r < 0) {
 			snprintf(err, errlen, "SIGVISOR_ARGS: %s", sub);
+			settings_free(&cmd);
 			return r;
 		}
 	}

@@ -168,17 +168,24 @@ static void worker_exited(struct arbiter *a, struct worker *w, const siginfo_t *
 			p->exited_clean++;
 		else
 			p->exited_error++;
-		log_msg(asked || si->si_status == 0 ? LOG_LEVEL_INFO : LOG_LEVEL_WARN,
-			"worker %u (pid %d, generation %u) exited with status %d after %.3f s%s",
-			w->id, w->pid, w->generation, si->si_status, (double)up / 1000.0,
-			asked ? "" : ", unexpectedly");
+		log_fields(asked || si->si_status == 0 ? LOG_LEVEL_INFO : LOG_LEVEL_WARN,
+			   LOG_FIELDS(LOG_INT("worker_id", w->id), LOG_INT("worker_pid", w->pid),
+				      LOG_INT("generation", w->generation),
+				      LOG_INT("exit_status", si->si_status)),
+			   "worker %u (pid %d, generation %u) exited with status %d after %.3f s%s",
+			   w->id, w->pid, w->generation, si->si_status, (double)up / 1000.0,
+			   asked ? "" : ", unexpectedly");
 	} else {
 		p->exited_signal++;
-		log_msg(asked && si->si_status == w->stop_signal ? LOG_LEVEL_INFO : LOG_LEVEL_WARN,
-			"worker %u (pid %d, generation %u) killed by SIG%s%s after %.3f s%s", w->id,
-			w->pid, w->generation, signal_name(si->si_status),
-			si->si_code == CLD_DUMPED ? " (core dumped)" : "", (double)up / 1000.0,
-			asked ? "" : ", unexpectedly");
+		log_fields(asked && si->si_status == w->stop_signal ? LOG_LEVEL_INFO
+								    : LOG_LEVEL_WARN,
+			   LOG_FIELDS(LOG_INT("worker_id", w->id), LOG_INT("worker_pid", w->pid),
+				      LOG_INT("generation", w->generation),
+				      LOG_STR("signal", signal_name(si->si_status))),
+			   "worker %u (pid %d, generation %u) killed by SIG%s%s after %.3f s%s",
+			   w->id, w->pid, w->generation, signal_name(si->si_status),
+			   si->si_code == CLD_DUMPED ? " (core dumped)" : "", (double)up / 1000.0,
+			   asked ? "" : ", unexpectedly");
 	}
 
 	actions = apply(a, w, WEV_EXITED);
@@ -370,7 +377,10 @@ static int add_worker(struct arbiter *a, unsigned id)
 	r = loop_add(&a->loop, &w->src, LOOP_IN);
 	if (r < 0)
 		log_error("cannot watch worker %u's pidfd, ignoring: %s", id, strerror(-r));
-	log_info("worker %u started (pid %d, generation %u)", id, pid, w->generation);
+	log_fields(LOG_LEVEL_INFO,
+		   LOG_FIELDS(LOG_INT("worker_id", id), LOG_INT("worker_pid", pid),
+			      LOG_INT("generation", w->generation)),
+		   "worker %u started (pid %d, generation %u)", id, pid, w->generation);
 	w->notify = waits_for_notify(a);
 	if (!w->notify) {
 		/* Without sd_notify a worker counts as ready once started (DESIGN.md). */
@@ -468,11 +478,13 @@ void pool_run_deadlines(struct arbiter *a, uint64_t now)
 
 			w->deadline_ms = 0;
 			if (was == WORKER_BOOTING)
-				log_warn("worker %u (pid %d) not ready after %.1f s (--ready-timeout)",
+				log_warn("worker %u (pid %d) not ready after %.1f s "
+					 "(--ready-timeout)",
 					 w->id, w->pid,
 					 (double)a->settings->ready_timeout_ms / 1000.0);
 			else if (was == WORKER_READY)
-				log_warn("worker %u (pid %d) silent for %.1f s since its last WATCHDOG=1 "
+				log_warn("worker %u (pid %d) silent for %.1f s since its last "
+					 "WATCHDOG=1 "
 					 "(--timeout): aborting it",
 					 w->id, w->pid, (double)a->settings->timeout_ms / 1000.0);
 			actions = apply(a, w, WEV_DEADLINE);
@@ -533,8 +545,9 @@ bool pool_notify(struct arbiter *a, pid_t pid, const char *msg, size_t len, uint
 		snprintf(w->status, sizeof(w->status), "stopping");
 	if (m.ready) {
 		if (w->state == WORKER_BOOTING)
-			log_info("worker %u (pid %d, generation %u) ready after %.3f s", w->id, w->pid,
-				 w->generation, (double)(now_ms() - w->started_ms) / 1000.0);
+			log_info("worker %u (pid %d, generation %u) ready after %.3f s", w->id,
+				 w->pid, w->generation,
+				 (double)(now_ms() - w->started_ms) / 1000.0);
 		apply(a, w, WEV_READY);
 		watch_for_pings(a, w);
 	}
@@ -548,8 +561,8 @@ bool pool_notify(struct arbiter *a, pid_t pid, const char *msg, size_t len, uint
 	 * arrival, however late the datagram was read. */
 	if ((m.watchdog || m.ready) && w->watchdog && w->state == WORKER_READY &&
 	    a->settings->timeout_ms)
-		w->deadline_ms = (w->last_ping_ms ? w->last_ping_ms : now_ms()) +
-				 a->settings->timeout_ms;
+		w->deadline_ms =
+			(w->last_ping_ms ? w->last_ping_ms : now_ms()) + a->settings->timeout_ms;
 	return true;
 }
 

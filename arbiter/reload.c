@@ -79,7 +79,8 @@ static void warn_fixed(const struct settings *o, const struct settings *n)
 #define CHANGED_STR(f) ((o->f == NULL) != (n->f == NULL) || (o->f && strcmp(o->f, n->f) != 0))
 	if (CHANGED_STR(control) || CHANGED_STR(pidfile) || CHANGED_STR(bpf_pin) ||
 	    CHANGED_STR(metrics) || o->loop != n->loop || o->bpf != n->bpf ||
-	    o->bpf_sigaction != n->bpf_sigaction || o->daemon != n->daemon || o->backlog != n->backlog)
+	    o->bpf_sigaction != n->bpf_sigaction || o->daemon != n->daemon ||
+	    o->backlog != n->backlog)
 		log_warn("reload: control, pid, metrics, loop, bpf*, daemon and backlog changes "
 			 "take effect only after a restart or an upgrade (USR2)");
 #undef CHANGED_STR
@@ -161,8 +162,8 @@ void reload_start(struct arbiter *a)
 		reload_abort(a, "out of memory");
 		return;
 	}
-	if (s->log_file && (!a->old.settings->log_file ||
-			    strcmp(s->log_file, a->old.settings->log_file) != 0)) {
+	if (s->log_file &&
+	    (!a->old.settings->log_file || strcmp(s->log_file, a->old.settings->log_file) != 0)) {
 		r = log_open(s->log_file);
 		if (r < 0)
 			log_error("reload: cannot open %s, logging where we did: %s", s->log_file,

@@ -8,7 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/pidfd.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "arbiter.h"
@@ -17,10 +19,11 @@
 
 /* Variables we set for each worker; an inherited copy would mislead it. */
 static const char *const own_vars[] = {
-	"LISTEN_FDS=",	       "LISTEN_PID=",	       "LISTEN_FDNAMES=",
-	"NOTIFY_SOCKET=",      "WATCHDOG_USEC=",       "WATCHDOG_PID=",
-	"SIGVISOR_WORKER_ID=", "SIGVISOR_GENERATION=", "SIGVISOR_ARBITER_PID=",
-	"SIGVISOR_LOG_FILE=",  "SIGVISOR_LOG_FORMAT=", "SIGVISOR_ARGS=", "SIGVISOR_UPGRADE_FD=",
+	"LISTEN_FDS=",		"LISTEN_PID=",		"LISTEN_FDNAMES=",
+	"NOTIFY_SOCKET=",	"WATCHDOG_USEC=",	"WATCHDOG_PID=",
+	"SIGVISOR_WORKER_ID=",	"SIGVISOR_GENERATION=", "SIGVISOR_ARBITER_PID=",
+	"SIGVISOR_LOG_FILE=",	"SIGVISOR_LOG_FORMAT=", "SIGVISOR_ARGS=",
+	"SIGVISOR_UPGRADE_FD=",
 };
 
 static bool is_own_var(const char *kv)
@@ -152,6 +155,50 @@ void spawn_template_free(struct spawn_template *t)
 	memset(t, 0, sizeof(*t));
 }
 
+pid_t spawn_process(int *ret_pidfd)
+{
+	/* -1 unknown, 1 works, 0 ENOSYS: older kernels, valgrind, and the seccomp profiles
+	 * of older container runtimes, which answer clone3 with ENOSYS on purpose. */
+	static int clone3_works = -1;
+	struct clone_args args;
+	int pidfd = -1;
+	long pid;
+
+	if (clone3_works != 0) {
+		memset(&args, 0, sizeof(args));
+		args.flags = CLONE_PIDFD;
+		args.pidfd = (uint64_t)(uintptr_t)&pidfd;
+		args.exit_signal = SIGCHLD;
+		/* glibc 2.36 has no clone3 wrapper. Without CLONE_VM the child runs on a
+		 * copy of this stack, as after fork(). */
+		pid = syscall(SYS_clone3, &args, sizeof(args));
+		if (pid >= 0 || errno != ENOSYS) {
+			clone3_works = 1;
+			if (pid > 0)
+				*ret_pidfd = pidfd;
+			return (pid_t)pid;
+		}
+		clone3_works = 0;
+		log_warn("clone3 is not available (ENOSYS), using fork and pidfd_open");
+	}
+	/* Until we reap it, the child's pid cannot be reused, so opening its pidfd
+	 * after the fork names the right process even if it has already exited. */
+	pid = fork();
+	if (pid <= 0)
+		return (pid_t)pid;
+	pidfd = pidfd_open((pid_t)pid, 0);
+	if (pidfd < 0) {
+		int err = errno;
+
+		kill((pid_t)pid, SIGKILL);
+		(void)waitpid((pid_t)pid, NULL, 0);
+		errno = err;
+		return -1;
+	}
+	*ret_pidfd = pidfd;
+	return (pid_t)pid;
+}
+
 int spawn_worker(struct arbiter *a, unsigned id, pid_t *ret_pid, int *ret_pidfd)
 {
 	const struct spawn_template *t = &a->tmpl;
@@ -160,9 +207,8 @@ int spawn_worker(struct arbiter *a, unsigned id, pid_t *ret_pid, int *ret_pidfd)
 	char **envp;
 	size_t k = 0;
 	struct exec_plan plan;
-	struct clone_args args;
 	int pidfd = -1;
-	long pid;
+	pid_t pid;
 
 	envp = calloc(t->n_base_env + 12, sizeof(char *));
 	if (!envp)
@@ -217,13 +263,7 @@ int spawn_worker(struct arbiter *a, unsigned id, pid_t *ret_pid, int *ret_pidfd)
 		.uid = t->uid,
 		.gid = t->gid,
 	};
-	memset(&args, 0, sizeof(args));
-	args.flags = CLONE_PIDFD;
-	args.pidfd = (uint64_t)(uintptr_t)&pidfd;
-	args.exit_signal = SIGCHLD;
-	/* glibc 2.36 has no clone3 wrapper. Without CLONE_VM the child runs on a copy of
-	 * this stack, as after fork(). */
-	pid = syscall(SYS_clone3, &args, sizeof(args));
+	pid = spawn_process(&pidfd);
 	if (pid == 0)
 		postfork_exec(&plan);
 	free(v_names);

@@ -52,8 +52,9 @@ static void json_workers(const struct pool *p, FILE *f, uint64_t now)
 	for (size_t i = 0; i < p->n; i++) {
 		const struct worker *w = p->workers[i];
 
-		fprintf(f, "%s{\"id\":%u,\"pid\":%d,\"generation\":%u,\"state\":\"%s\",", i ? "," : "",
-			w->id, (int)w->pid, w->generation, worker_state_name(w->state));
+		fprintf(f, "%s{\"id\":%u,\"pid\":%d,\"generation\":%u,\"state\":\"%s\",",
+			i ? "," : "", w->id, (int)w->pid, w->generation,
+			worker_state_name(w->state));
 		fprintf(f, "\"uptime_ms\":%llu,\"status\":", (ull)(now - w->started_ms));
 		json_str(f, w->status);
 		fputc('}', f);
@@ -96,7 +97,8 @@ static void render_json(struct arbiter *a, FILE *f, uint64_t now)
 	const struct pool *p = &a->pool;
 
 	fprintf(f, "{\"version\":\"%s\",\"pid\":%d,\"state\":\"%s\",\"ready\":%s,",
-		SIGVISOR_VERSION, (int)a->pid, phase_name(a->phase), is_ready(a) ? "true" : "false");
+		SIGVISOR_VERSION, (int)a->pid, phase_name(a->phase),
+		is_ready(a) ? "true" : "false");
 	fprintf(f, "\"uptime_ms\":%llu,\"loop\":\"%s\",\"generation\":%u,\"target\":%u,",
 		(ull)(now - a->started_ms), a->loop.backend->name, p->generation, p->target);
 	fprintf(f, "\"reloading\":%s,", a->reloading ? "true" : "false");

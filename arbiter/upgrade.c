@@ -3,14 +3,12 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/pidfd.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -77,9 +75,8 @@ void upgrade_start(struct arbiter *a)
 	struct upgrade *u = &a->upgrade;
 	char **argv;
 	struct exec_plan plan;
-	struct clone_args args;
 	int pidfd = -1, r;
-	long pid;
+	pid_t pid;
 
 	if (u->check_pid || u->exec_wanted) {
 		log_info("upgrade already in progress; this USR2 changes nothing");
@@ -99,13 +96,9 @@ void upgrade_start(struct arbiter *a)
 	argv[1] = (char *)"--check";
 	for (int i = 1; i < a->argc; i++)
 		argv[i + 1] = a->argv[i];
-	plan = (struct exec_plan){.path = a->self_path, .argv = argv, .envp = environ,
-				  .parent = a->pid};
-	memset(&args, 0, sizeof(args));
-	args.flags = CLONE_PIDFD;
-	args.pidfd = (uint64_t)(uintptr_t)&pidfd;
-	args.exit_signal = SIGCHLD;
-	pid = syscall(SYS_clone3, &args, sizeof(args));
+	plan = (struct exec_plan){
+		.path = a->self_path, .argv = argv, .envp = environ, .parent = a->pid};
+	pid = spawn_process(&pidfd);
 	if (pid == 0)
 		postfork_exec(&plan);
 	r = -errno;
@@ -197,8 +190,7 @@ static int write_state(struct arbiter *a, FILE *f)
 	fprintf(f, "%s\n", STATE_MAGIC);
 	fprintf(f, "pool %u %u %u\n", p->target, p->generation, p->max_generation);
 	fprintf(f, "started %llu\n", (unsigned long long)a->started_ms);
-	fprintf(f,
-		"counters %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %lu %lu\n",
+	fprintf(f, "counters %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %lu %lu\n",
 		(unsigned long long)p->spawned, (unsigned long long)p->spawn_errors,
 		(unsigned long long)p->exited, (unsigned long long)p->exited_clean,
 		(unsigned long long)p->exited_error, (unsigned long long)p->exited_signal,
@@ -412,8 +404,8 @@ int upgrade_adopt_workers(struct arbiter *a, int fd)
 			p->max_generation = maxg;
 			continue;
 		}
-		if (sscanf(line, "worker %u %d %d %u %d %llu %llu %d %d %d", &id, &pid, &pidfd, &gen,
-			   &state, &started, &deadline, &watchdog, &stop, &notify) < 9 ||
+		if (sscanf(line, "worker %u %d %d %u %d %llu %llu %d %d %d", &id, &pid, &pidfd,
+			   &gen, &state, &started, &deadline, &watchdog, &stop, &notify) < 9 ||
 		    state < 0 || state >= WORKER_EXITED)
 			continue;
 		w = calloc(1, sizeof(*w));

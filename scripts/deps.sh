@@ -7,8 +7,8 @@
 set -euo pipefail
 
 run_pkgs=(gcc make libc6-dev libinih-dev)
-test_pkgs=("${run_pkgs[@]}" wrk libcmocka-dev python3 python3-pytest python3-pytest-timeout curl util-linux procps)
-check_pkgs=("${test_pkgs[@]}" clang-format cppcheck)
+test_pkgs=("${run_pkgs[@]}" wrk libcmocka-dev python3 python3-pytest python3-pytest-timeout curl util-linux procps man-db valgrind)
+check_pkgs=("${test_pkgs[@]}" clang-format cppcheck clang lld libclang-rt-14-dev)
 bench_pkgs=("${run_pkgs[@]}" gunicorn wrk strace python3)
 
 case "${1:-}" in

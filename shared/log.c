@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -51,31 +52,140 @@ int log_fd(void)
 	return log_file_fd >= 0 ? log_file_fd : STDERR_FILENO;
 }
 
-/* Escape msg into a JSON string body; truncates rather than overflow. */
-static size_t json_escape(char *out, size_t size, const char *msg)
-{
-	size_t n = 0;
+/* Longest line written: a message is cut at 2 KiB before escaping, so the worst case
+ * (every byte escaped as \u00XX) still leaves room for the fields. */
+#define MSG_SIZE  2048
+#define LINE_SIZE 8192
 
-	for (const unsigned char *p = (const unsigned char *)msg; *p && n + 7 < size; p++) {
-		if (*p == '"' || *p == '\\') {
-			out[n++] = '\\';
-			out[n++] = (char)*p;
-		} else if (*p < 0x20) {
-			n += (size_t)snprintf(out + n, size - n, "\\u%04x", *p);
-		} else {
-			out[n++] = (char)*p;
-		}
+/* A line under construction. size excludes the room kept for the ending ("}\n"), so
+ * whatever is cut, the line stays one well-formed JSON object. */
+struct out {
+	char *buf;
+	size_t len, size;
+};
+
+static bool out_fits(const struct out *o, size_t n)
+{
+	return o->len + n <= o->size;
+}
+
+static void out_put(struct out *o, const char *s, size_t n)
+{
+	if (out_fits(o, n)) {
+		memcpy(o->buf + o->len, s, n);
+		o->len += n;
 	}
-	out[n] = '\0';
+}
+
+/* Length of the valid UTF-8 sequence at p, or 0 (overlong forms, surrogates and stray
+ * bytes are invalid: JSON must be UTF-8, and a file name in a message may not be). */
+static size_t utf8_len(const unsigned char *p)
+{
+	size_t n = p[0] >= 0xc2 && p[0] <= 0xdf	  ? 2
+		   : p[0] >= 0xe0 && p[0] <= 0xef ? 3
+		   : p[0] >= 0xf0 && p[0] <= 0xf4 ? 4
+						  : 0;
+	static const unsigned min[5] = {0, 0, 0x80, 0x800, 0x10000};
+	unsigned cp;
+
+	if (!n)
+		return 0;
+	cp = p[0] & (0x7fu >> n);
+	for (size_t i = 1; i < n; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0; /* also stops at the terminating NUL */
+		cp = cp << 6 | (p[i] & 0x3fu);
+	}
+	if (cp < min[n] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
 	return n;
 }
 
-void log_vmsg(enum log_level level, const char *fmt, va_list ap)
+/* s as a JSON string. Cut on a character boundary if the line is full; invalid UTF-8
+ * becomes U+FFFD. Needs room for at least the two quotes, which the caller checks. */
+static void out_json_str(struct out *o, const char *s)
+{
+	out_put(o, "\"", 1);
+	for (const unsigned char *p = (const unsigned char *)s; *p;) {
+		char esc[8];
+		const char *rep = esc;
+		size_t n, adv = 1;
+
+		if (*p == '"' || *p == '\\') {
+			esc[0] = '\\';
+			esc[1] = (char)*p;
+			n = 2;
+		} else if (*p < 0x20) {
+			n = (size_t)snprintf(esc, sizeof(esc), "\\u%04x", *p);
+		} else if (*p < 0x80) {
+			rep = (const char *)p;
+			n = 1;
+		} else if ((adv = utf8_len(p)) > 0) {
+			rep = (const char *)p;
+			n = adv;
+		} else {
+			rep = "\\ufffd";
+			n = 6;
+			adv = 1;
+		}
+		if (!out_fits(o, n + 1))
+			break; /* keep room for the closing quote */
+		out_put(o, rep, n);
+		p += adv;
+	}
+	out_put(o, "\"", 1);
+}
+
+static void format_json(struct out *o, const char *stamp, enum log_level level, const char *msg,
+			const struct log_field *fields, size_t n_fields)
+{
+	char head[160];
+	int n = snprintf(head, sizeof(head), "{\"ts\":\"%s\",\"level\":\"%s\",\"ident\":", stamp,
+			 level_names[level]);
+
+	out_put(o, head, (size_t)n);
+	out_json_str(o, log_ident);
+	n = snprintf(head, sizeof(head), ",\"pid\":%d,\"msg\":", (int)getpid());
+	out_put(o, head, (size_t)n);
+	out_json_str(o, msg);
+	for (size_t i = 0; i < n_fields; i++) {
+		const struct log_field *f = &fields[i];
+		char num[32];
+		size_t klen = strlen(f->key);
+
+		if (f->str) {
+			/* The key, its quotes and punctuation, and at least an empty value:
+			 * a field that does not fit whole is left out, never cut mid-token. */
+			if (!out_fits(o, klen + 6))
+				break;
+			out_put(o, ",", 1);
+			out_json_str(o, f->key);
+			out_put(o, ":", 1);
+			out_json_str(o, f->str);
+		} else {
+			int len = snprintf(num, sizeof(num), "%lld", f->num);
+
+			if (!out_fits(o, klen + 4 + (size_t)len))
+				break;
+			out_put(o, ",", 1);
+			out_json_str(o, f->key);
+			out_put(o, ":", 1);
+			out_put(o, num, (size_t)len);
+		}
+	}
+	/* The room for these two bytes was kept out of o->size. */
+	o->buf[o->len++] = '}';
+	o->buf[o->len++] = '\n';
+}
+
+void log_vfields(enum log_level level, const struct log_field *fields, size_t n_fields,
+		 const char *fmt, va_list ap)
 {
 	int saved_errno = errno;
-	char msg[2048], line[4608], stamp[40];
+	char msg[MSG_SIZE], line[LINE_SIZE], stamp[40];
 	struct timespec ts;
 	struct tm tm;
+	size_t len;
 	int n;
 
 	if (level > log_max)
@@ -90,25 +200,39 @@ void log_vmsg(enum log_level level, const char *fmt, va_list ap)
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 
 	if (log_format_ == LOG_FORMAT_JSON) {
-		char esc[4096];
+		struct out o = {.buf = line, .size = sizeof(line) - 2};
 
-		json_escape(esc, sizeof(esc), msg);
-		n = snprintf(line, sizeof(line),
-			     "{\"ts\":\"%s\",\"level\":\"%s\",\"ident\":\"%s\",\"pid\":%d,\"msg\":"
-			     "\"%s\"}\n",
-			     stamp, level_names[level], log_ident, (int)getpid(), esc);
+		format_json(&o, stamp, level, msg, fields, n_fields);
+		len = o.len;
 	} else {
+		/* Fields are for machines; the text line says the same in words. */
 		n = snprintf(line, sizeof(line), "%s %s[%d] %s: %s\n", stamp, log_ident,
 			     (int)getpid(), level_names[level], msg);
-	}
-	if (n > (int)sizeof(line) - 1) {
-		n = (int)sizeof(line) - 1;
-		line[n - 1] = '\n';
+		len = (size_t)n;
+		if (len > sizeof(line) - 1) {
+			len = sizeof(line) - 1;
+			line[len - 1] = '\n';
+		}
 	}
 	/* A log line that cannot be written has nowhere else to go. */
-	if (write(log_fd(), line, (size_t)n) < 0) {
+	if (write(log_fd(), line, len) < 0) {
 	}
 	errno = saved_errno;
+}
+
+void log_vmsg(enum log_level level, const char *fmt, va_list ap)
+{
+	log_vfields(level, NULL, 0, fmt, ap);
+}
+
+void log_fields(enum log_level level, const struct log_field *fields, size_t n_fields,
+		const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_vfields(level, fields, n_fields, fmt, ap);
+	va_end(ap);
 }
 
 void log_msg(enum log_level level, const char *fmt, ...)

@@ -1282,7 +1282,7 @@ static void worker_drain(struct worker *w, const struct signalfd_siginfo *si)
 	}
 	for (; busy > 0 && (c = w->idle.head); busy--) {
 		uint64_t left = c->deadline > w->now + DRAIN_GRACE_NS ? c->deadline - w->now
-								       : DRAIN_GRACE_NS;
+								      : DRAIN_GRACE_NS;
 
 		list_append(w, c, LIST_IDLE, left);
 	}

@@ -1,0 +1,58 @@
+/* libFuzzer target: control-socket requests (control_parse_request).
+ *
+ * The input is what a client sends. It is framed the way control_on_conn() does it: at
+ * most 255 bytes into a NUL-terminated buffer, cut at the first '\n'; a request
+ * without a newline is never parsed. */
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "control.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static void check(bool ok, const char *what)
+{
+	if (!ok) {
+		fprintf(stderr, "fuzz_control: invariant failed: %s\n", what);
+		abort();
+	}
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	char in[256];
+	size_t len = size < sizeof(in) - 1 ? size : sizeof(in) - 1;
+	char *nl, *line;
+	enum control_request req;
+
+	memcpy(in, data, len);
+	in[len] = '\0';
+	nl = strchr(in, '\n');
+	if (!nl)
+		return 0;
+	*nl = '\0';
+	/* An exact-size copy, so ASan sees a read past the line's end. */
+	line = strdup(in);
+	if (!line)
+		return 0;
+	req = control_parse_request(line);
+	switch (req) {
+	case CONTROL_STATUS_TEXT:
+		check(strcmp(line, "status") == 0, "only \"status\" is the text status");
+		break;
+	case CONTROL_STATUS_JSON:
+		check(strcmp(line, "status json") == 0, "only \"status json\" is JSON");
+		break;
+	case CONTROL_UNKNOWN:
+		check(strcmp(line, "status") != 0 && strcmp(line, "status json") != 0,
+		      "known requests are known");
+		break;
+	default:
+		check(false, "a known enum value");
+	}
+	free(line);
+	return 0;
+}
