@@ -13,9 +13,9 @@
 struct bpf_probes;
 
 struct bpf_options {
-	int mode;	    /* enum bpf_mode: 0 auto, 1 on, 2 off */
+	int mode;	     /* enum bpf_mode: 0 auto, 1 on, 2 off */
 	const char *pin_dir; /* --bpf-pin */
-	bool sigaction;	    /* --bpf-sigaction */
+	bool sigaction;	     /* --bpf-sigaction */
 	/* Called for each ring-buffer event with one readable line, e.g.
 	 * "signal TTIN from pid 4242 (kill) to pid 1 (sigvisor): coalesced". */
 	void (*on_event)(void *ctx, const char *line);

@@ -23,7 +23,8 @@ const struct loop_backend *loop_backend_select(int kind, char *err, unsigned lon
 	/* kind is an enum loop_kind (options.h): 0 auto, 1 epoll, 2 io_uring. */
 	if (kind == 2) {
 		snprintf(err, errlen,
-			 "--loop io_uring: this version has only the epoll backend; use --loop epoll");
+			 "--loop io_uring: this version has only the epoll backend; use --loop "
+			 "epoll");
 		return 0;
 	}
 	return &loop_backend_epoll;

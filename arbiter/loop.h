@@ -15,7 +15,7 @@ enum source_type {
 	SOURCE_WORKER, /* a worker's pidfd: readable when the worker exited */
 	SOURCE_CONTROL_LISTENER,
 	SOURCE_CONTROL_CONN,
-	SOURCE_BPF, /* the probes' ring buffer */
+	SOURCE_BPF,    /* the probes' ring buffer */
 	SOURCE_NOTIFY, /* the workers' NOTIFY_SOCKET */
 	SOURCE_METRICS_LISTENER,
 	SOURCE_METRICS_CONN,
