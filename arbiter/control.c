@@ -249,7 +249,7 @@ static int handle_request(struct arbiter *a, struct control_conn *cc, const char
 		break;
 	}
 	/* echo a printable prefix only: the reply goes to someone's terminal */
-	for (; line[k] && k < sizeof(safe) - 1; k++)
+	for (; k < sizeof(safe) - 1 && line[k]; k++)
 		safe[k] = (line[k] >= 0x20 && line[k] < 0x7f) ? line[k] : '?';
 	safe[k] = '\0';
 	if (asprintf(&cc->out, "error: unknown request '%s'\n", safe) < 0)
