@@ -63,7 +63,7 @@ unit: $(UNIT_BINS)
 
 test: deps-test
 	$(Q)$(MAKE) --no-print-directory $(SIGVISOR) unit
-	$(Q)BUILD=$(BUILD) SIGVISOR=$(abspath $(SIGVISOR)) test/run.sh
+	$(Q)BUILD=$(BUILD) SIGVISOR=$(abspath $(SIGVISOR)) SIGVISOR_SANITIZED=$(SAN) test/run.sh
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

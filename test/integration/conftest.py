@@ -17,6 +17,9 @@ SIGVISOR = os.environ.get("SIGVISOR") or os.path.join(
     os.path.dirname(__file__), "..", "..", "build", "sigvisor")
 SIGVISOR = os.path.abspath(SIGVISOR)
 DEADLINE = 10.0
+# The ASan+UBSan build (make asan-test): LeakSanitizer checks leaks at every exit,
+# its quarantine inflates RSS, and valgrind cannot run it.
+SANITIZED = os.environ.get("SIGVISOR_SANITIZED") == "1"
 
 
 def wait_for(pred, timeout=DEADLINE, what="condition", interval=0.01):
@@ -82,6 +85,11 @@ class Sigvisor:
         if bind:
             argv += ["-b", "127.0.0.1:0"]
         argv += ["--control", self.control] + list(args)
+        # test/run.sh runs the whole suite once more with SIGVISOR_TEST_LOOP=io_uring;
+        # a test that names its own --loop keeps it.
+        test_loop = os.environ.get("SIGVISOR_TEST_LOOP")
+        if test_loop and not any(a == "--loop" or str(a).startswith("--loop=") for a in args):
+            argv += ["--loop", test_loop]
         if command:
             argv += ["--"] + list(command)
         if wrap:

@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 
-from conftest import SIGVISOR, alive, proc_status, wait_for
+from conftest import SANITIZED, SIGVISOR, alive, proc_status, wait_for
 
 
 def fd_count(pid):
@@ -143,7 +143,8 @@ def test_a_thousand_worker_deaths_leak_nothing(start):
     assert st["counters"]["replaced"] >= 1000
     assert st["counters"]["boot_failures"] == 0  # they had said READY=1
     assert fd_count(sv.pid) == fds
-    assert rss_kb(sv.pid) <= rss + 512, (rss, rss_kb(sv.pid))
+    if not SANITIZED:  # ASan holds freed memory in quarantine; LSan checks at exit
+        assert rss_kb(sv.pid) <= rss + 512, (rss, rss_kb(sv.pid))
     assert len(ws) == 4
 
 
@@ -202,6 +203,8 @@ def test_arbiter_session_under_valgrind_is_clean(tmpdir_short):
     import shutil as sh
     import subprocess
     from conftest import SIGVISOR
+    if SANITIZED:
+        pytest.skip("valgrind cannot run an ASan binary; LeakSanitizer covers this build")
     if not sh.which("valgrind"):
         pytest.fail("valgrind is missing (scripts/deps.sh installs it)")
     log = os.path.join(tmpdir_short, "vg.log")
