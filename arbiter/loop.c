@@ -20,12 +20,16 @@ void loop_fini(struct loop *l)
 
 const struct loop_backend *loop_backend_select(int kind, char *err, unsigned long errlen)
 {
-	/* kind is an enum loop_kind (options.h): 0 auto, 1 epoll, 2 io_uring. */
-	if (kind == 2) {
-		snprintf(err, errlen,
-			 "--loop io_uring: this version has only the epoll backend; use --loop "
-			 "epoll");
+	char why[256];
+
+	/* kind is an enum loop_kind (options.h): 0 auto, 1 epoll, 2 io_uring. auto stays
+	 * epoll: io_uring is often blocked in containers (Docker's default seccomp profile). */
+	if (kind != 2)
+		return &loop_backend_epoll;
+	/* Asked for by name: io_uring or nothing, never a silent fallback. */
+	if (loop_uring_probe(why, sizeof(why)) < 0) {
+		snprintf(err, errlen, "--loop io_uring: %s; use --loop epoll", why);
 		return 0;
 	}
-	return &loop_backend_epoll;
+	return &loop_backend_io_uring;
 }

@@ -57,6 +57,12 @@ struct loop {
 };
 
 extern const struct loop_backend loop_backend_epoll;
+extern const struct loop_backend loop_backend_io_uring;
+
+/* Whether io_uring can be used here, found by setting up a ring (never from the kernel
+ * version). Returns 0, or a negative errno with why filled in (ENOSYS, a seccomp
+ * profile, kernel.io_uring_disabled). */
+int loop_uring_probe(char *why, unsigned long whylen);
 
 int loop_init(struct loop *l, const struct loop_backend *backend);
 void loop_fini(struct loop *l);

@@ -1256,6 +1256,17 @@ static void worker_drain(struct worker *w, const struct signalfd_siginfo *si)
 
 		if (l->src.fd < 0)
 			continue;
+		/* The kernel has completed handshakes for connections still in the accept
+		 * queue; when the last copy of the listener closes they are reset. Take
+		 * what is there now and serve it (with Connection: close) instead. */
+		if (!w->listeners_paused)
+			for (int k = 0; k < 64; k++) {
+				int before = (int)w->n_conns;
+
+				listener_accept(w, l);
+				if ((int)w->n_conns == before || w->listeners_paused)
+					break;
+			}
 		if (l->in_epoll)
 			epoll_ctl(w->epfd, EPOLL_CTL_DEL, l->src.fd, NULL);
 		close(l->src.fd);

@@ -37,6 +37,8 @@ def test_workers_drop_privileges_for_good(start, tmpdir_short):
     sv = start("-w", "1", "--user", "nobody", "--group", "nogroup",
                command=["sh", "-c", probe])
     [w] = sv.wait_workers(1)
+    # ready once started: the drop happens after the clone, before the exec
+    wait_for(lambda: os.path.exists(out), what="the probe to run")
     nobody = pwd.getpwnam("nobody")
     st = proc_status(w["pid"])
     assert st["Uid"].split() == [str(nobody.pw_uid)] * 4
