@@ -11,7 +11,7 @@ WARNINGS := -Wall -Wextra -Werror -Wmissing-prototypes -Wstrict-prototypes -Wsha
 	-Wformat=2 -Wundef -Wpointer-arith -Wvla
 override CFLAGS += -std=gnu11 $(WARNINGS)
 override CPPFLAGS += -D_GNU_SOURCE -Ishared -Iarbiter -Iworker
-LDLIBS := -linih -luring
+LDLIBS := -linih -luring -lbpf -lelf -lz
 ifeq ($(SAN),1)
 override CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 override LDFLAGS += -fsanitize=address,undefined
@@ -93,6 +93,7 @@ bench: deps-bench
 clean:
 	rm -rf $(BUILD)
 
+include bpf/bpf.mk
 include mk/install.mk
 include mk/fuzz.mk
 

@@ -238,7 +238,7 @@ static void dispatch(struct arbiter *a, const struct loop_event *ev)
 		bpf_probes_poll(a->bpf);
 		break;
 	case SOURCE_NOTIFY:
-		notify_drain(a);
+		notify_drain_worker(a, worker_of_notify(ev->source));
 		break;
 	case SOURCE_METRICS_LISTENER:
 		metrics_on_listener(a);
@@ -277,7 +277,7 @@ static int run(struct arbiter *a)
 
 		arm_timer(a);
 		/* Wake for READY=1 only while a worker is booting (see notify.h). */
-		notify_watch(a, pool_count(&a->pool, worker_is_booting) > 0);
+		notify_watch(a);
 		n = loop_wait(&a->loop, evs, 64, -1);
 		if (n < 0) {
 			/* EINTR: stopped and continued (SIGSTOP/SIGCONT); nothing to do. */
@@ -392,8 +392,30 @@ static int setup_bpf(struct arbiter *a, char *err, size_t errlen)
 	a->bpf_src.fd = bpf_probes_fd(a->bpf);
 	if (a->bpf_src.fd >= 0 && (r = loop_add(&a->loop, &a->bpf_src, LOOP_IN)) < 0)
 		log_warn("cannot follow BPF events, counting only: %s", strerror(-r));
-	log_info("BPF probes on, maps pinned in %s", bpf_probes_pin_dir(a->bpf));
+	if (*bpf_probes_pin_dir(a->bpf))
+		log_info("BPF probes on, maps pinned in %s", bpf_probes_pin_dir(a->bpf));
+	else
+		log_info("BPF probes on, counting for status only (maps not pinned)");
 	return 0;
+}
+
+void arbiter_bpf_stop(struct arbiter *a)
+{
+	if (!a->bpf)
+		return;
+	if (a->bpf_src.fd >= 0)
+		(void)loop_del(&a->loop, &a->bpf_src);
+	bpf_probes_close(a->bpf);
+	a->bpf = NULL;
+	a->bpf_src.fd = -1;
+}
+
+void arbiter_bpf_start(struct arbiter *a)
+{
+	char err[512];
+
+	if (!a->bpf && setup_bpf(a, err, sizeof(err)) < 0)
+		log_error("%s", err);
 }
 
 /* Bind i: a socket inherited through an upgrade when one has that spec, else a new one. */
@@ -564,11 +586,9 @@ static int setup(struct arbiter *a, char *err, size_t errlen, int *ret_status)
 		snprintf(err, errlen, "cannot register the control socket: %s", strerror(-r));
 		return r;
 	}
-	if (a->notify.src.fd < 0) {
-		r = notify_open(&a->notify, a->pid, err, errlen);
-		if (r < 0)
-			return r;
-	}
+	notify_init(&a->notify, a->pid);
+	if (a->upgrade.have_notify)
+		notify_adopt(&a->notify, a->upgrade.notify_cookie, a->upgrade.notify_seq);
 	if (s->metrics) {
 		r = metrics_open(&a->metrics, s->metrics, err, errlen);
 		if (r == 0)
@@ -620,7 +640,7 @@ int arbiter_main(int argc, char **argv)
 	memset(a, 0, sizeof(*a));
 	a->sigfd.fd = a->timer.fd = -1;
 	a->control.listen.fd = a->control.reserve_fd = -1;
-	a->notify.src.fd = a->notify.upstream_fd = -1;
+	a->notify.upstream_fd = -1;
 	a->metrics.listen.fd = -1;
 	a->upgrade.check.fd = -1;
 	/* Before anything else: from here on no signal can interrupt us, they queue up

@@ -5,6 +5,7 @@
 
 #include <signal.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -44,14 +45,19 @@ struct worker {
 	unsigned generation;
 	enum worker_state state;
 	uint64_t started_ms;
-	uint64_t deadline_ms;  /* 0: none */
-	int stop_signal;       /* the last stop signal sent, for the log */
-	bool watchdog;	       /* it sent WATCHDOG=1: --timeout applies to it */
-	bool notify;	       /* ready on READY=1 (else once started) */
-	bool watchdog_probe;   /* ready, --timeout on, no WATCHDOG=1 seen yet: find out */
-	uint64_t last_ping_ms; /* arrival of its last WATCHDOG=1 */
-	char status[128];      /* its last STATUS= */
+	uint64_t deadline_ms;	  /* 0: none */
+	int stop_signal;	  /* the last stop signal sent, for the log */
+	bool watchdog;		  /* it sent WATCHDOG=1: --timeout applies to it */
+	bool notify;		  /* ready on READY=1 (else once started) */
+	bool watchdog_probe;	  /* ready, --timeout on, no WATCHDOG=1 seen yet: find out */
+	uint64_t last_ping_ms;	  /* arrival of its last WATCHDOG=1 */
+	struct source notify_src; /* SOURCE_NOTIFY: its own NOTIFY_SOCKET; fd -1 if none */
+	bool notify_watched;
+	char notify_env[96]; /* "NOTIFY_SOCKET=@..." */
+	char status[128];    /* its last STATUS= */
 };
+
+#define worker_of_notify(s) ((struct worker *)((char *)(s)-offsetof(struct worker, notify_src)))
 
 struct pool {
 	struct worker **workers;
@@ -143,6 +149,10 @@ int arbiter_main(int argc, char **argv);
 
 /* arbiter.c: stop everything and exit with status (3, 4: a worker's verdict). */
 void arbiter_fatal(struct arbiter *a, int status);
+/* Around a USR2 exec: the probes are detached and unpinned before it (the new image
+ * loads its own), and loaded again if the exec fails. */
+void arbiter_bpf_stop(struct arbiter *a);
+void arbiter_bpf_start(struct arbiter *a);
 
 /* pool.c */
 void pool_init(struct pool *p, unsigned target);
@@ -157,7 +167,8 @@ void pool_signal_all(struct arbiter *a, int sig);
 void pool_gc(struct pool *p);
 int pool_adopt(struct pool *p, struct worker *w);
 /* A notify datagram from pid; returns false when pid is not a current worker. */
-bool pool_notify(struct arbiter *a, pid_t pid, const char *msg, size_t len, uint64_t arrived_ms);
+void pool_notify(struct arbiter *a, struct worker *w, const char *msg, size_t len,
+		 uint64_t arrived_ms);
 bool worker_is_booting(const struct worker *w);
 unsigned pool_count_gen(const struct pool *p, bool (*pred)(const struct worker *w), bool current);
 void pool_free(struct pool *p);
@@ -171,7 +182,7 @@ uint64_t backoff_ms(unsigned failures);
 int spawn_template_init(struct spawn_template *t, const struct settings *s, char *const *environ_,
 			char *err, size_t errlen);
 void spawn_template_free(struct spawn_template *t);
-int spawn_worker(struct arbiter *a, unsigned id, pid_t *ret_pid, int *ret_pidfd);
+int spawn_worker(struct arbiter *a, unsigned id, char *notify_env, pid_t *ret_pid, int *ret_pidfd);
 /* clone3(CLONE_PIDFD), or fork + pidfd_open where clone3 is ENOSYS. Like fork():
  * 0 in the child, the pid (and *ret_pidfd) in the parent, -1 with errno. */
 pid_t spawn_process(int *ret_pidfd);

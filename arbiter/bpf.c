@@ -1,43 +1,616 @@
-/* The BPF probes are not built yet: this stub keeps the interface (see bpf.h). */
+/* The arbiter's side of the eBPF probes (bpf/sigvisor.bpf.c): decide whether they may
+ * load and say plainly why not, prepare the pin directory, load and attach them,
+ * register the arbiter, turn ring-buffer records into log lines; and undo all of it.
+ *
+ * Order matters in bpf_probes_open(): the capability and BTF checks come before libbpf
+ * (whose own error for a missing capability talks about RLIMIT_MEMLOCK), the pin
+ * directory is locked before stale pins in it are removed (another sigvisor may be
+ * using it), and the arbiter registers before any worker is forked (fork copies
+ * registration to the child). */
 #include "bpf.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/capability.h>
+#include <linux/magic.h>
+#include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include <bpf/libbpf.h>
+
+#include "log.h"
+#include "options.h"
+#include "signames.h"
+#include "sigvisor_bpf.h"
+#include "sigvisor.skel.h"
+
+#define BPFFS_ROOT "/sys/fs/bpf"
+
+struct bpf_probes {
+	struct sigvisor *skel;
+	struct ring_buffer *rb;
+	void (*on_event)(void *ctx, const char *line);
+	void *ctx;
+	/* The pin directory, held with flock() for as long as we run: a second sigvisor
+	 * given the same directory sees it is in use instead of deleting our pins, and
+	 * a lock left by a SIGKILLed arbiter goes with its process. -1: not pinned. */
+	int pin_fd;
+	char pin_dir[PATH_MAX]; /* "" when not pinned */
+	pid_t self_tgid;	/* the arbiter's pid in the initial PID namespace */
+};
+
+/* The reasons are read by people and may name a long path: truncating is fine. */
+__attribute__((format(printf, 3, 4))) static void set_why(char *why, size_t whylen, const char *fmt,
+							  ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, whylen, fmt, ap);
+	va_end(ap);
+}
+
+/* libbpf's messages go through our log: its warnings as warnings, the rest (the
+ * verifier's chatter) at debug level. */
+__attribute__((format(printf, 2, 0))) static int print_libbpf(enum libbpf_print_level level,
+							      const char *fmt, va_list ap)
+{
+	char buf[1024];
+	int n = vsnprintf(buf, sizeof(buf), fmt, ap);
+	size_t len = strlen(buf);
+
+	while (len && buf[len - 1] == '\n')
+		buf[--len] = '\0';
+	if (len)
+		log_msg(level == LIBBPF_WARN ? LOG_LEVEL_WARN : LOG_LEVEL_DEBUG, "libbpf: %s", buf);
+	return n;
+}
+
+static bool has_cap(const struct __user_cap_data_struct *d, unsigned cap)
+{
+	return d[cap / 32].effective & (1u << (cap % 32));
+}
+
+/* Without CAP_BPF + CAP_PERFMON (or CAP_SYS_ADMIN) the kernel answers EPERM and libbpf
+ * guesses at RLIMIT_MEMLOCK; without kernel BTF no tp_btf program can attach. Ask
+ * first, and name what is missing. */
+static int check_permitted(char *why, size_t whylen)
+{
+	struct __user_cap_header_struct h = {.version = _LINUX_CAPABILITY_VERSION_3};
+	struct __user_cap_data_struct d[_LINUX_CAPABILITY_U32S_3];
+	bool bpf, perfmon;
+	char map[64] = "";
+	FILE *f;
+
+	memset(d, 0, sizeof(d));
+	if (syscall(SYS_capget, &h, d) < 0) {
+		set_why(why, whylen, "cannot read our capabilities: %s", strerror(errno));
+		return -errno;
+	}
+	bpf = has_cap(d, CAP_BPF) || has_cap(d, CAP_SYS_ADMIN);
+	perfmon = has_cap(d, CAP_PERFMON) || has_cap(d, CAP_SYS_ADMIN);
+	if (!bpf || !perfmon) {
+		set_why(why, whylen, "missing capability %s%s%s (or CAP_SYS_ADMIN)",
+			bpf ? "" : "CAP_BPF", !bpf && !perfmon ? " and " : "",
+			perfmon ? "" : "CAP_PERFMON");
+		return -EPERM;
+	}
+	/* Capabilities held in a user namespace do not count for bpf(2). */
+	f = fopen("/proc/self/uid_map", "re");
+	if (f) {
+		unsigned long inside, outside, count;
+
+		if (fgets(map, sizeof(map), f) &&
+		    sscanf(map, "%lu %lu %lu", &inside, &outside, &count) == 3 &&
+		    !(inside == 0 && outside == 0 && count == 4294967295UL)) {
+			fclose(f);
+			set_why(why, whylen,
+				"running in a user namespace: BPF needs CAP_BPF and CAP_PERFMON "
+				"in the host's");
+			return -EPERM;
+		}
+		fclose(f);
+	}
+	if (access("/sys/kernel/btf/vmlinux", R_OK) < 0) {
+		set_why(why, whylen,
+			"the kernel has no BTF (/sys/kernel/btf/vmlinux: %s; it needs "
+			"CONFIG_DEBUG_INFO_BTF=y)",
+			strerror(errno));
+		return -ENOTSUP;
+	}
+	return 0;
+}
+
+static bool on_bpffs(const char *path)
+{
+	struct statfs sf;
+
+	return statfs(path, &sf) == 0 && sf.f_type == BPF_FS_MAGIC;
+}
+
+/* The pin directory's parent must be a bpf filesystem. A fresh machine has none at
+ * /sys/fs/bpf (systemd mounts it, containers usually do not): mount one there, mode
+ * 0700 like systemd's, when the directory asked for is under it. */
+static int ensure_bpffs(const char *dir, char *why, size_t whylen)
+{
+	char parent[PATH_MAX];
+	char *slash;
+
+	if (on_bpffs(dir))
+		return 0;
+	snprintf(parent, sizeof(parent), "%s", dir);
+	slash = strrchr(parent, '/');
+	if (!slash || slash == parent) {
+		set_why(why, whylen, "%s is not in a bpf filesystem", dir);
+		return -EINVAL;
+	}
+	*slash = '\0';
+	if (on_bpffs(parent))
+		return 0;
+	if (strcmp(parent, BPFFS_ROOT) != 0) {
+		set_why(why, whylen,
+			"%s is not a bpf filesystem (mount one: mount -t bpf bpf %s, or use "
+			"--bpf-pin " BPFFS_ROOT "/NAME)",
+			parent, parent);
+		return -ENOTSUP;
+	}
+	if (mount("bpf", BPFFS_ROOT, "bpf", 0, "mode=0700") < 0) {
+		set_why(why, whylen, "no bpf filesystem at " BPFFS_ROOT " and cannot mount one: %s",
+			strerror(errno));
+		return -errno;
+	}
+	log_info("mounted a bpf filesystem on " BPFFS_ROOT " (mode 0700)");
+	return 0;
+}
+
+/* Create (mode 0700) and lock the pin directory. The lock is taken on the directory
+ * that is at the path afterwards: an exiting arbiter removes its directory between
+ * our open and our flock, and pins into a removed directory would fail. */
+static int lock_pin_dir(struct bpf_probes *p, const char *dir, char *why, size_t whylen)
+{
+	for (int attempt = 0; attempt < 3; attempt++) {
+		struct stat a, b;
+		int fd;
+
+		if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+			set_why(why, whylen, "cannot create %s: %s", dir, strerror(errno));
+			return -errno;
+		}
+		fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (fd < 0) {
+			set_why(why, whylen, "cannot open %s: %s", dir, strerror(errno));
+			return -errno;
+		}
+		if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+			int r = -errno;
+
+			close(fd);
+			if (r == -EWOULDBLOCK)
+				set_why(why, whylen,
+					"%s is in use by another running sigvisor (give this one "
+					"its own --bpf-pin DIR)",
+					dir);
+			else
+				set_why(why, whylen, "cannot lock %s: %s", dir, strerror(-r));
+			return r;
+		}
+		if (fstat(fd, &a) == 0 && stat(dir, &b) == 0 && a.st_dev == b.st_dev &&
+		    a.st_ino == b.st_ino) {
+			/* Ours now: whatever mode it was left with, only root may look. */
+			if (fchmod(fd, 0700) < 0)
+				log_debug("cannot chmod 0700 %s, ignoring: %m", dir);
+			p->pin_fd = fd;
+			snprintf(p->pin_dir, sizeof(p->pin_dir), "%s", dir);
+			return 0;
+		}
+		close(fd);
+	}
+	set_why(why, whylen, "%s keeps being replaced", dir);
+	return -EBUSY;
+}
+
+/* Pins left by an arbiter that could not remove them (killed, or replaced by exec for
+ * an upgrade): libbpf would reuse them (counts from the last run) or fail on a map
+ * whose layout changed (EINVAL). We hold the directory's lock, so they are nobody's:
+ * remove the ones our object would pin. */
+static void remove_stale_pins(struct bpf_probes *p)
+{
+	struct bpf_map *map;
+	unsigned n = 0;
+
+	bpf_object__for_each_map(map, p->skel->obj)
+	{
+		const char *path = bpf_map__pin_path(map);
+
+		if (!path)
+			continue;
+		if (unlink(path) == 0)
+			n++;
+		else if (errno != ENOENT)
+			log_warn("cannot remove the stale BPF pin %s, ignoring: %m", path);
+	}
+	if (n)
+		log_info("removed %u stale BPF pins from %s (an earlier arbiter did not exit "
+			 "cleanly)",
+			 n, p->pin_dir);
+}
+
+/* What we pinned, and only that (bpf_object__unpin_maps() stops at the first map
+ * that is not pinned, e.g. after a failed load, which libbpf unpins itself). */
+static void unpin_maps(struct bpf_probes *p)
+{
+	struct bpf_map *map;
+
+	bpf_object__for_each_map(map, p->skel->obj)
+	{
+		if (bpf_map__is_pinned(map) && bpf_map__unpin(map, NULL) < 0)
+			log_warn("cannot unpin %s, ignoring: %m", bpf_map__pin_path(map));
+	}
+}
+
+static void release_pin_dir(struct bpf_probes *p)
+{
+	if (p->pin_fd < 0)
+		return;
+	/* Only an empty directory goes: anything else in it is not ours. */
+	if (rmdir(p->pin_dir) < 0 && errno != ENOTEMPTY && errno != EEXIST && errno != ENOENT)
+		log_warn("cannot remove %s, ignoring: %m", p->pin_dir);
+	close(p->pin_fd);
+	p->pin_fd = -1;
+	p->pin_dir[0] = '\0';
+}
+
+/* Not pinning is not a reason to go without the probes: status still gets its
+ * counts. Without a pin root libbpf would pin under /sys/fs/bpf itself, so clear the
+ * pin paths it derived at open. */
+static void disable_pinning(struct bpf_probes *p)
+{
+	struct bpf_map *map;
+
+	bpf_object__for_each_map(map, p->skel->obj)(void) bpf_map__set_pin_path(map, NULL);
+}
+
+/* Copy a comm from the kernel for a log line: NUL-terminated, printable. */
+static void clean_comm(char *dst, const char *src)
+{
+	size_t i;
+
+	for (i = 0; i < SV_COMM_LEN - 1 && src[i]; i++)
+		dst[i] = src[i] >= 0x20 && src[i] < 0x7f ? src[i] : '?';
+	dst[i] = '\0';
+}
+
+static void describe_process(char *buf, size_t len, uint32_t tgid, uint32_t nspid,
+			     const char *comm_raw)
+{
+	char comm[SV_COMM_LEN];
+
+	clean_comm(comm, comm_raw);
+	/* A process outside our namespace has no pid we could name to a user of it: give
+	 * the host's, and say so. */
+	if (nspid)
+		snprintf(buf, len, "pid %u (%s)", nspid, comm);
+	else
+		snprintf(buf, len, "host pid %u (%s)", tgid, comm);
+}
+
+static const char *result_word(uint32_t result)
+{
+	switch (result) {
+	case delivered:
+		return "queued";
+	case ignored:
+		return "ignored";
+	case coalesced:
+		return "coalesced";
+	case overflow:
+		return "lost (real-time queue full)";
+	case lose_info:
+		return "queued without its siginfo";
+	default:
+		return "?";
+	}
+}
+
+/* The registration gap: a process that neither handles nor blocks a signal whose
+ * default action terminates it (USR1 to a worker whose framework reset the handler)
+ * dies of it. Not said for the signals meant to end a process. */
+static bool kills_unhandled(int sig)
+{
+	switch (sig) {
+	case SIGKILL:
+	case SIGTERM:
+	case SIGINT:
+	case SIGQUIT:
+	case SIGCHLD:
+	case SIGCONT:
+	case SIGSTOP:
+	case SIGTSTP:
+	case SIGTTIN:
+	case SIGTTOU:
+	case SIGURG:
+	case SIGWINCH:
+		return false;
+	default:
+		return true;
+	}
+}
+
+static void format_event(const struct sv_event *e, char *line, size_t len)
+{
+	char from[96], to[96], held[64] = "";
+	const char *harm = "";
+
+	describe_process(to, sizeof(to), e->target_tgid, e->target_nspid, e->target_comm);
+	if (e->suppressed)
+		snprintf(held, sizeof(held), " (%u similar before it not logged)", e->suppressed);
+	if (e->kind == SV_EV_DELIVER) {
+		snprintf(line, len, "signal %s to %s: default action, no handler%s",
+			 signal_name((int)e->sig), to, held);
+		return;
+	}
+	if (e->sender_tgid)
+		describe_process(from, sizeof(from), e->sender_tgid, e->sender_nspid,
+				 e->sender_comm);
+	else
+		snprintf(from, sizeof(from), "the kernel");
+	if (e->result == delivered && e->target_handler == sig_dfl && !e->target_blocked &&
+	    kills_unhandled((int)e->sig))
+		harm = ", and it has no handler: the default action kills it";
+	snprintf(line, len, "signal %s from %s to %s: %s%s%s", signal_name((int)e->sig), from, to,
+		 result_word(e->result), harm, held);
+}
+
+static int on_ring_event(void *ctx, void *data, size_t size)
+{
+	struct bpf_probes *p = ctx;
+	char line[512];
+
+	if (size < sizeof(struct sv_event) || !p->on_event)
+		return 0;
+	format_event(data, line, sizeof(line));
+	p->on_event(p->ctx, line);
+	return 0;
+}
+
+/* What the probe needs to recognise us: our PID namespace as the kernel names it
+ * (bpf_get_ns_current_pid_tgid() compares the kernel's dev_t encoding, not stat's)
+ * and our pid in it. */
+static int set_identity(struct bpf_probes *p, char *why, size_t whylen)
+{
+	struct stat st;
+
+	if (stat("/proc/self/ns/pid", &st) < 0) {
+		set_why(why, whylen, "cannot find our PID namespace (/proc/self/ns/pid): %s",
+			strerror(errno));
+		return -errno;
+	}
+	p->skel->rodata->self_ns_dev = ((uint64_t)major(st.st_dev) << 20) | minor(st.st_dev);
+	p->skel->rodata->self_ns_ino = st.st_ino;
+	p->skel->rodata->self_nspid = (uint32_t)getpid();
+	p->skel->rodata->sigaction_nr = SYS_rt_sigaction;
+	return 0;
+}
+
+/* See sv_register in bpf/sigvisor.bpf.c: renaming ourselves to our own name fires
+ * task_rename synchronously, so the answer is there when prctl returns. */
+static int register_self(struct bpf_probes *p, char *why, size_t whylen)
+{
+	struct bpf_link *link = bpf_program__attach(p->skel->progs.sv_register);
+	char comm[SV_COMM_LEN + 1] = "";
+	int r = 0;
+
+	if (!link) {
+		r = -errno;
+		set_why(why, whylen, "cannot attach the registration probe: %s", strerror(-r));
+		return r;
+	}
+	if (prctl(PR_GET_NAME, comm) < 0 || prctl(PR_SET_NAME, comm) < 0)
+		r = -errno;
+	bpf_link__destroy(link);
+	if (r < 0) {
+		set_why(why, whylen, "cannot register with the probes (prctl): %s", strerror(-r));
+		return r;
+	}
+	p->self_tgid = (pid_t)__atomic_load_n(&p->skel->bss->self_tgid, __ATOMIC_ACQUIRE);
+	if (!p->self_tgid) {
+		set_why(why, whylen, "the registration probe did not see us (task_rename)");
+		return -ESRCH;
+	}
+	if (p->self_tgid != getpid())
+		log_info("BPF: our pid on the host is %d", (int)p->self_tgid);
+	return 0;
+}
+
+static int attach_one(struct bpf_program *prog, struct bpf_link **ret, char *why, size_t whylen)
+{
+	*ret = bpf_program__attach(prog);
+	if (!*ret) {
+		int r = -errno;
+
+		set_why(why, whylen, "cannot attach %s: %s", bpf_program__name(prog), strerror(-r));
+		return r;
+	}
+	return 0;
+}
+
+static int load_and_attach(struct bpf_probes *p, const struct bpf_options *opt, char *why,
+			   size_t whylen)
+{
+	LIBBPF_OPTS(bpf_object_open_opts, oo);
+	char pin_why[256] = "";
+	struct sigvisor *s;
+	int r;
+
+	if (opt->pin_dir && opt->pin_dir[0]) {
+		r = ensure_bpffs(opt->pin_dir, pin_why, sizeof(pin_why));
+		if (r == 0)
+			r = lock_pin_dir(p, opt->pin_dir, pin_why, sizeof(pin_why));
+		if (r < 0)
+			log_warn("BPF maps not pinned, counting for status only: %s", pin_why);
+	}
+	oo.pin_root_path = p->pin_fd >= 0 ? p->pin_dir : NULL;
+	s = p->skel = sigvisor__open_opts(&oo);
+	if (!s) {
+		r = -errno;
+		set_why(why, whylen, "cannot open the BPF object: %s", strerror(-r));
+		return r;
+	}
+	if (p->pin_fd >= 0)
+		remove_stale_pins(p);
+	else
+		disable_pinning(p);
+	r = set_identity(p, why, whylen);
+	if (r < 0)
+		return r;
+	/* With --bpf-sigaction off the program that costs every syscall on the host is
+	 * not even loaded. */
+	if (!opt->sigaction)
+		bpf_program__set_autoload(s->progs.sv_sys_enter, false);
+
+	r = sigvisor__load(s);
+	if (r < 0) {
+		set_why(why, whylen, "the kernel refused to load them: %s", strerror(-r));
+		return r;
+	}
+	if (!s->bss) {
+		set_why(why, whylen, "the kernel cannot map BPF global data");
+		return -ENOTSUP;
+	}
+	r = register_self(p, why, whylen);
+	if (r < 0)
+		return r;
+	if ((r = attach_one(s->progs.sv_fork, &s->links.sv_fork, why, whylen)) < 0 ||
+	    (r = attach_one(s->progs.sv_exit, &s->links.sv_exit, why, whylen)) < 0 ||
+	    (r = attach_one(s->progs.sv_generate, &s->links.sv_generate, why, whylen)) < 0 ||
+	    (r = attach_one(s->progs.sv_deliver, &s->links.sv_deliver, why, whylen)) < 0)
+		return r;
+	if (opt->sigaction &&
+	    (r = attach_one(s->progs.sv_sys_enter, &s->links.sv_sys_enter, why, whylen)) < 0)
+		return r;
+
+	p->rb = ring_buffer__new(bpf_map__fd(s->maps.events), on_ring_event, p, NULL);
+	if (!p->rb) {
+		r = -errno;
+		set_why(why, whylen, "cannot open the BPF ring buffer: %s", strerror(-r));
+		return r;
+	}
+	return 0;
+}
 
 int bpf_probes_open(struct bpf_probes **ret, const struct bpf_options *opt, char *why,
 		    size_t whylen)
 {
+	struct bpf_probes *p;
+	int r;
+
 	*ret = NULL;
-	snprintf(why, whylen, "not built into this version yet");
-	return opt->mode == 1 ? -ENOTSUP : 1;
+	why[0] = '\0';
+	if (opt->mode == BPF_OFF) {
+		set_why(why, whylen, "--bpf off");
+		return 1;
+	}
+	r = check_permitted(why, whylen);
+	if (r < 0)
+		return opt->mode == BPF_ON ? r : 1;
+
+	libbpf_set_print(print_libbpf);
+	p = calloc(1, sizeof(*p));
+	if (!p) {
+		set_why(why, whylen, "out of memory");
+		return opt->mode == BPF_ON ? -ENOMEM : 1;
+	}
+	p->pin_fd = -1;
+	p->on_event = opt->on_event;
+	p->ctx = opt->ctx;
+	r = load_and_attach(p, opt, why, whylen);
+	if (r < 0) {
+		bpf_probes_close(p);
+		return opt->mode == BPF_ON ? r : 1;
+	}
+	*ret = p;
+	return 0;
 }
 
 int bpf_probes_fd(const struct bpf_probes *p)
 {
-	(void)p;
-	return -1;
+	return p && p->rb ? ring_buffer__epoll_fd(p->rb) : -1;
 }
 
 void bpf_probes_poll(struct bpf_probes *p)
 {
-	(void)p;
+	int r;
+
+	if (!p || !p->rb)
+		return;
+	r = ring_buffer__consume(p->rb);
+	if (r < 0)
+		log_warn("reading BPF events, ignoring: %s", strerror(-r));
 }
 
 int bpf_probes_self_stats(struct bpf_probes *p, int sig, struct bpf_signal_stats *ret)
 {
-	(void)p;
-	(void)sig;
-	(void)ret;
-	return -ENODEV;
+	const __u64 *c;
+
+	if (!p)
+		return -ENODEV;
+	if (sig <= 0 || sig > SV_MAX_SIG)
+		return -EINVAL;
+	/* .bss is mmap'ed: no system call, and the probes add atomically. */
+	c = p->skel->bss->self_counts[sig];
+	ret->queued = __atomic_load_n(&c[delivered], __ATOMIC_RELAXED);
+	ret->ignored = __atomic_load_n(&c[ignored], __ATOMIC_RELAXED);
+	ret->coalesced = __atomic_load_n(&c[coalesced], __ATOMIC_RELAXED);
+	ret->overflow = __atomic_load_n(&c[overflow], __ATOMIC_RELAXED);
+	ret->lose_info = __atomic_load_n(&c[lose_info], __ATOMIC_RELAXED);
+	ret->generated =
+		ret->queued + ret->ignored + ret->coalesced + ret->overflow + ret->lose_info;
+	return 0;
+}
+
+pid_t bpf_probes_self_tgid(const struct bpf_probes *p)
+{
+	return p ? p->self_tgid : 0;
 }
 
 const char *bpf_probes_pin_dir(const struct bpf_probes *p)
 {
-	(void)p;
-	return "";
+	return p ? p->pin_dir : "";
 }
 
 void bpf_probes_close(struct bpf_probes *p)
 {
-	(void)p;
+	if (!p)
+		return;
+	ring_buffer__free(p->rb);
+	if (p->skel) {
+		if (p->skel->bss) {
+			uint64_t held = p->skel->bss->events_suppressed;
+			uint64_t lost = p->skel->bss->events_dropped;
+
+			if (held || lost)
+				log_info("BPF events: %llu not logged (over %d a second for one "
+					 "process and signal), %llu lost (ring buffer full); the "
+					 "counts include them",
+					 (unsigned long long)held, SV_EVENTS_PER_SEC,
+					 (unsigned long long)lost);
+		}
+		if (p->pin_fd >= 0)
+			unpin_maps(p);
+		sigvisor__destroy(p->skel); /* detaches every link, closes every fd */
+	}
+	release_pin_dir(p);
+	free(p);
 }

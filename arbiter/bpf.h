@@ -49,7 +49,13 @@ void bpf_probes_poll(struct bpf_probes *p);
 /* Stats for signal sig sent to the arbiter itself. Returns 0, or -ENODEV when off. */
 int bpf_probes_self_stats(struct bpf_probes *p, int sig, struct bpf_signal_stats *ret);
 
-/* Where the maps are pinned ("" when off). */
+/* The arbiter's pid in the host's (initial) PID namespace, as the probes and the
+ * pinned maps' tgid fields know it: not getpid() when we are PID 1 of a container.
+ * 0 when off. */
+pid_t bpf_probes_self_tgid(const struct bpf_probes *p);
+
+/* Where the maps are pinned ("" when off, or when they could not be pinned: the
+ * probes then count for status only, and the log said why). */
 const char *bpf_probes_pin_dir(const struct bpf_probes *p);
 
 /* Detach every program, unpin the maps, free. Accepts NULL. */

@@ -15,10 +15,6 @@
 #include "log.h"
 #include "timeutil.h"
 
-/* Enough for two pings per worker per drain at hundreds of workers; only root may go
- * past rmem_max (SO_RCVBUFFORCE), otherwise the kernel's default is what we get. */
-#define NOTIFY_RCVBUF (4 << 20)
-
 static void open_upstream(struct notify *n)
 {
 	const char *path = getenv("NOTIFY_SOCKET");
@@ -40,60 +36,53 @@ static void open_upstream(struct notify *n)
 	n->upstream_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 }
 
-int notify_open(struct notify *n, pid_t pid, char *err, size_t errlen)
+void notify_init(struct notify *n, pid_t pid)
+{
+	memset(n, 0, sizeof(*n));
+	n->pid = pid;
+	/* The random part keeps another sigvisor with the same pid (in another PID
+	 * namespace sharing our network namespace) from colliding. */
+	(void)!getrandom(&n->cookie, sizeof(n->cookie), GRND_NONBLOCK);
+	open_upstream(n);
+}
+
+int notify_open_worker(struct notify *n, int *ret_fd, char *env, size_t envlen)
 {
 	struct sockaddr_un un = {.sun_family = AF_UNIX};
-	unsigned rnd = 0;
-	int fd, one = 1, size = NOTIFY_RCVBUF, len;
+	int fd, one = 1, len, r;
 
-	memset(n, 0, sizeof(*n));
-	n->src.type = SOURCE_NOTIFY;
-	open_upstream(n);
 	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0) {
-		snprintf(err, errlen, "notify socket: %s", strerror(errno));
+	if (fd < 0)
 		return -errno;
-	}
-	/* Abstract: no file to clean up, and reachable by workers that dropped privileges.
-	 * The random part keeps another sigvisor with the same pid (in another PID
-	 * namespace sharing our network namespace) from colliding. */
-	(void)!getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK);
-	len = snprintf(un.sun_path + 1, sizeof(un.sun_path) - 1, "sigvisor/%d/%08x/notify",
-		       (int)pid, rnd);
-	/* SO_TIMESTAMPNS: a ping read late still counts from when it arrived. */
+	/* Abstract: no file to clean up, and reachable by a worker that dropped its
+	 * privileges. A sequence number makes each worker's name its own. */
+	len = snprintf(un.sun_path + 1, sizeof(un.sun_path) - 1, "sigvisor/%d/%08x/%u", (int)n->pid,
+		       n->cookie, n->seq++);
+	/* SO_PASSCRED: the sender's pid on each datagram. SO_TIMESTAMPNS: a ping read
+	 * late still counts from when it arrived. */
 	if (setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &one, sizeof(one)) < 0 ||
 	    setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof(one)) < 0 ||
 	    bind(fd, (struct sockaddr *)&un,
 		 (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)len)) < 0) {
-		snprintf(err, errlen, "notify socket: %s", strerror(errno));
+		r = -errno;
 		close(fd);
-		return -errno;
+		return r;
 	}
-	if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof(size)) < 0)
-		(void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
-	snprintf(n->env, sizeof(n->env), "NOTIFY_SOCKET=@%s", un.sun_path + 1);
-	n->src.fd = fd;
+	snprintf(env, envlen, "NOTIFY_SOCKET=@%s", un.sun_path + 1);
+	*ret_fd = fd;
 	return 0;
 }
 
-void notify_adopt(struct notify *n, int fd, const char *env)
+void notify_adopt(struct notify *n, unsigned cookie, unsigned seq)
 {
-	memset(n, 0, sizeof(*n));
-	n->src.type = SOURCE_NOTIFY;
-	n->src.fd = fd;
-	snprintf(n->env, sizeof(n->env), "%s", env);
-	open_upstream(n);
-	/* an older image may not have asked for timestamps */
-	(void)setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &(int){1}, sizeof(int));
+	n->cookie = cookie;
+	n->seq = seq;
 }
 
 void notify_close(struct notify *n)
 {
-	if (n->src.fd > 0)
-		close(n->src.fd);
 	if (n->upstream_fd >= 0)
 		close(n->upstream_fd);
-	n->src.fd = -1;
 	n->upstream_fd = -1;
 }
 
@@ -129,19 +118,25 @@ void notify_parse(const char *msg, size_t len, struct notify_msg *ret)
 	}
 }
 
-void notify_watch(struct arbiter *a, bool want)
+void notify_watch(struct arbiter *a)
 {
-	struct notify *n = &a->notify;
-	int r;
+	struct pool *p = &a->pool;
 
-	if (want == n->in_loop || n->src.fd < 0)
-		return;
-	r = want ? loop_add(&a->loop, &n->src, LOOP_IN) : loop_del(&a->loop, &n->src);
-	if (r < 0)
-		log_warn("cannot %s the notify socket, ignoring: %s", want ? "watch" : "unwatch",
-			 strerror(-r));
-	else
-		n->in_loop = want;
+	for (size_t i = 0; i < p->n; i++) {
+		struct worker *w = p->workers[i];
+		bool want = w->state == WORKER_BOOTING && w->notify_src.fd >= 0;
+		int r;
+
+		if (want == w->notify_watched)
+			continue;
+		r = want ? loop_add(&a->loop, &w->notify_src, LOOP_IN)
+			 : loop_del(&a->loop, &w->notify_src);
+		if (r < 0)
+			log_warn("cannot %s worker %u's notify socket, ignoring: %s",
+				 want ? "watch" : "unwatch", w->id, strerror(-r));
+		else
+			w->notify_watched = want;
+	}
 }
 
 /* The kernel stamps a datagram with CLOCK_REALTIME; deadlines are CLOCK_MONOTONIC. */
@@ -159,11 +154,11 @@ static uint64_t arrival_ms(const struct timespec *real)
 	return (uint64_t)age_ms < mono ? mono - (uint64_t)age_ms : mono;
 }
 
-void notify_drain(struct arbiter *a)
+void notify_drain_worker(struct arbiter *a, struct worker *w)
 {
 	struct notify *n = &a->notify;
 
-	for (;;) {
+	while (w->notify_src.fd >= 0 && worker_is_alive(w)) {
 		char buf[4096];
 		union {
 			struct cmsghdr align;
@@ -180,11 +175,11 @@ void notify_drain(struct arbiter *a)
 			.msg_controllen = sizeof(control),
 		};
 		struct ucred *cred = NULL;
-		ssize_t len = recvmsg(n->src.fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+		ssize_t len = recvmsg(w->notify_src.fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
 
 		if (len < 0) {
 			if (errno != EAGAIN && errno != EINTR)
-				log_warn("notify socket, ignoring: %m");
+				log_warn("worker %u's notify socket, ignoring: %m", w->id);
 			return;
 		}
 		for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
@@ -201,18 +196,23 @@ void notify_drain(struct arbiter *a)
 					close(*fd);
 		}
 		n->received++;
-		if (!cred || (msg.msg_flags & MSG_TRUNC) ||
-		    !pool_notify(a, cred->pid, buf, (size_t)len, arrived ? arrived : now_ms())) {
+		/* Only the worker itself is believed (systemd's NotifyAccess=main): not
+		 * its children, not another process that found the address. */
+		if (!cred || cred->pid != w->pid || (msg.msg_flags & MSG_TRUNC)) {
 			n->rejected++;
-			/* A worker's last words (STOPPING=1) are often read after it was
-			 * reaped: only a live sender that is not a worker is suspicious. */
-			log_msg(cred && kill(cred->pid, 0) < 0 && errno == ESRCH ? LOG_LEVEL_DEBUG
-										 : LOG_LEVEL_WARN,
-				"notify socket: dropped a message from pid %d: not a current "
-				"worker",
-				cred ? (int)cred->pid : 0);
+			log_warn("notify socket of worker %u: dropped a message from pid %d: not "
+				 "that worker",
+				 w->id, cred ? (int)cred->pid : 0);
+			continue;
 		}
+		pool_notify(a, w, buf, (size_t)len, arrived ? arrived : now_ms());
 	}
+}
+
+void notify_drain(struct arbiter *a)
+{
+	for (size_t i = 0; i < a->pool.n; i++)
+		notify_drain_worker(a, a->pool.workers[i]);
 }
 
 void notify_upstream(struct notify *n, const char *msg)

@@ -1,13 +1,16 @@
 /* sd_notify, both ways.
  *
- * Down: NOTIFY_SOCKET for the workers is a unix datagram socket in the abstract
- * namespace owned by the arbiter. With SO_PASSCRED the kernel stamps each datagram with
- * its sender's pid (SCM_CREDENTIALS), so only a current worker's READY=1, STATUS= or
- * WATCHDOG=1 is believed; anything else is counted and dropped.
+ * Down: each worker gets a NOTIFY_SOCKET of its own, a unix datagram socket in the
+ * abstract namespace owned by the arbiter. With SO_PASSCRED the kernel stamps each
+ * datagram with its sender's pid (SCM_CREDENTIALS), so only that worker's READY=1,
+ * STATUS= or WATCHDOG=1 is believed (systemd's NotifyAccess=main); anything else is
+ * counted and dropped. One socket per worker also gives each worker its own queue:
+ * a unix datagram queue holds only net.unix.max_dgram_qlen (10) messages, which a
+ * pool sharing one socket would overflow with its pings.
  *
- * The socket is in the event loop only while some worker is booting (READY=1 is worth
- * waking for). Otherwise datagrams wait in its buffer and are read when a deadline fires
- * or someone asks for status: WATCHDOG=1 pings from every worker then cost the arbiter
+ * A worker's socket is in the event loop only while the worker is booting (READY=1
+ * is worth waking for). Otherwise datagrams wait in its queue and are read when a
+ * deadline fires or someone asks for status: WATCHDOG=1 pings then cost the arbiter
  * one wakeup per --timeout, not one per ping.
  *
  * Up: if sigvisor itself has a NOTIFY_SOCKET (systemd Type=notify), it reports
@@ -23,9 +26,9 @@
 #include "loop.h"
 
 struct notify {
-	struct source src; /* SOURCE_NOTIFY */
-	char env[128];	   /* "NOTIFY_SOCKET=@..." for the workers' environment */
-	bool in_loop;
+	pid_t pid;	 /* the arbiter's, in the workers' socket names */
+	unsigned cookie; /* random, in the workers' socket names */
+	unsigned seq;	 /* the next worker socket's number */
 	uint64_t received, rejected;
 	int upstream_fd; /* our own NOTIFY_SOCKET, or -1 */
 	struct sockaddr_un upstream;
@@ -46,18 +49,22 @@ struct notify_msg {
 void notify_parse(const char *msg, size_t len, struct notify_msg *ret);
 
 struct arbiter;
+struct worker;
 
-int notify_open(struct notify *n, pid_t pid, char *err, size_t errlen);
+void notify_init(struct notify *n, pid_t pid);
 void notify_close(struct notify *n);
-/* Take over the workers' notify socket inherited through an upgrade (env is the
- * NOTIFY_SOCKET=... the running workers were given). */
-void notify_adopt(struct notify *n, int fd, const char *env);
+/* After an upgrade: go on numbering where the old image left off. */
+void notify_adopt(struct notify *n, unsigned cookie, unsigned seq);
 
-/* Read every waiting datagram and hand each believable one to pool_notify(). */
+/* A new socket for one worker: the fd, and "NOTIFY_SOCKET=@..." for its environment. */
+int notify_open_worker(struct notify *n, int *ret_fd, char *env, size_t envlen);
+
+/* Read every waiting datagram of one worker, or of all, into pool_notify(). */
+void notify_drain_worker(struct arbiter *a, struct worker *w);
 void notify_drain(struct arbiter *a);
 
-/* Watch the socket only while want is true. */
-void notify_watch(struct arbiter *a, bool want);
+/* Watch the sockets of booting workers, and only those. */
+void notify_watch(struct arbiter *a);
 
 /* sd_notify to our own supervisor, if any; a message like "READY=1\nSTATUS=...". */
 void notify_upstream(struct notify *n, const char *msg);

@@ -155,6 +155,18 @@ static void record_boot_failure(struct arbiter *a, struct worker *w, uint64_t no
 		 (unsigned long long)(p->respawn_at_ms - now));
 }
 
+/* Deregister before close (see control.c's conn_free for why). */
+static void close_notify(struct arbiter *a, struct worker *w)
+{
+	if (w->notify_src.fd < 0)
+		return;
+	if (w->notify_watched)
+		(void)loop_del(&a->loop, &w->notify_src);
+	close(w->notify_src.fd);
+	w->notify_src.fd = -1;
+	w->notify_watched = false;
+}
+
 static void worker_exited(struct arbiter *a, struct worker *w, const siginfo_t *si)
 {
 	struct pool *p = &a->pool;
@@ -192,6 +204,7 @@ static void worker_exited(struct arbiter *a, struct worker *w, const siginfo_t *
 	(void)loop_del(&a->loop, &w->src);
 	close(w->src.fd);
 	w->src.fd = -1;
+	close_notify(a, w);
 	w->deadline_ms = 0;
 	p->garbage = true;
 
@@ -360,8 +373,15 @@ static int add_worker(struct arbiter *a, unsigned id)
 	w = calloc(1, sizeof(*w));
 	if (!w)
 		return -ENOMEM;
-	r = spawn_worker(a, id, &pid, &pidfd);
+	w->notify_src.type = SOURCE_NOTIFY;
+	r = notify_open_worker(&a->notify, &w->notify_src.fd, w->notify_env, sizeof(w->notify_env));
 	if (r < 0) {
+		free(w);
+		return r;
+	}
+	r = spawn_worker(a, id, w->notify_env, &pid, &pidfd);
+	if (r < 0) {
+		close(w->notify_src.fd);
 		free(w);
 		return r;
 	}
@@ -524,20 +544,54 @@ void pool_stop_all(struct arbiter *a, enum worker_event ev)
 			apply(a, a->pool.workers[i], ev);
 }
 
-void pool_signal_all(struct arbiter *a, int sig)
+/* Whether sig's default action would end pid: it neither blocks, ignores nor catches
+ * it (/proc/PID/status). The seed of this check: a handler installed in a leader
+ * before fork that the worker's framework reset, so a "log rotation" USR1 kills it. */
+static bool default_would_kill(pid_t pid, int sig)
 {
-	for (size_t i = 0; i < a->pool.n; i++)
-		if (worker_is_active(a->pool.workers[i]))
-			send_signal(a->pool.workers[i], sig);
+	char path[64], line[256];
+	unsigned long long mask = 0, bit = 1ULL << (sig - 1);
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	f = fopen(path, "re");
+	if (!f)
+		return false;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long long v;
+
+		if ((sscanf(line, "SigBlk: %llx", &v) == 1 ||
+		     sscanf(line, "SigIgn: %llx", &v) == 1 ||
+		     sscanf(line, "SigCgt: %llx", &v) == 1))
+			mask |= v;
+	}
+	fclose(f);
+	return !(mask & bit);
 }
 
-bool pool_notify(struct arbiter *a, pid_t pid, const char *msg, size_t len, uint64_t arrived_ms)
+void pool_signal_all(struct arbiter *a, int sig)
 {
-	struct worker *w = find_pid(&a->pool, pid);
+	for (size_t i = 0; i < a->pool.n; i++) {
+		struct worker *w = a->pool.workers[i];
+
+		if (!worker_is_active(w))
+			continue;
+		if (sig == SIGUSR1 && default_would_kill(w->pid, sig)) {
+			log_warn("not sending SIG%s to worker %u (pid %d): it neither handles, "
+				 "ignores "
+				 "nor blocks it, so the default action would kill it",
+				 signal_name(sig), w->id, w->pid);
+			continue;
+		}
+		send_signal(w, sig);
+	}
+}
+
+void pool_notify(struct arbiter *a, struct worker *w, const char *msg, size_t len,
+		 uint64_t arrived_ms)
+{
 	struct notify_msg m;
 
-	if (!w)
-		return false;
 	notify_parse(msg, len, &m);
 	if (m.status)
 		snprintf(w->status, sizeof(w->status), "%.*s", (int)m.status_len, m.status);
@@ -563,7 +617,6 @@ bool pool_notify(struct arbiter *a, pid_t pid, const char *msg, size_t len, uint
 	    a->settings->timeout_ms)
 		w->deadline_ms =
 			(w->last_ping_ms ? w->last_ping_ms : now_ms()) + a->settings->timeout_ms;
-	return true;
 }
 
 void pool_gc(struct pool *p)
@@ -587,6 +640,8 @@ void pool_free(struct pool *p)
 	for (size_t i = 0; i < p->n; i++) {
 		if (p->workers[i]->src.fd >= 0)
 			close(p->workers[i]->src.fd);
+		if (p->workers[i]->notify_src.fd >= 0)
+			close(p->workers[i]->notify_src.fd);
 		free(p->workers[i]);
 	}
 	free(p->workers);

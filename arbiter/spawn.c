@@ -199,7 +199,7 @@ pid_t spawn_process(int *ret_pidfd)
 	return (pid_t)pid;
 }
 
-int spawn_worker(struct arbiter *a, unsigned id, pid_t *ret_pid, int *ret_pidfd)
+int spawn_worker(struct arbiter *a, unsigned id, char *notify_env, pid_t *ret_pid, int *ret_pidfd)
 {
 	const struct spawn_template *t = &a->tmpl;
 	char v_fds[32], v_pid[32 + LISTEN_PID_DIGITS], v_id[48], v_gen[48], v_arb[48];
@@ -241,8 +241,8 @@ int spawn_worker(struct arbiter *a, unsigned id, pid_t *ret_pid, int *ret_pidfd)
 	envp[k++] = v_fmt;
 	if (v_log)
 		envp[k++] = v_log;
-	if (a->notify.src.fd >= 0 && a->notify.env[0])
-		envp[k++] = a->notify.env;
+	if (notify_env && notify_env[0])
+		envp[k++] = notify_env;
 	if (a->settings->timeout_ms) {
 		/* systemd's contract: ping with WATCHDOG=1 at least this often. */
 		snprintf(v_wd, sizeof(v_wd), "WATCHDOG_USEC=%llu",

@@ -177,10 +177,15 @@ static void handover_fds(struct arbiter *a, bool back)
 	for (size_t i = 0; i < a->n_listeners; i++)
 		(void)set_cloexec(a->listeners[i].fd, back);
 	(void)set_cloexec(a->control.listen.fd, back);
-	(void)set_cloexec(a->notify.src.fd, back);
-	for (size_t i = 0; i < a->pool.n; i++)
-		if (worker_is_alive(a->pool.workers[i]))
-			(void)set_cloexec(a->pool.workers[i]->src.fd, back);
+	for (size_t i = 0; i < a->pool.n; i++) {
+		const struct worker *w = a->pool.workers[i];
+
+		if (!worker_is_alive(w))
+			continue;
+		(void)set_cloexec(w->src.fd, back);
+		if (w->notify_src.fd >= 0)
+			(void)set_cloexec(w->notify_src.fd, back);
+	}
 }
 
 static int write_state(struct arbiter *a, FILE *f)
@@ -204,7 +209,7 @@ static int write_state(struct arbiter *a, FILE *f)
 				(unsigned long long)a->signals_received[sig],
 				(unsigned long long)a->signals_ignored[sig]);
 	fprintf(f, "control %d %s\n", a->control.listen.fd, a->control.path);
-	fprintf(f, "notify %d %s\n", a->notify.src.fd, a->notify.env);
+	fprintf(f, "notify %u %u\n", a->notify.cookie, a->notify.seq);
 	for (size_t i = 0; i < a->n_listeners; i++)
 		fprintf(f, "listener %d %s\n", a->listeners[i].fd, a->listeners[i].spec);
 	for (size_t i = 0; i < p->n; i++) {
@@ -212,10 +217,11 @@ static int write_state(struct arbiter *a, FILE *f)
 
 		if (!worker_is_alive(w))
 			continue;
-		fprintf(f, "worker %u %d %d %u %d %llu %llu %d %d %d\n", w->id, (int)w->pid,
+		fprintf(f, "worker %u %d %d %u %d %llu %llu %d %d %d %d %s\n", w->id, (int)w->pid,
 			w->src.fd, w->generation, (int)w->state, (unsigned long long)w->started_ms,
 			(unsigned long long)w->deadline_ms, w->watchdog ? 1 : 0, w->stop_signal,
-			w->notify ? 1 : 0);
+			w->notify ? 1 : 0, w->notify_src.fd,
+			w->notify_env[0] ? w->notify_env : "-");
 	}
 	fprintf(f, "end\n");
 	return ferror(f) ? -EIO : 0;
@@ -269,8 +275,10 @@ void upgrade_maybe_exec(struct arbiter *a)
 	}
 	handover_fds(a, false);
 	log_info("upgrade: exec %s in place (pid %d stays)", a->self_path, (int)a->pid);
+	arbiter_bpf_stop(a);
 	execv(a->self_path, a->argv);
 	r = errno;
+	arbiter_bpf_start(a);
 	handover_fds(a, true);
 	unsetenv(UPGRADE_ENV);
 	close(fd);
@@ -343,9 +351,9 @@ int upgrade_adopt_sockets(struct arbiter *a, int fd, char *err, size_t errlen)
 		} else if (sscanf(line, "control %d %4095[^\n]", &sfd, rest) == 2) {
 			(void)set_cloexec(sfd, true);
 			control_adopt(&a->control, sfd, rest);
-		} else if (sscanf(line, "notify %d %4095[^\n]", &sfd, rest) == 2) {
-			(void)set_cloexec(sfd, true);
-			notify_adopt(&a->notify, sfd, rest);
+		} else if (sscanf(line, "notify %u %u", &a->upgrade.notify_cookie,
+				  &a->upgrade.notify_seq) == 2) {
+			a->upgrade.have_notify = true;
 		} else if (sscanf(line, "started %llu", &v[0]) == 1) {
 			a->started_ms = v[0];
 		} else if (sscanf(line, "signal %d %llu %llu", &n, &v[0], &v[1]) == 3 && n > 0 &&
@@ -386,7 +394,7 @@ int upgrade_adopt_sockets(struct arbiter *a, int fd, char *err, size_t errlen)
 int upgrade_adopt_workers(struct arbiter *a, int fd)
 {
 	struct pool *p = &a->pool;
-	char line[512];
+	char line[1024];
 	FILE *f = open_state(fd);
 	unsigned adopted = 0;
 
@@ -394,7 +402,8 @@ int upgrade_adopt_workers(struct arbiter *a, int fd)
 		return -errno;
 	while (fgets(line, sizeof(line), f)) {
 		unsigned id, gen, target, g, maxg;
-		int pid, pidfd, state, watchdog, stop, notify = 0;
+		int pid, pidfd, state, watchdog, stop, notify = 0, nfd = -1;
+		char nenv[96] = "-";
 		unsigned long long started, deadline;
 		struct worker *w;
 
@@ -404,8 +413,9 @@ int upgrade_adopt_workers(struct arbiter *a, int fd)
 			p->max_generation = maxg;
 			continue;
 		}
-		if (sscanf(line, "worker %u %d %d %u %d %llu %llu %d %d %d", &id, &pid, &pidfd,
-			   &gen, &state, &started, &deadline, &watchdog, &stop, &notify) < 9 ||
+		if (sscanf(line, "worker %u %d %d %u %d %llu %llu %d %d %d %d %95s", &id, &pid,
+			   &pidfd, &gen, &state, &started, &deadline, &watchdog, &stop, &notify,
+			   &nfd, nenv) < 9 ||
 		    state < 0 || state >= WORKER_EXITED)
 			continue;
 		w = calloc(1, sizeof(*w));
@@ -426,6 +436,11 @@ int upgrade_adopt_workers(struct arbiter *a, int fd)
 		w->watchdog = watchdog;
 		w->stop_signal = stop;
 		w->notify = notify;
+		w->notify_src.type = SOURCE_NOTIFY;
+		w->notify_src.fd = nfd;
+		if (nfd >= 0)
+			(void)set_cloexec(nfd, true);
+		snprintf(w->notify_env, sizeof(w->notify_env), "%s", strcmp(nenv, "-") ? nenv : "");
 		if (loop_add(&a->loop, &w->src, LOOP_IN) < 0)
 			log_warn("upgrade: cannot watch worker %u's pidfd", id);
 		adopted++;

@@ -25,6 +25,9 @@ struct upgrade {
 	bool exec_wanted; /* the check passed: exec once no reload is running */
 	bool pending;	  /* USR2 during a reload: start when it is over */
 	unsigned long upgrades, refused;
+	/* what the new image learns of the workers' notify sockets */
+	bool have_notify;
+	unsigned notify_cookie, notify_seq;
 };
 
 struct arbiter;

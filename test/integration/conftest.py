@@ -57,6 +57,19 @@ def children(pid):
         return []
 
 
+def wait_idle(pid, quiet=0.2, timeout=DEADLINE):
+    """Wait until pid sleeps in its event wait (epoll_wait 232 or io_uring_enter 426)
+    and its voluntary context switches stay put for `quiet` seconds: a completion
+    still in flight (a status connection's cancel under io_uring) may wake it once."""
+    def quiet_now():
+        if open(f"/proc/{pid}/syscall").read().split()[0] not in ("232", "426"):
+            return None
+        before = proc_status(pid)["voluntary_ctxt_switches"]
+        time.sleep(quiet)
+        return proc_status(pid)["voluntary_ctxt_switches"] == before
+    wait_for(quiet_now, timeout, "the arbiter to be idle")
+
+
 def alive(pid):
     st = proc_status(pid)
     return st is not None and not st["State"].startswith("Z")
@@ -87,6 +100,10 @@ class Sigvisor:
         argv += ["--control", self.control] + list(args)
         # test/run.sh runs the whole suite once more with SIGVISOR_TEST_LOOP=io_uring;
         # a test that names its own --loop keeps it.
+        # The probes are tested in test_bpf.py with pins of their own; elsewhere they
+        # would only share the default pin directory between concurrent arbiters.
+        if not any(str(a).startswith("--bpf") for a in args):
+            argv += ["--bpf", "off"]
         test_loop = os.environ.get("SIGVISOR_TEST_LOOP")
         if test_loop and not any(a == "--loop" or str(a).startswith("--loop=") for a in args):
             argv += ["--loop", test_loop]

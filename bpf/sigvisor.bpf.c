@@ -1,0 +1,385 @@
+/* The kernel side of sigvisor's probes: what happens to every signal in the arbiter's
+ * process tree. Loaded and attached by arbiter/bpf.c; the maps it fills are pinned
+ * for bpftool, their layout is in shared/sigvisor_bpf.h.
+ *
+ * Only tp_btf programs: on the machines we target fentry, kprobe and ksyscall do not
+ * load, and tracepoint/ needs tracefs mounted (../shared/FACTS.md).
+ *
+ * Which processes count: the `tracked` map. The arbiter registers itself (sv_register,
+ * below), fork copies a tracked parent's membership to the child, the exit of a
+ * process's last thread removes it. Everything else on the host costs one hash lookup
+ * per signal or fork, and the rt_sigaction probe one compare per syscall. */
+#include "vmlinux.h"
+
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+
+#include "sigvisor_bpf.h"
+
+/* include/uapi/asm-generic/siginfo.h; macros, so not in vmlinux.h. */
+#define SI_USER	  0
+#define SI_QUEUE  (-1)
+#define SI_TKILL  (-6)
+#define SI_KERNEL 0x80
+#define SIGKILL	  9
+#define SIGCHLD	  17
+
+#define NSEC_PER_SEC 1000000000ULL
+
+/* The helpers that read kernel memory and the current task are GPL-only. */
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* Set by the loader before load: the arbiter's PID namespace (dev and inode of
+ * /proc/self/ns/pid, dev in the kernel's encoding) and its pid there, to recognise it
+ * in sv_register; and the rt_sigaction syscall number of this architecture. */
+const volatile __u64 self_ns_dev;
+const volatile __u64 self_ns_ino;
+const volatile __u32 self_nspid;
+const volatile long sigaction_nr = -1;
+
+/* Written once by sv_register, read by the loader (mmap'ed .bss). self_tgid last. */
+__u64 self_ns;	  /* struct pid_namespace * of the arbiter, compared, never read */
+__u32 self_level; /* its depth: pid->numbers[self_level] is the pid as the arbiter sees it */
+__u32 self_tgid;  /* the arbiter's host tgid, 0 until registered */
+/* signal_generate results for the arbiter itself; status reads them without a syscall,
+ * and they cannot be evicted the way an LRU map entry can. */
+__u64 self_counts[SV_MAX_SIG + 1][SV_RESULT_MAX];
+__u64 events_dropped;	 /* the ring buffer was full */
+__u64 events_suppressed; /* over SV_EVENTS_PER_SEC for one target and signal */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SV_MAX_TRACKED);
+	__type(key, __u32);
+	__type(value, struct sv_tracked);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} tracked SEC(".maps");
+
+/* LRU: workers come and go and nothing deletes a dead tgid's counters; the oldest go
+ * first when the map is full. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, SV_MAX_COUNTERS);
+	__type(key, struct sv_signal_key);
+	__type(value, struct sv_count);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} signals SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, SV_MAX_COUNTERS);
+	__type(key, struct sv_sender_key);
+	__type(value, struct sv_count);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} senders SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, SV_MAX_COUNTERS);
+	__type(key, struct sv_handler_key);
+	__type(value, struct sv_count);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} deliveries SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, SV_MAX_COUNTERS);
+	__type(key, struct sv_handler_key);
+	__type(value, struct sv_count);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sigactions SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, SV_RINGBUF_BYTES);
+} events SEC(".maps");
+
+/* Rate limit of events per (target, signal): a TTIN storm of thousands is counted
+ * exactly in `signals` but logged ten times a second. Not pinned: internal. */
+struct limit_key {
+	__u32 tgid;
+	__u32 sig;
+};
+
+struct limit {
+	__u64 window_ns;
+	__u32 sent;
+	__u32 held;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct limit_key);
+	__type(value, struct limit);
+} limits SEC(".maps");
+
+static __always_inline void count(void *map, const void *key)
+{
+	struct sv_count zero = {}, *v = bpf_map_lookup_elem(map, key);
+
+	if (!v) {
+		/* Two CPUs may race to create it: NOEXIST lets one win, both then add. */
+		bpf_map_update_elem(map, key, &zero, BPF_NOEXIST);
+		v = bpf_map_lookup_elem(map, key);
+		if (!v)
+			return;
+	}
+	__sync_fetch_and_add(&v->count, 1);
+}
+
+/* The pid of t's process as the arbiter sees it, 0 if t is outside its namespace (a
+ * sender on the host, when the arbiter is PID 1 of a container). pid->numbers[] has
+ * one entry per level, so the index is variable: read it with a helper. */
+static __always_inline __u32 nspid_of(struct task_struct *t)
+{
+	struct pid *pid = t->group_leader->thread_pid;
+	__u32 level = self_level;
+	struct upid up;
+
+	if (!pid || pid->level < level)
+		return 0;
+	if (bpf_probe_read_kernel(&up, sizeof(up), &pid->numbers[level]))
+		return 0;
+	return (__u64)up.ns == self_ns ? (__u32)up.nr : 0;
+}
+
+/* One-shot: the loader calls prctl(PR_SET_NAME) with its own name right after
+ * attaching this. BPF sees host tgids, the arbiter only its namespace's pid (1 in a
+ * container), and /proc there shows no host pids: so the probe recognises the task
+ * whose pid in the arbiter's namespace (dev/inode from the loader) is the loader's
+ * getpid(), and records its host tgid. The pair (namespace, pid) is unique, so no
+ * other process can register by accident. task_rename is rare on a host, unlike
+ * sys_enter, and the loader detaches this program as soon as it has answered. */
+SEC("tp_btf/task_rename")
+int BPF_PROG(sv_register, struct task_struct *task, const char *comm)
+{
+	struct task_struct *cur = bpf_get_current_task_btf();
+	struct bpf_pidns_info ns;
+	struct sv_tracked me = {};
+	struct pid *pid;
+	struct upid up;
+	__u32 tgid;
+
+	if (self_tgid)
+		return 0;
+	if (bpf_get_ns_current_pid_tgid(self_ns_dev, self_ns_ino, &ns, sizeof(ns)))
+		return 0; /* current is not in the arbiter's namespace */
+	if (ns.tgid != self_nspid)
+		return 0;
+	pid = cur->group_leader->thread_pid;
+	if (!pid)
+		return 0;
+	self_level = pid->level;
+	if (bpf_probe_read_kernel(&up, sizeof(up), &pid->numbers[self_level]))
+		return 0;
+	self_ns = (__u64)up.ns;
+	tgid = bpf_get_current_pid_tgid() >> 32;
+	me.nspid = ns.tgid;
+	bpf_map_update_elem(&tracked, &tgid, &me, BPF_ANY);
+	self_tgid = tgid;
+	return 0;
+}
+
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(sv_fork, struct task_struct *parent, struct task_struct *child)
+{
+	__u32 ptgid = parent->tgid, ctgid = child->tgid;
+	struct sv_tracked v = {.ppid = ptgid};
+
+	if (ptgid == ctgid)
+		return 0; /* a new thread: its process is tracked already, or not */
+	if (!bpf_map_lookup_elem(&tracked, &ptgid))
+		return 0;
+	v.nspid = nspid_of(child);
+	bpf_map_update_elem(&tracked, &ctgid, &v, BPF_ANY);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(sv_exit, struct task_struct *p)
+{
+	__u32 tgid = p->tgid;
+
+	/* do_exit() decremented signal->live before this tracepoint: 0 means this is the
+	 * process's last thread (the leader alone may exit early and leave threads that
+	 * still receive signals). Read here rather than the tracepoint's group_dead
+	 * argument, which kernels before 6.16 do not have. */
+	if (p->signal->live.counter)
+		return 0;
+	bpf_map_delete_elem(&tracked, &tgid);
+	return 0;
+}
+
+/* May an event for (tgid, sig) go out now? *ret_held: how many were held back since
+ * the last one that did. Racy across CPUs by design: it is a rate, not a count. */
+static __always_inline bool may_send(__u32 tgid, __u32 sig, __u32 *ret_held)
+{
+	struct limit_key k = {.tgid = tgid, .sig = sig};
+	__u64 now = bpf_ktime_get_ns();
+	struct limit *l = bpf_map_lookup_elem(&limits, &k);
+
+	if (!l) {
+		struct limit fresh = {.window_ns = now};
+
+		bpf_map_update_elem(&limits, &k, &fresh, BPF_NOEXIST);
+		l = bpf_map_lookup_elem(&limits, &k);
+		if (!l)
+			return true;
+	}
+	if (now - l->window_ns >= NSEC_PER_SEC) {
+		l->window_ns = now;
+		l->sent = 0;
+	}
+	if (l->sent >= SV_EVENTS_PER_SEC) {
+		__sync_fetch_and_add(&l->held, 1);
+		__sync_fetch_and_add(&events_suppressed, 1);
+		return false;
+	}
+	l->sent++;
+	*ret_held = __sync_lock_test_and_set(&l->held, 0);
+	return true;
+}
+
+static __always_inline struct sv_event *new_event(__u32 kind, int sig, __u32 result,
+						  struct task_struct *target, __u32 held)
+{
+	struct sv_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+
+	if (!e) {
+		__sync_fetch_and_add(&events_dropped, 1);
+		return NULL;
+	}
+	__builtin_memset(e, 0, sizeof(*e));
+	e->ts_ns = bpf_ktime_get_ns();
+	e->kind = kind;
+	e->sig = (__u32)sig;
+	e->result = result;
+	e->target_tgid = target->tgid;
+	e->target_nspid = nspid_of(target);
+	e->suppressed = held;
+	bpf_probe_read_kernel_str(e->target_comm, sizeof(e->target_comm),
+				  target->group_leader->comm);
+	return e;
+}
+
+static __always_inline enum sv_handler handler_kind(unsigned long h)
+{
+	return h == 0 ? sig_dfl : h == 1 ? sig_ign : caught;
+}
+
+/* The si_code of a signal being sent. info may be one of the markers SEND_SIG_NOINFO
+ * (0: from user space, current is the sender) or SEND_SIG_PRIV (1: from the kernel)
+ * rather than a pointer. */
+static __always_inline int code_of(struct kernel_siginfo *info)
+{
+	if ((unsigned long)info == 0)
+		return SI_USER;
+	if ((unsigned long)info == 1)
+		return SI_KERNEL;
+	return info->si_code;
+}
+
+SEC("tp_btf/signal_generate")
+int BPF_PROG(sv_generate, int sig, struct kernel_siginfo *info, struct task_struct *task, int group,
+	     int result)
+{
+	struct sv_signal_key key = {.tgid = task->tgid, .sig = (__u32)sig};
+	struct sv_sender_key by = {.tgid = key.tgid, .sig = key.sig};
+	struct sighand_struct *sh;
+	struct sv_event *e;
+	unsigned long h = 0;
+	__u32 held = 0;
+	int code;
+
+	if (!bpf_map_lookup_elem(&tracked, &key.tgid))
+		return 0;
+	if (sig <= 0 || sig > SV_MAX_SIG || result < 0 || result >= SV_RESULT_MAX)
+		return 0;
+	key.result = (enum sv_result)result;
+	count(&signals, &key);
+	if (key.tgid == self_tgid)
+		__sync_fetch_and_add(&self_counts[sig][result], 1);
+	/* The kernel vouches for the sender only when it is the caller of kill(),
+	 * sigqueue() or tgkill(); otherwise si_pid is whatever the sender wrote. */
+	code = code_of(info);
+	if (code == SI_USER || code == SI_QUEUE || code == SI_TKILL)
+		by.sender = bpf_get_current_pid_tgid() >> 32;
+	count(&senders, &by);
+
+	/* A worker's exit is logged by the arbiter already; its SIGCHLD is a hint. */
+	if (sig == SIGCHLD || !may_send(key.tgid, key.sig, &held))
+		return 0;
+	e = new_event(SV_EV_GENERATE, sig, (__u32)result, task, held);
+	if (!e)
+		return 0;
+	e->si_code = code;
+	if (by.sender) {
+		e->sender_tgid = by.sender;
+		e->sender_nspid = nspid_of(bpf_get_current_task_btf());
+		bpf_get_current_comm(e->sender_comm, sizeof(e->sender_comm));
+	}
+	/* Whether the signal can hurt: a target that neither blocks nor handles a signal
+	 * whose default action is to terminate dies of it (the kernel then turns it into
+	 * a SIGKILL, which is all signal_deliver would show). 64-bit: one sigset word. */
+	e->target_blocked = (task->blocked.sig[0] >> (sig - 1)) & 1;
+	sh = task->sighand;
+	if (sh)
+		bpf_probe_read_kernel(&h, sizeof(h), &sh->action[sig - 1].sa.sa_handler);
+	e->target_handler = handler_kind(h);
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+/* get_signal() only: signals read from a signalfd (the arbiter's) never come here. */
+SEC("tp_btf/signal_deliver")
+int BPF_PROG(sv_deliver, int sig, struct kernel_siginfo *info, struct k_sigaction *ka)
+{
+	struct sv_handler_key key = {.tgid = bpf_get_current_pid_tgid() >> 32, .sig = (__u32)sig};
+	struct sv_event *e;
+	__u32 held = 0;
+
+	if (!bpf_map_lookup_elem(&tracked, &key.tgid))
+		return 0;
+	if (sig <= 0 || sig > SV_MAX_SIG)
+		return 0;
+	key.kind = handler_kind((unsigned long)ka->sa.sa_handler);
+	count(&deliveries, &key);
+	/* Only the default action is worth a line: it stops the process (a default-ignore
+	 * signal never gets this far, and one that terminates arrives here as the SIGKILL
+	 * the kernel turned it into: its generate event said which it was). Handlers,
+	 * SIG_IGN and SIGKILL are counted only. sig | 0x100: a rate budget apart from the
+	 * generate events'. */
+	if (key.kind != sig_dfl || sig == SIGKILL || !may_send(key.tgid, key.sig | 0x100, &held))
+		return 0;
+	e = new_event(SV_EV_DELIVER, sig, sig_dfl, bpf_get_current_task_btf(), held);
+	if (e)
+		bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+/* rt_sigaction(sig, act, oldact, size) in the tree. Every syscall on the host passes
+ * through here (the loader leaves it unloaded with --bpf-sigaction off): compare the
+ * number first, then one lookup. Queries (act NULL) install nothing and are skipped. */
+SEC("tp_btf/sys_enter")
+int BPF_PROG(sv_sys_enter, struct pt_regs *regs, long id)
+{
+	struct sv_handler_key key = {};
+	unsigned long act, handler;
+
+	if (id != sigaction_nr)
+		return 0;
+	key.tgid = bpf_get_current_pid_tgid() >> 32;
+	if (!bpf_map_lookup_elem(&tracked, &key.tgid))
+		return 0;
+	key.sig = (__u32)PT_REGS_PARM1_SYSCALL(regs);
+	act = (unsigned long)PT_REGS_PARM2_SYSCALL(regs);
+	if (!act || key.sig == 0 || key.sig > SV_MAX_SIG)
+		return 0;
+	/* struct sigaction as the kernel takes it starts with the handler. */
+	if (bpf_probe_read_user(&handler, sizeof(handler), (const void *)act))
+		return 0;
+	key.kind = handler_kind(handler);
+	count(&sigactions, &key);
+	return 0;
+}

@@ -1,0 +1,396 @@
+"""The eBPF probes against the real kernel: exact counts for scripted signal sequences,
+what bpftool prints from the pins, the --bpf and --bpf-sigaction switches, and that
+pins never outlive the arbiter.
+
+Root only. Every test pins under its own directory on bpffs and checks it is gone once
+the arbiter has exited. A probe that cannot run is a skip locally, and a failure under
+CI=true: CI must prove the probes work, not that they were skipped."""
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import uuid
+
+import pytest
+
+from conftest import DEADLINE, SIGVISOR, Sigvisor, children, proc_status, wait_for
+
+BPFFS = "/sys/fs/bpf"
+SIGUSR1, SIGUSR2, SIGTTIN, SIGWINCH = 10, 12, 21, 28
+# Not a pyenv shim: the worker's own rt_sigaction calls are what the tests look for.
+PYTHON = "/usr/bin/python3"
+# The arbiter's comm, as the probes report it: the binary's name, cut to 15 bytes.
+COMM = re.escape(os.path.basename(SIGVISOR)[:15])
+PINS = ["deliveries", "senders", "sigactions", "signals", "tracked"]
+
+
+def unavailable():
+    """Why the probes cannot run here, or None."""
+    if os.geteuid() != 0:
+        return "needs root"
+    if not os.path.exists("/sys/kernel/btf/vmlinux"):
+        return "the kernel has no BTF (/sys/kernel/btf/vmlinux)"
+    if not shutil.which("bpftool"):
+        return "bpftool is not installed"
+    return None
+
+
+def skip_or_fail(reason):
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"BPF probes cannot run under CI=true: {reason}")
+    pytest.skip(reason)
+
+
+def bpffs_mounted():
+    with open("/proc/self/mounts") as f:
+        return any(l.split()[1] == BPFFS and l.split()[2] == "bpf" for l in f)
+
+
+def bpftool(*args):
+    r = subprocess.run(["bpftool", *args], capture_output=True, text=True, timeout=DEADLINE)
+    assert r.returncode == 0, f"bpftool {' '.join(args)}: {r.stderr}"
+    return r.stdout
+
+
+def dump(path):
+    """bpftool's BTF-formatted dump of a pinned map: [(key, value)]."""
+    return [(e["formatted"]["key"], e["formatted"]["value"])
+            for e in json.loads(bpftool("-j", "map", "dump", "pinned", path))]
+
+
+def bpf_objects(pid):
+    """{prog name: prog id} of the programs process pid holds, and the prog ids of its
+    links (attached programs). From its fds, so other sigvisors on the host (another
+    test run, a colleague's) do not count."""
+    progs, linked = {}, set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+                info = dict(l.split(":", 1) for l in f.read().splitlines() if ":" in l)
+        except FileNotFoundError:
+            continue
+        if target == "anon_inode:bpf-prog":
+            prog_id = int(info["prog_id"])
+            progs[json.loads(bpftool("-j", "prog", "show", "id", str(prog_id)))["name"]] = prog_id
+        elif target == "anon_inode:bpf_link" and "prog_id" in info:
+            linked.add(int(info["prog_id"]))
+    return progs, linked
+
+
+def has_bpf_fds(pid):
+    return any(os.readlink(f"/proc/{pid}/fd/{fd}").startswith("anon_inode:bpf")
+               for fd in os.listdir(f"/proc/{pid}/fd"))
+
+
+class Bpf:
+    """Starts sigvisors with the probes on, each with its own temp dir, all pinning in
+    one fresh directory; stops them and removes whatever a failed test left."""
+
+    def __init__(self):
+        self.pin = f"{BPFFS}/sigvisor-test-{uuid.uuid4().hex[:12]}"
+        self.started = []
+        self.dirs = []
+
+    def start(self, *args, bpf="on", pin=None, **kw):
+        d = tempfile.mkdtemp(prefix="sv-", dir="/tmp")
+        self.dirs.append(d)
+        sv = Sigvisor(d, ["--bpf", bpf, "--bpf-pin", pin or self.pin, *args],
+                      wait_ready=False, **kw)
+        self.started.append(sv)
+
+        def up():
+            if sv.proc.poll() is not None:
+                return "exited"
+            return "up" if "listening on http://" in sv.text() else None
+        if wait_for(up, what="sigvisor to start") == "exited":
+            m = re.search(r"cannot load the probes: (.*)", sv.text())
+            skip_or_fail(m.group(1) if m else sv.text()[-2000:])
+        return sv.wait_serving()
+
+    def stop(self, sv, arbiter=None):
+        """TERM, wait for exit 0; then the pins and the directory must be gone."""
+        os.kill(arbiter or sv.pid, signal.SIGTERM)
+        assert sv.wait_exit() == 0
+        assert not os.path.exists(self.pin), os.listdir(self.pin)
+
+    def cleanup(self):
+        for sv in self.started:
+            # pytest shows this only for a test that failed.
+            print(f"--- {sv.log_path} (pid {sv.pid}):\n{sv.text()[-4000:]}")
+            sv.cleanup()
+        if os.path.isdir(self.pin):
+            for name in os.listdir(self.pin):
+                os.unlink(os.path.join(self.pin, name))
+            os.rmdir(self.pin)
+        for d in self.dirs:
+            shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def bpf():
+    reason = unavailable()
+    if reason:
+        skip_or_fail(reason)
+    if not bpffs_mounted():
+        # What the arbiter would do; done here so that bpftool in this mount namespace
+        # sees the pins of an arbiter started in another one (unshare --mount-proc).
+        subprocess.run(["mount", "-t", "bpf", "bpf", BPFFS, "-o", "mode=0700"], check=True)
+    h = Bpf()
+    yield h
+    h.cleanup()
+
+
+def signal_rows(pin, tgid, sig):
+    """{result name: count} in the pinned `signals` map for (tgid, sig)."""
+    return {k["result"]: v["count"] for k, v in dump(f"{pin}/signals")
+            if k["tgid"] == tgid and k["sig"] == sig}
+
+
+def stop_and_send(pid, sigs):
+    """SIGSTOP pid, wait until it is stopped, send sigs, SIGCONT: while it is stopped it
+    reads nothing, so repeats of a pending signal must coalesce. STOP and CONT are
+    signals of their own and do not touch the others' counts."""
+    os.kill(pid, signal.SIGSTOP)
+    wait_for(lambda: proc_status(pid)["State"].startswith("T"), what="arbiter stopped")
+    for s in sigs:
+        os.kill(pid, s)
+    os.kill(pid, signal.SIGCONT)
+
+
+def test_three_usr1_while_stopped_one_queued_two_coalesced(bpf):
+    sv = bpf.start("-w", "1")
+    sv.wait_workers(1)
+    assert sv.status()["signals"]["USR1"]["generated"] == 0
+    stop_and_send(sv.pid, [signal.SIGUSR1] * 3)
+    st = wait_for(lambda: (s := sv.status())["signals"]["USR1"]["received"] == 1 and s,
+                  what="USR1 handled")
+    assert (st["bpf"]["state"], st["bpf"]["pin"]) == ("on", bpf.pin)
+    u = st["signals"]["USR1"]
+    assert (u["generated"], u["queued"], u["coalesced"], u["received"]) == (3, 1, 2, 1), u
+    # bpftool sees the same, under the arbiter's tgid.
+    assert signal_rows(bpf.pin, sv.pid, SIGUSR1) == {"delivered": 1, "coalesced": 2}
+    # ... and who sent them: this test.
+    assert [v["count"] for k, v in dump(f"{bpf.pin}/senders")
+            if (k["tgid"], k["sig"], k["sender"]) == (sv.pid, SIGUSR1, os.getpid())] == [3]
+    # And the log says who sent them and what became of them.
+    me = r"from pid %d \(\S+\) to pid %d \(%s\)" % (os.getpid(), sv.pid, COMM)
+    sv.wait_log(r"signal USR1 %s: queued" % me)
+    sv.wait_log(r"signal USR1 %s: coalesced" % me, count=2)
+    bpf.stop(sv)
+
+
+def test_pid1_in_a_namespace_counts_under_its_host_pid(bpf):
+    """As PID 1 of a container, getpid() is 1 but the probes see the host's tgid."""
+    sv = bpf.start("-w", "1", wrap=["unshare", "--pid", "--fork", "--mount-proc"])
+    sv.wait_workers(1)
+    arb = wait_for(lambda: children(sv.pid) and children(sv.pid)[0], what="PID 1")
+    assert sv.status()["pid"] == 1
+    sv.wait_log(r"BPF: our pid on the host is %d" % arb)
+    tracked = {k: v for k, v in dump(f"{bpf.pin}/tracked")}
+    assert tracked[arb] == {"nspid": 1, "ppid": 0}
+    [w] = sv.workers()
+    assert any(v == {"nspid": w["pid"], "ppid": arb} for v in tracked.values()), tracked
+    stop_and_send(arb, [signal.SIGUSR1] * 3)
+    st = wait_for(lambda: (s := sv.status())["signals"]["USR1"]["received"] == 1 and s,
+                  what="USR1 handled")
+    u = st["signals"]["USR1"]
+    assert (u["generated"], u["queued"], u["coalesced"]) == (3, 1, 2), u
+    assert signal_rows(bpf.pin, arb, SIGUSR1) == {"delivered": 1, "coalesced": 2}
+    # signalfd says "pid 0" for a sender outside the namespace; the probe knows better.
+    sv.wait_log(r"signal USR1 from host pid %d \(\S+\) to pid 1 \(%s\): coalesced"
+                % (os.getpid(), COMM))
+    bpf.stop(sv, arbiter=arb)
+
+
+def test_ttin_storm_handled_plus_coalesced_is_generated(bpf):
+    sv = bpf.start("-w", "1")
+    sv.wait_workers(1)
+    for _ in range(500):
+        os.kill(sv.pid, signal.SIGTTIN)
+
+    def settled():
+        st = sv.status()
+        t = st["signals"]["TTIN"]
+        got = t["received"]
+        return st if (t["queued"] == got and st["target"] == 1 + got and
+                      len(st["workers"]) == 1 + got and
+                      all(w["state"] == "ready" for w in st["workers"])) else None
+    st = wait_for(settled, timeout=60, what="every TTIN read and the pool grown by them")
+    t = st["signals"]["TTIN"]
+    # Nothing lost in user space: each signal was either read or merged by the kernel.
+    assert t["generated"] == 500
+    assert t["received"] + t["coalesced"] == t["generated"], t
+    assert t["received"] >= 1
+    rows = signal_rows(bpf.pin, sv.pid, SIGTTIN)
+    assert rows.get("delivered", 0) == t["received"]
+    assert rows.get("delivered", 0) + rows.get("coalesced", 0) == 500
+    # 500 signals, but the log is rate limited per process and signal.
+    lines = re.findall(r"signal TTIN from pid %d " % os.getpid(), sv.text())
+    assert 1 <= len(lines) <= 100, len(lines)
+    bpf.stop(sv)
+
+
+def test_sigaction_calls_of_a_worker_are_counted(bpf):
+    sv = bpf.start("-w", "1", command=[
+        PYTHON, "-c", "import signal, time; signal.signal(signal.SIGUSR2, lambda *a: None); "
+        "print('handler installed', flush=True); time.sleep(600)"])
+    sv.wait_log(r"handler installed")
+    [w] = sv.workers()
+    wpid = w["pid"]
+
+    def calls():
+        return {(k["sig"], k["kind"]): v["count"] for k, v in dump(f"{bpf.pin}/sigactions")
+                if k["tgid"] == wpid}
+    seen = wait_for(lambda: (c := calls()).get((SIGUSR2, "caught")) and c,
+                    what="the worker's USR2 handler in `sigactions`")
+    assert seen.get((signal.SIGINT.value, "caught")), seen  # python's own KeyboardInterrupt
+    # The post-fork reset before exec put every signal back to SIG_DFL.
+    assert seen.get((signal.SIGTERM.value, "sig_dfl")), seen
+    # A signal to the handler passes through signal_deliver: counted as caught.
+    os.kill(wpid, signal.SIGUSR2)
+    wait_for(lambda: [v for k, v in dump(f"{bpf.pin}/deliveries")
+                      if (k["tgid"], k["sig"], k["kind"]) == (wpid, SIGUSR2, "caught")],
+             what="the USR2 delivery to the handler")
+    bpf.stop(sv)
+
+
+def test_a_signal_without_a_handler_is_called_out(bpf):
+    """sigvisor does not forward USR1 to a worker it would kill (it checks the
+    disposition first); a signal someone else sends there is called out by the probe."""
+    sv = bpf.start("-w", "1", command=["sleep", "600"])
+    [w] = sv.wait_workers(1)
+    wait_for(lambda: open(f"/proc/{w['pid']}/comm").read().strip() == "sleep",
+             what="worker to exec")
+    sv.kill(signal.SIGUSR1)
+    sv.wait_log(r"not sending SIGUSR1 to worker 0 \(pid %d\)" % w["pid"])
+    os.kill(w["pid"], signal.SIGUSR2)
+    sv.wait_log(r"signal USR2 from pid %d \(\S+\) to pid %d \(sleep\): queued, and it has "
+                r"no handler: the default action kills it" % (os.getpid(), w["pid"]))
+    bpf.stop(sv)
+
+
+def test_bpftool_prints_named_fields(bpf):
+    sv = bpf.start("-w", "1")
+    sv.wait_workers(1)
+    sv.kill(signal.SIGWINCH)
+    wait_for(lambda: sv.status()["signals"]["WINCH"]["received"] == 1, what="WINCH read")
+    out = bpftool("map", "dump", "pinned", f"{bpf.pin}/signals")
+    entry = re.compile(r'"tgid": %d,\s*"sig": %d,\s*"result": "delivered"\s*\},\s*'
+                       r'"value": \{\s*"count": 1' % (sv.pid, SIGWINCH))
+    assert entry.search(out), out
+    for name in ("tracked", "deliveries", "sigactions", "senders"):
+        assert bpftool("map", "dump", "pinned", f"{bpf.pin}/{name}")
+    assert sorted(os.listdir(bpf.pin)) == PINS
+    assert os.stat(bpf.pin).st_mode & 0o777 == 0o700
+    bpf.stop(sv)
+
+
+def test_bpf_off_loads_nothing(bpf):
+    sv = bpf.start("-w", "1", bpf="off")
+    sv.wait_workers(1)
+    st = sv.status()
+    assert (st["bpf"]["state"], st["bpf"]["reason"]) == ("off", "--bpf off")
+    assert "generated" not in st["signals"]["TTIN"]
+    assert not os.path.exists(bpf.pin)
+    assert not has_bpf_fds(sv.pid)
+    assert "BPF probes off" not in sv.text()  # asked for: nothing to explain
+    bpf.stop(sv)
+
+
+@pytest.mark.parametrize("sigaction", ["on", "off"])
+def test_bpf_sigaction_switch_loads_the_sys_enter_probe_or_not(bpf, sigaction):
+    sv = bpf.start("-w", "1", "--bpf-sigaction", sigaction)
+    sv.wait_workers(1)
+    progs, linked = bpf_objects(sv.pid)
+    always = {"sv_fork", "sv_exit", "sv_generate", "sv_deliver"}
+    assert always <= set(progs), progs
+    assert {progs[n] for n in always} <= linked
+    # The registration probe is detached as soon as it has answered.
+    assert progs.get("sv_register") not in linked
+    if sigaction == "on":
+        assert progs["sv_sys_enter"] in linked
+    else:
+        assert "sv_sys_enter" not in progs  # not even loaded
+        # and nothing from this tree was counted
+        assert dump(f"{bpf.pin}/sigactions") == []
+    bpf.stop(sv)
+
+
+def test_pins_of_a_killed_arbiter_are_cleaned_by_the_next(bpf):
+    old = bpf.start("-w", "1")
+    old.wait_workers(1)
+    old.kill(signal.SIGUSR1)
+    wait_for(lambda: signal_rows(bpf.pin, old.pid, SIGUSR1), what="USR1 counted")
+    old.proc.kill()
+    old.proc.wait()
+    # No chance to clean up: the pins stay behind.
+    assert sorted(os.listdir(bpf.pin)) == PINS
+    new = bpf.start("-w", "1")
+    new.wait_workers(1)
+    new.wait_log(r"removed %d stale BPF pins from %s" % (len(PINS), re.escape(bpf.pin)))
+    # Fresh maps: nothing of the old arbiter's counts.
+    assert not [k for k, v in dump(f"{bpf.pin}/signals") if k["tgid"] == old.pid]
+    assert new.status()["signals"]["USR1"]["generated"] == 0
+    bpf.stop(new)
+
+
+def test_a_pin_dir_in_use_is_left_alone(bpf):
+    """A second sigvisor given the same directory counts but does not touch the pins."""
+    first = bpf.start("-w", "1")
+    first.wait_workers(1)
+    second = bpf.start("-w", "1")
+    second.wait_workers(1)
+    second.wait_log(r"BPF maps not pinned, counting for status only: %s is in use by another "
+                    r"running sigvisor" % re.escape(bpf.pin))
+    st = second.status()
+    assert (st["bpf"]["state"], st["bpf"]["pin"]) == ("on", "")
+    second.kill(signal.SIGWINCH)
+    wait_for(lambda: second.status()["signals"]["WINCH"]["generated"] == 1, what="WINCH")
+    second.kill(signal.SIGTERM)
+    assert second.wait_exit() == 0
+    # The first one's pins are intact and still its own.
+    assert signal_rows(bpf.pin, second.pid, SIGWINCH) == {}
+    assert first.pid in {k for k, v in dump(f"{bpf.pin}/tracked")}
+    bpf.stop(first)
+
+
+def test_mounts_bpffs_when_there_is_none(bpf):
+    """In a mount namespace of its own without bpffs, the arbiter mounts one."""
+    # unshare(1) makes the new namespace's mounts private: the host keeps its bpffs.
+    unmount = f"while grep -q ' {BPFFS} bpf ' /proc/self/mounts; do umount {BPFFS} || exit 1; done"
+    wrap = ["unshare", "--mount", "sh", "-c", unmount + '; exec "$@"', "sh"]
+    sv = bpf.start("-w", "1", wrap=wrap)
+    sv.wait_log(r"mounted a bpf filesystem on /sys/fs/bpf \(mode 0700\)")
+    sv.wait_log(r"BPF probes on, maps pinned in %s" % re.escape(bpf.pin))
+    # Private to its namespace: nothing of it here.
+    assert not os.path.exists(bpf.pin)
+    sv.kill(signal.SIGTERM)
+    assert sv.wait_exit() == 0
+
+
+def test_without_capabilities(bpf):
+    """auto says once, plainly, why the probes are off; on refuses to start."""
+    drop = ["setpriv", "--bounding-set", "-bpf,-perfmon,-sys_admin", "--inh-caps", "-all"]
+    sv = bpf.start("-w", "1", bpf="auto", wrap=drop)
+    st = sv.status()
+    why = "missing capability CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN)"
+    assert (st["bpf"]["state"], st["bpf"]["reason"]) == ("off", why)
+    assert sv.text().count("BPF probes off") == 1
+    assert f"BPF probes off: {why}" in sv.text()
+    assert "libbpf" not in sv.text() and "MEMLOCK" not in sv.text()
+    assert not os.path.exists(bpf.pin)
+    sv.kill(signal.SIGTERM)
+    assert sv.wait_exit() == 0
+
+    control = os.path.join(bpf.dirs[0], "on.sock")
+    r = subprocess.run(drop + [SIGVISOR, "--bpf", "on", "--bpf-pin", bpf.pin, "-b", "127.0.0.1:0",
+                               "--control", control],
+                       capture_output=True, text=True, timeout=DEADLINE,
+                       stdin=subprocess.DEVNULL)
+    assert r.returncode == 1, r
+    assert f"--bpf on: cannot load the probes: {why}" in r.stderr
+    assert not os.path.exists(bpf.pin)
