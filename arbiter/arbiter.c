@@ -361,8 +361,8 @@ static int daemonize(void)
 
 static void on_bpf_event(void *ctx, const char *line)
 {
-	(void)ctx;
 	log_info("%s", line);
+	control_event(ctx, line); /* to `sigvisor status --events` */
 }
 
 /* After the fork for --daemon (the probes track our pid) and before the first worker

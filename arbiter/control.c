@@ -232,6 +232,8 @@ enum control_request control_parse_request(const char *line)
 		return CONTROL_STATUS_TEXT;
 	if (strcmp(line, "status json") == 0)
 		return CONTROL_STATUS_JSON;
+	if (strcmp(line, "events") == 0)
+		return CONTROL_EVENTS;
 	return CONTROL_UNKNOWN;
 }
 
@@ -245,6 +247,17 @@ static int handle_request(struct arbiter *a, struct control_conn *cc, const char
 		return arbiter_render_status(a, false, &cc->out, &cc->out_len);
 	case CONTROL_STATUS_JSON:
 		return arbiter_render_status(a, true, &cc->out, &cc->out_len);
+	case CONTROL_EVENTS:
+		if (!a->bpf) {
+			if (asprintf(&cc->out, "error: events come from the BPF probes, which are "
+					       "off: %s\n",
+				     a->bpf_why) < 0)
+				return -ENOMEM;
+			cc->out_len = strlen(cc->out);
+			return 0;
+		}
+		cc->follower = true;
+		return 0;
 	case CONTROL_UNKNOWN:
 		break;
 	}
@@ -272,12 +285,88 @@ static bool flush_out(struct control_conn *cc)
 	return true;
 }
 
+/* Queue text for a follower, compacting what was sent; false when it does not fit. */
+static bool queue_out(struct control_conn *cc, const char *text, size_t len)
+{
+	char *nb;
+
+	if (cc->out_off) {
+		memmove(cc->out, cc->out + cc->out_off, cc->out_len - cc->out_off);
+		cc->out_len -= cc->out_off;
+		cc->out_off = 0;
+	}
+	if (cc->out_len + len > CONTROL_EVENTS_BACKLOG)
+		return false;
+	nb = realloc(cc->out, cc->out_len + len);
+	if (!nb)
+		return false;
+	memcpy(nb + cc->out_len, text, len);
+	cc->out = nb;
+	cc->out_len += len;
+	return true;
+}
+
+void control_event(struct arbiter *a, const char *line)
+{
+	struct control *c = &a->control;
+	struct control_conn *cc, *next;
+
+	for (cc = c->conns; cc; cc = next) {
+		char note[96];
+
+		next = cc->next;
+		if (!cc->follower)
+			continue;
+		if (cc->dropped) {
+			int n = snprintf(note, sizeof(note), "(%lu events dropped: reading too slowly)\n",
+					 cc->dropped);
+
+			if (!queue_out(cc, note, (size_t)n)) {
+				cc->dropped++;
+				continue;
+			}
+			cc->dropped = 0;
+		}
+		if (!queue_out(cc, line, strlen(line)) || !queue_out(cc, "\n", 1)) {
+			cc->dropped++;
+			continue;
+		}
+		if (flush_out(cc) && cc->out_off < cc->out_len) {
+			conn_free(&a->loop, c, cc); /* the client went away */
+			continue;
+		}
+		(void)loop_mod(&a->loop, &cc->src,
+			       LOOP_IN | (cc->out_off < cc->out_len ? LOOP_OUT : 0u));
+	}
+}
+
+/* A follower: more output may come; the client closing its end ends it. */
+static void follower_io(struct arbiter *a, struct control_conn *cc, unsigned events)
+{
+	char buf[64];
+
+	if ((events & (LOOP_IN | LOOP_ERR)) &&
+	    (recv(cc->src.fd, buf, sizeof(buf), MSG_DONTWAIT) == 0 || (events & LOOP_ERR))) {
+		conn_free(&a->loop, &a->control, cc);
+		return;
+	}
+	if (flush_out(cc) && cc->out_off < cc->out_len) {
+		conn_free(&a->loop, &a->control, cc);
+		return;
+	}
+	(void)loop_mod(&a->loop, &cc->src, LOOP_IN | (cc->out_off < cc->out_len ? LOOP_OUT : 0u));
+}
+
 void control_on_conn(struct arbiter *a, struct control_conn *cc, unsigned events)
 {
 	struct control *c = &a->control;
 	char *nl;
 	ssize_t n;
 
+	if (cc->follower) {
+		follower_io(a, cc, events);
+		return;
+	}
 	if (cc->out) {
 		if (flush_out(cc))
 			conn_free(&a->loop, c, cc);
@@ -301,6 +390,13 @@ void control_on_conn(struct arbiter *a, struct control_conn *cc, unsigned events
 	*nl = '\0';
 	if (handle_request(a, cc, cc->in) < 0) {
 		conn_free(&a->loop, c, cc);
+		return;
+	}
+	if (cc->follower) {
+		static const char hello[] = "following signal events (Ctrl-C to stop)\n";
+
+		(void)queue_out(cc, hello, sizeof(hello) - 1);
+		follower_io(a, cc, 0);
 		return;
 	}
 	(void)shutdown(cc->src.fd, SHUT_RD);
@@ -355,7 +451,7 @@ int status_main(int argc, char **argv)
 {
 	struct sockaddr_un un = {.sun_family = AF_UNIX};
 	const char *control = NULL;
-	bool json = false;
+	bool json = false, events = false, first = true;
 	char path[sizeof(un.sun_path)], buf[8192];
 	const char *req;
 	ssize_t n;
@@ -368,14 +464,12 @@ int status_main(int argc, char **argv)
 			control = argv[++i];
 		else if (strncmp(argv[i], "--control=", 10) == 0)
 			control = argv[i] + 10;
-		else if (strcmp(argv[i], "--events") == 0) {
-			fprintf(stderr, "sigvisor status: --events needs the BPF probes, which "
-					"this version does not have yet\n");
-			return EXIT_USAGE;
-		} else {
+		else if (strcmp(argv[i], "--events") == 0)
+			events = true;
+		else {
 			fprintf(stderr,
 				"sigvisor status: unknown argument '%s'\n"
-				"usage: sigvisor status [--control PATH] [--json]\n",
+				"usage: sigvisor status [--control PATH] [--json | --events]\n",
 				argv[i]);
 			return EXIT_USAGE;
 		}
@@ -402,15 +496,23 @@ int status_main(int argc, char **argv)
 			"sigvisor status: cannot connect to %s: %m (is sigvisor running?)\n", path);
 		return EXIT_FATAL;
 	}
-	req = json ? "status json\n" : "status\n";
+	req = events ? "events\n" : json ? "status json\n" : "status\n";
 	if (send(fd, req, strlen(req), MSG_NOSIGNAL) < 0) {
 		fprintf(stderr, "sigvisor status: %s: %m\n", path);
 		close(fd);
 		return EXIT_FATAL;
 	}
-	while ((n = read(fd, buf, sizeof(buf))) > 0)
-		if (fwrite(buf, 1, (size_t)n, stdout) != (size_t)n)
+	/* write(2), not stdio: --events output must appear as it comes, even in a pipe */
+	while ((n = read(fd, buf, sizeof(buf))) > 0) {
+		if (first && n >= 6 && memcmp(buf, "error:", 6) == 0) {
+			fprintf(stderr, "sigvisor status: %.*s", (int)n, buf);
+			close(fd);
+			return EXIT_FATAL;
+		}
+		first = false;
+		if (write(STDOUT_FILENO, buf, (size_t)n) != n)
 			break;
+	}
 	close(fd);
 	return n < 0 ? EXIT_FATAL : EXIT_OK;
 }

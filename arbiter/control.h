@@ -11,12 +11,18 @@
 
 #define CONTROL_MAX_CONNS 16
 
+/* A follower (`sigvisor status --events`) gets at most this much queued; past it,
+ * events are dropped and counted, so a stalled client never holds the loop up. */
+#define CONTROL_EVENTS_BACKLOG (64 * 1024)
+
 struct control_conn {
 	struct source src; /* SOURCE_CONTROL_CONN */
 	char in[256];
 	size_t in_len;
 	char *out;
 	size_t out_len, out_off;
+	bool follower;		/* an "events" request: kept open, fed by control_event() */
+	unsigned long dropped; /* events that did not fit, told at the next one that does */
 	struct control_conn *next;
 };
 
@@ -33,6 +39,7 @@ enum control_request {
 	CONTROL_UNKNOWN,
 	CONTROL_STATUS_TEXT, /* "status" */
 	CONTROL_STATUS_JSON, /* "status json" */
+	CONTROL_EVENTS,	     /* "events": follow the probes' events live */
 };
 
 /* One request line (without its newline). Pure. */
@@ -53,5 +60,8 @@ void control_adopt(struct control *c, int fd, const char *path);
 void control_on_listener(struct arbiter *a);
 void control_on_conn(struct arbiter *a, struct control_conn *cc, unsigned events);
 
-/* `sigvisor status [--control PATH] [--json]` */
+/* One event line (no newline) to every follower. */
+void control_event(struct arbiter *a, const char *line);
+
+/* `sigvisor status [--control PATH] [--json] [--events]` */
 int status_main(int argc, char **argv);

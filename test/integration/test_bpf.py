@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import time
 import uuid
 
 import pytest
@@ -394,3 +395,38 @@ def test_without_capabilities(bpf):
     assert r.returncode == 1, r
     assert f"--bpf on: cannot load the probes: {why}" in r.stderr
     assert not os.path.exists(bpf.pin)
+
+
+def test_status_events_follows_live(bpf):
+    """`sigvisor status --events` streams the probes' events as they happen."""
+    sv = bpf.start("-w", "1")
+    sv.wait_workers(1)
+    follower = subprocess.Popen([SIGVISOR, "status", "--control", sv.control, "--events"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert follower.stdout.readline().startswith("following signal events")
+        sv.kill(signal.SIGTTIN)
+        want = "signal TTIN from pid %d " % os.getpid()
+        end = time.monotonic() + DEADLINE
+        seen = []
+        while time.monotonic() < end:
+            line = follower.stdout.readline()
+            seen.append(line)
+            if want in line:
+                break
+        assert any(want in l for l in seen), seen
+    finally:
+        follower.terminate()
+        follower.wait(10)
+    # the follower went away: the arbiter drops it and carries on
+    wait_for(lambda: sv.status()["target"] == 2, what="TTIN handled")
+    bpf.stop(sv)
+
+
+def test_status_events_without_probes_says_why(start):
+    sv = start("-w", "1", "--bpf", "off")
+    sv.wait_workers(1)
+    r = subprocess.run([SIGVISOR, "status", "--control", sv.control, "--events"],
+                       capture_output=True, text=True, timeout=10)
+    assert r.returncode == 1
+    assert "events come from the BPF probes, which are off: --bpf off" in r.stderr
