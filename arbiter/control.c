@@ -249,8 +249,9 @@ static int handle_request(struct arbiter *a, struct control_conn *cc, const char
 		return arbiter_render_status(a, true, &cc->out, &cc->out_len);
 	case CONTROL_EVENTS:
 		if (!a->bpf) {
-			if (asprintf(&cc->out, "error: events come from the BPF probes, which are "
-					       "off: %s\n",
+			if (asprintf(&cc->out,
+				     "error: events come from the BPF probes, which are "
+				     "off: %s\n",
 				     a->bpf_why) < 0)
 				return -ENOMEM;
 			cc->out_len = strlen(cc->out);
@@ -318,8 +319,8 @@ void control_event(struct arbiter *a, const char *line)
 		if (!cc->follower)
 			continue;
 		if (cc->dropped) {
-			int n = snprintf(note, sizeof(note), "(%lu events dropped: reading too slowly)\n",
-					 cc->dropped);
+			int n = snprintf(note, sizeof(note),
+					 "(%lu events dropped: reading too slowly)\n", cc->dropped);
 
 			if (!queue_out(cc, note, (size_t)n)) {
 				cc->dropped++;

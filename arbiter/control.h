@@ -21,7 +21,7 @@ struct control_conn {
 	size_t in_len;
 	char *out;
 	size_t out_len, out_off;
-	bool follower;		/* an "events" request: kept open, fed by control_event() */
+	bool follower;	       /* an "events" request: kept open, fed by control_event() */
 	unsigned long dropped; /* events that did not fit, told at the next one that does */
 	struct control_conn *next;
 };
