@@ -623,6 +623,23 @@ static void teardown(struct arbiter *a)
 	free(a->listen_fdnames);
 }
 
+/* Our blocked mask as the kernel reports it (glibc leaves out its internal signals),
+ * to recognise a worker that has not reached exec yet. */
+static unsigned long long own_blocked_mask(void)
+{
+	char line[256];
+	unsigned long long v = 0;
+	FILE *f = fopen("/proc/self/status", "re");
+
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "SigBlk: %llx", &v) == 1)
+			break;
+	fclose(f);
+	return v;
+}
+
 static void free_settings(struct settings *s)
 {
 	settings_free(s);
@@ -650,6 +667,7 @@ int arbiter_main(int argc, char **argv)
 		fprintf(stderr, "sigvisor: cannot block signals: %s\n", strerror(-r));
 		return EXIT_FATAL;
 	}
+	a->blocked_mask = own_blocked_mask();
 
 	/* On the heap: a reload swaps in a new one. */
 	settings = calloc(1, sizeof(*settings));

@@ -124,6 +124,7 @@ struct arbiter {
 	struct source timer;
 	uint64_t timer_armed_ms; /* 0: disarmed */
 	sigset_t sigmask;
+	unsigned long long blocked_mask; /* our SigBlk as /proc shows it */
 	struct listener listeners[MAX_BINDS];
 	size_t n_listeners;
 	int listen_fds[MAX_BINDS];

@@ -544,41 +544,61 @@ void pool_stop_all(struct arbiter *a, enum worker_event ev)
 			apply(a, a->pool.workers[i], ev);
 }
 
-/* Whether sig's default action would end pid: it neither blocks, ignores nor catches
- * it (/proc/PID/status). The seed of this check: a handler installed in a leader
- * before fork that the worker's framework reset, so a "log rotation" USR1 kills it. */
-static bool default_would_kill(pid_t pid, int sig)
+enum forward_verdict {
+	FORWARD_OK,
+	FORWARD_NOT_YET, /* between clone and exec: nothing to reopen, and deadly later */
+	FORWARD_KILLS,	 /* neither blocked, ignored nor caught: the default kills it */
+};
+
+/* Whether forwarding sig to pid is safe (/proc/PID/status). The seed of this check: a
+ * handler installed in a leader before fork that the worker's framework reset, so a
+ * "log rotation" USR1 kills it. A worker still blocking exactly what the arbiter
+ * blocks has not reached exec: the signal would wait there and kill it once the
+ * post-fork code unblocks everything, so it is not sent at all. */
+static enum forward_verdict forward_verdict(const struct arbiter *a, pid_t pid, int sig)
 {
 	char path[64], line[256];
-	unsigned long long mask = 0, bit = 1ULL << (sig - 1);
+	unsigned long long mask = 0, blk = 0, bit = 1ULL << (sig - 1);
 	FILE *f;
 
 	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
 	f = fopen(path, "re");
 	if (!f)
-		return false;
+		return FORWARD_NOT_YET;
 	while (fgets(line, sizeof(line), f)) {
 		unsigned long long v;
 
-		if ((sscanf(line, "SigBlk: %llx", &v) == 1 ||
-		     sscanf(line, "SigIgn: %llx", &v) == 1 ||
-		     sscanf(line, "SigCgt: %llx", &v) == 1))
+		if (sscanf(line, "SigBlk: %llx", &v) == 1)
+			blk = v;
+		else if (sscanf(line, "SigIgn: %llx", &v) == 1 ||
+			 sscanf(line, "SigCgt: %llx", &v) == 1)
 			mask |= v;
 	}
 	fclose(f);
-	return !(mask & bit);
+	if (blk == a->blocked_mask)
+		return FORWARD_NOT_YET;
+	return (mask | blk) & bit ? FORWARD_OK : FORWARD_KILLS;
 }
 
 void pool_signal_all(struct arbiter *a, int sig)
 {
 	for (size_t i = 0; i < a->pool.n; i++) {
 		struct worker *w = a->pool.workers[i];
+		enum forward_verdict v = FORWARD_OK;
 
 		if (!worker_is_active(w))
 			continue;
-		if (sig == SIGUSR1 && default_would_kill(w->pid, sig)) {
-			log_warn("not sending SIG%s to worker %u (pid %d): it neither handles, "
-				 "ignores "
+		/* a booting worker has not opened its logs yet, nor installed handlers */
+		if (sig == SIGUSR1)
+			v = w->state == WORKER_BOOTING ? FORWARD_NOT_YET
+						       : forward_verdict(a, w->pid, sig);
+		if (v == FORWARD_NOT_YET) {
+			log_debug("not sending SIG%s to worker %u (pid %d): still starting",
+				  signal_name(sig), w->id, w->pid);
+			continue;
+		}
+		if (v == FORWARD_KILLS) {
+			log_warn("not sending SIG%s to worker %u (pid %d): it neither handles, ignores "
 				 "nor blocks it, so the default action would kill it",
 				 signal_name(sig), w->id, w->pid);
 			continue;

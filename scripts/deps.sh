@@ -9,7 +9,7 @@ set -euo pipefail
 run_pkgs=(gcc make libc6-dev libinih-dev liburing-dev clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev)
 test_pkgs=("${run_pkgs[@]}" wrk libcmocka-dev python3 python3-pytest python3-pytest-timeout curl util-linux procps man-db valgrind)
 check_pkgs=("${test_pkgs[@]}" clang-format cppcheck clang lld libclang-rt-14-dev)
-bench_pkgs=("${run_pkgs[@]}" gunicorn wrk strace python3)
+bench_pkgs=("${run_pkgs[@]}" gunicorn wrk strace python3 tini dumb-init catatonit gnuplot-nox)
 
 case "${1:-}" in
 run) pkgs=("${run_pkgs[@]}") ;;

@@ -17,6 +17,9 @@
 #   BENCH_PIN=1              servers on one CPU, the probe on another (0: off)
 #   BENCH_FLOOR=1            also time probe's minimal responder (0: off)
 #   BENCH_KEEP=1             keep the temp dir (logs, raw samples)
+#   BENCH_MORE="hup storm pid1"  the further sections run afterwards (hup.sh,
+#                            storm.sh, pid1.sh; their knobs are in their headers);
+#                            empty: only this table
 set -u -o pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -439,4 +442,13 @@ for n in "${names[@]}"; do
 done
 [[ $FLOOR == 1 && -s $tmp/fl.probe.err ]] && echo "floor probe said: $(tail -n 3 "$tmp/fl.probe.err" | tr '\n' ' ')"
 echo "Ratio > 1: gunicorn takes that many times more (time, memory, syscalls); for req/s it is gunicorn's share."
+
+# ---- more sections, each with its own table: HUP under load (and the plot),
+# signal storms and scale, PID 1. Same binary (our copy), same BUILD.
+read -r -a more <<<"${BENCH_MORE-hup storm pid1}"
+for s in "${more[@]}"; do
+	echo
+	SIGVISOR=$SIGVISOR BUILD=$BUILD "$here/$s.sh" || { failed=1; log "$s.sh failed (its table says where)"; }
+done
+((${#more[@]})) && echo && echo "make bench: everything took $(awk -v a="$t_start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.0f", b - a }') s"
 exit $((failed ? 1 : 0))

@@ -161,7 +161,8 @@ def test_random_signals_in_every_phase(start, tmpdir_short):
     finally:
         conftest.SIGVISOR = saved
     sv.wait_workers(2)
-    fixed_fds = fd_count(sv.pid) - 2  # everything but the two workers' pidfds
+    # everything but the two workers' pidfds and notify sockets
+    fixed_fds = fd_count(sv.pid) - 2 * 2
     sigs = [signal.SIGTTIN, signal.SIGTTOU, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2,
             signal.SIGCHLD, signal.SIGWINCH]
     rnd = random.Random(int(os.environ.get("SIGVISOR_TEST_SEED", "1234")))
@@ -185,8 +186,8 @@ def test_random_signals_in_every_phase(start, tmpdir_short):
     assert alive(sv.pid) and st["pid"] == sv.pid
     assert 1 <= st["target"]
     # no fd leaked: the fixed set plus one pidfd per worker
-    wait_for(lambda: fd_count(sv.pid) == fixed_fds + st["target"], 10,
-             f"fd count {fixed_fds} + {st['target']} (is {fd_count(sv.pid)})")
+    wait_for(lambda: fd_count(sv.pid) == fixed_fds + 2 * st["target"], 10,
+             f"fd count {fixed_fds} + 2 x {st['target']} (is {fd_count(sv.pid)})")
     assert sv.get("/")[0] == 200
     assert "exited with status 3" not in sv.text()
     assert sent > 100

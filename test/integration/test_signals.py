@@ -303,3 +303,17 @@ def test_usr1_is_not_forwarded_to_a_worker_it_would_kill(start):
                 r"nor blocks it, so the default action would kill it" % w["pid"])
     assert alive(w["pid"])
     assert [x["pid"] for x in sv.workers("ready")] == [w["pid"]]
+
+
+def test_usr1_never_kills_a_worker_that_is_still_starting(start):
+    """USR1 right behind TTIN reaches a worker between clone and exec, or before its
+    handlers exist: sigvisor must hold it back, not let the default action kill it."""
+    sv = start("-w", "1")
+    sv.wait_workers(1)
+    for _ in range(60):
+        sv.kill(signal.SIGTTIN)
+        sv.kill(signal.SIGUSR1)
+        time.sleep(0.002)  # let each pair be read on its own; pacing, not waiting
+    sv.wait_workers(1 + sv.status()["signals"]["TTIN"]["received"], timeout=30)
+    assert "killed by SIGUSR1" not in sv.text()
+    assert sv.status()["counters"]["boot_failures"] == 0
