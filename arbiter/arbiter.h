@@ -184,6 +184,8 @@ int spawn_template_init(struct spawn_template *t, const struct settings *s, char
 			char *err, size_t errlen);
 void spawn_template_free(struct spawn_template *t);
 int spawn_worker(struct arbiter *a, unsigned id, char *notify_env, pid_t *ret_pid, int *ret_pidfd);
+/* Find name like execvp would (a name with a '/' as is), as an absolute path. */
+int path_resolve(const char *name, char **ret_path);
 /* clone3(CLONE_PIDFD), or fork + pidfd_open where clone3 is ENOSYS. Like fork():
  * 0 in the child, the pid (and *ret_pidfd) in the parent, -1 with errno. */
 pid_t spawn_process(int *ret_pidfd);

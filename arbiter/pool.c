@@ -598,7 +598,8 @@ void pool_signal_all(struct arbiter *a, int sig)
 			continue;
 		}
 		if (v == FORWARD_KILLS) {
-			log_warn("not sending SIG%s to worker %u (pid %d): it neither handles, ignores "
+			log_warn("not sending SIG%s to worker %u (pid %d): it neither handles, "
+				 "ignores "
 				 "nor blocks it, so the default action would kill it",
 				 signal_name(sig), w->id, w->pid);
 			continue;

@@ -34,18 +34,14 @@ static bool is_own_var(const char *kv)
 	return false;
 }
 
-/* Resolve COMMAND's program like execvp would, once, at startup: a missing command is
- * a usage error the operator should see before any worker starts. */
-static int resolve_command(const char *name, char **ret_path, char *err, size_t errlen)
+int path_resolve(const char *name, char **ret_path)
 {
 	const char *path_env = getenv("PATH");
 	char buf[4096];
 
 	if (strchr(name, '/')) {
-		if (access(name, X_OK) < 0) {
-			snprintf(err, errlen, "worker command '%s': %s", name, strerror(errno));
+		if (access(name, X_OK) < 0)
 			return -errno;
-		}
 		*ret_path = realpath(name, NULL);
 		return *ret_path ? 0 : -errno;
 	}
@@ -63,8 +59,22 @@ static int resolve_command(const char *name, char **ret_path, char *err, size_t 
 		if (*p == ':')
 			p++;
 	}
-	snprintf(err, errlen, "worker command '%s' not found in PATH (%s)", name, path_env);
 	return -ENOENT;
+}
+
+/* Resolve COMMAND's program once, at startup: a missing command is a usage error the
+ * operator should see before any worker starts. */
+static int resolve_command(const char *name, char **ret_path, char *err, size_t errlen)
+{
+	int r = path_resolve(name, ret_path);
+
+	if (r == -ENOENT && !strchr(name, '/'))
+		snprintf(err, errlen, "worker command '%s' not found in PATH (%s)", name,
+			 getenv("PATH") && *getenv("PATH") ? getenv("PATH")
+							   : "/usr/local/bin:/usr/bin:/bin");
+	else if (r < 0)
+		snprintf(err, errlen, "worker command '%s': %s", name, strerror(-r));
+	return r;
 }
 
 static int resolve_user(const struct settings *s, struct spawn_template *t, char *err,

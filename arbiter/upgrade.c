@@ -29,29 +29,11 @@ extern char **environ;
 
 int upgrade_resolve_self(const char *argv0, char **ret_path)
 {
-	const char *path_env = getenv("PATH");
 	char buf[4096];
 	ssize_t n;
 
-	if (strchr(argv0, '/')) {
-		*ret_path = realpath(argv0, NULL);
-		if (*ret_path)
-			return 0;
-	} else {
-		for (const char *p = path_env ? path_env : "/usr/local/bin:/usr/bin:/bin"; *p;) {
-			size_t len = strcspn(p, ":");
-
-			snprintf(buf, sizeof(buf), "%.*s/%s", (int)len, len ? p : ".", argv0);
-			if (access(buf, X_OK) == 0) {
-				*ret_path = realpath(buf, NULL);
-				if (*ret_path)
-					return 0;
-			}
-			p += len;
-			if (*p == ':')
-				p++;
-		}
-	}
+	if (path_resolve(argv0, ret_path) == 0)
+		return 0;
 	/* Started in some way we cannot retrace (fexecve): the running file's path. */
 	n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
 	if (n < 0)

@@ -16,7 +16,7 @@
 # BENCH_STORM_SIGNALS=1000 BENCH_STORM_RUNS=10, BENCH_PIN=1 (servers on one CPU, the
 # probe on another; 0: off), BENCH_KEEP=1 (keep logs and raw samples).
 #
-# Binds only 127.0.0.1, signals only the processes it started (by PID), never pkill.
+# Binds only 127.0.0.1 and signals only the processes it started, by PID.
 set -u -o pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
