@@ -21,7 +21,9 @@ def test_command_worker_starts_with_clean_signal_state(start):
 def test_command_worker_gets_listen_fds(start):
     sv = start("-w", "1", command=["sleep", "600"])
     [w] = sv.wait_workers(1)
-    env = proc_environ(w["pid"])
+    # ready once started: wait until the exec'd environment is there
+    env = wait_for(lambda: (lambda e: e if "LISTEN_PID" in e else None)(proc_environ(w["pid"])),
+                   what="the worker's exec'd environment")
     assert env["LISTEN_FDS"] == "1"
     assert env["LISTEN_PID"] == str(w["pid"])
     assert env["LISTEN_FDNAMES"] == f"127.0.0.1-{sv.port}"
@@ -38,7 +40,9 @@ def test_two_binds_hand_over_two_sockets(start, tmpdir_short):
     path = os.path.join(tmpdir_short, "app.sock")
     sv = start("-w", "1", "-b", "unix:" + path, command=["sleep", "600"])
     [w] = sv.wait_workers(1)
-    env = proc_environ(w["pid"])
+    # ready once started: wait until the exec'd environment is there
+    env = wait_for(lambda: (lambda e: e if "LISTEN_PID" in e else None)(proc_environ(w["pid"])),
+                   what="the worker's exec'd environment")
     assert env["LISTEN_FDS"] == "2"
     assert env["LISTEN_FDNAMES"].endswith(":unix-" + path)
     assert oct(os.stat(path).st_mode)[-3:] != "000"
