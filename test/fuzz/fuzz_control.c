@@ -46,8 +46,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	case CONTROL_STATUS_JSON:
 		check(strcmp(line, "status json") == 0, "only \"status json\" is JSON");
 		break;
+	case CONTROL_EVENTS:
+		check(strcmp(line, "events") == 0, "only \"events\" follows events");
+		break;
 	case CONTROL_UNKNOWN:
-		check(strcmp(line, "status") != 0 && strcmp(line, "status json") != 0,
+		check(strcmp(line, "status") != 0 && strcmp(line, "status json") != 0 &&
+			      strcmp(line, "events") != 0,
 		      "known requests are known");
 		break;
 	default:
