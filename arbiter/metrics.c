@@ -29,6 +29,7 @@
 
 #include "arbiter.h"
 #include "listeners.h"
+#include "http.h"
 #include "log.h"
 #include "signames.h"
 #include "timeutil.h"
@@ -325,28 +326,6 @@ static void render_metrics(struct arbiter *a, FILE *f)
 
 /* -- HTTP ---------------------------------------------------------------------------- */
 
-static const char *reason(int code)
-{
-	switch (code) {
-	case 200:
-		return "OK";
-	case 400:
-		return "Bad Request";
-	case 404:
-		return "Not Found";
-	case 405:
-		return "Method Not Allowed";
-	case 431:
-		return "Request Header Fields Too Large";
-	case 500:
-		return "Internal Server Error";
-	case 503:
-		return "Service Unavailable";
-	default:
-		return "Unknown";
-	}
-}
-
 /* Put the whole answer in c->out. Returns 0 or -ENOMEM. */
 static int respond(struct metrics_conn *c, int code, const char *type, const char *body,
 		   size_t body_len, bool head_only)
@@ -355,7 +334,7 @@ static int respond(struct metrics_conn *c, int code, const char *type, const cha
 	int n = asprintf(&hdr,
 			 "HTTP/1.0 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
 			 "%sCache-Control: no-store\r\nConnection: close\r\n\r\n",
-			 code, reason(code), type, body_len,
+			 code, http_reason(code), type, body_len,
 			 code == 405 ? "Allow: GET, HEAD\r\n" : "");
 
 	if (n < 0)

@@ -13,6 +13,7 @@
  *
  * When idle (no connections, no watchdog) the worker arms no timer and never wakes up. */
 #include "builtin.h"
+#include "http.h"
 #include "log.h"
 
 #include <errno.h>
@@ -820,30 +821,6 @@ static void conn_set_events(struct worker *w, struct conn *c, uint32_t events)
 	c->events = events;
 }
 
-static const char *status_reason(int status)
-{
-	switch (status) {
-	case 200:
-		return "OK";
-	case 400:
-		return "Bad Request";
-	case 404:
-		return "Not Found";
-	case 405:
-		return "Method Not Allowed";
-	case 431:
-		return "Request Header Fields Too Large";
-	case 500:
-		return "Internal Server Error";
-	case 501:
-		return "Not Implemented";
-	case 505:
-		return "HTTP Version Not Supported";
-	default:
-		return "Unknown";
-	}
-}
-
 /* Queue a response. The caller has made sure RESPONSE_MAX bytes are free in c->out. */
 static void conn_respond(struct worker *w, struct conn *c, int status, bool head_only,
 			 bool keep_alive, const char *body, size_t body_len, const char *extra)
@@ -860,7 +837,7 @@ static void conn_respond(struct worker *w, struct conn *c, int status, bool head
 		     "Content-Length: %zu\r\n"
 		     "Connection: %s\r\n"
 		     "%s\r\n",
-		     status, status_reason(status), body_len, keep_alive ? "keep-alive" : "close",
+		     status, http_reason(status), body_len, keep_alive ? "keep-alive" : "close",
 		     extra);
 	if (n < 0 || (size_t)n + (head_only ? 0 : body_len) > space) {
 		log_error("response %d does not fit the output buffer, closing connection", status);
