@@ -53,7 +53,8 @@
 
 #define IDLE_TIMEOUT_NS	  (60 * NSEC_PER_SEC)
 #define LINGER_TIMEOUT_NS (5 * NSEC_PER_SEC)
-/* How long an idle keep-alive connection may still send one request after TERM. */
+/* How long an idle keep-alive connection may still send one request after TERM, and how
+ * long a connection closed after TERM lingers for the client's close. */
 #define DRAIN_GRACE_NS (NSEC_PER_SEC)
 /* Out of fds: how long to leave the listeners alone when no connection closes meanwhile. */
 #define ACCEPT_RETRY_NS	      (1 * NSEC_PER_SEC)
@@ -998,7 +999,7 @@ static void conn_finish(struct worker *w, struct conn *c)
 		return;
 	}
 	c->lingering = true;
-	list_append(w, c, LIST_LINGER, LINGER_TIMEOUT_NS);
+	list_append(w, c, LIST_LINGER, w->draining ? DRAIN_GRACE_NS : LINGER_TIMEOUT_NS);
 	conn_set_events(w, c, EPOLLIN);
 }
 
@@ -1274,6 +1275,17 @@ static void worker_drain(struct worker *w, const struct signalfd_siginfo *si)
 
 		list_append(w, c, LIST_IDLE, left);
 	}
+
+	/* A lingering connection waits for the client to close after our last
+	 * response. A client that keeps it open (it only reads, or reads later)
+	 * would hold the worker until the arbiter's SIGKILL: while draining it gets
+	 * the same short grace. Clamping each deadline keeps the list sorted, and
+	 * conn_finish appends later ones with the grace too. */
+	for (c = w->linger.head; c; c = c->next)
+		if (c->deadline > w->now + DRAIN_GRACE_NS)
+			c->deadline = w->now + DRAIN_GRACE_NS;
+	if (w->linger.head)
+		sweep_schedule(w, w->linger.head->deadline);
 	sweep_maybe_disarm(w);
 }
 

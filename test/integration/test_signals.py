@@ -1,6 +1,7 @@
 """Every row of the arbiter's signal table, against the real binary."""
 import os
 import signal
+import socket
 import threading
 import time
 
@@ -148,6 +149,35 @@ def test_term_finishes_in_flight_requests_and_exits_0(start):
     # Listening socket is gone: new connections are refused.
     with pytest.raises(OSError):
         http_get(sv.port, "/", timeout=2)
+
+
+def test_term_does_not_wait_for_a_client_that_keeps_the_connection(start):
+    # The answer to a request in flight at TERM says "Connection: close" and the
+    # worker then waits for the client's close (so unread input cannot turn into
+    # a reset that destroys the answer). A client that reads but never closes
+    # must not hold the worker until the arbiter's SIGKILL: it gets 1 s.
+    sv = start("-w", "1", "--graceful-timeout", "10")
+    sv.wait_workers(1)
+    c = socket.create_connection(("127.0.0.1", sv.port), timeout=10)
+    try:
+        c.sendall(b"GET /sleep?ms=300 HTTP/1.1\r\nHost: x\r\n\r\n")
+        wait_for(lambda: _has_conn(sv), what="request in flight")
+        t0 = time.monotonic()
+        sv.kill(signal.SIGTERM)
+        answer = b""
+        while b"slept 300 ms" not in answer:
+            chunk = c.recv(4096)
+            assert chunk, answer
+            answer += chunk
+        assert answer.startswith(b"HTTP/1.1 200 ")
+        assert b"Connection: close" in answer
+        assert sv.wait_exit() == 0
+        took = time.monotonic() - t0
+    finally:
+        c.close()
+    assert took < 3, f"the arbiter exited {took:.1f} s after TERM"
+    sv.wait_log(r"worker 0 \(pid \d+, generation 1\) exited with status 0")
+    assert "sending SIGKILL" not in sv.text()
 
 
 def _has_conn(sv):
