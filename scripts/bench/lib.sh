@@ -16,7 +16,13 @@ helpers=() # background helpers (strace, load clients), stopped with INT
 
 log() { printf '%s\n' "bench: $*" >&2; }
 die() { log "error: $*"; exit 2; }
-abspath() { case $1 in /*) printf '%s\n' "$1" ;; *) printf '%s\n' "$PWD/$1" ;; esac; }
+abspath() { # a bare name that is not a file here is looked up in PATH
+	case $1 in
+	/*) printf '%s\n' "$1" ;;
+	*/*) printf '%s\n' "$PWD/$1" ;;
+	*) if [[ -e $1 ]] || ! command -v "$1" 2>/dev/null; then printf '%s\n' "$PWD/$1"; fi ;;
+	esac
+}
 
 missing=()
 need() { command -v "$1" >/dev/null 2>&1 || missing+=("$1 (Debian package: $2)"); }
@@ -91,6 +97,7 @@ bench_cleanup() {
 
 bench_setup() { # NAME
 	if [[ -n ${SIGVISOR:-} ]]; then SIGVISOR=$(abspath "$SIGVISOR"); else SIGVISOR=$root/build/sigvisor; fi
+	SIGVISOR_ORIG=$SIGVISOR
 	BUILD=${BUILD:-build}
 	[[ $BUILD == /* ]] || BUILD=$root/$BUILD
 	read -r -a SV_EXTRA <<<"${SIGVISOR_BENCH_ARGS:-}"
@@ -126,6 +133,7 @@ bench_setup() { # NAME
 	trap bench_cleanup EXIT
 	trap 'log interrupted; failed=1; exit 130' INT TERM
 	# One binary throughout, even if make rebuilds it meanwhile.
+	sv_built=$(date -r "$SIGVISOR" '+%F %T')
 	cp "$SIGVISOR" "$tmp/sigvisor" || die "cannot copy $SIGVISOR"
 	sv_sum=$(sha256sum "$tmp/sigvisor" | cut -c1-12)
 	SIGVISOR=$tmp/sigvisor
@@ -161,7 +169,9 @@ free_port() { "$probe" port || die "no free port"; }
 # ---- samples and tables --------------------------------------------------------
 sample() { printf '%s %s\n' "$2" "$3" >>"$tmp/$1.samples"; } # NAME METRIC VALUE
 
-# stats FILE METRIC -> "median min max n fails sum"; nothing when never measured
+# stats FILE METRIC -> "median min max n fails sum p99"; nothing when never
+# measured. p99 interpolates linearly between the two nearest ranks (as
+# numpy's default does); with fewer than 100 samples it is near the maximum.
 stats() {
 	awk -v m="$2" '
 		$1 == m { v[++n] = $2 + 0; s += $2 }
@@ -170,29 +180,35 @@ stats() {
 			if (n == 0 && f == 0) exit
 			for (i = 2; i <= n; i++) { x = v[i]; for (j = i - 1; j >= 1 && v[j] > x; j--) v[j + 1] = v[j]; v[j + 1] = x }
 			med = n == 0 ? 0 : (n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2)
-			printf "%.6f %.6f %.6f %d %d %.6f\n", med, v[1], v[n], n, f + 0, s
+			h = 1 + 0.99 * (n - 1); lo = int(h)
+			p99 = n == 0 ? 0 : (lo >= n ? v[n] : v[lo] + (h - lo) * (v[lo + 1] - v[lo]))
+			printf "%.6f %.6f %.6f %d %d %.6f %.6f\n", med, v[1], v[n], n, f + 0, s, p99
 		}' "$1" 2>/dev/null
 }
 
-# cell NAME METRIC SCALE DECIMALS [sum] -> "median (min–max, n)" or, with sum,
-# "Σ total (min–max per run, n)"; leaves the median in $tmp/NAME.med
+# cell NAME METRIC SCALE DECIMALS [sum|p99] -> "median (min–max, n)"; with sum
+# "Σ total (min–max per run, n)"; with p99 "median, p99 P (min–max, n)". Leaves
+# the median (or the sum) in $tmp/NAME.med and the p99 in $tmp/NAME.p99.
 cell() {
-	local s med min max cnt fails sum
-	rm -f "$tmp/$1.med"
+	local s med min max cnt fails sum p99
+	rm -f "$tmp/$1.med" "$tmp/$1.p99"
 	s=$(stats "$tmp/$1.samples" "$2")
 	if [[ -z $s ]]; then printf 'not measured'; return; fi
-	read -r med min max cnt fails sum <<<"$s"
+	read -r med min max cnt fails sum p99 <<<"$s"
 	if ((cnt == 0)); then printf 'FAILED'; return; fi
-	awk -v a="$med" -v b="$min" -v c="$max" -v n="$cnt" -v k="$3" -v d="$4" -v f="$fails" -v s="$sum" -v mode="${5:-}" 'BEGIN {
+	awk -v a="$med" -v b="$min" -v c="$max" -v n="$cnt" -v k="$3" -v d="$4" -v f="$fails" -v s="$sum" \
+		-v p="$p99" -v mode="${5:-}" 'BEGIN {
 		if (mode == "sum") printf "Σ %.*f (%.*f–%.*f per run, %d)", d, s / k, d, b / k, d, c / k, n
+		else if (mode == "p99") printf "%.*f, p99 %.*f (%.*f–%.*f, %d)", d, a / k, d, p / k, d, b / k, d, c / k, n
 		else printf "%.*f (%.*f–%.*f, %d)", d, a / k, d, b / k, d, c / k, n
 		if (f) printf ", %d FAILED", f }'
 	if [[ ${5:-} == sum ]]; then printf '%s' "$sum" >"$tmp/$1.med"; else printf '%s' "$med" >"$tmp/$1.med"; fi
+	printf '%s' "$p99" >"$tmp/$1.p99"
 }
 
-ratio() { # A B: median of B / median of A (both from cell); "—" if either is missing
-	local a b
-	a=$(cat "$tmp/$1.med" 2>/dev/null) b=$(cat "$tmp/$2.med" 2>/dev/null)
+ratio() { # A B [p99]: median (or p99) of B / that of A (both from cell); "—" if either is missing
+	local a b ext=${3:-med}
+	a=$(cat "$tmp/$1.$ext" 2>/dev/null) b=$(cat "$tmp/$2.$ext" 2>/dev/null)
 	[[ -n $a && -n $b ]] || { printf '—'; return; }
 	awk -v a="$a" -v b="$b" 'BEGIN {
 		if (a == 0) { printf "%s", b == 0 ? "— (both 0)" : "∞ (sigvisor 0)"; exit }

@@ -12,7 +12,9 @@
  *                                        pin to CPU C, exec CMD
  *   probe wait  OPTIONS                  wait until a running server serves
  *   probe scale OPTIONS                  TTIN / TTOU cycles against a running server
- *   probe term  OPTIONS -- CMD [ARG...]  start CMD, wait until it serves, TERM it
+ *   probe term  OPTIONS -- CMD [ARG...]  start CMD, wait until it serves, signal it
+ *                                        (TERM, INT or QUIT; idle, or with one
+ *                                        request in flight) and time its exit
  *   probe responder --port N --workers W the least a pre-fork arbiter can do
  *                                        (signalfd, epoll, fork, waitpid): timed
  *                                        like the real servers it shows the
@@ -48,6 +50,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
@@ -67,16 +70,18 @@ struct pidset {
 };
 
 struct opts {
-	pid_t pid;	 /* arbiter (wait, scale) */
-	int port;	 /* wait, responder */
-	int workers;	 /* expected pool size */
-	int count;	 /* scale: cycles; term: runs */
-	int cpu;	 /* server (and sender) CPU, -1: no pinning */
-	int probe_cpu;	 /* observer CPU, -1: no pinning */
-	double timeout;	 /* seconds, per wait */
-	double settle;	 /* seconds of idleness before each timed step */
-	const char *log; /* term: server output */
-	bool http;	 /* require an HTTP answer, not only a connect */
+	pid_t pid;	  /* arbiter (wait, scale) */
+	int port;	  /* wait, responder */
+	int workers;	  /* expected pool size */
+	int count;	  /* scale: cycles; term: runs */
+	int cpu;	  /* server (and sender) CPU, -1: no pinning */
+	int probe_cpu;	  /* observer CPU, -1: no pinning */
+	double timeout;	  /* seconds, per wait */
+	double settle;	  /* seconds of idleness before each timed step */
+	const char *log;  /* term: server output */
+	int sig;	  /* term: the signal that stops the server */
+	const char *busy; /* term: path of a request kept in flight, NULL: idle */
+	bool http;	  /* require an HTTP answer, not only a connect */
 	int nready;
 	long ready[MAX_READY]; /* syscall numbers that mean "worker is waiting" */
 };
@@ -617,6 +622,111 @@ static int cmd_scale(const struct opts *o)
 	return 0;
 }
 
+/* ---- a request in flight ------------------------------------------------ */
+
+/* Connect to 127.0.0.1:port and send GET path; the fd, and our port in *cport. */
+static int request_start(int port, const char *path, int *cport)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET,
+				 .sin_port = htons((uint16_t)port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(sa);
+	struct timeval tv = {.tv_sec = 2};
+	char req[256];
+	int n, fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return -1;
+	n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", path);
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	if (n <= 0 || (size_t)n >= sizeof(req) ||
+	    connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+	    getsockname(fd, (struct sockaddr *)&sa, &len) < 0 ||
+	    send(fd, req, (size_t)n, MSG_NOSIGNAL) != n) {
+		close(fd);
+		return -1;
+	}
+	*cport = ntohs(sa.sin_port);
+	return fd;
+}
+
+/*
+ * The receive queue of the server's end of our connection (local port
+ * `port`, remote port `cport`) from /proc/net/tcp, or -1 when it is not
+ * listed. A connection still in the accept queue is listed too, with the
+ * request in its queue; 0 means a worker has read the request.
+ */
+static long server_rx_queue(int port, int cport)
+{
+	FILE *f = fopen("/proc/net/tcp", "re");
+	char line[256];
+	long rx = -1;
+
+	if (!f)
+		return -1;
+	while (rx < 0 && fgets(line, sizeof(line), f)) {
+		unsigned int la, lp, ra, rp, st;
+		unsigned long tq, rq;
+
+		if (sscanf(line, " %*d: %x:%x %x:%x %x %lx:%lx", &la, &lp, &ra, &rp, &st, &tq,
+			   &rq) == 7 &&
+		    (int)lp == port && (int)rp == cport)
+			rx = (long)rq;
+	}
+	fclose(f);
+	return rx;
+}
+
+/* Wait until a worker has read the request on our connection: 0 or -ETIMEDOUT. */
+static int request_taken(int port, int cport, int64_t deadline)
+{
+	while (server_rx_queue(port, cport) != 0) {
+		if (now_ns() >= deadline)
+			return -ETIMEDOUT;
+		sleep_s(0.0002);
+	}
+	return 0;
+}
+
+/*
+ * The client side of the request in flight behaves like a real client: it
+ * reads the answer as it comes and closes its end at the server's EOF (or
+ * error), so a server that lingers for the client's close is not held up.
+ */
+struct request {
+	int fd;
+	size_t got;
+	char head[16];
+};
+
+/* Read what has arrived; true once the connection is done with (and closed). */
+static bool request_read(struct request *rq, bool wait)
+{
+	char buf[512];
+	ssize_t n;
+
+	while (rq->fd >= 0) {
+		n = recv(rq->fd, buf, sizeof(buf), wait ? 0 : MSG_DONTWAIT);
+		if (n < 0 && !wait && (errno == EAGAIN || errno == EINTR))
+			return false;
+		if (n <= 0) {
+			close(rq->fd);
+			rq->fd = -1;
+			break;
+		}
+		for (ssize_t i = 0; i < n && rq->got < sizeof(rq->head); i++)
+			rq->head[rq->got++] = buf[i];
+	}
+	return true;
+}
+
+/* Was the request answered with a 2xx status line? */
+static bool request_answered(const struct request *rq)
+{
+	return rq->got >= 12 && memcmp(rq->head, "HTTP/1.", 7) == 0 && rq->head[9] == '2';
+}
+
 /* ---- term: start, serve, TERM, exit ------------------------------------- */
 
 static void reset_signals(void)
@@ -694,14 +804,37 @@ static int status_of(const siginfo_t *si)
 	return si->si_code == CLD_EXITED ? si->si_status : 128 + si->si_status;
 }
 
+static const struct {
+	int sig;
+	const char *name;
+} term_signals[] = {{SIGTERM, "term"}, {SIGINT, "int"}, {SIGQUIT, "quit"}};
+
+static const char *term_signal_name(int sig)
+{
+	for (size_t i = 0; i < sizeof(term_signals) / sizeof(term_signals[0]); i++)
+		if (term_signals[i].sig == sig)
+			return term_signals[i].name;
+	return NULL;
+}
+
+/*
+ * Samples are named after the signal and the load: term_exit, int_exit,
+ * quit_exit when idle, term_busy_exit ... with o->busy in flight, plus
+ * NAME_status (exit status) and, busy, NAME_answered (1: the request in
+ * flight got a 2xx answer before the server went away).
+ */
 static int cmd_term(const struct opts *o, char **cmd)
 {
 	struct sender snd = {0};
+	char name[32], what[48];
 
+	snprintf(name, sizeof(name), "%s%s", term_signal_name(o->sig), o->busy ? "_busy" : "");
+	snprintf(what, sizeof(what), "%s_exit", name);
 	if (sender_start(&snd, o->cpu) < 0 || pin(o->probe_cpu) < 0 || observer_policy() < 0)
 		return 1;
 	for (int i = 0; i < o->count; i++) {
-		int port = free_port(), pidfd, r, cfd, left = 0;
+		int port = free_port(), pidfd, r, cfd, left = 0, cport = 0;
+		struct request rq = {.fd = -1};
 		char **argv = with_port(cmd, port);
 		struct pidset workers = {0};
 		int64_t t_fork = now_ns(), t_ready = 0, t0 = 0, t1 = 0, deadline;
@@ -741,9 +874,24 @@ static int cmd_term(const struct opts *o, char **cmd)
 			say("run %d: the pool was not idle before TERM, measuring anyway", i);
 		if (cfd >= 0)
 			close(cfd);
+		if (o->busy) {
+			rq.fd = request_start(port, o->busy, &cport);
+			if (rq.fd < 0 || request_taken(port, cport, deadline_after(2.0)) < 0) {
+				say("run %d: GET %s on 127.0.0.1:%d was not taken by a worker "
+				    "within 2 s",
+				    i, o->busy, port);
+				fail(what);
+				if (rq.fd >= 0)
+					close(rq.fd);
+				kill_tree(pid);
+				waitid(P_PID, (id_t)pid, &si, WEXITED);
+				close(pidfd);
+				return 1;
+			}
+		}
 
 		deadline = deadline_after(o->timeout);
-		ticket = sender_send(&snd, pid, SIGTERM);
+		ticket = sender_send(&snd, pid, o->sig);
 		for (;;) {
 			struct pollfd p = {.fd = pidfd, .events = POLLIN};
 
@@ -753,23 +901,29 @@ static int cmd_term(const struct opts *o, char **cmd)
 			}
 			if (now_ns() >= deadline)
 				break;
+			if (rq.fd >= 0)
+				request_read(&rq, false);
 			cpu_relax();
 		}
 		r = sender_wait(&snd, ticket, deadline, &t0);
 		if (!t1 || r < 0) {
-			say("run %d: still running %.1f s after TERM (%s); killing it", i,
-			    o->timeout, r < 0 ? strerror(-r) : "sent");
-			fail("term_exit");
+			say("run %d: still running %.1f s after SIG%s (%s); killing it", i,
+			    o->timeout, term_signal_name(o->sig), r < 0 ? strerror(-r) : "sent");
+			fail(what);
 			kill_tree(pid);
 		}
 		waitid(P_PID, (id_t)pid, &si, WEXITED);
 		close(pidfd);
 		if (t1 && r == 0) {
-			sample("term_exit", t1 - t0);
-			printf("term_status %d\n", status_of(&si));
+			sample(what, t1 - t0);
+			printf("%s_status %d\n", name, status_of(&si));
 			if (status_of(&si) != 0)
-				say("run %d: exit status %d after TERM (expected 0)", i,
-				    status_of(&si));
+				say("run %d: exit status %d after SIG%s (expected 0)", i,
+				    status_of(&si), term_signal_name(o->sig));
+		}
+		if (o->busy) {
+			request_read(&rq, true);
+			printf("%s_answered %d\n", name, request_answered(&rq));
 		}
 		/* Workers outliving their arbiter would be a bug: report and remove. */
 		for (int w = 0; w < workers.n; w++) {
@@ -957,6 +1111,7 @@ static void usage(void)
 		"                   [--settle S] [--cpu C --probe-cpu C2]\n"
 		"       probe term  --workers W --ready LIST --count N --log FILE [--timeout S]\n"
 		"                   [--settle S] [--no-http] [--cpu C --probe-cpu C2]\n"
+		"                   [--signal TERM|INT|QUIT] [--busy PATH]\n"
 		"                   -- CMD [ARG...]\n"
 		"                   (\"@PORT@\" in an ARG becomes a free port, new for each run)\n"
 		"       probe responder --port N --workers W\n"
@@ -977,6 +1132,8 @@ int main(int argc, char **argv)
 		{"cpu", required_argument, NULL, 'c'},
 		{"probe-cpu", required_argument, NULL, 'C'},
 		{"no-http", no_argument, NULL, 'H'},
+		{"signal", required_argument, NULL, 'S'},
+		{"busy", required_argument, NULL, 'B'},
 		{0},
 	};
 	struct opts o = {.workers = 2,
@@ -985,6 +1142,7 @@ int main(int argc, char **argv)
 			 .probe_cpu = -1,
 			 .timeout = 5.0,
 			 .settle = 0.05,
+			 .sig = SIGTERM,
 			 .http = true};
 	const char *cmd;
 	int c;
@@ -1034,6 +1192,19 @@ int main(int argc, char **argv)
 			break;
 		case 'H':
 			o.http = false;
+			break;
+		case 'S':
+			o.sig = 0;
+			for (size_t i = 0; i < sizeof(term_signals) / sizeof(term_signals[0]); i++)
+				if (strcasecmp(optarg, term_signals[i].name) == 0)
+					o.sig = term_signals[i].sig;
+			if (!o.sig) {
+				say("--signal %s: TERM, INT or QUIT", optarg);
+				return 2;
+			}
+			break;
+		case 'B':
+			o.busy = optarg;
 			break;
 		case 'r':
 			if (parse_ready(&o, optarg) < 0)

@@ -2,9 +2,12 @@
 # scripts/bench/run.sh - sigvisor and gunicorn (sync worker) side by side.
 #
 # Starts both with 2 workers on 127.0.0.1 (a free port each), measures what
-# their arbiters do while idle and how fast they act on TTIN, TTOU and TERM,
-# and prints one table of medians. scripts/bench/README.md says what each
-# metric means. Installs nothing; names the Debian package of a missing tool.
+# their arbiters cost while idle (CPU time, context switches, syscalls,
+# memory) and how fast they act on TTIN, TTOU, TERM, INT and QUIT (idle and
+# with a request in flight), and prints one table of medians and p99s. Then
+# it runs the further sections (BENCH_MORE). scripts/bench/README.md says
+# what each metric means. Installs nothing; names the Debian package of a
+# missing tool.
 #
 # Environment:
 #   SIGVISOR=PATH            binary under test (default build/sigvisor)
@@ -13,7 +16,8 @@
 #                            (default epoll_wait,epoll_pwait,epoll_pwait2)
 #   GUNICORN=PATH            default: gunicorn from PATH
 #   BUILD=DIR                where the probe is compiled (default build)
-#   BENCH_IDLE_SECONDS=10 BENCH_CYCLES=30 BENCH_TERM_RUNS=10 BENCH_WRK_SECONDS=3
+#   BENCH_IDLE_CPU_SECONDS=60 BENCH_IDLE_SECONDS=10 BENCH_CYCLES=100
+#   BENCH_TERM_RUNS=30 BENCH_STOP_RUNS=15 BENCH_BUSY_MS=200 BENCH_WRK_SECONDS=3
 #   BENCH_PIN=1              servers on one CPU, the probe on another (0: off)
 #   BENCH_FLOOR=1            also time probe's minimal responder (0: off)
 #   BENCH_KEEP=1             keep the temp dir (logs, raw samples)
@@ -21,133 +25,32 @@
 #                            storm.sh, pid1.sh; their knobs are in their headers);
 #                            empty: only this table
 set -u -o pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-root=$(cd "$here/../.." && pwd)
-
-abspath() { case $1 in /*) printf '%s\n' "$1" ;; */*) printf '%s\n' "$PWD/$1" ;; *) printf '%s\n' "$1" ;; esac; }
-
-if [[ -n ${SIGVISOR:-} ]]; then SIGVISOR=$(abspath "$SIGVISOR"); else SIGVISOR=$root/build/sigvisor; fi
-GUNICORN=${GUNICORN:-gunicorn}
-BUILD=${BUILD:-build}
-[[ $BUILD == /* ]] || BUILD=$root/$BUILD
+IDLE_CPU_S=${BENCH_IDLE_CPU_SECONDS:-60}
 IDLE_S=${BENCH_IDLE_SECONDS:-10}
-CYCLES=${BENCH_CYCLES:-30}
-RUNS=${BENCH_TERM_RUNS:-10}
+CYCLES=${BENCH_CYCLES:-100}
+RUNS=${BENCH_TERM_RUNS:-30}
+STOP_RUNS=${BENCH_STOP_RUNS:-15}
+BUSY_MS=${BENCH_BUSY_MS:-200}
 WRK_S=${BENCH_WRK_SECONDS:-3}
-PIN=${BENCH_PIN:-1}
 FLOOR=${BENCH_FLOOR:-1}
 WORKERS=2
-SV_READY=${SIGVISOR_READY_SYSCALLS:-epoll_wait,epoll_pwait,epoll_pwait2}
-# gunicorn's sync worker waits in select.select(); the rest is belt and braces.
-GU_READY=select,pselect6,poll,ppoll,epoll_wait,epoll_pwait,accept,accept4
 FL_READY=epoll_wait,epoll_pwait
-read -r -a SV_EXTRA <<<"${SIGVISOR_BENCH_ARGS:-}"
-# Neither server should pick up a caller's settings.
-unset SIGVISOR_ARGS GUNICORN_CMD_ARGS
-
-t_start=$(date +%s.%N)
-log() { printf '%s\n' "bench: $*" >&2; }
-die() { log "error: $*"; exit 2; }
-
-# ---- prerequisites ----------------------------------------------------------
-missing=()
-need() { command -v "$1" >/dev/null 2>&1 || missing+=("$1 (Debian package: $2)"); }
 need strace strace
 need "$GUNICORN" gunicorn
 need wrk wrk
-need cc gcc
-need timeout coreutils
-need awk mawk
-if ((${#missing[@]})); then
-	log "missing tools; install them with apt-get install:"
-	printf '  %s\n' "${missing[@]}" >&2
-	exit 2
-fi
-[[ -x $SIGVISOR ]] || die "$SIGVISOR is not an executable file: run make first, or set SIGVISOR=PATH"
-"$SIGVISOR" --help >/dev/null 2>&1 || die "$SIGVISOR --help failed: is it a sigvisor binary?"
-
-probe=$BUILD/bench/probe
-if [[ ! -x $probe || $here/probe.c -nt $probe ]]; then
-	mkdir -p "$BUILD/bench" || die "cannot create $BUILD/bench"
-	cc -O2 -Wall -Wextra -Werror -pthread -o "$probe" "$here/probe.c" ||
-		die "compiling $here/probe.c failed"
-fi
-
-# Servers on one CPU, the timing probe on another: see probe.c for why.
-cpus=()
-IFS=, read -r -a ranges <<<"$(awk '/^Cpus_allowed_list:/ { print $2 }' /proc/self/status)"
-for r in "${ranges[@]}"; do
-	if [[ $r == *-* ]]; then for ((c = ${r%-*}; c <= ${r#*-}; c++)); do cpus+=("$c"); done; else cpus+=("$r"); fi
-done
-pin_server=() pin_probe=() placement="unpinned"
-if [[ $PIN == 1 ]] && ((${#cpus[@]} >= 2)); then
-	pin_server=(--cpu "${cpus[0]}")
-	pin_probe=(--cpu "${cpus[0]}" --probe-cpu "${cpus[1]}")
-	placement="servers pinned to CPU ${cpus[0]}, probe to CPU ${cpus[1]}"
-elif [[ $PIN == 1 ]]; then
+bench_setup run
+"$SIGVISOR" --help >/dev/null 2>&1 || die "$SIGVISOR_ORIG --help failed: is it a sigvisor binary?"
+PIN=1 # start_server: servers on the first CPU
+pin_probe=() placement="unpinned"
+if ((probe_cpu >= 0)); then
+	pin_probe=(--cpu "$server_cpu" --probe-cpu "$probe_cpu")
+	placement="servers pinned to CPU $server_cpu, probe to CPU $probe_cpu"
+elif [[ ${BENCH_PIN:-1} == 1 ]]; then
 	log "only one CPU allowed: running unpinned (timings include the probe's own load)"
 fi
-
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/sigvisor-bench.XXXXXX") || die "mktemp failed"
-failed=0
-
-# Measure one binary throughout, even if make rebuilds it during the run.
-sv_built=$(date -r "$SIGVISOR" '+%F %T')
-cp "$SIGVISOR" "$tmp/sigvisor" || die "cannot copy $SIGVISOR to $tmp"
-sv_sum=$(sha256sum "$tmp/sigvisor" | cut -c1-12)
-SIGVISOR_ORIG=$SIGVISOR
-SIGVISOR=$tmp/sigvisor
-
-# ---- process bookkeeping: only PIDs we started, only by PID -----------------
-servers=() # arbiters started by this script
-helpers=() # background strace
-
-state_of() { # the state letter of PID, nothing if gone
-	local s
-	s=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
-	s=${s##*) }
-	printf '%s' "${s%% *}"
-}
-alive() { local s; s=$(state_of "$1"); [[ -n $s && $s != Z && $s != X ]]; }
-children() { cat "/proc/$1/task/$1/children" 2>/dev/null; }
-
-stop_server() { # PID: TERM, up to 8 s, then KILL it and the workers it had
-	local pid=$1 kids i
-	alive "$pid" || { wait "$pid" 2>/dev/null; return 0; }
-	kids=$(children "$pid")
-	kill -TERM "$pid" 2>/dev/null
-	for ((i = 0; i < 80; i++)); do alive "$pid" || break; sleep 0.1; done
-	if alive "$pid"; then
-		log "pid $pid still running 8 s after TERM: sending KILL"
-		kill -KILL "$pid" 2>/dev/null
-	fi
-	wait "$pid" 2>/dev/null
-	for i in $kids; do alive "$i" && kill -KILL "$i" 2>/dev/null; done
-	return 0
-}
-
-forget_server() { # PID: stopped, no longer ours to clean up
-	local -a keep=()
-	local p
-	for p in "${servers[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
-	servers=("${keep[@]}")
-}
-
-# shellcheck disable=SC2317 # called from the EXIT trap
-cleanup() {
-	local p
-	trap - EXIT INT TERM
-	for p in "${helpers[@]}"; do kill -INT "$p" 2>/dev/null; done
-	for p in "${servers[@]}"; do stop_server "$p"; done
-	if ((failed)) || [[ ${BENCH_KEEP:-0} == 1 ]]; then
-		log "logs and raw samples kept in $tmp"
-	else
-		rm -rf "$tmp"
-	fi
-}
-trap cleanup EXIT
-trap 'log interrupted; failed=1; exit 130' INT TERM
 
 # ---- what is measured --------------------------------------------------------
 # @PORT@ becomes a free port (here, or in probe term for each run). The *_cmd
@@ -161,24 +64,28 @@ trap 'log interrupted; failed=1; exit 130' INT TERM
 	gu_cmd=("$GUNICORN" --chdir "$here" app:app -w "$WORKERS" -b "127.0.0.1:@PORT@"
 		--graceful-timeout 5)
 	fl_cmd=("$probe" responder --port "@PORT@" --workers "$WORKERS")
+	# Memory only: the same sigvisor without its eBPF probes (their ring
+	# buffer is mapped into the arbiter and counts in its VmRSS).
+	sn_cmd=("${sv_cmd[@]}" --bpf off)
 }
 
 declare -A pid port
 names=(sv gu)
-declare -A title=([sv]=sigvisor [gu]=gunicorn [fl]=floor)
-declare -A ready=([sv]=$SV_READY [gu]=$GU_READY [fl]=$FL_READY)
-declare -A http=([sv]="" [gu]="" [fl]=--no-http)
+declare -A title=([sv]=sigvisor [gu]=gunicorn [fl]=floor [sn]="sigvisor --bpf off")
+declare -A ready=([sv]=$SV_READY [gu]=$GU_READY [fl]=$FL_READY [sn]=$SV_READY)
+declare -A http=([sv]="" [gu]="" [fl]=--no-http [sn]="")
+mem=(sv gu) # whose memory is sampled
+[[ " ${SV_EXTRA[*]} " == *" --bpf "* ]] || mem+=(sn)
 
 start() { # NAME: start the long-lived instance and wait until it serves
 	local n=$1 p arg
 	local -a cmd=()
 	local -n tmpl=${n}_cmd
-	p=$("$probe" port) || die "no free port"
+	p=$(free_port)
 	for arg in "${tmpl[@]}"; do cmd+=("${arg//@PORT@/$p}"); done
-	"$probe" exec "${pin_server[@]}" -- "${cmd[@]}" >>"$tmp/$n.log" 2>&1 &
-	pid[$n]=$!
+	start_server "$tmp/$n.log" "${cmd[@]}"
+	pid[$n]=$spid
 	port[$n]=$p
-	servers+=("${pid[$n]}")
 }
 
 wait_up() { # NAME
@@ -194,7 +101,7 @@ wait_up() { # NAME
 	log "${title[$n]} serves on 127.0.0.1:${port[$n]}, arbiter pid ${pid[$n]}, workers $(children "${pid[$n]}")"
 }
 
-sample() { printf '%s %s\n' "$2" "$3" >>"$tmp/$1.samples"; } # NAME METRIC VALUE
+stop() { stop_server "${pid[$1]}"; forget_server "${pid[$1]}"; } # NAME
 
 memory() { # NAME: one VmRSS and Pss sample of the arbiter, in kB
 	local n=$1 rss pss
@@ -204,9 +111,16 @@ memory() { # NAME: one VmRSS and Pss sample of the arbiter, in kB
 	[[ -n $pss ]] && sample "$n" pss_kb "$pss"
 }
 
-switches() { # NAME: context switches of all the arbiter's threads so far
-	cat /proc/"${pid[$1]}"/task/*/status 2>/dev/null |
+switches() { # PID...: context switches of all their threads so far
+	local p
+	for p in "$@"; do cat /proc/"$p"/task/*/status 2>/dev/null; done |
 		awk '/^(non)?voluntary_ctxt_switches:/ { s += $2 } END { print s + 0 }'
+}
+
+cpu_ns() { # PID...: CPU time of all their threads so far, ns (schedstat: exact, not in ticks)
+	local p
+	for p in "$@"; do cat /proc/"$p"/task/*/schedstat 2>/dev/null; done |
+		awk '{ s += $1 } END { printf "%.0f\n", s + 0 }'
 }
 
 scale() { # NAME: TTIN/TTOU cycles against the running instance
@@ -220,14 +134,16 @@ scale() { # NAME: TTIN/TTOU cycles against the running instance
 	fi
 }
 
-term_runs() { # NAME: fresh instances, start -> serving, TERM -> exit
-	local n=$1
+stop_runs() { # NAME SIGNAL RUNS [busy]: fresh instances, start -> serving, SIGNAL -> exit
+	local n=$1 sig=$2 runs=$3
 	local -n tmpl=${n}_cmd
-	log "${title[$n]}: $RUNS start / TERM runs"
+	local -a busy=()
+	[[ ${4:-} == busy ]] && busy=(--busy "/sleep?ms=$BUSY_MS")
+	log "${title[$n]}: $runs start / $sig runs${busy[*]:+, a request in flight}"
 	# shellcheck disable=SC2086
 	if ! "$probe" term "${pin_probe[@]}" --workers "$WORKERS" --ready "${ready[$n]}" \
-		${http[$n]} --count "$RUNS" --timeout 15 --settle 0.2 --log "$tmp/$n.term.log" \
-		-- "${tmpl[@]}" >>"$tmp/$n.samples" 2>>"$tmp/$n.probe.err"; then
+		${http[$n]} --count "$runs" --timeout 15 --settle 0.2 --log "$tmp/$n.term.log" \
+		--signal "$sig" "${busy[@]}" -- "${tmpl[@]}" >>"$tmp/$n.samples" 2>>"$tmp/$n.probe.err"; then
 		failed=1
 		log "${title[$n]}: $(tail -n 3 "$tmp/$n.probe.err")"
 	fi
@@ -235,20 +151,36 @@ term_runs() { # NAME: fresh instances, start -> serving, TERM -> exit
 
 log "sigvisor: $SIGVISOR_ORIG ($("$SIGVISOR" --version 2>&1 | head -n 1); built $sv_built, sha256 $sv_sum…)"
 log "gunicorn: $(command -v "$GUNICORN") ($("$GUNICORN" --version 2>&1 | head -n 1))"
-log "kernel $(uname -r), $(nproc) CPUs, $placement; temp dir $tmp"
+log "kernel $(uname -r), $(nproc) CPUs, $placement; load average $(cut -d' ' -f1-3 /proc/loadavg); temp dir $tmp"
 
-for n in "${names[@]}"; do start "$n"; done
-for n in "${names[@]}"; do wait_up "$n"; done
+for n in "${mem[@]}"; do start "$n"; done
+for n in "${mem[@]}"; do wait_up "$n"; done
 sleep 2 # let start-up work (imports, first timers) finish
-for n in "${names[@]}"; do memory "$n"; done
+for n in "${mem[@]}"; do memory "$n"; done
 
-# ---- 1. idle: context switches (no tracer), then syscalls (strace) ---------
-log "idle ${IDLE_S} s: context switches, both arbiters at once"
-declare -A cs0
-for n in "${names[@]}"; do cs0[$n]=$(switches "$n"); done
-sleep "$IDLE_S"
-for n in "${names[@]}"; do sample "$n" idle_switches $(($(switches "$n") - ${cs0[$n]})); done
-for n in "${names[@]}"; do memory "$n"; done
+# ---- 1. idle: CPU time and context switches (no tracer), then syscalls -----
+log "idle ${IDLE_CPU_S} s: CPU time and context switches, both servers at once"
+declare -A cs0 cpu0 wcpu0 kids
+for n in "${names[@]}"; do
+	kids[$n]=$(children "${pid[$n]}")
+	cs0[$n]=$(switches "${pid[$n]}")
+	cpu0[$n]=$(cpu_ns "${pid[$n]}")
+	# shellcheck disable=SC2086 # a list of pids
+	wcpu0[$n]=$(cpu_ns ${kids[$n]})
+done
+sleep "$IDLE_CPU_S"
+for n in "${names[@]}"; do
+	sample "$n" idle_switches $(($(switches "${pid[$n]}") - ${cs0[$n]}))
+	sample "$n" idle_cpu_ns $(($(cpu_ns "${pid[$n]}") - ${cpu0[$n]}))
+	# shellcheck disable=SC2086
+	if [[ $(children "${pid[$n]}") == "${kids[$n]}" ]]; then
+		sample "$n" idle_worker_cpu_ns $(($(cpu_ns ${kids[$n]}) - ${wcpu0[$n]}))
+	else
+		log "${title[$n]}: workers changed during the idle window; their CPU time is not counted"
+		echo "fail idle_worker_cpu_ns" >>"$tmp/$n.samples"
+	fi
+done
+for n in "${mem[@]}"; do memory "$n"; done
 
 log "idle ${IDLE_S} s: strace of each arbiter (its threads, not its workers), both at once"
 declare -A st0
@@ -285,7 +217,8 @@ for n in "${names[@]}"; do
 			for (k in by) printf "%d %s\n", by[k], k > names
 		}' "$tmp/$n.strace"
 done
-for n in "${names[@]}"; do memory "$n"; done
+for n in "${mem[@]}"; do memory "$n"; done
+[[ -n ${pid[sn]:-} ]] && stop sn
 
 # ---- 2. TTIN / TTOU ----------------------------------------------------------
 for n in "${names[@]}"; do scale "$n"; done
@@ -302,110 +235,68 @@ if ((WRK_S > 0)); then
 	done
 fi
 
-for n in "${names[@]}"; do stop_server "${pid[$n]}"; forget_server "${pid[$n]}"; done
+for n in "${names[@]}"; do stop "$n"; done
 
-# ---- 4. start -> serving, TERM (idle) -> exit, a fresh instance each run ----
-for n in "${names[@]}"; do term_runs "$n"; done
+# ---- 4. start -> serving, then TERM/INT/QUIT -> exit, a fresh instance each run
+for n in "${names[@]}"; do
+	stop_runs "$n" TERM "$RUNS"
+	stop_runs "$n" INT "$STOP_RUNS"
+	stop_runs "$n" QUIT "$STOP_RUNS"
+	for s in TERM INT QUIT; do stop_runs "$n" "$s" "$STOP_RUNS" busy; done
+done
 
 # ---- 5. the floor: probe's own minimal responder, timed the same way --------
 if [[ $FLOOR == 1 ]]; then
 	start fl
 	wait_up fl
 	scale fl
-	stop_server "${pid[fl]}"
-	forget_server "${pid[fl]}"
-	term_runs fl
+	stop fl
+	stop_runs fl TERM "$RUNS"
 fi
 
 # ---- the table ----------------------------------------------------------------
-# stats FILE METRIC -> "median min max n fails"; nothing when never measured
-stats() {
-	awk -v m="$2" '
-		$1 == m { v[++n] = $2 + 0 }
-		$1 == "fail" && $2 == m { f++ }
-		END {
-			if (n == 0 && f == 0) exit
-			for (i = 2; i <= n; i++) { x = v[i]; for (j = i - 1; j >= 1 && v[j] > x; j--) v[j + 1] = v[j]; v[j + 1] = x }
-			med = n == 0 ? 0 : (n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2)
-			printf "%.6f %.6f %.6f %d %d\n", med, v[1], v[n], n, f + 0
-		}' "$1" 2>/dev/null
-}
-
-# cell METRIC NAME SCALE DECIMALS -> "median (min–max, n)"; leaves NAME.med
-cell() {
-	local s med min max cnt fails
-	s=$(stats "$tmp/$2.samples" "$1")
-	if [[ -z $s ]]; then printf 'not measured'; return; fi
-	read -r med min max cnt fails <<<"$s"
-	if ((cnt == 0)); then printf 'FAILED'; return; fi
-	awk -v a="$med" -v b="$min" -v c="$max" -v n="$cnt" -v k="$3" -v d="$4" -v f="$fails" \
-		'BEGIN { printf "%.*f (%.*f–%.*f, %d)%s", d, a / k, d, b / k, d, c / k, n, f ? ", then FAILED" : "" }'
-	printf '%s' "$med" >"$tmp/$2.med"
-}
-
-ratio() { # gunicorn median / sigvisor median
-	local g s
-	g=$(cat "$tmp/gu.med" 2>/dev/null) s=$(cat "$tmp/sv.med" 2>/dev/null)
-	[[ -n $g && -n $s ]] || { printf '—'; return; }
-	awk -v g="$g" -v s="$s" 'BEGIN {
-		if (s == 0) { printf "%s", g == 0 ? "— (both 0)" : "∞ (sigvisor 0)"; exit }
-		printf "%.*f×", (g / s < 10 ? 2 : 0), g / s }'
-}
-
-target() { # OP LIMIT SCALE UNIT: judge sigvisor's median
-	local s
-	s=$(cat "$tmp/sv.med" 2>/dev/null) || { printf '%s %s%s: not measured' "$1" "$2" "$4"; return; }
-	awk -v s="$s" -v op="$1" -v lim="$2" -v k="$3" -v u="$4" 'BEGIN {
-		v = s / k; ok = (op == "=" ? v == lim : v <= lim)
-		printf "%s %s%s: %s", op, lim, u, ok ? "met" : "MISSED" }'
-}
-
 rows=()
-row() { # LABEL METRIC SCALE DECIMALS [OP LIMIT UNIT]
-	local label=$1 m=$2 k=$3 d=$4 a b r t=""
-	rm -f "$tmp/sv.med" "$tmp/gu.med"
-	a=$(cell "$m" sv "$k" "$d")
-	b=$(cell "$m" gu "$k" "$d")
-	r=$(ratio)
-	if (($# > 4)); then t=$(target "$5" "$6" "$k" "$7"); fi
+row() { # LABEL METRIC SCALE DECIMALS [p99] [OP LIMIT UNIT]
+	local label=$1 m=$2 unit=$3 d=$4 mode="" a b r t=""
+	shift 4
+	[[ ${1:-} == p99 ]] && { mode=p99; shift; }
+	a=$(cell sv "$m" "$unit" "$d" "$mode")
+	b=$(cell gu "$m" "$unit" "$d" "$mode")
+	r=$(ratio sv gu)
+	[[ $mode == p99 ]] && r+=", p99 $(ratio sv gu p99)"
+	(($# > 0)) && t=$(target sv "$1" "$2" "$unit" "$3")
 	rows+=("$label"$'\t'"$a"$'\t'"$b"$'\t'"$r"$'\t'"$t")
 }
 
+row "arbiter CPU time, idle ${IDLE_CPU_S} s (no tracer), ms" idle_cpu_ns 1000000 3
+row "workers' CPU time (all), idle ${IDLE_CPU_S} s, ms" idle_worker_cpu_ns 1000000 3
+row "arbiter context switches, idle ${IDLE_CPU_S} s (no tracer)" idle_switches 1 0
 row "arbiter syscalls, idle ${IDLE_S} s (strace)" idle_syscalls 1 0 "=" 0 ""
 row "arbiter syscalls per 1 s window, idle" idle_syscalls_per_s 1 1
-row "arbiter context switches, idle ${IDLE_S} s (no tracer)" idle_switches 1 0
 row "arbiter VmRSS, MiB" rss_kb 1024 1 "≤" 3 " MiB"
 row "arbiter Pss, MiB" pss_kb 1024 2
-row "TTIN → new worker visible, ms" ttin_visible 1000 3 "≤" 0.3 " ms"
-row "TTIN → new worker ready, ms" ttin_ready 1000 3
-row "TTOU → worker reaped, ms" ttou_reaped 1000 3
-row "start → all workers ready, ms" start_serving 1000 1
-row "TERM (idle) → arbiter exit, ms" term_exit 1000 3 "≤" 10 " ms"
-((WRK_S > 0)) && row "wrk ${WRK_S} s, req/s (sanity check, not like for like)" wrk_rps 1 0
-
-print_table() {
-	local LC_ALL=C.UTF-8 # so that ${#s} counts characters, not bytes
-	local -a head=("metric" "sigvisor median (min–max, n)" "gunicorn median (min–max, n)"
-		"ratio gunicorn ÷ sigvisor" "sigvisor target")
-	local -a w=(0 0 0 0 0) f
-	local line i out c sep="|"
-	for i in 0 1 2 3 4; do w[i]=${#head[i]}; done
-	for line in "${rows[@]}"; do
-		IFS=$'\t' read -r -a f <<<"$line"
-		for i in 0 1 2 3 4; do ((${#f[i]} > w[i])) && w[i]=${#f[i]}; done
-	done
-	for i in 0 1 2 3 4; do sep+=" $(printf '%*s' "${w[i]}" '' | tr ' ' '-') |"; done
-	for line in "$(printf '%s\t' "${head[@]}")" "SEP" "${rows[@]}"; do
-		if [[ $line == SEP ]]; then printf '%s\n' "$sep"; continue; fi
-		IFS=$'\t' read -r -a f <<<"$line"
-		out="|"
-		for i in 0 1 2 3 4; do
-			c=${f[i]:-}
-			out+=" $c$(printf '%*s' $((w[i] - ${#c})) '') |"
-		done
-		printf '%s\n' "$out"
-	done
+snrow() { # LABEL METRIC DECIMALS [OP LIMIT UNIT]: sigvisor --bpf off against gunicorn's cell
+	local a t=""
+	a=$(cell sn "$2" 1024 "$3")
+	cell gu "$2" 1024 "$3" >/dev/null
+	(($# > 3)) && t=$(target sn "$4" "$5" 1024 "$6")
+	rows+=("$1"$'\t'"$a"$'\t'"(as above)"$'\t'"$(ratio sn gu)"$'\t'"$t")
 }
+if [[ -s $tmp/sn.samples ]]; then
+	snrow "  the same sigvisor with --bpf off: VmRSS, MiB" rss_kb 1 "≤" 3 " MiB"
+	snrow "  the same sigvisor with --bpf off: Pss, MiB" pss_kb 2
+fi
+row "TTIN → new worker visible, ms" ttin_visible 1000 3 p99 "≤" 0.3 " ms"
+row "TTIN → new worker ready, ms" ttin_ready 1000 3 p99
+row "TTOU → worker reaped, ms" ttou_reaped 1000 3 p99
+row "start → all workers ready, ms" start_serving 1000 1 p99
+row "TERM (idle) → arbiter exit, ms" term_exit 1000 3 p99 "≤" 10 " ms"
+row "INT (idle) → arbiter exit, ms" int_exit 1000 3 p99
+row "QUIT (idle) → arbiter exit, ms" quit_exit 1000 3 p99
+row "TERM, ${BUSY_MS} ms request in flight → exit, ms" term_busy_exit 1000 1 p99
+row "INT, ${BUSY_MS} ms request in flight → exit, ms" int_busy_exit 1000 3 p99
+row "QUIT, ${BUSY_MS} ms request in flight → exit, ms" quit_busy_exit 1000 3 p99
+((WRK_S > 0)) && row "wrk ${WRK_S} s, req/s (sanity check, not like for like)" wrk_rps 1 0
 
 median_of() { # NAME METRIC -> median in ms, or "?"
 	local s
@@ -413,13 +304,18 @@ median_of() { # NAME METRIC -> median in ms, or "?"
 	[[ -n $s ]] && awk -v s="$s" 'BEGIN { split(s, a, " "); if (a[4] > 0) printf "%.3f", a[1] / 1000; else printf "FAILED" }' || printf '?'
 }
 
-elapsed=$(awk -v a="$t_start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.0f", b - a }')
+answered() { # NAME SIG -> "k of n"
+	awk -v m="${2}_busy_answered" '$1 == m { n++; k += $2 } END { if (n) printf "%d of %d", k, n; else printf "not measured" }' \
+		"$tmp/$1.samples" 2>/dev/null
+}
+
 echo
 echo "sigvisor $("$SIGVISOR" --version 2>&1 | head -n 1 | awk '{ print $2 }') (sha256 $sv_sum…, built $sv_built) vs gunicorn" \
 	"$("$GUNICORN" --version 2>&1 | awk '{ print $NF }' | tr -d '()') (sync worker), $WORKERS workers each on 127.0.0.1;" \
-	"kernel $(uname -r), $(nproc) CPUs, $placement; run took ${elapsed} s"
+	"kernel $(uname -r), $(nproc) CPUs, $placement; load average $(cut -d' ' -f1-3 /proc/loadavg); run took $(elapsed) s"
 echo
-print_table
+print_table rows "metric" "sigvisor median (min–max, n)" "gunicorn median (min–max, n)" \
+	"ratio gunicorn ÷ sigvisor" "sigvisor target"
 echo
 if [[ $FLOOR == 1 ]]; then
 	echo "Floor of the method (probe's minimal signalfd+epoll+fork responder, timed the same way, medians):" \
@@ -427,21 +323,27 @@ if [[ $FLOOR == 1 ]]; then
 		"TTOU → reaped $(median_of fl ttou_reaped) ms, TERM → exit $(median_of fl term_exit) ms."
 fi
 for n in "${names[@]}"; do
+	echo "${title[$n]}: request in flight answered (2xx) after TERM $(answered "$n" term)," \
+		"after INT $(answered "$n" int), after QUIT $(answered "$n" quit)"
+done
+for n in "${names[@]}"; do
 	if [[ -s $tmp/$n.sysnames ]]; then
 		echo "${title[$n]} idle syscalls by name: $(sort -rn "$tmp/$n.sysnames" | awk '{ printf "%s%s %s", (NR > 1 ? ", " : ""), $1, $2 }')"
 	elif [[ -e $tmp/$n.strace ]]; then
 		echo "${title[$n]} idle syscalls by name: none"
 	fi
-	st=$(awk '$1 == "term_status" { c[$2]++; n++ }
-		END { for (s in c) printf "%s%s in %d of %d runs", (k++ ? "; " : ""), s, c[s], n }' "$tmp/$n.samples" 2>/dev/null)
-	[[ -n $st ]] && echo "${title[$n]} exit status after TERM: $st"
+	st=$(awk '$1 ~ /_status$/ { k = $1; sub(/_status$/, "", k); c[k " " $2]++; n[k]++ }
+		END { for (s in c) { split(s, a, " "); printf "%s%s → %s in %d of %d", (j++ ? "; " : ""), toupper(a[1]), a[2], c[s], n[a[1]] } }' \
+		"$tmp/$n.samples" 2>/dev/null)
+	[[ -n $st ]] && echo "${title[$n]} exit status: $st"
 	lo=$(awk '$1 == "leftover_workers" { s += $2 } END { print s + 0 }' "$tmp/$n.samples" 2>/dev/null)
-	((lo > 0)) && echo "${title[$n]}: $lo worker(s) outlived their arbiter after TERM (killed)"
+	((lo > 0)) && echo "${title[$n]}: $lo worker(s) outlived their arbiter (killed)"
 	[[ -s $tmp/$n.wrkerr ]] && echo "${title[$n]} wrk: $(tr -s ' \n' ' ' <"$tmp/$n.wrkerr")"
 	[[ -s $tmp/$n.probe.err ]] && echo "${title[$n]} probe said: $(tail -n 3 "$tmp/$n.probe.err" | tr '\n' ' ')"
 done
 [[ $FLOOR == 1 && -s $tmp/fl.probe.err ]] && echo "floor probe said: $(tail -n 3 "$tmp/fl.probe.err" | tr '\n' ' ')"
-echo "Ratio > 1: gunicorn takes that many times more (time, memory, syscalls); for req/s it is gunicorn's share."
+echo "Ratio > 1: gunicorn takes that many times more (time, memory, syscalls); for req/s it is gunicorn's share." \
+	"p99 interpolates between ranks: with n < 100 it is close to the maximum."
 
 # ---- more sections, each with its own table: HUP under load (and the plot),
 # signal storms and scale, PID 1. Same binary (our copy), same BUILD.
@@ -450,5 +352,5 @@ for s in "${more[@]}"; do
 	echo
 	SIGVISOR=$SIGVISOR BUILD=$BUILD "$here/$s.sh" || { failed=1; log "$s.sh failed (its table says where)"; }
 done
-((${#more[@]})) && echo && echo "make bench: everything took $(awk -v a="$t_start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.0f", b - a }') s"
+((${#more[@]})) && echo && echo "make bench: everything took $(elapsed) s"
 exit $((failed ? 1 : 0))
