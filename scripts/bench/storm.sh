@@ -55,15 +55,19 @@ launch() { # NAME LOG: a fresh server with BASE workers; sets spid, sport
 	fi
 }
 
-sv_status() { # JSON of the running sigvisor -> "ttin ttou usr1 target workers ready"
+# JSON of the running sigvisor -> "ttin ttou usr1 target workers ready" and, when its
+# BPF probes are on, "generated coalesced" for TTIN, TTOU and USR1 (-1 when off).
+sv_status() {
 	timeout 5 "$SIGVISOR" status --control "$tmp/sv.sock" --json 2>/dev/null | python3 -c '
 import json, sys
 d = json.load(sys.stdin)
 s = d.get("signals", {})
 w = d.get("workers", [])
-print(s.get("TTIN", {}).get("received", 0), s.get("TTOU", {}).get("received", 0),
-      s.get("USR1", {}).get("received", 0), d.get("target", -1), len(w),
-      sum(1 for x in w if x.get("state") == "ready"))' 2>/dev/null
+out = [s.get(k, {}).get("received", 0) for k in ("TTIN", "TTOU", "USR1")]
+out += [d.get("target", -1), len(w), sum(1 for x in w if x.get("state") == "ready")]
+for k in ("TTIN", "TTOU", "USR1"):
+    out += [s.get(k, {}).get("generated", -1), s.get(k, {}).get("coalesced", -1)]
+print(*out)' 2>/dev/null
 }
 
 # One storm against a fresh server. Samples (prefix SC_): handled TTIN/TTOU/USR1
@@ -86,7 +90,7 @@ storm_run() { # NAME SC SIGNALS ROUNDS GAP_US RUN
 		# A restart may be waiting out a back-off: give the pool 5 s to reach its target.
 		for ((k = 0; k < 50; k++)); do
 			js=$(sv_status)
-			read -r _ _ _ t w rd <<<"$js"
+			read -r _ _ _ t w rd _ <<<"$js"
 			[[ -n $js && $t == "$w" && $w == "$rd" ]] && break
 			sleep 0.1
 		done
@@ -109,7 +113,7 @@ storm_run() { # NAME SC SIGNALS ROUNDS GAP_US RUN
 		k=$(grep -c 'sending READY=1 to NOTIFY_SOCKET failed' "$lg")
 		echo "${sc}_ready_lost $k" >>"$tmp/$n.samples"
 		if [[ -n $js ]]; then
-			read -r _ _ _ _ w rd <<<"$js"
+			read -r _ _ _ _ w rd _ <<<"$js"
 			echo "${sc}_not_ready $((w - rd))" >>"$tmp/$n.samples"
 		fi
 		pat='received SIG(TTIN|TTOU|USR1) from'
@@ -137,6 +141,12 @@ storm_run() { # NAME SC SIGNALS ROUNDS GAP_US RUN
 			rest = exits - badsig - eff
 			if (exits != "-") printf "%s_mistaken %d\n", sc, badsig + (rest > 0 ? rest : 0)
 			if (js != "") { split(js, j, " "); printf "%s_json_ttin %d\n%s_json_ttou %d\n%s_json_usr1 %d\n", sc, j[1], sc, j[2], sc, j[3] }
+			# the kernel, seen by the BPF probes: signals generated for the arbiter and
+			# those merged into one already pending (ttin ttou usr1)
+			if (js != "" && j[7] >= 0) {
+				split("ttin ttou usr1", k, " ")
+				for (i = 1; i <= 3; i++) printf "%s_bpf_gen_%s %d\n%s_bpf_merged_%s %d\n", sc, k[i], j[5 + 2 * i], sc, k[i], j[6 + 2 * i]
+			}
 		}' >>"$tmp/$n.samples"
 	# How the workers ended (proc connector): clean, by which signal, by which status.
 	awk -v sc="$sc" '
@@ -214,17 +224,33 @@ of_cell() { # NAME METRIC_K METRIC_N -> "K of N"
 	if [[ -z $n ]]; then printf 'not measured'; else printf '%s of %s' "${k:-0}" "$n"; fi
 }
 
+merged_cell() { # NAME SC KINDS: "TTIN 983 of 1000, ..." medians, from the BPF probes
+	local m s med gen cnt out=""
+	[[ $1 == sv ]] || { printf '— (no probes)'; return; }
+	for m in $3; do
+		s=$(stats "$tmp/$1.samples" "${2}_bpf_merged_$m")
+		[[ -z $s ]] && { printf 'not measured (probes off)'; return; }
+		read -r med _ _ cnt _ _ <<<"$s"
+		read -r gen _ <<<"$(stats "$tmp/$1.samples" "${2}_bpf_gen_$m")"
+		out+="${out:+, }${m^^} $(printf '%.0f of %.0f' "$med" "$gen")"
+	done
+	printf '%s (medians, %d)' "$out" "$cnt"
+}
+
 srows=()
 srow() { srows+=("$1"$'\t'"$2"$'\t'"$3"$'\t'"${4:-—}"); }
 a=$(cell sv ttin_ttin 1 0) b=$(cell gu ttin_ttin 1 0)
 srow "$NSIG × TTIN, tight loop: TTINs the arbiter handled" "$a" "$b" "$(ratio sv gu)"
 a=$(cell sv ttin_final 1 0) b=$(cell gu ttin_final 1 0)
+srow "  merged by the kernel while one was pending, of those sent (BPF)" "$(merged_cell sv ttin ttin)" "$(merged_cell gu ttin ttin)"
 srow "  final pool size (expected: $BASE + handled)" "$a" "$b" "$(ratio sv gu)"
 srow "  runs with final pool = expected" "$(of_cell sv ttin_match ttin_runs)" "$(of_cell gu ttin_match ttin_runs)"
 srow "  workers killed by mistake" "$(killed_cell sv ttin)" "$(killed_cell gu ttin)"
 for g in "${GAPS[@]}"; do
 	case $g in 0) gl="tight loop" ;; *) gl="$g µs apart" ;; esac
 	srow "$MIX × (TTIN, USR1, TTOU), $gl: handled" "$(handled_cell sv "mix$g")" "$(handled_cell gu "mix$g")"
+	srow "  merged by the kernel, of those sent (BPF)" "$(merged_cell sv "mix$g" "ttin usr1 ttou")" \
+		"$(merged_cell gu "mix$g" "ttin usr1 ttou")"
 	a=$(cell sv "mix${g}_final" 1 0) b=$(cell gu "mix${g}_final" 1 0)
 	srow "  final pool size" "$a" "$b"
 	srow "  runs with final pool = expected" "$(of_cell sv "mix${g}_match" "mix${g}_runs")" \
@@ -254,6 +280,23 @@ if [[ -n $mism ]]; then
 else
 	echo "sigvisor: signals.*.received in status --json agrees with the log in every run."
 fi
+# Every signal the kernel generated for the arbiter was either merged or handled.
+acct=$(awk '
+	{ v[$1] += $2 }
+	END {
+		for (k in v) if (k ~ /_bpf_gen_/) {
+			m = k; sub(/_bpf_gen_/, "_bpf_merged_", m)
+			h = k; sub(/_bpf_gen_/, "_", h)
+			n++
+			if (v[k] != v[m] + v[h]) printf "%s%s: generated %d, merged %d, handled %d", (c++ ? "; " : ""), h, v[k], v[m], v[h]
+		}
+		if (!n) printf "none"
+	}' "$tmp/sv.samples" 2>/dev/null)
+case $acct in
+none) echo "sigvisor: BPF probes off, so what the kernel merged was not counted." ;;
+"") echo "sigvisor: in every storm, signals generated for the arbiter (BPF) = merged by the kernel + handled: none lost in user space." ;;
+*) echo "sigvisor: generated ≠ merged + handled: $acct" ;;
+esac
 echo "Workers killed by mistake: deaths by USR1 (or any signal but TERM) plus any other worker exit beyond the" \
 	"TTOUs that shrank the pool, summed over the runs; how each worker ended comes from the kernel (proc" \
 	"connector), not from the servers. A TERM death is a TTOU'd worker that had not set up its handler yet."
