@@ -8,10 +8,13 @@
 # `wrk -t2 -c64 -d${BENCH_HUP_WRK_SECONDS}s` with one HUP BENCH_HUP_AT s into
 # each (timed by `sigbench hup`, no tracer), BENCH_HUPS more with strace on the
 # arbiter to count the signals it sends each old worker, then the plot run
-# (`sigbench load`: HUP at 2 s, USR2 at (BENCH_PLOT_SECONDS+2)/2 s).
+# (`sigbench load`: HUP at 2 s, USR2 at (BENCH_PLOT_SECONDS+2)/2 s). Then
+# BENCH_USR2S windows with one USR2 each, and as many traced: sigvisor's USR2
+# is its in-place upgrade; gunicorn's is followed, as its documentation says,
+# by TERM to the old master once the new master has its workers ready.
 #
 # Environment: SIGVISOR BUILD GUNICORN SIGVISOR_BENCH_ARGS as run.sh;
-# BENCH_HUPS=5 BENCH_HUP_WRK_SECONDS=3 BENCH_HUP_AT=1 BENCH_PLOT=scripts/bench/hup.svg
+# BENCH_HUPS=5 BENCH_USR2S=3 BENCH_HUP_WRK_SECONDS=3 BENCH_HUP_AT=1 BENCH_PLOT=scripts/bench/hup.svg
 # (empty: no plot) BENCH_PLOT_SECONDS=8 BENCH_PLOT_RUNS=3 (the plot shows the
 # median of the runs, bucket by bucket) BENCH_KEEP=1; BENCH_REPLOT=DIR redraws
 # the table and the plot from a run kept with BENCH_KEEP=1, measuring nothing.
@@ -20,6 +23,7 @@ set -u -o pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 HUPS=${BENCH_HUPS:-5}
+USR2S=${BENCH_USR2S:-3}
 WRK_S=${BENCH_HUP_WRK_SECONDS:-3}
 HUP_AT=${BENCH_HUP_AT:-1}
 PLOT=${BENCH_PLOT-$here/hup.svg}
@@ -77,14 +81,42 @@ wrk_samples() { # NAME FILE PREFIX: requests, req/s, socket errors, non-2xx, p99
 		END { if (!se) printf "%s_sockerr 0\n", pre; if (!nx) printf "%s_non2xx 0\n", pre }' "$2" >>"$tmp/$1.samples"
 }
 
-wrk_window() { # NAME OUT [SUFFIX]: one wrk window; with a SUFFIX ("" or _strace), a HUP HUP_AT s in
-	local n=$1 out=$2 w
+# gunicorn's USR2 leaves a new master (no longer our child) in charge: make it
+# the server we track and stop, once the old master (which has its TERM) is gone.
+adopt_master() { # NAME NEWPID
+	local n=$1 nm=$2 k
+	servers+=("$nm")
+	# Wait for the old master, not stop_server: the new master may still be its
+	# child, and must not be taken down with it.
+	for ((k = 0; k < 100; k++)); do alive "${pid[$n]}" || break; sleep 0.1; done
+	if alive "${pid[$n]}"; then
+		failed=1
+		log "gunicorn's old master ${pid[$n]} still running 10 s after its TERM: killing it"
+		kill -KILL "${pid[$n]}" 2>/dev/null
+	fi
+	wait "${pid[$n]}" 2>/dev/null
+	forget_server "${pid[$n]}"
+	pid[$n]=$nm
+	# the next window starts from a settled pool under the new master
+	"$probe" wait --pid "$nm" --port "${port[$n]}" --workers "$WORKERS" --ready "${ready[$n]}" \
+		--timeout 20 || { failed=1; log "gunicorn's new master $nm never settled"; }
+}
+
+# NAME OUT [SUFFIX [SIGNAL]]: one wrk window; with a SUFFIX ("", _strace, _usr2,
+# _usr2_strace) a reload signal (HUP unless SIGNAL is USR2) HUP_AT s in
+wrk_window() {
+	local n=$1 out=$2 w nm
+	local -a how=()
 	timeout $((WRK_S + 15)) wrk -t2 -c64 -d"${WRK_S}s" --latency "http://127.0.0.1:${port[$n]}/" >"$out" 2>&1 &
 	w=$!
 	helpers+=("$w")
 	if (($# > 2)); then
+		if [[ ${4:-HUP} == USR2 ]]; then
+			how=(--signals USR2)
+			[[ $n == gu ]] && how+=(--usr2-mode gunicorn --ready "${ready[$n]}")
+		fi
 		sleep "$HUP_AT"
-		if ! timeout 30 "$sigbench" hup --pid "${pid[$n]}" --workers "$WORKERS" --timeout 10 \
+		if ! timeout 30 "$sigbench" hup --pid "${pid[$n]}" --workers "$WORKERS" --timeout 10 "${how[@]}" \
 			>"$out.hup" 2>>"$tmp/$n.err"; then
 			failed=1
 			log "${title[$n]}: $(tail -n 1 "$tmp/$n.err")"
@@ -101,14 +133,17 @@ wrk_window() { # NAME OUT [SUFFIX]: one wrk window; with a SUFFIX ("" or _strace
 	fi
 	wait "$w"
 	unhelp "$w"
+	nm=$(awk '$1 == "hup_newmaster" { print $2 }' "$out.hup" 2>/dev/null)
+	[[ -n $nm ]] && adopt_master "$n" "$nm"
+	return 0
 }
 
-strace_on() { # NAME: trace the signals every thread of the arbiter sends (not its children)
-	local n=$1 t k
+strace_on() { # NAME [OUT]: trace the signals every thread of the arbiter sends (not its children)
+	local n=$1 out=${2:-$tmp/$1.strace} t k
 	local -a tids=()
 	for t in /proc/"${pid[$n]}"/task/*; do tids+=(-p "${t##*/}"); done
 	strace -qq -ttt -yy -e trace=kill,tkill,tgkill,pidfd_send_signal,rt_sigqueueinfo,rt_tgsigqueueinfo \
-		-o "$tmp/$n.strace" "${tids[@]}" 2>>"$tmp/$n.strace.err" &
+		-o "$out" "${tids[@]}" 2>>"$tmp/$n.strace.err" &
 	st_pid=$!
 	helpers+=("$st_pid")
 	for ((k = 0; k < 250; k++)); do
@@ -128,13 +163,14 @@ strace_off() {
 	unhelp "$st_pid"
 }
 
-# Signals the arbiter sent each worker it had before a traced HUP: kill/tkill/
+# Signals the arbiter sent each worker it had before a traced reload: kill/tkill/
 # rt_sigqueueinfo(PID, SIG), tgkill(TGID, TID, SIG), pidfd_send_signal(FD<pid:PID>, SIG).
-term_counts() { # NAME
-	local n=$1
-	local -a f=("$tmp/$n".wrk.st.*.hup)
-	[[ -s ${f[0]} ]] || { echo "fail terms_per_old" >>"$tmp/$n.samples"; return; }
-	cat "${f[@]}" | awk '
+term_counts() { # NAME WINDOWS TRACES [SUFFIX]: file name parts of the traced windows and their traces
+	local n=$1 sfx=${4:-}
+	# shellcheck disable=SC2206 # $3 may be a glob
+	local -a f=("$tmp/$n.wrk.$2".*.hup) tr=("$tmp/$n".$3)
+	[[ -s ${f[0]} ]] || { echo "fail terms_per_old$sfx" >>"$tmp/$n.samples"; return; }
+	cat "${f[@]}" | awk -v sfx="$sfx" '
 		FNR == NR { if ($1 == "hup_old") for (i = 2; i <= NF; i++) old[$i] = 1; next }
 		{
 			line = $0
@@ -150,13 +186,13 @@ term_counts() { # NAME
 			if (s == "SIGTERM") term[p]++; else { other[p]++; kinds[s]++ }
 		}
 		END {
-			for (p in old) printf "terms_per_old %d\nother_per_old %d\n", term[p], other[p]
+			for (p in old) printf "terms_per_old%s %d\nother_per_old%s %d\n", sfx, term[p], sfx, other[p]
 			for (s in kinds) printf "other_kind %s %d\n", s, kinds[s]
-		}' - "$tmp/$n.strace" >>"$tmp/$n.samples"
+		}' - "${tr[@]}" >>"$tmp/$n.samples"
 }
 
 plot_run() { # NAME RUN: requests per 100 ms through a HUP at 2 s and a USR2 later
-	local n=$1 r=$2 mode=inplace nm k
+	local n=$1 r=$2 mode=inplace nm
 	[[ $n == gu ]] && mode=gunicorn
 	log "${title[$n]}: plot run $r of $PLOT_RUNS, ${PLOT_S} s of load, HUP at 2 s, USR2 at $(((PLOT_S + 2) / 2)) s"
 	if ! timeout $((PLOT_S + 20)) "$sigbench" load --port "${port[$n]}" --conns 64 --seconds "$PLOT_S" \
@@ -165,25 +201,8 @@ plot_run() { # NAME RUN: requests per 100 ms through a HUP at 2 s and a USR2 lat
 		failed=1
 		log "${title[$n]}: the load client failed: $(tail -n 1 "$tmp/$n.err")"
 	fi
-	# gunicorn's USR2 leaves a new master (no longer our child) in charge.
 	nm=$(awk '$2 == "newmaster" { print $3 }' "$tmp/$n.load.$r")
-	if [[ -n $nm ]]; then
-		servers+=("$nm")
-		# The old master has its TERM; wait for it (not stop_server: the new master
-		# may still be its child, and must not be taken down with it).
-		for ((k = 0; k < 100; k++)); do alive "${pid[$n]}" || break; sleep 0.1; done
-		if alive "${pid[$n]}"; then
-			failed=1
-			log "gunicorn's old master ${pid[$n]} still running 10 s after its TERM: killing it"
-			kill -KILL "${pid[$n]}" 2>/dev/null
-		fi
-		wait "${pid[$n]}" 2>/dev/null
-		forget_server "${pid[$n]}"
-		pid[$n]=$nm
-		# the next run starts from a settled pool under the new master
-		"$probe" wait --pid "$nm" --port "${port[$n]}" --workers "$WORKERS" --ready "${ready[$n]}" \
-			--timeout 20 || { failed=1; log "gunicorn's new master $nm never settled"; }
-	fi
+	[[ -n $nm ]] && adopt_master "$n" "$nm"
 	sleep 0.5
 }
 
@@ -208,13 +227,31 @@ else
 		if strace_on "$n"; then
 			for ((i = 1; i <= HUPS; i++)); do wrk_window "$n" "$tmp/$n.wrk.st.$i" _strace; done
 			strace_off
-			term_counts "$n"
+			term_counts "$n" st strace
 		else
 			strace_off
 			failed=1
 			echo "fail terms_per_old" >>"$tmp/$n.samples"
 		fi
 		if [[ -n $PLOT ]]; then for ((r = 1; r <= PLOT_RUNS; r++)); do plot_run "$n" "$r"; done; fi
+		if ((USR2S > 0)); then
+			log "${title[$n]}: $USR2S wrk windows with one USR2 each"
+			for ((i = 1; i <= USR2S; i++)); do
+				wrk_window "$n" "$tmp/$n.wrk.usr2.$i" _usr2 USR2
+				wrk_samples "$n" "$tmp/$n.wrk.usr2.$i" usr2
+			done
+			# gunicorn's USR2 replaces the master, so each window attaches anew
+			log "${title[$n]}: $USR2S more with strace on the arbiter"
+			for ((i = 1; i <= USR2S; i++)); do
+				if strace_on "$n" "$tmp/$n.strace-usr2.$i"; then
+					wrk_window "$n" "$tmp/$n.wrk.ust.$i" _usr2_strace USR2
+				else
+					failed=1
+				fi
+				strace_off
+			done
+			term_counts "$n" ust "strace-usr2.*" _usr2
+		fi
 		stop_server "${pid[$n]}"
 		forget_server "${pid[$n]}"
 	done
@@ -272,10 +309,23 @@ each_row "TERMs sent per old worker (strace)" terms_per_old 1
 each_row "other signals sent per old worker (strace)" other_per_old 0
 of_row "old workers that exited 0 (not by a signal)" old_clean old_total all
 row "HUP → old generation gone, strace attached, ms" hup_gone_strace 1000 1
+if ((USR2S > 0)); then
+	rows+=("USR2 (sigvisor: in place; gunicorn: new master, then TERM to the old)"$'\t\t\t\t')
+	row "requests per ${WRK_S} s window with one USR2" usr2_requests 1 0
+	row "failed requests: wrk socket errors" usr2_sockerr 1 0 sum "=" 0 ""
+	row "failed requests: non-2xx responses" usr2_non2xx 1 0 sum "=" 0 ""
+	row "p99 latency with a USR2, ms" usr2_p99_ms 1 2
+	row "USR2 → old generation gone (gunicorn: and the old master), ms" hup_gone_usr2 1000 1
+	row "USR2 → 4 new workers up (gunicorn: ready under the new master), ms" hup_full_usr2 1000 1
+	each_row "TERMs sent per old worker (strace)" terms_per_old_usr2 1
+	each_row "other signals sent per old worker (strace)" other_per_old_usr2 0
+	of_row "old workers that exited 0 (not by a signal)" old_clean_usr2 old_total_usr2 all
+	row "USR2 → old generation gone, strace attached, ms" hup_gone_usr2_strace 1000 1
+fi
 
 echo
-echo "HUP under load: wrk -t2 -c64 -d${WRK_S}s --latency on 127.0.0.1, one HUP ${HUP_AT} s into each window," \
-	"$HUPS windows per server (+$HUPS with strace), $WORKERS workers each (sigvisor built-in, gunicorn" \
+echo "HUP and USR2 under load: wrk -t2 -c64 -d${WRK_S}s --latency on 127.0.0.1, one HUP (or USR2) ${HUP_AT} s into each window," \
+	"$HUPS HUP and $USR2S USR2 windows per server (+ as many with strace), $WORKERS workers each (sigvisor built-in, gunicorn" \
 	"$("$GUNICORN" --version 2>&1 | awk '{ print $NF }' | tr -d '()') sync + app.py), servers run one at a time, unpinned;" \
 	"$(machine_line)"
 echo

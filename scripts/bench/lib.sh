@@ -1,5 +1,6 @@
 # shellcheck shell=bash disable=SC2034 # variables set here are used by the scripts that source it
-# scripts/bench/lib.sh - what hup.sh, storm.sh and pid1.sh share (sourced, not run).
+# scripts/bench/lib.sh - what run.sh, hup.sh, storm.sh, pid1.sh and loops.sh share
+# (sourced, not run).
 #
 # bench_setup NAME sets: here root SIGVISOR (a private copy) GUNICORN BUILD tmp
 # probe sigbench sv_sum cpus server_cpu probe_cpu, compiles probe.c and
@@ -43,6 +44,18 @@ state_of() { # the state letter of PID, nothing if gone
 alive() { local s; s=$(state_of "$1"); [[ -n $s && $s != Z && $s != X ]]; }
 children() { cat "/proc/$1/task/$1/children" 2>/dev/null; }
 nchildren() { local -a k; read -r -a k <<<"$(children "$1")"; echo "${#k[@]}"; }
+
+switches() { # PID...: context switches of all their threads so far
+	local p
+	for p in "$@"; do cat /proc/"$p"/task/*/status 2>/dev/null; done |
+		awk '/^(non)?voluntary_ctxt_switches:/ { s += $2 } END { print s + 0 }'
+}
+
+cpu_ns() { # PID...: CPU time of all their threads so far, ns (schedstat: exact, not in ticks)
+	local p
+	for p in "$@"; do cat /proc/"$p"/task/*/schedstat 2>/dev/null; done |
+		awk '{ s += $1 } END { printf "%.0f\n", s + 0 }'
+}
 
 descendants() { # PID: its children, their children, ... (what it started and still has)
 	local c
@@ -114,10 +127,10 @@ bench_setup() { # NAME
 	probe=$BUILD/bench/probe
 	sigbench=$BUILD/bench/sigbench
 	mkdir -p "$BUILD/bench" || die "cannot create $BUILD/bench"
-	if [[ ! -x $probe || $here/probe.c -nt $probe ]]; then
+	if [[ ! -x $probe || $here/probe.c -nt $probe || $here/benchutil.h -nt $probe ]]; then
 		cc -O2 -Wall -Wextra -Werror -pthread -o "$probe" "$here/probe.c" || die "compiling probe.c failed"
 	fi
-	if [[ ! -x $sigbench || $here/sigbench.c -nt $sigbench ]]; then
+	if [[ ! -x $sigbench || $here/sigbench.c -nt $sigbench || $here/benchutil.h -nt $sigbench ]]; then
 		cc -O2 -Wall -Wextra -Werror -pthread -o "$sigbench" "$here/sigbench.c" ||
 			die "compiling sigbench.c failed"
 	fi
@@ -210,8 +223,8 @@ ratio() { # A B [p99]: median (or p99) of B / that of A (both from cell); "—" 
 	local a b ext=${3:-med}
 	a=$(cat "$tmp/$1.$ext" 2>/dev/null) b=$(cat "$tmp/$2.$ext" 2>/dev/null)
 	[[ -n $a && -n $b ]] || { printf '—'; return; }
-	awk -v a="$a" -v b="$b" 'BEGIN {
-		if (a == 0) { printf "%s", b == 0 ? "— (both 0)" : "∞ (sigvisor 0)"; exit }
+	awk -v a="$a" -v b="$b" -v an="${title[$1]:-sigvisor}" 'BEGIN {
+		if (a == 0) { printf "%s", b == 0 ? "— (both 0)" : "∞ (" an ": 0)"; exit }
 		printf "%.*f×", (b / a < 10 ? 2 : 0), b / a }'
 }
 

@@ -18,119 +18,38 @@
 #
 # Binds only 127.0.0.1 and signals only the processes it started, by PID.
 set -u -o pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-root=$(cd "$here/../.." && pwd)
-
-abspath() { case $1 in /*) printf '%s\n' "$1" ;; *) printf '%s\n' "$PWD/$1" ;; esac; }
-
-if [[ -n ${SIGVISOR:-} ]]; then SIGVISOR=$(abspath "$SIGVISOR"); else SIGVISOR=$root/build/sigvisor; fi
-BUILD=${BUILD:-build}
-[[ $BUILD == /* ]] || BUILD=$root/$BUILD
 IDLE_S=${BENCH_IDLE_SECONDS:-10}
 CYCLES=${BENCH_CYCLES:-20}
 STORM=${BENCH_STORM_SIGNALS:-1000}
 STORM_RUNS=${BENCH_STORM_RUNS:-10}
-PIN=${BENCH_PIN:-1}
 WORKERS=2
 # The built-in worker waits in epoll whatever the arbiter's loop is.
 READY=epoll_wait,epoll_pwait,epoll_pwait2
 PY=/usr/bin/python3
 loops=(epoll io_uring)
-unset SIGVISOR_ARGS
-
-t_start=$(date +%s.%N)
-log() { printf '%s\n' "bench: $*" >&2; }
-die() { log "error: $*"; exit 2; }
-
-missing=()
-need() { command -v "$1" >/dev/null 2>&1 || missing+=("$1 (Debian package: $2)"); }
+declare -A title=([epoll]=epoll [io_uring]=io_uring)
 need strace strace
-need cc gcc
-need timeout coreutils
-need awk mawk
 [[ -x $PY ]] || missing+=("$PY (Debian package: python3)")
-if ((${#missing[@]})); then
-	log "missing tools; install them with apt-get install:"
-	printf '  %s\n' "${missing[@]}" >&2
-	exit 2
-fi
-[[ -x $SIGVISOR ]] || die "$SIGVISOR is not an executable file: run make first, or set SIGVISOR=PATH"
-
-probe=$BUILD/bench/probe
-if [[ ! -x $probe || $here/probe.c -nt $probe ]]; then
-	mkdir -p "$BUILD/bench" || die "cannot create $BUILD/bench"
-	cc -O2 -Wall -Wextra -Werror -pthread -o "$probe" "$here/probe.c" ||
-		die "compiling $here/probe.c failed"
+bench_setup loops
+PIN=1 # start_server: servers on the first CPU
+pin_probe=() pin_storm=() placement="unpinned"
+if ((probe_cpu >= 0)); then
+	pin_probe=(--cpu "$server_cpu" --probe-cpu "$probe_cpu")
+	pin_storm=(--cpu "$probe_cpu")
+	placement="servers pinned to CPU $server_cpu, probe to CPU $probe_cpu"
 fi
 
-cpus=()
-for r in $(awk '/^Cpus_allowed_list:/ { gsub(",", " ", $2); print $2 }' /proc/self/status); do
-	if [[ $r == *-* ]]; then for ((c = ${r%-*}; c <= ${r#*-}; c++)); do cpus+=("$c"); done; else cpus+=("$r"); fi
-done
-pin_server=() pin_probe=() pin_storm=() placement="unpinned"
-if [[ $PIN == 1 ]] && ((${#cpus[@]} >= 2)); then
-	pin_server=(--cpu "${cpus[0]}")
-	pin_probe=(--cpu "${cpus[0]}" --probe-cpu "${cpus[1]}")
-	pin_storm=(--cpu "${cpus[1]}")
-	placement="servers pinned to CPU ${cpus[0]}, probe to CPU ${cpus[1]}"
-fi
-
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/sigvisor-loops.XXXXXX") || die "mktemp failed"
-failed=0
-
-# ---- process bookkeeping: only PIDs we started, only by PID -----------------
-servers=()
-state_of() {
-	local s
-	s=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
-	s=${s##*) }
-	printf '%s' "${s%% *}"
-}
-alive() { local s; s=$(state_of "$1"); [[ -n $s && $s != Z && $s != X ]]; }
-children() { cat "/proc/$1/task/$1/children" 2>/dev/null; }
-
-stop_server() { # PID: TERM, up to 15 s, then KILL it and the workers it had
-	local pid=$1 kids i
-	alive "$pid" || { wait "$pid" 2>/dev/null; return 0; }
-	kids=$(children "$pid")
-	kill -TERM "$pid" 2>/dev/null
-	for ((i = 0; i < 150; i++)); do alive "$pid" || break; sleep 0.1; done
-	if alive "$pid"; then
-		log "pid $pid still running 15 s after TERM: sending KILL"
-		kill -KILL "$pid" 2>/dev/null
-	fi
-	wait "$pid" 2>/dev/null
-	for i in $kids; do alive "$i" && kill -KILL "$i" 2>/dev/null; done
-	local -a keep=()
-	for i in "${servers[@]}"; do [[ $i == "$pid" ]] || keep+=("$i"); done
-	servers=("${keep[@]}")
-	return 0
-}
-
-cleanup() {
-	local p
-	trap - EXIT INT TERM
-	for p in "${servers[@]}"; do stop_server "$p"; done
-	if ((failed)) || [[ ${BENCH_KEEP:-0} == 1 ]]; then
-		log "logs and raw samples kept in $tmp"
-	else
-		rm -rf "$tmp"
-	fi
-}
-trap cleanup EXIT
-trap 'log interrupted; failed=1; exit 130' INT TERM
-
-declare -A pid port
+declare -A pid
 start() { # LOOP WORKERS: start an instance, wait until it serves; sets pid[LOOP]
-	local l=$1 w=$2 p
-	p=$("$probe" port) || die "no free port"
-	"$probe" exec "${pin_server[@]}" -- "$SIGVISOR" -b "127.0.0.1:$p" -w "$w" \
-		--graceful-timeout 5 --control "$tmp/$l.sock" --loop "$l" >>"$tmp/$l.log" 2>&1 &
-	pid[$l]=$!
-	port[$l]=$p
-	servers+=("${pid[$l]}")
-	if ! "$probe" wait --pid "${pid[$l]}" --port "$p" --workers "$w" --ready "$READY" \
+	local l=$1 nw=$2 p
+	p=$(free_port)
+	start_server "$tmp/$l.log" "$SIGVISOR" -b "127.0.0.1:$p" -w "$nw" \
+		--graceful-timeout 5 --control "$tmp/$l.sock" --loop "$l"
+	pid[$l]=$spid
+	if ! "$probe" wait --pid "${pid[$l]}" --port "$p" --workers "$nw" --ready "$READY" \
 		--timeout 20; then
 		failed=1
 		# io_uring may be blocked here (seccomp, kernel.io_uring_disabled): sigvisor
@@ -145,14 +64,9 @@ start() { # LOOP WORKERS: start an instance, wait until it serves; sets pid[LOOP
 	fi
 }
 
-sample() { printf '%s %s\n' "$2" "$3" >>"$tmp/$1.samples"; } # LOOP METRIC VALUE
+stop() { stop_server "$1"; forget_server "$1"; } # PID
 
-switches() { # PID: context switches of all its threads so far
-	cat /proc/"$1"/task/*/status 2>/dev/null |
-		awk '/^(non)?voluntary_ctxt_switches:/ { s += $2 } END { print s + 0 }'
-}
-
-log "sigvisor: $SIGVISOR; kernel $(uname -r), $(nproc) CPUs, $placement; temp dir $tmp"
+log "sigvisor: $SIGVISOR_ORIG (sha256 $sv_sum…); kernel $(uname -r), $(nproc) CPUs, $placement; temp dir $tmp"
 
 # ---- 1. idle -------------------------------------------------------------------
 for l in "${loops[@]}"; do start "$l" "$WORKERS"; done
@@ -194,7 +108,7 @@ for l in "${loops[@]}"; do
 		log "--loop $l: $(tail -n 3 "$tmp/$l.probe.err")"
 	fi
 done
-for l in "${loops[@]}"; do stop_server "${pid[$l]}"; done
+for l in "${loops[@]}"; do stop "${pid[$l]}"; done
 
 # ---- 3. the TTIN storm -------------------------------------------------------------
 # Sends the storm from one process in a tight loop (on the probe's CPU, so the arbiter
@@ -251,45 +165,17 @@ for ((r = 0; r < STORM_RUNS; r++)); do
 			failed=1
 			log "--loop $l: storm failed: $(tail -n 3 "$tmp/$l.probe.err")"
 		fi
-		stop_server "${pid[$l]}"
+		stop "${pid[$l]}"
 	done
 done
 
 # ---- the table -----------------------------------------------------------------------
-stats() { # FILE METRIC -> "median min max n fails"
-	awk -v m="$2" '
-		$1 == m { v[++n] = $2 + 0 }
-		$1 == "fail" && $2 == m { f++ }
-		END {
-			if (n == 0 && f == 0) exit
-			for (i = 2; i <= n; i++) { x = v[i]; for (j = i - 1; j >= 1 && v[j] > x; j--) v[j + 1] = v[j]; v[j + 1] = x }
-			med = n == 0 ? 0 : (n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2)
-			printf "%.6f %.6f %.6f %d %d\n", med, v[1], v[n], n, f + 0
-		}' "$1" 2>/dev/null
-}
-
-cell() { # METRIC LOOP SCALE DECIMALS -> "median (min–max, n)"
-	local s m lo hi cnt fails
-	s=$(stats "$tmp/$2.samples" "$1")
-	if [[ -z $s ]]; then printf 'not measured'; return; fi
-	read -r m lo hi cnt fails <<<"$s"
-	if ((cnt == 0)); then printf 'FAILED'; return; fi
-	awk -v a="$m" -v b="$lo" -v c="$hi" -v n="$cnt" -v k="$3" -v d="$4" -v f="$fails" \
-		'BEGIN { printf "%.*f (%.*f–%.*f, %d)%s", d, a / k, d, b / k, d, c / k, n, f ? ", then FAILED" : "" }'
-}
-
 rows=()
 row() { # LABEL METRIC SCALE DECIMALS
-	local a b r e u
-	a=$(cell "$2" epoll "$3" "$4")
-	b=$(cell "$2" io_uring "$3" "$4")
-	e=$(stats "$tmp/epoll.samples" "$2" | awk '$4 > 0 { print $1 }')
-	u=$(stats "$tmp/io_uring.samples" "$2" | awk '$4 > 0 { print $1 }')
-	r=$(awk -v e="$e" -v u="$u" 'BEGIN {
-		if (e == "" || u == "") { printf "—"; exit }
-		if (e == 0) { printf "%s", u == 0 ? "— (both 0)" : "∞ (epoll 0)"; exit }
-		printf "%.2f×", u / e }')
-	rows+=("$1"$'\t'"$a"$'\t'"$b"$'\t'"$r")
+	local a b
+	a=$(cell epoll "$2" "$3" "$4")
+	b=$(cell io_uring "$2" "$3" "$4")
+	rows+=("$1"$'\t'"$a"$'\t'"$b"$'\t'"$(ratio epoll io_uring)")
 }
 
 row "arbiter syscalls, idle ${IDLE_S} s (strace -c)" idle_syscalls 1 0
@@ -302,37 +188,12 @@ row "storm: first kill → last new worker, ms" storm_settle 1000 1
 row "storm: TTIN read by the arbiter" storm_received 1 0
 row "storm: workers at the end" storm_workers 1 0
 
-print_table() {
-	local LC_ALL=C.UTF-8 # so that ${#s} counts characters, not bytes
-	local -a head=("metric" "epoll median (min–max, n)" "io_uring median (min–max, n)"
-		"ratio io_uring ÷ epoll")
-	local -a w=(0 0 0 0) f
-	local line i out c sep="|"
-	for i in 0 1 2 3; do w[i]=${#head[i]}; done
-	for line in "${rows[@]}"; do
-		IFS=$'\t' read -r -a f <<<"$line"
-		for i in 0 1 2 3; do ((${#f[i]} > w[i])) && w[i]=${#f[i]}; done
-	done
-	for i in 0 1 2 3; do sep+=" $(printf '%*s' "${w[i]}" '' | tr ' ' '-') |"; done
-	for line in "$(printf '%s\t' "${head[@]}")" "SEP" "${rows[@]}"; do
-		if [[ $line == SEP ]]; then printf '%s\n' "$sep"; continue; fi
-		IFS=$'\t' read -r -a f <<<"$line"
-		out="|"
-		for i in 0 1 2 3; do
-			c=${f[i]:-}
-			out+=" $c$(printf '%*s' $((w[i] - ${#c})) '') |"
-		done
-		printf '%s\n' "$out"
-	done
-}
-
-elapsed=$(awk -v a="$t_start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.0f", b - a }')
 echo
 echo "sigvisor $("$SIGVISOR" --version 2>&1 | head -n 1 | awk '{ print $2 }'), --loop epoll vs" \
 	"--loop io_uring, $WORKERS workers (storm: from 1) on 127.0.0.1; kernel $(uname -r)," \
-	"$(nproc) CPUs, $placement; run took ${elapsed} s"
+	"$(nproc) CPUs, $placement; load average $(cut -d' ' -f1-3 /proc/loadavg); run took $(elapsed) s"
 echo
-print_table
+print_table rows "metric" "epoll median (min–max, n)" "io_uring median (min–max, n)" "ratio io_uring ÷ epoll"
 echo
 for l in "${loops[@]}"; do
 	if [[ -s $tmp/$l.sysnames ]]; then

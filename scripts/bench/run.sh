@@ -67,15 +67,22 @@ fi
 	# Memory only: the same sigvisor without its eBPF probes (their ring
 	# buffer is mapped into the arbiter and counts in its VmRSS).
 	sn_cmd=("${sv_cmd[@]}" --bpf off)
+	# Idle only: the same sigvisor without the worker watchdog. By default each
+	# built-in worker sends WATCHDOG=1 every --timeout/2 and the arbiter reads
+	# the pings then, so both wake every 15 s; with --timeout 0 nothing does.
+	st_cmd=("${sv_cmd[@]}" --timeout 0)
 }
 
 declare -A pid port
 names=(sv gu)
-declare -A title=([sv]=sigvisor [gu]=gunicorn [fl]=floor [sn]="sigvisor --bpf off")
-declare -A ready=([sv]=$SV_READY [gu]=$GU_READY [fl]=$FL_READY [sn]=$SV_READY)
-declare -A http=([sv]="" [gu]="" [fl]=--no-http [sn]="")
+declare -A title=([sv]=sigvisor [gu]=gunicorn [fl]=floor [sn]="sigvisor --bpf off" [st]="sigvisor --timeout 0")
+declare -A ready=([sv]=$SV_READY [gu]=$GU_READY [fl]=$FL_READY [sn]=$SV_READY [st]=$SV_READY)
+declare -A http=([sv]="" [gu]="" [fl]=--no-http [sn]="" [st]="")
 mem=(sv gu) # whose memory is sampled
 [[ " ${SV_EXTRA[*]} " == *" --bpf "* ]] || mem+=(sn)
+idle=(sv gu) # whose idle minute is measured
+[[ " ${SV_EXTRA[*]} " == *" --timeout "* ]] || idle+=(st)
+extra=("${mem[@]:2}" "${idle[@]:2}") # the instances that only sit there
 
 start() { # NAME: start the long-lived instance and wait until it serves
 	local n=$1 p arg
@@ -111,18 +118,6 @@ memory() { # NAME: one VmRSS and Pss sample of the arbiter, in kB
 	[[ -n $pss ]] && sample "$n" pss_kb "$pss"
 }
 
-switches() { # PID...: context switches of all their threads so far
-	local p
-	for p in "$@"; do cat /proc/"$p"/task/*/status 2>/dev/null; done |
-		awk '/^(non)?voluntary_ctxt_switches:/ { s += $2 } END { print s + 0 }'
-}
-
-cpu_ns() { # PID...: CPU time of all their threads so far, ns (schedstat: exact, not in ticks)
-	local p
-	for p in "$@"; do cat /proc/"$p"/task/*/schedstat 2>/dev/null; done |
-		awk '{ s += $1 } END { printf "%.0f\n", s + 0 }'
-}
-
 scale() { # NAME: TTIN/TTOU cycles against the running instance
 	local n=$1
 	log "${title[$n]}: $CYCLES TTIN/TTOU cycles"
@@ -153,15 +148,15 @@ log "sigvisor: $SIGVISOR_ORIG ($("$SIGVISOR" --version 2>&1 | head -n 1); built 
 log "gunicorn: $(command -v "$GUNICORN") ($("$GUNICORN" --version 2>&1 | head -n 1))"
 log "kernel $(uname -r), $(nproc) CPUs, $placement; load average $(cut -d' ' -f1-3 /proc/loadavg); temp dir $tmp"
 
-for n in "${mem[@]}"; do start "$n"; done
-for n in "${mem[@]}"; do wait_up "$n"; done
+for n in "${names[@]}" "${extra[@]}"; do start "$n"; done
+for n in "${names[@]}" "${extra[@]}"; do wait_up "$n"; done
 sleep 2 # let start-up work (imports, first timers) finish
 for n in "${mem[@]}"; do memory "$n"; done
 
 # ---- 1. idle: CPU time and context switches (no tracer), then syscalls -----
 log "idle ${IDLE_CPU_S} s: CPU time and context switches, both servers at once"
 declare -A cs0 cpu0 wcpu0 kids
-for n in "${names[@]}"; do
+for n in "${idle[@]}"; do
 	kids[$n]=$(children "${pid[$n]}")
 	cs0[$n]=$(switches "${pid[$n]}")
 	cpu0[$n]=$(cpu_ns "${pid[$n]}")
@@ -169,7 +164,7 @@ for n in "${names[@]}"; do
 	wcpu0[$n]=$(cpu_ns ${kids[$n]})
 done
 sleep "$IDLE_CPU_S"
-for n in "${names[@]}"; do
+for n in "${idle[@]}"; do
 	sample "$n" idle_switches $(($(switches "${pid[$n]}") - ${cs0[$n]}))
 	sample "$n" idle_cpu_ns $(($(cpu_ns "${pid[$n]}") - ${cpu0[$n]}))
 	# shellcheck disable=SC2086
@@ -218,7 +213,7 @@ for n in "${names[@]}"; do
 		}' "$tmp/$n.strace"
 done
 for n in "${mem[@]}"; do memory "$n"; done
-[[ -n ${pid[sn]:-} ]] && stop sn
+for n in "${extra[@]}"; do stop "$n"; done
 
 # ---- 2. TTIN / TTOU ----------------------------------------------------------
 for n in "${names[@]}"; do scale "$n"; done
@@ -268,23 +263,29 @@ row() { # LABEL METRIC SCALE DECIMALS [p99] [OP LIMIT UNIT]
 	rows+=("$label"$'\t'"$a"$'\t'"$b"$'\t'"$r"$'\t'"$t")
 }
 
+xrow() { # NAME LABEL METRIC SCALE DECIMALS [OP LIMIT UNIT]: a variant of sigvisor against gunicorn's cell
+	local a t=""
+	a=$(cell "$1" "$3" "$4" "$5")
+	cell gu "$3" "$4" "$5" >/dev/null
+	(($# > 5)) && t=$(target "$1" "$6" "$7" "$4" "$8")
+	rows+=("$2"$'\t'"$a"$'\t'"(as above)"$'\t'"$(ratio "$1" gu)"$'\t'"$t")
+}
+
 row "arbiter CPU time, idle ${IDLE_CPU_S} s (no tracer), ms" idle_cpu_ns 1000000 3
 row "workers' CPU time (all), idle ${IDLE_CPU_S} s, ms" idle_worker_cpu_ns 1000000 3
 row "arbiter context switches, idle ${IDLE_CPU_S} s (no tracer)" idle_switches 1 0
+if [[ -s $tmp/st.samples ]]; then
+	xrow st "  the same sigvisor with --timeout 0 (no watchdog): CPU time, ms" idle_cpu_ns 1000000 3
+	xrow st "  the same sigvisor with --timeout 0: workers' CPU time, ms" idle_worker_cpu_ns 1000000 3
+	xrow st "  the same sigvisor with --timeout 0: context switches" idle_switches 1 0 "=" 0 ""
+fi
 row "arbiter syscalls, idle ${IDLE_S} s (strace)" idle_syscalls 1 0 "=" 0 ""
 row "arbiter syscalls per 1 s window, idle" idle_syscalls_per_s 1 1
 row "arbiter VmRSS, MiB" rss_kb 1024 1 "≤" 3 " MiB"
 row "arbiter Pss, MiB" pss_kb 1024 2
-snrow() { # LABEL METRIC DECIMALS [OP LIMIT UNIT]: sigvisor --bpf off against gunicorn's cell
-	local a t=""
-	a=$(cell sn "$2" 1024 "$3")
-	cell gu "$2" 1024 "$3" >/dev/null
-	(($# > 3)) && t=$(target sn "$4" "$5" 1024 "$6")
-	rows+=("$1"$'\t'"$a"$'\t'"(as above)"$'\t'"$(ratio sn gu)"$'\t'"$t")
-}
 if [[ -s $tmp/sn.samples ]]; then
-	snrow "  the same sigvisor with --bpf off: VmRSS, MiB" rss_kb 1 "≤" 3 " MiB"
-	snrow "  the same sigvisor with --bpf off: Pss, MiB" pss_kb 2
+	xrow sn "  the same sigvisor with --bpf off: VmRSS, MiB" rss_kb 1024 1 "≤" 3 " MiB"
+	xrow sn "  the same sigvisor with --bpf off: Pss, MiB" pss_kb 1024 2
 fi
 row "TTIN → new worker visible, ms" ttin_visible 1000 3 p99 "≤" 0.3 " ms"
 row "TTIN → new worker ready, ms" ttin_ready 1000 3 p99

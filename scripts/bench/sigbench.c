@@ -4,10 +4,12 @@
  * (scripts/bench/hup.sh, storm.sh, pid1.sh; probe.c does the idle and
  * single-signal timings of run.sh).
  *
- *   sigbench hup     --pid P --workers W [--timeout S]
- *        one HUP to arbiter P; times HUP -> every worker it had before is
- *        reaped, and HUP -> W workers of the new generation are up; records
- *        how each old worker ended (proc connector)
+ *   sigbench hup     --pid P --workers W [--timeout S] [--signals USR2
+ *                    [--usr2-mode inplace|gunicorn --ready LIST]]
+ *        one HUP (or USR2) to arbiter P; times it -> every worker it had
+ *        before is reaped, and -> W workers of the new generation are up;
+ *        records how each old worker ended (proc connector). gunicorn's USR2
+ *        is followed by TERM to the old master once the new one is ready
  *   sigbench load    --port N [--conns C] [--seconds D] [--bucket-ms B]
  *                    [--pid P [--hup-at T1,T2,...] [--usr2-at T]
  *                    [--usr2-mode inplace|gunicorn] [--workers W --ready LIST]]
@@ -73,6 +75,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#define BENCH_PROG "sigbench"
+#include "benchutil.h"
+
 #define MAX_READY 16
 #define MAX_SIGS  16
 #define MAX_HUPS  16
@@ -101,80 +106,6 @@ struct opts {
 	long ready[MAX_READY];
 };
 
-static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void say(const char *fmt, ...)
-{
-	int saved = errno;
-	va_list ap;
-
-	fputs("sigbench: ", stderr);
-	va_start(ap, fmt);
-	errno = saved;
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	errno = saved;
-}
-
-static int64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static int64_t deadline_after(double s)
-{
-	return now_ns() + (int64_t)(s * 1e9);
-}
-
-static void sleep_s(double s)
-{
-	struct timespec ts = {.tv_sec = (time_t)s, .tv_nsec = (long)((s - (time_t)s) * 1e9)};
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
-
-/* See probe.c: sched_yield() from an idle vCPU costs ~1.8 ms here. */
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-	__builtin_ia32_pause();
-#else
-	__asm__ __volatile__("" ::: "memory");
-#endif
-}
-
-static void sample(const char *name, int64_t ns)
-{
-	printf("%s %.1f\n", name, (double)ns / 1000.0);
-	fflush(stdout);
-}
-
-static void fail(const char *name)
-{
-	printf("fail %s\n", name);
-	fflush(stdout);
-}
-
-static int pin(int cpu)
-{
-	cpu_set_t set;
-
-	if (cpu < 0)
-		return 0;
-	CPU_ZERO(&set);
-	CPU_SET(cpu, &set);
-	if (sched_setaffinity(0, sizeof(set), &set) < 0) {
-		say("cannot pin to CPU %d: %m", cpu);
-		return -1;
-	}
-	return 0;
-}
-
-/* A poller that must see events on time even when every CPU is busy. */
 static void poller_policy(void)
 {
 	struct sched_param sp = {.sched_priority = 1};
@@ -184,17 +115,6 @@ static void poller_policy(void)
 }
 
 /* A spinning observer that must never take CPU time from a server. */
-static int observer_policy(void)
-{
-	struct sched_param sp = {0};
-
-	if (sched_setscheduler(0, SCHED_IDLE | SCHED_RESET_ON_FORK, &sp) < 0) {
-		say("cannot switch to SCHED_IDLE: %m");
-		return -1;
-	}
-	return 0;
-}
-
 static const struct {
 	const char *name;
 	int sig;
@@ -603,12 +523,24 @@ static void pw_report(const struct procwatch *w, const char *prefix, const struc
 
 /* ---- hup -------------------------------------------------------------------- */
 
+static pid_t new_master(const struct opts *o, int cfd, const struct pids *old);
+
+/*
+ * One reload signal (HUP, or USR2 with --signals USR2) to arbiter P under
+ * whatever load the caller runs. Gone: every worker P had before is reaped.
+ * Full: W workers that were not there before are up. With --usr2-mode
+ * gunicorn, USR2 is gunicorn's documented upgrade: wait for the new master
+ * (a child of P) to have W ready workers (that is "full"), TERM the old
+ * master, and "gone" also needs the old master to have exited.
+ */
 static int cmd_hup(const struct opts *o)
 {
 	struct pids old = {0}, cur = {0};
 	struct procwatch w;
 	int64_t deadline = deadline_after(o->timeout), t0, t_gone = 0, t_full = 0;
-	int cfd = open_children(o->pid), gone = 0;
+	int cfd = open_children(o->pid), gone = 0, sig = o->nsigs ? o->sigs[0] : SIGHUP;
+	bool gunicorn = sig == SIGUSR2 && o->usr2_gunicorn;
+	pid_t newmaster = 0;
 	bool *is_gone;
 
 	if (cfd < 0) {
@@ -621,8 +553,8 @@ static int cmd_hup(const struct opts *o)
 		if (read_children_stable(cfd, &old) == 0 && old.n == o->workers)
 			break;
 		if (now_ns() >= deadline) {
-			say("pid %d: never had exactly %d workers before the HUP (has %d)",
-			    (int)o->pid, o->workers, old.n);
+			say("pid %d: never had exactly %d workers before the SIG%s (has %d)",
+			    (int)o->pid, o->workers, sig_name(sig), old.n);
 			fail("hup_gone");
 			return 1;
 		}
@@ -638,8 +570,8 @@ static int cmd_hup(const struct opts *o)
 		abort();
 	deadline = deadline_after(o->timeout);
 	t0 = now_ns();
-	if (kill(o->pid, SIGHUP) < 0) {
-		say("kill(%d, SIGHUP): %m", (int)o->pid);
+	if (kill(o->pid, sig) < 0) {
+		say("kill(%d, SIG%s): %m", (int)o->pid, sig_name(sig));
 		fail("hup_gone");
 		return 1;
 	}
@@ -647,15 +579,23 @@ static int cmd_hup(const struct opts *o)
 		int64_t t;
 
 		pw_drain(&w);
+		if (gunicorn && !newmaster) {
+			newmaster = new_master(o, cfd, &old);
+			if (newmaster) {
+				t_full = now_ns();
+				if (kill(o->pid, SIGTERM) < 0)
+					say("kill(%d, SIGTERM): %m", (int)o->pid);
+			}
+		}
 		for (int i = 0; i < old.n; i++)
 			if (!is_gone[i] && pid_reaped(old.v[i])) {
 				is_gone[i] = true;
 				gone++;
 			}
 		t = now_ns();
-		if (!t_gone && gone == old.n)
+		if (!t_gone && gone == old.n && (!gunicorn || (newmaster && !pid_alive(o->pid))))
 			t_gone = t;
-		if (!t_full && read_children(cfd, &cur) == 0) {
+		if (!gunicorn && !t_full && read_children(cfd, &cur) == 0) {
 			int fresh = 0;
 
 			for (int i = 0; i < cur.n; i++)
@@ -675,6 +615,8 @@ static int cmd_hup(const struct opts *o)
 	for (int i = 0; i < old.n; i++)
 		printf(" %d", (int)old.v[i]);
 	printf("\n");
+	if (newmaster)
+		printf("hup_newmaster %d\n", (int)newmaster);
 	if (t_gone)
 		sample("hup_gone", t_gone - t0);
 	else
@@ -687,8 +629,9 @@ static int cmd_hup(const struct opts *o)
 	if (w.lost)
 		printf("hup_events_lost %ld\n", w.lost);
 	if (!t_gone || !t_full)
-		say("HUP to %d: %d of %d old workers reaped, new generation %s after %.1f s",
-		    (int)o->pid, gone, old.n, t_full ? "complete" : "incomplete", o->timeout);
+		say("SIG%s to %d: %d of %d old workers reaped, new generation %s after %.1f s",
+		    sig_name(sig), (int)o->pid, gone, old.n, t_full ? "complete" : "incomplete",
+		    o->timeout);
 	return t_gone && t_full ? 0 : 1;
 }
 
@@ -1146,77 +1089,6 @@ static int cmd_storm(const struct opts *o)
 
 /* ---- scale ------------------------------------------------------------------ */
 
-struct sender {
-	pthread_t thread;
-	int efd, cpu;
-	_Atomic pid_t target;
-	_Atomic int sig;
-	_Atomic int64_t t0;
-	_Atomic int err;
-	_Atomic unsigned seq;
-};
-
-/*
- * As in probe.c: the signal is sent by a thread on the server's CPU, so the
- * arbiter is woken on its own CPU (a cross-vCPU wake-up can cost ms here).
- */
-static void *sender_main(void *arg)
-{
-	struct sender *s = arg;
-	uint64_t v;
-
-	pin(s->cpu);
-	for (;;) {
-		int64_t t;
-		int r;
-
-		if (read(s->efd, &v, sizeof(v)) != (ssize_t)sizeof(v))
-			continue;
-		t = now_ns();
-		r = kill(atomic_load(&s->target), atomic_load(&s->sig));
-		atomic_store(&s->err, r < 0 ? errno : 0);
-		atomic_store(&s->t0, t);
-		atomic_fetch_add(&s->seq, 1);
-	}
-	return NULL;
-}
-
-static int sender_start(struct sender *s, int cpu)
-{
-	s->cpu = cpu;
-	s->efd = eventfd(0, EFD_CLOEXEC);
-	if (s->efd < 0 || pthread_create(&s->thread, NULL, sender_main, s) != 0) {
-		say("cannot start the sender thread: %m");
-		return -1;
-	}
-	return 0;
-}
-
-static unsigned sender_send(struct sender *s, pid_t pid, int sig)
-{
-	unsigned seq = atomic_load(&s->seq);
-	uint64_t one = 1;
-
-	atomic_store(&s->target, pid);
-	atomic_store(&s->sig, sig);
-	if (write(s->efd, &one, sizeof(one)) != (ssize_t)sizeof(one))
-		say("eventfd write: %m");
-	return seq;
-}
-
-static int sender_wait(struct sender *s, unsigned ticket, int64_t deadline, int64_t *t0)
-{
-	while (atomic_load(&s->seq) == ticket) {
-		if (now_ns() >= deadline)
-			return -ETIMEDOUT;
-		cpu_relax();
-	}
-	if (atomic_load(&s->err))
-		return -atomic_load(&s->err);
-	*t0 = atomic_load(&s->t0);
-	return 0;
-}
-
 static int cmd_scale(const struct opts *o)
 {
 	struct pids before = {0}, cur = {0};
@@ -1586,7 +1458,8 @@ bad:
 static void usage(void)
 {
 	fprintf(stderr,
-		"usage: sigbench hup     --pid P --workers W [--timeout S]\n"
+		"usage: sigbench hup     --pid P --workers W [--timeout S] [--signals USR2\n"
+		"                        [--usr2-mode inplace|gunicorn --ready LIST]]\n"
 		"       sigbench load    --port N [--conns C] [--seconds D] [--bucket-ms B]\n"
 		"                        [--pid P [--hup-at T1,T2,...] [--usr2-at T]\n"
 		"                        [--usr2-mode inplace|gunicorn] [--workers W --ready "
