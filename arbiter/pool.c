@@ -608,6 +608,13 @@ void pool_signal_all(struct arbiter *a, int sig)
 	}
 }
 
+/* 1/32 of the timeout, at most 100 ms: far above a timer's jitter, far below
+ * anything a user would notice in --timeout. */
+static uint64_t watchdog_grace_ms(uint64_t timeout_ms)
+{
+	return timeout_ms / 32 < 100 ? timeout_ms / 32 : 100;
+}
+
 void pool_notify(struct arbiter *a, struct worker *w, const char *msg, size_t len,
 		 uint64_t arrived_ms)
 {
@@ -633,11 +640,15 @@ void pool_notify(struct arbiter *a, struct worker *w, const char *msg, size_t le
 	}
 	/* Only a serving worker has a watchdog deadline; a booting one has its ready
 	 * deadline, a stopping one its kill deadline. It counts from the last ping's
-	 * arrival, however late the datagram was read. */
+	 * arrival, however late the datagram was read. A worker pinging every
+	 * timeout/2 sends a ping exactly when last ping + timeout falls due: the
+	 * grace lets that ping arrive before the deadline is read, so an idle
+	 * arbiter wakes once per timeout rather than once per ping. */
 	if ((m.watchdog || m.ready) && w->watchdog && w->state == WORKER_READY &&
 	    a->settings->timeout_ms)
-		w->deadline_ms =
-			(w->last_ping_ms ? w->last_ping_ms : now_ms()) + a->settings->timeout_ms;
+		w->deadline_ms = (w->last_ping_ms ? w->last_ping_ms : now_ms()) +
+				 a->settings->timeout_ms +
+				 watchdog_grace_ms(a->settings->timeout_ms);
 }
 
 void pool_gc(struct pool *p)

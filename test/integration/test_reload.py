@@ -217,6 +217,30 @@ def test_many_pinging_workers_are_not_mistaken_for_silent(start):
     assert "silent for" not in sv.text()
 
 
+def _voluntary_switches(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(l.split()[1]) for l in f if l.startswith("voluntary_ctxt_switches:"))
+
+
+def test_idle_arbiter_wakes_once_per_timeout_not_once_per_ping(start):
+    """Built-in workers ping every --timeout/2; the arbiter reads pings only when a
+    deadline falls due. Without a grace that deadline coincides with the next ping
+    being sent: whether the arbiter reads that ping or only the one before (and
+    so wakes again half a timeout later) is a race, lost in some runs and won in
+    others. With the grace it is never lost."""
+    sv = start("-w", "2", "--timeout", "0.5")
+    sv.wait_workers(2)
+    # past the first sweep (0.5 s after ready), which finds the workers' pings
+    sv.wait_log(r"all 2 workers ready")
+    time.sleep(1)
+    before = _voluntary_switches(sv.pid)
+    time.sleep(4)  # the measurement window: 8 timeouts, 16 pings per worker
+    woke = _voluntary_switches(sv.pid) - before
+    # once per timeout: 8 or 9 (window edges); once per ping would be up to 16
+    assert woke <= 10, f"the arbiter woke {woke} times in 4 s with --timeout 0.5"
+    assert "silent for" not in sv.text()
+
+
 def test_fifty_hups_leave_the_pool_as_configured(start):
     sv = start("-w", "2")
     sv.wait_workers(2)
