@@ -10,14 +10,20 @@
 #ifndef SIGVISOR_BENCHUTIL_H
 #define SIGVISOR_BENCHUTIL_H
 
+#include <ctype.h>
 #include <errno.h>
 #include <pthread.h>
+#include <fcntl.h>
 #include <sched.h>
+#include <stdbool.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
 #include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
@@ -183,6 +189,90 @@ static inline int sender_wait(struct sender *s, unsigned ticket, int64_t deadlin
 		return -atomic_load(&s->err);
 	*t0 = atomic_load(&s->t0);
 	return 0;
+}
+
+/* 'Z' for a zombie, 0 when there is no such pid; *ppid if asked. */
+static inline char pid_state(pid_t pid, pid_t *ppid)
+{
+	char path[64], buf[512], *rp;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	rp = strrchr(buf, ')');
+	if (!rp || rp[1] != ' ')
+		return '?';
+	if (ppid)
+		*ppid = (pid_t)strtol(rp + 4, NULL, 10);
+	return rp[2];
+}
+
+static inline bool pid_alive(pid_t pid)
+{
+	char st = pid_state(pid, NULL);
+
+	return st != 0 && st != 'Z' && st != 'X';
+}
+
+/* Reaped: kill(pid, 0) fails with ESRCH (a zombie would still answer). */
+static inline bool pid_reaped(pid_t pid)
+{
+	return kill(pid, 0) < 0 && errno == ESRCH;
+}
+
+/* What "a worker is waiting" can mean: the syscalls --ready names. */
+static const struct {
+	const char *name;
+	long nr;
+} syscall_names[] = {
+#ifdef SYS_select
+	{"select", SYS_select},
+#endif
+#ifdef SYS_poll
+	{"poll", SYS_poll},
+#endif
+#ifdef SYS_epoll_wait
+	{"epoll_wait", SYS_epoll_wait},
+#endif
+	{"pselect6", SYS_pselect6},
+	{"ppoll", SYS_ppoll},
+	{"epoll_pwait", SYS_epoll_pwait},
+#ifdef SYS_epoll_pwait2
+	{"epoll_pwait2", SYS_epoll_pwait2},
+#endif
+#ifdef SYS_accept
+	{"accept", SYS_accept},
+#endif
+	{"accept4", SYS_accept4},
+#ifdef SYS_io_uring_enter
+	{"io_uring_enter", SYS_io_uring_enter},
+#endif
+};
+
+/* The number of a syscall in syscall_names, or -1. */
+static inline long syscall_by_name(const char *name)
+{
+	for (size_t i = 0; i < sizeof(syscall_names) / sizeof(syscall_names[0]); i++)
+		if (strcmp(name, syscall_names[i].name) == 0)
+			return syscall_names[i].nr;
+	return -1;
+}
+
+/* The syscall a task is blocked in, from the text of /proc/PID/syscall: -1 when
+ * it is running, or blocked outside a syscall ("running", "-1 ..."). */
+static inline long syscall_of_proc_line(const char *buf)
+{
+	if (!isdigit((unsigned char)buf[0]))
+		return -1;
+	return strtol(buf, NULL, 10);
 }
 
 #endif

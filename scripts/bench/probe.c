@@ -162,9 +162,7 @@ static long blocked_syscall_fd(int fd)
 	if (n <= 0)
 		return -2;
 	buf[n] = '\0';
-	if (!isdigit((unsigned char)buf[0]))
-		return -1; /* "running", or "-1 ..." (blocked outside a syscall) */
-	return strtol(buf, NULL, 10);
+	return syscall_of_proc_line(buf);
 }
 
 static bool is_ready_nr(const struct opts *o, long nr)
@@ -185,39 +183,6 @@ static bool pid_ready(const struct opts *o, pid_t pid)
 	nr = blocked_syscall_fd(fd);
 	close(fd);
 	return is_ready_nr(o, nr);
-}
-
-/* 'Z' for a zombie, 0 when /proc has no such pid. */
-static char pid_state(pid_t pid)
-{
-	char path[64], buf[512], *rp;
-	ssize_t n;
-	int fd;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = '\0';
-	rp = strrchr(buf, ')');
-	return rp && rp[1] == ' ' ? rp[2] : '?';
-}
-
-static bool pid_alive(pid_t pid)
-{
-	char st = pid_state(pid);
-
-	return st != 0 && st != 'Z' && st != 'X';
-}
-
-/* Reaped: kill(pid, 0) fails with ESRCH (a zombie would still answer). */
-static bool pid_reaped(pid_t pid)
-{
-	return kill(pid, 0) < 0 && errno == ESRCH;
 }
 
 /* All current children ready, and exactly n of them. */
@@ -887,52 +852,21 @@ static int cmd_responder(int port, int workers)
 
 /* ---- command line ------------------------------------------------------- */
 
-static const struct {
-	const char *name;
-	long nr;
-} syscall_names[] = {
-#ifdef SYS_select
-	{"select", SYS_select},
-#endif
-#ifdef SYS_poll
-	{"poll", SYS_poll},
-#endif
-#ifdef SYS_epoll_wait
-	{"epoll_wait", SYS_epoll_wait},
-#endif
-	{"pselect6", SYS_pselect6},
-	{"ppoll", SYS_ppoll},
-	{"epoll_pwait", SYS_epoll_pwait},
-#ifdef SYS_epoll_pwait2
-	{"epoll_pwait2", SYS_epoll_pwait2},
-#endif
-#ifdef SYS_accept
-	{"accept", SYS_accept},
-#endif
-	{"accept4", SYS_accept4},
-#ifdef SYS_io_uring_enter
-	{"io_uring_enter", SYS_io_uring_enter},
-#endif
-};
-
 static int parse_ready(struct opts *o, const char *list)
 {
 	char *copy = strdup(list), *save = NULL;
-	const size_t known = sizeof(syscall_names) / sizeof(syscall_names[0]);
 
 	if (!copy)
 		return -1;
 	for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-		size_t i = 0;
+		long nr = syscall_by_name(t);
 
-		while (i < known && strcmp(t, syscall_names[i].name) != 0)
-			i++;
-		if (i == known || o->nready == MAX_READY) {
+		if (nr < 0 || o->nready == MAX_READY) {
 			say("--ready: unknown syscall name, or too many, at '%s'", t);
 			free(copy);
 			return -1;
 		}
-		o->ready[o->nready++] = syscall_names[i].nr;
+		o->ready[o->nready++] = nr;
 	}
 	free(copy);
 	return 0;
