@@ -30,6 +30,8 @@ static void arm_timer(struct arbiter *a)
 		next = a->phase_deadline_ms;
 	if (a->upgrade.check_deadline_ms && (!next || a->upgrade.check_deadline_ms < next))
 		next = a->upgrade.check_deadline_ms;
+	if (a->upgrade.drain_deadline_ms && (!next || a->upgrade.drain_deadline_ms < next))
+		next = a->upgrade.drain_deadline_ms;
 	if (next == a->timer_armed_ms)
 		return; /* the common idle case: no system call */
 	if (next) {
@@ -455,6 +457,43 @@ static void close_unadopted(struct arbiter *a)
 	a->n_adopted = 0;
 }
 
+/* --metrics: the listener the image before a USR2 handed over when it was opened for
+ * the same address (it keeps its port, even a port 0, and its pending scrapes), else a
+ * new one; a handed-over listener no longer configured is closed. */
+static int setup_metrics(struct arbiter *a, char *err, size_t errlen)
+{
+	const struct settings *s = a->settings;
+	struct upgrade *u = &a->upgrade;
+	int r = 0;
+
+	if (u->metrics_fd >= 0 &&
+	    !(s->metrics && u->metrics_spec && strcmp(s->metrics, u->metrics_spec) == 0)) {
+		struct listener l;
+
+		log_info("upgrade: --metrics %s is no longer configured, closing it",
+			 u->metrics_spec ? u->metrics_spec : "?");
+		/* listener_adopt takes the fd even when it fails: closing l closes it */
+		(void)listener_adopt(&l, u->metrics_fd, u->metrics_spec ? u->metrics_spec : "");
+		listener_close(&l, l.unix_path != NULL);
+		u->metrics_fd = -1;
+	}
+	if (s->metrics) {
+		if (u->metrics_fd >= 0)
+			r = metrics_adopt(&a->metrics, u->metrics_fd, s->metrics, err, errlen);
+		else
+			r = metrics_open(&a->metrics, s->metrics, err, errlen);
+		u->metrics_fd = -1;
+		if (r == 0)
+			r = loop_add(&a->loop, &a->metrics.listen, LOOP_IN);
+		if (r < 0)
+			return r;
+		log_info("metrics on http://%s/metrics", a->metrics.address);
+	}
+	free(u->metrics_spec);
+	u->metrics_spec = NULL;
+	return 0;
+}
+
 static int setup(struct arbiter *a, char *err, size_t errlen, int *ret_status)
 {
 	struct settings *s = a->settings;
@@ -589,14 +628,9 @@ static int setup(struct arbiter *a, char *err, size_t errlen, int *ret_status)
 	notify_init(&a->notify, a->pid);
 	if (a->upgrade.have_notify)
 		notify_adopt(&a->notify, a->upgrade.notify_cookie, a->upgrade.notify_seq);
-	if (s->metrics) {
-		r = metrics_open(&a->metrics, s->metrics, err, errlen);
-		if (r == 0)
-			r = loop_add(&a->loop, &a->metrics.listen, LOOP_IN);
-		if (r < 0)
-			return r;
-		log_info("metrics on http://%s/metrics", a->metrics.address);
-	}
+	r = setup_metrics(a, err, errlen);
+	if (r < 0)
+		return r;
 	return setup_bpf(a, err, errlen);
 }
 
@@ -659,7 +693,7 @@ int arbiter_main(int argc, char **argv)
 	a->control.listen.fd = a->control.reserve_fd = -1;
 	a->notify.upstream_fd = -1;
 	a->metrics.listen.fd = -1;
-	a->upgrade.check.fd = -1;
+	a->upgrade.check.fd = a->upgrade.metrics_fd = -1;
 	/* Before anything else: from here on no signal can interrupt us, they queue up
 	 * in the kernel until the loop reads them from the signalfd. */
 	r = signals_block_all(&a->sigmask);

@@ -73,30 +73,19 @@ int metrics_check_address(const char *addr, char *err, size_t errlen)
 	return r;
 }
 
-int metrics_open(struct metrics *m, const char *addr, char *err, size_t errlen)
+/* Make the listener l (opened or adopted) the endpoint's; on failure l is closed. */
+static int metrics_take(struct metrics *m, struct listener *l, const char *addr, char *err,
+			size_t errlen)
 {
-	struct listener l;
-	char sub[512];
 	int flags, r;
 
-	memset(m, 0, sizeof(*m));
-	m->listen.type = SOURCE_METRICS_LISTENER;
-	m->listen.fd = -1;
-	m->spare_fd = -1;
-	/* listener_open's socket is close-on-exec and is not in a->listeners, so no worker
-	 * ever gets it: a worker could otherwise accept scrapes meant for the arbiter. */
-	r = listener_open(&l, addr, METRICS_BACKLOG, sub, sizeof(sub));
-	if (r < 0) {
-		snprintf(err, errlen, "--metrics: %s", sub);
-		return r;
-	}
 	/* The workers' listeners stay blocking (their mode is the workers' call); this one
 	 * is the arbiter's alone, and its loop must never block in accept(). */
-	flags = fcntl(l.fd, F_GETFL);
-	if (flags < 0 || fcntl(l.fd, F_SETFL, flags | O_NONBLOCK) < 0) {
+	flags = fcntl(l->fd, F_GETFL);
+	if (flags < 0 || fcntl(l->fd, F_SETFL, flags | O_NONBLOCK) < 0) {
 		r = -errno;
 		snprintf(err, errlen, "--metrics %s: %s", addr, strerror(-r));
-		listener_close(&l, true);
+		listener_close(l, true);
 		return r;
 	}
 	m->conns = calloc(METRICS_MAX_CONNS, sizeof(*m->conns));
@@ -109,15 +98,55 @@ int metrics_open(struct metrics *m, const char *addr, char *err, size_t errlen)
 		if (m->spare_fd >= 0)
 			close(m->spare_fd);
 		m->spare_fd = -1;
-		listener_close(&l, true);
+		listener_close(l, true);
 		return r;
 	}
-	m->listen.fd = l.fd;
-	m->address = l.address;
-	m->unix_path = l.unix_path;
-	free(l.spec);
-	free(l.fdname);
+	m->listen.fd = l->fd;
+	m->address = l->address;
+	m->unix_path = l->unix_path;
+	free(l->spec);
+	free(l->fdname);
 	return 0;
+}
+
+static void metrics_reset(struct metrics *m)
+{
+	memset(m, 0, sizeof(*m));
+	m->listen.type = SOURCE_METRICS_LISTENER;
+	m->listen.fd = -1;
+	m->spare_fd = -1;
+}
+
+int metrics_open(struct metrics *m, const char *addr, char *err, size_t errlen)
+{
+	struct listener l;
+	char sub[512];
+	int r;
+
+	metrics_reset(m);
+	/* listener_open's socket is close-on-exec and is not in a->listeners, so no worker
+	 * ever gets it: a worker could otherwise accept scrapes meant for the arbiter. */
+	r = listener_open(&l, addr, METRICS_BACKLOG, sub, sizeof(sub));
+	if (r < 0) {
+		snprintf(err, errlen, "--metrics: %s", sub);
+		return r;
+	}
+	return metrics_take(m, &l, addr, err, errlen);
+}
+
+int metrics_adopt(struct metrics *m, int fd, const char *addr, char *err, size_t errlen)
+{
+	struct listener l;
+	int r;
+
+	metrics_reset(m);
+	r = listener_adopt(&l, fd, addr);
+	if (r < 0) {
+		snprintf(err, errlen, "--metrics %s: the inherited socket: %s", addr, strerror(-r));
+		listener_close(&l, false);
+		return r;
+	}
+	return metrics_take(m, &l, addr, err, errlen);
 }
 
 /* Close the connection and free its slot (the slot itself stays: see the top). */
@@ -135,6 +164,24 @@ static void conn_free(struct metrics *m, struct metrics_conn *c)
 	m->n_conns--;
 }
 
+void metrics_pause(struct metrics *m, struct loop *loop)
+{
+	if (m->listen.fd < 0 || m->paused)
+		return;
+	if (loop_del(loop, &m->listen) == 0)
+		m->paused = true;
+}
+
+void metrics_resume(struct metrics *m, struct loop *loop)
+{
+	if (m->listen.fd < 0 || !m->paused)
+		return;
+	if (loop_add(loop, &m->listen, LOOP_IN) == 0)
+		m->paused = false;
+	else
+		log_warn("--metrics: cannot watch the listener again, no longer serving: %m");
+}
+
 void metrics_close(struct metrics *m)
 {
 	/* Everything below exists only after a successful metrics_open. */
@@ -143,7 +190,7 @@ void metrics_close(struct metrics *m)
 	for (unsigned i = 0; i < METRICS_MAX_CONNS; i++)
 		if (m->conns[i].state != CONN_FREE)
 			conn_free(m, &m->conns[i]);
-	if (m->loop)
+	if (m->loop && !m->paused)
 		(void)loop_del(m->loop, &m->listen);
 	close(m->listen.fd);
 	close(m->spare_fd);

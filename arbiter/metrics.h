@@ -26,6 +26,7 @@ struct metrics {
 	struct loop *loop;	/* connections' loop; set on the first accept */
 	int spare_fd;		/* kept open to accept (and close) when out of fds */
 	bool accept_warned;	/* said so once; again only after an accept succeeded */
+	bool paused;		/* the listener is out of the loop (an upgrade is waiting) */
 	unsigned long long seq; /* accepts so far: the oldest connection has the lowest */
 	unsigned long dropped;	/* connections pushed out by newer ones */
 	double start_time;	/* the arbiter's start as Unix time, fixed at the first scrape */
@@ -41,6 +42,12 @@ int metrics_check_address(const char *addr, char *err, size_t errlen);
  * negative errno with err naming the address and the problem: -EINVAL for an address
  * that does not parse, -EADDRINUSE when another server listens there. */
 int metrics_open(struct metrics *m, const char *addr, char *err, size_t errlen);
+/* The same with the listening socket fd that the image before a USR2 handed over
+ * (bound to addr): it keeps its port and its queue, so no scrape is refused. */
+int metrics_adopt(struct metrics *m, int fd, const char *addr, char *err, size_t errlen);
+/* Stop accepting (new connections wait in the listener's queue), and start again. */
+void metrics_pause(struct metrics *m, struct loop *loop);
+void metrics_resume(struct metrics *m, struct loop *loop);
 /* Close the listener and every connection. Accepts a struct never opened (fd -1). */
 void metrics_close(struct metrics *m);
 

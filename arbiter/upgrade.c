@@ -24,6 +24,8 @@
 
 #define STATE_MAGIC "sigvisor-upgrade 1"
 #define UPGRADE_ENV "SIGVISOR_UPGRADE_FD"
+/* How long the exec waits for scrapes already accepted on --metrics. */
+#define UPGRADE_DRAIN_MS 1000
 
 extern char **environ;
 
@@ -48,6 +50,7 @@ int upgrade_resolve_self(const char *argv0, char **ret_path)
 static void refuse(struct arbiter *a, const char *why)
 {
 	a->upgrade.refused++;
+	metrics_resume(&a->metrics, &a->loop); /* if the exec had paused it */
 	log_error("upgrade refused: %s; still running the old binary", why);
 	notify_upstream(&a->notify, "READY=1\nSTATUS=upgrade refused");
 }
@@ -159,6 +162,8 @@ static void handover_fds(struct arbiter *a, bool back)
 	for (size_t i = 0; i < a->n_listeners; i++)
 		(void)set_cloexec(a->listeners[i].fd, back);
 	(void)set_cloexec(a->control.listen.fd, back);
+	if (a->metrics.listen.fd >= 0)
+		(void)set_cloexec(a->metrics.listen.fd, back);
 	for (size_t i = 0; i < a->pool.n; i++) {
 		const struct worker *w = a->pool.workers[i];
 
@@ -191,6 +196,8 @@ static int write_state(struct arbiter *a, FILE *f)
 				(unsigned long long)a->signals_received[sig],
 				(unsigned long long)a->signals_ignored[sig]);
 	fprintf(f, "control %d %s\n", a->control.listen.fd, a->control.path);
+	if (a->metrics.listen.fd >= 0 && a->settings->metrics)
+		fprintf(f, "metrics %d %s\n", a->metrics.listen.fd, a->settings->metrics);
 	fprintf(f, "notify %u %u\n", a->notify.cookie, a->notify.seq);
 	for (size_t i = 0; i < a->n_listeners; i++)
 		fprintf(f, "listener %d %s\n", a->listeners[i].fd, a->listeners[i].spec);
@@ -223,11 +230,33 @@ void upgrade_maybe_exec(struct arbiter *a)
 	}
 	if (!u->exec_wanted || a->reloading)
 		return;
-	u->exec_wanted = false;
 	if (a->phase != PHASE_RUNNING) {
+		u->exec_wanted = false;
+		u->drain_deadline_ms = 0;
+		metrics_resume(&a->metrics, &a->loop);
 		log_info("upgrade dropped: shutting down");
 		return;
 	}
+	/* A scrape the old image has accepted would be reset by the exec (its fd is
+	 * close-on-exec). Stop accepting: new scrapes wait in the listener's queue for
+	 * the new image, which takes the listener over. Let the accepted ones finish,
+	 * for up to UPGRADE_DRAIN_MS. */
+	if (a->metrics.n_conns > 0) {
+		uint64_t now = now_ms();
+
+		if (!u->drain_deadline_ms) {
+			u->drain_deadline_ms = now + UPGRADE_DRAIN_MS;
+			metrics_pause(&a->metrics, &a->loop);
+			return;
+		}
+		if (now < u->drain_deadline_ms)
+			return;
+		log_warn("upgrade: %u metrics connections still open after %d ms, they will be "
+			 "reset",
+			 a->metrics.n_conns, UPGRADE_DRAIN_MS);
+	}
+	u->exec_wanted = false;
+	u->drain_deadline_ms = 0;
 	/* Not close-on-exec: the new image reads it. */
 	fd = memfd_create("sigvisor-upgrade", 0);
 	if (fd < 0) {
@@ -333,6 +362,11 @@ int upgrade_adopt_sockets(struct arbiter *a, int fd, char *err, size_t errlen)
 		} else if (sscanf(line, "control %d %4095[^\n]", &sfd, rest) == 2) {
 			(void)set_cloexec(sfd, true);
 			control_adopt(&a->control, sfd, rest);
+		} else if (sscanf(line, "metrics %d %4095[^\n]", &sfd, rest) == 2 &&
+			   a->upgrade.metrics_fd < 0) {
+			(void)set_cloexec(sfd, true);
+			a->upgrade.metrics_fd = sfd;
+			a->upgrade.metrics_spec = strdup(rest);
 		} else if (sscanf(line, "notify %u %u", &a->upgrade.notify_cookie,
 				  &a->upgrade.notify_seq) == 2) {
 			a->upgrade.have_notify = true;

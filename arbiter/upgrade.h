@@ -22,12 +22,16 @@ struct upgrade {
 	struct source check; /* SOURCE_UPGRADE_CHECK: the --check child's pidfd */
 	pid_t check_pid;
 	uint64_t check_deadline_ms;
-	bool exec_wanted; /* the check passed: exec once no reload is running */
-	bool pending;	  /* USR2 during a reload: start when it is over */
+	bool exec_wanted;	    /* the check passed: exec once no reload is running */
+	uint64_t drain_deadline_ms; /* exec by then even if metrics connections are open */
+	bool pending;		    /* USR2 during a reload: start when it is over */
 	unsigned long upgrades, refused;
 	/* what the new image learns of the workers' notify sockets */
 	bool have_notify;
 	unsigned notify_cookie, notify_seq;
+	/* the --metrics listener handed over, and the address it was opened for (-1: none) */
+	int metrics_fd;
+	char *metrics_spec;
 };
 
 struct arbiter;

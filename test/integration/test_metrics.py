@@ -7,6 +7,7 @@ import re
 import signal
 import socket
 import subprocess
+import threading
 import time
 
 import pytest
@@ -289,10 +290,8 @@ def test_metrics_survive_an_upgrade_and_count_it(start, tmpdir_short):
     sv.wait_log(r"upgraded in place")
 
     def upgraded():
-        try:
-            s = unix_scrape(path)
-        except OSError:
-            return None  # between the exec and the new image's bind
+        # No OSError to forgive: the listener is handed over, never closed.
+        s = unix_scrape(path)
         # The new image starts generation 2 and retires the adopted generation 1.
         done = (metric(s, "sigvisor_upgrades_total") == 1 and
                 metric(s, "sigvisor_generation") == 2 and
@@ -303,6 +302,57 @@ def test_metrics_survive_an_upgrade_and_count_it(start, tmpdir_short):
     # Counters carried over the exec: one worker per generation, ever.
     assert metric(s, "sigvisor_workers_spawned_total") == 2
     assert metric(s, "sigvisor_upgrade_failures_total") == 0
+
+
+def test_metrics_listener_is_handed_over_on_usr2(start):
+    """The new image takes the old one's --metrics socket: the same socket (even for
+    port 0) keeps answering, and not one scrape made during the upgrade fails."""
+    sv, ep = start_with_metrics(start, "-w", "1")
+    sv.wait_workers(1)
+    inode = listening_inode(ep.port)
+    failures, scrapes, stop = [], [0], threading.Event()
+
+    def scraper():
+        while not stop.is_set():
+            try:
+                ep.scrape()
+                scrapes[0] += 1
+            except (OSError, AssertionError) as e:
+                failures.append(repr(e))
+    t = threading.Thread(target=scraper)
+    t.start()
+    try:
+        wait_for(lambda: scrapes[0] >= 5, what="scrapes before the upgrade")
+        sv.kill(signal.SIGUSR2)
+        sv.wait_log(r"upgraded in place")
+        before = scrapes[0]
+        wait_for(lambda: scrapes[0] >= before + 5, what="scrapes after the upgrade")
+    finally:
+        stop.set()
+        t.join(10)
+    assert not failures, failures[:3]
+    assert listening_inode(ep.port) == inode
+    assert inode in socket_inodes(sv.pid)
+    assert metric(ep.scrape(), "sigvisor_upgrades_total") == 1
+
+
+def test_usr2_waits_at_most_1s_for_a_silent_scraper(start):
+    """A connection that never sends its request must not hold an upgrade: the exec
+    waits 1 s for accepted scrapes, then goes ahead (that one is reset)."""
+    sv, ep = start_with_metrics(start, "-w", "1")
+    sv.wait_workers(1)
+    c = socket.create_connection(("127.0.0.1", ep.port), timeout=10)
+    try:
+        # accepted in the same batch as, and before, this answered request
+        assert ep.get("/healthz")[0] == 200
+        t0 = time.monotonic()
+        sv.kill(signal.SIGUSR2)
+        sv.wait_log(r"upgrade: 1 metrics connections still open after 1000 ms")
+        sv.wait_log(r"upgraded in place")
+        assert time.monotonic() - t0 < 5
+    finally:
+        c.close()
+    assert ep.get("/healthz")[0] == 200
 
 
 def listening_inode(port):
