@@ -22,29 +22,16 @@
 # (where the helper is compiled, default build), BENCH_RUNS=7, BENCH_SYSCALLS=1000000,
 # BENCH_SIGNALS=20000, BENCH_KEEP=1 to keep logs.
 set -u -o pipefail
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-root=$(cd "$here/../.." && pwd)
-SIGVISOR=${SIGVISOR:-$root/build/sigvisor}
-[[ $SIGVISOR == /* ]] || SIGVISOR=$PWD/$SIGVISOR
-BUILD=${BUILD:-build}
-[[ $BUILD == /* ]] || BUILD=$root/$BUILD
 RUNS=${BENCH_RUNS:-7}
 NSYS=${BENCH_SYSCALLS:-1000000}
 NSIG=${BENCH_SIGNALS:-20000}
-unset SIGVISOR_ARGS
-
-log() { printf 'bench-bpf: %s\n' "$*" >&2; }
-die() { log "error: $*"; keep=1; exit 2; }
-
 [[ $(id -u) == 0 ]] || die "needs root (the probes need CAP_BPF and CAP_PERFMON)"
-[[ -x $SIGVISOR ]] || die "$SIGVISOR is not executable: run make first, or set SIGVISOR=PATH"
-command -v cc >/dev/null || die "no C compiler (Debian package: gcc)"
-command -v bpftool >/dev/null || die "no bpftool (Debian package: bpftool)"
-
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/sigvisor-bench-bpf.XXXXXX") || die "mktemp failed"
+need bpftool bpftool
+bench_setup bpf
 pin=/sys/fs/bpf/sigvisor-bench-$$
-ours=() # pids this script started: the only ones it signals
 
 # The helper: a syscall loop and a kill() loop, each timing itself.
 helper=$BUILD/bench/bpfbench
@@ -99,39 +86,20 @@ int main(int argc, char **argv)
 EOF
 cc -O2 -Wall -Wextra -Werror -o "$helper" "$tmp/bpfbench.c" || die "compiling the helper failed"
 
-alive() { [[ -e /proc/$1 ]] && ! grep -q '^State:.*[ZX]' "/proc/$1/status" 2>/dev/null; }
-cpu_ms() { # CPU time of PID in ms, from the scheduler (ns; utime/stime count 10 ms ticks)
-	awk '{ printf "%.3f\n", $1 / 1e6 }' "/proc/$1/schedstat"
-}
-stop() { # PID: TERM and wait, KILL after 10 s
-	local i
-	kill -TERM "$1" 2>/dev/null
-	for ((i = 0; i < 100; i++)); do alive "$1" || break; sleep 0.1; done
-	alive "$1" && kill -KILL "$1" 2>/dev/null
-	wait "$1" 2>/dev/null
-}
-# shellcheck disable=SC2317 # called from the EXIT trap
-cleanup() {
-	local p
-	for p in "${ours[@]}"; do alive "$p" && stop "$p"; done
+# shellcheck disable=SC2317 # called from bench_cleanup
+extra_cleanup() { # after every server has been stopped
 	if [[ -d $pin ]]; then
 		log "the pins in $pin outlived their arbiter: removing them"
 		rm -f "$pin"/* && rmdir "$pin"
 	fi
 	[[ ${stats_was:-} == 0 ]] && echo 0 >/proc/sys/kernel/bpf_stats_enabled
-	if [[ ${BENCH_KEEP:-0} == 1 || ${keep:-0} == 1 ]]; then log "logs kept in $tmp"; else rm -rf "$tmp"; fi
 }
-trap cleanup EXIT
-trap 'log interrupted; exit 130' INT TERM
 
 # An outsider to signal: sleep ignores WINCH by default (the cheapest target).
 sleep 3600 &
 outsider=$!
-ours+=("$outsider")
+servers+=("$outsider")
 
-median() { sort -n | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)] }'; }
-
-declare -A result
 configs=(off nosa sa)
 declare -A args=([off]="--bpf off" [nosa]="--bpf on --bpf-sigaction off" [sa]="--bpf on --bpf-sigaction on")
 declare -A title=([off]="--bpf off" [nosa]="on, no rt_sigaction" [sa]="on + rt_sigaction")
@@ -156,13 +124,14 @@ prog_stats() { # ARB: "name run_time_ns run_cnt" of each program the arbiter hol
 measure() { # CONFIG: start one sigvisor, take one sample of each metric, stop it
 	local c=$1 arb i before cur prev
 	read -r -a extra <<<"${args[$c]}"
-	"$SIGVISOR" -b 127.0.0.1:0 -w 1 --control "$tmp/$c.sock" --bpf-pin "$pin" "${extra[@]}" \
-		>"$tmp/$c.log" 2>&1 &
-	arb=$!
-	ours+=("$arb")
+	# A log of this instance only: the wait below looks for its start-up line.
+	: >"$tmp/$c.log"
+	start_server "$tmp/$c.log" "$SIGVISOR" -b 127.0.0.1:0 -w 1 --control "$tmp/$c.sock" \
+		--bpf-pin "$pin" "${extra[@]}"
+	arb=$spid
 	for ((i = 0; i < 400; i++)); do
 		grep -q 'started: pid' "$tmp/$c.log" && break
-		alive "$arb" || { cat "$tmp/$c.log" >&2; die "sigvisor ($c) exited"; }
+		alive "$arb" || { cat "$tmp/$c.log" >&2; failed=1; die "sigvisor ($c) exited"; }
 		sleep 0.05
 	done
 	grep -q 'started: pid' "$tmp/$c.log" || die "sigvisor ($c) did not start: see $tmp/$c.log"
@@ -171,22 +140,31 @@ measure() { # CONFIG: start one sigvisor, take one sample of each metric, stop i
 		die "the probes did not load ($c)"
 	fi
 	foreign "$c" >>"$tmp/foreign"
-	"$helper" syscalls "$NSYS" >>"$tmp/$c.sys"
-	"$helper" kill "$outsider" 28 "$NSIG" >>"$tmp/$c.out"
-	before=$(cpu_ms "$arb")
-	"$helper" kill "$arb" 28 "$NSIG" >>"$tmp/$c.arb"
+	# The last run (bpf_stats on) repeats all of it but records only the programs' counts.
+	"$helper" syscalls "$NSYS" >"$tmp/sys.ns"
+	"$helper" kill "$outsider" 28 "$NSIG" >"$tmp/out.ns"
+	if [[ -z ${stats_was:-} ]]; then
+		sample "$c" sys "$(cat "$tmp/sys.ns")"
+		sample "$c" out "$(cat "$tmp/out.ns")"
+	fi
+	before=$(cpu_ns "$arb")
+	"$helper" kill "$arb" 28 "$NSIG" >"$tmp/arb.ns"
 	# The arbiter's share: wait until it has stopped burning CPU on the storm.
 	prev=-1
 	for ((i = 0; i < 50; i++)); do
 		sleep 0.1
-		cur=$(cpu_ms "$arb")
+		cur=$(cpu_ns "$arb")
 		[[ $cur == "$prev" ]] && break
 		prev=$cur
 	done
-	awk -v a="$before" -v b="$cur" 'BEGIN { printf "%.2f\n", b - a }' >>"$tmp/$c.cpu"
+	if [[ -z ${stats_was:-} ]]; then
+		sample "$c" arb "$(cat "$tmp/arb.ns")"
+		sample "$c" cpu $((cur - before))
+	fi
 	[[ $c != off && -n ${stats_was:-} ]] && prog_stats "$arb" >>"$tmp/progs"
-	stop "$arb"
-	[[ -d $pin ]] && die "$pin is still there after sigvisor ($c) exited"
+	stop_server "$arb"
+	forget_server "$arb"
+	[[ -d $pin ]] && { failed=1; die "$pin is still there after sigvisor ($c) exited"; }
 }
 
 # Interleaved, in a rotating order: whatever else the machine does (another test run
@@ -196,9 +174,6 @@ for ((r = 0; r < RUNS; r++)); do
 		measure "${configs[(r + k) % ${#configs[@]}]}"
 	done
 	log "run $((r + 1))/$RUNS done"
-done
-for c in "${configs[@]}"; do
-	for m in sys out arb cpu; do result[$c.$m]=$(median <"$tmp/$c.$m"); done
 done
 # Then one more run with the kernel's accounting of each program's run time on: exact
 # where the timings above are at the mercy of the machine, but it adds two clock
@@ -210,20 +185,21 @@ if [[ $stats_was == 0 || $stats_was == 1 ]]; then
 	[[ $stats_was == 0 ]] && echo 0 >/proc/sys/kernel/bpf_stats_enabled
 fi
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "-" }'; }
-printf '\n%-34s %12s %20s %18s %9s %9s\n' "median of $RUNS runs" "${title[off]}" "${title[nosa]}" \
-	"${title[sa]}" "nosa/off" "sa/off"
-row() { # METRIC LABEL
-	printf '%-34s %12s %20s %18s %9s %9s\n' "$2" "${result[off.$1]}" "${result[nosa.$1]}" \
-		"${result[sa.$1]}" "$(ratio "${result[nosa.$1]}" "${result[off.$1]}")" \
-		"$(ratio "${result[sa.$1]}" "${result[off.$1]}")"
+rows=()
+row() { # METRIC LABEL SCALE DECIMALS
+	local -a c=()
+	local k
+	for k in "${configs[@]}"; do c+=("$(cell "$k" "$1" "$3" "$4")"); done
+	rows+=("$2"$'\t'"${c[0]}"$'\t'"${c[1]}"$'\t'"${c[2]}"$'\t'"$(ratio off nosa)"$'\t'"$(ratio off sa)")
 }
-row sys "getppid() ns, outside the tree"
-row out "kill(WINCH) ns, outside the tree"
-row arb "kill(WINCH) ns, to the arbiter"
-row cpu "arbiter CPU ms per storm"
-printf '\n%s x getppid(), %s x kill() per run; %s; kernel %s, %s CPUs\n' "$NSYS" "$NSIG" \
-	"$("$SIGVISOR" --version 2>/dev/null | head -1)" "$(uname -r)" "$(nproc)"
+row sys "getppid() ns, outside the tree" 1 1
+row out "kill(WINCH) ns, outside the tree" 1 1
+row arb "kill(WINCH) ns, to the arbiter" 1 1
+row cpu "arbiter CPU ms per storm" 1000000 2
+echo
+echo "$NSYS × getppid(), $NSIG × kill() per run, $RUNS runs per configuration, interleaved; $(machine_line)"
+echo
+print_table rows "median (min–max, n)" "${title[off]}" "${title[nosa]}" "${title[sa]}" "nosa ÷ off" "sa ÷ off"
 if [[ -s $tmp/progs ]]; then
 	printf '\n%-14s %12s %14s   (kernel bpf_stats, one more run on + rt_sigaction)\n' program "runs" "ns per run"
 	awk '{ t[$1] += $2; n[$1] += $3 }
