@@ -104,12 +104,18 @@ configs=(off nosa sa)
 declare -A args=([off]="--bpf off" [nosa]="--bpf on --bpf-sigaction off" [sa]="--bpf on --bpf-sigaction on")
 declare -A title=([off]="--bpf off" [nosa]="on, no rt_sigaction" [sa]="on + rt_sigaction")
 
+sys_enter_progs() { bpftool -j prog show 2>/dev/null | grep -o '"name":"sv_sys_enter"' | wc -l; }
 foreign() { # sv_sys_enter programs loaded by sigvisors other than ARB
 	local n
-	n=$(bpftool -j prog show 2>/dev/null | grep -o '"name":"sv_sys_enter"' | wc -l)
+	n=$(sys_enter_progs)
 	[[ $1 == sa ]] && ((n--))
 	echo "$n"
 }
+settle_progs() { # the kernel frees a stopped arbiter's programs a little later: wait (2 s at most)
+	local i
+	for ((i = 0; i < 100; i++)); do (($(sys_enter_progs) <= progs_before)) && return; sleep 0.02; done
+}
+progs_before=$(sys_enter_progs)
 
 prog_stats() { # ARB: "name run_time_ns run_cnt" of each program the arbiter holds
 	local fd id
@@ -164,6 +170,7 @@ measure() { # CONFIG: start one sigvisor, take one sample of each metric, stop i
 	[[ $c != off && -n ${stats_was:-} ]] && prog_stats "$arb" >>"$tmp/progs"
 	stop_server "$arb"
 	forget_server "$arb"
+	settle_progs
 	[[ -d $pin ]] && { failed=1; die "$pin is still there after sigvisor ($c) exited"; }
 }
 
