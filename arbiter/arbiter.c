@@ -271,8 +271,6 @@ static void announce(struct arbiter *a)
 
 static int run(struct arbiter *a)
 {
-	struct loop_event evs[64];
-
 	pool_reconcile(a);
 	while (!a->done) {
 		int n;
@@ -280,7 +278,7 @@ static int run(struct arbiter *a)
 		arm_timer(a);
 		/* Wake for READY=1 only while a worker is booting (see notify.h). */
 		notify_watch(a);
-		n = loop_wait(&a->loop, evs, 64, -1);
+		n = loop_wait(&a->loop, -1);
 		if (n < 0) {
 			/* EINTR: stopped and continued (SIGSTOP/SIGCONT); nothing to do. */
 			if (n != -EINTR)
@@ -288,9 +286,10 @@ static int run(struct arbiter *a)
 			continue;
 		}
 		for (int i = 0; i < n; i++)
-			dispatch(a, &evs[i]);
+			if (a->loop.batch[i].source) /* NULL: deleted by an earlier handler */
+				dispatch(a, &a->loop.batch[i]);
 		/* A worker reaped while handling SIGCHLD may still have its pidfd event in
-		 * evs: it is freed only here, after the whole batch. */
+		 * the batch: it is freed only here, after the whole batch. */
 		pool_gc(&a->pool);
 		pool_reconcile(a);
 		reload_check(a);

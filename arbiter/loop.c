@@ -8,6 +8,7 @@ int loop_init(struct loop *l, const struct loop_backend *backend)
 	l->backend = backend;
 	l->fd = -1;
 	l->priv = 0;
+	l->n_batch = 0;
 	return backend->init(l);
 }
 

@@ -50,10 +50,17 @@ struct loop_backend {
 	int (*wait)(struct loop *l, struct loop_event *out, int max, int timeout_ms);
 };
 
+#define LOOP_MAX_EVENTS 64
+
 struct loop {
 	const struct loop_backend *backend;
 	int fd;
 	void *priv;
+	/* The batch loop_wait returned. A handler may free another source that has an
+	 * event later in the same batch (a control connection closed from a BPF event):
+	 * loop_del blanks its entries (source NULL), which the caller skips. */
+	struct loop_event batch[LOOP_MAX_EVENTS];
+	int n_batch;
 };
 
 extern const struct loop_backend loop_backend_epoll;
@@ -79,12 +86,19 @@ static inline int loop_mod(struct loop *l, struct source *s, uint32_t events)
 
 static inline int loop_del(struct loop *l, struct source *s)
 {
+	for (int i = 0; i < l->n_batch; i++)
+		if (l->batch[i].source == s)
+			l->batch[i].source = 0;
 	return l->backend->del(l, s);
 }
 
-static inline int loop_wait(struct loop *l, struct loop_event *out, int max, int timeout_ms)
+/* Wait for events into l->batch; returns how many, or a negative errno. */
+static inline int loop_wait(struct loop *l, int timeout_ms)
 {
-	return l->backend->wait(l, out, max, timeout_ms);
+	int n = l->backend->wait(l, l->batch, LOOP_MAX_EVENTS, timeout_ms);
+
+	l->n_batch = n > 0 ? n : 0;
+	return n;
 }
 
 /* The backend for --loop: auto and epoll give epoll; io_uring gives io_uring or fails

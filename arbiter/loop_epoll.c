@@ -47,11 +47,11 @@ static int epoll_del_(struct loop *l, struct source *s)
 
 static int epoll_wait_(struct loop *l, struct loop_event *out, int max, int timeout_ms)
 {
-	struct epoll_event evs[64];
+	struct epoll_event evs[LOOP_MAX_EVENTS];
 	int n;
 
-	if (max > 64)
-		max = 64;
+	if (max > LOOP_MAX_EVENTS)
+		max = LOOP_MAX_EVENTS;
 	n = epoll_wait(l->fd, evs, max, timeout_ms);
 	if (n < 0)
 		return -errno;
