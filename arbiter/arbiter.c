@@ -443,13 +443,8 @@ static void close_unadopted(struct arbiter *a)
 {
 	for (size_t k = 0; k < a->n_adopted; k++) {
 		if (a->adopted[k].fd >= 0) {
-			struct listener l;
-
 			log_info("upgrade: %s is no longer bound, closing it", a->adopted[k].spec);
-			if (listener_adopt(&l, a->adopted[k].fd, a->adopted[k].spec) == 0)
-				listener_close(&l, true);
-			else
-				close(a->adopted[k].fd);
+			listener_close_inherited(a->adopted[k].fd, a->adopted[k].spec);
 		}
 		free(a->adopted[k].spec);
 	}
@@ -467,13 +462,9 @@ static int setup_metrics(struct arbiter *a, char *err, size_t errlen)
 
 	if (u->metrics_fd >= 0 &&
 	    !(s->metrics && u->metrics_spec && strcmp(s->metrics, u->metrics_spec) == 0)) {
-		struct listener l;
-
 		log_info("upgrade: --metrics %s is no longer configured, closing it",
 			 u->metrics_spec ? u->metrics_spec : "?");
-		/* listener_adopt takes the fd even when it fails: closing l closes it */
-		(void)listener_adopt(&l, u->metrics_fd, u->metrics_spec ? u->metrics_spec : "");
-		listener_close(&l, l.unix_path != NULL);
+		listener_close_inherited(u->metrics_fd, u->metrics_spec ? u->metrics_spec : "");
 		u->metrics_fd = -1;
 	}
 	if (s->metrics) {

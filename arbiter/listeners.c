@@ -241,6 +241,16 @@ int listener_adopt(struct listener *l, int fd, const char *spec)
 	return fill_names(l, ss.ss_family);
 }
 
+void listener_close_inherited(int fd, const char *spec)
+{
+	struct listener l;
+
+	/* listener_adopt keeps the fd even when it fails: closing l closes it, and
+	 * removes a unix socket's path when getsockname could tell it. */
+	(void)listener_adopt(&l, fd, spec);
+	listener_close(&l, true);
+}
+
 void listener_close(struct listener *l, bool unlink_path)
 {
 	if (l->fd >= 0)

@@ -25,6 +25,9 @@ int listener_parse(const char *spec, struct sockaddr_storage *ret_addr, socklen_
  * and what to do: -EADDRINUSE means another process is listening there. */
 int listener_open(struct listener *l, const char *spec, unsigned backlog, char *err, size_t errlen);
 
+/* Close a listening socket inherited through an upgrade that is no longer wanted,
+ * removing its unix socket path (spec: what it was bound for, for the record). */
+void listener_close_inherited(int fd, const char *spec);
 void listener_close(struct listener *l, bool unlink_path);
 
 /* Take over an already listening fd (inherited through an upgrade) for spec. */
