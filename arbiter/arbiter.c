@@ -628,8 +628,7 @@ static void teardown(struct arbiter *a)
 {
 	if (a->upgrade.check.fd >= 0)
 		close(a->upgrade.check.fd);
-	bpf_probes_close(a->bpf);
-	a->bpf = NULL;
+	arbiter_bpf_stop(a);
 	reload_discard(a);
 	notify_close(&a->notify);
 	metrics_close(&a->metrics);

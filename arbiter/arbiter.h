@@ -199,3 +199,8 @@ int listeners_fdnames(struct arbiter *a);
 
 /* status.c */
 int arbiter_render_status(struct arbiter *a, bool json, char **ret_buf, size_t *ret_len);
+/* Serving: running, with at least one ready worker (status "ready", /readyz 200). */
+bool arbiter_is_ready(const struct arbiter *a);
+/* The control signals status and metrics list, in this order. */
+#define ARBITER_N_SHOWN 10
+extern const int arbiter_shown_signals[ARBITER_N_SHOWN];

@@ -205,16 +205,6 @@ void metrics_close(struct metrics *m)
 
 /* -- rendering ---------------------------------------------------------------------- */
 
-/* Control signals, in the order `sigvisor status` lists them. */
-static const int shown_signals[] = {SIGHUP,  SIGTERM, SIGINT,  SIGQUIT,	 SIGTTIN,
-				    SIGTTOU, SIGUSR1, SIGUSR2, SIGWINCH, SIGCHLD};
-#define N_SHOWN (sizeof(shown_signals) / sizeof(shown_signals[0]))
-
-static bool arbiter_ready(const struct arbiter *a)
-{
-	return a->phase == PHASE_RUNNING && pool_count(&a->pool, worker_is_ready) > 0;
-}
-
 static void family(FILE *f, const char *name, const char *type, const char *help)
 {
 	fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
@@ -297,22 +287,24 @@ static void render_pool(struct arbiter *a, FILE *f)
 
 static void render_signals(struct arbiter *a, FILE *f)
 {
-	struct bpf_signal_stats st[N_SHOWN];
+	struct bpf_signal_stats st[ARBITER_N_SHOWN];
 	bool bpf = false;
 
 	family(f, "sigvisor_signals_received_total", "counter",
 	       "Control signals read from the signalfd, by signal.");
-	for (size_t i = 0; i < N_SHOWN; i++)
+	for (size_t i = 0; i < ARBITER_N_SHOWN; i++)
 		labelled(f, "sigvisor_signals_received_total", "signal",
-			 signal_name(shown_signals[i]), a->signals_received[shown_signals[i]]);
+			 signal_name(arbiter_shown_signals[i]),
+			 a->signals_received[arbiter_shown_signals[i]]);
 	family(f, "sigvisor_signals_ignored_total", "counter",
 	       "Control signals received and deliberately ignored (e.g. TTIN from the tty).");
-	for (size_t i = 0; i < N_SHOWN; i++)
+	for (size_t i = 0; i < ARBITER_N_SHOWN; i++)
 		labelled(f, "sigvisor_signals_ignored_total", "signal",
-			 signal_name(shown_signals[i]), a->signals_ignored[shown_signals[i]]);
+			 signal_name(arbiter_shown_signals[i]),
+			 a->signals_ignored[arbiter_shown_signals[i]]);
 
-	for (size_t i = 0; i < N_SHOWN; i++) {
-		if (bpf_probes_self_stats(a->bpf, shown_signals[i], &st[i]) == 0)
+	for (size_t i = 0; i < ARBITER_N_SHOWN; i++) {
+		if (bpf_probes_self_stats(a->bpf, arbiter_shown_signals[i], &st[i]) == 0)
 			bpf = true;
 		else
 			memset(&st[i], 0, sizeof(st[i]));
@@ -324,14 +316,14 @@ static void render_signals(struct arbiter *a, FILE *f)
 	 * those it merged into one already pending (generated = read + coalesced + ...). */
 	family(f, "sigvisor_signals_generated_total", "counter",
 	       "Signals the kernel generated for the arbiter, by signal (eBPF).");
-	for (size_t i = 0; i < N_SHOWN; i++)
+	for (size_t i = 0; i < ARBITER_N_SHOWN; i++)
 		labelled(f, "sigvisor_signals_generated_total", "signal",
-			 signal_name(shown_signals[i]), st[i].generated);
+			 signal_name(arbiter_shown_signals[i]), st[i].generated);
 	family(f, "sigvisor_signals_coalesced_total", "counter",
 	       "Signals merged by the kernel into one already pending, by signal (eBPF).");
-	for (size_t i = 0; i < N_SHOWN; i++)
+	for (size_t i = 0; i < ARBITER_N_SHOWN; i++)
 		labelled(f, "sigvisor_signals_coalesced_total", "signal",
-			 signal_name(shown_signals[i]), st[i].coalesced);
+			 signal_name(arbiter_shown_signals[i]), st[i].coalesced);
 }
 
 static void render_metrics(struct arbiter *a, FILE *f)
@@ -364,7 +356,7 @@ static void render_metrics(struct arbiter *a, FILE *f)
 	fprintf(f, "sigvisor_start_time_seconds %.3f\n", m->start_time);
 	value(f, "sigvisor_ready", "gauge",
 	      "1 when /readyz answers 200: running, not shutting down, a worker ready.",
-	      arbiter_ready(a));
+	      arbiter_is_ready(a));
 	render_pool(a, f);
 	render_signals(a, f);
 	value(f, "sigvisor_metrics_connections_dropped_total", "counter",
@@ -451,7 +443,7 @@ static int handle_request(struct arbiter *a, struct metrics_conn *c)
 		return respond_text(c, 200, "ok\n", head_only);
 	if (strcmp(target, "/readyz") == 0) {
 		notify_drain(a);
-		if (arbiter_ready(a))
+		if (arbiter_is_ready(a))
 			return respond_text(c, 200, "ready\n", head_only);
 		return respond_text(c, 503,
 				    a->phase != PHASE_RUNNING ? "not ready: shutting down\n"

@@ -22,15 +22,13 @@ static const char *phase_name(enum arbiter_phase p)
 	return names[p];
 }
 
-static bool is_ready(const struct arbiter *a)
+bool arbiter_is_ready(const struct arbiter *a)
 {
 	return a->phase == PHASE_RUNNING && pool_count(&a->pool, worker_is_ready) > 0;
 }
 
-/* Control signals, in the order status lists them. */
-static const int shown_signals[] = {SIGHUP,  SIGTERM, SIGINT,  SIGQUIT,	 SIGTTIN,
-				    SIGTTOU, SIGUSR1, SIGUSR2, SIGWINCH, SIGCHLD};
-#define N_SHOWN (sizeof(shown_signals) / sizeof(shown_signals[0]))
+const int arbiter_shown_signals[ARBITER_N_SHOWN] = {SIGHUP,  SIGTERM, SIGINT,  SIGQUIT,	 SIGTTIN,
+						    SIGTTOU, SIGUSR1, SIGUSR2, SIGWINCH, SIGCHLD};
 
 static void json_str(FILE *f, const char *s)
 {
@@ -98,7 +96,7 @@ static void render_json(struct arbiter *a, FILE *f, uint64_t now)
 
 	fprintf(f, "{\"version\":\"%s\",\"pid\":%d,\"state\":\"%s\",\"ready\":%s,",
 		SIGVISOR_VERSION, (int)a->pid, phase_name(a->phase),
-		is_ready(a) ? "true" : "false");
+		arbiter_is_ready(a) ? "true" : "false");
 	fprintf(f, "\"uptime_ms\":%llu,\"loop\":\"%s\",\"generation\":%u,\"target\":%u,",
 		(ull)(now - a->started_ms), a->loop.backend->name, p->generation, p->target);
 	fprintf(f, "\"reloading\":%s,", a->reloading ? "true" : "false");
@@ -111,8 +109,8 @@ static void render_json(struct arbiter *a, FILE *f, uint64_t now)
 	fprintf(f, "],");
 	json_counters(a, f);
 	fprintf(f, "\"signals\":{");
-	for (size_t i = 0; i < N_SHOWN; i++) {
-		int sig = shown_signals[i];
+	for (size_t i = 0; i < ARBITER_N_SHOWN; i++) {
+		int sig = arbiter_shown_signals[i];
 		struct bpf_signal_stats st;
 
 		fprintf(f, "%s\"%s\":{\"received\":%llu,\"ignored\":%llu", i ? "," : "",
@@ -138,8 +136,8 @@ static void text_signals(struct arbiter *a, FILE *f)
 {
 	if (!a->bpf) {
 		fprintf(f, "signals received:");
-		for (size_t i = 0; i < N_SHOWN; i++) {
-			int sig = shown_signals[i];
+		for (size_t i = 0; i < ARBITER_N_SHOWN; i++) {
+			int sig = arbiter_shown_signals[i];
 
 			if (a->signals_received[sig])
 				fprintf(f, " %s %llu", signal_name(sig),
@@ -151,8 +149,8 @@ static void text_signals(struct arbiter *a, FILE *f)
 	/* With the probes on, the proof that no signal is lost in user space: every
 	 * signal the kernel made pending was read (handled), the rest it merged. */
 	fprintf(f, "signals    %9s %9s %9s %9s\n", "generated", "coalesced", "handled", "check");
-	for (size_t i = 0; i < N_SHOWN; i++) {
-		int sig = shown_signals[i];
+	for (size_t i = 0; i < ARBITER_N_SHOWN; i++) {
+		int sig = arbiter_shown_signals[i];
 		struct bpf_signal_stats st;
 
 		if (bpf_probes_self_stats(a->bpf, sig, &st) < 0 ||
@@ -170,7 +168,8 @@ static void render_text(struct arbiter *a, FILE *f, uint64_t now)
 	const struct pool *p = &a->pool;
 
 	fprintf(f, "sigvisor %s  pid %d  %s%s  uptime %.1fs  loop %s\n", SIGVISOR_VERSION,
-		(int)a->pid, phase_name(a->phase), is_ready(a) ? " (ready)" : " (not ready)",
+		(int)a->pid, phase_name(a->phase),
+		arbiter_is_ready(a) ? " (ready)" : " (not ready)",
 		(double)(now - a->started_ms) / 1000.0, a->loop.backend->name);
 	fprintf(f, "listening:");
 	for (size_t i = 0; i < a->n_listeners; i++)
