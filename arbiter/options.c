@@ -577,7 +577,7 @@ int options_load(struct settings *s, int argc, char *const *argv, const char *en
 void options_print_help(const char *prog)
 {
 	printf("Usage: %s [OPTIONS] [-- COMMAND [ARG...]]\n"
-	       "       %s status [--control PATH] [--json]\n\n"
+	       "       %s status [--control PATH] [--json | --events]\n\n"
 	       "A pre-fork process supervisor driven by signals (HUP, TERM, INT, QUIT, TTIN, "
 	       "TTOU,\n"
 	       "USR1, USR2, WINCH). Without COMMAND every worker is the built-in HTTP worker.\n\n"
