@@ -191,8 +191,8 @@ static inline int sender_wait(struct sender *s, unsigned ticket, int64_t deadlin
 	return 0;
 }
 
-/* 'Z' for a zombie, 0 when there is no such pid; *ppid if asked. */
-static inline char pid_state(pid_t pid, pid_t *ppid)
+/* 'Z' for a zombie, 0 when there is no such pid. */
+static inline char pid_state(pid_t pid)
 {
 	char path[64], buf[512], *rp;
 	ssize_t n;
@@ -208,16 +208,12 @@ static inline char pid_state(pid_t pid, pid_t *ppid)
 		return 0;
 	buf[n] = '\0';
 	rp = strrchr(buf, ')');
-	if (!rp || rp[1] != ' ')
-		return '?';
-	if (ppid)
-		*ppid = (pid_t)strtol(rp + 4, NULL, 10);
-	return rp[2];
+	return rp && rp[1] == ' ' ? rp[2] : '?';
 }
 
 static inline bool pid_alive(pid_t pid)
 {
-	char st = pid_state(pid, NULL);
+	char st = pid_state(pid);
 
 	return st != 0 && st != 'Z' && st != 'X';
 }

@@ -169,7 +169,6 @@ measure() { # CONFIG: start one sigvisor, take one sample of each metric, stop i
 	fi
 	[[ $c != off && -n ${stats_was:-} ]] && prog_stats "$arb" >>"$tmp/progs"
 	stop_server "$arb"
-	forget_server "$arb"
 	settle_progs
 	[[ -d $pin ]] && { failed=1; die "$pin is still there after sigvisor ($c) exited"; }
 }

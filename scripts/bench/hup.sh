@@ -253,7 +253,6 @@ else
 			term_counts "$n" ust "strace-usr2.*" _usr2
 		fi
 		stop_server "${pid[$n]}"
-		forget_server "${pid[$n]}"
 	done
 fi
 

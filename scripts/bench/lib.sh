@@ -1,9 +1,10 @@
 # shellcheck shell=bash disable=SC2034 # variables set here are used by the scripts that source it
-# scripts/bench/lib.sh - what run.sh, hup.sh, storm.sh, pid1.sh and loops.sh share
-# (sourced, not run).
+# scripts/bench/lib.sh - what run.sh, hup.sh, storm.sh, pid1.sh, loops.sh and bpf.sh
+# share (sourced, not run).
 #
-# bench_setup NAME sets: here root SIGVISOR (a private copy) GUNICORN BUILD tmp
-# probe sigbench sv_sum cpus server_cpu probe_cpu, compiles probe.c and
+# bench_setup NAME sets: here root SIGVISOR (a private copy) SIGVISOR_ORIG sv_built
+# sv_sum GUNICORN BUILD SV_EXTRA SV_READY GU_READY tmp probe sigbench cpus server_cpu
+# probe_cpu, compiles probe.c and
 # sigbench.c into $BUILD/bench, and installs the EXIT/INT/TERM traps that stop
 # every process started through start_server (only those, by pid).
 
@@ -65,9 +66,9 @@ descendants() { # PID: its children, their children, ... (what it started and st
 	done
 }
 
-stop_server() { # PID: TERM, up to 8 s, then KILL it and whatever it had started
+stop_server() { # PID: TERM, up to 8 s, then KILL it and whatever it had started; forget it
 	local pid=$1 kids i
-	alive "$pid" || { wait "$pid" 2>/dev/null; return 0; }
+	alive "$pid" || { wait "$pid" 2>/dev/null; forget_server "$pid"; return 0; }
 	kids=$(descendants "$pid")
 	kill -TERM "$pid" 2>/dev/null
 	for ((i = 0; i < 80; i++)); do alive "$pid" || break; sleep 0.1; done
@@ -77,6 +78,7 @@ stop_server() { # PID: TERM, up to 8 s, then KILL it and whatever it had started
 	fi
 	wait "$pid" 2>/dev/null
 	for i in $kids; do alive "$i" && kill -KILL "$i" 2>/dev/null; done
+	forget_server "$pid"
 	return 0
 }
 
@@ -87,7 +89,7 @@ unhelp() { # PID: a helper that has ended
 	helpers=("${keep[@]}")
 }
 
-forget_server() {
+forget_server() { # PID: no longer ours to stop (stopped, or gone on its own)
 	local -a keep=()
 	local p
 	for p in "${servers[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done

@@ -64,8 +64,6 @@ start() { # LOOP WORKERS: start an instance, wait until it serves; sets pid[LOOP
 	fi
 }
 
-stop() { stop_server "$1"; forget_server "$1"; } # PID
-
 log "sigvisor: $SIGVISOR_ORIG (sha256 $sv_sum…); kernel $(uname -r), $(nproc) CPUs, $placement; temp dir $tmp"
 
 # ---- 1. idle -------------------------------------------------------------------
@@ -108,7 +106,7 @@ for l in "${loops[@]}"; do
 		log "--loop $l: $(tail -n 3 "$tmp/$l.probe.err")"
 	fi
 done
-for l in "${loops[@]}"; do stop "${pid[$l]}"; done
+for l in "${loops[@]}"; do stop_server "${pid[$l]}"; done
 
 # ---- 3. the TTIN storm -------------------------------------------------------------
 # Sends the storm from one process in a tight loop (on the probe's CPU, so the arbiter
@@ -165,7 +163,7 @@ for ((r = 0; r < STORM_RUNS; r++)); do
 			failed=1
 			log "--loop $l: storm failed: $(tail -n 3 "$tmp/$l.probe.err")"
 		fi
-		stop "${pid[$l]}"
+		stop_server "${pid[$l]}"
 	done
 done
 

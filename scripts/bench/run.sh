@@ -108,7 +108,7 @@ wait_up() { # NAME
 	log "${title[$n]} serves on 127.0.0.1:${port[$n]}, arbiter pid ${pid[$n]}, workers $(children "${pid[$n]}")"
 }
 
-stop() { stop_server "${pid[$1]}"; forget_server "${pid[$1]}"; } # NAME
+stop() { stop_server "${pid[$1]}"; } # NAME
 
 memory() { # NAME: one VmRSS and Pss sample of the arbiter, in kB
 	local n=$1 rss pss

@@ -603,7 +603,6 @@ enum cstate { C_IDLE, C_CONNECTING, C_READING };
 struct conn {
 	int fd;
 	enum cstate state;
-	int served; /* responses on this connection */
 	size_t have;
 	int64_t t_start, t_retry;
 	char buf[4096];
@@ -644,7 +643,6 @@ static void conn_close(struct load *l, struct conn *c, int64_t retry_after)
 	}
 	c->fd = -1;
 	c->state = C_IDLE;
-	c->served = 0;
 	c->have = 0;
 	c->t_retry = now_ns() + retry_after;
 }
@@ -766,7 +764,6 @@ static void conn_event(struct load *l, struct conn *c, uint32_t events)
 			if (!good)
 				l->e_status++;
 			bucket_add(l, good);
-			c->served++;
 			if (close_after || c->have >= sizeof(c->buf) - 1) {
 				conn_close(l, c, 0);
 			} else if (!conn_send(l, c)) {
@@ -1250,7 +1247,7 @@ static int cmd_orphans(const struct opts *o)
 
 /* ---- pid1: watch an init from outside ----------------------------------------- */
 
-static int zombies_of(pid_t parent, int cfd)
+static int zombies_of(int cfd)
 {
 	struct pids kids = {0};
 	int z = 0;
@@ -1258,10 +1255,9 @@ static int zombies_of(pid_t parent, int cfd)
 	if (read_children(cfd, &kids) < 0)
 		return -1;
 	for (int i = 0; i < kids.n; i++)
-		if (pid_state(kids.v[i], NULL) == 'Z')
+		if (pid_state(kids.v[i]) == 'Z')
 			z++;
 	free(kids.v);
-	(void)parent;
 	return z;
 }
 
@@ -1313,15 +1309,15 @@ static int cmd_pid1(const struct opts *o)
 			fail("pid1_made");
 			return 1;
 		}
-		z = zombies_of(init, cfd);
+		z = zombies_of(cfd);
 		if (z > zmax)
 			zmax = z;
 		sleep_s(0.05);
 	}
-	z = zombies_of(init, cfd);
+	z = zombies_of(cfd);
 	printf("zombies_max %d\nzombies_end %d\n", z > zmax ? z : zmax, z);
 	sleep_s(1.0);
-	printf("zombies_1s %d\n", zombies_of(init, cfd));
+	printf("zombies_1s %d\n", zombies_of(cfd));
 	fflush(stdout);
 	/* TERM from outside the namespace, to the init only. */
 	t0 = now_ns();

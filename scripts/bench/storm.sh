@@ -50,7 +50,6 @@ launch() { # NAME LOG: a fresh server with BASE workers; sets spid, sport
 		log "${title[$n]} did not come up; last lines of its log:"
 		tail -n 20 "$lg" >&2
 		stop_server "$spid"
-		forget_server "$spid"
 		return 1
 	fi
 }
@@ -106,7 +105,6 @@ storm_run() { # NAME SC SIGNALS ROUNDS GAP_US RUN
 		final=0
 	fi
 	stop_server "$sp"
-	forget_server "$sp"
 	if [[ $n == sv ]]; then
 		# Workers that could not tell the arbiter they were ready, and workers it
 		# still counted as not ready when the run ended.
@@ -184,7 +182,6 @@ scale_run() { # NAME TO
 	*) failed=1; log "${title[$n]}: $(tail -n 1 "$tmp/$n.err")" ;;
 	esac
 	stop_server "$sp"
-	forget_server "$sp"
 }
 scale_run sv "$SCALE_TO"
 ((SCALE_TO_GU > 0)) && scale_run gu "$SCALE_TO_GU"
