@@ -1,23 +1,25 @@
-/* Monotonic milliseconds and duration parsing, shared by both sides. */
+/* Monotonic time and duration parsing, shared by both sides. */
 #pragma once
 
 #include <stdint.h>
 #include <time.h>
 
-static inline uint64_t now_ms(void)
+static inline uint64_t now_ns(void)
 {
 	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	return (uint64_t)ts.tv_sec * 1000000000 + (uint64_t)ts.tv_nsec;
 }
 
 static inline uint64_t now_us(void)
 {
-	struct timespec ts;
+	return now_ns() / 1000;
+}
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+static inline uint64_t now_ms(void)
+{
+	return now_ns() / 1000000;
 }
 
 /* "30", "0.5", "1.25s", "250ms" -> milliseconds. Plain numbers are seconds, as in

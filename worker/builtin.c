@@ -15,6 +15,8 @@
 #include "builtin.h"
 #include "http.h"
 #include "log.h"
+#include "signames.h"
+#include "timeutil.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -470,14 +472,6 @@ struct worker {
 	char root_body[160];
 	size_t root_body_len;
 };
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * NSEC_PER_SEC + (uint64_t)ts.tv_nsec;
-}
 
 /* Arm fd for the absolute CLOCK_MONOTONIC time at; 0 disarms. */
 static int timer_set(int fd, uint64_t at)
@@ -1327,9 +1321,8 @@ static void signals_read(struct worker *w)
 				break;
 			case SIGQUIT:
 			case SIGINT:
-				log_info("%s from pid %u: exiting now",
-					 si[i].ssi_signo == SIGQUIT ? "SIGQUIT" : "SIGINT",
-					 si[i].ssi_pid);
+				log_info("SIG%s from pid %u: exiting now",
+					 signal_name((int)si[i].ssi_signo), si[i].ssi_pid);
 				w->quit = true;
 				w->exit_reason = "quick shutdown";
 				break;
