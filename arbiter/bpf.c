@@ -49,7 +49,39 @@ struct bpf_probes {
 	int pin_fd;
 	char pin_dir[PATH_MAX]; /* "" when not pinned */
 	pid_t self_tgid;	/* the arbiter's pid in the initial PID namespace */
+	/* Optional parts that are off, and why ("" when on). */
+	char part_why[BPF_PART_MAX][BPF_WHY_LEN];
 };
+
+/* Each program, what it is to a user, and whether the probes are worth running
+ * without it. The tree (register, fork, exit) and the signal counts are the probes;
+ * the delivery and sigaction counters are extras. */
+struct prog_info {
+	const char *name; /* as in bpf/sigvisor.bpf.c */
+	int part;	  /* enum bpf_part */
+	unsigned refuse;  /* SV_REFUSE_* bit for the test hook, 0 if none */
+};
+
+static const struct prog_info progs[] = {
+	{"sv_register", BPF_PART_SIGNALS, 0},
+	{"sv_fork", BPF_PART_SIGNALS, 0},
+	{"sv_exit", BPF_PART_SIGNALS, 0},
+	{"sv_generate", BPF_PART_SIGNALS, SV_REFUSE_GENERATE},
+	{"sv_deliver", BPF_PART_DELIVERIES, SV_REFUSE_DELIVER},
+	{"sv_sys_enter", BPF_PART_SIGACTION, SV_REFUSE_SYS_ENTER},
+};
+#define N_PROGS (sizeof(progs) / sizeof(progs[0]))
+
+static const char *const part_names[BPF_PART_MAX] = {
+	[BPF_PART_SIGNALS] = "signals",
+	[BPF_PART_DELIVERIES] = "deliveries",
+	[BPF_PART_SIGACTION] = "sigaction",
+};
+
+/* A verifier log for one refused program: big enough that the kernel's last line,
+ * the reason, fits (kernels before 6.4 keep the head of a log that overflows, not its
+ * tail). Allocated only while loading: untouched pages cost no memory. */
+#define VERIFIER_LOG_BYTES (1u << 20)
 
 /* The reasons are read by people and may name a long path: truncating is fine. */
 __attribute__((format(printf, 3, 4))) static void set_why(char *why, size_t whylen, const char *fmt,
@@ -62,6 +94,13 @@ __attribute__((format(printf, 3, 4))) static void set_why(char *why, size_t whyl
 	va_end(ap);
 }
 
+/* While the programs load, libbpf's warnings are kept back: for a program the
+ * verifier refused they say "Permission denied" (the errno of the refusal), and the
+ * loader says what the verifier said instead. The last one is kept for a failure
+ * that is not a refusal. */
+static bool libbpf_loading;
+static char libbpf_last_warning[200];
+
 /* libbpf's messages go through our log: its warnings as warnings, the rest (the
  * verifier's chatter) at debug level. */
 __attribute__((format(printf, 2, 0))) static int print_libbpf(enum libbpf_print_level level,
@@ -69,12 +108,21 @@ __attribute__((format(printf, 2, 0))) static int print_libbpf(enum libbpf_print_
 {
 	char buf[1024];
 	int n = vsnprintf(buf, sizeof(buf), fmt, ap);
+	const char *text = buf;
 	size_t len = strlen(buf);
 
 	while (len && buf[len - 1] == '\n')
 		buf[--len] = '\0';
-	if (len)
-		log_msg(level == LIBBPF_WARN ? LOG_LEVEL_WARN : LOG_LEVEL_DEBUG, "libbpf: %s", buf);
+	if (strncmp(text, "libbpf: ", 8) == 0)
+		text += 8;
+	if (!*text)
+		return n;
+	if (level == LIBBPF_WARN && libbpf_loading) {
+		snprintf(libbpf_last_warning, sizeof(libbpf_last_warning), "%.*s",
+			 (int)sizeof(libbpf_last_warning) - 1, text);
+		level = LIBBPF_DEBUG;
+	}
+	log_msg(level == LIBBPF_WARN ? LOG_LEVEL_WARN : LOG_LEVEL_DEBUG, "libbpf: %s", text);
 	return n;
 }
 
@@ -446,21 +494,63 @@ static int attach_one(struct bpf_program *prog, struct bpf_link **ret, char *why
 	return 0;
 }
 
-static int load_and_attach(struct bpf_probes *p, const struct bpf_options *opt, char *why,
-			   size_t whylen)
+/* The reason in a verifier log: its last line that is not the closing statistics
+ * ("processed 25 insns ...", "verification time ..."). */
+static void last_log_line(const char *log, char *buf, size_t len)
+{
+	const char *end = log + strlen(log);
+
+	buf[0] = '\0';
+	while (end > log) {
+		const char *start = end;
+		size_t n;
+
+		while (start > log && start[-1] != '\n')
+			start--;
+		n = (size_t)(end - start);
+		while (n && (start[n - 1] == '\n' || start[n - 1] == ' '))
+			n--;
+		if (n && strncmp(start, "processed ", 10) != 0 &&
+		    strncmp(start, "verification time", 17) != 0) {
+			snprintf(buf, len, "%.*s", (int)n, start);
+			return;
+		}
+		end = start > log ? start - 1 : log;
+	}
+}
+
+/* SIGVISOR_TEST_BPF_REFUSE=sv_deliver,...: the test suite's way to make the verifier
+ * refuse a program on a kernel that accepts them all. */
+static unsigned refuse_from_env(void)
+{
+	const char *v = getenv("SIGVISOR_TEST_BPF_REFUSE");
+	unsigned bits = 0;
+
+	for (size_t i = 0; v && i < N_PROGS; i++) {
+		const char *m = strstr(v, progs[i].name);
+		size_t n = strlen(progs[i].name);
+
+		if (m && (m[n] == '\0' || m[n] == ','))
+			bits |= progs[i].refuse;
+	}
+	return bits;
+}
+
+static struct bpf_program *prog_by_name(struct sigvisor *s, const char *name)
+{
+	return bpf_object__find_program_by_name(s->obj, name);
+}
+
+/* One attempt: open the object, load the programs not in *skip. On a verifier refusal
+ * *ret_refused is the program's index and log holds the kernel's reason. */
+static int load_once(struct bpf_probes *p, unsigned skip, char *log, int *ret_refused, char *why,
+		     size_t whylen)
 {
 	LIBBPF_OPTS(bpf_object_open_opts, oo);
-	char pin_why[256] = "";
 	struct sigvisor *s;
 	int r;
 
-	if (opt->pin_dir && opt->pin_dir[0]) {
-		r = ensure_bpffs(opt->pin_dir, pin_why, sizeof(pin_why));
-		if (r == 0)
-			r = lock_pin_dir(p, opt->pin_dir, pin_why, sizeof(pin_why));
-		if (r < 0)
-			log_warn("BPF maps not pinned, counting for status only: %s", pin_why);
-	}
+	*ret_refused = -1;
 	oo.pin_root_path = p->pin_fd >= 0 ? p->pin_dir : NULL;
 	s = p->skel = sigvisor__open_opts(&oo);
 	if (!s) {
@@ -475,16 +565,109 @@ static int load_and_attach(struct bpf_probes *p, const struct bpf_options *opt, 
 	r = set_identity(p, why, whylen);
 	if (r < 0)
 		return r;
+	s->rodata->refuse = refuse_from_env();
+	for (size_t i = 0; i < N_PROGS; i++) {
+		struct bpf_program *prog = prog_by_name(s, progs[i].name);
+
+		if (!prog) {
+			set_why(why, whylen, "the BPF object has no program %s", progs[i].name);
+			return -ENOENT;
+		}
+		if (skip & (1u << i)) {
+			bpf_program__set_autoload(prog, false);
+			continue;
+		}
+		/* Each its own buffer: the one that is written to names the refused
+		 * program (libbpf asks for a log only when a load failed). */
+		log[i * VERIFIER_LOG_BYTES] = '\0';
+		bpf_program__set_log_buf(prog, log + i * VERIFIER_LOG_BYTES, VERIFIER_LOG_BYTES);
+	}
+	libbpf_loading = true;
+	libbpf_last_warning[0] = '\0';
+	r = sigvisor__load(s);
+	libbpf_loading = false;
+	if (r < 0) {
+		for (size_t i = 0; i < N_PROGS; i++)
+			if (!(skip & (1u << i)) && log[i * VERIFIER_LOG_BYTES])
+				*ret_refused = (int)i;
+		if (*ret_refused < 0)
+			set_why(why, whylen, "the kernel refused to load them: %s%s%s%s",
+				strerror(-r), libbpf_last_warning[0] ? " (libbpf: " : "",
+				libbpf_last_warning, libbpf_last_warning[0] ? ")" : "");
+	}
+	return r;
+}
+
+/* Load what this kernel's verifier accepts. A refused optional program is left out
+ * (its part is off, and says why) and the rest loaded again: libbpf loads an object
+ * once, all or nothing. A refused essential program leaves the probes off with the
+ * verifier's own reason, never "Permission denied" (the errno it comes with). */
+static int load_programs(struct bpf_probes *p, const struct bpf_options *opt, char *why,
+			 size_t whylen)
+{
+	unsigned skip = 0;
+	char *log;
+	int r;
+
 	/* With --bpf-sigaction off the program that costs every syscall on the host is
 	 * not even loaded. */
-	if (!opt->sigaction)
-		bpf_program__set_autoload(s->progs.sv_sys_enter, false);
-
-	r = sigvisor__load(s);
-	if (r < 0) {
-		set_why(why, whylen, "the kernel refused to load them: %s", strerror(-r));
-		return r;
+	for (size_t i = 0; i < N_PROGS; i++)
+		if (progs[i].part == BPF_PART_SIGACTION && !opt->sigaction) {
+			skip |= 1u << i;
+			set_why(p->part_why[BPF_PART_SIGACTION], BPF_WHY_LEN,
+				"--bpf-sigaction off");
+		}
+	log = calloc(N_PROGS, VERIFIER_LOG_BYTES);
+	if (!log) {
+		set_why(why, whylen, "out of memory for the verifier's log");
+		return -ENOMEM;
 	}
+	for (;;) {
+		char reason[200];
+		int refused;
+
+		r = load_once(p, skip, log, &refused, why, whylen);
+		if (r >= 0 || refused < 0)
+			break;
+		last_log_line(log + (size_t)refused * VERIFIER_LOG_BYTES, reason, sizeof(reason));
+		if (progs[refused].part == BPF_PART_SIGNALS) {
+			set_why(why, whylen,
+				"the kernel's verifier refused program %s: %s (run with --bpf off "
+				"to go without the probes)",
+				progs[refused].name, reason[0] ? reason : strerror(-r));
+			break;
+		}
+		set_why(p->part_why[progs[refused].part], BPF_WHY_LEN,
+			"the kernel's verifier refused program %s: %s", progs[refused].name,
+			reason[0] ? reason : strerror(-r));
+		log_warn("BPF: the %s counter is off: %s", part_names[progs[refused].part],
+			 p->part_why[progs[refused].part]);
+		skip |= 1u << refused;
+		sigvisor__destroy(p->skel);
+		p->skel = NULL;
+	}
+	free(log);
+	return r;
+}
+
+static int load_and_attach(struct bpf_probes *p, const struct bpf_options *opt, char *why,
+			   size_t whylen)
+{
+	char pin_why[256] = "";
+	struct sigvisor *s;
+	int r;
+
+	if (opt->pin_dir && opt->pin_dir[0]) {
+		r = ensure_bpffs(opt->pin_dir, pin_why, sizeof(pin_why));
+		if (r == 0)
+			r = lock_pin_dir(p, opt->pin_dir, pin_why, sizeof(pin_why));
+		if (r < 0)
+			log_warn("BPF maps not pinned, counting for status only: %s", pin_why);
+	}
+	r = load_programs(p, opt, why, whylen);
+	if (r < 0)
+		return r;
+	s = p->skel;
 	if (!s->bss) {
 		set_why(why, whylen, "the kernel cannot map BPF global data");
 		return -ENOTSUP;
@@ -494,10 +677,12 @@ static int load_and_attach(struct bpf_probes *p, const struct bpf_options *opt, 
 		return r;
 	if ((r = attach_one(s->progs.sv_fork, &s->links.sv_fork, why, whylen)) < 0 ||
 	    (r = attach_one(s->progs.sv_exit, &s->links.sv_exit, why, whylen)) < 0 ||
-	    (r = attach_one(s->progs.sv_generate, &s->links.sv_generate, why, whylen)) < 0 ||
+	    (r = attach_one(s->progs.sv_generate, &s->links.sv_generate, why, whylen)) < 0)
+		return r;
+	if (!p->part_why[BPF_PART_DELIVERIES][0] &&
 	    (r = attach_one(s->progs.sv_deliver, &s->links.sv_deliver, why, whylen)) < 0)
 		return r;
-	if (opt->sigaction &&
+	if (!p->part_why[BPF_PART_SIGACTION][0] &&
 	    (r = attach_one(s->progs.sv_sys_enter, &s->links.sv_sys_enter, why, whylen)) < 0)
 		return r;
 
@@ -588,6 +773,18 @@ pid_t bpf_probes_self_tgid(const struct bpf_probes *p)
 const char *bpf_probes_pin_dir(const struct bpf_probes *p)
 {
 	return p ? p->pin_dir : "";
+}
+
+const char *bpf_probes_part_off(const struct bpf_probes *p, enum bpf_part part)
+{
+	if (!p || part < 0 || part >= BPF_PART_MAX)
+		return "the probes are off";
+	return p->part_why[part][0] ? p->part_why[part] : NULL;
+}
+
+const char *bpf_part_name(enum bpf_part part)
+{
+	return part >= 0 && part < BPF_PART_MAX ? part_names[part] : "?";
 }
 
 void bpf_probes_close(struct bpf_probes *p)

@@ -22,6 +22,17 @@ struct bpf_options {
 	void *ctx;
 };
 
+/* The parts of the probes a user can miss one by one. SIGNALS (the tree and the
+ * signal_generate counts) is the probes: without it they are off as a whole. */
+enum bpf_part {
+	BPF_PART_SIGNALS,
+	BPF_PART_DELIVERIES, /* signal_deliver: handler / SIG_IGN / default action */
+	BPF_PART_SIGACTION,  /* sys_enter: rt_sigaction calls in the tree */
+	BPF_PART_MAX,
+};
+
+#define BPF_WHY_LEN 256
+
 /* Per (target process, signal) totals from the signal_generate probe. */
 struct bpf_signal_stats {
 	uint64_t generated; /* every result */
@@ -57,6 +68,14 @@ pid_t bpf_probes_self_tgid(const struct bpf_probes *p);
 /* Where the maps are pinned ("" when off, or when they could not be pinned: the
  * probes then count for status only, and the log said why). */
 const char *bpf_probes_pin_dir(const struct bpf_probes *p);
+
+/* NULL when that part runs, else why not ("--bpf-sigaction off", "the kernel's
+ * verifier refused program sv_deliver: R1 invalid mem access 'scalar'"). With the
+ * probes off (p NULL) every part is off. */
+const char *bpf_probes_part_off(const struct bpf_probes *p, enum bpf_part part);
+
+/* "signals", "deliveries", "sigaction". */
+const char *bpf_part_name(enum bpf_part part);
 
 /* Detach every program, unpin the maps, free. Accepts NULL. */
 void bpf_probes_close(struct bpf_probes *p);

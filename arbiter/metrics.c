@@ -310,6 +310,12 @@ static void render_signals(struct arbiter *a, FILE *f)
 			memset(&st[i], 0, sizeof(st[i]));
 	}
 	value(f, "sigvisor_bpf_enabled", "gauge", "1 when the eBPF signal probes are loaded.", bpf);
+	family(f, "sigvisor_bpf_part_enabled", "gauge",
+	       "1 when this part of the eBPF probes is loaded (the kernel may refuse one; the "
+	       "log and status say why).");
+	for (int part = 0; part < BPF_PART_MAX; part++)
+		labelled(f, "sigvisor_bpf_part_enabled", "part", bpf_part_name(part),
+			 !bpf_probes_part_off(a->bpf, part));
 	if (!bpf)
 		return;
 	/* What user space cannot see: signals the kernel generated for the arbiter, and

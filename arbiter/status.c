@@ -125,6 +125,20 @@ static void render_json(struct arbiter *a, FILE *f, uint64_t now)
 	if (a->bpf) {
 		fprintf(f, "\"pin\":");
 		json_str(f, bpf_probes_pin_dir(a->bpf));
+		/* A kernel may refuse one optional program and take the rest. */
+		fprintf(f, ",\"parts\":{");
+		for (int part = 0; part < BPF_PART_MAX; part++) {
+			const char *off = bpf_probes_part_off(a->bpf, part);
+
+			fprintf(f, "%s\"%s\":{\"state\":\"%s\"", part ? "," : "",
+				bpf_part_name(part), off ? "off" : "on");
+			if (off) {
+				fprintf(f, ",\"reason\":");
+				json_str(f, off);
+			}
+			fputc('}', f);
+		}
+		fputc('}', f);
 	} else {
 		fprintf(f, "\"reason\":");
 		json_str(f, a->bpf_why);
@@ -161,6 +175,12 @@ static void text_signals(struct arbiter *a, FILE *f)
 			st.queued == a->signals_received[sig] ? "ok" : "MISMATCH");
 	}
 	fprintf(f, "bpf: on, maps pinned in %s\n", bpf_probes_pin_dir(a->bpf));
+	for (int part = 0; part < BPF_PART_MAX; part++) {
+		const char *off = bpf_probes_part_off(a->bpf, part);
+
+		if (off)
+			fprintf(f, "bpf: %s counter off (%s)\n", bpf_part_name(part), off);
+	}
 }
 
 static void render_text(struct arbiter *a, FILE *f, uint64_t now)

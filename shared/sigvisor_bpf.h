@@ -24,6 +24,15 @@
 #define SV_EVENTS_PER_SEC 10
 #define SV_COMM_LEN	  16
 
+/* Bits of the `refuse` rodata: programs the verifier is made to refuse. A test hook
+ * only (SIGVISOR_TEST_BPF_REFUSE, see arbiter/bpf.c): it proves that one refused
+ * program is reported with the verifier's reason and, if optional, leaves the rest
+ * running. Zero in production, where the refusing branch is dead code the verifier
+ * never walks. */
+#define SV_REFUSE_GENERATE  (1u << 0)
+#define SV_REFUSE_DELIVER   (1u << 1)
+#define SV_REFUSE_SYS_ENTER (1u << 2)
+
 /* The kernel's enum trace_signal_result, as signal_generate reports it. */
 enum sv_result {
 	delivered = 0, /* made pending (for a blocked signal: queued, one signalfd read) */

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import tempfile
 import time
+import urllib.request
 import uuid
 
 import pytest
@@ -394,6 +395,78 @@ def test_without_capabilities(bpf):
                        stdin=subprocess.DEVNULL)
     assert r.returncode == 1, r
     assert f"--bpf on: cannot load the probes: {why}" in r.stderr
+    assert not os.path.exists(bpf.pin)
+
+
+def metric(text, name, **labels):
+    want = name + ("{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}" if labels else "")
+    for line in text.splitlines():
+        if line.startswith(want + " "):
+            return float(line.split()[-1])
+    raise AssertionError(f"no {want} in /metrics")
+
+
+REFUSED = r"the kernel's verifier refused program %s: R\d+ invalid mem access 'scalar'"
+
+
+@pytest.mark.parametrize("prog,part", [("sv_deliver", "deliveries"),
+                                       ("sv_sys_enter", "sigaction")])
+def test_a_refused_optional_program_leaves_the_rest_counting(bpf, prog, part):
+    """SIGVISOR_TEST_BPF_REFUSE makes the verifier refuse one program the way 6.18.44
+    refused sv_generate (a read through a scalar): the rest load, the log, status and
+    /metrics name the part that is off and the verifier's reason."""
+    sv = bpf.start("-w", "1", "--metrics", "127.0.0.1:0",
+                   env={"SIGVISOR_TEST_BPF_REFUSE": prog})
+    sv.wait_workers(1)
+    sv.wait_log(r"warn: BPF: the %s counter is off: %s" % (part, REFUSED % prog))
+    assert "Permission denied" not in sv.text()
+    progs, linked = bpf_objects(sv.pid)
+    assert prog not in progs
+    assert {progs[n] for n in ("sv_fork", "sv_exit", "sv_generate")} <= linked
+    st = sv.status()["bpf"]
+    assert st["state"] == "on"
+    assert st["parts"][part]["state"] == "off"
+    assert re.fullmatch(REFUSED % prog, st["parts"][part]["reason"]), st
+    assert st["parts"]["signals"] == {"state": "on"}
+    # The counts that remain are right: three USR1 while stopped, one queued.
+    stop_and_send(sv.pid, [SIGUSR1] * 3)
+    wait_for(lambda: signal_rows(bpf.pin, sv.pid, SIGUSR1) == {"delivered": 1, "coalesced": 2},
+             what="USR1 counted")
+    port = int(sv.wait_log(r"metrics on http://127\.0\.0\.1:(\d+)")[0])
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    assert metric(body, "sigvisor_bpf_part_enabled", part=part) == 0
+    assert metric(body, "sigvisor_bpf_part_enabled", part="signals") == 1
+    assert metric(body, "sigvisor_bpf_enabled") == 1
+    assert f"bpf: {part} counter off" in subprocess.run(
+        [SIGVISOR, "status", "--control", sv.control], capture_output=True, text=True,
+        timeout=DEADLINE).stdout
+    bpf.stop(sv)
+
+
+def test_a_refused_essential_program_says_what_the_verifier_said(bpf):
+    """on: exit 1 naming the program and the verifier's last line, never "Permission
+    denied"; auto: serve without the probes and say the same once."""
+    env = dict(os.environ, SIGVISOR_TEST_BPF_REFUSE="sv_generate")
+    control = os.path.join(tempfile.mkdtemp(prefix="sv-", dir="/tmp"), "c.sock")
+    bpf.dirs.append(os.path.dirname(control))
+    r = subprocess.run([SIGVISOR, "--bpf", "on", "--bpf-pin", bpf.pin, "-b", "127.0.0.1:0",
+                        "--control", control], capture_output=True, text=True,
+                       timeout=DEADLINE, stdin=subprocess.DEVNULL, env=env)
+    assert r.returncode == 1, r
+    assert re.search(r"--bpf on: cannot load the probes: %s \(run with --bpf off to go "
+                     r"without the probes\)" % (REFUSED % "sv_generate"), r.stderr), r.stderr
+    assert "Permission denied" not in r.stderr
+    assert not os.path.exists(bpf.pin)
+
+    sv = bpf.start("-w", "1", bpf="auto", env={"SIGVISOR_TEST_BPF_REFUSE": "sv_generate"})
+    sv.wait_workers(1)
+    st = sv.status()["bpf"]
+    assert st["state"] == "off"
+    assert re.match(REFUSED % "sv_generate", st["reason"]), st
+    assert sv.text().count("BPF probes off: the kernel's verifier refused") == 1
+    assert not has_bpf_fds(sv.pid)
+    sv.kill(signal.SIGTERM)
+    assert sv.wait_exit() == 0
     assert not os.path.exists(bpf.pin)
 
 
