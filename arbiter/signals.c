@@ -125,6 +125,16 @@ int signals_block_all(sigset_t *ret_mask)
 	/* Blocked first, then reset: nothing can be delivered to a stale disposition in
 	 * between. */
 	reset_signal_dispositions();
+	/* PIPE is ignored, not read: a write to a closed stderr (the log pipe of a
+	 * container runtime that went away) raises it synchronously, and logging the
+	 * signal it raised would raise the next one. The signalfd hands out the lowest
+	 * pending signal first, so that endless PIPE would also starve TERM (15) and
+	 * every signal above it. Setting SIG_IGN discards one already pending. */
+	if (signal(SIGPIPE, SIG_IGN) == SIG_ERR)
+		return -errno;
+	sigdelset(&mask, SIGPIPE);
+	if (sigprocmask(SIG_SETMASK, &mask, NULL) < 0)
+		return -errno;
 	*ret_mask = mask;
 	return 0;
 }

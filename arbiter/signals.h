@@ -51,7 +51,8 @@ const char *action_name(enum arbiter_action a);
 /* Block every signal except the synchronous faults the kernel raises on this thread
  * (SEGV, BUS, FPE, ILL, TRAP, SYS, ABRT) and reset every disposition to SIG_DFL, so a
  * signal ignored by whoever started us (nohup ignores HUP) still reaches the loop.
- * Fills *ret_mask with the blocked set. First thing main() does. */
+ * PIPE alone is ignored instead (see signals.c). Fills *ret_mask with the blocked
+ * set. First thing main() does. */
 int signals_block_all(sigset_t *ret_mask);
 
 /* signalfd(SFD_NONBLOCK | SFD_CLOEXEC) for mask; returns the fd or -errno. */

@@ -90,7 +90,7 @@ class Sigvisor:
     """A running sigvisor started by a test, with its log in a file."""
 
     def __init__(self, tmpdir, args, env=None, command=None, wrap=None, wait_ready=True,
-                 bind=True):
+                 bind=True, output=None):
         self.tmpdir = tmpdir
         self.log_path = os.path.join(tmpdir, "sigvisor.log")
         self.control = os.path.join(tmpdir, "control.sock")
@@ -116,12 +116,16 @@ class Sigvisor:
         if env:
             e.update(env)
         self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=self.log, env=e,
+        # output: an fd to log to instead of the file (then there is no log to read).
+        out = self.log if output is None else output
+        self.proc = subprocess.Popen(argv, stdout=out, stderr=out, env=e,
                                      stdin=subprocess.DEVNULL)
         self.pid = self.proc.pid
         self.port = None
-        if wait_ready:
+        if wait_ready and output is None:
             self.wait_serving()
+        elif wait_ready:
+            wait_for(lambda: os.path.exists(self.control), what="control socket")
 
     # -- log -----------------------------------------------------------------
     def text(self):

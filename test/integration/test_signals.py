@@ -36,7 +36,25 @@ def test_arbiter_has_no_signal_handlers(start):
         bit = 1 << (int(sig) - 1)
         assert not caught & bit, f"{sig.name} has a handler"
         assert blocked & bit, f"{sig.name} is not blocked"
-    assert int(st["SigIgn"], 16) == 0
+    # PIPE alone is ignored rather than read: see test_closed_log_pipe_...
+    assert int(st["SigIgn"], 16) == 1 << (signal.SIGPIPE - 1)
+
+
+def test_closed_log_pipe_neither_spins_nor_deafens(start):
+    """stderr is a pipe whose reader went away (a container's log shim died): every
+    log line fails with EPIPE. A blocked SIGPIPE read from the signalfd would be
+    logged, raising the next one, forever, and starve TERM (a higher number)."""
+    r, w = os.pipe()
+    sv = start("-w", "1", output=w)
+    os.close(w)
+    sv.wait_workers(1)
+    os.close(r)
+    sv.kill(signal.SIGTTIN)  # a log line, into the closed pipe
+    sv.wait_workers(2)
+    t0 = time.monotonic()
+    sv.kill(signal.SIGTERM)
+    assert sv.wait_exit(timeout=10) == 0
+    assert time.monotonic() - t0 < 5
 
 
 def test_ttin_and_ttou_change_the_pool(start):
