@@ -3,6 +3,7 @@
 #   make test   unit + integration tests, ending with "N passed, N failed, N skipped"
 #   make check  formatter check, static analysis, and the test suite under ASan+UBSan
 #   make bench  side-by-side benchmark against gunicorn (scripts/bench/)
+#   make test-kernels  the eBPF probes on the host kernel and Debian's 6.1 and 6.12 under qemu
 
 BUILD ?= build
 CC ?= cc
@@ -33,7 +34,8 @@ UNIT_BINS := $(UNIT_SRCS:test/unit/%.c=$(BUILD)/test/%)
 SIGVISOR := $(BUILD)/sigvisor
 
 .DELETE_ON_ERROR:
-.PHONY: all run test unit check format format-check lint asan-test bench clean deps-run deps-test deps-check deps-bench
+.PHONY: all run test unit check format format-check lint asan-test bench clean deps-run deps-test deps-check deps-bench \
+	test-kernels deps-kernels
 
 all: $(SIGVISOR)
 
@@ -52,7 +54,7 @@ $(BUILD)/test/%: test/unit/%.c $(LIB_OBJS) | $(BUILD)/test
 $(BUILD)/obj/arbiter $(BUILD)/obj/worker $(BUILD)/obj/shared $(BUILD)/test:
 	$(Q)mkdir -p $@
 
-deps-run deps-test deps-check deps-bench: deps-%:
+deps-run deps-test deps-check deps-bench deps-kernels: deps-%:
 	$(Q)scripts/deps.sh $*
 
 run: deps-run
@@ -64,6 +66,17 @@ unit: $(UNIT_BINS)
 test: deps-test
 	$(Q)$(MAKE) --no-print-directory $(SIGVISOR) unit
 	$(Q)BUILD=$(BUILD) SIGVISOR=$(abspath $(SIGVISOR)) SIGVISOR_SANITIZED=$(SAN) test/run.sh
+
+# test/kernels/kcheck.c: the scripted signal sequence and exact counts, run on the host
+# and as the init of a qemu guest (test/kernels/run.sh).
+$(BUILD)/kcheck: test/kernels/kcheck.c shared/sigvisor_bpf.h | $(BUILD)/test
+	$(msg) CC $<
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< -lbpf -lelf -lz
+
+test-kernels: deps-kernels
+	$(Q)$(MAKE) --no-print-directory $(SIGVISOR) $(BUILD)/kcheck
+	$(Q)BUILD=$(BUILD) SIGVISOR=$(abspath $(SIGVISOR)) KCHECK=$(abspath $(BUILD)/kcheck) \
+		test/kernels/run.sh
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

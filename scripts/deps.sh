@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Make sure the Debian packages a make target needs are installed.
-# Usage: scripts/deps.sh run|test|check|bench
+# Usage: scripts/deps.sh run|test|check|bench|kernels
 # As root, missing packages are installed with apt-get; otherwise the exact
 # apt-get line is printed and we stop, so nothing is ever installed behind a
 # non-root user's back.
@@ -9,6 +9,8 @@ set -euo pipefail
 run_pkgs=(gcc make libc6-dev libinih-dev liburing-dev clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev)
 test_pkgs=("${run_pkgs[@]}" wrk libcmocka-dev python3 python3-pytest python3-pytest-timeout curl util-linux procps man-db valgrind)
 check_pkgs=("${test_pkgs[@]}" clang-format cppcheck clang lld libclang-rt-14-dev)
+# A kernel package is downloaded by test/kernels/run.sh, never installed.
+kernels_pkgs=("${run_pkgs[@]}" qemu-system-x86 busybox-static cpio)
 bench_pkgs=("${run_pkgs[@]}" gunicorn wrk strace python3 tini dumb-init catatonit gnuplot-nox)
 
 case "${1:-}" in
@@ -16,8 +18,9 @@ run) pkgs=("${run_pkgs[@]}") ;;
 test) pkgs=("${test_pkgs[@]}") ;;
 check) pkgs=("${check_pkgs[@]}") ;;
 bench) pkgs=("${bench_pkgs[@]}") ;;
+kernels) pkgs=("${kernels_pkgs[@]}") ;;
 *)
-	echo "usage: $0 run|test|check|bench" >&2
+	echo "usage: $0 run|test|check|bench|kernels" >&2
 	exit 2
 	;;
 esac

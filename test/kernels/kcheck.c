@@ -1,0 +1,434 @@
+/* kcheck: do sigvisor's eBPF probes load and count right on this kernel?
+ *
+ * Run on the host (the host kernel's row of `make test-kernels`) and as the only
+ * program of a qemu guest booted with another kernel (test/kernels/run.sh). It starts
+ * sigvisor with --bpf on and itself as the COMMAND worker, then checks exact counts:
+ *
+ *   - a TTIN storm to the arbiter: every signal sent is generated once, and each was
+ *     either read from the signalfd (handled, from `sigvisor status`) or merged by the
+ *     kernel (coalesced): generated = handled + coalesced = sent;
+ *   - three USR1 to a worker that blocks USR1: one queued, two coalesced (the pinned
+ *     `signals` map), then one delivery to its handler once it unblocks (`deliveries`)
+ *     and its rt_sigaction of that handler (`sigactions`).
+ *
+ * It prints one line, "kcheck: PASS <kernel>: ..." or "kcheck: FAIL <kernel>: <why>",
+ * with the tail of sigvisor's log on a failure (a verifier refusal names the program
+ * and the verifier's reason there), and exits 0 or 1.
+ *
+ * Usage: kcheck run SIGVISOR PIN_DIR WORK_DIR     (the worker role is internal)
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <bpf/bpf.h>
+
+#include "sigvisor_bpf.h"
+
+#define STORM 500
+/* Under TCG a guest runs 20-50x slower than the host: deadlines are generous, and
+ * every wait ends as soon as its event is seen. */
+#define DEADLINE_MS 90000
+
+static char kernel[128];
+static const char *workdir;
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(unsigned ms)
+{
+	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
+
+	nanosleep(&ts, NULL);
+}
+
+static void print_log_tail(void)
+{
+	char path[512], buf[4096];
+	ssize_t n;
+	off_t size;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/sigvisor.log", workdir);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	size = lseek(fd, 0, SEEK_END);
+	lseek(fd, size > (off_t)sizeof(buf) - 1 ? size - (off_t)sizeof(buf) + 1 : 0, SEEK_SET);
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n > 0) {
+		buf[n] = '\0';
+		printf("--- sigvisor's log (tail):\n%s--- end\n", buf);
+	}
+}
+
+static pid_t arbiter;
+
+/* sigvisor's own last "error: " line, for the verdict of a run it ended: with --bpf on
+ * a verifier refusal names the program and the verifier's reason there. */
+static void last_error(char *buf, size_t len)
+{
+	char path[512], line[1024];
+	const char *e;
+	FILE *f;
+
+	buf[0] = '\0';
+	snprintf(path, sizeof(path), "%s/sigvisor.log", workdir);
+	f = fopen(path, "re");
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f))
+		if ((e = strstr(line, " error: ")))
+			snprintf(buf, len, "%.*s", (int)strcspn(e + 8, "\n"), e + 8);
+	fclose(f);
+}
+
+__attribute__((format(printf, 1, 2), noreturn)) static void fail(const char *fmt, ...)
+{
+	va_list ap;
+
+	printf("kcheck: FAIL %s: ", kernel);
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	printf("\n");
+	print_log_tail();
+	fflush(stdout);
+	if (arbiter > 0) {
+		kill(arbiter, SIGKILL);
+		waitpid(arbiter, NULL, 0);
+	}
+	exit(1);
+}
+
+/* ---- the worker: blocks USR1 until told (USR2) to take it ---------------------- */
+
+static volatile sig_atomic_t usr1_handled;
+
+static void on_usr1(int sig)
+{
+	(void)sig;
+	usr1_handled++;
+}
+
+static int write_file(const char *name, long value)
+{
+	char path[512], tmp[520], text[32];
+	int fd, n;
+
+	snprintf(path, sizeof(path), "%s/%s", workdir, name);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	n = snprintf(text, sizeof(text), "%ld\n", value);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0 || write(fd, text, (size_t)n) != n || close(fd) < 0)
+		return -1;
+	return rename(tmp, path); /* whole or not at all for the reader */
+}
+
+static int worker(void)
+{
+	struct sigaction sa = {.sa_handler = on_usr1};
+	const char *id = getenv("SIGVISOR_WORKER_ID");
+	sigset_t block, wait_for;
+	int sig;
+
+	if (!id || strcmp(id, "0") != 0)
+		for (;;)
+			pause(); /* a worker the TTIN storm added: TERM ends it */
+	sigemptyset(&block);
+	sigaddset(&block, SIGUSR1);
+	sigaddset(&block, SIGUSR2);
+	sigprocmask(SIG_BLOCK, &block, NULL);
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGUSR1, &sa, NULL) < 0)
+		return 1;
+	if (write_file("worker.pid", (long)getpid()) < 0)
+		return 1;
+	sigemptyset(&wait_for);
+	sigaddset(&wait_for, SIGUSR2);
+	do
+		sig = sigwaitinfo(&wait_for, NULL);
+	while (sig < 0 && errno == EINTR);
+	/* Unblocking makes the one pending USR1 go through get_signal(): one delivery. */
+	sigprocmask(SIG_UNBLOCK, &block, NULL);
+	while (!usr1_handled)
+		pause();
+	if (write_file("worker.done", (long)usr1_handled) < 0)
+		return 1;
+	for (;;)
+		pause();
+}
+
+/* ---- the checks -------------------------------------------------------------- */
+
+static long read_number_file(const char *name)
+{
+	char path[512], buf[32] = "";
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", workdir, name);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	return n > 0 ? strtol(buf, NULL, 10) : -1;
+}
+
+static bool arbiter_gone(int *ret_status)
+{
+	return waitpid(arbiter, ret_status, WNOHANG) == arbiter;
+}
+
+/* Wait for a number file the worker writes; the arbiter's exit is a failure. */
+static long wait_number_file(const char *name, const char *what)
+{
+	uint64_t end = now_ms() + DEADLINE_MS;
+	int status;
+	long v;
+
+	while ((v = read_number_file(name)) < 0) {
+		if (arbiter_gone(&status)) {
+			char why[512];
+
+			arbiter = 0;
+			last_error(why, sizeof(why));
+			fail("sigvisor exited (status %d) before %s%s%s",
+			     WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), what,
+			     why[0] ? ": " : "", why);
+		}
+		if (now_ms() > end)
+			fail("no %s within %d s", what, DEADLINE_MS / 1000);
+		sleep_ms(20);
+	}
+	return v;
+}
+
+/* `sigvisor status --json`, whole, into buf. */
+static int status_json(const char *sigvisor, char *buf, size_t len)
+{
+	char control[512];
+	size_t got = 0;
+	int pfd[2], status;
+	ssize_t n;
+	pid_t pid;
+
+	snprintf(control, sizeof(control), "%s/control.sock", workdir);
+	if (pipe2(pfd, O_CLOEXEC) < 0)
+		return -1;
+	pid = fork();
+	if (pid == 0) {
+		dup2(pfd[1], 1);
+		execl(sigvisor, sigvisor, "status", "--control", control, "--json", (char *)NULL);
+		_exit(127);
+	}
+	close(pfd[1]);
+	while (got < len - 1 && (n = read(pfd[0], buf + got, len - 1 - got)) > 0)
+		got += (size_t)n;
+	buf[got] = '\0';
+	close(pfd[0]);
+	waitpid(pid, &status, 0);
+	return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
+}
+
+/* The number after "key": inside the object that follows "\"TTIN\":{". */
+static long json_field(const char *json, const char *object, const char *key)
+{
+	char pat[64];
+	const char *o, *end, *k;
+
+	snprintf(pat, sizeof(pat), "\"%s\":{", object);
+	o = strstr(json, pat);
+	if (!o)
+		return -1;
+	end = strchr(o, '}');
+	snprintf(pat, sizeof(pat), "\"%s\":", key);
+	k = strstr(o, pat);
+	if (!k || (end && k > end))
+		return -1;
+	return strtol(k + strlen(pat), NULL, 10);
+}
+
+static uint64_t map_count(int fd, const void *key)
+{
+	struct sv_count v = {0};
+
+	return bpf_map_lookup_elem(fd, key, &v) == 0 ? v.count : 0;
+}
+
+static int open_pin(const char *pin, const char *name)
+{
+	char path[512];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", pin, name);
+	fd = bpf_obj_get(path);
+	if (fd < 0)
+		fail("cannot open the pinned map %s: %s", path, strerror(errno));
+	return fd;
+}
+
+static pid_t start_sigvisor(const char *sigvisor, const char *pin, const char *self)
+{
+	char control[512], bind[520], log[512];
+	pid_t pid;
+
+	snprintf(control, sizeof(control), "%s/control.sock", workdir);
+	snprintf(bind, sizeof(bind), "unix:%s/http.sock", workdir);
+	snprintf(log, sizeof(log), "%s/sigvisor.log", workdir);
+	setenv("KCHECK_DIR", workdir, 1);
+	pid = fork();
+	if (pid == 0) {
+		int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+
+		if (fd < 0)
+			_exit(127);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		/* unix socket bind: the guest has no network; --timeout 0: no watchdog. */
+		execl(sigvisor, sigvisor, "--bpf", "on", "--bpf-pin", pin, "-w", "1", "-b", bind,
+		      "--control", control, "--ready-mode", "start", "--timeout", "0",
+		      "--graceful-timeout", "5", "--", self, "worker", (char *)NULL);
+		_exit(127);
+	}
+	return pid;
+}
+
+static int run(const char *sigvisor, const char *pin, const char *self)
+{
+	struct sv_signal_key usr1_queued, usr1_merged;
+	struct sv_handler_key usr1_caught;
+	uint64_t end, q, c, d, a;
+	long generated = -1, handled = -1, merged = -1, queued = -1;
+	int signals_fd, deliveries_fd, sigactions_fd, status;
+	char json[65536];
+	pid_t wpid;
+
+	arbiter = start_sigvisor(sigvisor, pin, self);
+	if (arbiter < 0)
+		fail("fork: %s", strerror(errno));
+	wpid = (pid_t)wait_number_file("worker.pid", "worker 0 to start");
+
+	/* The storm: as fast as kill() goes. The arbiter reads some, the kernel merges
+	 * the repeats that find one still pending. */
+	for (int i = 0; i < STORM; i++)
+		if (kill(arbiter, SIGTTIN) < 0)
+			fail("kill(TTIN): %s", strerror(errno));
+	/* Settled when every signal generated is accounted for and every queued one read. */
+	end = now_ms() + DEADLINE_MS;
+	for (;;) {
+		if (status_json(sigvisor, json, sizeof(json)) == 0) {
+			generated = json_field(json, "TTIN", "generated");
+			queued = json_field(json, "TTIN", "queued");
+			merged = json_field(json, "TTIN", "coalesced");
+			handled = json_field(json, "TTIN", "received");
+			if (generated == STORM && queued == handled && queued + merged == STORM)
+				break;
+		}
+		if (arbiter_gone(&status)) {
+			arbiter = 0;
+			fail("sigvisor exited during the TTIN storm");
+		}
+		if (now_ms() > end)
+			fail("TTIN x%d: generated %ld, handled %ld, queued %ld, coalesced %ld "
+			     "(want generated = %d = handled + coalesced)",
+			     STORM, generated, handled, queued, merged, STORM);
+		sleep_ms(50);
+	}
+
+	/* Three USR1 to a worker that blocks it: one pending, two merged into it. */
+	for (int i = 0; i < 3; i++)
+		kill(wpid, SIGUSR1);
+	kill(wpid, SIGUSR2); /* now take it */
+	if (wait_number_file("worker.done", "the worker's USR1 handler to run") != 1)
+		fail("the worker's USR1 handler ran more than once");
+
+	signals_fd = open_pin(pin, "signals");
+	deliveries_fd = open_pin(pin, "deliveries");
+	sigactions_fd = open_pin(pin, "sigactions");
+	memset(&usr1_queued, 0, sizeof(usr1_queued));
+	usr1_queued.tgid = (__u32)wpid;
+	usr1_queued.sig = SIGUSR1;
+	usr1_merged = usr1_queued;
+	usr1_queued.result = delivered;
+	usr1_merged.result = coalesced;
+	memset(&usr1_caught, 0, sizeof(usr1_caught));
+	usr1_caught.tgid = (__u32)wpid;
+	usr1_caught.sig = SIGUSR1;
+	usr1_caught.kind = caught;
+	q = map_count(signals_fd, &usr1_queued);
+	c = map_count(signals_fd, &usr1_merged);
+	d = map_count(deliveries_fd, &usr1_caught);
+	a = map_count(sigactions_fd, &usr1_caught);
+	if (q != 1 || c != 2 || d != 1 || a != 1)
+		fail("USR1 x3 to a worker that blocks it: queued %llu, coalesced %llu, delivered "
+		     "to its handler %llu, sigaction %llu (want 1, 2, 1, 1)",
+		     (unsigned long long)q, (unsigned long long)c, (unsigned long long)d,
+		     (unsigned long long)a);
+	close(signals_fd);
+	close(deliveries_fd);
+	close(sigactions_fd);
+
+	kill(arbiter, SIGTERM);
+	end = now_ms() + DEADLINE_MS;
+	while (!arbiter_gone(&status)) {
+		if (now_ms() > end)
+			fail("sigvisor did not exit within %d s of TERM", DEADLINE_MS / 1000);
+		sleep_ms(20);
+	}
+	arbiter = 0;
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		fail("sigvisor exited with status %d after TERM",
+		     WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+	if (access(pin, F_OK) == 0)
+		fail("the pins in %s outlived the arbiter", pin);
+
+	printf("kcheck: PASS %s: TTIN x%d generated %ld = handled %ld + coalesced %ld; USR1 x3 "
+	       "to a blocking worker: queued 1, coalesced 2, delivered 1, sigaction 1\n",
+	       kernel, STORM, generated, handled, merged);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	char self[PATH_MAX];
+	struct utsname u;
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (uname(&u) == 0)
+		snprintf(kernel, sizeof(kernel), "%s", u.release);
+	workdir = getenv("KCHECK_DIR");
+	if (argc == 2 && strcmp(argv[1], "worker") == 0 && workdir)
+		return worker();
+	if (argc != 5 || strcmp(argv[1], "run") != 0) {
+		fprintf(stderr, "usage: %s run SIGVISOR PIN_DIR WORK_DIR\n", argv[0]);
+		return 2;
+	}
+	workdir = argv[4];
+	if (mkdir(workdir, 0700) < 0 && errno != EEXIST)
+		fail("mkdir %s: %s", workdir, strerror(errno));
+	/* The worker is this same program, by an absolute path: sigvisor searches PATH. */
+	if (!realpath("/proc/self/exe", self))
+		fail("cannot find this program (/proc/self/exe): %s", strerror(errno));
+	return run(argv[2], argv[3], self);
+}
