@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "arbiter.h"
+#include "json.h"
 #include "signames.h"
 #include "timeutil.h"
 
@@ -30,20 +31,6 @@ bool arbiter_is_ready(const struct arbiter *a)
 const int arbiter_shown_signals[ARBITER_N_SHOWN] = {SIGHUP,  SIGTERM, SIGINT,  SIGQUIT,	 SIGTTIN,
 						    SIGTTOU, SIGUSR1, SIGUSR2, SIGWINCH, SIGCHLD};
 
-static void json_str(FILE *f, const char *s)
-{
-	fputc('"', f);
-	for (; *s; s++) {
-		if (*s == '"' || *s == '\\')
-			fprintf(f, "\\%c", *s);
-		else if ((unsigned char)*s < 0x20)
-			fprintf(f, "\\u%04x", (unsigned char)*s);
-		else
-			fputc(*s, f);
-	}
-	fputc('"', f);
-}
-
 static void json_workers(const struct pool *p, FILE *f, uint64_t now)
 {
 	fprintf(f, "\"workers\":[");
@@ -54,7 +41,7 @@ static void json_workers(const struct pool *p, FILE *f, uint64_t now)
 			i ? "," : "", w->id, (int)w->pid, w->generation,
 			worker_state_name(w->state));
 		fprintf(f, "\"uptime_ms\":%llu,\"status\":", (ull)(now - w->started_ms));
-		json_str(f, w->status);
+		json_fputs(f, w->status);
 		fputc('}', f);
 	}
 	fprintf(f, "],");
@@ -104,7 +91,7 @@ static void render_json(struct arbiter *a, FILE *f, uint64_t now)
 	fprintf(f, "\"listeners\":[");
 	for (size_t i = 0; i < a->n_listeners; i++) {
 		fputs(i ? "," : "", f);
-		json_str(f, a->listeners[i].address);
+		json_fputs(f, a->listeners[i].address);
 	}
 	fprintf(f, "],");
 	json_counters(a, f);
@@ -124,7 +111,7 @@ static void render_json(struct arbiter *a, FILE *f, uint64_t now)
 	fprintf(f, "},\"bpf\":{\"state\":\"%s\",", a->bpf ? "on" : "off");
 	if (a->bpf) {
 		fprintf(f, "\"pin\":");
-		json_str(f, bpf_probes_pin_dir(a->bpf));
+		json_fputs(f, bpf_probes_pin_dir(a->bpf));
 		/* A kernel may refuse one optional program and take the rest. */
 		fprintf(f, ",\"parts\":{");
 		for (int part = 0; part < BPF_PART_MAX; part++) {
@@ -134,14 +121,14 @@ static void render_json(struct arbiter *a, FILE *f, uint64_t now)
 				bpf_part_name(part), off ? "off" : "on");
 			if (off) {
 				fprintf(f, ",\"reason\":");
-				json_str(f, off);
+				json_fputs(f, off);
 			}
 			fputc('}', f);
 		}
 		fputc('}', f);
 	} else {
 		fprintf(f, "\"reason\":");
-		json_str(f, a->bpf_why);
+		json_fputs(f, a->bpf_why);
 	}
 	fprintf(f, "}}\n");
 }

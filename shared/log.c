@@ -9,6 +9,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "json.h"
+
 static const char *log_ident = "sigvisor";
 static enum log_format log_format_ = LOG_FORMAT_TEXT;
 static enum log_level log_max = LOG_LEVEL_INFO;
@@ -77,61 +79,20 @@ static void out_put(struct out *o, const char *s, size_t n)
 	}
 }
 
-/* Length of the valid UTF-8 sequence at p, or 0 (overlong forms, surrogates and stray
- * bytes are invalid: JSON must be UTF-8, and a file name in a message may not be). */
-static size_t utf8_len(const unsigned char *p)
-{
-	size_t n = p[0] >= 0xc2 && p[0] <= 0xdf	  ? 2
-		   : p[0] >= 0xe0 && p[0] <= 0xef ? 3
-		   : p[0] >= 0xf0 && p[0] <= 0xf4 ? 4
-						  : 0;
-	static const unsigned min[5] = {0, 0, 0x80, 0x800, 0x10000};
-	unsigned cp;
-
-	if (!n)
-		return 0;
-	cp = p[0] & (0x7fu >> n);
-	for (size_t i = 1; i < n; i++) {
-		if ((p[i] & 0xc0) != 0x80)
-			return 0; /* also stops at the terminating NUL */
-		cp = cp << 6 | (p[i] & 0x3fu);
-	}
-	if (cp < min[n] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return n;
-}
-
 /* s as a JSON string. Cut on a character boundary if the line is full; invalid UTF-8
  * becomes U+FFFD. Needs room for at least the two quotes, which the caller checks. */
 static void out_json_str(struct out *o, const char *s)
 {
 	out_put(o, "\"", 1);
-	for (const unsigned char *p = (const unsigned char *)s; *p;) {
+	while (*s) {
 		char esc[8];
-		const char *rep = esc;
-		size_t n, adv = 1;
+		const char *text;
+		size_t n, adv = json_char(s, esc, &text, &n);
 
-		if (*p == '"' || *p == '\\') {
-			esc[0] = '\\';
-			esc[1] = (char)*p;
-			n = 2;
-		} else if (*p < 0x20) {
-			n = (size_t)snprintf(esc, sizeof(esc), "\\u%04x", *p);
-		} else if (*p < 0x80) {
-			rep = (const char *)p;
-			n = 1;
-		} else if ((adv = utf8_len(p)) > 0) {
-			rep = (const char *)p;
-			n = adv;
-		} else {
-			rep = "\\ufffd";
-			n = 6;
-			adv = 1;
-		}
 		if (!out_fits(o, n + 1))
 			break; /* keep room for the closing quote */
-		out_put(o, rep, n);
-		p += adv;
+		out_put(o, text, n);
+		s += adv;
 	}
 	out_put(o, "\"", 1);
 }

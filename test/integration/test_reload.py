@@ -21,10 +21,7 @@ def write(path, text):
 
 def wait_reloaded(sv, generation, n, timeout=15):
     def done():
-        try:
-            st = sv.status()
-        except (OSError, ValueError):
-            return None  # the instant of a USR2 exec drops a status connection
+        st = sv.status()  # never reset, not even by a USR2 exec: it hands them over
         ws = st["workers"]
         return (not st["reloading"] and st["generation"] == generation and len(ws) == n and
                 all(w["state"] == "ready" and w["generation"] == generation for w in ws))
@@ -158,6 +155,17 @@ def test_command_worker_serves_on_listen_fds_after_ready(start):
     status, body = sv.get("/")
     assert status == 200 and body.startswith("python worker pid=")
     assert {w["status"] for w in ws} == {"serving from fd 3"}
+
+
+def test_a_status_cut_mid_character_stays_valid_json(start):
+    """STATUS= is kept to 127 bytes; 100 two-byte characters are cut inside one. The
+    control socket's JSON must still be UTF-8 (conftest's json.loads of the raw bytes
+    refuses anything else), with U+FFFD for the cut character."""
+    sv = start("-w", "1", "--ready-mode", "notify",
+               command=[PY, WORKER, "--status", "\u00e9" * 100])
+    [w] = sv.wait_workers(1)
+    assert w["status"].startswith("\u00e9" * 63), w["status"]
+    assert set(w["status"][63:]) <= {"\ufffd"}, w["status"]
 
 
 def test_ready_from_a_non_worker_is_dropped(start):
