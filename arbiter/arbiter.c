@@ -272,6 +272,9 @@ static void announce(struct arbiter *a)
 static int run(struct arbiter *a)
 {
 	pool_reconcile(a);
+	/* Workers that count as ready once started (--ready-mode start, a COMMAND in
+	 * auto) are ready now: say so before the first wait, which may be long. */
+	announce(a);
 	while (!a->done) {
 		int n;
 

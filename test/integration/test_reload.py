@@ -287,6 +287,29 @@ def test_hup_adds_and_removes_a_bind(start, tmpdir_short):
     assert not os.path.exists(sock)
 
 
+@pytest.mark.parametrize("timeout", ["30", "0"])
+def test_sd_notify_upstream_ready_at_once_with_command_workers(start, tmpdir_short, timeout):
+    """A COMMAND worker in auto mode is ready once started: READY=1 must not wait for
+    the arbiter's next wake-up (the watchdog's --timeout, or never with 0); systemd
+    would fail the unit at its start timeout."""
+    path = os.path.join(tmpdir_short, "notify")
+    up = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    up.bind(path)
+    up.settimeout(5)  # far below --timeout 30; "never" with --timeout 0
+    sv = start("-w", "2", "--timeout", timeout, env={"NOTIFY_SOCKET": path},
+               command=["sleep", "600"])
+    msg = up.recv(4096).decode()
+    assert msg.startswith("READY=1\nSTATUS=2 workers ready"), msg
+    sv.wait_log(r"all 2 workers ready")
+    sv.kill(signal.SIGHUP)
+    assert up.recv(4096).decode().startswith("RELOADING=1")
+    assert up.recv(4096).decode() == "READY=1"
+    sv.kill(signal.SIGTERM)
+    assert up.recv(4096).decode() == "STOPPING=1"
+    assert sv.wait_exit() == 0
+    up.close()
+
+
 def test_sd_notify_upstream(start, tmpdir_short):
     """Run as a systemd Type=notify service would: READY=1, RELOADING=1, STOPPING=1."""
     path = os.path.join(tmpdir_short, "notify")
