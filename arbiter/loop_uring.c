@@ -395,6 +395,24 @@ const struct loop_backend loop_backend_io_uring = {
 	.wait = uring_wait,
 };
 
+/* Whether a seccomp filter runs on us: "Seccomp: 2" in /proc/self/status. */
+static bool seccomp_filtered(void)
+{
+	char line[128];
+	bool filtered = false;
+	FILE *f = fopen("/proc/self/status", "re");
+
+	if (!f)
+		return false;
+	while (fgets(line, sizeof(line), f))
+		if (strncmp(line, "Seccomp:", 8) == 0) {
+			filtered = atoi(line + 8) == 2;
+			break;
+		}
+	fclose(f);
+	return filtered;
+}
+
 int loop_uring_probe(char *why, unsigned long whylen)
 {
 	struct io_uring ring;
@@ -406,7 +424,17 @@ int loop_uring_probe(char *why, unsigned long whylen)
 		return 0;
 	}
 	if (r == -ENOSYS) {
-		snprintf(why, whylen, "the kernel has no io_uring (ENOSYS)");
+		/* Docker's and podman's default seccomp profiles answer io_uring_setup with
+		 * ENOSYS, the same errno as a kernel built without io_uring. */
+		if (seccomp_filtered())
+			snprintf(why, whylen,
+				 "io_uring_setup is refused by a seccomp filter (ENOSYS, and "
+				 "/proc/self/status says Seccomp: 2; the default profiles of "
+				 "docker and podman block io_uring)");
+		else
+			snprintf(why, whylen,
+				 "the kernel has no io_uring (ENOSYS: built without "
+				 "CONFIG_IO_URING)");
 		return r;
 	}
 	if (r != -EPERM) {
@@ -426,10 +454,12 @@ int loop_uring_probe(char *why, unsigned long whylen)
 		snprintf(why, whylen,
 			 "io_uring is limited by kernel.io_uring_disabled=1 to the group in "
 			 "kernel.io_uring_group, and we are not in it (EPERM)");
-	else
+	else if (seccomp_filtered())
 		snprintf(why, whylen,
-			 "io_uring is blocked by a seccomp profile (EPERM; "
-			 "kernel.io_uring_disabled is %s)",
-			 disabled[0] ? "0" : "not there");
+			 "io_uring_setup is refused by a seccomp filter (EPERM, and "
+			 "/proc/self/status says Seccomp: 2)");
+	else
+		snprintf(why, whylen, "io_uring_setup failed: %s (kernel.io_uring_disabled is %s)",
+			 strerror(-r), disabled[0] ? "0" : "not there");
 	return r;
 }
