@@ -225,7 +225,7 @@ static void test_block_all(void **state)
 				      SIGCHLD, SIGUSR1, SIGUSR2, SIGWINCH, SIGALRM};
 	/* The faults stay default; PIPE is ignored (a write to a closed log pipe must
 	 * not raise a signal whose log line raises the next). */
-	static const int not_blocked[] = {SIGSEGV, SIGBUS,  SIGFPE, SIGILL,
+	static const int not_blocked[] = {SIGSEGV, SIGBUS, SIGFPE,  SIGILL,
 					  SIGTRAP, SIGSYS, SIGABRT, SIGPIPE};
 	static struct sigaction saved[NSIG];
 	struct sigaction ign = {.sa_handler = SIG_IGN}, now, pipe_now;
