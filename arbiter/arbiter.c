@@ -633,13 +633,13 @@ static void teardown(struct arbiter *a)
 		close(a->upgrade.check.fd);
 	arbiter_bpf_stop(a);
 	reload_discard(a);
-	notify_close(&a->notify);
 	metrics_close(&a->metrics);
 	close_listeners(a);
 	control_close(&a->control);
 	if (a->settings->pidfile && a->pid)
 		remove_pidfile(a->settings->pidfile, a->pid);
-	pool_free(&a->pool);
+	pool_free(&a->pool, &a->notify);
+	notify_close(&a->notify); /* after the workers' sockets: it removes their directory */
 	if (a->sigfd.fd > 0)
 		close(a->sigfd.fd);
 	if (a->timer.fd > 0)

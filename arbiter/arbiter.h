@@ -172,7 +172,7 @@ void pool_notify(struct arbiter *a, struct worker *w, const char *msg, size_t le
 		 uint64_t arrived_ms);
 bool worker_is_booting(const struct worker *w);
 unsigned pool_count_gen(const struct pool *p, bool (*pred)(const struct worker *w), bool current);
-void pool_free(struct pool *p);
+void pool_free(struct pool *p, struct notify *n);
 unsigned pool_count(const struct pool *p, bool (*pred)(const struct worker *w));
 bool worker_is_active(const struct worker *w);
 bool worker_is_alive(const struct worker *w);

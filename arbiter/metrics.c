@@ -280,6 +280,10 @@ static void render_pool(struct arbiter *a, FILE *f)
 	value(f, "sigvisor_upgrade_failures_total", "counter",
 	      "Upgrades (USR2) refused: the new binary failed its check; the old one serves on.",
 	      a->upgrade.refused);
+	value(f, "sigvisor_notify_messages_total", "counter",
+	      "sd_notify datagrams read from the workers' notify sockets.", a->notify.received);
+	value(f, "sigvisor_notify_rejected_total", "counter",
+	      "sd_notify datagrams dropped: not sent by that worker itself.", a->notify.rejected);
 	value(f, "sigvisor_orphans_reaped_total", "counter",
 	      "Processes other than workers reaped (orphans adopted as PID 1 or subreaper).",
 	      p->orphans_reaped);

@@ -1,7 +1,10 @@
 /* sd_notify for workers and for sigvisor itself; see notify.h. */
 #include "notify.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -9,6 +12,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "arbiter.h"
@@ -46,31 +50,222 @@ void notify_init(struct notify *n, pid_t pid)
 	open_upstream(n);
 }
 
-int notify_open_worker(struct notify *n, int *ret_fd, char *env, size_t envlen)
+/* The directory of the workers' sockets: the first of $RUNTIME_DIRECTORY (systemd's),
+ * /run/sigvisor and /tmp where one can be made. Mode 0711: a worker that dropped its
+ * privileges may pass through to its own socket, nobody may list them. Named by our
+ * pid and cookie, so the image that follows a USR2 (same pid, cookie handed over)
+ * finds and keeps it. */
+static bool try_dir(struct notify *n, const char *base, const char *prefix, bool for_others)
+{
+	struct stat st;
+	int len;
+
+	if (!base || base[0] != '/')
+		return false;
+	if (strcmp(base, "/run/sigvisor") == 0 && mkdir(base, 0755) < 0 && errno != EEXIST)
+		return false;
+	/* Workers under --user must pass through it (the control socket's directory is
+	 * 0700, for one). */
+	if (for_others && (stat(base, &st) < 0 || !(st.st_mode & S_IXOTH)))
+		return false;
+	len = snprintf(n->dir, sizeof(n->dir), "%s/%snotify-%d-%08x", base, prefix, (int)n->pid,
+		       n->cookie);
+	/* Room for "/<seq>" in a sun_path. */
+	if (len < 0 || (size_t)len + 12 >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
+		n->dir[0] = '\0';
+		return false;
+	}
+	if (mkdir(n->dir, 0711) == 0 && chmod(n->dir, 0711) == 0)
+		return true;
+	/* Ours from before an upgrade, or a trap laid in /tmp: only a real directory of
+	 * ours that nobody else may write to will do. */
+	if (errno == EEXIST && lstat(n->dir, &st) == 0 && S_ISDIR(st.st_mode) &&
+	    st.st_uid == geteuid() && (st.st_mode & 07777) == 0711)
+		return true;
+	n->dir[0] = '\0';
+	return false;
+}
+
+/* Whether some process still holds a socket bound in dir: connecting a datagram socket
+ * sends nothing, and is refused where nobody holds the name. */
+static bool dir_in_use(int dirfd, const char *dir)
+{
+	DIR *d = fdopendir(dirfd);
+	struct dirent *e;
+	bool used = false;
+
+	if (!d) {
+		close(dirfd);
+		return true;
+	}
+	while (!used && (e = readdir(d))) {
+		struct sockaddr_un un = {.sun_family = AF_UNIX};
+		int fd;
+
+		if (e->d_name[0] == '.' || snprintf(un.sun_path, sizeof(un.sun_path), "%s/%s", dir,
+						    e->d_name) >= (int)sizeof(un.sun_path))
+			continue;
+		fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+		if (fd < 0 || connect(fd, (struct sockaddr *)&un, sizeof(un)) == 0 ||
+		    errno != ECONNREFUSED)
+			used = true;
+		if (fd >= 0)
+			close(fd);
+	}
+	closedir(d);
+	return used;
+}
+
+/* Directories of arbiters that were killed (SIGKILL, OOM) before they could remove
+ * theirs: nobody holds a socket in them any more. A live arbiter that has no worker
+ * just then loses an empty directory, and makes it again for its next worker. */
+static void sweep_stale(const char *base, const char *prefix, const char *ours)
+{
+	DIR *d = opendir(base);
+	struct dirent *e;
+	unsigned n = 0;
+
+	if (!d)
+		return;
+	while ((e = readdir(d))) {
+		char dir[PATH_MAX];
+		struct stat st;
+		int fd;
+
+		if (strncmp(e->d_name, prefix, strlen(prefix)) != 0 ||
+		    snprintf(dir, sizeof(dir), "%s/%s", base, e->d_name) >= (int)sizeof(dir) ||
+		    strcmp(dir, ours) == 0)
+			continue;
+		fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		if (fstat(fd, &st) < 0 || st.st_uid != geteuid() || dir_in_use(dup(fd), dir)) {
+			close(fd);
+			continue;
+		}
+		{
+			DIR *sub = fdopendir(fd);
+			struct dirent *f;
+
+			if (!sub) {
+				close(fd);
+				continue;
+			}
+			rewinddir(sub); /* the dup read by dir_in_use shares the offset */
+			while ((f = readdir(sub)))
+				if (f->d_name[0] != '.')
+					(void)unlinkat(dirfd(sub), f->d_name, 0);
+			closedir(sub);
+		}
+		if (rmdir(dir) == 0)
+			n++;
+	}
+	closedir(d);
+	if (n)
+		log_info("removed %u notify socket directories of arbiters that are gone from %s",
+			 n, base);
+}
+
+static void choose_dir(struct notify *n, bool for_others)
+{
+	const char *rd = getenv("RUNTIME_DIRECTORY");
+	char first[PATH_MAX] = "";
+
+	if (n->dir_chosen)
+		return;
+	n->dir_chosen = true;
+	if (rd) /* systemd may list several, separated by ':' */
+		snprintf(first, sizeof(first), "%.*s", (int)strcspn(rd, ":"), rd);
+	if (try_dir(n, first, "", for_others))
+		sweep_stale(first, "notify-", n->dir);
+	else if (try_dir(n, "/run/sigvisor", "", for_others))
+		sweep_stale("/run/sigvisor", "notify-", n->dir);
+	else if (try_dir(n, "/tmp", "sigvisor-", for_others))
+		sweep_stale("/tmp", "sigvisor-notify-", n->dir);
+	if (n->dir[0])
+		return;
+	log_warn("no writable directory for the workers' notify sockets ($RUNTIME_DIRECTORY, "
+		 "/run/sigvisor, /tmp): they are abstract sockets, which any local process can "
+		 "reach");
+}
+
+int notify_open_worker(struct notify *n, uid_t uid, gid_t gid, int *ret_fd, char *env,
+		       size_t envlen)
 {
 	struct sockaddr_un un = {.sun_family = AF_UNIX};
+	socklen_t addrlen;
 	int fd, one = 1, len, r;
 
+	choose_dir(n, uid != (uid_t)-1);
 	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return -errno;
-	/* Abstract: no file to clean up, and reachable by a worker that dropped its
-	 * privileges. A sequence number makes each worker's name its own. */
-	len = snprintf(un.sun_path + 1, sizeof(un.sun_path) - 1, "sigvisor/%d/%08x/%u", (int)n->pid,
-		       n->cookie, n->seq++);
 	/* SO_PASSCRED: the sender's pid on each datagram. SO_TIMESTAMPNS: a ping read
 	 * late still counts from when it arrived. */
 	if (setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &one, sizeof(one)) < 0 ||
-	    setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof(one)) < 0 ||
-	    bind(fd, (struct sockaddr *)&un,
-		 (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)len)) < 0) {
+	    setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof(one)) < 0) {
 		r = -errno;
 		close(fd);
 		return r;
 	}
-	snprintf(env, envlen, "NOTIFY_SOCKET=@%s", un.sun_path + 1);
+	if (n->dir[0]) {
+		mode_t old;
+
+		/* A file only the worker's uid (and root) may write to: a stranger cannot
+		 * fill its queue and starve its watchdog pings. Bound under umask 0177 so
+		 * the file is never open to others, even for a moment. */
+		len = snprintf(un.sun_path, sizeof(un.sun_path), "%s/%u", n->dir, n->seq++);
+		addrlen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + (size_t)len + 1);
+		(void)unlink(un.sun_path); /* a leftover of a worker of a killed image */
+		old = umask(0177);
+		r = bind(fd, (struct sockaddr *)&un, addrlen);
+		if (r < 0 && errno == ENOENT && mkdir(n->dir, 0711) == 0 &&
+		    chmod(n->dir, 0711) == 0)
+			r = bind(fd, (struct sockaddr *)&un,
+				 addrlen); /* swept as stale: made again */
+		umask(old);
+		if (r == 0 && uid != (uid_t)-1 && chown(un.sun_path, uid, gid) < 0) {
+			r = -1;
+			(void)unlink(un.sun_path);
+		}
+		if (r < 0) {
+			r = -errno;
+			close(fd);
+			return r;
+		}
+		snprintf(env, envlen, "NOTIFY_SOCKET=%s", un.sun_path);
+	} else {
+		/* Abstract: no place to put a file (a read-only root). A sequence number
+		 * makes each worker's name its own. */
+		len = snprintf(un.sun_path + 1, sizeof(un.sun_path) - 1, "sigvisor/%d/%08x/%u",
+			       (int)n->pid, n->cookie, n->seq++);
+		addrlen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)len);
+		if (bind(fd, (struct sockaddr *)&un, addrlen) < 0) {
+			r = -errno;
+			close(fd);
+			return r;
+		}
+		snprintf(env, envlen, "NOTIFY_SOCKET=@%s", un.sun_path + 1);
+	}
 	*ret_fd = fd;
 	return 0;
+}
+
+void notify_close_worker(struct notify *n, int fd)
+{
+	struct sockaddr_un un;
+	socklen_t len = sizeof(un);
+	size_t dirlen = strlen(n->dir);
+
+	if (fd < 0)
+		return;
+	/* The path from the socket itself: it may have been handed over by an upgrade. */
+	memset(&un, 0, sizeof(un));
+	if (dirlen && getsockname(fd, (struct sockaddr *)&un, &len) == 0 && un.sun_path[0] == '/' &&
+	    strncmp(un.sun_path, n->dir, dirlen) == 0 && un.sun_path[dirlen] == '/' &&
+	    unlink(un.sun_path) < 0 && errno != ENOENT)
+		log_warn("cannot remove %s, ignoring: %m", un.sun_path);
+	close(fd);
 }
 
 void notify_adopt(struct notify *n, unsigned cookie, unsigned seq)
@@ -84,6 +279,10 @@ void notify_close(struct notify *n)
 	if (n->upstream_fd >= 0)
 		close(n->upstream_fd);
 	n->upstream_fd = -1;
+	/* Empty by now: each worker's socket went with it. */
+	if (n->dir[0] && rmdir(n->dir) < 0 && errno != ENOENT)
+		log_warn("cannot remove %s, ignoring: %m", n->dir);
+	n->dir[0] = '\0';
 }
 
 static bool line_is(const char *line, size_t len, const char *what)
@@ -199,10 +398,21 @@ void notify_drain_worker(struct arbiter *a, struct worker *w)
 		/* Only the worker itself is believed (systemd's NotifyAccess=main): not
 		 * its children, not another process that found the address. */
 		if (!cred || cred->pid != w->pid || (msg.msg_flags & MSG_TRUNC)) {
+			uint64_t now = now_ms();
+
 			n->rejected++;
+			/* A flood (from root or the worker's own uid: nobody else can reach
+			 * the socket) is counted in full and logged once a second. */
+			if (n->warned_ms && now - n->warned_ms < 1000) {
+				n->warnings_held++;
+				continue;
+			}
 			log_warn("notify socket of worker %u: dropped a message from pid %d: not "
-				 "that worker",
-				 w->id, cred ? (int)cred->pid : 0);
+				 "that worker%s",
+				 w->id, cred ? (int)cred->pid : 0,
+				 n->warnings_held ? " (and others since the last such line)" : "");
+			n->warned_ms = now;
+			n->warnings_held = 0;
 			continue;
 		}
 		pool_notify(a, w, buf, (size_t)len, arrived ? arrived : now_ms());

@@ -1,7 +1,9 @@
 /* sd_notify, both ways.
  *
- * Down: each worker gets a NOTIFY_SOCKET of its own, a unix datagram socket in the
- * abstract namespace owned by the arbiter. With SO_PASSCRED the kernel stamps each
+ * Down: each worker gets a NOTIFY_SOCKET of its own, a unix datagram socket owned by
+ * the arbiter: a file of mode 0600, owned by the worker's uid, in a directory of mode
+ * 0711 (so no other local user can fill its queue and starve its watchdog pings), or,
+ * where no directory is writable, a name in the abstract namespace. With SO_PASSCRED the kernel stamps each
  * datagram with its sender's pid (SCM_CREDENTIALS), so only that worker's READY=1,
  * STATUS= or WATCHDOG=1 is believed (systemd's NotifyAccess=main); anything else is
  * counted and dropped. One socket per worker also gives each worker its own queue:
@@ -30,9 +32,13 @@ struct notify {
 	unsigned cookie; /* random, in the workers' socket names */
 	unsigned seq;	 /* the next worker socket's number */
 	uint64_t received, rejected;
-	int upstream_fd; /* our own NOTIFY_SOCKET, or -1 */
+	uint64_t warned_ms;	/* when a rejected message was last logged */
+	uint64_t warnings_held; /* rejected since then, not logged */
+	int upstream_fd;	/* our own NOTIFY_SOCKET, or -1 */
 	struct sockaddr_un upstream;
 	socklen_t upstream_len;
+	bool dir_chosen;
+	char dir[96]; /* of the workers' sockets; "" for abstract names */
 };
 
 /* What one datagram says; status points into the datagram (not NUL-terminated). */
@@ -56,8 +62,13 @@ void notify_close(struct notify *n);
 /* After an upgrade: go on numbering where the old image left off. */
 void notify_adopt(struct notify *n, unsigned cookie, unsigned seq);
 
-/* A new socket for one worker: the fd, and "NOTIFY_SOCKET=@..." for its environment. */
-int notify_open_worker(struct notify *n, int *ret_fd, char *env, size_t envlen);
+/* A new socket for one worker whose processes run as uid/gid ((uid_t)-1: ours): the
+ * fd, and "NOTIFY_SOCKET=/run/sigvisor/notify-PID-COOKIE/SEQ" for its environment. */
+int notify_open_worker(struct notify *n, uid_t uid, gid_t gid, int *ret_fd, char *env,
+		       size_t envlen);
+
+/* Close a worker's socket and remove its file. */
+void notify_close_worker(struct notify *n, int fd);
 
 /* Read every waiting datagram of one worker, or of all, into pool_notify(). */
 void notify_drain_worker(struct arbiter *a, struct worker *w);

@@ -162,7 +162,7 @@ static void close_notify(struct arbiter *a, struct worker *w)
 		return;
 	if (w->notify_watched)
 		(void)loop_del(&a->loop, &w->notify_src);
-	close(w->notify_src.fd);
+	notify_close_worker(&a->notify, w->notify_src.fd);
 	w->notify_src.fd = -1;
 	w->notify_watched = false;
 }
@@ -374,14 +374,16 @@ static int add_worker(struct arbiter *a, unsigned id)
 	if (!w)
 		return -ENOMEM;
 	w->notify_src.type = SOURCE_NOTIFY;
-	r = notify_open_worker(&a->notify, &w->notify_src.fd, w->notify_env, sizeof(w->notify_env));
+	r = notify_open_worker(&a->notify, a->tmpl.drop_privileges ? a->tmpl.uid : (uid_t)-1,
+			       a->tmpl.drop_privileges ? a->tmpl.gid : (gid_t)-1, &w->notify_src.fd,
+			       w->notify_env, sizeof(w->notify_env));
 	if (r < 0) {
 		free(w);
 		return r;
 	}
 	r = spawn_worker(a, id, w->notify_env, &pid, &pidfd);
 	if (r < 0) {
-		close(w->notify_src.fd);
+		notify_close_worker(&a->notify, w->notify_src.fd);
 		free(w);
 		return r;
 	}
@@ -667,13 +669,12 @@ void pool_gc(struct pool *p)
 	p->garbage = false;
 }
 
-void pool_free(struct pool *p)
+void pool_free(struct pool *p, struct notify *n)
 {
 	for (size_t i = 0; i < p->n; i++) {
 		if (p->workers[i]->src.fd >= 0)
 			close(p->workers[i]->src.fd);
-		if (p->workers[i]->notify_src.fd >= 0)
-			close(p->workers[i]->notify_src.fd);
+		notify_close_worker(n, p->workers[i]->notify_src.fd);
 		free(p->workers[i]);
 	}
 	free(p->workers);

@@ -55,3 +55,67 @@ def test_unknown_user_is_a_usage_error(tmpdir_short):
     from conftest import run_sigvisor
     r = run_sigvisor("--user", "no-such-user-xyz", "-b", "127.0.0.1:0")
     assert r.returncode == 2 and "no such user 'no-such-user-xyz'" in r.stderr
+
+
+WORKER = os.path.join(os.path.dirname(__file__), "workers", "notify_worker.py")
+FLOOD = ("import socket, sys, time\n"
+         "s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n"
+         "s.setblocking(False)\n"
+         "sent = refused = 0\n"
+         "end = time.monotonic() + float(sys.argv[2])\n"
+         "while time.monotonic() < end:\n"
+         "    try:\n"
+         "        s.sendto(b'WATCHDOG=1', sys.argv[1]); sent += 1\n"
+         "    except PermissionError:\n"
+         "        refused += 1\n"
+         "    except BlockingIOError:\n"
+         "        time.sleep(0.001)\n"
+         "print(sent, refused)\n")
+
+
+def test_a_strangers_flood_cannot_reach_a_workers_notify_socket(start):
+    """Each worker's NOTIFY_SOCKET is a file only its uid and root may write to: an
+    unprivileged process is refused at once, so it cannot fill the queue, starve the
+    worker's WATCHDOG=1 pings and get a healthy worker aborted."""
+    sv = start("-w", "2", "--ready-mode", "notify", "--timeout", "1",
+               command=["/usr/bin/python3", WORKER])
+    before = sv.wait_workers(2)
+    addrs = [wait_for(lambda: proc_status(w["pid"]) and
+                      open(f"/proc/{w['pid']}/environ", "rb").read().split(b"\0"),
+                      what="environ") for w in before]
+    paths = [next(e.decode()[len("NOTIFY_SOCKET="):] for e in env
+                  if e.startswith(b"NOTIFY_SOCKET=")) for env in addrs]
+    for p in paths:
+        st = os.stat(p)
+        assert p.startswith("/") and oct(st.st_mode & 0o777) == "0o600", (p, oct(st.st_mode))
+        assert oct(os.stat(os.path.dirname(p)).st_mode & 0o777) == "0o711"
+    # Three --timeouts of flooding, as nobody: every send refused.
+    floods = [subprocess.Popen(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                                "/usr/bin/python3", "-c", FLOOD, p, "3"],
+                               stdout=subprocess.PIPE, text=True) for p in paths]
+    for f in floods:
+        out, _ = f.communicate(timeout=30)
+        sent, refused = map(int, out.split())
+        assert sent == 0 and refused > 0, out
+    after = sv.workers()
+    assert sorted(w["pid"] for w in after) == sorted(w["pid"] for w in before)
+    assert "SIGABRT" not in sv.text() and "watchdog" not in sv.text().lower()
+    assert sv.status()["counters"]["notify_rejected"] == 0
+    sv.kill(15)
+    assert sv.wait_exit() == 0
+    # Each worker's socket went with it, and their directory with the arbiter.
+    assert not any(os.path.exists(p) for p in paths)
+    assert not os.path.exists(os.path.dirname(paths[0]))
+
+
+def test_notify_sockets_of_a_user_worker_are_its_own(start, tmpdir_short):
+    """Under --user the socket file belongs to the worker's uid, in a directory it may
+    pass through: the worker's READY=1 gets through, nobody else's would."""
+    sv = start("-w", "1", "--ready-mode", "notify", "--user", "nobody", "--group", "nogroup",
+               command=["/usr/bin/python3", WORKER])
+    [w] = sv.wait_workers(1)  # its READY=1 reached the socket
+    env = open(f"/proc/{w['pid']}/environ", "rb").read().split(b"\0")
+    path = next(e.decode()[len("NOTIFY_SOCKET="):] for e in env
+                if e.startswith(b"NOTIFY_SOCKET="))
+    st = os.stat(path)
+    assert (st.st_uid, oct(st.st_mode & 0o777)) == (65534, "0o600")
