@@ -1,12 +1,16 @@
-/* Option table and parsers; see options.h. Pure code: no I/O except --help. */
+/* Option table and parsers; see options.h. Pure code: no I/O except --help and reading
+ * the config file (read_config). */
 #include "options.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <ini.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "timeutil.h"
 
@@ -456,9 +460,176 @@ char **options_split_words(const char *s, int *ret_n, char *err, size_t errlen)
 	return words;
 }
 
+/* inih needs 3 bytes more than the longest line ('\r', '\n', '\0'; ini.h). */
+_Static_assert(CONFIG_MAX_LINE + 3 <= INI_MAX_LINE, "CONFIG_MAX_LINE exceeds inih's buffer");
+
+/* What a file that is not a regular one is, for the error message. */
+static const char *file_type_name(mode_t mode)
+{
+	switch (mode & S_IFMT) {
+	case S_IFDIR:
+		return "a directory";
+	case S_IFIFO:
+		return "a FIFO";
+	case S_IFCHR:
+		return "a character device";
+	case S_IFBLK:
+		return "a block device";
+	case S_IFSOCK:
+		return "a socket";
+	default:
+		return "not a regular file";
+	}
+}
+
+static int check_regular(int fd, const char *path, struct stat *st, char *err, size_t errlen)
+{
+	if (fstat(fd, st) < 0) {
+		snprintf(err, errlen, "%s: cannot stat the config file: %s", path, strerror(errno));
+		return -EINVAL;
+	}
+	if (!S_ISREG(st->st_mode)) {
+		snprintf(err, errlen, "%s: is %s; a config file must be a regular file", path,
+			 file_type_name(st->st_mode));
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* Open a config file, making sure it is a regular file: a FIFO would block the open
+ * or the read, /dev/zero would never end, a directory would read as empty; and at
+ * startup every signal is already blocked, so nothing could interrupt us. */
+static int open_config(const char *path, struct stat *st, char *err, size_t errlen)
+{
+	int fd, flags, r;
+
+	/* First a look through an O_PATH fd, which opens nothing: opening a device can
+	 * have effects of its own (a tape rewinds, a watchdog is armed). */
+	fd = open(path, O_PATH | O_CLOEXEC);
+	if (fd < 0) {
+		snprintf(err, errlen, "%s: cannot open the config file: %s", path, strerror(errno));
+		return -EINVAL;
+	}
+	r = check_regular(fd, path, st, err, errlen);
+	close(fd);
+	if (r < 0)
+		return r;
+	/* Then the real open. The path may have been swapped since (a symlink pointed
+	 * elsewhere before a HUP): O_NONBLOCK keeps a FIFO from blocking the open,
+	 * O_NOCTTY keeps a terminal from becoming ours, and what counts is the fstat of
+	 * the fd we read from. */
+	fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	if (fd < 0) {
+		snprintf(err, errlen, "%s: cannot open the config file: %s", path, strerror(errno));
+		return -EINVAL;
+	}
+	r = check_regular(fd, path, st, err, errlen);
+	if (r == 0) {
+		flags = fcntl(fd, F_GETFL);
+		if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) < 0) {
+			snprintf(err, errlen, "%s: cannot read the config file: %s", path,
+				 strerror(errno));
+			r = -EINVAL;
+		}
+	}
+	if (r < 0) {
+		close(fd);
+		return r;
+	}
+	return fd;
+}
+
+/* The whole file, NUL-terminated, in *ret_data (free it); at most CONFIG_MAX_SIZE
+ * bytes. st_size is only a first guess: /proc files say 0, and a file may grow while
+ * we read it. */
+static int read_config(const char *path, char **ret_data, size_t *ret_len, char *err, size_t errlen)
+{
+	struct stat st;
+	char *data = NULL, *bigger;
+	size_t len = 0, size;
+	int fd = open_config(path, &st, err, errlen);
+
+	if (fd < 0)
+		return fd;
+	if (st.st_size > CONFIG_MAX_SIZE)
+		goto too_big;
+	size = (size_t)st.st_size + 2; /* one more to see the end, one for the NUL */
+	data = malloc(size);
+	if (!data)
+		goto oom;
+	for (;;) {
+		ssize_t n;
+
+		if (len == size - 1) {
+			size = size * 2 < CONFIG_MAX_SIZE + 2 ? size * 2 : CONFIG_MAX_SIZE + 2;
+			bigger = realloc(data, size);
+			if (!bigger)
+				goto oom;
+			data = bigger;
+		}
+		n = read(fd, data + len, size - 1 - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			snprintf(err, errlen, "%s: cannot read the config file: %s", path,
+				 strerror(errno));
+			goto fail;
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+		if (len > CONFIG_MAX_SIZE)
+			goto too_big;
+	}
+	close(fd);
+	data[len] = '\0';
+	*ret_data = data;
+	*ret_len = len;
+	return 0;
+too_big:
+	snprintf(err, errlen, "%s: larger than 1 MiB (%d bytes), the most a config file may have",
+		 path, CONFIG_MAX_SIZE);
+	goto fail;
+oom:
+	snprintf(err, errlen, "%s: out of memory reading the config file", path);
+fail:
+	free(data);
+	close(fd);
+	return -EINVAL;
+}
+
+/* Before inih sees a byte: it would cut a line longer than its buffer and parse the
+ * rest as a line of its own (a long comment ending in "workers = 7" would set it), and
+ * a NUL byte would end a line early. */
+static int check_lines(const char *path, const char *data, size_t len, char *err, size_t errlen)
+{
+	const char *p = data, *end = data + len;
+
+	for (unsigned line = 1; p < end; line++) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
+
+		if (memchr(p, '\0', n)) {
+			snprintf(err, errlen, "%s:%u: a NUL byte; a config file is text", path,
+				 line);
+			return -EINVAL;
+		}
+		if (n > 0 && p[n - 1] == '\r')
+			n--;
+		if (n > CONFIG_MAX_LINE) {
+			snprintf(err, errlen, "%s:%u: line too long (%zu bytes, at most %d)", path,
+				 line, n, CONFIG_MAX_LINE);
+			return -EINVAL;
+		}
+		p = nl ? nl + 1 : end;
+	}
+	return 0;
+}
+
 struct config_ctx {
 	struct settings *s;
-	FILE *f;
+	const char *data;
+	size_t len, pos;
 	const char *path;
 	unsigned line;
 	char *err;
@@ -466,15 +637,31 @@ struct config_ctx {
 	bool failed;
 };
 
-/* inih's reader, wrapped to count lines: its handler does not get the line number. */
+/* inih's reader: one whole line at a time from memory, counted, since its handler does
+ * not get the line number. */
 static char *config_read_line(char *str, int num, void *stream)
 {
 	struct config_ctx *c = stream;
-	char *r = fgets(str, num, c->f);
+	const char *p = c->data + c->pos, *nl;
+	size_t n;
 
-	if (r)
-		c->line++;
-	return r;
+	if (c->failed || c->pos >= c->len)
+		return NULL;
+	nl = memchr(p, '\n', c->len - c->pos);
+	n = nl ? (size_t)(nl - p) + 1 : c->len - c->pos;
+	c->line++;
+	/* Never part of a line. check_lines() makes this unreachable unless inih's buffer
+	 * is smaller than its header says (Debian lets a program change ini_max_line). */
+	if (num < 1 || n > (size_t)num - 1) {
+		snprintf(c->err, c->errlen, "%s:%u: line too long for the parser (%d bytes)",
+			 c->path, c->line, num);
+		c->failed = true;
+		return NULL;
+	}
+	memcpy(str, p, n);
+	str[n] = '\0';
+	c->pos += n;
+	return str;
 }
 
 static int config_entry(void *user, const char *section, const char *name, const char *value)
@@ -508,18 +695,27 @@ static int config_entry(void *user, const char *section, const char *name, const
 int options_load_config(struct settings *s, const char *path, char *err, size_t errlen)
 {
 	struct config_ctx c = {.s = s, .path = path, .err = err, .errlen = errlen};
+	char *data;
 	int r;
 
-	c.f = fopen(path, "re");
-	if (!c.f) {
-		snprintf(err, errlen, "config file %s: %s", path, strerror(errno));
-		return -EINVAL;
+	r = read_config(path, &data, &c.len, err, errlen);
+	if (r < 0)
+		return r;
+	r = check_lines(path, data, c.len, err, errlen);
+	if (r < 0) {
+		free(data);
+		return r;
 	}
+	c.data = data;
 	r = ini_parse_stream(config_read_line, &c, config_entry, &c);
-	fclose(c.f);
+	free(data);
 	if (c.failed)
 		return -EINVAL;
-	if (r != 0) {
+	if (r < 0) {
+		snprintf(err, errlen, "%s: out of memory parsing the config file", path);
+		return -EINVAL;
+	}
+	if (r > 0) {
 		snprintf(err, errlen, "%s:%d: expected 'key = value'", path, r);
 		return -EINVAL;
 	}

@@ -92,8 +92,17 @@ int options_parse_args(struct settings *s, enum option_source src, int argc, cha
 char **options_split_words(const char *s, int *ret_n, char *err, size_t errlen);
 void options_free_words(char **words);
 
+/* A config file is at most this big, and its lines this long (without the line end):
+ * inih would cut a longer line and parse the rest as a line of its own. */
+#define CONFIG_MAX_SIZE (1024 * 1024)
+#define CONFIG_MAX_LINE 197
+
 /* Apply a config file of "key = value" lines (long option names; '#' or ';' starts a
- * comment). Errors name file:line and the key. */
+ * comment). Only a regular file is read, never one that could block or not end (a
+ * FIFO, a device, a socket) nor a directory; a file over CONFIG_MAX_SIZE, a line over
+ * CONFIG_MAX_LINE, a NUL byte or a read error fails it before any line is applied.
+ * Every error starts with the path, names file:line where it is one line's fault, and
+ * returns -EINVAL. */
 int options_load_config(struct settings *s, const char *path, char *err, size_t errlen);
 
 /* The whole parse, at startup and on HUP: defaults, SIGVISOR_ARGS (env may be NULL),

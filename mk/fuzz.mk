@@ -22,7 +22,7 @@ FUZZ_TARGETS := options config notify control listener http duration
 FUZZ_options_SRCS := arbiter/options.c shared/timeutil.c
 FUZZ_options_LIBS := -linih
 # No real files: "fuzz.conf" is served from the input, anything else does not exist.
-FUZZ_options_LDFLAGS := -Wl,--wrap=fopen
+FUZZ_options_LDFLAGS := -Wl,--wrap=open
 FUZZ_config_SRCS := arbiter/options.c shared/timeutil.c
 FUZZ_config_LIBS := -linih
 FUZZ_notify_SRCS := arbiter/notify.c

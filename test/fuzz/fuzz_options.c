@@ -2,8 +2,8 @@
  *
  * Input: ARGV '\0' ENV '\0' CONFIG. ARGV is the command line, one word per '\n' line
  * (argv[0] is supplied); ENV is SIGVISOR_ARGS, split by options_split_words(); CONFIG
- * is what a config file named "fuzz.conf" holds. fopen() is wrapped (-Wl,--wrap=fopen)
- * so that "-c fuzz.conf" reads CONFIG from memory and every other path is missing:
+ * is what a config file named "fuzz.conf" holds. open() is wrapped (-Wl,--wrap=open)
+ * so that "-c fuzz.conf" reads CONFIG from a memfd and every other path is missing:
  * the fuzzer must never open real files such as /dev/zero or /dev/stdin.
  *
  * Besides the sanitizers (LeakSanitizer included: every settings_free() must free all),
@@ -15,29 +15,36 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "options.h"
 
 #define MAX_WORDS 256
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-FILE *__real_fopen(const char *path, const char *mode);
-FILE *__wrap_fopen(const char *path, const char *mode);
+int __wrap_open(const char *path, int flags, ...);
 
 static const char *config_data;
 static size_t config_len;
 
-FILE *__wrap_fopen(const char *path, const char *mode)
+/* A new memfd each time: options.c opens the file twice (O_PATH to look, then to read)
+ * and closes what it opens. A memfd is a regular file, as a config file must be. */
+int __wrap_open(const char *path, int flags, ...)
 {
-	(void)mode;
+	int fd;
+
+	(void)flags;
 	if (strcmp(path, "fuzz.conf") != 0) {
 		errno = ENOENT;
-		return NULL;
+		return -1;
 	}
-	/* fmemopen() refuses a zero size on some libcs; an empty file is /dev/null. */
-	if (config_len == 0)
-		return __real_fopen("/dev/null", "re");
-	return fmemopen((void *)config_data, config_len, "r");
+	fd = memfd_create("fuzz.conf", MFD_CLOEXEC);
+	if (fd < 0 || pwrite(fd, config_data, config_len, 0) != (ssize_t)config_len) {
+		perror("fuzz_options: the fuzz.conf memfd");
+		abort();
+	}
+	return fd;
 }
 
 static void check(bool ok, const char *what)
