@@ -53,8 +53,11 @@ struct worker {
 	uint64_t last_ping_ms;	  /* arrival of its last WATCHDOG=1 */
 	struct source notify_src; /* SOURCE_NOTIFY: its own NOTIFY_SOCKET; fd -1 if none */
 	bool notify_watched;
-	char notify_env[96]; /* "NOTIFY_SOCKET=@..." */
-	char status[128];    /* its last STATUS= */
+	/* Watched a little after READY=1 too: sd_notify_barrier() (systemd-notify --ready)
+	 * sends BARRIER=1 with an fd right after it and waits for that fd to be closed. */
+	uint64_t notify_linger_ms;
+	char notify_env[128]; /* "NOTIFY_SOCKET=" and a sun_path */
+	char status[128];     /* its last STATUS= */
 };
 
 #define worker_of_notify(s) ((struct worker *)((char *)(s)-offsetof(struct worker, notify_src)))

@@ -19,6 +19,10 @@
 #include "log.h"
 #include "timeutil.h"
 
+/* How long a worker's socket stays watched after its READY=1, unless its next message
+ * comes first: at most one more wake-up, for the message that ends it. */
+#define NOTIFY_LINGER_MS 1000
+
 static void open_upstream(struct notify *n)
 {
 	const char *path = getenv("NOTIFY_SOCKET");
@@ -303,7 +307,17 @@ void notify_parse(const char *msg, size_t len, struct notify_msg *ret)
 			ret->watchdog = true;
 		else if (line_is(line, n, "STOPPING=1"))
 			ret->stopping = true;
-		else if (n >= 7 && memcmp(line, "STATUS=", 7) == 0) {
+		else if (n > 20 && n < 40 && memcmp(line, "EXTEND_TIMEOUT_USEC=", 20) == 0) {
+			char digits[24];
+			char *end;
+			unsigned long long v;
+
+			memcpy(digits, line + 20, n - 20);
+			digits[n - 20] = '\0';
+			v = strtoull(digits, &end, 10);
+			if (*end == '\0' && digits[0] >= '0' && digits[0] <= '9')
+				ret->extend_usec = v;
+		} else if (n >= 7 && memcmp(line, "STATUS=", 7) == 0) {
 			ret->status = line + 7;
 			ret->status_len = n - 7;
 			/* a status is for a terminal: no control bytes (NUL, escapes) */
@@ -323,7 +337,8 @@ void notify_watch(struct arbiter *a)
 
 	for (size_t i = 0; i < p->n; i++) {
 		struct worker *w = p->workers[i];
-		bool want = w->state == WORKER_BOOTING && w->notify_src.fd >= 0;
+		bool want = (w->state == WORKER_BOOTING || now_ms() < w->notify_linger_ms) &&
+			    w->notify_src.fd >= 0;
 		int r;
 
 		if (want == w->notify_watched)
@@ -351,6 +366,38 @@ static uint64_t arrival_ms(const struct timespec *real)
 	if (age_ms < 0)
 		age_ms = 0; /* the wall clock stepped back: call it now */
 	return (uint64_t)age_ms < mono ? mono - (uint64_t)age_ms : mono;
+}
+
+/* Whether pid is a descendant of ancestor, by the parent links in /proc: for
+ * --notify-access all, where systemd-notify or any child of a worker may speak for it.
+ * The sender is alive while we read: sd_notify_barrier() waits for our answer, and a
+ * plain sd_notify() that exited first is simply not believed. */
+static bool descends_from(pid_t pid, pid_t ancestor)
+{
+	for (int depth = 0; depth < 64 && pid > 1; depth++) {
+		char path[64], buf[512];
+		const char *paren;
+		ssize_t len;
+		int fd, ppid;
+
+		snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			return false;
+		len = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		if (len <= 0)
+			return false;
+		buf[len] = '\0';
+		/* "pid (comm) state ppid ...": comm may hold anything, even ") " */
+		paren = strrchr(buf, ')');
+		if (!paren || sscanf(paren + 1, " %*c %d", &ppid) != 1)
+			return false;
+		if (ppid == ancestor)
+			return true;
+		pid = ppid;
+	}
+	return false;
 }
 
 void notify_drain_worker(struct arbiter *a, struct worker *w)
@@ -395,9 +442,20 @@ void notify_drain_worker(struct arbiter *a, struct worker *w)
 					close(*fd);
 		}
 		n->received++;
-		/* Only the worker itself is believed (systemd's NotifyAccess=main): not
-		 * its children, not another process that found the address. */
-		if (!cred || cred->pid != w->pid || (msg.msg_flags & MSG_TRUNC)) {
+		/* After READY=1 the socket stays watched for what comes next: a BARRIER=1
+		 * (its fd closed above at once) or the first WATCHDOG=1 ends that. */
+		{
+			struct notify_msg m;
+
+			notify_parse(buf, (size_t)len, &m);
+			w->notify_linger_ms = m.ready ? now_ms() + NOTIFY_LINGER_MS : 0;
+		}
+		/* Only the worker itself is believed (systemd's NotifyAccess=main), or
+		 * with --notify-access all any process of its tree: never another process
+		 * that found the address. */
+		if (!cred || (msg.msg_flags & MSG_TRUNC) ||
+		    (cred->pid != w->pid && (a->settings->notify_access != NOTIFY_ACCESS_ALL ||
+					     !descends_from(cred->pid, w->pid)))) {
 			uint64_t now = now_ms();
 
 			n->rejected++;

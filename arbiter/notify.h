@@ -48,10 +48,12 @@ struct notify_msg {
 	bool stopping;
 	const char *status;
 	size_t status_len;
+	uint64_t extend_usec; /* EXTEND_TIMEOUT_USEC=, 0 if none */
 };
 
 /* Parse newline-separated sd_notify assignments (READY=1, STATUS=..., WATCHDOG=1,
- * STOPPING=1; others are ignored). Pure: any bytes in, never reads past len. */
+ * STOPPING=1, EXTEND_TIMEOUT_USEC=...; others, BARRIER=1 among them, are ignored:
+ * a barrier's fd is closed as the datagram is read). Pure: any bytes in, never reads past len. */
 void notify_parse(const char *msg, size_t len, struct notify_msg *ret);
 
 struct arbiter;

@@ -25,6 +25,7 @@ enum option_kind {
 	OPT_LOOP,
 	OPT_BPF,
 	OPT_READY_MODE,
+	OPT_NOTIFY_ACCESS,
 };
 
 struct option_def {
@@ -55,6 +56,9 @@ static const struct option_def option_defs[] = {
 	{"ready-mode", 0, OPT_READY_MODE, OFF(ready_mode), 0, 0, false, "auto|notify|start",
 	 "when a new worker counts as ready: on READY=1 (notify), once started (start); auto: "
 	 "notify for the built-in worker, start for a COMMAND"},
+	{"notify-access", 0, OPT_NOTIFY_ACCESS, OFF(notify_access), 0, 0, false, "main|all",
+	 "whose sd_notify messages count for a worker: its own process (main) or any process "
+	 "it started (all, for systemd-notify in a script) (default main)"},
 	{"shutdown-delay", 0, OPT_DURATION, OFF(shutdown_delay_ms), 0, 0, false, "S",
 	 "after TERM keep serving but report not-ready for S seconds (default 0)"},
 	{"pid", 0, OPT_STRING, OFF(pidfile), 0, 0, false, "PATH", "write a pidfile"},
@@ -194,6 +198,7 @@ static const char *const loop_names[] = {"auto", "epoll", "io_uring"};
 static const char *const bpf_names[] = {"auto", "on", "off"};
 static const char *const log_format_names[] = {"text", "json"};
 static const char *const ready_mode_names[] = {"auto", "notify", "start"};
+static const char *const notify_access_names[] = {"main", "all"};
 
 const char *loop_kind_name(enum loop_kind k)
 {
@@ -289,12 +294,14 @@ int option_set(struct settings *s, enum option_source src, const char *name, con
 	case OPT_LOG_FORMAT:
 	case OPT_LOOP:
 	case OPT_BPF:
-	case OPT_READY_MODE: {
-		const char *const *names = d->kind == OPT_LOOP	       ? loop_names
-					   : d->kind == OPT_BPF	       ? bpf_names
-					   : d->kind == OPT_READY_MODE ? ready_mode_names
-								       : log_format_names;
-		size_t n = d->kind == OPT_LOG_FORMAT ? 2 : 3;
+	case OPT_READY_MODE:
+	case OPT_NOTIFY_ACCESS: {
+		const char *const *names = d->kind == OPT_LOOP		  ? loop_names
+					   : d->kind == OPT_BPF		  ? bpf_names
+					   : d->kind == OPT_READY_MODE	  ? ready_mode_names
+					   : d->kind == OPT_NOTIFY_ACCESS ? notify_access_names
+									  : log_format_names;
+		size_t n = d->kind == OPT_LOG_FORMAT || d->kind == OPT_NOTIFY_ACCESS ? 2 : 3;
 
 		if (parse_choice(value, names, n, &choice) < 0) {
 			snprintf(err, errlen, "option '--%s': '%s' is not one of %s", name, value,

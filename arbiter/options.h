@@ -31,6 +31,12 @@ enum ready_mode {
 	READY_START,
 };
 
+/* Whose sd_notify messages count for a worker (systemd's NotifyAccess=). */
+enum notify_access {
+	NOTIFY_ACCESS_MAIN, /* the worker's own process only */
+	NOTIFY_ACCESS_ALL,  /* any process of the worker's tree (systemd-notify, a child) */
+};
+
 enum option_source {
 	SOURCE_DEFAULT,
 	SOURCE_ENV,
@@ -51,6 +57,7 @@ struct settings {
 	uint64_t ready_timeout_ms;
 	uint64_t shutdown_delay_ms;
 	enum ready_mode ready_mode;
+	enum notify_access notify_access;
 	char *pidfile;
 	char *log_file;
 	enum log_format log_format;

@@ -635,6 +635,17 @@ void pool_notify(struct arbiter *a, struct worker *w, const char *msg, size_t le
 		apply(a, w, WEV_READY);
 		watch_for_pings(a, w);
 	}
+	/* systemd's EXTEND_TIMEOUT_USEC: a slow start asks for more time, counted from
+	 * now; the ready deadline only ever moves later. */
+	if (m.extend_usec && w->state == WORKER_BOOTING && w->deadline_ms) {
+		uint64_t until = now_ms() + m.extend_usec / 1000;
+
+		if (until > w->deadline_ms) {
+			w->deadline_ms = until;
+			log_info("worker %u (pid %d) asked for %.3f s more to get ready", w->id,
+				 w->pid, (double)m.extend_usec / 1e6);
+		}
+	}
 	if (m.watchdog) {
 		w->watchdog = true;
 		w->watchdog_probe = false;

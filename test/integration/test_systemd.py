@@ -1,0 +1,97 @@
+"""sd_notify with the real clients, not our idea of them: systemd-notify from a shell
+worker (its READY=1 comes from its own pid, then BARRIER=1 with an fd it waits on),
+and libsystemd's sd_notify / sd_notify_barrier / EXTEND_TIMEOUT_USEC from a C worker."""
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+from conftest import wait_for
+
+HERE = os.path.dirname(__file__)
+
+
+@pytest.fixture(scope="module")
+def sd_worker():
+    d = tempfile.mkdtemp(prefix="sv-sd-", dir="/tmp")
+    os.chmod(d, 0o755)
+    exe = os.path.join(d, "sd_worker")
+    r = subprocess.run(["cc", "-O1", "-o", exe, os.path.join(HERE, "workers", "sd_worker.c"),
+                        "-lsystemd"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, f"building the libsystemd worker failed:\n{r.stderr}"
+    yield exe
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def systemd_notify_script(out):
+    # The exit status and time of systemd-notify --ready, then serve nothing.
+    return ("t0=$(date +%s%N); systemd-notify --ready --status='from a script'; rc=$?; "
+            f"echo $rc $(( ($(date +%s%N) - t0) / 1000000 )) > {out}.tmp; "
+            f"mv {out}.tmp {out}; exec sleep 600")
+
+
+def read_result(path):
+    wait_for(lambda: os.path.exists(path), what=f"{path}")
+    rc, ms = open(path).read().split()
+    return int(rc), int(ms)
+
+
+@pytest.mark.parametrize("user", [None, "nobody"])
+def test_systemd_notify_ready_from_a_script_with_notify_access_all(start, tmpdir_short, user):
+    """systemd-notify sends from its own pid: with --notify-access all a process of the
+    worker's tree may speak for it. Its barrier must be answered at once (it waits up
+    to 5 s, then fails)."""
+    if not shutil.which("systemd-notify"):
+        pytest.fail("systemd-notify is not installed (package systemd; scripts/deps.sh)")
+    os.chmod(tmpdir_short, 0o777)
+    out = os.path.join(tmpdir_short, "notify-result")
+    args = ["-w", "1", "--ready-mode", "notify", "--notify-access", "all",
+            "--ready-timeout", "20"]
+    if user:
+        args += ["--user", user, "--group", "nogroup"]
+    sv = start(*args, command=["sh", "-c", systemd_notify_script(out)])
+    [w] = sv.wait_workers(1)
+    assert w["status"] == "from a script"
+    rc, ms = read_result(out)
+    assert rc == 0, "systemd-notify --ready failed (its barrier was not answered?)"
+    assert ms < 3000, f"systemd-notify took {ms} ms: it waited for its barrier"
+    assert sv.status()["counters"]["notify_rejected"] == 0
+
+
+def test_systemd_notify_from_a_child_is_not_believed_with_notify_access_main(start,
+                                                                            tmpdir_short):
+    """The default is systemd's NotifyAccess=main: the child's READY=1 is counted as
+    rejected, the worker stays booting; its barrier fd is still closed at once. Under
+    --user, systemd-notify cannot pass its parent's pid off as its own
+    (SCM_CREDENTIALS), which is how it works for a root worker without 'all'."""
+    os.chmod(tmpdir_short, 0o777)
+    out = os.path.join(tmpdir_short, "notify-result")
+    sv = start("-w", "1", "--ready-mode", "notify", "--ready-timeout", "20",
+               "--user", "nobody", "--group", "nogroup",
+               command=["sh", "-c", systemd_notify_script(out)])
+    rc, ms = read_result(out)
+    assert ms < 3000, f"systemd-notify took {ms} ms: its barrier fd was not closed"
+    wait_for(lambda: sv.status()["counters"]["notify_rejected"] >= 1, what="rejected")
+    assert [w["state"] for w in sv.workers()] == ["booting"]
+    sv.wait_log(r"dropped a message from pid \d+: not that worker")
+
+
+def test_libsystemd_worker_extends_its_start_and_passes_the_barrier(start, tmpdir_short,
+                                                                   sd_worker):
+    """--ready-timeout 1, but the worker asks for 5 s more (EXTEND_TIMEOUT_USEC) and is
+    ready after 1.5 s: not a boot failure. sd_notify_barrier() passes at once."""
+    out = os.path.join(tmpdir_short, "barrier")
+    t0 = time.monotonic()
+    sv = start("-w", "1", "--ready-mode", "notify", "--ready-timeout", "1",
+               command=[sd_worker, out, "1.5"])
+    [w] = sv.wait_workers(1)
+    assert time.monotonic() - t0 >= 1.4
+    assert w["status"] == "libsystemd worker"
+    sv.wait_log(r"worker 0 \(pid %d\) asked for 5\.000 s more to get ready" % w["pid"])
+    assert "failed to boot" not in sv.text() and "not ready" not in sv.text()
+    wait_for(lambda: os.path.exists(out) and open(out).read().strip(), what="barrier result")
+    # libsystemd: a positive value when the message went out and the barrier passed
+    assert int(open(out).read().split()[1]) > 0, open(out).read()
