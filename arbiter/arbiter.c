@@ -24,6 +24,7 @@ extern char **environ;
 static void arm_timer(struct arbiter *a)
 {
 	uint64_t next = pool_next_deadline(a);
+	uint64_t up = notify_upstream_deadline(&a->notify); /* WatchdogSec= of ours */
 	struct itimerspec its = {0};
 
 	if (a->phase_deadline_ms && (!next || a->phase_deadline_ms < next))
@@ -32,6 +33,8 @@ static void arm_timer(struct arbiter *a)
 		next = a->upgrade.check_deadline_ms;
 	if (a->upgrade.drain_deadline_ms && (!next || a->upgrade.drain_deadline_ms < next))
 		next = a->upgrade.drain_deadline_ms;
+	if (up && (!next || up < next))
+		next = up;
 	if (next == a->timer_armed_ms)
 		return; /* the common idle case: no system call */
 	if (next) {
@@ -215,6 +218,7 @@ static void on_timer(struct arbiter *a)
 	}
 	pool_run_deadlines(a, now);
 	upgrade_check_timeout(a, now);
+	notify_upstream_tick(&a->notify, now);
 	pool_reconcile(a);
 }
 

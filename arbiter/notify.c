@@ -23,6 +23,43 @@
  * comes first: at most one more wake-up, for the message that ends it. */
 #define NOTIFY_LINGER_MS 1000
 
+static void open_upstream_watchdog(struct notify *n)
+{
+	const char *usec = getenv("WATCHDOG_USEC"), *pid = getenv("WATCHDOG_PID");
+	unsigned long long v;
+	char *end;
+
+	if (!usec || !*usec)
+		return;
+	/* As sd_watchdog_enabled(): a WATCHDOG_PID that is not ours means it is meant
+	 * for another process (our parent's, passed down). */
+	if (pid && *pid && strtol(pid, NULL, 10) != (long)getpid())
+		return;
+	v = strtoull(usec, &end, 10);
+	if (*end || v < 2000) {
+		log_warn("WATCHDOG_USEC=%s is not a usable interval, not pinging our supervisor",
+			 usec);
+		return;
+	}
+	n->upstream_watchdog_ms = v / 1000;
+	n->upstream_ping_due_ms = now_ms();
+	log_info("our supervisor's watchdog is %.3f s: WATCHDOG=1 every %.3f s", (double)v / 1e6,
+		 (double)v / 2e6);
+}
+
+uint64_t notify_upstream_deadline(const struct notify *n)
+{
+	return n->upstream_fd >= 0 && n->upstream_watchdog_ms ? n->upstream_ping_due_ms : 0;
+}
+
+void notify_upstream_tick(struct notify *n, uint64_t now)
+{
+	if (!notify_upstream_deadline(n) || now < n->upstream_ping_due_ms)
+		return;
+	notify_upstream(n, "WATCHDOG=1");
+	n->upstream_ping_due_ms = now + n->upstream_watchdog_ms / 2;
+}
+
 static void open_upstream(struct notify *n)
 {
 	const char *path = getenv("NOTIFY_SOCKET");
@@ -42,6 +79,7 @@ static void open_upstream(struct notify *n)
 	n->upstream_len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len +
 				      (path[0] == '/' ? 1 : 0));
 	n->upstream_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	open_upstream_watchdog(n);
 }
 
 void notify_init(struct notify *n, pid_t pid)

@@ -37,6 +37,10 @@ struct notify {
 	int upstream_fd;	/* our own NOTIFY_SOCKET, or -1 */
 	struct sockaddr_un upstream;
 	socklen_t upstream_len;
+	/* Our own supervisor's watchdog (systemd's WatchdogSec=: WATCHDOG_USEC, and
+	 * WATCHDOG_PID if set naming us): WATCHDOG=1 upstream every half interval. */
+	uint64_t upstream_watchdog_ms; /* the interval, 0: none */
+	uint64_t upstream_ping_due_ms; /* the next ping */
 	bool dir_chosen;
 	char dir[96]; /* of the workers' sockets; "" for abstract names */
 };
@@ -81,3 +85,9 @@ void notify_watch(struct arbiter *a);
 
 /* sd_notify to our own supervisor, if any; a message like "READY=1\nSTATUS=...". */
 void notify_upstream(struct notify *n, const char *msg);
+
+/* When the next WATCHDOG=1 to our supervisor is due (0: no watchdog), and send it if
+ * it is due at now. Called from the arbiter's timer: a loop that hangs stops pinging,
+ * which is what WatchdogSec= is there to catch. */
+uint64_t notify_upstream_deadline(const struct notify *n);
+void notify_upstream_tick(struct notify *n, uint64_t now);

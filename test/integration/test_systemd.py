@@ -95,3 +95,57 @@ def test_libsystemd_worker_extends_its_start_and_passes_the_barrier(start, tmpdi
     wait_for(lambda: os.path.exists(out) and open(out).read().strip(), what="barrier result")
     # libsystemd: a positive value when the message went out and the barrier passed
     assert int(open(out).read().split()[1]) > 0, open(out).read()
+
+
+def upstream_socket(tmpdir):
+    import socket
+    path = os.path.join(tmpdir, "notify")
+    up = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    up.bind(path)
+    up.settimeout(5)
+    return path, up
+
+
+def test_watchdog_sec_of_our_own_supervisor_is_honoured(start, tmpdir_short):
+    """Under systemd with WatchdogSec=, sigvisor gets WATCHDOG_USEC (and WATCHDOG_PID):
+    it pings WATCHDOG=1 every half interval from its own loop, and stops when the loop
+    stops (SIGSTOP here, a hang in real life)."""
+    path, up = upstream_socket(tmpdir_short)
+    sv = start("-w", "1", env={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "400000"})
+    sv.wait_log(r"our supervisor's watchdog is 0\.400 s: WATCHDOG=1 every 0\.200 s")
+    pings = []
+    t0 = time.monotonic()
+    while len(pings) < 6 and time.monotonic() - t0 < 10:
+        msg = up.recv(4096).decode()
+        if msg == "WATCHDOG=1":
+            pings.append(time.monotonic())
+    assert len(pings) == 6
+    gaps = [b - a for a, b in zip(pings[1:], pings[2:])]
+    assert all(0.1 < g < 0.4 for g in gaps), gaps  # every 0.2 s, well within 0.4
+    # A stopped loop stops pinging: systemd would restart the service.
+    os.kill(sv.pid, 19)  # SIGSTOP
+    up.settimeout(0.2)
+    try:
+        while True:
+            up.recv(4096)  # what was already queued
+    except OSError:
+        pass
+    up.settimeout(1.0)
+    with pytest.raises(OSError):
+        up.recv(4096)
+    os.kill(sv.pid, 18)  # SIGCONT
+    up.settimeout(5)
+    assert "WATCHDOG=1" in [up.recv(4096).decode() for _ in range(3)]
+    up.close()
+
+
+def test_a_watchdog_meant_for_another_pid_is_left_alone(start, tmpdir_short):
+    path, up = upstream_socket(tmpdir_short)
+    sv = start("-w", "1", env={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "400000",
+                               "WATCHDOG_PID": "1"})
+    assert up.recv(4096).decode().startswith("READY=1")
+    up.settimeout(1.0)
+    with pytest.raises(OSError):
+        up.recv(4096)
+    assert "our supervisor's watchdog" not in sv.text()
+    up.close()
