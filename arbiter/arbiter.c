@@ -731,6 +731,8 @@ int arbiter_main(int argc, char **argv)
 	if (r != 0) {
 		if (r < 0)
 			log_error("%s", err);
+		else if (settings->log_format == LOG_FORMAT_JSON)
+			log_info("configuration ok"); /* --check: every line JSON */
 		else
 			printf("sigvisor: configuration ok\n"); /* --check */
 		teardown(a);

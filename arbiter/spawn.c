@@ -272,6 +272,7 @@ int spawn_worker(struct arbiter *a, unsigned id, char *notify_env, pid_t *ret_pi
 		.drop_privileges = t->drop_privileges,
 		.uid = t->uid,
 		.gid = t->gid,
+		.json_log = a->settings->log_format == LOG_FORMAT_JSON,
 	};
 	pid = spawn_process(&pidfd);
 	if (pid == 0)

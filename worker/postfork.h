@@ -24,6 +24,7 @@ struct exec_plan {
 	bool drop_privileges;
 	uid_t uid;
 	gid_t gid;
+	bool json_log; /* --log-format json: a failure is said as a JSON line */
 };
 
 /* Never returns: exec's the worker or _exit(127)s with a message on stderr. */

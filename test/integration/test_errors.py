@@ -107,4 +107,4 @@ def test_exec_failure_is_a_boot_failure(start, tmpdir_short):
     os.chmod(bad, 0o755)
     sv = start("-w", "1", command=[bad])
     assert sv.wait_exit(timeout=20) == 3
-    assert "sigvisor: worker: " + bad + ": errno 8" in sv.text()
+    assert "sigvisor: worker: " + bad + ": Exec format error (ENOEXEC)" in sv.text()

@@ -98,6 +98,26 @@ def test_json_log_lines_parse(start):
     assert len({r["pid"] for r in recs if r["ident"] == "worker"}) == 3
 
 
+def test_json_mode_every_line_json_children_and_check_included(start, tmpdir_short):
+    """--log-format json: a worker whose exec fails says so in JSON (written by the
+    child before exec, async-signal-safe), and --check's verdict is a JSON line too."""
+    bad = os.path.join(tmpdir_short, "bad")
+    with open(bad, "wb") as f:
+        f.write(b"\x7fELF garbage")
+    os.chmod(bad, 0o755)
+    sv = start("-w", "1", "--log-format", "json", command=[bad])
+    assert sv.wait_exit(timeout=20) == 3
+    recs = check_json_lines(read_lines(sv.log_path))
+    fails = [r for r in recs if r["ident"] == "worker" and r.get("errno") == 8]
+    assert fails and fails[0]["msg"] == bad + ": Exec format error (ENOEXEC)", recs
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", fails[0]["ts"])
+    r = run_sigvisor("--check", "--log-format", "json", "-b", "127.0.0.1:0")
+    assert r.returncode == 0, r.stderr
+    out = [l for l in (r.stdout + r.stderr).splitlines() if l]
+    assert out and all(json.loads(l) for l in out), out
+    assert any(json.loads(l)["msg"] == "configuration ok" for l in out)
+
+
 def test_json_log_lines_carry_structured_fields(start):
     sv = start("-w", "1", "--log-format", "json")
     sv.wait_workers(1)
