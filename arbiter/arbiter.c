@@ -382,6 +382,7 @@ static int setup_bpf(struct arbiter *a, char *err, size_t errlen)
 		.mode = s->bpf,
 		.pin_dir = s->bpf_pin ? s->bpf_pin : "/sys/fs/bpf/sigvisor",
 		.sigaction = s->bpf_sigaction,
+		.workers = s->workers,
 		.on_event = on_bpf_event,
 		.ctx = a,
 	};

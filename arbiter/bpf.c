@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <malloc.h>
 #include <linux/capability.h>
 #include <linux/magic.h>
 #include <signal.h>
@@ -49,6 +50,7 @@ struct bpf_probes {
 	int pin_fd;
 	char pin_dir[PATH_MAX]; /* "" when not pinned */
 	pid_t self_tgid;	/* the arbiter's pid in the initial PID namespace */
+	uint32_t ring_bytes;	/* the event ring's size: a power of two, a page or more */
 	/* Optional parts that are off, and why ("" when on). */
 	char part_why[BPF_PART_MAX][BPF_WHY_LEN];
 };
@@ -566,6 +568,11 @@ static int load_once(struct bpf_probes *p, unsigned skip, char *log, int *ret_re
 	if (r < 0)
 		return r;
 	s->rodata->refuse = refuse_from_env();
+	r = bpf_map__set_max_entries(s->maps.events, p->ring_bytes);
+	if (r < 0) {
+		set_why(why, whylen, "cannot size the BPF ring buffer: %s", strerror(-r));
+		return r;
+	}
 	for (size_t i = 0; i < N_PROGS; i++) {
 		struct bpf_program *prog = prog_by_name(s, progs[i].name);
 
@@ -695,6 +702,21 @@ static int load_and_attach(struct bpf_probes *p, const struct bpf_options *opt, 
 	return 0;
 }
 
+/* The ring holds what the arbiter has not read yet. Events are rate-limited per
+ * process and signal, so the burst to plan for is one signal to every worker at once
+ * (a shutdown's TERM to all, a USR1): two events each, with room to spare. Its pages
+ * are mapped twice into the arbiter (the kernel's wrap-around trick) and count in its
+ * RSS: 64 KiB for a small pool rather than a fixed 256 KiB. Drops are counted. */
+static uint32_t ring_bytes(unsigned workers)
+{
+	uint64_t want = (uint64_t)workers * 2 * (sizeof(struct sv_event) + 8) * 2;
+	uint32_t size = SV_RINGBUF_BYTES;
+
+	while (size < want && size < (4u << 20))
+		size <<= 1;
+	return size;
+}
+
 int bpf_probes_open(struct bpf_probes **ret, const struct bpf_options *opt, char *why,
 		    size_t whylen)
 {
@@ -718,13 +740,18 @@ int bpf_probes_open(struct bpf_probes **ret, const struct bpf_options *opt, char
 		return opt->mode == BPF_ON ? -ENOMEM : 1;
 	}
 	p->pin_fd = -1;
+	p->ring_bytes = ring_bytes(opt->workers);
 	p->on_event = opt->on_event;
 	p->ctx = opt->ctx;
 	r = load_and_attach(p, opt, why, whylen);
 	if (r < 0) {
 		bpf_probes_close(p);
+		(void)malloc_trim(0);
 		return opt->mode == BPF_ON ? r : 1;
 	}
+	/* Parsing the object and the kernel's BTF for CO-RE left the heap large and
+	 * mostly free: give it back, the arbiter will not need it. */
+	(void)malloc_trim(0);
 	*ret = p;
 	return 0;
 }
@@ -763,6 +790,16 @@ int bpf_probes_self_stats(struct bpf_probes *p, int sig, struct bpf_signal_stats
 	ret->generated =
 		ret->queued + ret->ignored + ret->coalesced + ret->overflow + ret->lose_info;
 	return 0;
+}
+
+void bpf_probes_event_stats(const struct bpf_probes *p, uint64_t *ret_suppressed,
+			    uint64_t *ret_dropped)
+{
+	*ret_suppressed = *ret_dropped = 0;
+	if (!p || !p->skel || !p->skel->bss)
+		return;
+	*ret_suppressed = __atomic_load_n(&p->skel->bss->events_suppressed, __ATOMIC_RELAXED);
+	*ret_dropped = __atomic_load_n(&p->skel->bss->events_dropped, __ATOMIC_RELAXED);
 }
 
 pid_t bpf_probes_self_tgid(const struct bpf_probes *p)

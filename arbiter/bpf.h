@@ -16,6 +16,9 @@ struct bpf_options {
 	int mode;	     /* enum bpf_mode: 0 auto, 1 on, 2 off */
 	const char *pin_dir; /* --bpf-pin */
 	bool sigaction;	     /* --bpf-sigaction */
+	/* The pool size: the event ring is sized for a burst of one signal to every
+	 * worker (a shutdown's TERM), at least 64 KiB. */
+	unsigned workers;
 	/* Called for each ring-buffer event with one readable line, e.g.
 	 * "signal TTIN from pid 4242 (kill) to pid 1 (sigvisor): coalesced". */
 	void (*on_event)(void *ctx, const char *line);
@@ -59,6 +62,11 @@ void bpf_probes_poll(struct bpf_probes *p);
 
 /* Stats for signal sig sent to the arbiter itself. Returns 0, or -ENODEV when off. */
 int bpf_probes_self_stats(struct bpf_probes *p, int sig, struct bpf_signal_stats *ret);
+
+/* Events the probes did not send: over the rate limit (suppressed, counted and said
+ * in the next event), or lost because the ring buffer was full (dropped). */
+void bpf_probes_event_stats(const struct bpf_probes *p, uint64_t *ret_suppressed,
+			    uint64_t *ret_dropped);
 
 /* The arbiter's pid in the host's (initial) PID namespace, as the probes and the
  * pinned maps' tgid fields know it: not getpid() when we are PID 1 of a container.

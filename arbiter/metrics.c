@@ -322,6 +322,18 @@ static void render_signals(struct arbiter *a, FILE *f)
 			 !bpf_probes_part_off(a->bpf, part));
 	if (!bpf)
 		return;
+	{
+		uint64_t held, lost;
+
+		bpf_probes_event_stats(a->bpf, &held, &lost);
+		value(f, "sigvisor_bpf_events_suppressed_total", "counter",
+		      "Probe events not sent: over 10 a second for one process and signal "
+		      "(counted in full all the same).",
+		      held);
+		value(f, "sigvisor_bpf_events_dropped_total", "counter",
+		      "Probe events lost: the ring buffer was full (counted in full all the same).",
+		      lost);
+	}
 	/* What user space cannot see: signals the kernel generated for the arbiter, and
 	 * those it merged into one already pending (generated = read + coalesced + ...). */
 	family(f, "sigvisor_signals_generated_total", "counter",

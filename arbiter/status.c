@@ -112,6 +112,13 @@ static void render_json(struct arbiter *a, FILE *f, uint64_t now)
 	if (a->bpf) {
 		fprintf(f, "\"pin\":");
 		json_fputs(f, bpf_probes_pin_dir(a->bpf));
+		{
+			uint64_t held, lost;
+
+			bpf_probes_event_stats(a->bpf, &held, &lost);
+			fprintf(f, ",\"events\":{\"suppressed\":%llu,\"dropped\":%llu}", (ull)held,
+				(ull)lost);
+		}
 		/* A kernel may refuse one optional program and take the rest. */
 		fprintf(f, ",\"parts\":{");
 		for (int part = 0; part < BPF_PART_MAX; part++) {

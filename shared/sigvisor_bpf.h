@@ -16,9 +16,11 @@
 #include <linux/types.h>
 #endif
 
-#define SV_MAX_TRACKED	 8192
-#define SV_MAX_COUNTERS	 8192
-#define SV_RINGBUF_BYTES (256 * 1024)
+#define SV_MAX_TRACKED	8192
+#define SV_MAX_COUNTERS 8192
+/* The event ring's size as compiled; the loader sizes it for the pool before load
+ * (arbiter/bpf.c: ring_bytes). */
+#define SV_RINGBUF_BYTES (64 * 1024)
 #define SV_MAX_SIG	 64
 /* Events per (target process, signal) and second; the rest are counted, not sent. */
 #define SV_EVENTS_PER_SEC 10

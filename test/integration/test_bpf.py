@@ -233,6 +233,24 @@ def test_ttin_storm_handled_plus_coalesced_is_generated(bpf):
     # 500 signals, but the log is rate limited per process and signal.
     lines = re.findall(r"signal TTIN from pid %d " % os.getpid(), sv.text())
     assert 1 <= len(lines) <= 100, len(lines)
+    # The rest were held back by the rate limit, none lost to a full ring buffer.
+    assert st["bpf"]["events"]["dropped"] == 0
+    assert st["bpf"]["events"]["suppressed"] >= 500 - 100 - len(lines)
+    bpf.stop(sv)
+
+
+def test_a_signal_to_every_worker_at_once_loses_no_event(bpf):
+    """USR1 to the arbiter sends USR1 to each of 300 workers in one go: a burst of
+    events, one per worker (the rate limit is per process). The ring is sized for the
+    pool (64 KiB holds 744 events, this pool gets 128 KiB): none is dropped."""
+    sv = bpf.start("-w", "300", "--timeout", "0")
+    ws = sv.wait_workers(300, timeout=120)
+    sv.kill(signal.SIGUSR1)
+    rx = r"signal USR1 from pid %d \(%s\) to pid (\d+) " % (sv.pid, COMM)
+    found = wait_for(lambda: (lambda m: m if len(set(m)) == 300 else None)(
+        re.findall(rx, sv.text())), timeout=60, what="an event for each worker's USR1")
+    assert set(map(int, found)) == {w["pid"] for w in ws}
+    assert sv.status()["bpf"]["events"] == {"suppressed": 0, "dropped": 0}
     bpf.stop(sv)
 
 
