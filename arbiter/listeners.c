@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <linux/filter.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -239,6 +240,76 @@ int listener_adopt(struct listener *l, int fd, const char *spec)
 			return -ENOMEM;
 	}
 	return fill_names(l, ss.ss_family);
+}
+
+/* A TCP socket's filter sees a segment from its TCP header on: byte 13 holds the flags.
+ * A SYN without ACK asks for a new connection: drop it, and the kernel never answers
+ * it. Everything else passes, above all the ACK that completes a handshake the kernel
+ * had answered before, and every segment of connections already made (an accepted
+ * socket inherits its listener's filter). */
+static struct sock_filter drop_syn[] = {
+	BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 13),
+	BPF_STMT(BPF_ALU | BPF_AND | BPF_K, 0x12), /* SYN | ACK */
+	BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0x02, 0, 1),
+	BPF_STMT(BPF_RET | BPF_K, 0),
+	BPF_STMT(BPF_RET | BPF_K, 0xffffffff),
+};
+
+static int socket_domain(int fd)
+{
+	int domain;
+	socklen_t len = sizeof(domain);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) < 0)
+		return -errno;
+	return domain;
+}
+
+int listener_freeze(int fd)
+{
+	struct sock_fprog prog = {sizeof(drop_syn) / sizeof(drop_syn[0]), drop_syn};
+	int domain = socket_domain(fd);
+
+	if (domain < 0)
+		return domain;
+	/* A unix listener refuses connect() once shut down for reading, and hands out
+	 * what is queued; accept() on it then fails with EAGAIN (EINVAL if blocking). */
+	if (domain == AF_UNIX)
+		return shutdown(fd, SHUT_RD) < 0 ? -errno : 0;
+	if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof(prog)) < 0)
+		return -errno;
+	return 0;
+}
+
+int listener_thaw(struct listener *l, unsigned backlog, char *err, size_t errlen)
+{
+	struct listener fresh;
+	int domain = socket_domain(l->fd), r;
+
+	if (domain < 0) {
+		snprintf(err, errlen, "%s: %s", l->spec, strerror(-domain));
+		return domain;
+	}
+	if (domain != AF_UNIX) {
+		int unused = 0; /* every SOL_SOCKET option wants at least an int */
+
+		if (setsockopt(l->fd, SOL_SOCKET, SO_DETACH_FILTER, &unused, sizeof(unused)) < 0 &&
+		    errno != ENOENT) {
+			r = -errno;
+			snprintf(err, errlen, "%s: cannot remove its filter: %s", l->spec,
+				 strerror(-r));
+			return r;
+		}
+		l->frozen = false;
+		return 0;
+	}
+	/* The frozen socket refuses connections, so listener_open takes its path. */
+	r = listener_open(&fresh, l->spec, backlog, err, errlen);
+	if (r < 0)
+		return r;
+	listener_close(l, false);
+	*l = fresh;
+	return 0;
 }
 
 void listener_close_inherited(int fd, const char *spec)

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -253,13 +254,113 @@ static void test_open_unix(void **state)
 	assert_int_equal(rmdir(dir), 0);
 }
 
+/* A connection made before the freeze can still be accepted and talks. */
+static void expect_queued_alive(int lfd, int client)
+{
+	char c = 0;
+	int s;
+
+	assert_int_equal(fcntl(lfd, F_SETFL, O_NONBLOCK), 0);
+	s = accept(lfd, NULL, NULL);
+	assert_true(s >= 0);
+	assert_int_equal(write(s, "x", 1), 1);
+	assert_int_equal(read(client, &c, 1), 1);
+	assert_int_equal(c, 'x');
+	close(s);
+	/* and nothing else entered the queue */
+	assert_int_equal(accept(lfd, NULL, NULL), -1);
+	assert_int_equal(errno, EAGAIN);
+}
+
+static void test_freeze_tcp(void **state)
+{
+	struct listener l;
+	struct sockaddr_in in;
+	socklen_t len = sizeof(in);
+	char err[512] = "";
+	struct pollfd p;
+	int queued, late, r;
+
+	(void)state;
+	assert_int_equal(listener_open(&l, "127.0.0.1:0", 16, err, sizeof(err)), 0);
+	assert_int_equal(getsockname(l.fd, (struct sockaddr *)&in, &len), 0);
+	queued = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_int_equal(connect(queued, (struct sockaddr *)&in, sizeof(in)), 0);
+
+	assert_int_equal(listener_freeze(l.fd), 0);
+	/* A new SYN is dropped: no handshake completes (the client would retry). */
+	late = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	r = connect(late, (struct sockaddr *)&in, sizeof(in));
+	assert_true(r == -1 && errno == EINPROGRESS);
+	p = (struct pollfd){.fd = late, .events = POLLOUT};
+	assert_int_equal(poll(&p, 1, 100), 0);
+	expect_queued_alive(l.fd, queued);
+	close(late);
+
+	/* Thawed, it takes connections again. */
+	l.frozen = true;
+	assert_int_equal(listener_thaw(&l, 16, err, sizeof(err)), 0);
+	assert_false(l.frozen);
+	late = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	r = connect(late, (struct sockaddr *)&in, sizeof(in));
+	assert_true(r == 0 || errno == EINPROGRESS);
+	p = (struct pollfd){.fd = late, .events = POLLOUT};
+	assert_int_equal(poll(&p, 1, 5000), 1);
+	len = sizeof(r);
+	assert_int_equal(getsockopt(late, SOL_SOCKET, SO_ERROR, &r, &len), 0);
+	assert_int_equal(r, 0);
+	close(late);
+	close(queued);
+	listener_close(&l, false);
+}
+
+static void test_freeze_unix(void **state)
+{
+	char dir[] = "/tmp/sigvisor-test-XXXXXX", spec[160], err[512] = "";
+	struct sockaddr_un un = {.sun_family = AF_UNIX};
+	struct listener l;
+	int queued, late, old_fd;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(un.sun_path, sizeof(un.sun_path), "%s/s.sock", dir);
+	snprintf(spec, sizeof(spec), "unix:%s", un.sun_path);
+	assert_int_equal(listener_open(&l, spec, 16, err, sizeof(err)), 0);
+	queued = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_int_equal(connect(queued, (struct sockaddr *)&un, sizeof(un)), 0);
+
+	/* A new connection is refused at once; the queued one is still there. */
+	assert_int_equal(listener_freeze(l.fd), 0);
+	late = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_int_equal(connect(late, (struct sockaddr *)&un, sizeof(un)), -1);
+	assert_int_equal(errno, ECONNREFUSED);
+	close(late);
+	expect_queued_alive(l.fd, queued);
+
+	/* Thawed while a worker still has the old socket: a new one takes the path. */
+	old_fd = dup(l.fd);
+	l.frozen = true;
+	assert_int_equal(listener_thaw(&l, 16, err, sizeof(err)), 0);
+	assert_false(l.frozen);
+	assert_string_equal(l.spec, spec);
+	assert_string_equal(l.unix_path, un.sun_path);
+	late = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_int_equal(connect(late, (struct sockaddr *)&un, sizeof(un)), 0);
+	close(late);
+	close(old_fd);
+	close(queued);
+	listener_close(&l, true);
+	assert_int_equal(rmdir(dir), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_parse_ipv4), cmocka_unit_test(test_parse_ipv6),
-		cmocka_unit_test(test_parse_unix), cmocka_unit_test(test_parse_errors),
-		cmocka_unit_test(test_open_tcp),   cmocka_unit_test(test_open_bad_spec),
-		cmocka_unit_test(test_open_unix),
+		cmocka_unit_test(test_parse_ipv4),  cmocka_unit_test(test_parse_ipv6),
+		cmocka_unit_test(test_parse_unix),  cmocka_unit_test(test_parse_errors),
+		cmocka_unit_test(test_open_tcp),    cmocka_unit_test(test_open_bad_spec),
+		cmocka_unit_test(test_open_unix),   cmocka_unit_test(test_freeze_tcp),
+		cmocka_unit_test(test_freeze_unix),
 	};
 
 	return cmocka_run_group_tests_name("test_listeners", tests, NULL, NULL);
