@@ -23,6 +23,7 @@
 #include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,6 +51,10 @@
 #define MAX_EVENTS 128
 /* Accepts per wakeup, so one worker does not take a whole burst from its siblings. */
 #define ACCEPT_BATCH 64
+/* On TERM: at most this many connections are taken from a listener's queue. A frozen
+ * queue holds at most the backlog (net.core.somaxconn caps it, 4096 by default); the
+ * bound only matters for one the arbiter did not freeze, which other workers serve. */
+#define DRAIN_ACCEPT_MAX 65536
 /* Connection structs kept for reuse; beyond this, closed ones are freed. */
 #define FREE_CONNS_MAX 256
 
@@ -781,7 +786,9 @@ static void conn_close(struct worker *w, struct conn *c)
 	c->next = w->dead_conns;
 	w->dead_conns = c;
 	w->n_conns--;
-	if (w->listeners_paused && !w->draining)
+	/* While draining too: a listener a drain could not empty stays open (out of epoll
+	 * while paused), and is emptied once accepting works again (listener_ready). */
+	if (w->listeners_paused)
 		listeners_resume(w);
 	sweep_maybe_disarm(w);
 }
@@ -1162,7 +1169,27 @@ static void conn_accepted(struct worker *w, const struct listener *l, int fd)
 	conn_touch(w, c);
 }
 
-static void listener_accept(struct worker *w, struct listener *l)
+/* What listener_accept left the listener's queue like. */
+enum accept_result {
+	ACCEPT_EMPTY,  /* nothing more queued */
+	ACCEPT_MORE,   /* a full batch taken: more may be queued */
+	ACCEPT_PAUSED, /* out of fds: every listener is out of epoll for a while */
+	ACCEPT_BROKEN, /* an error of the socket itself: out of epoll for good */
+	ACCEPT_SHUT,   /* frozen by the arbiter and empty: it takes nothing ever again */
+};
+
+/* The arbiter freezes a unix listener with shutdown(SHUT_RD) (arbiter/listeners.h): it
+ * refuses new connections, stays readable for ever, and accept() finds nothing once the
+ * queue is empty. poll() tells such a socket by POLLRDHUP; a TCP listener never has it
+ * (frozen, it is simply never readable again once empty). */
+static bool listener_is_shut(const struct listener *l)
+{
+	struct pollfd p = {.fd = l->src.fd, .events = POLLRDHUP};
+
+	return !l->tcp && poll(&p, 1, 0) == 1 && (p.revents & POLLRDHUP);
+}
+
+static enum accept_result listener_accept(struct worker *w, struct listener *l)
 {
 	for (int i = 0; i < ACCEPT_BATCH; i++) {
 		int fd = accept4(l->src.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -1173,7 +1200,9 @@ static void listener_accept(struct worker *w, struct listener *l)
 		}
 		switch (errno) {
 		case EAGAIN:
-			return;
+			/* Woken with nothing to take: another worker was faster (one connection
+			 * may wake several), or the socket was frozen and is empty. */
+			return i == 0 && listener_is_shut(l) ? ACCEPT_SHUT : ACCEPT_EMPTY;
 		case EINTR:
 		case ECONNABORTED:
 		/* accept(2): errors of the pending connection, to be treated like EAGAIN */
@@ -1195,14 +1224,63 @@ static void listener_accept(struct worker *w, struct listener *l)
 			if (error_log_allowed(w))
 				log_error("accepting a connection failed, pausing accepts: %m");
 			listeners_pause(w);
-			return;
+			return ACCEPT_PAUSED;
 		default:
 			log_error("accepting on socket %d failed, no longer accepting on it: %m",
 				  l->src.fd);
 			if (epoll_ctl(w->epfd, EPOLL_CTL_DEL, l->src.fd, NULL) == 0)
 				l->in_epoll = false;
-			return;
+			return ACCEPT_BROKEN;
 		}
+	}
+	return ACCEPT_MORE;
+}
+
+/* Close our copy of a listener for good. */
+static void listener_drop(struct worker *w, struct listener *l)
+{
+	if (l->in_epoll)
+		epoll_ctl(w->epfd, EPOLL_CTL_DEL, l->src.fd, NULL);
+	close(l->src.fd);
+	l->src.fd = -1;
+	l->in_epoll = false;
+}
+
+/* Take everything l has queued, then close it. When the last copy of a listener
+ * closes, the kernel resets every connection still in its queue: connections whose
+ * handshake it completed, which a client counts as lost. Before it sends TERM to the
+ * last worker serving a socket, the arbiter freezes it (no new connection enters the
+ * queue), so what this takes is all there is. Returns false when out of fds: l stays
+ * open, and listener_ready empties and closes it once accepting works again. */
+static bool listener_drain(struct worker *w, struct listener *l)
+{
+	enum accept_result r;
+	int batches = 1;
+
+	while ((r = listener_accept(w, l)) == ACCEPT_MORE &&
+	       batches < DRAIN_ACCEPT_MAX / ACCEPT_BATCH)
+		batches++;
+	if (r == ACCEPT_PAUSED)
+		return false;
+	if (r == ACCEPT_MORE)
+		log_warn("listening socket %d still has connections queued after %d were taken, "
+			 "closing it",
+			 l->src.fd, DRAIN_ACCEPT_MAX);
+	listener_drop(w, l);
+	return true;
+}
+
+static void listener_ready(struct worker *w, struct listener *l)
+{
+	enum accept_result r = listener_accept(w, l);
+
+	if (r == ACCEPT_SHUT) {
+		log_info("listening socket %d no longer takes connections (sigvisor retired it), "
+			 "closing it",
+			 l->src.fd);
+		listener_drop(w, l);
+	} else if (r == ACCEPT_EMPTY && w->draining) {
+		listener_drop(w, l); /* the rest of a drain that ran out of fds */
 	}
 }
 
@@ -1223,29 +1301,11 @@ static void worker_drain(struct worker *w, const struct signalfd_siginfo *si)
 	w->draining = true;
 	notify(w, "STOPPING=1");
 
-	for (int i = 0; i < w->n_listeners; i++) {
-		struct listener *l = &w->listeners[i];
-
-		if (l->src.fd < 0)
-			continue;
-		/* The kernel has completed handshakes for connections still in the accept
-		 * queue; when the last copy of the listener closes they are reset. Take
-		 * what is there now and serve it (with Connection: close) instead. */
-		if (!w->listeners_paused)
-			for (int k = 0; k < 64; k++) {
-				int before = (int)w->n_conns;
-
-				listener_accept(w, l);
-				if ((int)w->n_conns == before || w->listeners_paused)
-					break;
-			}
-		if (l->in_epoll)
-			epoll_ctl(w->epfd, EPOLL_CTL_DEL, l->src.fd, NULL);
-		close(l->src.fd);
-		l->src.fd = -1;
-		l->in_epoll = false;
-	}
-	w->listeners_paused = false;
+	/* What is queued is served (with Connection: close), not reset. Out of fds, even
+	 * a moment ago: try anyway, and what is left waits for a connection to close. */
+	for (int i = 0; i < w->n_listeners; i++)
+		if (w->listeners[i].src.fd >= 0 && !listener_drain(w, &w->listeners[i]))
+			break;
 
 	/* Closing an idle keep-alive connection now would race the client's next
 	 * request, which it may be sending this very moment (a load generator sends it
@@ -1409,7 +1469,7 @@ static int worker_loop(struct worker *w)
 			switch (src->type) {
 			case SOURCE_LISTENER:
 				if (src->fd >= 0)
-					listener_accept(w, (struct listener *)src);
+					listener_ready(w, (struct listener *)src);
 				break;
 			case SOURCE_CONN:
 				conn_event(w, (struct conn *)src, events[i].events);
