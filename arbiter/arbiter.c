@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "retire.h"
 #include "signames.h"
 #include "timeutil.h"
 #include "version.h"
@@ -47,13 +48,6 @@ static void arm_timer(struct arbiter *a)
 		a->timer_armed_ms = next;
 }
 
-static void close_listeners(struct arbiter *a)
-{
-	for (size_t i = 0; i < a->n_listeners; i++)
-		listener_close(&a->listeners[i], true);
-	a->n_listeners = 0;
-}
-
 static void check_done(struct arbiter *a)
 {
 	if (a->phase >= PHASE_DRAINING && pool_count(&a->pool, worker_is_alive) == 0)
@@ -66,9 +60,10 @@ static void begin_drain(struct arbiter *a, bool quick)
 		notify_upstream(&a->notify, "STOPPING=1");
 	a->phase = quick ? PHASE_QUITTING : PHASE_DRAINING;
 	a->phase_deadline_ms = 0;
-	/* Stop accepting: our copies of the listening sockets go now, the workers close
-	 * theirs when they get the signal. */
-	close_listeners(a);
+	/* Stop accepting: the sockets take no new connection from now on and our copies
+	 * go; the workers take what is queued when they get the signal, then close
+	 * theirs (retire.h). */
+	retire_all_listeners(a);
 	log_info("%s shutdown: sending SIG%s to %u workers, SIGKILL after %.1f s",
 		 quick ? "quick" : "graceful", quick ? "QUIT" : "TERM",
 		 pool_count(&a->pool, worker_is_alive),
@@ -446,17 +441,20 @@ static int open_or_adopt_listener(struct arbiter *a, size_t i, char *err, size_t
 	return listener_open(&a->listeners[i], spec, a->settings->backlog, err, errlen);
 }
 
-/* Inherited sockets the new configuration no longer binds. */
-static void close_unadopted(struct arbiter *a)
+/* Inherited sockets the new configuration no longer binds stay in a->adopted: the
+ * adopted workers may still serve them, and retire_old_listeners closes them before the
+ * last of those is stopped. */
+static void keep_unadopted(struct arbiter *a)
 {
+	size_t n = 0;
+
 	for (size_t k = 0; k < a->n_adopted; k++) {
-		if (a->adopted[k].fd >= 0) {
-			log_info("upgrade: %s is no longer bound, closing it", a->adopted[k].spec);
-			listener_close_inherited(a->adopted[k].fd, a->adopted[k].spec);
-		}
-		free(a->adopted[k].spec);
+		if (a->adopted[k].fd >= 0)
+			a->adopted[n++] = a->adopted[k];
+		else
+			free(a->adopted[k].spec);
 	}
-	a->n_adopted = 0;
+	a->n_adopted = n;
 }
 
 /* --metrics: the listener the image before a USR2 handed over when it was opened for
@@ -549,7 +547,7 @@ static int setup(struct arbiter *a, char *err, size_t errlen, int *ret_status)
 			return r;
 		a->n_listeners++;
 	}
-	close_unadopted(a);
+	keep_unadopted(a);
 	if (listeners_fdnames(a) < 0)
 		return -ENOMEM;
 
@@ -639,7 +637,7 @@ static void teardown(struct arbiter *a)
 	arbiter_bpf_stop(a);
 	reload_discard(a);
 	metrics_close(&a->metrics);
-	close_listeners(a);
+	retire_all_listeners(a); /* already done, unless setup failed half-way */
 	control_close(&a->control);
 	if (a->settings->pidfile && a->pid)
 		remove_pidfile(a->settings->pidfile, a->pid);

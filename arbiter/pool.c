@@ -12,6 +12,7 @@
 
 #include "arbiter.h"
 #include "log.h"
+#include "retire.h"
 #include "signames.h"
 #include "timeutil.h"
 
@@ -453,10 +454,14 @@ void pool_reconcile(struct arbiter *a)
 	/* A reload: each new worker that is ready lets one old worker go, so the pool
 	 * never serves with fewer than its size. */
 	for (struct worker *w; old && ready + old > p->target && (w = highest(p, false)); old--) {
+		if (old == 1)
+			retire_old_listeners(a); /* its drain must be the last (retire.h) */
 		log_info("retiring worker %u (pid %d, generation %u)", w->id, w->pid,
 			 w->generation);
 		apply(a, w, WEV_STOP_TERM);
 	}
+	if (!old)
+		retire_old_listeners(a);
 	if (active >= p->target)
 		return;
 	now = now_ms();

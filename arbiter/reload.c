@@ -14,6 +14,7 @@
 
 #include "arbiter.h"
 #include "log.h"
+#include "retire.h"
 #include "timeutil.h"
 
 extern char **environ;
@@ -232,6 +233,7 @@ void reload_abort(struct arbiter *a, const char *why)
 		return;
 	log_error("reload failed: %s; stopping generation %u, generation %u keeps serving", why,
 		  failed, a->old.generation);
+	retire_new_listeners(a);
 	for (size_t i = 0; i < p->n; i++)
 		if (p->workers[i]->generation == failed && worker_is_alive(p->workers[i]))
 			pool_worker_event(a, p->workers[i], WEV_STOP_TERM);
@@ -254,6 +256,7 @@ void reload_abort(struct arbiter *a, const char *why)
 	log_setup("sigvisor", a->settings->log_format, LOG_LEVEL_INFO);
 	memset(&a->old, 0, sizeof(a->old));
 	a->reloading = false;
+	retire_thaw_listeners(a);
 	p->reload_failures++;
 	notify_upstream(&a->notify, "READY=1\nSTATUS=reload failed");
 	/* A HUP that came meanwhile may carry a fixed configuration: try it. */

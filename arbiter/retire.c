@@ -1,0 +1,119 @@
+/* Retiring listening sockets; see retire.h for the order and why. */
+#include "retire.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "arbiter.h"
+#include "log.h"
+
+static bool in_set(const struct listener *set, size_t n, const char *spec)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(set[i].spec, spec) == 0)
+			return true;
+	return false;
+}
+
+static void warn_unfrozen(const char *address, int r)
+{
+	log_warn("cannot stop new connections on %s, ignoring: %s; those arriving while it "
+		 "closes may be reset",
+		 address, strerror(-r));
+}
+
+static void freeze(struct listener *l)
+{
+	int r;
+
+	if (l->fd < 0 || l->frozen)
+		return;
+	l->frozen = true; /* tried once: a failure is logged, not retried on every pass */
+	r = listener_freeze(l->fd);
+	if (r < 0)
+		warn_unfrozen(l->address, r);
+}
+
+/* Sockets an upgrade handed over that the new image does not bind: the adopted workers
+ * of the old image may still serve them. No rollback can want them back. */
+static void retire_adopted(struct arbiter *a)
+{
+	for (size_t k = 0; k < a->n_adopted; k++) {
+		if (a->adopted[k].fd >= 0) {
+			int r = listener_freeze(a->adopted[k].fd);
+
+			if (r < 0)
+				warn_unfrozen(a->adopted[k].spec, r);
+			log_info("upgrade: %s is no longer bound: new connections are refused, the "
+				 "old generation serves the queued ones",
+				 a->adopted[k].spec);
+			listener_close_inherited(a->adopted[k].fd, a->adopted[k].spec);
+		}
+		free(a->adopted[k].spec);
+	}
+	a->n_adopted = 0;
+}
+
+void retire_all_listeners(struct arbiter *a)
+{
+	for (size_t i = 0; i < a->n_listeners; i++)
+		freeze(&a->listeners[i]);
+	for (size_t i = 0; i < a->old.n_listeners; i++) /* a reload in progress */
+		freeze(&a->old.listeners[i]);
+	retire_adopted(a);
+	/* Our copies go now, the workers' when they have taken what is queued: the last
+	 * close finds an empty queue, and from then on a connection is refused at once
+	 * (while the socket lives, a frozen TCP socket drops SYNs, retried in 1 s). */
+	for (size_t i = 0; i < a->old.n_listeners; i++)
+		listener_close(&a->old.listeners[i],
+			       !in_set(a->listeners, a->n_listeners, a->old.listeners[i].spec));
+	a->old.n_listeners = 0;
+	for (size_t i = 0; i < a->n_listeners; i++)
+		listener_close(&a->listeners[i], true);
+	a->n_listeners = 0;
+}
+
+void retire_old_listeners(struct arbiter *a)
+{
+	if (!a->reloading)
+		return;
+	for (size_t i = 0; i < a->old.n_listeners; i++) {
+		struct listener *l = &a->old.listeners[i];
+
+		if (l->frozen || in_set(a->listeners, a->n_listeners, l->spec))
+			continue;
+		freeze(l);
+		log_info("reload: %s is no longer bound: new connections are refused, the old "
+			 "generation serves the queued ones",
+			 l->address);
+	}
+	retire_adopted(a);
+}
+
+void retire_new_listeners(struct arbiter *a)
+{
+	for (size_t i = 0; i < a->n_listeners; i++)
+		if (!in_set(a->old.listeners, a->old.n_listeners, a->listeners[i].spec))
+			freeze(&a->listeners[i]);
+}
+
+void retire_thaw_listeners(struct arbiter *a)
+{
+	bool thawed = false;
+	char err[512];
+
+	for (size_t i = 0; i < a->n_listeners; i++) {
+		struct listener *l = &a->listeners[i];
+
+		if (!l->frozen)
+			continue;
+		if (listener_thaw(l, a->settings->backlog, err, sizeof(err)) < 0)
+			log_error("reload rolled back, but %s takes no new connections: %s",
+				  l->spec, err);
+		else
+			log_info("reload rolled back: %s takes connections again", l->address);
+		thawed = true;
+	}
+	if (thawed && listeners_fdnames(a) < 0)
+		log_error("reload rolled back: out of memory for LISTEN_FDNAMES, ignoring");
+}
