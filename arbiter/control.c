@@ -4,7 +4,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,6 +70,72 @@ int control_default_path(char *buf, size_t len, int pid)
 	return r;
 }
 
+/* Connect to the socket at path: an fd when something listens there, else -errno.
+ * ECONNREFUSED is a socket file nobody listens on: the arbiter that made it died.
+ * Only a connection tells: its pid says nothing when it was PID 1 in another PID
+ * namespace, or when that pid has been reused. */
+static int connect_to(const char *path, bool nonblock)
+{
+	struct sockaddr_un un = {.sun_family = AF_UNIX};
+	int fd, r;
+
+	if (strlen(path) >= sizeof(un.sun_path))
+		return -ENAMETOOLONG;
+	strcpy(un.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | (nonblock ? SOCK_NONBLOCK : 0), 0);
+	if (fd < 0)
+		return -errno;
+	if (connect(fd, (struct sockaddr *)&un, sizeof(un)) < 0) {
+		r = -errno;
+		close(fd);
+		return r;
+	}
+	return fd;
+}
+
+/* A file already at our path: remove it if it is a stale socket (a container restart
+ * leaves PID.sock of the arbiter that had our pid), refuse to take it from an arbiter
+ * that still answers there. */
+static int remove_stale(const char *path, char *err, size_t errlen)
+{
+	struct stat st;
+	int fd;
+
+	if (lstat(path, &st) < 0)
+		return 0; /* nothing there (or bind will say what is wrong) */
+	if (!S_ISSOCK(st.st_mode)) {
+		snprintf(err, errlen,
+			 "control socket %s: the file exists and is not a socket (use --control "
+			 "PATH)",
+			 path);
+		return -EEXIST;
+	}
+	/* Non-blocking: an arbiter that is stopped with a full queue still counts (EAGAIN). */
+	fd = connect_to(path, true);
+	if (fd >= 0 || fd == -EAGAIN) {
+		if (fd >= 0)
+			close(fd);
+		snprintf(err, errlen,
+			 "control socket %s: something answers there (another sigvisor?); use "
+			 "--control PATH",
+			 path);
+		return -EADDRINUSE;
+	}
+	if (fd != -ECONNREFUSED && fd != -ENOENT) {
+		snprintf(err, errlen, "control socket %s: %s (use --control PATH)", path,
+			 strerror(-fd));
+		return fd;
+	}
+	if (unlink(path) < 0 && errno != ENOENT) {
+		snprintf(err, errlen, "control socket %s: cannot remove the stale socket: %s", path,
+			 strerror(errno));
+		return -errno;
+	}
+	if (fd == -ECONNREFUSED)
+		log_info("removed the stale control socket %s: nothing listened on it", path);
+	return 0;
+}
+
 int control_open(struct control *c, const char *path, char *err, size_t errlen)
 {
 	struct sockaddr_un un = {.sun_family = AF_UNIX};
@@ -86,15 +151,15 @@ int control_open(struct control *c, const char *path, char *err, size_t errlen)
 		return -ENAMETOOLONG;
 	}
 	strcpy(un.sun_path, path);
+	r = remove_stale(path, err, errlen);
+	if (r < 0)
+		return r;
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
 		r = -errno;
 		snprintf(err, errlen, "control socket: %s", strerror(-r));
 		return r;
 	}
-	/* A file left by an earlier arbiter with our pid (a container restart) is stale:
-	 * we are that pid now. */
-	(void)unlink(path);
 	/* The mode is fixed at bind time from the umask; 0600 from the first instant. */
 	old = umask(0177);
 	r = bind(fd, (struct sockaddr *)&un, sizeof(un)) < 0 ? -errno : 0;
@@ -409,54 +474,139 @@ void control_on_conn(struct arbiter *a, struct control_conn *cc, unsigned events
 	(void)events;
 }
 
-/* Find the one running arbiter's socket in the default directories. Sockets are named
- * PID.sock: a live pid is the test, so looking never wakes an arbiter (connecting to
- * every socket would). */
-static int find_socket(char *buf, size_t len)
+/* Find the one running arbiter's socket in the default directories, connected (*ret_fd)
+ * or, when connecting failed for another reason than the socket being stale, -errno.
+ * A socket is known to be live only by connecting: the arbiter that made PID.sock may
+ * have been PID 1 in another PID namespace, so its pid proves nothing. A file nobody
+ * listens on (ECONNREFUSED) was left by an arbiter that died: it is skipped. */
+static int find_socket(char *buf, size_t len, int *ret_fd)
 {
 	const char *dirs[3];
 	size_t n = candidate_dirs(dirs, 3), found = 0;
 
+	*ret_fd = -ENOENT;
 	for (size_t i = 0; i < n; i++) {
-		DIR *d = opendir(dirs[i]);
+		DIR *d;
 		struct dirent *de;
+		bool seen = false;
 
+		for (size_t k = 0; k < i; k++)
+			seen = seen || strcmp(dirs[k], dirs[i]) == 0;
+		d = seen ? NULL : opendir(dirs[i]);
 		if (!d)
 			continue;
 		while ((de = readdir(d))) {
 			char *end;
 			long pid = strtol(de->d_name, &end, 10);
 			char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+			int fd;
 
 			if (end == de->d_name || strcmp(end, ".sock") != 0 || pid <= 0)
 				continue;
-			if (kill((pid_t)pid, 0) < 0 && errno == ESRCH)
-				continue; /* left behind by an arbiter that was killed */
 			if (snprintf(path, sizeof(path), "%s/%s", dirs[i], de->d_name) >=
 			    (int)sizeof(path))
 				continue;
-			if (found++ == 0)
+			fd = connect_to(path, false);
+			if (fd == -ECONNREFUSED || fd == -ENOENT)
+				continue; /* stale, or removed as we looked */
+			if (found++ == 0) {
 				snprintf(buf, len, "%s", path);
-			else
-				fprintf(stderr,
-					"sigvisor status: several arbiters run: %s and %s; pick "
-					"one with --control\n",
-					buf, path);
+				*ret_fd = fd;
+				continue;
+			}
+			if (fd >= 0)
+				close(fd);
+			fprintf(stderr,
+				"sigvisor status: several arbiters run: %s and %s; pick one with "
+				"--control\n",
+				buf, path);
 		}
 		closedir(d);
 	}
+	if (found > 1 && *ret_fd >= 0)
+		close(*ret_fd);
 	return found == 1 ? 0 : found == 0 ? -ENOENT : -EEXIST;
+}
+
+/* `sigvisor status --events`: copy what comes as it comes, even into a pipe. */
+static int follow(int fd, const char *path)
+{
+	char buf[8192];
+	bool first = true;
+	ssize_t n;
+
+	while ((n = read(fd, buf, sizeof(buf))) > 0) {
+		if (first && n >= 6 && memcmp(buf, "error:", 6) == 0) {
+			fprintf(stderr, "sigvisor status: %.*s", (int)n, buf);
+			return EXIT_FATAL;
+		}
+		first = false;
+		if (write(STDOUT_FILENO, buf, (size_t)n) != n)
+			return EXIT_FATAL;
+	}
+	if (n < 0) {
+		fprintf(stderr, "sigvisor status: %s: the connection failed: %m\n", path);
+		return EXIT_FATAL;
+	}
+	if (first) {
+		fprintf(stderr,
+			"sigvisor status: %s: the arbiter closed the connection without "
+			"answering\n",
+			path);
+		return EXIT_FATAL;
+	}
+	return EXIT_OK;
+}
+
+/* A status answer: read all of it before printing any, so a slow reader of our output
+ * (a pager) never keeps the arbiter's connection open. */
+static int read_answer(int fd, const char *path)
+{
+	size_t len = 0, cap = 16384;
+	char *buf = malloc(cap);
+	ssize_t n;
+	int r = EXIT_FATAL;
+
+	if (!buf) {
+		fprintf(stderr, "sigvisor status: out of memory\n");
+		return EXIT_FATAL;
+	}
+	while ((n = read(fd, buf + len, cap - len)) > 0) {
+		len += (size_t)n;
+		if (len == cap) {
+			char *nb = realloc(buf, cap * 2);
+
+			if (!nb) {
+				fprintf(stderr, "sigvisor status: out of memory\n");
+				goto out;
+			}
+			buf = nb;
+			cap *= 2;
+		}
+	}
+	if (n < 0)
+		fprintf(stderr, "sigvisor status: %s: the connection failed: %m\n", path);
+	else if (len == 0)
+		fprintf(stderr,
+			"sigvisor status: %s: the arbiter closed the connection without "
+			"answering\n",
+			path);
+	else if (len >= 6 && memcmp(buf, "error:", 6) == 0)
+		fprintf(stderr, "sigvisor status: %.*s", (int)len, buf);
+	else if (fwrite(buf, 1, len, stdout) == len && fflush(stdout) == 0)
+		r = EXIT_OK;
+out:
+	free(buf);
+	return r;
 }
 
 int status_main(int argc, char **argv)
 {
-	struct sockaddr_un un = {.sun_family = AF_UNIX};
 	const char *control = NULL;
-	bool json = false, events = false, first = true;
-	char path[sizeof(un.sun_path)], buf[8192];
+	bool json = false, events = false;
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	const char *req;
-	ssize_t n;
-	int fd;
+	int fd, r;
 
 	for (int i = 2; i < argc; i++) {
 		if (strcmp(argv[i], "--json") == 0)
@@ -477,9 +627,9 @@ int status_main(int argc, char **argv)
 	}
 	if (control) {
 		snprintf(path, sizeof(path), "%s", control);
+		fd = connect_to(control, false);
 	} else {
-		int r = find_socket(path, sizeof(path));
-
+		r = find_socket(path, sizeof(path), &fd);
 		if (r == -ENOENT) {
 			fprintf(stderr,
 				"sigvisor status: no running sigvisor found in $RUNTIME_DIRECTORY, "
@@ -490,30 +640,20 @@ int status_main(int argc, char **argv)
 		if (r < 0)
 			return EXIT_FATAL;
 	}
-	snprintf(un.sun_path, sizeof(un.sun_path), "%s", path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&un, sizeof(un)) < 0) {
-		fprintf(stderr,
-			"sigvisor status: cannot connect to %s: %m (is sigvisor running?)\n", path);
+	if (fd < 0) {
+		fprintf(stderr, "sigvisor status: cannot connect to %s: %s (%s)\n", path,
+			strerror(-fd),
+			fd == -ECONNREFUSED ? "a stale socket: the sigvisor that made it is gone"
+					    : "is sigvisor running?");
 		return EXIT_FATAL;
 	}
 	req = events ? "events\n" : json ? "status json\n" : "status\n";
 	if (send(fd, req, strlen(req), MSG_NOSIGNAL) < 0) {
-		fprintf(stderr, "sigvisor status: %s: %m\n", path);
+		fprintf(stderr, "sigvisor status: %s: sending the request failed: %m\n", path);
 		close(fd);
 		return EXIT_FATAL;
 	}
-	/* write(2), not stdio: --events output must appear as it comes, even in a pipe */
-	while ((n = read(fd, buf, sizeof(buf))) > 0) {
-		if (first && n >= 6 && memcmp(buf, "error:", 6) == 0) {
-			fprintf(stderr, "sigvisor status: %.*s", (int)n, buf);
-			close(fd);
-			return EXIT_FATAL;
-		}
-		first = false;
-		if (write(STDOUT_FILENO, buf, (size_t)n) != n)
-			break;
-	}
+	r = events ? follow(fd, path) : read_answer(fd, path);
 	close(fd);
-	return n < 0 ? EXIT_FATAL : EXIT_OK;
+	return r;
 }

@@ -1,10 +1,14 @@
 """`sigvisor status` and the control socket."""
 import json
 import os
+import re
+import signal
+import socket
 import stat
 import subprocess
+import threading
 
-from conftest import SIGVISOR, wait_for
+from conftest import DEADLINE, SIGVISOR, children, run_sigvisor, wait_for
 
 
 def test_status_text_and_json(start):
@@ -56,3 +60,139 @@ def test_status_without_a_server_says_so(tmpdir_short):
                        capture_output=True, text=True)
     assert r.returncode == 1
     assert "cannot connect" in r.stderr
+
+
+def status_cli(*args, env=None):
+    return subprocess.run([SIGVISOR, "status", *args], capture_output=True, text=True,
+                          env=env, timeout=DEADLINE)
+
+
+def connect(path):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(DEADLINE)
+    s.connect(path)
+    return s
+
+
+def refused(path):
+    try:
+        connect(path).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
+def stale_socket(path):
+    """A socket file nobody listens on, as an arbiter killed with SIGKILL leaves."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.bind(path)
+    s.close()
+
+
+def test_status_says_why_when_the_connection_is_reset_or_dropped(tmpdir_short):
+    path = os.path.join(tmpdir_short, "fake.sock")
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen()
+
+    def serve(read_request):
+        c, _ = srv.accept()
+        with c:
+            c.settimeout(DEADLINE)
+            if read_request:
+                c.recv(64)
+            else:
+                c.recv(1, socket.MSG_PEEK)  # closing with unread data resets
+
+    for read_request, why in ((False, "Connection reset by peer"),
+                              (True, "the arbiter closed the connection without answering")):
+        t = threading.Thread(target=serve, args=(read_request,))
+        t.start()
+        r = status_cli("--control", path)
+        t.join(DEADLINE)
+        assert r.returncode == 1
+        assert f"sigvisor status: {path}: " in r.stderr and why in r.stderr, r.stderr
+    srv.close()  # the file stays: now a stale socket
+    r = status_cli("--control", path)
+    assert r.returncode == 1
+    assert f"cannot connect to {path}: Connection refused (a stale socket" in r.stderr, r.stderr
+
+
+def test_a_stale_control_socket_is_replaced_at_start(start, tmpdir_short):
+    stale_socket(os.path.join(tmpdir_short, "control.sock"))  # the path start() passes
+    sv = start("-w", "1")
+    sv.wait_log(r"removed the stale control socket %s: nothing listened on it" %
+                re.escape(sv.control))
+    assert sv.status()["pid"] == sv.pid
+
+
+def test_a_live_or_foreign_file_at_the_control_path_is_left_alone(tmpdir_short):
+    path = os.path.join(tmpdir_short, "live.sock")
+    live = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    live.bind(path)
+    live.listen()
+    try:
+        r = run_sigvisor("-b", "127.0.0.1:0", "--bpf", "off", "--control", path)
+        assert r.returncode == 1
+        assert f"control socket {path}: something answers there (another sigvisor?)" in r.stderr
+        connect(path).close()  # still ours
+    finally:
+        live.close()
+    path = os.path.join(tmpdir_short, "file")
+    open(path, "w").close()
+    r = run_sigvisor("-b", "127.0.0.1:0", "--bpf", "off", "--control", path)
+    assert r.returncode == 1
+    assert f"control socket {path}: the file exists and is not a socket" in r.stderr
+    assert os.path.isfile(path)
+
+
+def test_socket_of_a_killed_pid1_arbiter_is_ignored_and_replaced(tmpdir_short):
+    """A PID-1 arbiter killed in its own PID namespace leaves RUNTIME_DIRECTORY/1.sock:
+    pid 1 is alive here, so only a connection shows it is stale. status skips it, and
+    the next PID-1 arbiter removes it and binds its own."""
+    rd = os.path.join(tmpdir_short, "rt")
+    os.mkdir(rd, 0o700)
+    sock = os.path.join(rd, "1.sock")
+    env = dict(os.environ, RUNTIME_DIRECTORY=rd)
+    env.pop("SIGVISOR_ARGS", None)
+    argv = ["unshare", "--pid", "--fork", "--mount-proc", SIGVISOR, "-b", "127.0.0.1:0",
+            "-w", "1", "--bpf", "off"]
+    if os.environ.get("SIGVISOR_TEST_LOOP"):
+        argv += ["--loop", os.environ["SIGVISOR_TEST_LOOP"]]
+    log_path = os.path.join(tmpdir_short, "second.log")
+    procs = []
+
+    def running():
+        r = status_cli("--json", env=env)
+        return r.returncode == 0 and json.loads(r.stdout)["pid"] == 1
+
+    try:
+        first = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        procs.append(first)
+        wait_for(running, what="the first PID-1 arbiter answering")
+        os.kill(wait_for(lambda: children(first.pid) and children(first.pid)[0],
+                         what="PID 1"), signal.SIGKILL)
+        first.wait(DEADLINE)
+        assert os.path.exists(sock)  # left behind
+        # io_uring's teardown outlives the process a little, and holds the socket open
+        wait_for(lambda: refused(sock), what="nothing listening on the socket")
+        r = status_cli(env=env)
+        assert r.returncode == 1 and "no running sigvisor found" in r.stderr, r.stderr
+
+        with open(log_path, "w") as log:
+            second = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                                      stderr=log)
+        procs.append(second)
+        wait_for(running, what="the second PID-1 arbiter answering")
+        assert "removed the stale control socket %s" % sock in open(log_path).read()
+        os.kill(children(second.pid)[0], signal.SIGTERM)
+        assert second.wait(DEADLINE) == 0
+        assert not os.path.exists(sock)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                for k in children(p.pid):
+                    os.kill(k, signal.SIGKILL)
+                p.kill()
+                p.wait(DEADLINE)
