@@ -24,7 +24,7 @@ extern char **environ;
 
 static void arm_timer(struct arbiter *a)
 {
-	uint64_t next = pool_next_deadline(a);
+	uint64_t next = pool_next_deadline(a), ctl = control_next_deadline(&a->control);
 	uint64_t up = notify_upstream_deadline(&a->notify); /* WatchdogSec= of ours */
 	struct itimerspec its = {0};
 
@@ -36,6 +36,8 @@ static void arm_timer(struct arbiter *a)
 		next = a->upgrade.drain_deadline_ms;
 	if (up && (!next || up < next))
 		next = up;
+	if (ctl && (!next || ctl < next))
+		next = ctl;
 	if (next == a->timer_armed_ms)
 		return; /* the common idle case: no system call */
 	if (next) {
@@ -214,6 +216,7 @@ static void on_timer(struct arbiter *a)
 	pool_run_deadlines(a, now);
 	upgrade_check_timeout(a, now);
 	notify_upstream_tick(&a->notify, now);
+	control_run_deadlines(a, now);
 	pool_reconcile(a);
 }
 
@@ -616,7 +619,7 @@ static int setup(struct arbiter *a, char *err, size_t errlen, int *ret_status)
 		if (r < 0)
 			return r;
 	}
-	r = loop_add(&a->loop, &a->control.listen, LOOP_IN);
+	r = control_start(&a->control, &a->loop);
 	if (r < 0) {
 		snprintf(err, errlen, "cannot register the control socket: %s", strerror(-r));
 		return r;

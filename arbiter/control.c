@@ -14,6 +14,10 @@
 
 #include "arbiter.h"
 #include "log.h"
+#include "timeutil.h"
+
+/* Room for a burst of clients while the loop is busy, or while a USR2 exec runs. */
+#define CONTROL_BACKLOG 64
 
 static int ensure_private_dir(const char *dir)
 {
@@ -164,7 +168,7 @@ int control_open(struct control *c, const char *path, char *err, size_t errlen)
 	old = umask(0177);
 	r = bind(fd, (struct sockaddr *)&un, sizeof(un)) < 0 ? -errno : 0;
 	umask(old);
-	if (r == 0 && listen(fd, 16) < 0)
+	if (r == 0 && listen(fd, CONTROL_BACKLOG) < 0)
 		r = -errno;
 	if (r < 0) {
 		snprintf(err, errlen, "control socket %s: %s (use --control PATH)", path,
@@ -184,6 +188,35 @@ void control_adopt(struct control *c, int fd, const char *path)
 	c->listen.type = SOURCE_CONTROL_LISTENER;
 	c->listen.fd = fd;
 	c->path = strdup(path);
+}
+
+/* A connection that is not a follower has CONTROL_IDLE_MS from its last progress
+ * (accepted, bytes read, bytes sent) to finish. A follower waits for events as long
+ * as it likes. */
+static void touch(struct control_conn *cc)
+{
+	cc->deadline_ms = cc->follower ? 0 : now_ms() + CONTROL_IDLE_MS;
+}
+
+/* What a connection waits for: its request, room for its answer, or (a follower) its
+ * client's close and room for what is queued. */
+static uint32_t conn_events(const struct control_conn *cc)
+{
+	bool pending = cc->out_off < cc->out_len;
+
+	if (cc->follower)
+		return LOOP_IN | (pending ? LOOP_OUT : 0u);
+	return cc->out ? LOOP_OUT : LOOP_IN;
+}
+
+static void conn_link(struct control *c, struct control_conn *cc)
+{
+	cc->src.type = SOURCE_CONTROL_CONN;
+	cc->seq = ++c->seq;
+	touch(cc);
+	cc->next = c->conns;
+	c->conns = cc;
+	c->n_conns++;
 }
 
 /* Deregister before close: a worker between clone3 and exec holds a copy of every fd,
@@ -221,6 +254,134 @@ void control_close(struct control *c)
 	c->listen.fd = -1;
 }
 
+int control_start(struct control *c, struct loop *loop)
+{
+	struct control_conn *cc, *next;
+	int r = loop_add(loop, &c->listen, LOOP_IN);
+
+	if (r < 0)
+		return r;
+	for (cc = c->conns; cc; cc = next) {
+		next = cc->next;
+		if (loop_add(loop, &cc->src, conn_events(cc)) < 0) {
+			log_warn("control socket: cannot watch a connection handed over by the "
+				 "upgrade, closing it");
+			conn_free(NULL, c, cc);
+		}
+	}
+	return 0;
+}
+
+static void put_hex(FILE *f, const char *p, size_t n)
+{
+	static const char digits[] = "0123456789abcdef";
+
+	if (n == 0)
+		fputc('-', f);
+	for (size_t i = 0; i < n; i++) {
+		fputc(digits[(unsigned char)p[i] >> 4], f);
+		fputc(digits[(unsigned char)p[i] & 15], f);
+	}
+}
+
+static int hex_value(char ch)
+{
+	if (ch >= '0' && ch <= '9')
+		return ch - '0';
+	if (ch >= 'a' && ch <= 'f')
+		return ch - 'a' + 10;
+	return -1;
+}
+
+/* Decode n hex digits at s ("-": nothing) into a new buffer of n / 2 bytes, plus a NUL. */
+static int get_hex(const char *s, size_t n, char **ret, size_t *ret_len)
+{
+	char *b;
+
+	*ret = NULL;
+	*ret_len = 0;
+	if (n == 1 && s[0] == '-')
+		return 0;
+	if (n % 2)
+		return -EINVAL;
+	b = malloc(n / 2 + 1);
+	if (!b)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i += 2) {
+		int hi = hex_value(s[i]), lo = hex_value(s[i + 1]);
+
+		if (hi < 0 || lo < 0) {
+			free(b);
+			return -EINVAL;
+		}
+		b[i / 2] = (char)(hi << 4 | lo);
+	}
+	b[n / 2] = '\0';
+	*ret = b;
+	*ret_len = n / 2;
+	return 0;
+}
+
+/* "controlconn FD FOLLOWER DROPPED IN OUT": IN is the request read so far, OUT what is
+ * still to be sent, both in hex ("-" when empty). */
+void control_write_state(const struct control *c, FILE *f)
+{
+	for (const struct control_conn *cc = c->conns; cc; cc = cc->next) {
+		fprintf(f, "controlconn %d %d %lu ", cc->src.fd, cc->follower ? 1 : 0, cc->dropped);
+		put_hex(f, cc->in, cc->in_len);
+		fputc(' ', f);
+		if (cc->out)
+			put_hex(f, cc->out + cc->out_off, cc->out_len - cc->out_off);
+		else
+			put_hex(f, NULL, 0);
+		fputc('\n', f);
+	}
+}
+
+bool control_adopt_conn(struct control *c, const char *rest)
+{
+	struct control_conn *cc;
+	const char *in, *out;
+	char *buf;
+	size_t in_n, len;
+	int fd, follower, pos = 0;
+	unsigned long dropped;
+
+	if (sscanf(rest, "%d %d %lu %n", &fd, &follower, &dropped, &pos) < 3 || !pos || fd < 0)
+		return false;
+	/* From here the fd is ours: close it rather than leak it to the workers. */
+	(void)fcntl(fd, F_SETFD, FD_CLOEXEC);
+	in = rest + pos;
+	in_n = strcspn(in, " ");
+	out = in + in_n + (in[in_n] == ' ');
+	cc = calloc(1, sizeof(*cc));
+	if (!cc || in[in_n] != ' ' || get_hex(in, in_n, &buf, &len) < 0) {
+		free(cc);
+		close(fd);
+		return false;
+	}
+	if (len < sizeof(cc->in) && buf)
+		memcpy(cc->in, buf, len);
+	free(buf);
+	cc->in_len = len;
+	if (len >= sizeof(cc->in) || get_hex(out, strlen(out), &cc->out, &cc->out_len) < 0) {
+		free(cc);
+		close(fd);
+		return false;
+	}
+	cc->src.fd = fd;
+	cc->follower = follower != 0;
+	cc->dropped = dropped;
+	conn_link(c, cc);
+	return true;
+}
+
+void control_set_cloexec(struct control *c, bool on)
+{
+	for (struct control_conn *cc = c->conns; cc; cc = cc->next)
+		(void)fcntl(cc->src.fd, F_SETFD, on ? FD_CLOEXEC : 0);
+}
+
 /* Out of file descriptors: the waiting connection would keep the level-triggered
  * listener readable and the loop spinning. Give up the reserve fd, accept the
  * connection and close it at once (the client sees EOF), then take the reserve back.
@@ -241,6 +402,38 @@ static bool shed_one(struct control *c)
 	c->rejected++;
 	log_warn("control socket: out of file descriptors, turned a client away");
 	return true;
+}
+
+/* Which connection goes first when room is needed: one that has not sent its request,
+ * then a follower, then one that does not read its answer. */
+static int evict_rank(const struct control_conn *cc)
+{
+	return cc->follower ? 1 : cc->out ? 2 : 0;
+}
+
+/* The table is full. A burst of clients fills it before the loop has read their
+ * requests, so first serve the requests that have arrived; if that frees nothing, close
+ * the oldest of the most idle kind, so that the new client is always served. */
+static void make_room(struct arbiter *a)
+{
+	struct control *c = &a->control;
+	struct control_conn *cc, *next, *victim = NULL;
+
+	for (cc = c->conns; cc; cc = next) {
+		next = cc->next; /* control_on_conn frees nothing but cc */
+		if (!cc->follower && !cc->out)
+			control_on_conn(a, cc, LOOP_IN);
+	}
+	if (c->n_conns < CONTROL_MAX_CONNS)
+		return;
+	for (cc = c->conns; cc; cc = cc->next)
+		if (!victim || evict_rank(cc) < evict_rank(victim) ||
+		    (evict_rank(cc) == evict_rank(victim) && cc->seq < victim->seq))
+			victim = cc;
+	log_info("control socket: %d connections open, closed the oldest idle one for a new "
+		 "client",
+		 CONTROL_MAX_CONNS);
+	conn_free(&a->loop, c, victim);
 }
 
 void control_on_listener(struct arbiter *a)
@@ -268,11 +461,8 @@ void control_on_listener(struct arbiter *a)
 			close(fd);
 			continue;
 		}
-		if (c->n_conns >= CONTROL_MAX_CONNS) {
-			c->rejected++;
-			close(fd);
-			continue;
-		}
+		if (c->n_conns >= CONTROL_MAX_CONNS)
+			make_room(a);
 		cc = calloc(1, sizeof(*cc));
 		if (!cc) {
 			close(fd);
@@ -285,9 +475,7 @@ void control_on_listener(struct arbiter *a)
 			free(cc);
 			continue;
 		}
-		cc->next = c->conns;
-		c->conns = cc;
-		c->n_conns++;
+		conn_link(c, cc);
 	}
 }
 
@@ -347,6 +535,7 @@ static bool flush_out(struct control_conn *cc)
 		if (n < 0)
 			return errno != EAGAIN && errno != EINTR;
 		cc->out_off += (size_t)n;
+		touch(cc);
 	}
 	return true;
 }
@@ -447,6 +636,7 @@ void control_on_conn(struct arbiter *a, struct control_conn *cc, unsigned events
 	}
 	cc->in_len += (size_t)n;
 	cc->in[cc->in_len] = '\0';
+	touch(cc);
 	nl = strchr(cc->in, '\n');
 	if (!nl) {
 		if (cc->in_len == sizeof(cc->in) - 1)
@@ -461,6 +651,7 @@ void control_on_conn(struct arbiter *a, struct control_conn *cc, unsigned events
 	if (cc->follower) {
 		static const char hello[] = "following signal events (Ctrl-C to stop)\n";
 
+		touch(cc); /* no deadline: it waits for events */
 		(void)queue_out(cc, hello, sizeof(hello) - 1);
 		follower_io(a, cc, 0);
 		return;
@@ -472,6 +663,72 @@ void control_on_conn(struct arbiter *a, struct control_conn *cc, unsigned events
 	}
 	(void)loop_mod(&a->loop, &cc->src, LOOP_OUT);
 	(void)events;
+}
+
+uint64_t control_next_deadline(const struct control *c)
+{
+	uint64_t next = 0;
+
+	for (const struct control_conn *cc = c->conns; cc; cc = cc->next)
+		if (cc->deadline_ms && (!next || cc->deadline_ms < next))
+			next = cc->deadline_ms;
+	return next;
+}
+
+void control_run_deadlines(struct arbiter *a, uint64_t now)
+{
+	struct control *c = &a->control;
+	struct control_conn *cc, *next;
+
+	for (cc = c->conns; cc; cc = next) {
+		next = cc->next;
+		if (!cc->deadline_ms || cc->deadline_ms > now)
+			continue;
+		log_info("control socket: closed a connection idle for %d s (%s)",
+			 CONTROL_IDLE_MS / 1000,
+			 cc->out ? "its answer was not read" : "no request came");
+		conn_free(&a->loop, c, cc);
+	}
+}
+
+void control_after_upgrade(struct arbiter *a)
+{
+	struct control *c = &a->control;
+	struct control_conn *cc, *next;
+
+	for (cc = c->conns; cc; cc = next) {
+		char note[384];
+		int n;
+
+		next = cc->next;
+		if (!cc->follower)
+			continue;
+		if (a->bpf)
+			n = snprintf(note, sizeof(note),
+				     "(sigvisor upgraded in place: events during the exec were "
+				     "not seen)\n");
+		else
+			n = snprintf(
+				note, sizeof(note),
+				"(sigvisor upgraded in place, and the probes are off now: %s)\n",
+				a->bpf_why);
+		if (!queue_out(cc, note, (size_t)n < sizeof(note) ? (size_t)n : sizeof(note) - 1) &&
+		    !a->bpf) {
+			conn_free(&a->loop, c, cc);
+			continue;
+		}
+		if (!a->bpf) {
+			/* An answer like any other now: sent, then the connection closes. */
+			cc->follower = false;
+			touch(cc);
+			(void)shutdown(cc->src.fd, SHUT_RD);
+		}
+		if (flush_out(cc) && (!cc->follower || cc->out_off < cc->out_len)) {
+			conn_free(&a->loop, c, cc);
+			continue;
+		}
+		(void)loop_mod(&a->loop, &cc->src, conn_events(cc));
+	}
 }
 
 /* Find the one running arbiter's socket in the default directories, connected (*ret_fd)

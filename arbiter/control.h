@@ -1,15 +1,24 @@
 /* The control socket: a unix stream socket (mode 0600) on which the arbiter answers
  * "status" and "status json" requests from its own loop, and the client side that
  * `sigvisor status` runs. Only root and the arbiter's own uid may connect
- * (SO_PEERCRED is checked on every connection). */
+ * (SO_PEERCRED is checked on every connection).
+ *
+ * The socket always answers: a connection idle for CONTROL_IDLE_MS (no request, or an
+ * answer it does not read) is closed on the arbiter's deadline timer, and when all
+ * CONTROL_MAX_CONNS are taken the oldest idle one makes room for the new client. A
+ * USR2 exec hands the listener and every accepted connection over to the new image,
+ * which answers them. */
 #pragma once
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
 
 #include "loop.h"
 
 #define CONTROL_MAX_CONNS 16
+#define CONTROL_IDLE_MS	  5000
 
 /* A follower (`sigvisor status --events`) gets at most this much queued; past it,
  * events are dropped and counted, so a stalled client never holds the loop up. */
@@ -21,8 +30,10 @@ struct control_conn {
 	size_t in_len;
 	char *out;
 	size_t out_len, out_off;
-	bool follower;	       /* an "events" request: kept open, fed by control_event() */
-	unsigned long dropped; /* events that did not fit, told at the next one that does */
+	bool follower;		/* an "events" request: kept open, fed by control_event() */
+	unsigned long dropped;	/* events that did not fit, told at the next one that does */
+	uint64_t deadline_ms;	/* closed then unless it made progress (0: a follower) */
+	unsigned long long seq; /* accept order: the oldest is evicted first */
 	struct control_conn *next;
 };
 
@@ -32,7 +43,8 @@ struct control {
 	struct control_conn *conns;
 	unsigned n_conns;
 	unsigned long rejected;
-	int reserve_fd; /* given up to turn a client away when out of fds */
+	unsigned long long seq; /* accepts so far */
+	int reserve_fd;		/* given up to turn a client away when out of fds */
 };
 
 enum control_request {
@@ -52,13 +64,33 @@ struct arbiter;
  * (0700) when it is ours to create. */
 int control_default_path(char *buf, size_t len, int pid);
 
+/* Bind path. A socket file already there is tried first: if nothing answers
+ * (ECONNREFUSED) it was left by an arbiter that died and is removed; if an arbiter
+ * answers, or the file is not a socket, this fails with err saying so. */
 int control_open(struct control *c, const char *path, char *err, size_t errlen);
 void control_close(struct control *c);
 /* Take over a listening control socket inherited through an upgrade. */
 void control_adopt(struct control *c, int fd, const char *path);
+/* Register the listener, and any connections adopted through an upgrade, with loop. */
+int control_start(struct control *c, struct loop *loop);
+
+/* Across a USR2 exec: every accepted connection, as "controlconn ..." lines for the
+ * state memfd (their fds are handed over too), and back from such a line (the part
+ * after the keyword; false if it does not parse). */
+void control_write_state(const struct control *c, FILE *f);
+bool control_adopt_conn(struct control *c, const char *rest);
+/* Clear (false) or set close-on-exec on the accepted connections. */
+void control_set_cloexec(struct control *c, bool on);
+/* In the new image, once its probes are set up (or not): tell followers what the exec
+ * missed, or end them if the probes are gone. */
+void control_after_upgrade(struct arbiter *a);
 
 void control_on_listener(struct arbiter *a);
 void control_on_conn(struct arbiter *a, struct control_conn *cc, unsigned events);
+/* The earliest idle deadline (0: none, then no timer is armed for us), and closing
+ * the connections whose deadline has passed. */
+uint64_t control_next_deadline(const struct control *c);
+void control_run_deadlines(struct arbiter *a, uint64_t now);
 
 /* One event line (no newline) to every follower. */
 void control_event(struct arbiter *a, const char *line);

@@ -162,6 +162,9 @@ static void handover_fds(struct arbiter *a, bool back)
 	for (size_t i = 0; i < a->n_listeners; i++)
 		(void)set_cloexec(a->listeners[i].fd, back);
 	(void)set_cloexec(a->control.listen.fd, back);
+	/* Accepted control connections too: the new image answers them (a close here would
+	 * reset a client whose request was not read yet). */
+	control_set_cloexec(&a->control, back);
 	if (a->metrics.listen.fd >= 0)
 		(void)set_cloexec(a->metrics.listen.fd, back);
 	for (size_t i = 0; i < a->pool.n; i++) {
@@ -196,6 +199,7 @@ static int write_state(struct arbiter *a, FILE *f)
 				(unsigned long long)a->signals_received[sig],
 				(unsigned long long)a->signals_ignored[sig]);
 	fprintf(f, "control %d %s\n", a->control.listen.fd, a->control.path);
+	control_write_state(&a->control, f); /* after the listener: adopting it resets them */
 	if (a->metrics.listen.fd >= 0 && a->settings->metrics)
 		fprintf(f, "metrics %d %s\n", a->metrics.listen.fd, a->settings->metrics);
 	fprintf(f, "notify %u %u\n", a->notify.cookie, a->notify.seq);
@@ -336,7 +340,8 @@ static FILE *open_state(int fd)
 
 int upgrade_adopt_sockets(struct arbiter *a, int fd, char *err, size_t errlen)
 {
-	char line[4096];
+	char *line = NULL;
+	size_t cap = 0;
 	FILE *f = open_state(fd);
 	bool magic = false;
 
@@ -345,7 +350,8 @@ int upgrade_adopt_sockets(struct arbiter *a, int fd, char *err, size_t errlen)
 			 strerror(errno));
 		return -EIO;
 	}
-	while (fgets(line, sizeof(line), f)) {
+	/* getline: a control connection's unsent answer makes a line of any length */
+	while (getline(&line, &cap, f) > 0) {
 		char rest[4096];
 		int n, sfd;
 		unsigned long long v[14];
@@ -353,6 +359,10 @@ int upgrade_adopt_sockets(struct arbiter *a, int fd, char *err, size_t errlen)
 		line[strcspn(line, "\n")] = '\0';
 		if (strcmp(line, STATE_MAGIC) == 0) {
 			magic = true;
+		} else if (strncmp(line, "controlconn ", 12) == 0) {
+			if (!control_adopt_conn(&a->control, line + 12))
+				log_warn("upgrade: a control connection was not handed over "
+					 "right, closed it");
 		} else if (sscanf(line, "listener %d %4095[^\n]", &sfd, rest) == 2 &&
 			   a->n_adopted < MAX_BINDS) {
 			(void)set_cloexec(sfd, true);
@@ -399,6 +409,7 @@ int upgrade_adopt_sockets(struct arbiter *a, int fd, char *err, size_t errlen)
 			a->upgrade.refused = (unsigned long)v[13];
 		}
 	}
+	free(line);
 	fclose(f);
 	if (!magic) {
 		snprintf(err, errlen, "upgrade: the inherited state is not ours");
@@ -410,13 +421,14 @@ int upgrade_adopt_sockets(struct arbiter *a, int fd, char *err, size_t errlen)
 int upgrade_adopt_workers(struct arbiter *a, int fd)
 {
 	struct pool *p = &a->pool;
-	char line[1024];
+	char *line = NULL;
+	size_t cap = 0;
 	FILE *f = open_state(fd);
 	unsigned adopted = 0;
 
 	if (!f)
 		return -errno;
-	while (fgets(line, sizeof(line), f)) {
+	while (getline(&line, &cap, f) > 0) {
 		unsigned id, gen, target, g, maxg;
 		int pid, pidfd, state, watchdog, stop, notify = 0, nfd = -1;
 		char nenv[96] = "-";
@@ -461,9 +473,11 @@ int upgrade_adopt_workers(struct arbiter *a, int fd)
 			log_warn("upgrade: cannot watch worker %u's pidfd", id);
 		adopted++;
 	}
+	free(line);
 	fclose(f);
 	close(fd);
 	log_info("upgraded in place: adopted %u workers of generation %u", adopted, p->generation);
+	control_after_upgrade(a);
 	/* A worker may have exited between the old image's last look and now. */
 	for (size_t i = 0; i < p->n; i++)
 		pool_reap_worker(a, p->workers[i]);

@@ -3,8 +3,9 @@
  *  1. Run the binary at the path we were started from (resolved at startup, so a file
  *     replaced on disk is what runs) with --check and our arguments; it must exit 0
  *     within --ready-timeout. Otherwise the upgrade is refused and nothing changes.
- *  2. Write our state (listening sockets, control and notify sockets, every live
- *     worker's pidfd, id, generation and state, counters) to a memfd, clear
+ *  2. Write our state (listening sockets, control and notify sockets, accepted control
+ *     connections with what they have read and not yet sent, every live worker's
+ *     pidfd, id, generation and state, counters) to a memfd, clear
  *     close-on-exec on the fds it names, and execve that binary in this process.
  *     Signals stay blocked across execve, so any that arrive meanwhile wait in the
  *     kernel for the new image's signalfd. If execve fails, we carry on as before.

@@ -7,6 +7,7 @@ import socket
 import stat
 import subprocess
 import threading
+import time
 
 from conftest import DEADLINE, SIGVISOR, children, run_sigvisor, wait_for
 
@@ -74,6 +75,19 @@ def connect(path):
     return s
 
 
+def timer_armed(pid):
+    """Whether the arbiter's deadline timerfd is armed (/proc/PID/fdinfo says)."""
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") != "anon_inode:[timerfd]":
+                continue
+            info = open(f"/proc/{pid}/fdinfo/{fd}").read()
+        except FileNotFoundError:
+            continue
+        return re.search(r"it_value: \((\d+), (\d+)\)", info).groups() != ("0", "0")
+    raise AssertionError(f"pid {pid} has no timerfd")
+
+
 def refused(path):
     try:
         connect(path).close()
@@ -87,6 +101,49 @@ def stale_socket(path):
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.bind(path)
     s.close()
+
+
+def test_idle_connections_never_lock_status_out(start):
+    """20 connections that never send a request: each one past 16 pushes the oldest out,
+    and `sigvisor status` is answered."""
+    sv = start("-w", "1")
+    sv.wait_workers(1)
+    idle = [connect(sv.control) for _ in range(20)]
+    try:
+        r = status_cli("--control", sv.control)
+        assert r.returncode == 0, r.stderr
+        assert "workers: 1 wanted, 1 ready" in r.stdout
+        # The oldest idle ones made room: an end of file, not a reset.
+        for s in idle[:4]:
+            assert s.recv(1) == b""
+        sv.wait_log(r"control socket: 16 connections open, closed the oldest idle one for "
+                    r"a new client", count=4)
+        # The newest still work.
+        idle[-1].sendall(b"status json\n")
+        assert json.loads(b"".join(iter(lambda: idle[-1].recv(65536), b"")))["pid"] == sv.pid
+    finally:
+        for s in idle:
+            s.close()
+
+
+def test_idle_connection_times_out_on_the_deadline_timer(start):
+    """A connection that sends nothing is closed after 5 s by the arbiter's deadline
+    timer, which is armed only while a control connection is open."""
+    sv = start("-w", "1", "--timeout", "0")
+    sv.wait_workers(1)
+    wait_for(lambda: not timer_armed(sv.pid), what="no deadline armed")
+    t0 = time.monotonic()
+    s = connect(sv.control)
+    try:
+        wait_for(lambda: timer_armed(sv.pid), what="the connection's deadline armed")
+        assert s.recv(1) == b""  # the arbiter closed it (DEADLINE is 10 s)
+        assert time.monotonic() - t0 >= 4.9
+    finally:
+        s.close()
+    sv.wait_log(r"control socket: closed a connection idle for 5 s \(no request came\)")
+    wait_for(lambda: not timer_armed(sv.pid), what="the timer disarmed")
+    assert sv.status()["pid"] == sv.pid
+    wait_for(lambda: not timer_armed(sv.pid), what="the timer disarmed after a request")
 
 
 def test_status_says_why_when_the_connection_is_reset_or_dropped(tmpdir_short):

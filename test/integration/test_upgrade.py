@@ -1,10 +1,15 @@
 """USR2: in-place binary upgrade (same PID, new image, new workers), also as PID 1."""
+import json
 import os
 import shutil
 import signal
+import socket
+import subprocess
+import threading
 import time
 
-from conftest import SIGVISOR, children, wait_for
+from conftest import DEADLINE, SIGVISOR, children, wait_for
+from test_bpf import bpf  # noqa: F401 (a fixture)
 from test_reload import wait_reloaded, wrk, wrk_result
 
 
@@ -115,3 +120,128 @@ def test_usr2_as_pid1(start, tmpdir_short):
     assert sv.get("/")[0] == 200
     os.kill(arb, signal.SIGTERM)
     assert sv.wait_exit() == 0
+
+
+def control_connect(path):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(DEADLINE)
+    s.connect(path)
+    return s
+
+
+def read_to_end(s):
+    return b"".join(iter(lambda: s.recv(65536), b""))
+
+
+def test_control_connections_open_across_usr2_are_answered_by_the_new_image(
+        start, tmpdir_short):
+    sv, path = start_from(start, tmpdir_short, "-w", "1")
+    sv.wait_workers(1)
+    idle = control_connect(sv.control)  # accepted, no request yet
+    half = control_connect(sv.control)
+    half.sendall(b"status")  # part of a request
+    try:
+        # One accept loop takes the queue in order: once this is answered, the old
+        # image has accepted both.
+        assert sv.status()["generation"] == 1
+        sv.kill(signal.SIGUSR2)
+        sv.wait_log(r"upgraded in place")
+        idle.sendall(b"status json\n")
+        half.sendall(b" json\n")
+        for s in (idle, half):
+            st = json.loads(read_to_end(s))
+            assert st["pid"] == sv.pid and st["generation"] == 2  # the new image's
+    finally:
+        idle.close()
+        half.close()
+    wait_reloaded(sv, 2, 1)
+
+
+def test_control_requests_never_fail_across_usr2(start, tmpdir_short):
+    """Status requests in tight loops, raw and through `sigvisor status`, while the
+    arbiter execs itself 4 times: every one is answered, none is reset."""
+    sv, path = start_from(start, tmpdir_short, "-w", "2")
+    sv.wait_workers(2)
+    stop = threading.Event()
+    answered, failures = [], []
+
+    def raw(req):
+        while not stop.is_set():
+            try:
+                s = control_connect(sv.control)
+                with s:
+                    for part in req:  # a split request: the exec may fall in between
+                        s.sendall(part)
+                    st = json.loads(read_to_end(s))
+                assert st["pid"] == sv.pid, st
+                answered.append("raw")
+            except Exception as e:  # a reset, a truncated answer, a wrong pid
+                failures.append(f"raw {req}: {e!r}")
+
+    def cli():
+        while not stop.is_set():
+            r = subprocess.run([SIGVISOR, "status", "--control", sv.control],
+                               capture_output=True, text=True, timeout=DEADLINE)
+            if r.returncode == 0 and "workers: 2 wanted" in r.stdout:
+                answered.append("cli")
+            else:
+                failures.append(f"cli: status {r.returncode}: {r.stderr!r} {r.stdout!r}")
+
+    threads = [threading.Thread(target=raw, args=([b"status json\n"],)),
+               threading.Thread(target=raw, args=([b"status", b" json\n"],)),
+               threading.Thread(target=cli)]
+    for t in threads:
+        t.start()
+    try:
+        for gen in range(2, 6):
+            before = len(answered)
+            sv.kill(signal.SIGUSR2)
+            wait_reloaded(sv, gen, 2)
+            # clients kept going through this upgrade
+            wait_for(lambda: len(answered) >= before + 20, what="requests answered")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(DEADLINE)
+    sv.wait_log(r"upgraded in place", count=4)
+    assert failures == [], failures[:5]
+    assert answered.count("raw") > 100 and answered.count("cli") > 10
+
+
+def test_status_events_follower_carries_on_across_usr2(bpf, tmpdir_short):  # noqa: F811
+    """A `sigvisor status --events` follower is handed over too: it is told that the
+    exec missed events, then follows the new image's."""
+    import conftest
+    path = install_copy(tmpdir_short)
+    saved, conftest.SIGVISOR = conftest.SIGVISOR, path
+    try:
+        sv = bpf.start("-w", "1")
+    finally:
+        conftest.SIGVISOR = saved
+    sv.wait_workers(1)
+    follower = subprocess.Popen([SIGVISOR, "status", "--control", sv.control, "--events"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines = []
+
+    def read():
+        for line in follower.stdout:
+            lines.append(line)
+    reader = threading.Thread(target=read)
+    reader.start()
+
+    def saw(text):
+        wait_for(lambda: any(text in line for line in lines), what=f"{text!r} from the follower")
+    try:
+        saw("following signal events")
+        sv.kill(signal.SIGUSR2)
+        sv.wait_log(r"upgraded in place")
+        saw("(sigvisor upgraded in place: events during the exec were not seen)")
+        wait_reloaded(sv, 2, 1)
+        sv.kill(signal.SIGTTIN)
+        saw("signal TTIN from pid %d " % os.getpid())
+        assert follower.poll() is None
+    finally:
+        follower.terminate()
+        follower.wait(DEADLINE)
+        reader.join(DEADLINE)
+    bpf.stop(sv)
