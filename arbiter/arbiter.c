@@ -220,6 +220,9 @@ static void on_timer(struct arbiter *a)
 	pool_reconcile(a);
 }
 
+static void on_bpf_loaded(struct arbiter *a);
+static void log_bpf_on(const struct arbiter *a);
+
 static void dispatch(struct arbiter *a, const struct loop_event *ev)
 {
 	switch (ev->source->type) {
@@ -239,7 +242,10 @@ static void dispatch(struct arbiter *a, const struct loop_event *ev)
 		control_on_conn(a, (struct control_conn *)ev->source, ev->events);
 		break;
 	case SOURCE_BPF:
-		bpf_probes_poll(a->bpf);
+		if (bpf_probes_loading(a->bpf))
+			on_bpf_loaded(a);
+		else
+			bpf_probes_poll(a->bpf);
 		break;
 	case SOURCE_NOTIFY:
 		notify_drain_worker(a, worker_of_notify(ev->source));
@@ -371,8 +377,9 @@ static void on_bpf_event(void *ctx, const char *line)
 	control_event(ctx, line); /* to `sigvisor status --events` */
 }
 
-/* After the fork for --daemon (the probes track our pid) and before the first worker
- * (so its fork is seen). */
+/* After the fork for --daemon (the probes track our pid). With --bpf on before the
+ * first worker; with auto the loading goes on in a thread while the workers start,
+ * and the probes adopt what was forked meanwhile (bpf.h). */
 static int setup_bpf(struct arbiter *a, char *err, size_t errlen)
 {
 	const struct settings *s = a->settings;
@@ -397,13 +404,50 @@ static int setup_bpf(struct arbiter *a, char *err, size_t errlen)
 	}
 	a->bpf_src.type = SOURCE_BPF;
 	a->bpf_src.fd = bpf_probes_fd(a->bpf);
-	if (a->bpf_src.fd >= 0 && (r = loop_add(&a->loop, &a->bpf_src, LOOP_IN)) < 0)
+	if (a->bpf_src.fd >= 0 && (r = loop_add(&a->loop, &a->bpf_src, LOOP_IN)) < 0) {
+		if (bpf_probes_loading(a->bpf)) {
+			/* Nothing would ever finish the loading: do it now. */
+			a->bpf_src.fd = -1;
+			on_bpf_loaded(a);
+			return 0;
+		}
 		log_warn("cannot follow BPF events, counting only: %s", strerror(-r));
+	}
+	if (bpf_probes_loading(a->bpf))
+		return 0; /* said by on_bpf_loaded() */
+	log_bpf_on(a);
+	return 0;
+}
+
+/* The loader thread of --bpf auto is done: attach, or go without the probes. */
+static void on_bpf_loaded(struct arbiter *a)
+{
+	int r;
+
+	if (a->bpf_src.fd >= 0)
+		(void)loop_del(&a->loop, &a->bpf_src);
+	a->bpf_src.fd = -1;
+	r = bpf_probes_finish(a->bpf, a->bpf_why, sizeof(a->bpf_why));
+	if (r < 0) {
+		bpf_probes_close(a->bpf);
+		a->bpf = NULL;
+		log_info("BPF probes off: %s", a->bpf_why);
+		return;
+	}
+	a->bpf_src.fd = bpf_probes_fd(a->bpf);
+	if (a->bpf_src.fd >= 0 && (r = loop_add(&a->loop, &a->bpf_src, LOOP_IN)) < 0) {
+		log_warn("cannot follow BPF events, counting only: %s", strerror(-r));
+		a->bpf_src.fd = -1;
+	}
+	log_bpf_on(a);
+}
+
+static void log_bpf_on(const struct arbiter *a)
+{
 	if (*bpf_probes_pin_dir(a->bpf))
 		log_info("BPF probes on, maps pinned in %s", bpf_probes_pin_dir(a->bpf));
 	else
 		log_info("BPF probes on, counting for status only (maps not pinned)");
-	return 0;
 }
 
 void arbiter_bpf_stop(struct arbiter *a)

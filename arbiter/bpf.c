@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <malloc.h>
 #include <linux/capability.h>
 #include <linux/magic.h>
@@ -20,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/file.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
@@ -29,6 +31,7 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
 #include "log.h"
@@ -51,6 +54,15 @@ struct bpf_probes {
 	char pin_dir[PATH_MAX]; /* "" when not pinned */
 	pid_t self_tgid;	/* the arbiter's pid in the initial PID namespace */
 	uint32_t ring_bytes;	/* the event ring's size: a power of two, a page or more */
+	/* --bpf auto loads in a thread of its own while the workers start (parsing the
+	 * kernel's BTF and verifying take tens of ms); the loop finishes the job when
+	 * loaded_fd (an eventfd) is readable. */
+	pthread_t loader;
+	bool loading;	    /* the thread was started and not joined yet */
+	int loaded_fd;	    /* -1 when not loading */
+	bool sigaction;	    /* --bpf-sigaction */
+	int load_r;	    /* the loader's result */
+	char load_why[256]; /* and why it failed */
 	/* Optional parts that are off, and why ("" when on). */
 	char part_why[BPF_PART_MAX][BPF_WHY_LEN];
 };
@@ -71,6 +83,7 @@ static const struct prog_info progs[] = {
 	{"sv_generate", BPF_PART_SIGNALS, SV_REFUSE_GENERATE},
 	{"sv_deliver", BPF_PART_DELIVERIES, SV_REFUSE_DELIVER},
 	{"sv_sys_enter", BPF_PART_SIGACTION, SV_REFUSE_SYS_ENTER},
+	{"sv_adopt", BPF_PART_ADOPT, 0},
 };
 #define N_PROGS (sizeof(progs) / sizeof(progs[0]))
 
@@ -78,6 +91,7 @@ static const char *const part_names[BPF_PART_MAX] = {
 	[BPF_PART_SIGNALS] = "signals",
 	[BPF_PART_DELIVERIES] = "deliveries",
 	[BPF_PART_SIGACTION] = "sigaction",
+	[BPF_PART_ADOPT] = "adopt",
 };
 
 /* A verifier log for one refused program: big enough that the kernel's last line,
@@ -100,8 +114,8 @@ __attribute__((format(printf, 3, 4))) static void set_why(char *why, size_t whyl
  * verifier refused they say "Permission denied" (the errno of the refusal), and the
  * loader says what the verifier said instead. The last one is kept for a failure
  * that is not a refusal. */
-static bool libbpf_loading;
-static char libbpf_last_warning[200];
+static __thread bool libbpf_loading; /* per thread: the loader may be a thread of its own */
+static __thread char libbpf_last_warning[200];
 
 /* libbpf's messages go through our log: its warnings as warnings, the rest (the
  * verifier's chatter) at debug level. */
@@ -609,8 +623,7 @@ static int load_once(struct bpf_probes *p, unsigned skip, char *log, int *ret_re
  * (its part is off, and says why) and the rest loaded again: libbpf loads an object
  * once, all or nothing. A refused essential program leaves the probes off with the
  * verifier's own reason, never "Permission denied" (the errno it comes with). */
-static int load_programs(struct bpf_probes *p, const struct bpf_options *opt, char *why,
-			 size_t whylen)
+static int load_programs(struct bpf_probes *p, char *why, size_t whylen)
 {
 	unsigned skip = 0;
 	char *log;
@@ -619,7 +632,7 @@ static int load_programs(struct bpf_probes *p, const struct bpf_options *opt, ch
 	/* With --bpf-sigaction off the program that costs every syscall on the host is
 	 * not even loaded. */
 	for (size_t i = 0; i < N_PROGS; i++)
-		if (progs[i].part == BPF_PART_SIGACTION && !opt->sigaction) {
+		if (progs[i].part == BPF_PART_SIGACTION && !p->sigaction) {
 			skip |= 1u << i;
 			set_why(p->part_why[BPF_PART_SIGACTION], BPF_WHY_LEN,
 				"--bpf-sigaction off");
@@ -647,7 +660,8 @@ static int load_programs(struct bpf_probes *p, const struct bpf_options *opt, ch
 		set_why(p->part_why[progs[refused].part], BPF_WHY_LEN,
 			"the kernel's verifier refused program %s: %s", progs[refused].name,
 			reason[0] ? reason : strerror(-r));
-		log_warn("BPF: the %s counter is off: %s", part_names[progs[refused].part],
+		log_warn("BPF: the %s %s is off: %s", part_names[progs[refused].part],
+			 progs[refused].part == BPF_PART_ADOPT ? "iterator" : "counter",
 			 p->part_why[progs[refused].part]);
 		skip |= 1u << refused;
 		sigvisor__destroy(p->skel);
@@ -657,24 +671,53 @@ static int load_programs(struct bpf_probes *p, const struct bpf_options *opt, ch
 	return r;
 }
 
-static int load_and_attach(struct bpf_probes *p, const struct bpf_options *opt, char *why,
-			   size_t whylen)
+static void prepare_pins(struct bpf_probes *p, const struct bpf_options *opt)
 {
 	char pin_why[256] = "";
-	struct sigvisor *s;
 	int r;
 
-	if (opt->pin_dir && opt->pin_dir[0]) {
-		r = ensure_bpffs(opt->pin_dir, pin_why, sizeof(pin_why));
-		if (r == 0)
-			r = lock_pin_dir(p, opt->pin_dir, pin_why, sizeof(pin_why));
-		if (r < 0)
-			log_warn("BPF maps not pinned, counting for status only: %s", pin_why);
-	}
-	r = load_programs(p, opt, why, whylen);
+	if (!opt->pin_dir || !opt->pin_dir[0])
+		return;
+	r = ensure_bpffs(opt->pin_dir, pin_why, sizeof(pin_why));
+	if (r == 0)
+		r = lock_pin_dir(p, opt->pin_dir, pin_why, sizeof(pin_why));
 	if (r < 0)
-		return r;
-	s = p->skel;
+		log_warn("BPF maps not pinned, counting for status only: %s", pin_why);
+}
+
+/* Track the processes of the tree forked before sv_fork was attached (see sv_adopt):
+ * running the iterator is reading it. */
+static void adopt_existing(struct bpf_probes *p)
+{
+	struct bpf_link *link;
+	char buf[64];
+	int fd;
+
+	if (p->part_why[BPF_PART_ADOPT][0])
+		return;
+	link = bpf_program__attach_iter(p->skel->progs.sv_adopt, NULL);
+	if (!link) {
+		log_warn("BPF: cannot run the adoption iterator, ignoring: %m");
+		return;
+	}
+	fd = bpf_iter_create(bpf_link__fd(link));
+	if (fd >= 0) {
+		while (read(fd, buf, sizeof(buf)) > 0)
+			;
+		close(fd);
+	} else {
+		log_warn("BPF: cannot run the adoption iterator, ignoring: %s", strerror(-fd));
+	}
+	bpf_link__destroy(link);
+}
+
+/* In the loop's thread: register, attach (the tree first, then the counters) and open
+ * the ring buffer of a loaded object. */
+static int attach_all(struct bpf_probes *p, char *why, size_t whylen)
+{
+	struct sigvisor *s = p->skel;
+	int r;
+
 	if (!s->bss) {
 		set_why(why, whylen, "the kernel cannot map BPF global data");
 		return -ENOTSUP;
@@ -683,8 +726,10 @@ static int load_and_attach(struct bpf_probes *p, const struct bpf_options *opt, 
 	if (r < 0)
 		return r;
 	if ((r = attach_one(s->progs.sv_fork, &s->links.sv_fork, why, whylen)) < 0 ||
-	    (r = attach_one(s->progs.sv_exit, &s->links.sv_exit, why, whylen)) < 0 ||
-	    (r = attach_one(s->progs.sv_generate, &s->links.sv_generate, why, whylen)) < 0)
+	    (r = attach_one(s->progs.sv_exit, &s->links.sv_exit, why, whylen)) < 0)
+		return r;
+	adopt_existing(p);
+	if ((r = attach_one(s->progs.sv_generate, &s->links.sv_generate, why, whylen)) < 0)
 		return r;
 	if (!p->part_why[BPF_PART_DELIVERIES][0] &&
 	    (r = attach_one(s->progs.sv_deliver, &s->links.sv_deliver, why, whylen)) < 0)
@@ -700,6 +745,16 @@ static int load_and_attach(struct bpf_probes *p, const struct bpf_options *opt, 
 		return r;
 	}
 	return 0;
+}
+
+static void *loader_main(void *arg)
+{
+	struct bpf_probes *p = arg;
+	uint64_t one = 1;
+
+	p->load_r = load_programs(p, p->load_why, sizeof(p->load_why));
+	(void)!write(p->loaded_fd, &one, sizeof(one));
+	return NULL;
 }
 
 /* The ring holds what the arbiter has not read yet. Events are rate-limited per
@@ -740,10 +795,29 @@ int bpf_probes_open(struct bpf_probes **ret, const struct bpf_options *opt, char
 		return opt->mode == BPF_ON ? -ENOMEM : 1;
 	}
 	p->pin_fd = -1;
+	p->loaded_fd = -1;
 	p->ring_bytes = ring_bytes(opt->workers);
+	p->sigaction = opt->sigaction;
 	p->on_event = opt->on_event;
 	p->ctx = opt->ctx;
-	r = load_and_attach(p, opt, why, whylen);
+	prepare_pins(p, opt);
+	if (opt->mode == BPF_AUTO) {
+		/* The workers do not wait for the verifier: see struct bpf_probes. Signals
+		 * are blocked in every thread (the mask is inherited). */
+		p->loaded_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		if (p->loaded_fd >= 0 && pthread_create(&p->loader, NULL, loader_main, p) == 0) {
+			p->loading = true;
+			*ret = p;
+			return 0;
+		}
+		log_debug("cannot load the BPF probes in a thread, loading them now: %m");
+		if (p->loaded_fd >= 0)
+			close(p->loaded_fd);
+		p->loaded_fd = -1;
+	}
+	r = load_programs(p, why, whylen);
+	if (r == 0)
+		r = attach_all(p, why, whylen);
 	if (r < 0) {
 		bpf_probes_close(p);
 		(void)malloc_trim(0);
@@ -756,8 +830,39 @@ int bpf_probes_open(struct bpf_probes **ret, const struct bpf_options *opt, char
 	return 0;
 }
 
+bool bpf_probes_loading(const struct bpf_probes *p)
+{
+	return p && p->loading;
+}
+
+static void join_loader(struct bpf_probes *p)
+{
+	if (!p->loading)
+		return;
+	pthread_join(p->loader, NULL);
+	p->loading = false;
+	close(p->loaded_fd);
+	p->loaded_fd = -1;
+}
+
+int bpf_probes_finish(struct bpf_probes *p, char *why, size_t whylen)
+{
+	int r;
+
+	join_loader(p);
+	r = p->load_r;
+	if (r < 0)
+		set_why(why, whylen, "%s", p->load_why);
+	else
+		r = attach_all(p, why, whylen);
+	(void)malloc_trim(0);
+	return r;
+}
+
 int bpf_probes_fd(const struct bpf_probes *p)
 {
+	if (p && p->loading)
+		return p->loaded_fd;
 	return p && p->rb ? ring_buffer__epoll_fd(p->rb) : -1;
 }
 
@@ -776,7 +881,7 @@ int bpf_probes_self_stats(struct bpf_probes *p, int sig, struct bpf_signal_stats
 {
 	const __u64 *c;
 
-	if (!p)
+	if (!p || p->loading || !p->rb)
 		return -ENODEV;
 	if (sig <= 0 || sig > SV_MAX_SIG)
 		return -EINVAL;
@@ -796,7 +901,7 @@ void bpf_probes_event_stats(const struct bpf_probes *p, uint64_t *ret_suppressed
 			    uint64_t *ret_dropped)
 {
 	*ret_suppressed = *ret_dropped = 0;
-	if (!p || !p->skel || !p->skel->bss)
+	if (!p || p->loading || !p->skel || !p->skel->bss)
 		return;
 	*ret_suppressed = __atomic_load_n(&p->skel->bss->events_suppressed, __ATOMIC_RELAXED);
 	*ret_dropped = __atomic_load_n(&p->skel->bss->events_dropped, __ATOMIC_RELAXED);
@@ -816,6 +921,8 @@ const char *bpf_probes_part_off(const struct bpf_probes *p, enum bpf_part part)
 {
 	if (!p || part < 0 || part >= BPF_PART_MAX)
 		return "the probes are off";
+	if (p->loading)
+		return "the probes are loading";
 	return p->part_why[part][0] ? p->part_why[part] : NULL;
 }
 
@@ -828,6 +935,7 @@ void bpf_probes_close(struct bpf_probes *p)
 {
 	if (!p)
 		return;
+	join_loader(p);
 	ring_buffer__free(p->rb);
 	if (p->skel) {
 		if (p->skel->bss) {

@@ -31,6 +31,7 @@ enum bpf_part {
 	BPF_PART_SIGNALS,
 	BPF_PART_DELIVERIES, /* signal_deliver: handler / SIG_IGN / default action */
 	BPF_PART_SIGACTION,  /* sys_enter: rt_sigaction calls in the tree */
+	BPF_PART_ADOPT,	     /* a task iterator: the tree forked before the probes loaded */
 	BPF_PART_MAX,
 };
 
@@ -47,15 +48,26 @@ struct bpf_signal_stats {
 };
 
 /* Load and attach. Returns:
- *   0  probes running (*ret set);
+ *   0  probes running (*ret set), or loading in the background with --bpf auto
+ *      (bpf_probes_loading());
  *   1  probes off; *ret is NULL and why says plainly why (mode off, or auto and not
  *      permitted: which capability is missing, or what the kernel lacks);
  *  <0  mode "on" and they could not load: why says why (the arbiter exits 1). */
 int bpf_probes_open(struct bpf_probes **ret, const struct bpf_options *opt, char *why,
 		    size_t whylen);
 
-/* fd to register with the loop (readable when events are waiting), or -1. */
+/* fd to register with the loop, or -1: while loading (--bpf auto loads in a thread
+ * of its own, the workers do not wait for the verifier) it is readable when the
+ * loading is done and bpf_probes_finish() is due; after that, when events wait. */
 int bpf_probes_fd(const struct bpf_probes *p);
+
+/* Whether the probes are still loading (then they count nothing yet). */
+bool bpf_probes_loading(const struct bpf_probes *p);
+
+/* In the loop, once bpf_probes_fd() of a loading p is readable: attach, register the
+ * arbiter and adopt the processes it forked meanwhile. 0, or <0 with why set (the
+ * probes are then off: close p). */
+int bpf_probes_finish(struct bpf_probes *p, char *why, size_t whylen);
 
 /* Consume waiting events (calls opt->on_event for each). */
 void bpf_probes_poll(struct bpf_probes *p);

@@ -108,7 +108,10 @@ static void render_json(struct arbiter *a, FILE *f, uint64_t now)
 				(ull)st.generated, (ull)st.queued, (ull)st.coalesced);
 		fputc('}', f);
 	}
-	fprintf(f, "},\"bpf\":{\"state\":\"%s\",", a->bpf ? "on" : "off");
+	fprintf(f, "},\"bpf\":{\"state\":\"%s\",",
+		!a->bpf			     ? "off"
+		: bpf_probes_loading(a->bpf) ? "loading"
+					     : "on");
 	if (a->bpf) {
 		fprintf(f, "\"pin\":");
 		json_fputs(f, bpf_probes_pin_dir(a->bpf));
@@ -142,7 +145,7 @@ static void render_json(struct arbiter *a, FILE *f, uint64_t now)
 
 static void text_signals(struct arbiter *a, FILE *f)
 {
-	if (!a->bpf) {
+	if (!a->bpf || bpf_probes_loading(a->bpf)) {
 		fprintf(f, "signals received:");
 		for (size_t i = 0; i < ARBITER_N_SHOWN; i++) {
 			int sig = arbiter_shown_signals[i];
@@ -151,7 +154,10 @@ static void text_signals(struct arbiter *a, FILE *f)
 				fprintf(f, " %s %llu", signal_name(sig),
 					(ull)a->signals_received[sig]);
 		}
-		fprintf(f, "\nbpf: off (%s)\n", a->bpf_why);
+		if (a->bpf)
+			fprintf(f, "\nbpf: loading\n");
+		else
+			fprintf(f, "\nbpf: off (%s)\n", a->bpf_why);
 		return;
 	}
 	/* With the probes on, the proof that no signal is lost in user space: every

@@ -11,6 +11,7 @@
  * per signal or fork, and the rt_sigaction probe one compare per syscall. */
 #include "vmlinux.h"
 
+#include <bpf/bpf_core_read.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 
@@ -202,6 +203,44 @@ int BPF_PROG(sv_fork, struct task_struct *parent, struct task_struct *child)
 		return 0;
 	v.nspid = nspid_of(child);
 	bpf_map_update_elem(&tracked, &ctgid, &v, BPF_ANY);
+	return 0;
+}
+
+/* Processes of the tree that were forked before sv_fork was attached: the arbiter
+ * starts its workers while the probes load in the background, and a new image after a
+ * USR2 adopts the old image's workers. Run once by the loader (a task iterator) right
+ * after sv_fork is attached, so that no fork falls between the two. A task counts
+ * when the arbiter is among its ancestors; the parent chain is read with CO-RE reads
+ * (real_parent is an RCU pointer the verifier may not trust). */
+SEC("iter/task")
+int sv_adopt(struct bpf_iter__task *ctx)
+{
+	struct task_struct *t = ctx->task, *p;
+	struct sv_tracked v = {};
+	__u32 tgid;
+
+	if (!t || !self_tgid)
+		return 0;
+	tgid = BPF_CORE_READ(t, tgid);
+	if (BPF_CORE_READ(t, pid) != tgid || tgid == self_tgid || BPF_CORE_READ(t, exit_state))
+		return 0; /* one entry a process; a zombie's exit has been seen already */
+	p = t;
+	for (int depth = 0; depth < 16; depth++) {
+		__u32 ptgid;
+
+		p = BPF_CORE_READ(p, real_parent);
+		if (!p)
+			return 0;
+		ptgid = BPF_CORE_READ(p, tgid);
+		if (ptgid == self_tgid) {
+			v.ppid = BPF_CORE_READ(t, real_parent, tgid);
+			v.nspid = nspid_of(t);
+			bpf_map_update_elem(&tracked, &tgid, &v, BPF_NOEXIST);
+			return 0;
+		}
+		if (ptgid <= 1)
+			return 0;
+	}
 	return 0;
 }
 

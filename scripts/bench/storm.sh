@@ -52,6 +52,16 @@ launch() { # NAME LOG: a fresh server with BASE workers; sets spid, sport
 		stop_server "$spid"
 		return 1
 	fi
+	# --bpf auto loads the probes beside the workers: count a storm only once they
+	# are on (or known to be off), or the kernel's merges go uncounted.
+	if [ "$n" = sv ]; then
+		local i
+		for ((i = 0; i < 200; i++)); do
+			timeout 5 "$SIGVISOR" status --control "$tmp/sv.sock" --json 2>/dev/null |
+				grep -q '"bpf":{"state":"loading"' || break
+			sleep 0.05
+		done
+	fi
 }
 
 # JSON of the running sigvisor -> "ttin ttou usr1 target workers ready" and, when its

@@ -158,9 +158,6 @@ static int worker(void)
 	sigaddset(&block, SIGUSR1);
 	sigaddset(&block, SIGUSR2);
 	sigprocmask(SIG_BLOCK, &block, NULL);
-	sigemptyset(&sa.sa_mask);
-	if (sigaction(SIGUSR1, &sa, NULL) < 0)
-		return 1;
 	if (write_file("worker.pid", (long)getpid()) < 0)
 		return 1;
 	sigemptyset(&wait_for);
@@ -168,6 +165,11 @@ static int worker(void)
 	do
 		sig = sigwaitinfo(&wait_for, NULL);
 	while (sig < 0 && errno == EINTR);
+	/* Only now, with the probes surely loaded (with --bpf auto they load while this
+	 * worker starts): the sigaction is counted. */
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGUSR1, &sa, NULL) < 0)
+		return 1;
 	/* Unblocking makes the one pending USR1 go through get_signal(): one delivery. */
 	sigprocmask(SIG_UNBLOCK, &block, NULL);
 	while (!usr1_handled)
@@ -269,6 +271,31 @@ static long json_field(const char *json, const char *object, const char *key)
 	return strtol(k + strlen(pat), NULL, 10);
 }
 
+/* --bpf auto says in status whether the probes loaded: "on", or "off" and why (the
+ * verifier's reason where it refused one). */
+static void wait_probes(const char *sigvisor)
+{
+	static char json[65536];
+	uint64_t end = now_ms() + DEADLINE_MS;
+	const char *b, *reason;
+
+	for (;;) {
+		if (status_json(sigvisor, json, sizeof(json)) == 0 &&
+		    (b = strstr(json, "\"bpf\":{"))) {
+			if (strncmp(b, "\"bpf\":{\"state\":\"on\"", 19) == 0)
+				break;
+			if (strncmp(b, "\"bpf\":{\"state\":\"off\"", 20) == 0) {
+				reason = strstr(b, "\"reason\":");
+				fail("the probes did not load: %.*s",
+				     reason ? (int)strcspn(reason, "}") : 3, reason ? reason : "?");
+			}
+		}
+		if (now_ms() > end)
+			fail("the probes did not finish loading within %d s", DEADLINE_MS / 1000);
+		sleep_ms(20);
+	}
+}
+
 static uint64_t map_count(int fd, const void *key)
 {
 	struct sv_count v = {0};
@@ -306,7 +333,8 @@ static pid_t start_sigvisor(const char *sigvisor, const char *pin, const char *s
 		dup2(fd, 1);
 		dup2(fd, 2);
 		/* unix socket bind: the guest has no network; --timeout 0: no watchdog. */
-		execl(sigvisor, sigvisor, "--bpf", "on", "--bpf-pin", pin, "-w", "1", "-b", bind,
+		/* auto: the probes load beside the workers, and must adopt worker 0. */
+		execl(sigvisor, sigvisor, "--bpf", "auto", "--bpf-pin", pin, "-w", "1", "-b", bind,
 		      "--control", control, "--ready-mode", "start", "--timeout", "0",
 		      "--graceful-timeout", "5", "--", self, "worker", (char *)NULL);
 		_exit(127);
@@ -328,6 +356,7 @@ static int run(const char *sigvisor, const char *pin, const char *self)
 	if (arbiter < 0)
 		fail("fork: %s", strerror(errno));
 	wpid = (pid_t)wait_number_file("worker.pid", "worker 0 to start");
+	wait_probes(sigvisor);
 
 	/* The storm: as fast as kill() goes. The arbiter reads some, the kernel merges
 	 * the repeats that find one still pending. */
