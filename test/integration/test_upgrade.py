@@ -194,18 +194,20 @@ def test_control_requests_never_fail_across_usr2(start, tmpdir_short):
         t.start()
     try:
         for gen in range(2, 6):
-            before = len(answered)
+            raw_before, cli_before = answered.count("raw"), answered.count("cli")
             sv.kill(signal.SIGUSR2)
             wait_reloaded(sv, gen, 2)
-            # clients kept going through this upgrade
-            wait_for(lambda: len(answered) >= before + 20, what="requests answered")
+            # both kinds of client kept going through this upgrade (counted, not
+            # timed: a `sigvisor status` process is slow on a busy machine)
+            wait_for(lambda: answered.count("raw") >= raw_before + 20 and
+                     answered.count("cli") >= cli_before + 2, what="requests answered")
     finally:
         stop.set()
         for t in threads:
             t.join(DEADLINE)
     sv.wait_log(r"upgraded in place", count=4)
     assert failures == [], failures[:5]
-    assert answered.count("raw") > 100 and answered.count("cli") > 10
+    assert answered.count("raw") >= 80 and answered.count("cli") >= 8
 
 
 def test_status_events_follower_carries_on_across_usr2(bpf, tmpdir_short):  # noqa: F811
