@@ -537,6 +537,29 @@ static int setup_metrics(struct arbiter *a, char *err, size_t errlen)
 	return 0;
 }
 
+/* Started with LISTEN_FDS for us: those sockets are our binds (activation.h). The
+ * new image of an upgrade gets their fds with the other handed-over listeners. */
+static int setup_activation(struct arbiter *a, char *err, size_t errlen)
+{
+	int fds[MAX_BINDS];
+	int n = activation_take(&a->activation, fds, err, errlen);
+
+	for (int i = 0; i < n; i++) {
+		if (fds[i] < 0)
+			continue;
+		a->adopted[a->n_adopted].spec = strdup(a->activation.spec[i]);
+		if (!a->adopted[a->n_adopted].spec)
+			return -ENOMEM;
+		a->adopted[a->n_adopted++].fd = fds[i];
+		log_info("socket activation: serving on %s (fd %d%s%s), passed by systemd",
+			 a->activation.spec[i], fds[i], a->activation.name[i] ? ", " : "",
+			 a->activation.name[i] ? a->activation.name[i] : "");
+	}
+	if (n > 0 && activation_apply_binds(&a->activation, a->settings, "") < 0)
+		return -ENOMEM;
+	return n < 0 ? n : 0;
+}
+
 static int setup(struct arbiter *a, char *err, size_t errlen, int *ret_status)
 {
 	struct settings *s = a->settings;
@@ -545,6 +568,9 @@ static int setup(struct arbiter *a, char *err, size_t errlen, int *ret_status)
 	int r;
 
 	*ret_status = EXIT_FATAL;
+	r = setup_activation(a, err, errlen);
+	if (r < 0)
+		return r;
 	if (s->n_binds == 0) {
 		s->binds[0] = strdup("127.0.0.1:8000");
 		if (!s->binds[0])
@@ -595,7 +621,8 @@ static int setup(struct arbiter *a, char *err, size_t errlen, int *ret_status)
 		a->n_listeners++;
 	}
 	keep_unadopted(a);
-	if (listeners_fdnames(a) < 0)
+	if (activation_mark(&a->activation, a->listeners, a->n_listeners) < 0 ||
+	    listeners_fdnames(a) < 0)
 		return -ENOMEM;
 
 	if (s->daemon && a->upgrade_fd < 0) {
@@ -644,24 +671,30 @@ static int setup(struct arbiter *a, char *err, size_t errlen, int *ret_status)
 		return r;
 	}
 
+	if (a->control.listen.fd < 0)
+		control_forget(&a->control); /* the image before a USR2 had none */
 	if (a->control.listen.fd >= 0) {
 		/* inherited through an upgrade: same pid, same path */
 		snprintf(control_path, sizeof(control_path), "%s", a->control.path);
 	} else if (s->control) {
 		snprintf(control_path, sizeof(control_path), "%s", s->control);
-	} else {
-		r = control_default_path(control_path, sizeof(control_path), (int)a->pid);
-		if (r < 0) {
-			snprintf(err, errlen,
-				 "no directory for the control socket (%s); use --control PATH",
-				 strerror(-r));
-			return r;
-		}
+	} else if (control_default_path(control_path, sizeof(control_path), (int)a->pid) < 0) {
+		snprintf(err, errlen, "no writable directory for the control socket (%s)",
+			 control_default_dirs());
+		control_path[0] = '\0';
+		r = -ENOENT;
 	}
-	if (a->control.listen.fd < 0) {
+	/* The control socket is optional (a read-only root has no place for it), unless
+	 * --control asked for one: then not having it is an error. */
+	if (a->control.listen.fd < 0 && control_path[0])
 		r = control_open(&a->control, control_path, err, errlen);
-		if (r < 0)
+	if (a->control.listen.fd < 0) {
+		if (s->control || r == -EADDRINUSE)
 			return r;
+		log_warn("%s: running without a control socket, `sigvisor status` is unavailable "
+			 "(give --control PATH in a writable directory)",
+			 err);
+		control_forget(&a->control);
 	}
 	r = control_start(&a->control, &a->loop);
 	if (r < 0) {
@@ -697,6 +730,7 @@ static void teardown(struct arbiter *a)
 	loop_fini(&a->loop);
 	spawn_template_free(&a->tmpl);
 	free(a->listen_fdnames);
+	activation_free(&a->activation);
 }
 
 /* Our blocked mask as the kernel reports it (glibc leaves out its internal signals),
@@ -801,7 +835,7 @@ int arbiter_main(int argc, char **argv)
 	log_info("sigvisor %s started: pid %d, %u workers (%s), loop %s, control %s%s",
 		 SIGVISOR_VERSION, (int)a->pid, a->pool.target,
 		 settings->command ? settings->command[0] : "built-in", a->loop.backend->name,
-		 a->control.path, a->pid == 1 ? ", PID 1" : "");
+		 a->control.path ? a->control.path : "none", a->pid == 1 ? ", PID 1" : "");
 
 	status = run(a);
 	log_info("shut down, exit status %d", status);

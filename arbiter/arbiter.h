@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "activation.h"
 #include "bpf.h"
 #include "control.h"
 #include "lifecycle.h"
@@ -121,7 +122,8 @@ struct arbiter {
 		char *spec;
 	} adopted[MAX_BINDS]; /* listening sockets inherited through an upgrade */
 	size_t n_adopted;
-	bool announced_ready; /* READY=1 sent upstream for the first generation */
+	struct activation activation; /* sockets systemd passed to us */
+	bool announced_ready;	      /* READY=1 sent upstream for the first generation */
 	struct loop loop;
 	struct source sigfd;
 	struct source timer;

@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <glob.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,7 +31,8 @@ static int ensure_private_dir(const char *dir)
 	/* In a shared /tmp, refuse a directory someone else planted for us. */
 	if (!S_ISDIR(st.st_mode) || st.st_uid != geteuid())
 		return -EPERM;
-	return 0;
+	/* There already, on a read-only file system (a read-only root): try the next. */
+	return access(dir, W_OK) < 0 ? -errno : 0;
 }
 
 /* The directories searched, in order; the caller frees nothing (static buffers). */
@@ -51,6 +53,19 @@ static size_t candidate_dirs(const char **dirs, size_t max)
 	if (n < max)
 		dirs[n++] = tmp;
 	return n;
+}
+
+const char *control_default_dirs(void)
+{
+	static char out[1200];
+	const char *dirs[3];
+	size_t n = candidate_dirs(dirs, 3);
+
+	out[0] = '\0';
+	for (size_t i = 0; i < n; i++)
+		snprintf(out + strlen(out), sizeof(out) - strlen(out), "%s%s", i ? ", " : "",
+			 dirs[i]);
+	return out;
 }
 
 int control_default_path(char *buf, size_t len, int pid)
@@ -254,11 +269,28 @@ void control_close(struct control *c)
 	c->listen.fd = -1;
 }
 
+void control_forget(struct control *c)
+{
+	while (c->conns)
+		conn_free(NULL, c, c->conns);
+	if (c->listen.fd >= 0)
+		close(c->listen.fd);
+	if (c->reserve_fd > 0)
+		close(c->reserve_fd);
+	free(c->path); /* not ours to unlink: another arbiter may answer there */
+	memset(c, 0, sizeof(*c));
+	c->listen.type = SOURCE_CONTROL_LISTENER;
+	c->listen.fd = c->reserve_fd = -1;
+}
+
 int control_start(struct control *c, struct loop *loop)
 {
 	struct control_conn *cc, *next;
-	int r = loop_add(loop, &c->listen, LOOP_IN);
+	int r;
 
+	if (c->listen.fd < 0)
+		return 0; /* none: sigvisor runs without (control_forget) */
+	r = loop_add(loop, &c->listen, LOOP_IN);
 	if (r < 0)
 		return r;
 	for (cc = c->conns; cc; cc = next) {
@@ -736,10 +768,37 @@ void control_after_upgrade(struct arbiter *a)
  * A socket is known to be live only by connecting: the arbiter that made PID.sock may
  * have been PID 1 in another PID namespace, so its pid proves nothing. A file nobody
  * listens on (ECONNREFUSED) was left by an arbiter that died: it is skipped. */
+#define MAX_SEARCH_DIRS 256
+
+/* root may connect to any arbiter's socket: it looks in every user's directory too. A
+ * /tmp/sigvisor-UID counts only when that uid owns it (anyone may create one in /tmp,
+ * and root should not be shown a planted socket's answer as an arbiter's). */
+static size_t search_dirs(const char **dirs, size_t max, glob_t *g)
+{
+	size_t n = candidate_dirs(dirs, max < 3 ? max : 3);
+
+	memset(g, 0, sizeof(*g));
+	if (geteuid() != 0 || glob("/tmp/sigvisor-*", GLOB_ONLYDIR | GLOB_NOSORT, NULL, g) != 0)
+		return n;
+	for (size_t i = 0; i < g->gl_pathc && n < max; i++) {
+		const char *uid_s = g->gl_pathv[i] + strlen("/tmp/sigvisor-");
+		char *end;
+		unsigned long uid = strtoul(uid_s, &end, 10);
+		struct stat st;
+
+		if (end == uid_s || *end || lstat(g->gl_pathv[i], &st) < 0 ||
+		    !S_ISDIR(st.st_mode) || st.st_uid != uid)
+			continue;
+		dirs[n++] = g->gl_pathv[i];
+	}
+	return n;
+}
+
 static int find_socket(char *buf, size_t len, int *ret_fd)
 {
-	const char *dirs[3];
-	size_t n = candidate_dirs(dirs, 3), found = 0;
+	const char *dirs[MAX_SEARCH_DIRS];
+	glob_t g;
+	size_t n = search_dirs(dirs, MAX_SEARCH_DIRS, &g), found = 0;
 
 	*ret_fd = -ENOENT;
 	for (size_t i = 0; i < n; i++) {
@@ -780,6 +839,7 @@ static int find_socket(char *buf, size_t len, int *ret_fd)
 		}
 		closedir(d);
 	}
+	globfree(&g);
 	if (found > 1 && *ret_fd >= 0)
 		close(*ret_fd);
 	return found == 1 ? 0 : found == 0 ? -ENOENT : -EEXIST;
@@ -888,10 +948,17 @@ int status_main(int argc, char **argv)
 	} else {
 		r = find_socket(path, sizeof(path), &fd);
 		if (r == -ENOENT) {
-			fprintf(stderr,
-				"sigvisor status: no running sigvisor found in $RUNTIME_DIRECTORY, "
-				"/run/sigvisor or /tmp/sigvisor-%u (pass --control PATH)\n",
-				(unsigned)geteuid());
+			if (geteuid() == 0)
+				fprintf(stderr, "sigvisor status: no running sigvisor found in "
+						"$RUNTIME_DIRECTORY, /run/sigvisor or any "
+						"/tmp/sigvisor-UID (pass --control PATH)\n");
+			else
+				fprintf(stderr,
+					"sigvisor status: no running sigvisor found in "
+					"$RUNTIME_DIRECTORY, /run/sigvisor or /tmp/sigvisor-%u "
+					"(pass "
+					"--control PATH)\n",
+					(unsigned)geteuid());
 			return EXIT_FATAL;
 		}
 		if (r < 0)

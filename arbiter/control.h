@@ -63,12 +63,17 @@ struct arbiter;
  * else /run/sigvisor, else /tmp/sigvisor-UID, each as PID.sock. Creates the directory
  * (0700) when it is ours to create. */
 int control_default_path(char *buf, size_t len, int pid);
+/* The directories control_default_path tries, for a message: "/run/sigvisor, …". */
+const char *control_default_dirs(void);
 
 /* Bind path. A socket file already there is tried first: if nothing answers
  * (ECONNREFUSED) it was left by an arbiter that died and is removed; if an arbiter
  * answers, or the file is not a socket, this fails with err saying so. */
 int control_open(struct control *c, const char *path, char *err, size_t errlen);
 void control_close(struct control *c);
+/* Drop what control_open or an upgrade left without removing the path: the arbiter
+ * runs without a control socket. */
+void control_forget(struct control *c);
 /* Take over a listening control socket inherited through an upgrade. */
 void control_adopt(struct control *c, int fd, const char *path);
 /* Register the listener, and any connections adopted through an upgrade, with loop. */

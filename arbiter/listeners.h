@@ -19,7 +19,8 @@ struct listener {
 	char *fdname;	 /* for LISTEN_FDNAMES: the address without ':' */
 	char *unix_path; /* removed again when the arbiter exits */
 	int fd;
-	bool frozen; /* listener_freeze()d: takes no new connection */
+	bool frozen;	/* listener_freeze()d: takes no new connection */
+	bool activated; /* passed by systemd, which keeps a copy: never frozen (activation.h) */
 };
 
 /* Parse a --bind spec into a sockaddr (HOST:PORT, [V6]:PORT, unix:PATH). HOST may be a

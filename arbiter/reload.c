@@ -66,6 +66,7 @@ static int listener_dup(struct listener *to, const struct listener *l)
 	to->address = strdup(l->address);
 	to->fdname = strdup(l->fdname);
 	to->unix_path = l->unix_path ? strdup(l->unix_path) : NULL;
+	to->activated = l->activated;
 	if (to->fd < 0 || !to->spec || !to->address || !to->fdname ||
 	    (l->unix_path && !to->unix_path)) {
 		listener_close(to, false);
@@ -107,6 +108,10 @@ void reload_start(struct arbiter *a)
 		return;
 	}
 	r = options_load(s, a->argc, a->argv, getenv("SIGVISOR_ARGS"), err, sizeof(err));
+	if (r == 0 && activation_apply_binds(&a->activation, s, "reload: ") < 0) {
+		snprintf(err, sizeof(err), "out of memory");
+		r = -ENOMEM;
+	}
 	if (r == 0 && s->n_binds == 0) {
 		s->binds[0] = strdup("127.0.0.1:8000");
 		s->n_binds = s->binds[0] ? 1 : 0;

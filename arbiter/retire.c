@@ -26,7 +26,9 @@ static void freeze(struct listener *l)
 {
 	int r;
 
-	if (l->fd < 0 || l->frozen)
+	/* An activated socket's queue outlives us in systemd's copy, and waits there for
+	 * the next start: a filter left on it would drop that start's connections. */
+	if (l->fd < 0 || l->frozen || l->activated)
 		return;
 	l->frozen = true; /* tried once: a failure is logged, not retried on every pass */
 	r = listener_freeze(l->fd);

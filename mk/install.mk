@@ -1,5 +1,6 @@
 # Included by the Makefile: what --version says about the build, and installing.
 #   make install [PREFIX=/usr/local] [DESTDIR=]   the binary, sigvisor(8), the examples
+#     (sample config, systemd units in $(DOCDIR)/systemd, Kubernetes manifests)
 #   make uninstall [PREFIX=...] [DESTDIR=]
 # INSTALL_BIN installs another binary than $(BUILD)/sigvisor, e.g. one built elsewhere.
 
@@ -41,7 +42,8 @@ $(BUILD)/obj/shared/version.o: override CPPFLAGS += -DSIGVISOR_GIT_REV='"$(SIGVI
 .PHONY: install uninstall FORCE
 FORCE:
 
-# Examples: the sample configuration, and the Kubernetes manifests when there are any.
+# Examples: the sample configuration, the sample systemd units, and the Kubernetes
+# manifests when there are any.
 EXAMPLES_K8S = $(wildcard scripts/k8s/*.yaml scripts/k8s/*.yml scripts/k8s/*.md)
 
 install: $(INSTALL_BIN)
@@ -49,6 +51,8 @@ install: $(INSTALL_BIN)
 	$(INSTALL) -m 0755 $(INSTALL_BIN) $(DESTDIR)$(BINDIR)/sigvisor
 	$(INSTALL) -m 0644 doc/sigvisor.8 $(DESTDIR)$(MANDIR)/man8/sigvisor.8
 	$(INSTALL) -m 0644 doc/sigvisor.conf.example $(DESTDIR)$(DOCDIR)/sigvisor.conf.example
+	$(INSTALL) -d $(DESTDIR)$(DOCDIR)/systemd
+	$(INSTALL) -m 0644 doc/sigvisor.service doc/sigvisor.socket $(DESTDIR)$(DOCDIR)/systemd/
 	$(if $(wildcard README.md),$(INSTALL) -m 0644 README.md $(DESTDIR)$(DOCDIR)/README.md)
 	$(if $(EXAMPLES_K8S),$(INSTALL) -d $(DESTDIR)$(DOCDIR)/k8s)
 	$(if $(EXAMPLES_K8S),$(INSTALL) -m 0644 $(EXAMPLES_K8S) $(DESTDIR)$(DOCDIR)/k8s/)

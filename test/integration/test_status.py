@@ -253,3 +253,47 @@ def test_socket_of_a_killed_pid1_arbiter_is_ignored_and_replaced(tmpdir_short):
                     os.kill(k, signal.SIGKILL)
                 p.kill()
                 p.wait(DEADLINE)
+
+
+ROOT_FINDS_ANY = r'''
+exec 8>>"$LOG" 9<"$SV"
+mount -t tmpfs tmpfs /tmp && mount -t tmpfs tmpfs /run || exit 90
+sv=/proc/self/fd/9
+# A decoy: an arbiter of root's answering in a directory whose name claims uid 4242.
+mkdir -m 0700 /tmp/sigvisor-4242
+$sv -b 127.0.0.1:0 -w 1 --bpf off $LOOP --control /tmp/sigvisor-4242/77.sock >&8 2>&8 &
+decoy=$!
+setpriv --reuid 65534 --regid 65534 --clear-groups \
+    $sv -b 127.0.0.1:0 -w 1 --bpf off $LOOP >&8 2>&8 &
+pid=$!
+n=0
+until [ -S /tmp/sigvisor-65534/$pid.sock ] && [ -S /tmp/sigvisor-4242/77.sock ]; do
+    n=$((n + 1)); [ $n -lt 1000 ] || { kill $pid $decoy; exit 91; }; sleep 0.01
+done
+# A stale socket in a directory of root's own is skipped too.
+mkdir -m 0700 /tmp/sigvisor-0
+python3 -c 'import socket; socket.socket(socket.AF_UNIX).bind("/tmp/sigvisor-0/5.sock")'
+$sv status --json > /tmp/out; rc=$?
+kill -TERM $pid $decoy; wait $pid; a=$?; wait $decoy; b=$?
+echo "$rc $a $b $pid"; cat /tmp/out
+'''
+
+
+def test_root_status_finds_an_arbiter_of_any_user(tmpdir_short):
+    """root's `sigvisor status` looks in every /tmp/sigvisor-UID that uid owns, not only
+    its own; a stale socket, or a directory whose owner is not its uid, is skipped. In a
+    mount namespace with /tmp and /run of its own, so no other arbiter counts."""
+    env = {k: v for k, v in os.environ.items() if k not in ("RUNTIME_DIRECTORY",
+                                                            "SIGVISOR_ARGS")}
+    loop = os.environ.get("SIGVISOR_TEST_LOOP")
+    env.update(SV=SIGVISOR, LOG=os.path.join(tmpdir_short, "log"),
+               LOOP=f"--loop {loop}" if loop else "")
+    r = subprocess.run(["unshare", "--mount", "sh", "-c", ROOT_FINDS_ANY], env=env,
+                       capture_output=True, text=True, timeout=DEADLINE,
+                       stdin=subprocess.DEVNULL)
+    log = open(env["LOG"]).read()
+    assert r.returncode == 0, (r, log)
+    first, out = r.stdout.split("\n", 1)
+    rc, a, b, pid = first.split()
+    assert (rc, a, b) == ("0", "0", "0"), (r, log)
+    assert json.loads(out)["pid"] == int(pid)
