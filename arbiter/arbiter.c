@@ -14,6 +14,7 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "log.h"
 #include "retire.h"
 #include "signames.h"
@@ -473,19 +474,20 @@ void arbiter_bpf_start(struct arbiter *a)
 static int open_or_adopt_listener(struct arbiter *a, size_t i, char *err, size_t errlen)
 {
 	const char *spec = a->settings->binds[i];
+	struct listener *l = &a->listeners[a->n_listeners];
 	int r;
 
 	for (size_t k = 0; k < a->n_adopted; k++) {
 		if (a->adopted[k].fd < 0 || strcmp(a->adopted[k].spec, spec) != 0)
 			continue;
-		r = listener_adopt(&a->listeners[i], a->adopted[k].fd, spec);
+		r = listener_adopt(l, a->adopted[k].fd, spec);
 		a->adopted[k].fd = -1;
 		if (r < 0)
 			snprintf(err, errlen, "upgrade: cannot take over %s: %s", spec,
 				 strerror(-r));
 		return r;
 	}
-	return listener_open(&a->listeners[i], spec, a->settings->backlog, err, errlen);
+	return listener_open(l, spec, a->settings->backlog, err, errlen);
 }
 
 /* Inherited sockets the new configuration no longer binds stay in a->adopted: the
@@ -605,7 +607,11 @@ static int setup(struct arbiter *a, char *err, size_t errlen, int *ret_status)
 		}
 	}
 	if (s->check) {
+		r = check_startup(s, err, errlen);
+		if (r < 0)
+			return r;
 		*ret_status = EXIT_OK;
+		upgrade_check_handshake();
 		return 1;
 	}
 
@@ -616,6 +622,11 @@ static int setup(struct arbiter *a, char *err, size_t errlen, int *ret_status)
 	}
 	for (size_t i = 0; i < s->n_binds; i++) {
 		r = open_or_adopt_listener(a, i, err, errlen);
+		if (r < 0 && a->upgrade.rolled_back) {
+			/* back from a failed upgrade: serve on with what we had */
+			log_warn("%s; serving without it", err);
+			continue;
+		}
 		if (r < 0)
 			return r;
 		a->n_listeners++;
@@ -642,7 +653,10 @@ static int setup(struct arbiter *a, char *err, size_t errlen, int *ret_status)
 
 	if (s->pidfile) {
 		r = write_pidfile(s->pidfile, a->pid);
-		if (r < 0) {
+		if (r < 0 && a->upgrade.rolled_back)
+			log_warn("--pid %s: %s, ignoring: it names this pid already", s->pidfile,
+				 strerror(-r));
+		else if (r < 0) {
 			snprintf(err, errlen, "--pid %s: %s", s->pidfile, strerror(-r));
 			return r;
 		}
@@ -705,9 +719,13 @@ static int setup(struct arbiter *a, char *err, size_t errlen, int *ret_status)
 	if (a->upgrade.have_notify)
 		notify_adopt(&a->notify, a->upgrade.notify_cookie, a->upgrade.notify_seq);
 	r = setup_metrics(a, err, errlen);
-	if (r < 0)
-		return r;
-	return setup_bpf(a, err, errlen);
+	if (r == 0)
+		r = setup_bpf(a, err, errlen);
+	if (r < 0 && a->upgrade.rolled_back) {
+		log_warn("%s; going on without it after the rollback", err);
+		r = 0;
+	}
+	return r;
 }
 
 static void teardown(struct arbiter *a)
@@ -770,6 +788,9 @@ int arbiter_main(int argc, char **argv)
 	a->notify.upstream_fd = -1;
 	a->metrics.listen.fd = -1;
 	a->upgrade.check.fd = a->upgrade.metrics_fd = -1;
+	a->upgrade.check_out = a->upgrade.check_errno = -1;
+	a->argc = argc;
+	a->argv = argv;
 	/* Before anything else: from here on no signal can interrupt us, they queue up
 	 * in the kernel until the loop reads them from the signalfd. */
 	r = signals_block_all(&a->sigmask);
@@ -777,6 +798,8 @@ int arbiter_main(int argc, char **argv)
 		fprintf(stderr, "sigvisor: cannot block signals: %s\n", strerror(-r));
 		return EXIT_FATAL;
 	}
+	/* Then: a new image of an upgrade whose options no longer parse rolls back. */
+	upgrade_inherit(a);
 	a->blocked_mask = own_blocked_mask();
 
 	/* On the heap: a reload swaps in a new one. */
@@ -788,6 +811,7 @@ int arbiter_main(int argc, char **argv)
 	r = options_load(settings, argc, argv, getenv("SIGVISOR_ARGS"), err, sizeof(err));
 	if (r < 0) {
 		fprintf(stderr, "sigvisor: %s\n", err);
+		upgrade_rollback(a, err);
 		free_settings(settings);
 		return EXIT_USAGE;
 	}
@@ -800,18 +824,16 @@ int arbiter_main(int argc, char **argv)
 		return EXIT_OK;
 	}
 	a->settings = settings;
-	a->argc = argc;
-	a->argv = argv;
-	a->upgrade_fd = upgrade_inherited_fd();
 	if (upgrade_resolve_self(argv[0], &a->self_path) < 0)
 		a->self_path = NULL;
 	log_setup("sigvisor", settings->log_format, LOG_LEVEL_INFO);
 	pool_init(&a->pool, settings->workers);
 	r = setup(a, err, sizeof(err), &status);
 	if (r != 0) {
-		if (r < 0)
+		if (r < 0) {
 			log_error("%s", err);
-		else if (settings->log_format == LOG_FORMAT_JSON)
+			upgrade_rollback(a, err); /* returns only if it cannot */
+		} else if (settings->log_format == LOG_FORMAT_JSON)
 			log_info("configuration ok"); /* --check: every line JSON */
 		else
 			printf("sigvisor: configuration ok\n"); /* --check */
@@ -820,7 +842,12 @@ int arbiter_main(int argc, char **argv)
 		free(a->self_path);
 		return status;
 	}
-	if (a->upgrade_fd >= 0) {
+	upgrade_commit(a);
+	if (a->upgrade_fd >= 0 && a->upgrade.rolled_back) {
+		/* Back from an upgrade that failed: the workers are ours as they were. */
+		upgrade_adopt_workers(a, a->upgrade_fd);
+		a->upgrade_fd = -1;
+	} else if (a->upgrade_fd >= 0) {
 		/* The new image of a USR2 upgrade: the running workers are the old
 		 * generation, and a reload replaces them exactly as on HUP. */
 		upgrade_adopt_workers(a, a->upgrade_fd);

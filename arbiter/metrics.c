@@ -278,8 +278,13 @@ static void render_pool(struct arbiter *a, FILE *f)
 	      "In-place binary upgrades (USR2) completed since the first start.",
 	      a->upgrade.upgrades);
 	value(f, "sigvisor_upgrade_failures_total", "counter",
-	      "Upgrades (USR2) refused: the new binary failed its check; the old one serves on.",
-	      a->upgrade.refused);
+	      "Upgrades (USR2) that failed, refused before the exec (check, handshake, exec) or "
+	      "rolled back after it; the old binary serves on.",
+	      (ull)a->upgrade.refused + a->upgrade.rollbacks);
+	value(f, "sigvisor_upgrade_rollbacks_total", "counter",
+	      "Upgrades (USR2) whose new image failed in its set-up after the exec and "
+	      "re-executed the old one.",
+	      a->upgrade.rollbacks);
 	value(f, "sigvisor_notify_messages_total", "counter",
 	      "sd_notify datagrams read from the workers' notify sockets.", a->notify.received);
 	value(f, "sigvisor_notify_rejected_total", "counter",

@@ -66,6 +66,9 @@ static void json_counters(const struct arbiter *a, FILE *f)
 		{"orphans_reaped", p->orphans_reaped},
 		{"reloads", p->reloads},
 		{"reload_failures", p->reload_failures},
+		{"upgrades", a->upgrade.upgrades},
+		{"upgrade_failures", (ull)a->upgrade.refused + a->upgrade.rollbacks},
+		{"upgrade_rollbacks", a->upgrade.rollbacks},
 		{"control_rejected", a->control.rejected},
 		{"notify_received", a->notify.received},
 		{"notify_rejected", a->notify.rejected},
@@ -212,6 +215,8 @@ static void render_text(struct arbiter *a, FILE *f, uint64_t now)
 	fprintf(f, "boot failures %llu, orphans reaped %llu, reloads %llu (failed %llu)\n",
 		(ull)p->boot_failures_total, (ull)p->orphans_reaped, (ull)p->reloads,
 		(ull)p->reload_failures);
+	fprintf(f, "upgrades %llu (failed %llu, rolled back %llu)\n", (ull)a->upgrade.upgrades,
+		(ull)a->upgrade.refused + a->upgrade.rollbacks, (ull)a->upgrade.rollbacks);
 	text_signals(a, f);
 }
 

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,8 +23,15 @@
 #define P_PIDFD 3
 #endif
 
-#define STATE_MAGIC "sigvisor-upgrade 1"
-#define UPGRADE_ENV "SIGVISOR_UPGRADE_FD"
+/* The format of the state: bump STATE_VERSION (and the magic) when a line changes
+ * meaning. The --check handshake prints HANDSHAKE and the version it reads. */
+#define STATE_VERSION 1
+#define STATE_MAGIC   "sigvisor-upgrade 1"
+#define HANDSHAKE     "sigvisor-upgrade-state"
+#define UPGRADE_ENV   "SIGVISOR_UPGRADE_FD"
+#define ROLLBACK_ENV  "SIGVISOR_ROLLBACK_FD"
+#define FAILED_ENV    "SIGVISOR_UPGRADE_FAILED"
+#define CHECK_ENV     "SIGVISOR_UPGRADE_CHECK"
 /* How long the exec waits for scrapes already accepted on --metrics. */
 #define UPGRADE_DRAIN_MS 1000
 
@@ -47,6 +55,44 @@ int upgrade_resolve_self(const char *argv0, char **ret_path)
 	return *ret_path ? 0 : -ENOMEM;
 }
 
+/* "No such file or directory (ENOENT)": what an operator can search for. */
+static const char *errno_name(int err)
+{
+	switch (err) {
+	case ENOENT:
+		return "ENOENT";
+	case EACCES:
+		return "EACCES";
+	case ENOEXEC:
+		return "ENOEXEC";
+	case ENOTDIR:
+		return "ENOTDIR";
+	case ELOOP:
+		return "ELOOP";
+	case ETXTBSY:
+		return "ETXTBSY";
+	case ENOMEM:
+		return "ENOMEM";
+	case E2BIG:
+		return "E2BIG";
+	case EPERM:
+		return "EPERM";
+	case EINVAL:
+		return "EINVAL";
+	default:
+		return "?";
+	}
+}
+
+static void close_check_pipes(struct upgrade *u)
+{
+	if (u->check_out >= 0)
+		close(u->check_out);
+	if (u->check_errno >= 0)
+		close(u->check_errno);
+	u->check_out = u->check_errno = -1;
+}
+
 static void refuse(struct arbiter *a, const char *why)
 {
 	a->upgrade.refused++;
@@ -55,12 +101,88 @@ static void refuse(struct arbiter *a, const char *why)
 	notify_upstream(&a->notify, "READY=1\nSTATUS=upgrade refused");
 }
 
+/* SIGVISOR_UPGRADE_CHECK: the addresses we hold (as given and as bound), one a line,
+ * which the check cannot bind and need not: the new image takes them over. */
+static void set_check_env(struct arbiter *a)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+
+	if (!f) {
+		(void)setenv(CHECK_ENV, "", 1);
+		return;
+	}
+	for (size_t i = 0; i < a->n_listeners; i++)
+		fprintf(f, "%s\n%s\n", a->listeners[i].spec, a->listeners[i].address);
+	for (size_t k = 0; k < a->n_adopted; k++)
+		fprintf(f, "%s\n", a->adopted[k].spec);
+	if (a->metrics.listen.fd >= 0 && a->settings->metrics)
+		fprintf(f, "%s\n", a->settings->metrics);
+	if (fclose(f) == 0 && buf)
+		(void)setenv(CHECK_ENV, buf, 1);
+	else
+		(void)setenv(CHECK_ENV, "", 1);
+	free(buf);
+}
+
+bool upgrade_check_holds(const char *spec)
+{
+	const char *held = getenv(CHECK_ENV);
+	size_t n = strlen(spec);
+
+	for (const char *p = held; p && *p;) {
+		const char *nl = strchr(p, '\n');
+		size_t len = nl ? (size_t)(nl - p) : strlen(p);
+
+		if (len == n && strncmp(p, spec, n) == 0)
+			return true;
+		p = nl ? nl + 1 : p + len;
+	}
+	return false;
+}
+
+bool upgrade_checking(void)
+{
+	return getenv(CHECK_ENV) != NULL;
+}
+
+void upgrade_check_handshake(void)
+{
+	if (getenv(CHECK_ENV))
+		printf("%s %d\n", HANDSHAKE, STATE_VERSION);
+}
+
+/* The check child is gone: the version it said it reads (0: none, not a sigvisor). */
+static int read_handshake(struct upgrade *u)
+{
+	char buf[4096];
+	size_t len = 0;
+	ssize_t n;
+	int version = 0;
+
+	while (len < sizeof(buf) - 1 &&
+	       (n = read(u->check_out, buf + len, sizeof(buf) - 1 - len)) > 0)
+		len += (size_t)n;
+	buf[len] = '\0';
+	for (char *line = buf; line && *line;) {
+		char *nl = strchr(line, '\n');
+
+		if (nl)
+			*nl = '\0';
+		if (sscanf(line, HANDSHAKE " %d", &version) == 1)
+			return version;
+		line = nl ? nl + 1 : NULL;
+	}
+	return 0;
+}
+
 void upgrade_start(struct arbiter *a)
 {
 	struct upgrade *u = &a->upgrade;
 	char **argv;
 	struct exec_plan plan;
-	int pidfd = -1, r;
+	int pidfd = -1, r, out_pipe[2] = {-1, -1}, errno_pipe[2] = {-1, -1};
 	pid_t pid;
 
 	if (u->check_pid || u->exec_wanted) {
@@ -81,14 +203,38 @@ void upgrade_start(struct arbiter *a)
 	argv[1] = (char *)"--check";
 	for (int i = 1; i < a->argc; i++)
 		argv[i + 1] = a->argv[i];
-	plan = (struct exec_plan){
-		.path = a->self_path, .argv = argv, .envp = environ, .parent = a->pid};
+	/* Its stdout is the handshake; errno_pipe says why an exec failed (closed on a
+	 * successful exec, so it reads EOF then). */
+	if (pipe2(out_pipe, O_CLOEXEC) < 0 || pipe2(errno_pipe, O_CLOEXEC) < 0) {
+		if (out_pipe[0] >= 0) {
+			close(out_pipe[0]);
+			close(out_pipe[1]);
+		}
+		free(argv);
+		refuse(a, "cannot create the --check's pipes");
+		return;
+	}
+	set_check_env(a);
+	plan = (struct exec_plan){.path = a->self_path,
+				  .argv = argv,
+				  .envp = environ,
+				  .parent = a->pid,
+				  .stdout_fd = &out_pipe[1],
+				  .errno_fd = &errno_pipe[1]};
 	pid = spawn_process(&pidfd);
 	if (pid == 0)
 		postfork_exec(&plan);
 	r = -errno;
+	unsetenv(CHECK_ENV);
 	free(argv);
+	close(out_pipe[1]);
+	close(errno_pipe[1]);
+	u->check_out = out_pipe[0];
+	u->check_errno = errno_pipe[0];
+	(void)fcntl(u->check_out, F_SETFL, O_NONBLOCK);
+	(void)fcntl(u->check_errno, F_SETFL, O_NONBLOCK);
 	if (pid < 0) {
+		close_check_pipes(u);
 		errno = -r;
 		refuse(a, "cannot start the new binary's --check");
 		return;
@@ -110,7 +256,8 @@ void upgrade_check_done(struct arbiter *a)
 {
 	struct upgrade *u = &a->upgrade;
 	siginfo_t si;
-	char why[128];
+	char why[PATH_MAX + 256];
+	int err = 0;
 
 	if (!u->check_pid)
 		return;
@@ -123,21 +270,46 @@ void upgrade_check_done(struct arbiter *a)
 	u->check.fd = -1;
 	u->check_pid = 0;
 	if (!u->check_deadline_ms) {
+		close_check_pipes(u);
 		refuse(a, "the new binary's --check did not finish in time");
 		return;
 	}
 	u->check_deadline_ms = 0;
 	if (si.si_code == CLD_EXITED && si.si_status == 0) {
-		log_info("upgrade: %s passed --check", a->self_path);
+		int version = read_handshake(u);
+
+		close_check_pipes(u);
+		if (version == 0) {
+			snprintf(why, sizeof(why),
+				 "%s passed --check but is not a sigvisor: it did not say which "
+				 "upgrade-state format it reads",
+				 a->self_path);
+			refuse(a, why);
+			return;
+		}
+		if (version != STATE_VERSION) {
+			snprintf(why, sizeof(why),
+				 "%s reads upgrade-state format %d, this sigvisor writes %d",
+				 a->self_path, version, STATE_VERSION);
+			refuse(a, why);
+			return;
+		}
+		log_info("upgrade: %s passed --check (upgrade-state format %d)", a->self_path,
+			 version);
 		u->exec_wanted = true;
 		return;
 	}
-	if (si.si_code == CLD_EXITED)
+	if (si.si_code == CLD_EXITED && si.si_status == 127 &&
+	    read(u->check_errno, &err, sizeof(err)) == (ssize_t)sizeof(err))
+		snprintf(why, sizeof(why), "cannot run %s: %s (%s)", a->self_path, strerror(err),
+			 errno_name(err));
+	else if (si.si_code == CLD_EXITED)
 		snprintf(why, sizeof(why), "%s --check exited with status %d", a->self_path,
 			 si.si_status);
 	else
 		snprintf(why, sizeof(why), "%s --check was killed by SIG%s", a->self_path,
 			 signal_name(si.si_status));
+	close_check_pipes(u);
 	refuse(a, why);
 }
 
@@ -193,6 +365,7 @@ static int write_state(struct arbiter *a, FILE *f)
 		(unsigned long long)p->boot_failures_total, (unsigned long long)p->orphans_reaped,
 		(unsigned long long)p->reloads, (unsigned long long)p->reload_failures,
 		a->upgrade.upgrades + 1, a->upgrade.refused);
+	fprintf(f, "rollbacks %lu\n", a->upgrade.rollbacks); /* a line an older image skips */
 	for (int sig = 1; sig < 65; sig++)
 		if (a->signals_received[sig] || a->signals_ignored[sig])
 			fprintf(f, "signal %d %llu %llu\n", sig,
@@ -223,7 +396,7 @@ static int write_state(struct arbiter *a, FILE *f)
 void upgrade_maybe_exec(struct arbiter *a)
 {
 	struct upgrade *u = &a->upgrade;
-	char env[64];
+	char env[64], why[PATH_MAX + 128];
 	FILE *f;
 	int fd, dupfd, r;
 
@@ -289,33 +462,135 @@ void upgrade_maybe_exec(struct arbiter *a)
 		return;
 	}
 	handover_fds(a, false);
+	/* Our own executable, for the new image to come back to if it cannot start. */
+	if (u->self_fd >= 0 && set_cloexec(u->self_fd, false) == 0) {
+		snprintf(env, sizeof(env), "%d", u->self_fd);
+		(void)setenv(ROLLBACK_ENV, env, 1);
+	}
 	log_info("upgrade: exec %s in place (pid %d stays)", a->self_path, (int)a->pid);
 	arbiter_bpf_stop(a);
 	execv(a->self_path, a->argv);
 	r = errno;
 	arbiter_bpf_start(a);
 	handover_fds(a, true);
+	if (u->self_fd >= 0)
+		(void)set_cloexec(u->self_fd, true);
+	unsetenv(ROLLBACK_ENV);
 	unsetenv(UPGRADE_ENV);
 	close(fd);
-	errno = r;
-	log_error("upgrade: exec %s failed: %m", a->self_path);
-	refuse(a, "exec failed");
+	snprintf(why, sizeof(why), "cannot exec %s: %s (%s)", a->self_path, strerror(r),
+		 errno_name(r));
+	refuse(a, why);
 }
 
-int upgrade_inherited_fd(void)
+/* The fd named by the variable name, close-on-exec from now on; -1 if none. */
+static int inherited_fd(const char *name)
 {
-	const char *v = getenv(UPGRADE_ENV);
+	const char *v = getenv(name);
 	char *end;
 	long fd;
 
 	if (!v)
 		return -1;
 	fd = strtol(v, &end, 10);
-	unsetenv(UPGRADE_ENV);
-	if (*end || fd < 0 || fcntl((int)fd, F_GETFD) < 0)
+	unsetenv(name);
+	if (*end || end == v || fd < 0 || fd > INT_MAX || fcntl((int)fd, F_GETFD) < 0)
 		return -1;
 	(void)set_cloexec((int)fd, true);
 	return (int)fd;
+}
+
+void upgrade_inherit(struct arbiter *a)
+{
+	struct upgrade *u = &a->upgrade;
+	const char *why = getenv(FAILED_ENV);
+
+	/* Now, while /proc/self/exe is what runs: the file at our path may be replaced
+	 * or deleted later, this fd still executes us. */
+	u->self_fd = open("/proc/self/exe", O_PATH | O_CLOEXEC);
+	a->upgrade_fd = inherited_fd(UPGRADE_ENV);
+	u->rollback_fd = inherited_fd(ROLLBACK_ENV);
+	if (why) {
+		u->rolled_back = a->upgrade_fd >= 0;
+		snprintf(u->rollback_why, sizeof(u->rollback_why), "%s", why);
+		unsetenv(FAILED_ENV);
+	}
+	if (a->upgrade_fd < 0 && u->rollback_fd >= 0) {
+		close(u->rollback_fd);
+		u->rollback_fd = -1;
+	}
+}
+
+void upgrade_commit(struct arbiter *a)
+{
+	if (a->upgrade.rollback_fd >= 0)
+		close(a->upgrade.rollback_fd);
+	a->upgrade.rollback_fd = -1;
+}
+
+static FILE *open_state(int fd);
+
+/* Clear close-on-exec again on every fd the state names (adopting set it), and on the
+ * state itself: the previous image adopts them all once more. */
+static int keep_state_fds(int fd)
+{
+	FILE *f = open_state(fd);
+	char *line = NULL;
+	size_t cap = 0;
+
+	if (!f)
+		return -errno;
+	while (getline(&line, &cap, f) > 0) {
+		unsigned id, gen;
+		int sfd, pid, pidfd, state, watchdog, stop, notify, nfd;
+		unsigned long long started, deadline;
+
+		if (sscanf(line, "listener %d", &sfd) == 1 ||
+		    sscanf(line, "control %d", &sfd) == 1 ||
+		    sscanf(line, "controlconn %d", &sfd) == 1 ||
+		    sscanf(line, "metrics %d", &sfd) == 1) {
+			(void)set_cloexec(sfd, false);
+		} else if (sscanf(line, "worker %u %d %d %u %d %llu %llu %d %d %d %d", &id, &pid,
+				  &pidfd, &gen, &state, &started, &deadline, &watchdog, &stop,
+				  &notify, &nfd) >= 3) {
+			(void)set_cloexec(pidfd, false);
+			if (nfd >= 0 && sscanf(line, "worker %u %d %d %u %d %llu %llu %d %d %d %d",
+					       &id, &pid, &pidfd, &gen, &state, &started, &deadline,
+					       &watchdog, &stop, &notify, &nfd) == 11)
+				(void)set_cloexec(nfd, false);
+		}
+	}
+	free(line);
+	fclose(f);
+	return set_cloexec(fd, false);
+}
+
+void upgrade_rollback(struct arbiter *a, const char *why)
+{
+	struct upgrade *u = &a->upgrade;
+	char env[32];
+	int r;
+
+	if (a->upgrade_fd < 0 || u->rollback_fd < 0)
+		return;
+	log_error("upgrade: the new image cannot start (%s); rolling back to the previous image, "
+		  "pid %d stays",
+		  why, (int)getpid());
+	arbiter_bpf_stop(a);
+	r = keep_state_fds(a->upgrade_fd);
+	if (r < 0) {
+		log_error("upgrade: cannot roll back, the state is unreadable: %s", strerror(-r));
+		return;
+	}
+	snprintf(env, sizeof(env), "%d", a->upgrade_fd);
+	if (setenv(UPGRADE_ENV, env, 1) < 0 || setenv(FAILED_ENV, why, 1) < 0) {
+		log_error("upgrade: cannot roll back: %m");
+		return;
+	}
+	fexecve(u->rollback_fd, a->argv, environ);
+	log_error("upgrade: cannot re-execute the previous image: %m");
+	unsetenv(UPGRADE_ENV);
+	unsetenv(FAILED_ENV);
 }
 
 /* Every line of the state, in turn; rest points at what follows the keyword. */
@@ -380,6 +655,8 @@ int upgrade_adopt_sockets(struct arbiter *a, int fd, char *err, size_t errlen)
 		} else if (sscanf(line, "notify %u %u", &a->upgrade.notify_cookie,
 				  &a->upgrade.notify_seq) == 2) {
 			a->upgrade.have_notify = true;
+		} else if (sscanf(line, "rollbacks %llu", &v[0]) == 1) {
+			a->upgrade.rollbacks = (unsigned long)v[0];
 		} else if (sscanf(line, "started %llu", &v[0]) == 1) {
 			a->started_ms = v[0];
 		} else if (sscanf(line, "signal %d %llu %llu", &n, &v[0], &v[1]) == 3 && n > 0 &&
@@ -414,6 +691,12 @@ int upgrade_adopt_sockets(struct arbiter *a, int fd, char *err, size_t errlen)
 	if (!magic) {
 		snprintf(err, errlen, "upgrade: the inherited state is not ours");
 		return -EINVAL;
+	}
+	if (a->upgrade.rolled_back) {
+		/* The exec counted as an upgrade in the state; it was undone. */
+		if (a->upgrade.upgrades)
+			a->upgrade.upgrades--;
+		a->upgrade.rollbacks++;
 	}
 	return 0;
 }
@@ -476,7 +759,13 @@ int upgrade_adopt_workers(struct arbiter *a, int fd)
 	free(line);
 	fclose(f);
 	close(fd);
-	log_info("upgraded in place: adopted %u workers of generation %u", adopted, p->generation);
+	if (a->upgrade.rolled_back)
+		log_error("upgrade failed, rolled back: %s; resumed with %u workers of generation "
+			  "%u, still running the old binary (pid %d)",
+			  a->upgrade.rollback_why, adopted, p->generation, (int)getpid());
+	else
+		log_info("upgraded in place: adopted %u workers of generation %u", adopted,
+			 p->generation);
 	control_after_upgrade(a);
 	/* A worker may have exited between the old image's last look and now. */
 	for (size_t i = 0; i < p->n; i++)

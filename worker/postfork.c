@@ -173,6 +173,8 @@ static _Noreturn void fail(const struct exec_plan *p, const char *what, int err)
 	}
 	l.buf[l.len++] = '\n';
 	(void)!write(STDERR_FILENO, l.buf, l.len);
+	if (p->errno_fd)
+		(void)!write(*p->errno_fd, &err, sizeof(err));
 	_exit(127);
 }
 
@@ -201,6 +203,9 @@ _Noreturn void postfork_exec(const struct exec_plan *p)
 	for (unsigned i = 0; i < p->n_fds; i++)
 		if (dup2(tmp[i], 3 + (int)i) < 0)
 			fail(p, "dup2 listening socket", errno);
+
+	if (p->stdout_fd && dup2(*p->stdout_fd, STDOUT_FILENO) < 0)
+		fail(p, "dup2 stdout", errno);
 
 	if (p->listen_pid_digits)
 		format_uint(p->listen_pid_digits, (unsigned long)getpid(), 1);

@@ -25,6 +25,11 @@ struct exec_plan {
 	uid_t uid;
 	gid_t gid;
 	bool json_log; /* --log-format json: a failure is said as a JSON line */
+	/* The upgrade's --check child: when set, its stdout goes to *stdout_fd, and a
+	 * failure also writes its errno (an int) to *errno_fd (close-on-exec, so an exec
+	 * that works writes nothing there). */
+	const int *stdout_fd;
+	const int *errno_fd;
 };
 
 /* Never returns: exec's the worker or _exit(127)s with a message on stderr. */
