@@ -8,7 +8,9 @@ import subprocess
 import threading
 import time
 
-from conftest import DEADLINE, SIGVISOR, children, wait_for
+import pytest
+
+from conftest import DEADLINE, SIGVISOR, children, http_get, run_sigvisor, wait_for
 from test_bpf import bpf  # noqa: F401 (a fixture)
 from test_reload import wait_reloaded, wrk, wrk_result
 
@@ -247,3 +249,210 @@ def test_status_events_follower_carries_on_across_usr2(bpf, tmpdir_short):  # no
         follower.wait(DEADLINE)
         reader.join(DEADLINE)
     bpf.stop(sv)
+
+
+# -- issue 14: the handshake, --check's set-up checks, rollback across the exec --------
+
+def rollback_script(before_exec):
+    """A new "binary" that passes the check (it is the real sigvisor then) and, once
+    exec'd for real, runs before_exec first: the new image then fails in its set-up
+    after the exec, as when something changes between the check and the exec."""
+    return ("#!/bin/sh\n"
+            "for a in \"$@\"; do [ \"$a\" = --check ] && exec %s \"$@\"; done\n"
+            "%s\n"
+            "exec %s \"$@\"\n" % (SIGVISOR, before_exec, SIGVISOR))
+
+
+def assert_rolled_back(sv, before, pid):
+    st = sv.status()
+    assert st["pid"] == pid
+    assert st["generation"] == 1 and sorted(w["pid"] for w in st["workers"]) == before
+    c = st["counters"]
+    assert (c["upgrades"], c["upgrade_failures"], c["upgrade_rollbacks"]) == (0, 1, 1), c
+
+
+def test_usr2_rolls_back_when_the_new_image_fails_after_the_exec(start, tmpdir_short):
+    piddir = os.path.join(tmpdir_short, "run")
+    os.mkdir(piddir)
+    pidfile = os.path.join(piddir, "sigvisor.pid")
+    sv, path = start_from(start, tmpdir_short, "-w", "2", "--pid", pidfile,
+                          "--metrics", "127.0.0.1:0")
+    before = sorted(w["pid"] for w in sv.wait_workers(2))
+    replace_binary(path, rollback_script("rm -rf " + piddir))
+    sv.kill(signal.SIGUSR2)
+    sv.wait_log(r"upgrade failed, rolled back: --pid %s: No such file or directory; resumed "
+                r"with 2 workers of generation 1, still running the old binary \(pid %d\)"
+                % (pidfile, sv.pid))
+    assert_rolled_back(sv, before, sv.pid)
+    assert sv.get("/")[0] == 200
+    port = int(sv.wait_log(r"metrics on http://127\.0\.0\.1:(\d+)/metrics")[0])
+    body = http_get(port, "/metrics")[1]
+    assert "\nsigvisor_upgrade_failures_total 1\n" in body
+    assert "\nsigvisor_upgrade_rollbacks_total 1\n" in body
+    assert "\nsigvisor_upgrades_total 0\n" in body
+    # the pool is still supervised: TTIN grows it, and a later USR2 can succeed
+    os.mkdir(piddir)
+    replace_binary(path)
+    sv.kill(signal.SIGUSR2)
+    wait_reloaded(sv, 2, 2)
+    sv.wait_log(r"upgraded in place: adopted 2 workers of generation 1")
+    assert sv.status()["counters"]["upgrades"] == 1
+    sv.kill(signal.SIGTERM)
+    assert sv.wait_exit() == 0
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def test_usr2_rolls_back_when_a_bind_fails_after_the_exec(start, tmpdir_short):
+    conf = os.path.join(tmpdir_short, "sigvisor.conf")
+    with open(conf, "w") as f:
+        f.write("bind = 127.0.0.1:0\n")
+    sv, path = start_from(start, tmpdir_short, "-w", "2", "-c", conf, bind=False)
+    before = sorted(w["pid"] for w in sv.wait_workers(2))
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    try:
+        spec = "127.0.0.1:%d" % busy.getsockname()[1]
+        replace_binary(path, rollback_script("echo 'bind = %s' >> %s" % (spec, conf)))
+        sv.kill(signal.SIGUSR2)
+        sv.wait_log(r"upgrade failed, rolled back: cannot bind %s: address already in use"
+                    % spec)
+        # the old image reads the same file again: it serves on without that address
+        sv.wait_log(r"warn: cannot bind %s: address already in use .*; serving without it"
+                    % spec)
+    finally:
+        busy.close()
+    assert_rolled_back(sv, before, sv.pid)
+    assert sv.get("/")[0] == 200
+
+
+def test_usr2_with_a_busy_bind_added_is_refused_by_check(start, tmpdir_short):
+    own = free_port()
+    conf = os.path.join(tmpdir_short, "sigvisor.conf")
+    with open(conf, "w") as f:
+        f.write("bind = 127.0.0.1:%d\n" % own)
+    sv, path = start_from(start, tmpdir_short, "-w", "2", "-c", conf, bind=False)
+    before = sorted(w["pid"] for w in sv.wait_workers(2))
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    try:
+        with open(conf, "a") as f:
+            f.write("bind = 127.0.0.1:%d\n" % busy.getsockname()[1])
+        replace_binary(path)
+        sv.kill(signal.SIGUSR2)
+        # the check skips the address the arbiter holds (own) and names the busy one
+        sv.wait_log(r"upgrade refused: %s --check exited with status 1" % path)
+        assert "cannot bind 127.0.0.1:%d: address already in use" % busy.getsockname()[1] \
+            in sv.text()
+        assert "cannot bind 127.0.0.1:%d" % own not in sv.text()
+    finally:
+        busy.close()
+    st = sv.status()
+    assert st["generation"] == 1 and sorted(w["pid"] for w in st["workers"]) == before
+    assert st["counters"]["upgrade_failures"] == 1
+    assert sv.get("/")[0] == 200
+
+
+def test_usr2_to_a_program_that_is_not_sigvisor_is_refused_by_the_handshake(
+        start, tmpdir_short):
+    sv, path = start_from(start, tmpdir_short, "-w", "1")
+    before = sorted(w["pid"] for w in sv.wait_workers(1))
+    replace_binary(path, "#!/bin/sh\nexit 0\n")  # passes any --check, like /bin/true
+    sv.kill(signal.SIGUSR2)
+    sv.wait_log(r"upgrade refused: %s passed --check but is not a sigvisor: it did not say "
+                r"which upgrade-state format it reads; still running the old binary" % path)
+    st = sv.status()
+    assert st["generation"] == 1 and sorted(w["pid"] for w in st["workers"]) == before
+    assert sv.get("/")[0] == 200
+
+
+@pytest.mark.parametrize("how,errno_text", [
+    ("deleted", r"No such file or directory \(ENOENT\)"),
+    ("not-executable", r"Permission denied \(EACCES\)"),
+    ("garbage", r"Exec format error \(ENOEXEC\)"),
+])
+def test_usr2_to_a_binary_that_cannot_run_names_the_errno(start, tmpdir_short, how,
+                                                          errno_text):
+    sv, path = start_from(start, tmpdir_short, "-w", "1")
+    sv.wait_workers(1)
+    if how == "deleted":
+        os.unlink(path)
+    elif how == "not-executable":
+        replace_binary(path)
+        os.chmod(path, 0o644)
+    else:
+        with open(path + ".new", "wb") as f:
+            f.write(b"\x00garbage\x01\x02 not an executable format\n" * 8)
+        os.chmod(path + ".new", 0o755)
+        os.rename(path + ".new", path)
+    sv.kill(signal.SIGUSR2)
+    sv.wait_log(r"upgrade refused: cannot run %s: %s; still running the old binary"
+                % (path, errno_text))
+    assert "status 127" not in sv.text()
+    assert sv.status()["generation"] == 1
+    assert sv.get("/")[0] == 200
+
+
+def test_usr2_rollback_under_load_as_pid1_fails_no_request(start, tmpdir_short):
+    piddir = os.path.join(tmpdir_short, "run")
+    os.mkdir(piddir)
+    pidfile = os.path.join(piddir, "sigvisor.pid")
+    sv, path = start_from(start, tmpdir_short, "-w", "4", "--pid", pidfile,
+                          wrap=["unshare", "--pid", "--fork", "--mount-proc"])
+    before = sorted(w["pid"] for w in sv.wait_workers(4))
+    arb = wait_for(lambda: children(sv.pid) and children(sv.pid)[0], what="PID 1")
+    replace_binary(path, rollback_script("rm -rf " + piddir))
+    load = wrk(sv.port, 3)
+    wait_for(lambda: sv.get("/")[0] == 200, what="serving")
+    os.kill(arb, signal.SIGUSR2)
+    sv.wait_log(r"upgrade failed, rolled back: --pid %s: No such file or directory" % pidfile)
+    requests, errors, non2xx, out = wrk_result(load)
+    assert requests > 1000 and errors is None and non2xx is None, out
+    assert_rolled_back(sv, before, 1)
+    assert children(sv.pid) == [arb]  # still the same process
+    os.kill(arb, signal.SIGTERM)
+    assert sv.wait_exit() == 0
+
+
+def test_check_tries_what_startup_will_do(tmpdir_short):
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    port = busy.getsockname()[1]
+    try:
+        cases = [
+            (["--pid", os.path.join(tmpdir_short, "nodir", "p")],
+             "--pid %s/nodir/p: directory %s/nodir: No such file or directory"
+             % (tmpdir_short, tmpdir_short)),
+            (["-b", "127.0.0.1:%d" % port],
+             "cannot bind 127.0.0.1:%d: address already in use" % port),
+            (["-b", "unix:%s/nodir/app.sock" % tmpdir_short],
+             "cannot bind unix:%s/nodir/app.sock: directory" % tmpdir_short),
+            (["-b", "127.0.0.1:0", "--metrics", "127.0.0.1:%d" % port],
+             "--metrics: cannot bind 127.0.0.1:%d: address already in use" % port),
+            (["--control", os.path.join(tmpdir_short, "nodir", "c.sock")],
+             "--control %s/nodir/c.sock: directory" % tmpdir_short),
+        ]
+        for args, want in cases:
+            r = run_sigvisor("--check", "--bpf", "off", *args)
+            assert r.returncode == 1 and want in r.stderr, (args, r.stderr)
+            assert "upgrade-state" not in r.stdout
+        b = free_port()
+        r = run_sigvisor("--check", "--bpf", "off", "-b", "127.0.0.1:%d" % b,
+                         "--metrics", "127.0.0.1:%d" % b)
+        assert r.returncode == 1 and "the same address as --bind" in r.stderr, r.stderr
+        r = run_sigvisor("--check", "--bpf", "off", "-b", "127.0.0.1:%d" % port,
+                         env={"SIGVISOR_UPGRADE_CHECK": "127.0.0.1:%d\n" % port})
+        assert r.returncode == 0, r.stderr
+        assert "sigvisor-upgrade-state 1\n" in r.stdout
+    finally:
+        busy.close()
+    assert not os.path.exists(os.path.join(tmpdir_short, "nodir"))
