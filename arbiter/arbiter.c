@@ -785,7 +785,7 @@ int arbiter_main(int argc, char **argv)
 	memset(a, 0, sizeof(*a));
 	a->sigfd.fd = a->timer.fd = -1;
 	a->control.listen.fd = a->control.reserve_fd = -1;
-	a->notify.upstream_fd = -1;
+	a->notify.upstream.fd = -1;
 	a->metrics.listen.fd = -1;
 	a->upgrade.check.fd = a->upgrade.metrics_fd = -1;
 	a->upgrade.check_out = a->upgrade.check_errno = -1;

@@ -49,7 +49,9 @@ static void open_upstream_watchdog(struct notify *n)
 
 uint64_t notify_upstream_deadline(const struct notify *n)
 {
-	return n->upstream_fd >= 0 && n->upstream_watchdog_ms ? n->upstream_ping_due_ms : 0;
+	return sd_notifier_enabled(&n->upstream) && n->upstream_watchdog_ms
+		       ? n->upstream_ping_due_ms
+		       : 0;
 }
 
 void notify_upstream_tick(struct notify *n, uint64_t now)
@@ -63,22 +65,12 @@ void notify_upstream_tick(struct notify *n, uint64_t now)
 static void open_upstream(struct notify *n)
 {
 	const char *path = getenv("NOTIFY_SOCKET");
-	size_t len;
 
-	n->upstream_fd = -1;
-	if (!path || (path[0] != '/' && path[0] != '@'))
+	if (sd_notifier_init(&n->upstream, path) < 0) {
+		log_warn("NOTIFY_SOCKET=%s is not a socket path, not notifying our supervisor",
+			 path);
 		return;
-	len = strlen(path);
-	if (len >= sizeof(n->upstream.sun_path))
-		return;
-	memset(&n->upstream, 0, sizeof(n->upstream));
-	n->upstream.sun_family = AF_UNIX;
-	memcpy(n->upstream.sun_path, path, len);
-	if (path[0] == '@')
-		n->upstream.sun_path[0] = '\0';
-	n->upstream_len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len +
-				      (path[0] == '/' ? 1 : 0));
-	n->upstream_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	}
 	open_upstream_watchdog(n);
 }
 
@@ -318,9 +310,7 @@ void notify_adopt(struct notify *n, unsigned cookie, unsigned seq)
 
 void notify_close(struct notify *n)
 {
-	if (n->upstream_fd >= 0)
-		close(n->upstream_fd);
-	n->upstream_fd = -1;
+	sd_notifier_close(&n->upstream);
 	/* Empty by now: each worker's socket went with it. */
 	if (n->dir[0] && rmdir(n->dir) < 0 && errno != ENOENT)
 		log_warn("cannot remove %s, ignoring: %m", n->dir);
@@ -459,6 +449,8 @@ void notify_drain_worker(struct arbiter *a, struct worker *w)
 			.msg_controllen = sizeof(control),
 		};
 		struct ucred *cred = NULL;
+		struct cmsghdr *rights = NULL;
+		bool believed;
 		ssize_t len = recvmsg(w->notify_src.fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
 
 		if (len < 0) {
@@ -474,12 +466,22 @@ void notify_drain_worker(struct arbiter *a, struct worker *w)
 				 c->cmsg_len == CMSG_LEN(sizeof(struct timespec)))
 				arrived = arrival_ms((struct timespec *)CMSG_DATA(c));
 			else if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
-				/* fd passing (FDSTORE) is not supported: close what came */
-				for (int *fd = (int *)CMSG_DATA(c);
-				     (char *)(fd + 1) <= (char *)c + c->cmsg_len; fd++)
-					close(*fd);
+				rights = c;
 		}
 		n->received++;
+		/* Judged before the passed fds are closed: closing a BARRIER=1's fd
+		 * releases its sender (systemd-notify), which may then exit before its
+		 * process tree could be looked at. */
+		believed =
+			cred && !(msg.msg_flags & MSG_TRUNC) &&
+			(cred->pid == w->pid || (a->settings->notify_access == NOTIFY_ACCESS_ALL &&
+						 descends_from(cred->pid, w->pid)));
+		/* fd passing (FDSTORE) is not supported: close what came, which is also
+		 * what answers a BARRIER=1. */
+		if (rights)
+			for (int *fd = (int *)CMSG_DATA(rights);
+			     (char *)(fd + 1) <= (char *)rights + rights->cmsg_len; fd++)
+				close(*fd);
 		/* After READY=1 the socket stays watched for what comes next: a BARRIER=1
 		 * (its fd closed above at once) or the first WATCHDOG=1 ends that. */
 		{
@@ -491,9 +493,7 @@ void notify_drain_worker(struct arbiter *a, struct worker *w)
 		/* Only the worker itself is believed (systemd's NotifyAccess=main), or
 		 * with --notify-access all any process of its tree: never another process
 		 * that found the address. */
-		if (!cred || (msg.msg_flags & MSG_TRUNC) ||
-		    (cred->pid != w->pid && (a->settings->notify_access != NOTIFY_ACCESS_ALL ||
-					     !descends_from(cred->pid, w->pid)))) {
+		if (!believed) {
 			uint64_t now = now_ms();
 
 			n->rejected++;
@@ -523,9 +523,8 @@ void notify_drain(struct arbiter *a)
 
 void notify_upstream(struct notify *n, const char *msg)
 {
-	if (n->upstream_fd < 0)
-		return;
-	if (sendto(n->upstream_fd, msg, strlen(msg), MSG_NOSIGNAL, (struct sockaddr *)&n->upstream,
-		   n->upstream_len) < 0)
-		log_warn("sd_notify to our supervisor failed, ignoring: %m");
+	int r = sd_notifier_send(&n->upstream, msg);
+
+	if (r < 0)
+		log_warn("sd_notify to our supervisor failed, ignoring: %s", strerror(-r));
 }

@@ -26,17 +26,16 @@
 #include <sys/un.h>
 
 #include "loop.h"
+#include "sdnotify.h"
 
 struct notify {
 	pid_t pid;	 /* the arbiter's, in the workers' socket names */
 	unsigned cookie; /* random, in the workers' socket names */
 	unsigned seq;	 /* the next worker socket's number */
 	uint64_t received, rejected;
-	uint64_t warned_ms;	/* when a rejected message was last logged */
-	uint64_t warnings_held; /* rejected since then, not logged */
-	int upstream_fd;	/* our own NOTIFY_SOCKET, or -1 */
-	struct sockaddr_un upstream;
-	socklen_t upstream_len;
+	uint64_t warned_ms;	     /* when a rejected message was last logged */
+	uint64_t warnings_held;	     /* rejected since then, not logged */
+	struct sd_notifier upstream; /* our own NOTIFY_SOCKET, if any */
 	/* Our own supervisor's watchdog (systemd's WatchdogSec=: WATCHDOG_USEC, and
 	 * WATCHDOG_PID if set naming us): WATCHDOG=1 upstream every half interval. */
 	uint64_t upstream_watchdog_ms; /* the interval, 0: none */

@@ -15,6 +15,7 @@
 #include "builtin.h"
 #include "http.h"
 #include "log.h"
+#include "sdnotify.h"
 #include "signames.h"
 #include "timeutil.h"
 
@@ -467,10 +468,9 @@ struct worker {
 	bool quit;
 	const char *exit_reason;
 
-	int notify_fd;
-	struct sockaddr_un notify_addr;
-	socklen_t notify_len; /* 0: no NOTIFY_SOCKET */
-	bool notify_failed;
+	struct sd_notifier notifier;
+	uint64_t notify_failed_at; /* when a failed send was last logged, 0 never */
+	unsigned notify_failures;  /* since then */
 
 	const char *log_file;
 	unsigned long id, generation, arbiter_pid;
@@ -522,39 +522,31 @@ static bool error_log_allowed(struct worker *w)
 static int notify_setup(struct worker *w)
 {
 	const char *path = getenv("NOTIFY_SOCKET");
-	size_t n;
+	int r = sd_notifier_init(&w->notifier, path);
 
-	w->notify_fd = -1;
-	if (!path || !*path)
-		return 0;
-	n = strlen(path);
-	if ((path[0] != '/' && path[0] != '@') || n >= sizeof(w->notify_addr.sun_path)) {
+	if (r < 0)
 		log_warn("NOTIFY_SOCKET=%s is not a socket path, not notifying", path);
-		return -EINVAL;
-	}
-	w->notify_addr.sun_family = AF_UNIX;
-	memcpy(w->notify_addr.sun_path, path, n);
-	if (path[0] == '@')
-		w->notify_addr.sun_path[0] = '\0'; /* abstract namespace, not NUL-terminated */
-	w->notify_len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n);
-	return 0;
+	return r;
 }
 
 static void notify(struct worker *w, const char *msg)
 {
-	if (!w->notify_len)
+	int r = sd_notifier_send(&w->notifier, msg);
+
+	if (r == 0)
 		return;
-	if (w->notify_fd < 0)
-		w->notify_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (w->notify_fd >= 0 &&
-	    sendto(w->notify_fd, msg, strlen(msg), MSG_NOSIGNAL,
-		   (const struct sockaddr *)&w->notify_addr, w->notify_len) >= 0)
+	/* A lost message is not a reason to stop serving: the next WATCHDOG=1 comes half
+	 * a timeout later (a second chance before the arbiter's deadline), and the
+	 * arbiter treats a worker that never notifies as ready once started. Said once
+	 * a minute at most, with the count. */
+	w->notify_failures++;
+	if (w->notify_failed_at && w->now - w->notify_failed_at < 60 * NSEC_PER_SEC)
 		return;
-	/* The arbiter treats a worker that never notifies as ready once started; a lost
-	 * message is its business, not a reason to stop serving. */
-	if (!w->notify_failed)
-		log_warn("sending %s to NOTIFY_SOCKET failed, ignoring from now on: %m", msg);
-	w->notify_failed = true;
+	log_warn("sending %s to NOTIFY_SOCKET failed: %s; trying again with the next message "
+		 "(%u failed since this was last said)",
+		 msg, strerror(-r), w->notify_failures);
+	w->notify_failed_at = w->now ? w->now : 1;
+	w->notify_failures = 0;
 }
 
 /* ---- timeouts: idle and linger lists behind the sweep timer ---- */
@@ -1621,7 +1613,7 @@ static int watchdog_setup(struct worker *w)
 	uint64_t interval;
 	int r;
 
-	if (!usec_s || !w->notify_len)
+	if (!usec_s || !sd_notifier_enabled(&w->notifier))
 		return 0;
 	if (pid_s && (parse_ulong(pid_s, &pid) < 0 || pid != (unsigned long)getpid()))
 		return 0;
@@ -1751,8 +1743,7 @@ static void worker_free(struct worker *w)
 	close_source(&w->sleep_timer);
 	close_source(&w->sweep_timer);
 	close_source(&w->watchdog);
-	if (w->notify_fd >= 0)
-		close(w->notify_fd);
+	sd_notifier_close(&w->notifier);
 	if (w->epfd >= 0)
 		close(w->epfd);
 }
@@ -1765,7 +1756,7 @@ int builtin_worker_main(int argc, char **argv)
 		.sleep_timer.fd = -1,
 		.sweep_timer.fd = -1,
 		.watchdog.fd = -1,
-		.notify_fd = -1,
+		.notifier.fd = -1,
 		.exit_reason = "unknown",
 	};
 	sigset_t mask;
