@@ -239,11 +239,13 @@ def test_idle_arbiter_wakes_once_per_timeout_not_once_per_ping(start):
     others. With the grace it is never lost."""
     sv = start("-w", "2", "--timeout", "0.5")
     sv.wait_workers(2)
-    # Past the first sweep (0.5 s after ready, it finds the workers' pings) and the
-    # first watchdog deadline: the arbiter has woken twice more since all were ready.
+    # Past the one-off wake-ups after ready: each worker's socket stays watched after
+    # its READY=1 until its next message (for a BARRIER=1), so its first ping wakes the
+    # arbiter once (two workers: up to two), then the first sweep (0.5 s after ready,
+    # it finds the workers' pings) and the first watchdog deadline.
     sv.wait_log(r"all 2 workers ready")
     ready = _voluntary_switches(sv.pid)
-    wait_for(lambda: _voluntary_switches(sv.pid) >= ready + 2, what="the first deadlines")
+    wait_for(lambda: _voluntary_switches(sv.pid) >= ready + 4, what="the first deadlines")
     before = _voluntary_switches(sv.pid)
     time.sleep(4)  # the measurement window: 8 timeouts, 16 pings per worker
     woke = _voluntary_switches(sv.pid) - before

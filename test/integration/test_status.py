@@ -257,7 +257,9 @@ def test_socket_of_a_killed_pid1_arbiter_is_ignored_and_replaced(tmpdir_short):
 
 ROOT_FINDS_ANY = r'''
 exec 8>>"$LOG" 9<"$SV"
-mount -t tmpfs tmpfs /tmp && mount -t tmpfs tmpfs /run || exit 90
+# /run as on a real system (root's, 0755): a tmpfs is 1777 by default, and nobody's
+# arbiter would then make /run/sigvisor its own instead of /tmp/sigvisor-65534.
+mount -t tmpfs tmpfs /tmp && mount -t tmpfs -o mode=0755 tmpfs /run || exit 90
 sv=/proc/self/fd/9
 # A decoy: an arbiter of root's answering in a directory whose name claims uid 4242.
 mkdir -m 0700 /tmp/sigvisor-4242
