@@ -30,22 +30,13 @@ static int dir_writable(const char *path, char *dir, size_t len)
 	return access(dir, W_OK | X_OK) < 0 ? -errno : 0;
 }
 
-/* A live server answers at this unix socket path (a stale file is removed at start). */
+/* A live server answers at this unix socket path (a stale file is removed at start:
+ * any failed connection will do here). */
 static int unix_in_use(const struct sockaddr_un *un, socklen_t len)
 {
-	struct stat st;
-	int fd, r;
+	int r = listener_unix_probe(un, len);
 
-	if (lstat(un->sun_path, &st) < 0)
-		return errno == ENOENT ? 0 : -errno;
-	if (!S_ISSOCK(st.st_mode))
-		return -EEXIST;
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	r = connect(fd, (const struct sockaddr *)un, len) == 0 ? -EADDRINUSE : 0;
-	close(fd);
-	return r;
+	return r > 0 ? 0 : r;
 }
 
 /* Bind what listener_open would (same options), and let it go at once: no listen, so

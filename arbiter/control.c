@@ -253,7 +253,8 @@ static void conn_free(struct loop *loop, struct control *c, struct control_conn 
 	c->n_conns--;
 }
 
-void control_close(struct control *c)
+/* Drop every connection and close the sockets; the path is unlinked only if ours. */
+static void release(struct control *c, bool unlink_path)
 {
 	while (c->conns)
 		conn_free(NULL, c, c->conns);
@@ -262,22 +263,21 @@ void control_close(struct control *c)
 	if (c->reserve_fd > 0)
 		close(c->reserve_fd);
 	c->reserve_fd = -1;
-	if (c->path)
+	if (unlink_path && c->path)
 		(void)unlink(c->path);
 	free(c->path);
 	c->path = NULL;
 	c->listen.fd = -1;
 }
 
+void control_close(struct control *c)
+{
+	release(c, true);
+}
+
 void control_forget(struct control *c)
 {
-	while (c->conns)
-		conn_free(NULL, c, c->conns);
-	if (c->listen.fd >= 0)
-		close(c->listen.fd);
-	if (c->reserve_fd > 0)
-		close(c->reserve_fd);
-	free(c->path); /* not ours to unlink: another arbiter may answer there */
+	release(c, false); /* not ours to unlink: another arbiter may answer there */
 	memset(c, 0, sizeof(*c));
 	c->listen.type = SOURCE_CONTROL_LISTENER;
 	c->listen.fd = c->reserve_fd = -1;

@@ -127,9 +127,7 @@ static char *format_bound(int fd, int family, const char *spec)
 	return strdup(out);
 }
 
-/* A unix socket file left by a dead server may be removed; one a live server answers
- * on may not. */
-static int clear_stale_unix(const struct sockaddr_un *un, socklen_t len)
+int listener_unix_probe(const struct sockaddr_un *un, socklen_t len)
 {
 	struct stat st;
 	int fd, r;
@@ -141,13 +139,22 @@ static int clear_stale_unix(const struct sockaddr_un *un, socklen_t len)
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
-	r = connect(fd, (const struct sockaddr *)un, len) < 0 ? -errno : 0;
+	r = connect(fd, (const struct sockaddr *)un, len) < 0 ? errno : 0;
 	close(fd);
-	if (r == 0)
-		return -EADDRINUSE;
-	/* Only a refused connection proves nobody listens; EACCES may hide a live server. */
-	if (r != -ECONNREFUSED)
+	return r == 0 ? -EADDRINUSE : r;
+}
+
+/* A unix socket file left by a dead server may be removed; one a live server answers
+ * on may not. */
+static int clear_stale_unix(const struct sockaddr_un *un, socklen_t len)
+{
+	int r = listener_unix_probe(un, len);
+
+	if (r <= 0)
 		return r;
+	/* Only a refused connection proves nobody listens; EACCES may hide a live server. */
+	if (r != ECONNREFUSED)
+		return -r;
 	return unlink(un->sun_path) < 0 ? -errno : 0;
 }
 

@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 
 struct listener {
 	char *spec;	 /* as given: "127.0.0.1:8000", "[::1]:0", "unix:/run/app.sock" */
@@ -31,6 +32,11 @@ int listener_parse(const char *spec, struct sockaddr_storage *ret_addr, socklen_
 
 /* Open, bind and listen. On failure returns a negative errno with err naming the address
  * and what to do: -EADDRINUSE means another process is listening there. */
+/* What is at a unix socket path: 0 nothing, -EEXIST a file that is not a socket,
+ * -EADDRINUSE a socket a server answers on, the (positive) errno of a connection that
+ * failed (ECONNREFUSED: a file its server left behind), or -errno of the look. */
+int listener_unix_probe(const struct sockaddr_un *un, socklen_t len);
+
 int listener_open(struct listener *l, const char *spec, unsigned backlog, char *err, size_t errlen);
 
 /* Close a listening socket inherited through an upgrade that is no longer wanted,
