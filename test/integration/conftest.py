@@ -75,6 +75,13 @@ def alive(pid):
     return st is not None and not st["State"].startswith("Z")
 
 
+def free_port():
+    """A TCP port on 127.0.0.1 that nothing listened on a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def http_get(port, path="/", timeout=10.0, host="127.0.0.1"):
     """One GET on a fresh connection: (status, body)."""
     c = http.client.HTTPConnection(host, port, timeout=timeout)

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import SANITIZED, wait_for
+from conftest import SANITIZED, free_port, wait_for
 from test_reload import wait_reloaded
 from test_upgrade import start_from
 
@@ -174,12 +174,6 @@ def test_term_resets_no_accepted_connection(start, tmpdir_short, totals, run):
         check(h, kind, sv)
         assert h.ok > 0
     assert "graceful shutdown" in sv.text()
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.parametrize("run", range(5))

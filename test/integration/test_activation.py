@@ -8,15 +8,7 @@ import socket
 
 import pytest
 
-from conftest import proc_environ, wait_for
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+from conftest import free_port, proc_environ, wait_for
 
 
 def activate(start, *args, listen, fdname=None, **kw):

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import wait_idle, proc_status, run_sigvisor, wait_for
+from conftest import free_port, proc_status, run_sigvisor, wait_for, wait_idle
 
 NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*$")
 SAMPLE = re.compile(r"([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)(?: -?\d+)?$")
@@ -420,14 +420,6 @@ def test_out_of_fds_a_scrape_is_refused_not_spun_on(start):
     subprocess.run(["prlimit", f"--pid={sv.pid}", f"--nofile={n + 8}:"], check=True)
     assert ep.get("/healthz") == (200, "ok\n")
     assert sv.text().count("--metrics: out of file descriptors") == 1  # said once
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def test_metrics_address_in_use_exits_1_naming_it(tmpdir_short):

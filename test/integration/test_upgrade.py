@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import DEADLINE, SIGVISOR, children, http_get, run_sigvisor, wait_for
+from conftest import DEADLINE, SIGVISOR, children, free_port, http_get, run_sigvisor, wait_for
 from test_bpf import bpf  # noqa: F401 (a fixture)
 from test_reload import wait_reloaded, wrk, wrk_result
 
@@ -299,14 +299,6 @@ def test_usr2_rolls_back_when_the_new_image_fails_after_the_exec(start, tmpdir_s
     assert sv.status()["counters"]["upgrades"] == 1
     sv.kill(signal.SIGTERM)
     assert sv.wait_exit() == 0
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 @pytest.mark.parametrize("key", ["bind", "metrics"])
