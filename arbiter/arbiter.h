@@ -172,8 +172,8 @@ void pool_stop_all(struct arbiter *a, enum worker_event ev);
 void pool_signal_all(struct arbiter *a, int sig);
 void pool_gc(struct pool *p);
 int pool_adopt(struct pool *p, struct worker *w);
-/* A notify datagram from pid; returns false when pid is not a current worker. */
-void pool_notify(struct arbiter *a, struct worker *w, const char *msg, size_t len,
+/* A notify datagram of worker w, parsed (m->status points into the datagram). */
+void pool_notify(struct arbiter *a, struct worker *w, const struct notify_msg *m,
 		 uint64_t arrived_ms);
 bool worker_is_booting(const struct worker *w);
 unsigned pool_count_gen(const struct pool *p, bool (*pred)(const struct worker *w), bool current);

@@ -450,6 +450,7 @@ void notify_drain_worker(struct arbiter *a, struct worker *w)
 		};
 		struct ucred *cred = NULL;
 		struct cmsghdr *rights = NULL;
+		struct notify_msg m;
 		bool believed;
 		ssize_t len = recvmsg(w->notify_src.fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
 
@@ -484,12 +485,8 @@ void notify_drain_worker(struct arbiter *a, struct worker *w)
 				close(*fd);
 		/* After READY=1 the socket stays watched for what comes next: a BARRIER=1
 		 * (its fd closed above at once) or the first WATCHDOG=1 ends that. */
-		{
-			struct notify_msg m;
-
-			notify_parse(buf, (size_t)len, &m);
-			w->notify_linger_ms = m.ready ? now_ms() + NOTIFY_LINGER_MS : 0;
-		}
+		notify_parse(buf, (size_t)len, &m);
+		w->notify_linger_ms = m.ready ? now_ms() + NOTIFY_LINGER_MS : 0;
 		/* Only the worker itself is believed (systemd's NotifyAccess=main), or
 		 * with --notify-access all any process of its tree: never another process
 		 * that found the address. */
@@ -511,7 +508,7 @@ void notify_drain_worker(struct arbiter *a, struct worker *w)
 			n->warnings_held = 0;
 			continue;
 		}
-		pool_notify(a, w, buf, (size_t)len, arrived ? arrived : now_ms());
+		pool_notify(a, w, &m, arrived ? arrived : now_ms());
 	}
 }
 

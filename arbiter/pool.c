@@ -622,17 +622,14 @@ static uint64_t watchdog_grace_ms(uint64_t timeout_ms)
 	return timeout_ms / 32 < 100 ? timeout_ms / 32 : 100;
 }
 
-void pool_notify(struct arbiter *a, struct worker *w, const char *msg, size_t len,
+void pool_notify(struct arbiter *a, struct worker *w, const struct notify_msg *m,
 		 uint64_t arrived_ms)
 {
-	struct notify_msg m;
-
-	notify_parse(msg, len, &m);
-	if (m.status)
-		snprintf(w->status, sizeof(w->status), "%.*s", (int)m.status_len, m.status);
-	else if (m.stopping)
+	if (m->status)
+		snprintf(w->status, sizeof(w->status), "%.*s", (int)m->status_len, m->status);
+	else if (m->stopping)
 		snprintf(w->status, sizeof(w->status), "stopping");
-	if (m.ready) {
+	if (m->ready) {
 		if (w->state == WORKER_BOOTING)
 			log_info("worker %u (pid %d, generation %u) ready after %.3f s", w->id,
 				 w->pid, w->generation,
@@ -642,16 +639,16 @@ void pool_notify(struct arbiter *a, struct worker *w, const char *msg, size_t le
 	}
 	/* systemd's EXTEND_TIMEOUT_USEC: a slow start asks for more time, counted from
 	 * now; the ready deadline only ever moves later. */
-	if (m.extend_usec && w->state == WORKER_BOOTING && w->deadline_ms) {
-		uint64_t until = now_ms() + m.extend_usec / 1000;
+	if (m->extend_usec && w->state == WORKER_BOOTING && w->deadline_ms) {
+		uint64_t until = now_ms() + m->extend_usec / 1000;
 
 		if (until > w->deadline_ms) {
 			w->deadline_ms = until;
 			log_info("worker %u (pid %d) asked for %.3f s more to get ready", w->id,
-				 w->pid, (double)m.extend_usec / 1e6);
+				 w->pid, (double)m->extend_usec / 1e6);
 		}
 	}
-	if (m.watchdog) {
+	if (m->watchdog) {
 		w->watchdog = true;
 		w->watchdog_probe = false;
 		w->last_ping_ms = arrived_ms > w->last_ping_ms ? arrived_ms : w->last_ping_ms;
@@ -662,7 +659,7 @@ void pool_notify(struct arbiter *a, struct worker *w, const char *msg, size_t le
 	 * timeout/2 sends a ping exactly when last ping + timeout falls due: the
 	 * grace lets that ping arrive before the deadline is read, so an idle
 	 * arbiter wakes once per timeout rather than once per ping. */
-	if ((m.watchdog || m.ready) && w->watchdog && w->state == WORKER_READY &&
+	if ((m->watchdog || m->ready) && w->watchdog && w->state == WORKER_READY &&
 	    a->settings->timeout_ms)
 		w->deadline_ms = (w->last_ping_ms ? w->last_ping_ms : now_ms()) +
 				 a->settings->timeout_ms +
