@@ -28,8 +28,7 @@ FUZZ_config_LIBS := -linih
 FUZZ_notify_SRCS := arbiter/notify.c
 FUZZ_control_SRCS := arbiter/control.c
 FUZZ_listener_SRCS := arbiter/listeners.c
-FUZZ_http_SRCS := worker/builtin.c shared/http.c shared/log.c shared/json.c shared/sdnotify.c \
-	shared/signames.c
+FUZZ_http_SRCS := worker/http_parse.c
 # Past HTTP_HEAD_MAX (8192), to reach the 431 path.
 FUZZ_http_FLAGS := -max_len=20000
 FUZZ_duration_SRCS := shared/timeutil.c

@@ -1,8 +1,9 @@
 /* The built-in HTTP worker that `sigvisor worker` runs when no COMMAND is given, and its
  * request parser.
  *
- * The parser is pure (bytes in, struct out, no I/O, no allocation) and exported only so the
- * unit tests can feed it requests without sockets; everything else in builtin.c is static. */
+ * The parser (http_parse.c) is pure (bytes in, struct out, no I/O, no allocation) and exported
+ * only so the unit tests can feed it requests without sockets. The worker itself is builtin.c
+ * and the files listed in builtin_internal.h, which nothing outside them includes. */
 #pragma once
 
 #include <stdbool.h>

@@ -1,0 +1,168 @@
+/* The built-in worker's listening sockets, shared by every worker (hence EPOLLEXCLUSIVE):
+ * accepting in batches, pausing when out of fds, taking the whole queue on TERM, and closing
+ * a socket the arbiter retired. */
+#include "builtin_internal.h"
+#include "log.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* Accepts per wakeup, so one worker does not take a whole burst from its siblings. */
+#define ACCEPT_BATCH 64
+/* On TERM: at most this many connections are taken from a listener's queue. A frozen
+ * queue holds at most the backlog (net.core.somaxconn caps it, 4096 by default); the
+ * bound only matters for one the arbiter did not freeze, which other workers serve. */
+#define DRAIN_ACCEPT_MAX 65536
+/* Out of fds: how long to leave the listeners alone when no connection closes meanwhile. */
+#define ACCEPT_RETRY_NS (1 * NSEC_PER_SEC)
+
+static void listeners_pause(struct worker *w)
+{
+	for (int i = 0; i < w->n_listeners; i++) {
+		struct listener *l = &w->listeners[i];
+
+		if (l->in_epoll && epoll_ctl(w->epfd, EPOLL_CTL_DEL, l->src.fd, NULL) == 0)
+			l->in_epoll = false;
+	}
+	w->listeners_paused = true;
+	w->accept_resume_at = w->now + ACCEPT_RETRY_NS;
+	sweep_schedule(w, w->accept_resume_at);
+}
+
+void listeners_resume(struct worker *w)
+{
+	w->listeners_paused = false;
+	for (int i = 0; i < w->n_listeners; i++) {
+		struct listener *l = &w->listeners[i];
+		int r;
+
+		if (l->src.fd < 0 || l->in_epoll)
+			continue;
+		r = epoll_add(w, &l->src, EPOLLIN | EPOLLEXCLUSIVE);
+		if (r < 0) {
+			errno = -r;
+			log_error("re-adding listening socket %d to epoll failed, ignoring: %m",
+				  l->src.fd);
+			continue;
+		}
+		l->in_epoll = true;
+	}
+}
+
+/* What listener_accept left the listener's queue like. */
+enum accept_result {
+	ACCEPT_EMPTY,  /* nothing more queued */
+	ACCEPT_MORE,   /* a full batch taken: more may be queued */
+	ACCEPT_PAUSED, /* out of fds: every listener is out of epoll for a while */
+	ACCEPT_BROKEN, /* an error of the socket itself: out of epoll for good */
+	ACCEPT_SHUT,   /* frozen by the arbiter and empty: it takes nothing ever again */
+};
+
+/* The arbiter freezes a unix listener with shutdown(SHUT_RD) (arbiter/listeners.h): it
+ * refuses new connections, stays readable for ever, and accept() finds nothing once the
+ * queue is empty. poll() tells such a socket by POLLRDHUP; a TCP listener never has it
+ * (frozen, it is simply never readable again once empty). */
+static bool listener_is_shut(const struct listener *l)
+{
+	struct pollfd p = {.fd = l->src.fd, .events = POLLRDHUP};
+
+	return !l->tcp && poll(&p, 1, 0) == 1 && (p.revents & POLLRDHUP);
+}
+
+static enum accept_result listener_accept(struct worker *w, struct listener *l)
+{
+	for (int i = 0; i < ACCEPT_BATCH; i++) {
+		int fd = accept4(l->src.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+		if (fd >= 0) {
+			conn_accepted(w, l, fd);
+			continue;
+		}
+		switch (errno) {
+		case EAGAIN:
+			/* Woken with nothing to take: another worker was faster (one connection
+			 * may wake several), or the socket was frozen and is empty. */
+			return i == 0 && listener_is_shut(l) ? ACCEPT_SHUT : ACCEPT_EMPTY;
+		case EINTR:
+		case ECONNABORTED:
+		/* accept(2): errors of the pending connection, to be treated like EAGAIN */
+		case EPROTO:
+		case ENETDOWN:
+		case ENOPROTOOPT:
+		case EHOSTDOWN:
+		case ENONET:
+		case EHOSTUNREACH:
+		case EOPNOTSUPP:
+		case ENETUNREACH:
+			continue;
+		case EMFILE:
+		case ENFILE:
+		case ENOBUFS:
+		case ENOMEM:
+			/* The listener stays readable, so a level-triggered epoll would spin:
+			 * take the listeners out until a connection closes or a second passes. */
+			if (error_log_allowed(w))
+				log_error("accepting a connection failed, pausing accepts: %m");
+			listeners_pause(w);
+			return ACCEPT_PAUSED;
+		default:
+			log_error("accepting on socket %d failed, no longer accepting on it: %m",
+				  l->src.fd);
+			if (epoll_ctl(w->epfd, EPOLL_CTL_DEL, l->src.fd, NULL) == 0)
+				l->in_epoll = false;
+			return ACCEPT_BROKEN;
+		}
+	}
+	return ACCEPT_MORE;
+}
+
+/* Close our copy of a listener for good. */
+static void listener_drop(struct worker *w, struct listener *l)
+{
+	if (l->in_epoll)
+		epoll_ctl(w->epfd, EPOLL_CTL_DEL, l->src.fd, NULL);
+	close(l->src.fd);
+	l->src.fd = -1;
+	l->in_epoll = false;
+}
+
+/* Take everything l has queued, then close it. When the last copy of a listener
+ * closes, the kernel resets every connection still in its queue: connections whose
+ * handshake it completed, which a client counts as lost. Before it sends TERM to the
+ * last worker serving a socket, the arbiter freezes it (no new connection enters the
+ * queue), so what this takes is all there is. Returns false when out of fds: l stays
+ * open, and listener_ready empties and closes it once accepting works again. */
+bool listener_drain(struct worker *w, struct listener *l)
+{
+	enum accept_result r;
+	int batches = 1;
+
+	while ((r = listener_accept(w, l)) == ACCEPT_MORE &&
+	       batches < DRAIN_ACCEPT_MAX / ACCEPT_BATCH)
+		batches++;
+	if (r == ACCEPT_PAUSED)
+		return false;
+	if (r == ACCEPT_MORE)
+		log_warn("listening socket %d still has connections queued after %d were taken, "
+			 "closing it",
+			 l->src.fd, DRAIN_ACCEPT_MAX);
+	listener_drop(w, l);
+	return true;
+}
+
+void listener_ready(struct worker *w, struct listener *l)
+{
+	enum accept_result r = listener_accept(w, l);
+
+	if (r == ACCEPT_SHUT) {
+		log_info("listening socket %d no longer takes connections (sigvisor retired it), "
+			 "closing it",
+			 l->src.fd);
+		listener_drop(w, l);
+	} else if (r == ACCEPT_EMPTY && w->draining) {
+		listener_drop(w, l); /* the rest of a drain that ran out of fds */
+	}
+}

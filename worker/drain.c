@@ -1,0 +1,122 @@
+/* Signals of the built-in worker, read from its signalfd: TERM drains (serve what is queued
+ * and in flight, then exit), QUIT and INT exit at once, USR1 reopens the log file. */
+#include "builtin_internal.h"
+#include "log.h"
+#include "signames.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+static void worker_drain(struct worker *w, const struct signalfd_siginfo *si)
+{
+	struct conn *c, *next;
+	size_t busy = 0;
+
+	if (w->draining) {
+		log_debug("SIGTERM from pid %u while already draining, nothing new to do",
+			  si->ssi_pid);
+		return;
+	}
+	log_info("SIGTERM from pid %u: no longer accepting, finishing %zu connections", si->ssi_pid,
+		 w->n_conns);
+	w->draining = true;
+	notify(w, "STOPPING=1");
+
+	/* What is queued is served (with Connection: close), not reset. Out of fds, even
+	 * a moment ago: try anyway, and what is left waits for a connection to close. */
+	for (int i = 0; i < w->n_listeners; i++)
+		if (w->listeners[i].src.fd >= 0 && !listener_drain(w, &w->listeners[i]))
+			break;
+
+	/* Closing an idle keep-alive connection now would race the client's next
+	 * request, which it may be sending this very moment (a load generator sends it
+	 * right after reading a response): it would see the connection closed under a
+	 * request and count a failure. Instead each idle connection gets a short grace:
+	 * its next request is answered with "Connection: close"; if none comes, the sweep
+	 * closes it. Two passes keep the list sorted by deadline: the idle ones go to the
+	 * tail with the grace, then the busy ones (now at the front, still in order) with
+	 * a deadline no earlier than that. */
+	c = w->idle.head;
+	for (size_t n = count_list(&w->idle); n > 0 && c; n--, c = next) {
+		next = c->next;
+		if (conn_is_idle(c))
+			list_append(w, c, LIST_IDLE, DRAIN_GRACE_NS);
+		else
+			busy++;
+	}
+	for (; busy > 0 && (c = w->idle.head); busy--) {
+		uint64_t left = c->deadline > w->now + DRAIN_GRACE_NS ? c->deadline - w->now
+								      : DRAIN_GRACE_NS;
+
+		list_append(w, c, LIST_IDLE, left);
+	}
+
+	/* A lingering connection waits for the client to close after our last
+	 * response. A client that keeps it open (it only reads, or reads later)
+	 * would hold the worker until the arbiter's SIGKILL: while draining it gets
+	 * the same short grace. Clamping each deadline keeps the list sorted, and
+	 * conn_finish appends later ones with the grace too. */
+	for (c = w->linger.head; c; c = c->next)
+		if (c->deadline > w->now + DRAIN_GRACE_NS)
+			c->deadline = w->now + DRAIN_GRACE_NS;
+	if (w->linger.head)
+		sweep_schedule(w, w->linger.head->deadline);
+	sweep_maybe_disarm(w);
+}
+
+static void log_reopen(struct worker *w)
+{
+	int r;
+
+	if (!w->log_file) {
+		log_debug("SIGUSR1 without a log file, nothing to reopen");
+		return;
+	}
+	r = log_open(w->log_file);
+	if (r < 0) {
+		errno = -r;
+		log_error("reopening log file %s failed, keeping the old one: %m", w->log_file);
+		return;
+	}
+	log_info("reopened log file %s", w->log_file);
+}
+
+void signals_read(struct worker *w)
+{
+	struct signalfd_siginfo si[8];
+
+	for (;;) {
+		ssize_t n = read(w->sigfd.fd, si, sizeof(si));
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno != EAGAIN)
+				log_warn("reading the signalfd failed, ignoring: %m");
+			return;
+		}
+		for (size_t i = 0; i < (size_t)n / sizeof(si[0]); i++) {
+			switch (si[i].ssi_signo) {
+			case SIGTERM:
+				worker_drain(w, &si[i]);
+				break;
+			case SIGQUIT:
+			case SIGINT:
+				log_info("SIG%s from pid %u: exiting now",
+					 signal_name((int)si[i].ssi_signo), si[i].ssi_pid);
+				w->quit = true;
+				w->exit_reason = "quick shutdown";
+				break;
+			case SIGUSR1:
+				log_reopen(w);
+				break;
+			default:
+				log_debug("signal %u from pid %u ignored", si[i].ssi_signo,
+					  si[i].ssi_pid);
+				break;
+			}
+		}
+	}
+}
