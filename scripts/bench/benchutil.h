@@ -1,11 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * benchutil.h - what probe.c and sigbench.c share: messages and samples,
+ * benchutil.h - what probe.c and sigbench share: messages and samples,
  * the monotonic clock, CPU pinning and scheduling policy for observers, and
  * the sender thread (a signal sent from the server's CPU; see probe.c for why).
- * Included by exactly one .c file per program, after BENCH_PROG is defined;
- * everything is static inline so a program that does not use a helper does
- * not trip -Wunused-function.
+ * Included after BENCH_PROG is defined (by probe.c, and through sigbench.h by
+ * every sigbench*.c); everything is static inline so a file that does not use
+ * a helper does not trip -Wunused-function.
  */
 #ifndef SIGVISOR_BENCHUTIL_H
 #define SIGVISOR_BENCHUTIL_H

@@ -5,7 +5,7 @@
 # bench_setup NAME sets: here root SIGVISOR (a private copy) SIGVISOR_ORIG sv_built
 # sv_sum GUNICORN BUILD SV_EXTRA SV_READY GU_READY tmp probe sigbench cpus server_cpu
 # probe_cpu, compiles probe.c and
-# sigbench.c into $BUILD/bench, and installs the EXIT/INT/TERM traps that stop
+# sigbench*.c into $BUILD/bench, and installs the EXIT/INT/TERM traps that stop
 # every process started through start_server (only those, by pid).
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -132,9 +132,14 @@ bench_setup() { # NAME
 	if [[ ! -x $probe || $here/probe.c -nt $probe || $here/benchutil.h -nt $probe ]]; then
 		cc -O2 -Wall -Wextra -Werror -pthread -o "$probe" "$here/probe.c" || die "compiling probe.c failed"
 	fi
-	if [[ ! -x $sigbench || $here/sigbench.c -nt $sigbench || $here/benchutil.h -nt $sigbench ]]; then
-		cc -O2 -Wall -Wextra -Werror -pthread -o "$sigbench" "$here/sigbench.c" ||
-			die "compiling sigbench.c failed"
+	local src stale=0
+	[[ -x $sigbench ]] || stale=1
+	for src in "$here"/sigbench*.[ch] "$here/benchutil.h"; do
+		if [[ $src -nt $sigbench ]]; then stale=1; fi
+	done
+	if ((stale)); then
+		cc -O2 -Wall -Wextra -Werror -pthread -o "$sigbench" "$here"/sigbench*.c ||
+			die "compiling sigbench*.c failed"
 	fi
 
 	# Logs on tmpfs when there is one: a server that writes its log to a busy disk
