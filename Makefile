@@ -1,7 +1,8 @@
 # sigvisor. Every generated file goes under $(BUILD); V=1 shows the commands.
 #   make run    build and serve the built-in worker on 127.0.0.1:8000
 #   make test   unit + integration tests, ending with "N passed, N failed, N skipped"
-#   make check  formatter check, static analysis, and the test suite under ASan+UBSan
+#   make check  formatter check, include layering, static analysis, and the test suite
+#               under ASan+UBSan
 #   make bench  side-by-side benchmark against gunicorn (scripts/bench/)
 #   make test-kernels  the eBPF probes on the host kernel and Debian's 6.1 and 6.12 under qemu
 
@@ -26,6 +27,7 @@ Q := @
 msg := @printf '  %-6s %s\n'
 endif
 
+comma := ,
 SRCS := $(wildcard arbiter/*.c) $(wildcard worker/*.c) $(wildcard shared/*.c)
 OBJS := $(SRCS:%.c=$(BUILD)/obj/%.o)
 LIB_OBJS := $(filter-out $(BUILD)/obj/arbiter/main.o,$(OBJS))
@@ -47,9 +49,13 @@ $(BUILD)/obj/%.o: %.c | $(BUILD)/obj/arbiter $(BUILD)/obj/worker $(BUILD)/obj/sh
 	$(msg) CC $<
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
 
+# A test may replace functions the code under test calls (the kernel, the clock) with
+# its own __wrap_NAME: it lists them on a " * wrap: NAME ..." line of its comment.
 $(BUILD)/test/%: test/unit/%.c $(LIB_OBJS) | $(BUILD)/test
 	$(msg) CC $<
-	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -Wno-missing-prototypes $(LDFLAGS) -o $@ $< $(LIB_OBJS) $(LDLIBS) -lcmocka
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -Wno-missing-prototypes $(LDFLAGS) \
+		$(patsubst %,-Wl$(comma)--wrap=%,$(shell sed -n 's/^ \* wrap: //p' $<)) \
+		-o $@ $< $(LIB_OBJS) $(LDLIBS) -lcmocka
 
 $(BUILD)/obj/arbiter $(BUILD)/obj/worker $(BUILD)/obj/shared $(BUILD)/test:
 	$(Q)mkdir -p $@
@@ -85,7 +91,10 @@ format-check:
 	$(msg) FORMAT check
 	$(Q)clang-format --dry-run -Werror $$(git ls-files '*.c' '*.h')
 
+# Includes go down the layers only (doc/ARCHITECTURE.md), then cppcheck.
 lint:
+	$(msg) LAYERS check
+	$(Q)python3 scripts/check-layers.py
 	$(msg) CPPCHECK
 	$(Q)cppcheck --quiet --error-exitcode=1 --std=c11 --enable=warning,performance,portability \
 		--inline-suppr -D_GNU_SOURCE -D__linux__ -Ishared -Iarbiter -Iworker \

@@ -16,7 +16,6 @@
 
 #include "check.h"
 #include "log.h"
-#include "retire.h"
 #include "signames.h"
 #include "timeutil.h"
 #include "version.h"
@@ -25,7 +24,7 @@ extern char **environ;
 
 static void arm_timer(struct arbiter *a)
 {
-	uint64_t next = pool_next_deadline(a), ctl = control_next_deadline(&a->control);
+	uint64_t next = pool_next_deadline(&a->pool), ctl = control_next_deadline(&a->control);
 	uint64_t up = notify_upstream_deadline(&a->notify); /* WatchdogSec= of ours */
 	struct itimerspec its = {0};
 
@@ -63,15 +62,16 @@ static void begin_drain(struct arbiter *a, bool quick)
 		notify_upstream(&a->notify, "STOPPING=1");
 	a->phase = quick ? PHASE_QUITTING : PHASE_DRAINING;
 	a->phase_deadline_ms = 0;
+	arbiter_sync_pool(a);
 	/* Stop accepting: the sockets take no new connection from now on and our copies
 	 * go; the workers take what is queued when they get the signal, then close
-	 * theirs (retire.h). */
+	 * theirs (retire.c in arbiter.h). */
 	retire_all_listeners(a);
 	log_info("%s shutdown: sending SIG%s to %u workers, SIGKILL after %.1f s",
 		 quick ? "quick" : "graceful", quick ? "QUIT" : "TERM",
 		 pool_count(&a->pool, worker_is_alive),
 		 (double)a->settings->graceful_timeout_ms / 1000.0);
-	pool_stop_all(a, quick ? WEV_STOP_QUIT : WEV_STOP_TERM);
+	pool_stop_all(&a->pool, quick ? WEV_STOP_QUIT : WEV_STOP_TERM);
 	check_done(a);
 }
 
@@ -114,7 +114,7 @@ static void handle_signal(struct arbiter *a, const struct signalfd_siginfo *si)
 	if (sig > 0 && sig < 65)
 		a->signals_received[sig]++;
 	if (act == ACTION_REAP) {
-		pool_reap_children(a);
+		pool_reap_children(&a->pool);
 		return; /* CHLD is a hint, not worth a log line per exit */
 	}
 	signal_describe_sender(si, sender, sizeof(sender));
@@ -144,7 +144,7 @@ static void handle_signal(struct arbiter *a, const struct signalfd_siginfo *si)
 	case ACTION_SCALE_UP:
 		a->pool.target++;
 		log_info("pool size %u -> %u", a->pool.target - 1, a->pool.target);
-		pool_reconcile(a);
+		pool_reconcile(&a->pool);
 		break;
 	case ACTION_SCALE_DOWN:
 		if (a->pool.target <= 1) {
@@ -154,7 +154,7 @@ static void handle_signal(struct arbiter *a, const struct signalfd_siginfo *si)
 		}
 		a->pool.target--;
 		log_info("pool size %u -> %u", a->pool.target + 1, a->pool.target);
-		pool_reconcile(a);
+		pool_reconcile(&a->pool);
 		break;
 	case ACTION_REOPEN_LOGS:
 		if (a->settings->log_file) {
@@ -165,11 +165,11 @@ static void handle_signal(struct arbiter *a, const struct signalfd_siginfo *si)
 			else
 				log_info("reopened log file %s", a->settings->log_file);
 		}
-		pool_signal_all(a, SIGUSR1);
+		pool_signal_all(&a->pool, SIGUSR1);
 		break;
 	case ACTION_STOP_WORKERS:
 		a->pool.target = 0;
-		pool_reconcile(a);
+		pool_reconcile(&a->pool);
 		break;
 	case ACTION_RELOAD:
 		reload_start(a);
@@ -209,16 +209,16 @@ static void on_timer(struct arbiter *a)
 	(void)!read(a->timer.fd, &expirations, sizeof(expirations));
 	a->timer_armed_ms = 0;
 	/* WATCHDOG=1 pings wait in the socket until now: read them before judging. */
-	notify_drain(a);
+	pool_drain_all_notify(&a->pool);
 	if (a->phase_deadline_ms && a->phase_deadline_ms <= now) {
 		log_info("shutdown delay over");
 		begin_drain(a, false);
 	}
-	pool_run_deadlines(a, now);
+	pool_run_deadlines(&a->pool, now);
 	upgrade_check_timeout(a, now);
 	notify_upstream_tick(&a->notify, now);
-	control_run_deadlines(a, now);
-	pool_reconcile(a);
+	control_run_deadlines(&a->control, now);
+	pool_reconcile(&a->pool);
 }
 
 static void on_bpf_loaded(struct arbiter *a);
@@ -234,13 +234,13 @@ static void dispatch(struct arbiter *a, const struct loop_event *ev)
 		on_timer(a);
 		break;
 	case SOURCE_WORKER:
-		pool_reap_worker(a, (struct worker *)ev->source);
+		pool_reap_worker(&a->pool, (struct worker *)ev->source);
 		break;
 	case SOURCE_CONTROL_LISTENER:
-		control_on_listener(a);
+		control_on_listener(&a->control);
 		break;
 	case SOURCE_CONTROL_CONN:
-		control_on_conn(a, (struct control_conn *)ev->source, ev->events);
+		control_on_conn(&a->control, (struct control_conn *)ev->source, ev->events);
 		break;
 	case SOURCE_BPF:
 		if (bpf_probes_loading(a->bpf))
@@ -249,13 +249,13 @@ static void dispatch(struct arbiter *a, const struct loop_event *ev)
 			bpf_probes_poll(a->bpf);
 		break;
 	case SOURCE_NOTIFY:
-		notify_drain_worker(a, worker_of_notify(ev->source));
+		pool_drain_notify(&a->pool, worker_of_notify(ev->source));
 		break;
 	case SOURCE_METRICS_LISTENER:
-		metrics_on_listener(a);
+		metrics_on_listener(&a->metrics);
 		break;
 	case SOURCE_METRICS_CONN:
-		metrics_on_conn(a, ev->source, ev->events);
+		metrics_on_conn(&a->metrics, ev->source, ev->events);
 		break;
 	case SOURCE_UPGRADE_CHECK:
 		upgrade_check_done(a);
@@ -280,7 +280,7 @@ static void announce(struct arbiter *a)
 
 static int run(struct arbiter *a)
 {
-	pool_reconcile(a);
+	pool_reconcile(&a->pool);
 	/* Workers that count as ready once started (--ready-mode start, a COMMAND in
 	 * auto) are ready now: say so before the first wait, which may be long. */
 	announce(a);
@@ -289,7 +289,7 @@ static int run(struct arbiter *a)
 
 		arm_timer(a);
 		/* Wake for READY=1 only while a worker is booting (see notify.h). */
-		notify_watch(a);
+		pool_watch_notify(&a->pool);
 		n = loop_wait(&a->loop, -1);
 		if (n < 0) {
 			/* EINTR: stopped and continued (SIGSTOP/SIGCONT); nothing to do. */
@@ -303,7 +303,7 @@ static int run(struct arbiter *a)
 		/* A worker reaped while handling SIGCHLD may still have its pidfd event in
 		 * the batch: it is freed only here, after the whole batch. */
 		pool_gc(&a->pool);
-		pool_reconcile(a);
+		pool_reconcile(&a->pool);
 		reload_check(a);
 		upgrade_maybe_exec(a);
 		announce(a);
@@ -374,8 +374,10 @@ static int daemonize(void)
 
 static void on_bpf_event(void *ctx, const char *line)
 {
+	struct arbiter *a = ctx;
+
 	log_info("%s", line);
-	control_event(ctx, line); /* to `sigvisor status --events` */
+	control_event(&a->control, line); /* to `sigvisor status --events` */
 }
 
 /* After the fork for --daemon (the probes track our pid). With --bpf on before the
@@ -470,6 +472,126 @@ void arbiter_bpf_start(struct arbiter *a)
 		log_error("%s", err);
 }
 
+/* -- what the modules below ask of the arbiter (pool.h, control.h, metrics.h) -------- */
+
+static int pool_spawn(void *ctx, unsigned id, unsigned generation, char *notify_env, pid_t *ret_pid,
+		      int *ret_pidfd)
+{
+	struct arbiter *a = ctx;
+	struct spawn_request rq = {
+		.tmpl = &a->tmpl,
+		.settings = a->settings,
+		.listen_fds = a->listen_fds,
+		.n_listen_fds = a->n_listeners,
+		.listen_fdnames = a->listen_fdnames,
+		.arbiter_pid = a->pid,
+		.id = id,
+		.generation = generation,
+		.notify_env = notify_env,
+	};
+
+	return spawn_worker(&rq, ret_pid, ret_pidfd);
+}
+
+static void pool_fatal(void *ctx, int status)
+{
+	arbiter_fatal(ctx, status == 4 ? EXIT_WORKER_APP : EXIT_WORKER_BOOT);
+}
+
+static void pool_trial_failed(void *ctx, const char *why)
+{
+	reload_abort(ctx, why);
+}
+
+static void pool_old_retiring(void *ctx)
+{
+	retire_old_listeners(ctx);
+}
+
+static int pool_other_child(void *ctx, pid_t pid)
+{
+	struct arbiter *a = ctx;
+
+	if (!a->upgrade.check_pid || pid != a->upgrade.check_pid)
+		return 0;
+	upgrade_check_done(a);
+	return a->upgrade.check_pid ? -1 : 1;
+}
+
+static const struct pool_hooks pool_hooks = {
+	.ctx = NULL, /* the arbiter, set by arbiter_main */
+	.spawn = pool_spawn,
+	.fatal = pool_fatal,
+	.trial_failed = pool_trial_failed,
+	.old_retiring = pool_old_retiring,
+	.other_child = pool_other_child,
+};
+
+/* --ready-mode auto: the built-in worker always sends READY=1; a COMMAND may not. */
+static bool waits_for_notify(const struct settings *s)
+{
+	switch (s->ready_mode) {
+	case READY_NOTIFY:
+		return true;
+	case READY_START:
+		return false;
+	case READY_AUTO:
+		break;
+	}
+	return !s->command;
+}
+
+void arbiter_sync_pool(struct arbiter *a)
+{
+	const struct settings *s = a->settings;
+	struct pool_config cfg = {
+		.graceful_timeout_ms = s->graceful_timeout_ms,
+		.ready_timeout_ms = s->ready_timeout_ms,
+		.timeout_ms = s->timeout_ms,
+		.wait_notify = waits_for_notify(s),
+		.notify_access = s->notify_access,
+		.notify_uid = a->tmpl.drop_privileges ? a->tmpl.uid : (uid_t)-1,
+		.notify_gid = a->tmpl.drop_privileges ? a->tmpl.gid : (gid_t)-1,
+	};
+
+	pool_configure(&a->pool, &cfg);
+	a->pool.trial = a->reloading;
+	a->pool.draining = a->phase >= PHASE_DRAINING;
+}
+
+static int control_render(void *ctx, bool json, char **ret, size_t *ret_len)
+{
+	return arbiter_render_status(ctx, json, ret, ret_len);
+}
+
+static const char *control_events_off(void *ctx)
+{
+	const struct arbiter *a = ctx;
+
+	return a->bpf ? NULL : a->bpf_why;
+}
+
+static void metrics_render(void *ctx, FILE *f)
+{
+	struct arbiter *a = ctx;
+
+	/* READY=1 and STATUS= may wait in the notify socket (see notify.h): read them, so
+	 * a scrape and `sigvisor status` agree. */
+	pool_drain_all_notify(&a->pool);
+	arbiter_render_prometheus(a, f);
+}
+
+static const char *metrics_not_ready(void *ctx)
+{
+	struct arbiter *a = ctx;
+
+	pool_drain_all_notify(&a->pool);
+	if (arbiter_is_ready(a))
+		return NULL;
+	return a->phase != PHASE_RUNNING ? "not ready: shutting down\n"
+					 : "not ready: no worker is ready\n";
+}
+
 /* Bind i: a socket inherited through an upgrade when one has that spec, else a new one. */
 static int open_or_adopt_listener(struct arbiter *a, size_t i, char *err, size_t errlen)
 {
@@ -529,7 +651,9 @@ static int setup_metrics(struct arbiter *a, char *err, size_t errlen)
 			r = metrics_open(&a->metrics, s->metrics, err, errlen);
 		u->metrics_fd = -1;
 		if (r == 0)
-			r = loop_add(&a->loop, &a->metrics.listen, LOOP_IN);
+			r = metrics_start(
+				&a->metrics, &a->loop,
+				&(struct metrics_view){a, metrics_render, metrics_not_ready});
 		if (r < 0)
 			return r;
 		log_info("metrics on http://%s/metrics", a->metrics.address);
@@ -607,7 +731,7 @@ static int setup(struct arbiter *a, char *err, size_t errlen, int *ret_status)
 		}
 	}
 	if (s->check) {
-		r = check_startup(s, err, errlen);
+		r = check_startup(s, upgrade_check_holds, upgrade_checking(), err, errlen);
 		if (r < 0)
 			return r;
 		*ret_status = EXIT_OK;
@@ -710,7 +834,8 @@ static int setup(struct arbiter *a, char *err, size_t errlen, int *ret_status)
 			 err);
 		control_forget(&a->control);
 	}
-	r = control_start(&a->control, &a->loop);
+	r = control_start(&a->control, &a->loop,
+			  &(struct control_view){a, control_render, control_events_off});
 	if (r < 0) {
 		snprintf(err, errlen, "cannot register the control socket: %s", strerror(-r));
 		return r;
@@ -739,7 +864,7 @@ static void teardown(struct arbiter *a)
 	control_close(&a->control);
 	if (a->settings->pidfile && a->pid)
 		remove_pidfile(a->settings->pidfile, a->pid);
-	pool_free(&a->pool, &a->notify);
+	pool_free(&a->pool);
 	notify_close(&a->notify); /* after the workers' sockets: it removes their directory */
 	if (a->sigfd.fd > 0)
 		close(a->sigfd.fd);
@@ -777,6 +902,7 @@ static void free_settings(struct settings *s)
 int arbiter_main(int argc, char **argv)
 {
 	struct settings *settings;
+	struct pool_hooks hooks;
 	struct arbiter arb;
 	struct arbiter *a = &arb;
 	char err[1024] = "";
@@ -827,8 +953,13 @@ int arbiter_main(int argc, char **argv)
 	if (upgrade_resolve_self(argv[0], &a->self_path) < 0)
 		a->self_path = NULL;
 	log_setup("sigvisor", settings->log_format, LOG_LEVEL_INFO);
-	pool_init(&a->pool, settings->workers);
+	hooks = pool_hooks;
+	hooks.ctx = a;
+	pool_init(&a->pool, settings->workers, &a->loop, &a->notify, &hooks);
+	a->pool.blocked_mask = a->blocked_mask;
+	arbiter_sync_pool(a);
 	r = setup(a, err, sizeof(err), &status);
+	arbiter_sync_pool(a); /* with the spawn template setup made (--user) */
 	if (r != 0) {
 		if (r < 0) {
 			log_error("%s", err);

@@ -1,95 +1,81 @@
 /* The arbiter: one struct that owns the loop, the signalfd, the deadline timer, the
  * listening sockets, the worker pool and the control socket, passed explicitly to
- * every function that acts on them. */
+ * every function that acts on them.
+ *
+ * This is the wiring layer's header (doc/ARCHITECTURE.md): only arbiter.c, main.c,
+ * reload.c, retire.c, upgrade.c, status.c and prometheus.c include it. The modules
+ * below take only what they need and report upward through callbacks. */
 #pragma once
 
 #include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 #include "activation.h"
 #include "bpf.h"
 #include "control.h"
+#include "exitstatus.h"
 #include "lifecycle.h"
 #include "listeners.h"
 #include "loop.h"
 #include "metrics.h"
 #include "notify.h"
 #include "options.h"
+#include "pool.h"
 #include "signals.h"
-#include "upgrade.h"
+#include "spawn.h"
 #include "version.h"
 
-/* Exit statuses (DESIGN.md). */
-#define EXIT_OK		 0
-#define EXIT_FATAL	 1
-#define EXIT_USAGE	 2
-#define EXIT_WORKER_BOOT 3
-#define EXIT_WORKER_APP	 4
-
-/* Boot failures: a worker that exits unasked within BOOT_WINDOW_MS of its start (or
- * before READY=1) failed to boot. BOOT_FAILURE_LIMIT of them in a row, each within
- * BOOT_FAILURE_RESET_MS of the previous, make the arbiter give up with status 3.
- * Between them the respawn waits 100 ms, doubling up to BACKOFF_MAX_MS. */
-#define BOOT_WINDOW_MS	      1000
-#define BOOT_FAILURE_LIMIT    5
-#define BOOT_FAILURE_RESET_MS 30000
-#define BACKOFF_FIRST_MS      100
-#define BACKOFF_MAX_MS	      5000
-
-struct worker {
-	struct source src; /* SOURCE_WORKER; fd is the pidfd */
-	unsigned id;
-	pid_t pid;
-	unsigned generation;
-	enum worker_state state;
-	uint64_t started_ms;
-	uint64_t deadline_ms;	  /* 0: none */
-	int stop_signal;	  /* the last stop signal sent, for the log */
-	bool watchdog;		  /* it sent WATCHDOG=1: --timeout applies to it */
-	bool notify;		  /* ready on READY=1 (else once started) */
-	bool watchdog_probe;	  /* ready, --timeout on, no WATCHDOG=1 seen yet: find out */
-	uint64_t last_ping_ms;	  /* arrival of its last WATCHDOG=1 */
-	struct source notify_src; /* SOURCE_NOTIFY: its own NOTIFY_SOCKET; fd -1 if none */
-	bool notify_watched;
-	/* Watched a little after READY=1 too: sd_notify_barrier() (systemd-notify --ready)
-	 * sends BARRIER=1 with an fd right after it and waits for that fd to be closed. */
-	uint64_t notify_linger_ms;
-	char notify_env[128]; /* "NOTIFY_SOCKET=" and a sun_path */
-	char status[128];     /* its last STATUS= */
-};
-
-#define worker_of_notify(s) ((struct worker *)((char *)(s)-offsetof(struct worker, notify_src)))
-
-struct pool {
-	struct worker **workers;
-	size_t n, cap;
-	unsigned target;
-	unsigned generation;	 /* the current one: new workers get it */
-	unsigned max_generation; /* never reused, even after a failed reload */
-	unsigned boot_failures;
-	uint64_t last_boot_failure_ms;
-	unsigned spawn_failures;
-	uint64_t respawn_at_ms;	    /* 0: spawn as soon as needed */
-	uint64_t watchdog_sweep_ms; /* read pings of workers in watchdog_probe (0: none) */
-	bool garbage;		    /* some workers are EXITED and wait to be freed */
-	/* counters for status */
-	uint64_t spawned, spawn_errors, exited, exited_clean, exited_error, exited_signal, killed,
-		replaced, boot_failures_total, orphans_reaped, reloads, reload_failures;
-};
-
-/* Everything a spawn needs that is computed once at startup. */
-struct spawn_template {
-	const char *path;
-	char **argv;
-	char **base_env; /* environ minus what we set ourselves */
-	size_t n_base_env;
-	char *log_file_abs;
-	bool drop_privileges;
-	uid_t uid;
-	gid_t gid;
+/* USR2: upgrade the binary in place, keeping the PID (so it works as PID 1).
+ *
+ *  1. Run the binary at the path we were started from (resolved at startup, so a file
+ *     replaced on disk is what runs) with --check and our arguments; it must exit 0
+ *     within --ready-timeout. Otherwise the upgrade is refused and nothing changes.
+ *  2. Write our state (listening sockets, control and notify sockets, accepted control
+ *     connections with what they have read and not yet sent, every live worker's
+ *     pidfd, id, generation and state, counters) to a memfd, clear
+ *     close-on-exec on the fds it names, and execve that binary in this process.
+ *     Signals stay blocked across execve, so any that arrive meanwhile wait in the
+ *     kernel for the new image's signalfd. If execve fails, we carry on as before.
+ *  3. The new image finds SIGVISOR_UPGRADE_FD, adopts all of that (the workers become
+ *     the old generation) and reloads exactly as on HUP: a new generation starts and
+ *     the old one is retired worker by worker once the new one is ready.
+ *
+ * The --check is also a handshake: run with SIGVISOR_UPGRADE_CHECK (the addresses we
+ * hold, which it must not try to bind), a sigvisor prints the upgrade-state format it
+ * reads; anything else (a /bin/true) is refused. And the exec can be undone: every
+ * image keeps its own executable open (an O_PATH fd of /proc/self/exe) and hands it
+ * over as SIGVISOR_ROLLBACK_FD. A new image whose set-up fails (pidfile, binds,
+ * control, metrics, probes, even its options) re-executes that fd with the same
+ * state and SIGVISOR_UPGRADE_FAILED saying why; the previous image resumes with its
+ * workers and sockets as they were, without a reload. */
+struct upgrade {
+	struct source check; /* SOURCE_UPGRADE_CHECK: the --check child's pidfd */
+	pid_t check_pid;
+	uint64_t check_deadline_ms;
+	bool exec_wanted;	    /* the check passed: exec once no reload is running */
+	uint64_t drain_deadline_ms; /* exec by then even if metrics connections are open */
+	bool pending;		    /* USR2 during a reload: start when it is over */
+	unsigned long upgrades, refused;
+	/* what the new image learns of the workers' notify sockets */
+	bool have_notify;
+	unsigned notify_cookie, notify_seq;
+	/* the --metrics listener handed over, and the address it was opened for (-1: none) */
+	int metrics_fd;
+	char *metrics_spec;
+	/* The --check's stdout (the handshake) and its exec errno, read ends; -1: none */
+	int check_out, check_errno;
+	/* Our own executable, O_PATH and close-on-exec except across our own exec. */
+	int self_fd;
+	/* The new image: the previous image's executable, to roll back to (-1: none). */
+	int rollback_fd;
+	/* The previous image, re-executed after a failed upgrade: why it failed. */
+	bool rolled_back;
+	char rollback_why[512];
+	unsigned long rollbacks; /* upgrades undone after the exec */
 };
 
 /* What a reload replaces, kept until the new generation has taken over (or restored
@@ -160,40 +146,9 @@ void arbiter_fatal(struct arbiter *a, int status);
 void arbiter_bpf_stop(struct arbiter *a);
 void arbiter_bpf_start(struct arbiter *a);
 
-/* pool.c */
-void pool_init(struct pool *p, unsigned target);
-void pool_reconcile(struct arbiter *a);
-void pool_worker_event(struct arbiter *a, struct worker *w, enum worker_event ev);
-void pool_reap_worker(struct arbiter *a, struct worker *w);
-void pool_reap_children(struct arbiter *a);
-void pool_run_deadlines(struct arbiter *a, uint64_t now);
-uint64_t pool_next_deadline(const struct arbiter *a);
-void pool_stop_all(struct arbiter *a, enum worker_event ev);
-void pool_signal_all(struct arbiter *a, int sig);
-void pool_gc(struct pool *p);
-int pool_adopt(struct pool *p, struct worker *w);
-/* A notify datagram of worker w, parsed (m->status points into the datagram). */
-void pool_notify(struct arbiter *a, struct worker *w, const struct notify_msg *m,
-		 uint64_t arrived_ms);
-bool worker_is_booting(const struct worker *w);
-unsigned pool_count_gen(const struct pool *p, bool (*pred)(const struct worker *w), bool current);
-void pool_free(struct pool *p, struct notify *n);
-unsigned pool_count(const struct pool *p, bool (*pred)(const struct worker *w));
-bool worker_is_active(const struct worker *w);
-bool worker_is_alive(const struct worker *w);
-bool worker_is_ready(const struct worker *w);
-uint64_t backoff_ms(unsigned failures);
-
-/* spawn.c */
-int spawn_template_init(struct spawn_template *t, const struct settings *s, char *const *environ_,
-			char *err, size_t errlen);
-void spawn_template_free(struct spawn_template *t);
-int spawn_worker(struct arbiter *a, unsigned id, char *notify_env, pid_t *ret_pid, int *ret_pidfd);
-/* Find name like execvp would (a name with a '/' as is), as an absolute path. */
-int path_resolve(const char *name, char **ret_path);
-/* clone3(CLONE_PIDFD), or fork + pidfd_open where clone3 is ENOSYS. Like fork():
- * 0 in the child, the pid (and *ret_pidfd) in the parent, -1 with errno. */
-pid_t spawn_process(int *ret_pidfd);
+/* arbiter.c: what the pool needs of the settings and the mode, again after each change
+ * of either (settings, reloading, phase). */
+void arbiter_sync_pool(struct arbiter *a);
 
 /* reload.c */
 void reload_start(struct arbiter *a);
@@ -204,8 +159,75 @@ int listeners_fdnames(struct arbiter *a);
 
 /* status.c */
 int arbiter_render_status(struct arbiter *a, bool json, char **ret_buf, size_t *ret_len);
+/* prometheus.c: the --metrics page */
+void arbiter_render_prometheus(struct arbiter *a, FILE *f);
 /* Serving: running, with at least one ready worker (status "ready", /readyz 200). */
 bool arbiter_is_ready(const struct arbiter *a);
 /* The control signals status and metrics list, in this order. */
 #define ARBITER_N_SHOWN 10
 extern const int arbiter_shown_signals[ARBITER_N_SHOWN];
+
+/* upgrade.c */
+/* USR2 */
+void upgrade_start(struct arbiter *a);
+/* The --check child exited (its pidfd is readable), or SIGCHLD named its pid. */
+void upgrade_check_done(struct arbiter *a);
+/* The check's deadline passed. */
+void upgrade_check_timeout(struct arbiter *a, uint64_t now);
+/* After each loop iteration: exec if the check passed and nothing is in the way. */
+void upgrade_maybe_exec(struct arbiter *a);
+
+/* At start-up, before the options are read: open our own executable, and take what
+ * an upgrade (or its rollback) handed over: the state memfd in a->upgrade_fd (-1:
+ * none), the previous image's executable. Unsets the variables so workers do not
+ * inherit them. */
+void upgrade_inherit(struct arbiter *a);
+/* The new image could not start (why): re-execute the previous image with the state
+ * handed over. Returns only if there is nothing to roll back to or the exec failed. */
+void upgrade_rollback(struct arbiter *a, const char *why);
+/* The new image started: it no longer needs the previous image's executable. */
+void upgrade_commit(struct arbiter *a);
+/* --check run by an upgrade: is spec one of the addresses the running arbiter holds? */
+bool upgrade_check_holds(const char *spec);
+/* Is this --check run by an upgrade? */
+bool upgrade_checking(void);
+/* --check run by an upgrade: say which state format we read (the handshake). */
+void upgrade_check_handshake(void);
+/* Adopt listeners, control and notify sockets (before setup opens its own). */
+int upgrade_adopt_sockets(struct arbiter *a, int fd, char *err, size_t errlen);
+/* Adopt the workers and counters (the caller then starts the new generation, or
+ * after a rollback resumes). */
+int upgrade_adopt_workers(struct arbiter *a, int fd);
+
+/* The absolute path we were started from, found at startup. */
+int upgrade_resolve_self(const char *argv0, char **ret_path);
+
+/* retire.c */
+/* Retiring listening sockets without resetting what the kernel has queued.
+ *
+ * The last close of a listening socket resets every connection in its accept queue,
+ * connections whose handshake the kernel completed. Draining the queue and then
+ * closing leaves a window in which new ones arrive and are reset. So a socket's
+ * retirement has three steps, in this order: freeze it (listener_freeze: no new
+ * connection enters the queue), stop the workers that serve it (each accepts what
+ * is queued before closing its copy), and close the arbiter's copy. A connection
+ * that arrives after the freeze is refused, which clients retry. */
+
+/* A shutdown (TERM, INT, QUIT, a fatal error): freeze every listening socket the
+ * arbiter holds and close its copies. Call before the workers are told to stop. */
+void retire_all_listeners(struct arbiter *a);
+
+/* A reload (a HUP, or the one a USR2 upgrade starts): freeze the sockets only the old
+ * generation serves: the addresses the new configuration dropped (closed when the old
+ * generation is gone, or thawed by a rollback) and the sockets an upgrade handed over
+ * that the new image no longer binds (closed at once). Call before the last active
+ * worker of the old generation gets TERM, and whenever none is left. */
+void retire_old_listeners(struct arbiter *a);
+
+/* A failed reload, before its generation is stopped: freeze the sockets only that
+ * generation serves (the addresses it added). */
+void retire_new_listeners(struct arbiter *a);
+
+/* After a rollback: the restored sockets retire_old_listeners froze take connections
+ * again (a unix one is bound anew, so listen_fds is refreshed). */
+void retire_thaw_listeners(struct arbiter *a);

@@ -14,7 +14,6 @@
 
 #include "listeners.h"
 #include "options.h"
-#include "upgrade.h"
 
 /* The directory path would be created in: writable and searchable. */
 static int dir_writable(const char *path, char *dir, size_t len)
@@ -133,13 +132,14 @@ static bool same_address(const char *x, const char *y)
 	       IN6_IS_ADDR_UNSPECIFIED(&((struct sockaddr_in6 *)&b)->sin6_addr);
 }
 
-int check_startup(const struct settings *s, char *err, size_t errlen)
+int check_startup(const struct settings *s, bool (*held)(const char *spec), bool upgrading,
+		  char *err, size_t errlen)
 {
 	char dir[PATH_MAX];
 	int r;
 
 	for (size_t i = 0; i < s->n_binds; i++) {
-		if (upgrade_check_holds(s->binds[i]))
+		if (held && held(s->binds[i]))
 			continue; /* ours already: the new image takes it over */
 		r = try_bind("", s->binds[i], err, errlen);
 		if (r < 0)
@@ -154,7 +154,7 @@ int check_startup(const struct settings *s, char *err, size_t errlen)
 					 s->metrics, s->binds[i]);
 				return -EADDRINUSE;
 			}
-		if (!upgrade_check_holds(s->metrics)) {
+		if (!held || !held(s->metrics)) {
 			r = try_bind("--metrics: ", s->metrics, err, errlen);
 			if (r < 0)
 				return r;
@@ -175,7 +175,7 @@ int check_startup(const struct settings *s, char *err, size_t errlen)
 	}
 	/* Through an upgrade the control socket is handed over; the default path is
 	 * chosen at start among directories that work. */
-	if (s->control && !upgrade_checking()) {
+	if (s->control && !upgrading) {
 		r = dir_writable(s->control, dir, sizeof(dir));
 		if (r < 0) {
 			snprintf(err, errlen, "--control %s: directory %s: %s", s->control, dir,

@@ -13,7 +13,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "arbiter.h"
+#include "exitstatus.h"
 #include "log.h"
 #include "timeutil.h"
 
@@ -283,11 +283,13 @@ void control_forget(struct control *c)
 	c->listen.fd = c->reserve_fd = -1;
 }
 
-int control_start(struct control *c, struct loop *loop)
+int control_start(struct control *c, struct loop *loop, const struct control_view *view)
 {
 	struct control_conn *cc, *next;
 	int r;
 
+	c->loop = loop;
+	c->view = *view;
 	if (c->listen.fd < 0)
 		return 0; /* none: sigvisor runs without (control_forget) */
 	r = loop_add(loop, &c->listen, LOOP_IN);
@@ -446,15 +448,14 @@ static int evict_rank(const struct control_conn *cc)
 /* The table is full. A burst of clients fills it before the loop has read their
  * requests, so first serve the requests that have arrived; if that frees nothing, close
  * the oldest of the most idle kind, so that the new client is always served. */
-static void make_room(struct arbiter *a)
+static void make_room(struct control *c)
 {
-	struct control *c = &a->control;
 	struct control_conn *cc, *next, *victim = NULL;
 
 	for (cc = c->conns; cc; cc = next) {
 		next = cc->next; /* control_on_conn frees nothing but cc */
 		if (!cc->follower && !cc->out)
-			control_on_conn(a, cc, LOOP_IN);
+			control_on_conn(c, cc, LOOP_IN);
 	}
 	if (c->n_conns < CONTROL_MAX_CONNS)
 		return;
@@ -465,13 +466,11 @@ static void make_room(struct arbiter *a)
 	log_info("control socket: %d connections open, closed the oldest idle one for a new "
 		 "client",
 		 CONTROL_MAX_CONNS);
-	conn_free(&a->loop, c, victim);
+	conn_free(c->loop, c, victim);
 }
 
-void control_on_listener(struct arbiter *a)
+void control_on_listener(struct control *c)
 {
-	struct control *c = &a->control;
-
 	for (;;) {
 		struct ucred cred;
 		socklen_t len = sizeof(cred);
@@ -494,7 +493,7 @@ void control_on_listener(struct arbiter *a)
 			continue;
 		}
 		if (c->n_conns >= CONTROL_MAX_CONNS)
-			make_room(a);
+			make_room(c);
 		cc = calloc(1, sizeof(*cc));
 		if (!cc) {
 			close(fd);
@@ -502,7 +501,7 @@ void control_on_listener(struct arbiter *a)
 		}
 		cc->src.type = SOURCE_CONTROL_CONN;
 		cc->src.fd = fd;
-		if (loop_add(&a->loop, &cc->src, LOOP_IN) < 0) {
+		if (loop_add(c->loop, &cc->src, LOOP_IN) < 0) {
 			close(fd);
 			free(cc);
 			continue;
@@ -522,22 +521,24 @@ enum control_request control_parse_request(const char *line)
 	return CONTROL_UNKNOWN;
 }
 
-static int handle_request(struct arbiter *a, struct control_conn *cc, const char *line)
+static int handle_request(struct control *c, struct control_conn *cc, const char *line)
 {
+	const char *events_off;
 	char safe[65];
 	size_t k = 0;
 
 	switch (control_parse_request(line)) {
 	case CONTROL_STATUS_TEXT:
-		return arbiter_render_status(a, false, &cc->out, &cc->out_len);
+		return c->view.render_status(c->view.ctx, false, &cc->out, &cc->out_len);
 	case CONTROL_STATUS_JSON:
-		return arbiter_render_status(a, true, &cc->out, &cc->out_len);
+		return c->view.render_status(c->view.ctx, true, &cc->out, &cc->out_len);
 	case CONTROL_EVENTS:
-		if (!a->bpf) {
+		events_off = c->view.events_off(c->view.ctx);
+		if (events_off) {
 			if (asprintf(&cc->out,
 				     "error: events come from the BPF probes, which are "
 				     "off: %s\n",
-				     a->bpf_why) < 0)
+				     events_off) < 0)
 				return -ENOMEM;
 			cc->out_len = strlen(cc->out);
 			return 0;
@@ -593,9 +594,8 @@ static bool queue_out(struct control_conn *cc, const char *text, size_t len)
 	return true;
 }
 
-void control_event(struct arbiter *a, const char *line)
+void control_event(struct control *c, const char *line)
 {
-	struct control *c = &a->control;
 	struct control_conn *cc, *next;
 
 	for (cc = c->conns; cc; cc = next) {
@@ -619,51 +619,50 @@ void control_event(struct arbiter *a, const char *line)
 			continue;
 		}
 		if (flush_out(cc) && cc->out_off < cc->out_len) {
-			conn_free(&a->loop, c, cc); /* the client went away */
+			conn_free(c->loop, c, cc); /* the client went away */
 			continue;
 		}
-		(void)loop_mod(&a->loop, &cc->src,
+		(void)loop_mod(c->loop, &cc->src,
 			       LOOP_IN | (cc->out_off < cc->out_len ? LOOP_OUT : 0u));
 	}
 }
 
 /* A follower: more output may come; the client closing its end ends it. */
-static void follower_io(struct arbiter *a, struct control_conn *cc, unsigned events)
+static void follower_io(struct control *c, struct control_conn *cc, unsigned events)
 {
 	char buf[64];
 
 	if ((events & (LOOP_IN | LOOP_ERR)) &&
 	    (recv(cc->src.fd, buf, sizeof(buf), MSG_DONTWAIT) == 0 || (events & LOOP_ERR))) {
-		conn_free(&a->loop, &a->control, cc);
+		conn_free(c->loop, c, cc);
 		return;
 	}
 	if (flush_out(cc) && cc->out_off < cc->out_len) {
-		conn_free(&a->loop, &a->control, cc);
+		conn_free(c->loop, c, cc);
 		return;
 	}
-	(void)loop_mod(&a->loop, &cc->src, LOOP_IN | (cc->out_off < cc->out_len ? LOOP_OUT : 0u));
+	(void)loop_mod(c->loop, &cc->src, LOOP_IN | (cc->out_off < cc->out_len ? LOOP_OUT : 0u));
 }
 
-void control_on_conn(struct arbiter *a, struct control_conn *cc, unsigned events)
+void control_on_conn(struct control *c, struct control_conn *cc, unsigned events)
 {
-	struct control *c = &a->control;
 	char *nl;
 	ssize_t n;
 
 	if (cc->follower) {
-		follower_io(a, cc, events);
+		follower_io(c, cc, events);
 		return;
 	}
 	if (cc->out) {
 		if (flush_out(cc))
-			conn_free(&a->loop, c, cc);
+			conn_free(c->loop, c, cc);
 		return;
 	}
 	n = recv(cc->src.fd, cc->in + cc->in_len, sizeof(cc->in) - 1 - cc->in_len, 0);
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
 	if (n <= 0) {
-		conn_free(&a->loop, c, cc);
+		conn_free(c->loop, c, cc);
 		return;
 	}
 	cc->in_len += (size_t)n;
@@ -672,12 +671,12 @@ void control_on_conn(struct arbiter *a, struct control_conn *cc, unsigned events
 	nl = strchr(cc->in, '\n');
 	if (!nl) {
 		if (cc->in_len == sizeof(cc->in) - 1)
-			conn_free(&a->loop, c, cc); /* no request is that long */
+			conn_free(c->loop, c, cc); /* no request is that long */
 		return;
 	}
 	*nl = '\0';
-	if (handle_request(a, cc, cc->in) < 0) {
-		conn_free(&a->loop, c, cc);
+	if (handle_request(c, cc, cc->in) < 0) {
+		conn_free(c->loop, c, cc);
 		return;
 	}
 	if (cc->follower) {
@@ -685,15 +684,15 @@ void control_on_conn(struct arbiter *a, struct control_conn *cc, unsigned events
 
 		touch(cc); /* no deadline: it waits for events */
 		(void)queue_out(cc, hello, sizeof(hello) - 1);
-		follower_io(a, cc, 0);
+		follower_io(c, cc, 0);
 		return;
 	}
 	(void)shutdown(cc->src.fd, SHUT_RD);
 	if (flush_out(cc)) {
-		conn_free(&a->loop, c, cc);
+		conn_free(c->loop, c, cc);
 		return;
 	}
-	(void)loop_mod(&a->loop, &cc->src, LOOP_OUT);
+	(void)loop_mod(c->loop, &cc->src, LOOP_OUT);
 	(void)events;
 }
 
@@ -707,9 +706,8 @@ uint64_t control_next_deadline(const struct control *c)
 	return next;
 }
 
-void control_run_deadlines(struct arbiter *a, uint64_t now)
+void control_run_deadlines(struct control *c, uint64_t now)
 {
-	struct control *c = &a->control;
 	struct control_conn *cc, *next;
 
 	for (cc = c->conns; cc; cc = next) {
@@ -719,13 +717,13 @@ void control_run_deadlines(struct arbiter *a, uint64_t now)
 		log_info("control socket: closed a connection idle for %d s (%s)",
 			 CONTROL_IDLE_MS / 1000,
 			 cc->out ? "its answer was not read" : "no request came");
-		conn_free(&a->loop, c, cc);
+		conn_free(c->loop, c, cc);
 	}
 }
 
-void control_after_upgrade(struct arbiter *a)
+void control_after_upgrade(struct control *c)
 {
-	struct control *c = &a->control;
+	const char *events_off = c->view.events_off(c->view.ctx);
 	struct control_conn *cc, *next;
 
 	for (cc = c->conns; cc; cc = next) {
@@ -735,7 +733,7 @@ void control_after_upgrade(struct arbiter *a)
 		next = cc->next;
 		if (!cc->follower)
 			continue;
-		if (a->bpf)
+		if (!events_off)
 			n = snprintf(note, sizeof(note),
 				     "(sigvisor upgraded in place: events during the exec were "
 				     "not seen)\n");
@@ -743,23 +741,23 @@ void control_after_upgrade(struct arbiter *a)
 			n = snprintf(
 				note, sizeof(note),
 				"(sigvisor upgraded in place, and the probes are off now: %s)\n",
-				a->bpf_why);
+				events_off);
 		if (!queue_out(cc, note, (size_t)n < sizeof(note) ? (size_t)n : sizeof(note) - 1) &&
-		    !a->bpf) {
-			conn_free(&a->loop, c, cc);
+		    events_off) {
+			conn_free(c->loop, c, cc);
 			continue;
 		}
-		if (!a->bpf) {
+		if (events_off) {
 			/* An answer like any other now: sent, then the connection closes. */
 			cc->follower = false;
 			touch(cc);
 			(void)shutdown(cc->src.fd, SHUT_RD);
 		}
 		if (flush_out(cc) && (!cc->follower || cc->out_off < cc->out_len)) {
-			conn_free(&a->loop, c, cc);
+			conn_free(c->loop, c, cc);
 			continue;
 		}
-		(void)loop_mod(&a->loop, &cc->src, conn_events(cc));
+		(void)loop_mod(c->loop, &cc->src, conn_events(cc));
 	}
 }
 

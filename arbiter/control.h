@@ -37,8 +37,19 @@ struct control_conn {
 	struct control_conn *next;
 };
 
+/* What the socket answers, rendered by its owner (the arbiter) when asked. */
+struct control_view {
+	void *ctx;
+	/* "status" or "status json": the answer, malloc'd. 0 or -ENOMEM. */
+	int (*render_status)(void *ctx, bool json, char **ret, size_t *ret_len);
+	/* "events": NULL when the probes' events can be followed, else why not. */
+	const char *(*events_off)(void *ctx);
+};
+
 struct control {
 	struct source listen; /* SOURCE_CONTROL_LISTENER */
+	struct loop *loop;    /* set by control_start */
+	struct control_view view;
 	char *path;
 	struct control_conn *conns;
 	unsigned n_conns;
@@ -57,8 +68,6 @@ enum control_request {
 /* One request line (without its newline). Pure. */
 enum control_request control_parse_request(const char *line);
 
-struct arbiter;
-
 /* Where the control socket goes when --control is not given: $RUNTIME_DIRECTORY,
  * else /run/sigvisor, else /tmp/sigvisor-UID, each as PID.sock. Creates the directory
  * (0700) when it is ours to create. */
@@ -76,8 +85,9 @@ void control_close(struct control *c);
 void control_forget(struct control *c);
 /* Take over a listening control socket inherited through an upgrade. */
 void control_adopt(struct control *c, int fd, const char *path);
-/* Register the listener, and any connections adopted through an upgrade, with loop. */
-int control_start(struct control *c, struct loop *loop);
+/* Register the listener, and any connections adopted through an upgrade, with loop,
+ * answering what view renders. */
+int control_start(struct control *c, struct loop *loop, const struct control_view *view);
 
 /* Across a USR2 exec: every accepted connection, as "controlconn ..." lines for the
  * state memfd (their fds are handed over too), and back from such a line (the part
@@ -88,17 +98,17 @@ bool control_adopt_conn(struct control *c, const char *rest);
 void control_set_cloexec(struct control *c, bool on);
 /* In the new image, once its probes are set up (or not): tell followers what the exec
  * missed, or end them if the probes are gone. */
-void control_after_upgrade(struct arbiter *a);
+void control_after_upgrade(struct control *c);
 
-void control_on_listener(struct arbiter *a);
-void control_on_conn(struct arbiter *a, struct control_conn *cc, unsigned events);
+void control_on_listener(struct control *c);
+void control_on_conn(struct control *c, struct control_conn *cc, unsigned events);
 /* The earliest idle deadline (0: none, then no timer is armed for us), and closing
  * the connections whose deadline has passed. */
 uint64_t control_next_deadline(const struct control *c);
-void control_run_deadlines(struct arbiter *a, uint64_t now);
+void control_run_deadlines(struct control *c, uint64_t now);
 
 /* One event line (no newline) to every follower. */
-void control_event(struct arbiter *a, const char *line);
+void control_event(struct control *c, const char *line);
 
 /* `sigvisor status [--control PATH] [--json] [--events]` */
 int status_main(int argc, char **argv);

@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #include "loop.h"
 
@@ -15,6 +16,15 @@
 
 struct metrics_conn;
 
+/* What the endpoint shows, rendered by its owner (the arbiter) when asked. */
+struct metrics_view {
+	void *ctx;
+	/* The /metrics body, in Prometheus' text format. */
+	void (*render)(void *ctx, FILE *f);
+	/* /readyz: NULL when ready, else the 503 answer's body ("not ready: ...\n"). */
+	const char *(*not_ready)(void *ctx);
+};
+
 struct metrics {
 	struct source listen; /* SOURCE_METRICS_LISTENER; fd -1 when off */
 	/* METRICS_MAX_CONNS slots, allocated by metrics_open and kept until metrics_close
@@ -23,7 +33,8 @@ struct metrics {
 	unsigned n_conns; /* slots in use */
 	char *address;	  /* as bound, for the log */
 	char *unix_path;
-	struct loop *loop;	/* connections' loop; set on the first accept */
+	struct loop *loop; /* set by metrics_start */
+	struct metrics_view view;
 	int spare_fd;		/* kept open to accept (and close) when out of fds */
 	bool accept_warned;	/* said so once; again only after an accept succeeded */
 	bool paused;		/* the listener is out of the loop (an upgrade is waiting) */
@@ -31,8 +42,6 @@ struct metrics {
 	unsigned long dropped;	/* connections pushed out by newer ones */
 	double start_time;	/* the arbiter's start as Unix time, fixed at the first scrape */
 };
-
-struct arbiter;
 
 /* Check addr (HOST:PORT, [V6]:PORT or unix:PATH) without binding, for the startup's
  * validation and --check. Returns 0 or -EINVAL with err naming the address. */
@@ -51,6 +60,9 @@ void metrics_resume(struct metrics *m, struct loop *loop);
 /* Close the listener and every connection. Accepts a struct never opened (fd -1). */
 void metrics_close(struct metrics *m);
 
-void metrics_on_listener(struct arbiter *a);
+/* Serve the opened (or adopted) listener on loop, showing what view renders. */
+int metrics_start(struct metrics *m, struct loop *loop, const struct metrics_view *view);
+
+void metrics_on_listener(struct metrics *m);
 /* conn is the struct source of a SOURCE_METRICS_CONN (first member of its object). */
-void metrics_on_conn(struct arbiter *a, struct source *conn, unsigned events);
+void metrics_on_conn(struct metrics *m, struct source *conn, unsigned events);

@@ -15,13 +15,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "arbiter.h"
 #include "log.h"
 #include "timeutil.h"
-
-/* How long a worker's socket stays watched after its READY=1, unless its next message
- * comes first: at most one more wake-up, for the message that ends it. */
-#define NOTIFY_LINGER_MS 1000
 
 static void open_upstream_watchdog(struct notify *n)
 {
@@ -359,28 +354,6 @@ void notify_parse(const char *msg, size_t len, struct notify_msg *ret)
 	}
 }
 
-void notify_watch(struct arbiter *a)
-{
-	struct pool *p = &a->pool;
-
-	for (size_t i = 0; i < p->n; i++) {
-		struct worker *w = p->workers[i];
-		bool want = (w->state == WORKER_BOOTING || now_ms() < w->notify_linger_ms) &&
-			    w->notify_src.fd >= 0;
-		int r;
-
-		if (want == w->notify_watched)
-			continue;
-		r = want ? loop_add(&a->loop, &w->notify_src, LOOP_IN)
-			 : loop_del(&a->loop, &w->notify_src);
-		if (r < 0)
-			log_warn("cannot %s worker %u's notify socket, ignoring: %s",
-				 want ? "watch" : "unwatch", w->id, strerror(-r));
-		else
-			w->notify_watched = want;
-	}
-}
-
 /* The kernel stamps a datagram with CLOCK_REALTIME; deadlines are CLOCK_MONOTONIC. */
 static uint64_t arrival_ms(const struct timespec *real)
 {
@@ -428,11 +401,10 @@ static bool descends_from(pid_t pid, pid_t ancestor)
 	return false;
 }
 
-void notify_drain_worker(struct arbiter *a, struct worker *w)
+void notify_read(struct notify *n, int fd, const struct notify_sender *from, notify_fn on_msg,
+		 void *ctx)
 {
-	struct notify *n = &a->notify;
-
-	while (w->notify_src.fd >= 0 && worker_is_alive(w)) {
+	while (fd >= 0) {
 		char buf[4096];
 		union {
 			struct cmsghdr align;
@@ -452,11 +424,11 @@ void notify_drain_worker(struct arbiter *a, struct worker *w)
 		struct cmsghdr *rights = NULL;
 		struct notify_msg m;
 		bool believed;
-		ssize_t len = recvmsg(w->notify_src.fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+		ssize_t len = recvmsg(fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
 
 		if (len < 0) {
 			if (errno != EAGAIN && errno != EINTR)
-				log_warn("worker %u's notify socket, ignoring: %m", w->id);
+				log_warn("worker %u's notify socket, ignoring: %m", from->id);
 			return;
 		}
 		for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
@@ -473,20 +445,16 @@ void notify_drain_worker(struct arbiter *a, struct worker *w)
 		/* Judged before the passed fds are closed: closing a BARRIER=1's fd
 		 * releases its sender (systemd-notify), which may then exit before its
 		 * process tree could be looked at. */
-		believed =
-			cred && !(msg.msg_flags & MSG_TRUNC) &&
-			(cred->pid == w->pid || (a->settings->notify_access == NOTIFY_ACCESS_ALL &&
-						 descends_from(cred->pid, w->pid)));
+		believed = cred && !(msg.msg_flags & MSG_TRUNC) &&
+			   (cred->pid == from->pid || (from->access == NOTIFY_ACCESS_ALL &&
+						       descends_from(cred->pid, from->pid)));
 		/* fd passing (FDSTORE) is not supported: close what came, which is also
 		 * what answers a BARRIER=1. */
 		if (rights)
-			for (int *fd = (int *)CMSG_DATA(rights);
-			     (char *)(fd + 1) <= (char *)rights + rights->cmsg_len; fd++)
-				close(*fd);
-		/* After READY=1 the socket stays watched for what comes next: a BARRIER=1
-		 * (its fd closed above at once) or the first WATCHDOG=1 ends that. */
+			for (int *passed = (int *)CMSG_DATA(rights);
+			     (char *)(passed + 1) <= (char *)rights + rights->cmsg_len; passed++)
+				close(*passed);
 		notify_parse(buf, (size_t)len, &m);
-		w->notify_linger_ms = m.ready ? now_ms() + NOTIFY_LINGER_MS : 0;
 		/* Only the worker itself is believed (systemd's NotifyAccess=main), or
 		 * with --notify-access all any process of its tree: never another process
 		 * that found the address. */
@@ -502,20 +470,16 @@ void notify_drain_worker(struct arbiter *a, struct worker *w)
 			}
 			log_warn("notify socket of worker %u: dropped a message from pid %d: not "
 				 "that worker%s",
-				 w->id, cred ? (int)cred->pid : 0,
+				 from->id, cred ? (int)cred->pid : 0,
 				 n->warnings_held ? " (and others since the last such line)" : "");
 			n->warned_ms = now;
 			n->warnings_held = 0;
+			on_msg(ctx, &m, false, 0);
 			continue;
 		}
-		pool_notify(a, w, &m, arrived ? arrived : now_ms());
+		if (!on_msg(ctx, &m, true, arrived ? arrived : now_ms()))
+			return;
 	}
-}
-
-void notify_drain(struct arbiter *a)
-{
-	for (size_t i = 0; i < a->pool.n; i++)
-		notify_drain_worker(a, a->pool.workers[i]);
 }
 
 void notify_upstream(struct notify *n, const char *msg)

@@ -25,7 +25,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
-#include "loop.h"
+#include "options.h"
 #include "sdnotify.h"
 
 struct notify {
@@ -59,9 +59,6 @@ struct notify_msg {
  * a barrier's fd is closed as the datagram is read). Pure: any bytes in, never reads past len. */
 void notify_parse(const char *msg, size_t len, struct notify_msg *ret);
 
-struct arbiter;
-struct worker;
-
 void notify_init(struct notify *n, pid_t pid);
 void notify_close(struct notify *n);
 /* After an upgrade: go on numbering where the old image left off. */
@@ -75,12 +72,23 @@ int notify_open_worker(struct notify *n, uid_t uid, gid_t gid, int *ret_fd, char
 /* Close a worker's socket and remove its file. */
 void notify_close_worker(struct notify *n, int fd);
 
-/* Read every waiting datagram of one worker, or of all, into pool_notify(). */
-void notify_drain_worker(struct arbiter *a, struct worker *w);
-void notify_drain(struct arbiter *a);
+/* Whose socket is read: the worker's pid and slot (for the log), and who else may
+ * speak for it (--notify-access). */
+struct notify_sender {
+	pid_t pid;
+	unsigned id;
+	enum notify_access access;
+};
 
-/* Watch the sockets of booting workers, and only those. */
-void notify_watch(struct arbiter *a);
+/* One datagram read: believed (sent by from->pid, or with --notify-access all by a
+ * process of its tree) or not (then only counted, and m is what it said). arrived_ms
+ * is its arrival on the monotonic clock. Returns false to stop reading. */
+typedef bool (*notify_fn)(void *ctx, const struct notify_msg *m, bool believed,
+			  uint64_t arrived_ms);
+
+/* Read every datagram waiting in a worker's socket fd into on_msg. */
+void notify_read(struct notify *n, int fd, const struct notify_sender *from, notify_fn on_msg,
+		 void *ctx);
 
 /* sd_notify to our own supervisor, if any; a message like "READY=1\nSTATUS=...". */
 void notify_upstream(struct notify *n, const char *msg);

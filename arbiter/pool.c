@@ -1,6 +1,6 @@
-/* The worker pool: carries out the lifecycle table's actions, reaps workers through their
- * pidfds (and any other child through waitid), and keeps the pool at its target size
- * with backoff after failures. */
+/* The worker pool (pool.h). */
+#include "pool.h"
+
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -10,9 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "arbiter.h"
 #include "log.h"
-#include "retire.h"
 #include "signames.h"
 #include "timeutil.h"
 
@@ -20,12 +18,21 @@
 #define P_PIDFD 3 /* glibc 2.36 does not define it */
 #endif
 
-void pool_init(struct pool *p, unsigned target)
+void pool_init(struct pool *p, unsigned target, struct loop *loop, struct notify *notify,
+	       const struct pool_hooks *hooks)
 {
 	memset(p, 0, sizeof(*p));
 	p->target = target;
 	p->generation = 1;
 	p->max_generation = 1;
+	p->loop = loop;
+	p->notify = notify;
+	p->hooks = *hooks;
+}
+
+void pool_configure(struct pool *p, const struct pool_config *cfg)
+{
+	p->cfg = *cfg;
 }
 
 bool worker_is_active(const struct worker *w)
@@ -91,7 +98,7 @@ static void send_signal(struct worker *w, int sig)
 
 /* Apply one event through the lifecycle table and carry out its actions, except
  * REPLACE and BOOT_FAILED which only the exit path acts on. */
-static unsigned apply(struct arbiter *a, struct worker *w, enum worker_event ev)
+static unsigned apply(struct pool *p, struct worker *w, enum worker_event ev)
 {
 	struct transition t = worker_transition(w->state, ev);
 
@@ -110,21 +117,21 @@ static unsigned apply(struct arbiter *a, struct worker *w, enum worker_event ev)
 	}
 	if (t.actions & WACT_SEND_KILL) {
 		log_warn("worker %u (pid %d) still running %.1f s after SIG%s, sending SIGKILL",
-			 w->id, w->pid, (double)a->settings->graceful_timeout_ms / 1000.0,
+			 w->id, w->pid, (double)p->cfg.graceful_timeout_ms / 1000.0,
 			 signal_name(w->stop_signal));
-		a->pool.killed++;
+		p->killed++;
 		send_signal(w, SIGKILL);
 	}
 	if (t.actions & WACT_ARM_STOP)
-		w->deadline_ms = now_ms() + a->settings->graceful_timeout_ms;
+		w->deadline_ms = now_ms() + p->cfg.graceful_timeout_ms;
 	if (t.actions & WACT_CLEAR_DEADLINE)
 		w->deadline_ms = 0;
 	return t.actions;
 }
 
-void pool_worker_event(struct arbiter *a, struct worker *w, enum worker_event ev)
+void pool_worker_event(struct pool *p, struct worker *w, enum worker_event ev)
 {
-	(void)apply(a, w, ev);
+	(void)apply(p, w, ev);
 }
 
 static struct worker *find_pid(struct pool *p, pid_t pid)
@@ -135,10 +142,8 @@ static struct worker *find_pid(struct pool *p, pid_t pid)
 	return NULL;
 }
 
-static void record_boot_failure(struct arbiter *a, struct worker *w, uint64_t now)
+static void record_boot_failure(struct pool *p, struct worker *w, uint64_t now)
 {
-	struct pool *p = &a->pool;
-
 	if (p->boot_failures && now - p->last_boot_failure_ms > BOOT_FAILURE_RESET_MS)
 		p->boot_failures = 0;
 	p->boot_failures++;
@@ -147,7 +152,7 @@ static void record_boot_failure(struct arbiter *a, struct worker *w, uint64_t no
 	if (p->boot_failures >= BOOT_FAILURE_LIMIT) {
 		log_error("worker %u failed to boot %u times in a row, giving up (exit status 3)",
 			  w->id, p->boot_failures);
-		arbiter_fatal(a, EXIT_WORKER_BOOT);
+		p->hooks.fatal(p->hooks.ctx, 3);
 		return;
 	}
 	p->respawn_at_ms = now + backoff_ms(p->boot_failures);
@@ -157,20 +162,19 @@ static void record_boot_failure(struct arbiter *a, struct worker *w, uint64_t no
 }
 
 /* Deregister before close (see control.c's conn_free for why). */
-static void close_notify(struct arbiter *a, struct worker *w)
+static void close_notify(struct pool *p, struct worker *w)
 {
 	if (w->notify_src.fd < 0)
 		return;
 	if (w->notify_watched)
-		(void)loop_del(&a->loop, &w->notify_src);
-	notify_close_worker(&a->notify, w->notify_src.fd);
+		(void)loop_del(p->loop, &w->notify_src);
+	notify_close_worker(p->notify, w->notify_src.fd);
 	w->notify_src.fd = -1;
 	w->notify_watched = false;
 }
 
-static void worker_exited(struct arbiter *a, struct worker *w, const siginfo_t *si)
+static void worker_exited(struct pool *p, struct worker *w, const siginfo_t *si)
 {
-	struct pool *p = &a->pool;
 	uint64_t now = now_ms(), up = now - w->started_ms;
 	bool asked = w->state == WORKER_STOPPING || w->state == WORKER_KILLING;
 	unsigned actions;
@@ -201,21 +205,21 @@ static void worker_exited(struct arbiter *a, struct worker *w, const siginfo_t *
 			   asked ? "" : ", unexpectedly");
 	}
 
-	actions = apply(a, w, WEV_EXITED);
-	(void)loop_del(&a->loop, &w->src);
+	actions = apply(p, w, WEV_EXITED);
+	(void)loop_del(p->loop, &w->src);
 	close(w->src.fd);
 	w->src.fd = -1;
-	close_notify(a, w);
+	close_notify(p, w);
 	w->deadline_ms = 0;
 	p->garbage = true;
 
-	if (asked || a->phase >= PHASE_DRAINING)
+	if (asked || p->draining)
 		return;
-	if (a->reloading && w->generation == p->generation &&
+	if (p->trial && w->generation == p->generation &&
 	    (actions & WACT_BOOT_FAILED || (!w->notify && up < BOOT_WINDOW_MS) ||
 	     si->si_code != CLD_EXITED || si->si_status != 0)) {
 		/* A broken new generation must not take the serving one down with it. */
-		reload_abort(a, "a worker of the new generation failed");
+		p->hooks.trial_failed(p->hooks.ctx, "a worker of the new generation failed");
 		return;
 	}
 	/* gunicorn's convention, which DESIGN.md keeps: 3 = the worker failed to boot,
@@ -225,7 +229,7 @@ static void worker_exited(struct arbiter *a, struct worker *w, const siginfo_t *
 			  si->si_status,
 			  si->si_status == 3 ? "it failed to boot"
 					     : "the application failed to load");
-		arbiter_fatal(a, si->si_status == 3 ? EXIT_WORKER_BOOT : EXIT_WORKER_APP);
+		p->hooks.fatal(p->hooks.ctx, si->si_status);
 		return;
 	}
 	/* The replacement itself comes from pool_reconcile(): the slot is now empty. */
@@ -233,14 +237,14 @@ static void worker_exited(struct arbiter *a, struct worker *w, const siginfo_t *
 	 * says it can only be judged by how long it lived. */
 	if (actions & WACT_BOOT_FAILED || (!w->notify && up < BOOT_WINDOW_MS) ||
 	    (si->si_code == CLD_EXITED && si->si_status == 127))
-		record_boot_failure(a, w, now);
+		record_boot_failure(p, w, now);
 	else
 		p->boot_failures = 0;
-	if (a->phase < PHASE_DRAINING)
+	if (!p->draining)
 		p->replaced++;
 }
 
-void pool_reap_worker(struct arbiter *a, struct worker *w)
+void pool_reap_worker(struct pool *p, struct worker *w)
 {
 	siginfo_t si;
 
@@ -253,10 +257,10 @@ void pool_reap_worker(struct arbiter *a, struct worker *w)
 	}
 	if (si.si_pid == 0)
 		return; /* not exited: a spurious wakeup */
-	worker_exited(a, w, &si);
+	worker_exited(p, w, &si);
 }
 
-void pool_reap_children(struct arbiter *a)
+void pool_reap_children(struct pool *p)
 {
 	/* Peek with WNOWAIT so a worker's exit status is never taken by the P_ALL wait:
 	 * workers are reaped through their pidfd, and while one is an unreaped zombie its
@@ -272,27 +276,29 @@ void pool_reap_children(struct arbiter *a)
 		}
 		if (si.si_pid == 0)
 			return;
-		if (si.si_pid == a->upgrade.check_pid) {
-			upgrade_check_done(a);
-			if (a->upgrade.check_pid)
-				return; /* cannot happen; never spin on it */
-			continue;
-		}
-		struct worker *w = find_pid(&a->pool, si.si_pid);
+		struct worker *w = find_pid(p, si.si_pid);
 
 		if (w) {
-			pool_reap_worker(a, w);
+			pool_reap_worker(p, w);
 			if (worker_is_alive(w))
 				return; /* cannot happen; never spin on it */
 			continue;
 		}
+		/* the arbiter's own children (a USR2's --check) are its to reap */
+		int other =
+			p->hooks.other_child ? p->hooks.other_child(p->hooks.ctx, si.si_pid) : 0;
+
+		if (other < 0)
+			return; /* cannot happen; never spin on it */
+		if (other > 0)
+			continue;
 		pid_t orphan = si.si_pid;
 
 		if (waitid(P_PID, (id_t)orphan, &si, WEXITED | WNOHANG) < 0) {
 			log_warn("reaping orphan pid %d, ignoring: %m", (int)orphan);
 			return;
 		}
-		a->pool.orphans_reaped++;
+		p->orphans_reaped++;
 		log_debug("reaped orphan pid %d", (int)orphan);
 	}
 }
@@ -315,29 +321,13 @@ static unsigned free_slot(const struct pool *p)
  * its first WATCHDOG=1, which may wait unread in the notify socket (see notify.h).
  * One sweep after --timeout reads it; a worker that has not pinged by then does not
  * use the watchdog. */
-static void watch_for_pings(struct arbiter *a, struct worker *w)
+static void watch_for_pings(struct pool *p, struct worker *w)
 {
-	struct pool *p = &a->pool;
-
-	if (!a->settings->timeout_ms || w->watchdog || w->state != WORKER_READY)
+	if (!p->cfg.timeout_ms || w->watchdog || w->state != WORKER_READY)
 		return;
 	w->watchdog_probe = true;
 	if (!p->watchdog_sweep_ms)
-		p->watchdog_sweep_ms = now_ms() + a->settings->timeout_ms;
-}
-
-/* --ready-mode auto: the built-in worker always sends READY=1; a COMMAND may not. */
-static bool waits_for_notify(const struct arbiter *a)
-{
-	switch (a->settings->ready_mode) {
-	case READY_NOTIFY:
-		return true;
-	case READY_START:
-		return false;
-	case READY_AUTO:
-		break;
-	}
-	return !a->settings->command;
+		p->watchdog_sweep_ms = now_ms() + p->cfg.timeout_ms;
 }
 
 static int grow(struct pool *p)
@@ -362,9 +352,8 @@ int pool_adopt(struct pool *p, struct worker *w)
 	return 0;
 }
 
-static int add_worker(struct arbiter *a, unsigned id)
+static int add_worker(struct pool *p, unsigned id)
 {
-	struct pool *p = &a->pool;
 	struct worker *w;
 	pid_t pid;
 	int pidfd, r;
@@ -375,16 +364,15 @@ static int add_worker(struct arbiter *a, unsigned id)
 	if (!w)
 		return -ENOMEM;
 	w->notify_src.type = SOURCE_NOTIFY;
-	r = notify_open_worker(&a->notify, a->tmpl.drop_privileges ? a->tmpl.uid : (uid_t)-1,
-			       a->tmpl.drop_privileges ? a->tmpl.gid : (gid_t)-1, &w->notify_src.fd,
+	r = notify_open_worker(p->notify, p->cfg.notify_uid, p->cfg.notify_gid, &w->notify_src.fd,
 			       w->notify_env, sizeof(w->notify_env));
 	if (r < 0) {
 		free(w);
 		return r;
 	}
-	r = spawn_worker(a, id, w->notify_env, &pid, &pidfd);
+	r = p->hooks.spawn(p->hooks.ctx, id, p->generation, w->notify_env, &pid, &pidfd);
 	if (r < 0) {
-		notify_close_worker(&a->notify, w->notify_src.fd);
+		notify_close_worker(p->notify, w->notify_src.fd);
 		free(w);
 		return r;
 	}
@@ -397,20 +385,20 @@ static int add_worker(struct arbiter *a, unsigned id)
 	w->started_ms = now_ms();
 	p->workers[p->n++] = w;
 	p->spawned++;
-	r = loop_add(&a->loop, &w->src, LOOP_IN);
+	r = loop_add(p->loop, &w->src, LOOP_IN);
 	if (r < 0)
 		log_error("cannot watch worker %u's pidfd, ignoring: %s", id, strerror(-r));
 	log_fields(LOG_LEVEL_INFO,
 		   LOG_FIELDS(LOG_INT("worker_id", id), LOG_INT("worker_pid", pid),
 			      LOG_INT("generation", w->generation)),
 		   "worker %u started (pid %d, generation %u)", id, pid, w->generation);
-	w->notify = waits_for_notify(a);
+	w->notify = p->cfg.wait_notify;
 	if (!w->notify) {
 		/* Without sd_notify a worker counts as ready once started (DESIGN.md). */
-		apply(a, w, WEV_READY);
-		watch_for_pings(a, w);
-	} else if (a->settings->ready_timeout_ms) {
-		w->deadline_ms = w->started_ms + a->settings->ready_timeout_ms;
+		apply(p, w, WEV_READY);
+		watch_for_pings(p, w);
+	} else if (p->cfg.ready_timeout_ms) {
+		w->deadline_ms = w->started_ms + p->cfg.ready_timeout_ms;
 	}
 	return 0;
 }
@@ -431,13 +419,12 @@ static struct worker *highest(struct pool *p, bool current)
 	return victim;
 }
 
-void pool_reconcile(struct arbiter *a)
+void pool_reconcile(struct pool *p)
 {
-	struct pool *p = &a->pool;
 	unsigned active, ready, old;
 	uint64_t now;
 
-	if (a->phase >= PHASE_DRAINING)
+	if (p->draining)
 		return;
 	active = pool_count_gen(p, worker_is_active, true);
 	ready = pool_count_gen(p, worker_is_ready, true);
@@ -447,21 +434,22 @@ void pool_reconcile(struct arbiter *a)
 	for (struct worker *w; active > p->target && (w = highest(p, true)); active--) {
 		log_info("stopping worker %u (pid %d): pool size is now %u", w->id, w->pid,
 			 p->target);
-		apply(a, w, WEV_STOP_TERM);
+		apply(p, w, WEV_STOP_TERM);
 		if (ready && w->state == WORKER_READY)
 			ready--;
 	}
 	/* A reload: each new worker that is ready lets one old worker go, so the pool
 	 * never serves with fewer than its size. */
 	for (struct worker *w; old && ready + old > p->target && (w = highest(p, false)); old--) {
+		/* its drain must be the last (retire.c in arbiter.h) */
 		if (old == 1)
-			retire_old_listeners(a); /* its drain must be the last (retire.h) */
+			p->hooks.old_retiring(p->hooks.ctx);
 		log_info("retiring worker %u (pid %d, generation %u)", w->id, w->pid,
 			 w->generation);
-		apply(a, w, WEV_STOP_TERM);
+		apply(p, w, WEV_STOP_TERM);
 	}
 	if (!old)
-		retire_old_listeners(a);
+		p->hooks.old_retiring(p->hooks.ctx);
 	if (active >= p->target)
 		return;
 	now = now_ms();
@@ -469,7 +457,7 @@ void pool_reconcile(struct arbiter *a)
 		return; /* the deadline timer brings us back */
 	p->respawn_at_ms = 0;
 	while (active < p->target) {
-		int r = add_worker(a, free_slot(p));
+		int r = add_worker(p, free_slot(p));
 
 		if (r < 0) {
 			p->spawn_errors++;
@@ -485,10 +473,8 @@ void pool_reconcile(struct arbiter *a)
 	}
 }
 
-void pool_run_deadlines(struct arbiter *a, uint64_t now)
+void pool_run_deadlines(struct pool *p, uint64_t now)
 {
-	struct pool *p = &a->pool;
-
 	if (p->watchdog_sweep_ms && p->watchdog_sweep_ms <= now) {
 		/* the notify socket was drained just before: no ping means no watchdog */
 		p->watchdog_sweep_ms = 0;
@@ -507,27 +493,27 @@ void pool_run_deadlines(struct arbiter *a, uint64_t now)
 			if (was == WORKER_BOOTING)
 				log_warn("worker %u (pid %d) not ready after %.1f s "
 					 "(--ready-timeout)",
-					 w->id, w->pid,
-					 (double)a->settings->ready_timeout_ms / 1000.0);
+					 w->id, w->pid, (double)p->cfg.ready_timeout_ms / 1000.0);
 			else if (was == WORKER_READY)
 				log_warn("worker %u (pid %d) silent for %.1f s since its last "
 					 "WATCHDOG=1 "
 					 "(--timeout): aborting it",
-					 w->id, w->pid, (double)a->settings->timeout_ms / 1000.0);
-			actions = apply(a, w, WEV_DEADLINE);
+					 w->id, w->pid, (double)p->cfg.timeout_ms / 1000.0);
+			actions = apply(p, w, WEV_DEADLINE);
 			if (!(actions & WACT_BOOT_FAILED))
 				continue;
-			if (a->reloading && w->generation == p->generation)
-				reload_abort(a, "a worker of the new generation did not get ready");
+			if (p->trial && w->generation == p->generation)
+				p->hooks.trial_failed(
+					p->hooks.ctx,
+					"a worker of the new generation did not get ready");
 			else
-				record_boot_failure(a, w, now);
+				record_boot_failure(p, w, now);
 		}
 	}
 }
 
-uint64_t pool_next_deadline(const struct arbiter *a)
+uint64_t pool_next_deadline(const struct pool *p)
 {
-	const struct pool *p = &a->pool;
 	uint64_t next = 0;
 
 	for (size_t i = 0; i < p->n; i++) {
@@ -538,17 +524,17 @@ uint64_t pool_next_deadline(const struct arbiter *a)
 	}
 	if (p->watchdog_sweep_ms && (!next || p->watchdog_sweep_ms < next))
 		next = p->watchdog_sweep_ms;
-	if (p->respawn_at_ms && a->phase < PHASE_DRAINING &&
-	    pool_count(p, worker_is_active) < p->target && (!next || p->respawn_at_ms < next))
+	if (p->respawn_at_ms && !p->draining && pool_count(p, worker_is_active) < p->target &&
+	    (!next || p->respawn_at_ms < next))
 		next = p->respawn_at_ms;
 	return next;
 }
 
-void pool_stop_all(struct arbiter *a, enum worker_event ev)
+void pool_stop_all(struct pool *p, enum worker_event ev)
 {
-	for (size_t i = 0; i < a->pool.n; i++)
-		if (worker_is_alive(a->pool.workers[i]))
-			apply(a, a->pool.workers[i], ev);
+	for (size_t i = 0; i < p->n; i++)
+		if (worker_is_alive(p->workers[i]))
+			apply(p, p->workers[i], ev);
 }
 
 enum forward_verdict {
@@ -562,7 +548,7 @@ enum forward_verdict {
  * "log rotation" USR1 kills it. A worker still blocking exactly what the arbiter
  * blocks has not reached exec: the signal would wait there and kill it once the
  * post-fork code unblocks everything, so it is not sent at all. */
-static enum forward_verdict forward_verdict(const struct arbiter *a, pid_t pid, int sig)
+static enum forward_verdict forward_verdict(const struct pool *p, pid_t pid, int sig)
 {
 	char path[64], line[256];
 	unsigned long long mask = 0, blk = 0, bit = 1ULL << (sig - 1);
@@ -582,15 +568,15 @@ static enum forward_verdict forward_verdict(const struct arbiter *a, pid_t pid, 
 			mask |= v;
 	}
 	fclose(f);
-	if (blk == a->blocked_mask)
+	if (blk == p->blocked_mask)
 		return FORWARD_NOT_YET;
 	return (mask | blk) & bit ? FORWARD_OK : FORWARD_KILLS;
 }
 
-void pool_signal_all(struct arbiter *a, int sig)
+void pool_signal_all(struct pool *p, int sig)
 {
-	for (size_t i = 0; i < a->pool.n; i++) {
-		struct worker *w = a->pool.workers[i];
+	for (size_t i = 0; i < p->n; i++) {
+		struct worker *w = p->workers[i];
 		enum forward_verdict v = FORWARD_OK;
 
 		if (!worker_is_active(w))
@@ -598,7 +584,7 @@ void pool_signal_all(struct arbiter *a, int sig)
 		/* a booting worker has not opened its logs yet, nor installed handlers */
 		if (sig == SIGUSR1)
 			v = w->state == WORKER_BOOTING ? FORWARD_NOT_YET
-						       : forward_verdict(a, w->pid, sig);
+						       : forward_verdict(p, w->pid, sig);
 		if (v == FORWARD_NOT_YET) {
 			log_debug("not sending SIG%s to worker %u (pid %d): still starting",
 				  signal_name(sig), w->id, w->pid);
@@ -622,8 +608,7 @@ static uint64_t watchdog_grace_ms(uint64_t timeout_ms)
 	return timeout_ms / 32 < 100 ? timeout_ms / 32 : 100;
 }
 
-void pool_notify(struct arbiter *a, struct worker *w, const struct notify_msg *m,
-		 uint64_t arrived_ms)
+void pool_notify(struct pool *p, struct worker *w, const struct notify_msg *m, uint64_t arrived_ms)
 {
 	if (m->status)
 		snprintf(w->status, sizeof(w->status), "%.*s", (int)m->status_len, m->status);
@@ -634,8 +619,8 @@ void pool_notify(struct arbiter *a, struct worker *w, const struct notify_msg *m
 			log_info("worker %u (pid %d, generation %u) ready after %.3f s", w->id,
 				 w->pid, w->generation,
 				 (double)(now_ms() - w->started_ms) / 1000.0);
-		apply(a, w, WEV_READY);
-		watch_for_pings(a, w);
+		apply(p, w, WEV_READY);
+		watch_for_pings(p, w);
 	}
 	/* systemd's EXTEND_TIMEOUT_USEC: a slow start asks for more time, counted from
 	 * now; the ready deadline only ever moves later. */
@@ -660,10 +645,61 @@ void pool_notify(struct arbiter *a, struct worker *w, const struct notify_msg *m
 	 * grace lets that ping arrive before the deadline is read, so an idle
 	 * arbiter wakes once per timeout rather than once per ping. */
 	if ((m->watchdog || m->ready) && w->watchdog && w->state == WORKER_READY &&
-	    a->settings->timeout_ms)
+	    p->cfg.timeout_ms)
 		w->deadline_ms = (w->last_ping_ms ? w->last_ping_ms : now_ms()) +
-				 a->settings->timeout_ms +
-				 watchdog_grace_ms(a->settings->timeout_ms);
+				 p->cfg.timeout_ms + watchdog_grace_ms(p->cfg.timeout_ms);
+}
+
+struct notify_read_ctx {
+	struct pool *p;
+	struct worker *w;
+};
+
+static bool on_notify(void *ctx, const struct notify_msg *m, bool believed, uint64_t arrived_ms)
+{
+	struct notify_read_ctx *c = ctx;
+
+	/* After READY=1 the socket stays watched for what comes next: a BARRIER=1
+	 * (its fd closed as it was read) or the first WATCHDOG=1 ends that. */
+	c->w->notify_linger_ms = m->ready ? now_ms() + NOTIFY_LINGER_MS : 0;
+	if (believed)
+		pool_notify(c->p, c->w, m, arrived_ms);
+	return worker_is_alive(c->w);
+}
+
+void pool_drain_notify(struct pool *p, struct worker *w)
+{
+	struct notify_read_ctx c = {p, w};
+	struct notify_sender from = {w->pid, w->id, p->cfg.notify_access};
+
+	if (w->notify_src.fd >= 0 && worker_is_alive(w))
+		notify_read(p->notify, w->notify_src.fd, &from, on_notify, &c);
+}
+
+void pool_drain_all_notify(struct pool *p)
+{
+	for (size_t i = 0; i < p->n; i++)
+		pool_drain_notify(p, p->workers[i]);
+}
+
+void pool_watch_notify(struct pool *p)
+{
+	for (size_t i = 0; i < p->n; i++) {
+		struct worker *w = p->workers[i];
+		bool want = (w->state == WORKER_BOOTING || now_ms() < w->notify_linger_ms) &&
+			    w->notify_src.fd >= 0;
+		int r;
+
+		if (want == w->notify_watched)
+			continue;
+		r = want ? loop_add(p->loop, &w->notify_src, LOOP_IN)
+			 : loop_del(p->loop, &w->notify_src);
+		if (r < 0)
+			log_warn("cannot %s worker %u's notify socket, ignoring: %s",
+				 want ? "watch" : "unwatch", w->id, strerror(-r));
+		else
+			w->notify_watched = want;
+	}
 }
 
 void pool_gc(struct pool *p)
@@ -682,8 +718,10 @@ void pool_gc(struct pool *p)
 	p->garbage = false;
 }
 
-void pool_free(struct pool *p, struct notify *n)
+void pool_free(struct pool *p)
 {
+	struct notify *n = p->notify;
+
 	for (size_t i = 0; i < p->n; i++) {
 		if (p->workers[i]->src.fd >= 0)
 			close(p->workers[i]->src.fd);
@@ -691,5 +729,6 @@ void pool_free(struct pool *p, struct notify *n)
 		free(p->workers[i]);
 	}
 	free(p->workers);
-	memset(p, 0, sizeof(*p));
+	p->workers = NULL;
+	p->n = p->cap = 0;
 }

@@ -14,7 +14,6 @@
 
 #include "arbiter.h"
 #include "log.h"
-#include "retire.h"
 #include "timeutil.h"
 
 extern char **environ;
@@ -178,6 +177,7 @@ void reload_start(struct arbiter *a)
 	log_setup("sigvisor", s->log_format, LOG_LEVEL_INFO);
 
 	a->reloading = true;
+	arbiter_sync_pool(a);
 	a->pool.generation = ++a->pool.max_generation;
 	a->pool.target = s->workers;
 	a->pool.boot_failures = 0;
@@ -193,7 +193,7 @@ void reload_start(struct arbiter *a)
 	log_info("reload: starting generation %u with %u workers; generation %u serves until "
 		 "it is ready",
 		 a->pool.generation, a->pool.target, a->old.generation);
-	pool_reconcile(a);
+	pool_reconcile(&a->pool);
 }
 
 /* Free what a->old holds, closing the listeners the new set no longer uses. */
@@ -208,6 +208,7 @@ void reload_discard(struct arbiter *a)
 	free(a->old.listen_fdnames);
 	memset(&a->old, 0, sizeof(a->old));
 	a->reloading = false;
+	arbiter_sync_pool(a);
 }
 
 void reload_check(struct arbiter *a)
@@ -241,7 +242,7 @@ void reload_abort(struct arbiter *a, const char *why)
 	retire_new_listeners(a);
 	for (size_t i = 0; i < p->n; i++)
 		if (p->workers[i]->generation == failed && worker_is_alive(p->workers[i]))
-			pool_worker_event(a, p->workers[i], WEV_STOP_TERM);
+			pool_worker_event(p, p->workers[i], WEV_STOP_TERM);
 
 	/* Swap back: the new set goes, the old one is current again. */
 	close_set(a->listeners, a->n_listeners, a->old.listeners, a->old.n_listeners);
@@ -261,6 +262,7 @@ void reload_abort(struct arbiter *a, const char *why)
 	log_setup("sigvisor", a->settings->log_format, LOG_LEVEL_INFO);
 	memset(&a->old, 0, sizeof(a->old));
 	a->reloading = false;
+	arbiter_sync_pool(a);
 	retire_thaw_listeners(a);
 	p->reload_failures++;
 	notify_upstream(&a->notify, "READY=1\nSTATUS=reload failed");
@@ -269,5 +271,5 @@ void reload_abort(struct arbiter *a, const char *why)
 		a->reload_pending = false;
 		reload_start(a);
 	}
-	pool_reconcile(a);
+	pool_reconcile(&a->pool);
 }

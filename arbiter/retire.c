@@ -1,5 +1,4 @@
-/* Retiring listening sockets; see retire.h for the order and why. */
-#include "retire.h"
+/* Retiring listening sockets; see "retire.c" in arbiter.h for the order and why. */
 
 #include <stdlib.h>
 #include <string.h>

@@ -1,5 +1,6 @@
-/* Starting a worker: argv and envp are built here, in the arbiter, before clone3();
- * the child only runs worker/postfork.c's async-signal-safe setup and exec's. */
+/* Starting a worker (spawn.h). */
+#include "spawn.h"
+
 #include <errno.h>
 #include <grp.h>
 #include <linux/sched.h>
@@ -13,7 +14,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "arbiter.h"
 #include "log.h"
 #include "postfork.h"
 
@@ -209,9 +209,10 @@ pid_t spawn_process(int *ret_pidfd)
 	return (pid_t)pid;
 }
 
-int spawn_worker(struct arbiter *a, unsigned id, char *notify_env, pid_t *ret_pid, int *ret_pidfd)
+int spawn_worker(const struct spawn_request *rq, pid_t *ret_pid, int *ret_pidfd)
 {
-	const struct spawn_template *t = &a->tmpl;
+	const struct spawn_template *t = rq->tmpl;
+	const struct settings *s = rq->settings;
 	char v_fds[32], v_pid[32 + LISTEN_PID_DIGITS], v_id[48], v_gen[48], v_arb[48];
 	char *v_names = NULL, *v_log = NULL, v_fmt[48], v_wd[48];
 	char **envp;
@@ -225,15 +226,15 @@ int spawn_worker(struct arbiter *a, unsigned id, char *notify_env, pid_t *ret_pi
 		return -ENOMEM;
 	memcpy(envp, t->base_env, t->n_base_env * sizeof(char *));
 	k = t->n_base_env;
-	snprintf(v_fds, sizeof(v_fds), "LISTEN_FDS=%zu", a->n_listeners);
+	snprintf(v_fds, sizeof(v_fds), "LISTEN_FDS=%zu", rq->n_listen_fds);
 	/* Room for the digits the child writes in its own copy (postfork.c). */
 	snprintf(v_pid, sizeof(v_pid), "LISTEN_PID=%*s", LISTEN_PID_DIGITS, "");
-	snprintf(v_id, sizeof(v_id), "SIGVISOR_WORKER_ID=%u", id);
-	snprintf(v_gen, sizeof(v_gen), "SIGVISOR_GENERATION=%u", a->pool.generation);
-	snprintf(v_arb, sizeof(v_arb), "SIGVISOR_ARBITER_PID=%d", (int)a->pid);
+	snprintf(v_id, sizeof(v_id), "SIGVISOR_WORKER_ID=%u", rq->id);
+	snprintf(v_gen, sizeof(v_gen), "SIGVISOR_GENERATION=%u", rq->generation);
+	snprintf(v_arb, sizeof(v_arb), "SIGVISOR_ARBITER_PID=%d", (int)rq->arbiter_pid);
 	snprintf(v_fmt, sizeof(v_fmt), "SIGVISOR_LOG_FORMAT=%s",
-		 a->settings->log_format == LOG_FORMAT_JSON ? "json" : "text");
-	if (asprintf(&v_names, "LISTEN_FDNAMES=%s", a->listen_fdnames) < 0) {
+		 s->log_format == LOG_FORMAT_JSON ? "json" : "text");
+	if (asprintf(&v_names, "LISTEN_FDNAMES=%s", rq->listen_fdnames) < 0) {
 		free(envp);
 		return -ENOMEM;
 	}
@@ -251,12 +252,12 @@ int spawn_worker(struct arbiter *a, unsigned id, char *notify_env, pid_t *ret_pi
 	envp[k++] = v_fmt;
 	if (v_log)
 		envp[k++] = v_log;
-	if (notify_env && notify_env[0])
-		envp[k++] = notify_env;
-	if (a->settings->timeout_ms) {
+	if (rq->notify_env && rq->notify_env[0])
+		envp[k++] = rq->notify_env;
+	if (s->timeout_ms) {
 		/* systemd's contract: ping with WATCHDOG=1 at least this often. */
 		snprintf(v_wd, sizeof(v_wd), "WATCHDOG_USEC=%llu",
-			 (unsigned long long)a->settings->timeout_ms * 1000);
+			 (unsigned long long)s->timeout_ms * 1000);
 		envp[k++] = v_wd;
 	}
 	envp[k] = NULL;
@@ -266,13 +267,13 @@ int spawn_worker(struct arbiter *a, unsigned id, char *notify_env, pid_t *ret_pi
 		.argv = t->argv,
 		.envp = envp,
 		.listen_pid_digits = v_pid + strlen("LISTEN_PID="),
-		.fds = a->listen_fds,
-		.n_fds = (unsigned)a->n_listeners,
-		.parent = a->pid,
+		.fds = rq->listen_fds,
+		.n_fds = (unsigned)rq->n_listen_fds,
+		.parent = rq->arbiter_pid,
 		.drop_privileges = t->drop_privileges,
 		.uid = t->uid,
 		.gid = t->gid,
-		.json_log = a->settings->log_format == LOG_FORMAT_JSON,
+		.json_log = s->log_format == LOG_FORMAT_JSON,
 	};
 	pid = spawn_process(&pidfd);
 	if (pid == 0)

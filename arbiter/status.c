@@ -230,7 +230,7 @@ int arbiter_render_status(struct arbiter *a, bool json, char **ret_buf, size_t *
 	if (!f)
 		return -errno;
 	/* STATUS= lines may be waiting in the notify socket's buffer (see notify.h). */
-	notify_drain(a);
+	pool_drain_all_notify(&a->pool);
 	now = now_ms();
 	if (json)
 		render_json(a, f, now);

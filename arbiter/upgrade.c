@@ -1,5 +1,4 @@
-/* USR2: in-place binary upgrade; see upgrade.h. */
-#include "upgrade.h"
+/* USR2: in-place binary upgrade; see "upgrade.c" in arbiter.h. */
 
 #include <errno.h>
 #include <fcntl.h>
@@ -766,9 +765,9 @@ int upgrade_adopt_workers(struct arbiter *a, int fd)
 	else
 		log_info("upgraded in place: adopted %u workers of generation %u", adopted,
 			 p->generation);
-	control_after_upgrade(a);
+	control_after_upgrade(&a->control);
 	/* A worker may have exited between the old image's last look and now. */
 	for (size_t i = 0; i < p->n; i++)
-		pool_reap_worker(a, p->workers[i]);
+		pool_reap_worker(p, p->workers[i]);
 	return 0;
 }

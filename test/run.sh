@@ -20,12 +20,13 @@ for t in "$BUILD"/test/test_*; do
 	rc=$?
 	p=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' "$out/$name.log" | tail -1)
 	f=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' "$out/$name.log" | tail -1)
-	p=${p:-0} f=${f:-0}
+	s=$(sed -n 's/^\[  SKIPPED \] \([0-9]*\) test.*/\1/p' "$out/$name.log" | tail -1)
+	p=${p:-0} f=${f:-0} s=${s:-0}
 	if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
 		f=1 # crashed or timed out before cmocka could count
 	fi
-	passed=$((passed + p)) failed=$((failed + f))
-	printf '  %-28s %3d passed, %d failed\n' "$name" "$p" "$f"
+	passed=$((passed + p)) failed=$((failed + f)) skipped=$((skipped + s))
+	printf '  %-28s %3d passed, %d failed, %d skipped\n' "$name" "$p" "$f" "$s"
 	[ "$f" -ne 0 ] && cat "$out/$name.log"
 done
 

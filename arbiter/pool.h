@@ -1,0 +1,145 @@
+/* The worker pool: carries out the lifecycle table's actions, reaps workers through their
+ * pidfds (and any other child through waitid), reads their sd_notify sockets, and keeps
+ * the pool at its target size with backoff after failures.
+ *
+ * Middle layer: it knows the loop, the notify sockets and the lifecycle table below it,
+ * and nothing above. What only the arbiter can decide (starting a process with the
+ * sockets it holds, giving up, aborting a reload, retiring listeners, a child that is
+ * not a worker) goes up through struct pool_hooks; what the arbiter's mode means for
+ * the pool comes down as pool->trial and pool->draining. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "lifecycle.h"
+#include "loop.h"
+#include "notify.h"
+#include "options.h"
+
+/* Boot failures: a worker that exits unasked within BOOT_WINDOW_MS of its start (or
+ * before READY=1) failed to boot. BOOT_FAILURE_LIMIT of them in a row, each within
+ * BOOT_FAILURE_RESET_MS of the previous, make the arbiter give up with status 3.
+ * Between them the respawn waits 100 ms, doubling up to BACKOFF_MAX_MS. */
+#define BOOT_WINDOW_MS	      1000
+#define BOOT_FAILURE_LIMIT    5
+#define BOOT_FAILURE_RESET_MS 30000
+#define BACKOFF_FIRST_MS      100
+#define BACKOFF_MAX_MS	      5000
+
+/* How long a worker's socket stays watched after its READY=1, unless its next message
+ * comes first: at most one more wake-up, for the message that ends it. */
+#define NOTIFY_LINGER_MS 1000
+
+struct worker {
+	struct source src; /* SOURCE_WORKER; fd is the pidfd */
+	unsigned id;
+	pid_t pid;
+	unsigned generation;
+	enum worker_state state;
+	uint64_t started_ms;
+	uint64_t deadline_ms;	  /* 0: none */
+	int stop_signal;	  /* the last stop signal sent, for the log */
+	bool watchdog;		  /* it sent WATCHDOG=1: --timeout applies to it */
+	bool notify;		  /* ready on READY=1 (else once started) */
+	bool watchdog_probe;	  /* ready, --timeout on, no WATCHDOG=1 seen yet: find out */
+	uint64_t last_ping_ms;	  /* arrival of its last WATCHDOG=1 */
+	struct source notify_src; /* SOURCE_NOTIFY: its own NOTIFY_SOCKET; fd -1 if none */
+	bool notify_watched;
+	/* Watched a little after READY=1 too: sd_notify_barrier() (systemd-notify --ready)
+	 * sends BARRIER=1 with an fd right after it and waits for that fd to be closed. */
+	uint64_t notify_linger_ms;
+	char notify_env[128]; /* "NOTIFY_SOCKET=" and a sun_path */
+	char status[128];     /* its last STATUS= */
+};
+
+#define worker_of_notify(s) ((struct worker *)((char *)(s)-offsetof(struct worker, notify_src)))
+
+/* What the pool needs of the settings; the arbiter sets it at start and on each
+ * reload (pool_configure). */
+struct pool_config {
+	uint64_t graceful_timeout_ms;
+	uint64_t ready_timeout_ms; /* 0: none */
+	uint64_t timeout_ms;	   /* --timeout, the watchdog; 0: none */
+	bool wait_notify;	   /* ready on READY=1; else once started */
+	enum notify_access notify_access;
+	uid_t notify_uid; /* owner of the workers' notify sockets ((uid_t)-1: ours) */
+	gid_t notify_gid;
+};
+
+/* Upward: each called with ctx. */
+struct pool_hooks {
+	void *ctx;
+	/* Start worker id of generation (its NOTIFY_SOCKET in notify_env): spawn_worker()
+	 * with the sockets the arbiter holds. 0 with pid and pidfd, or -errno. */
+	int (*spawn)(void *ctx, unsigned id, unsigned generation, char *notify_env, pid_t *ret_pid,
+		     int *ret_pidfd);
+	/* Give up: BOOT_FAILURE_LIMIT boot failures (status 3), or a worker's own verdict
+	 * (exit status 3 or 4). */
+	void (*fatal)(void *ctx, int status);
+	/* A worker of the generation on trial (pool->trial) failed or never got ready. */
+	void (*trial_failed)(void *ctx, const char *why);
+	/* The old generation is about to lose its last active worker, or has none. */
+	void (*old_retiring)(void *ctx);
+	/* A child that is no worker exited (not reaped yet): 1 if the hook reaped it, 0 if
+	 * it is not the arbiter's own (an orphan, reaped here), -1 if it is but stays. */
+	int (*other_child)(void *ctx, pid_t pid);
+};
+
+struct pool {
+	struct worker **workers;
+	size_t n, cap;
+	unsigned target;
+	unsigned generation;	 /* the current one: new workers get it */
+	unsigned max_generation; /* never reused, even after a failed reload */
+	unsigned boot_failures;
+	uint64_t last_boot_failure_ms;
+	unsigned spawn_failures;
+	uint64_t respawn_at_ms;	    /* 0: spawn as soon as needed */
+	uint64_t watchdog_sweep_ms; /* read pings of workers in watchdog_probe (0: none) */
+	bool garbage;		    /* some workers are EXITED and wait to be freed */
+	/* The arbiter's mode, as far as the pool cares. */
+	bool trial;    /* the current generation is a reload's: a failure aborts it */
+	bool draining; /* shutting down: nothing is replaced, every exit was asked for */
+	struct pool_config cfg;
+	struct pool_hooks hooks;
+	struct loop *loop;
+	struct notify *notify;
+	unsigned long long blocked_mask; /* the arbiter's SigBlk: a worker not yet exec'd */
+	/* counters for status */
+	uint64_t spawned, spawn_errors, exited, exited_clean, exited_error, exited_signal, killed,
+		replaced, boot_failures_total, orphans_reaped, reloads, reload_failures;
+};
+
+void pool_init(struct pool *p, unsigned target, struct loop *loop, struct notify *notify,
+	       const struct pool_hooks *hooks);
+void pool_configure(struct pool *p, const struct pool_config *cfg);
+void pool_reconcile(struct pool *p);
+void pool_worker_event(struct pool *p, struct worker *w, enum worker_event ev);
+void pool_reap_worker(struct pool *p, struct worker *w);
+void pool_reap_children(struct pool *p);
+void pool_run_deadlines(struct pool *p, uint64_t now);
+uint64_t pool_next_deadline(const struct pool *p);
+void pool_stop_all(struct pool *p, enum worker_event ev);
+void pool_signal_all(struct pool *p, int sig);
+void pool_gc(struct pool *p);
+int pool_adopt(struct pool *p, struct worker *w);
+/* Read the datagrams waiting in one worker's notify socket, or in every worker's. */
+void pool_drain_notify(struct pool *p, struct worker *w);
+void pool_drain_all_notify(struct pool *p);
+/* Watch the notify sockets of booting workers (and of one that just said READY=1), and
+ * only those: a ping then costs no wake-up (notify.h). */
+void pool_watch_notify(struct pool *p);
+/* A notify datagram of worker w, parsed (m->status points into the datagram). */
+void pool_notify(struct pool *p, struct worker *w, const struct notify_msg *m, uint64_t arrived_ms);
+void pool_free(struct pool *p);
+
+bool worker_is_booting(const struct worker *w);
+bool worker_is_active(const struct worker *w);
+bool worker_is_alive(const struct worker *w);
+bool worker_is_ready(const struct worker *w);
+unsigned pool_count_gen(const struct pool *p, bool (*pred)(const struct worker *w), bool current);
+unsigned pool_count(const struct pool *p, bool (*pred)(const struct worker *w));
+uint64_t backoff_ms(unsigned failures);

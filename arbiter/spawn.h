@@ -1,0 +1,50 @@
+/* Starting a worker: argv and envp are built here, in the arbiter, before clone3();
+ * the child only runs worker/postfork.c's async-signal-safe setup and exec's.
+ *
+ * Low layer: knows the settings and the listening sockets it is handed, nothing of the
+ * pool or the arbiter. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "options.h"
+
+/* Everything a spawn needs that is computed once at startup (and again on HUP). */
+struct spawn_template {
+	const char *path;
+	char **argv;
+	char **base_env; /* environ minus what we set ourselves */
+	size_t n_base_env;
+	char *log_file_abs;
+	bool drop_privileges;
+	uid_t uid;
+	gid_t gid;
+};
+
+/* One worker to start: its slot and generation, the sockets it inherits as fds 3..
+ * (LISTEN_FDS, LISTEN_FDNAMES) and its NOTIFY_SOCKET ("" for none). */
+struct spawn_request {
+	const struct spawn_template *tmpl;
+	const struct settings *settings;
+	const int *listen_fds;
+	size_t n_listen_fds;
+	const char *listen_fdnames;
+	pid_t arbiter_pid;
+	unsigned id;
+	unsigned generation;
+	char *notify_env;
+};
+
+int spawn_template_init(struct spawn_template *t, const struct settings *s, char *const *environ_,
+			char *err, size_t errlen);
+void spawn_template_free(struct spawn_template *t);
+/* Start the worker rq describes: 0 with its pid and pidfd, or a negative errno. */
+int spawn_worker(const struct spawn_request *rq, pid_t *ret_pid, int *ret_pidfd);
+/* Find name like execvp would (a name with a '/' as is), as an absolute path. */
+int path_resolve(const char *name, char **ret_path);
+/* clone3(CLONE_PIDFD), or fork + pidfd_open where clone3 is ENOSYS. Like fork():
+ * 0 in the child, the pid (and *ret_pidfd) in the parent, -1 with errno. */
+pid_t spawn_process(int *ret_pidfd);
