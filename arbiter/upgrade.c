@@ -17,15 +17,17 @@
 #include "postfork.h"
 #include "signames.h"
 #include "timeutil.h"
+#include "upstate.h"
 
 #ifndef P_PIDFD
 #define P_PIDFD 3
 #endif
 
-/* The format of the state: bump STATE_VERSION (and the magic) when a line changes
- * meaning. The --check handshake prints HANDSHAKE and the version it reads. */
-#define STATE_VERSION 1
-#define STATE_MAGIC   "sigvisor-upgrade 1"
+/* The format of the state (upstate.h): "sigvisor-upgrade N" first, N the version it
+ * is written in. The --check handshake prints HANDSHAKE and the oldest and newest
+ * versions the new binary reads. */
+#define STATE_VERSION UPSTATE_VERSION
+#define STATE_MAGIC   "sigvisor-upgrade"
 #define HANDSHAKE     "sigvisor-upgrade-state"
 #define UPGRADE_ENV   "SIGVISOR_UPGRADE_FD"
 #define ROLLBACK_ENV  "SIGVISOR_ROLLBACK_FD"
@@ -149,16 +151,17 @@ bool upgrade_checking(void)
 void upgrade_check_handshake(void)
 {
 	if (getenv(CHECK_ENV))
-		printf("%s %d\n", HANDSHAKE, STATE_VERSION);
+		printf("%s %d %d\n", HANDSHAKE, UPSTATE_OLDEST_READ, UPSTATE_VERSION);
 }
 
-/* The check child is gone: the version it said it reads (0: none, not a sigvisor). */
-static int read_handshake(struct upgrade *u)
+/* The check child is gone: the versions it said it reads, oldest to newest (0: it
+ * said none, not a sigvisor). A binary of version 1 names only one. */
+static int read_handshake(struct upgrade *u, int *ret_newest)
 {
 	char buf[4096];
 	size_t len = 0;
 	ssize_t n;
-	int version = 0;
+	int version = 0, newest = 0;
 
 	while (len < sizeof(buf) - 1 &&
 	       (n = read(u->check_out, buf + len, sizeof(buf) - 1 - len)) > 0)
@@ -169,8 +172,12 @@ static int read_handshake(struct upgrade *u)
 
 		if (nl)
 			*nl = '\0';
-		if (sscanf(line, HANDSHAKE " %d", &version) == 1)
+		int k = sscanf(line, HANDSHAKE " %d %d", &version, &newest);
+
+		if (k >= 1) {
+			*ret_newest = k == 2 ? newest : version;
 			return version;
+		}
 		line = nl ? nl + 1 : NULL;
 	}
 	return 0;
@@ -275,7 +282,7 @@ void upgrade_check_done(struct arbiter *a)
 	}
 	u->check_deadline_ms = 0;
 	if (si.si_code == CLD_EXITED && si.si_status == 0) {
-		int version = read_handshake(u);
+		int newest = 0, version = read_handshake(u, &newest);
 
 		close_check_pipes(u);
 		if (version == 0) {
@@ -286,15 +293,15 @@ void upgrade_check_done(struct arbiter *a)
 			refuse(a, why);
 			return;
 		}
-		if (version != STATE_VERSION) {
+		if (STATE_VERSION < version || STATE_VERSION > newest) {
 			snprintf(why, sizeof(why),
-				 "%s reads upgrade-state format %d, this sigvisor writes %d",
-				 a->self_path, version, STATE_VERSION);
+				 "%s reads upgrade-state formats %d to %d, this sigvisor writes %d",
+				 a->self_path, version, newest, STATE_VERSION);
 			refuse(a, why);
 			return;
 		}
 		log_info("upgrade: %s passed --check (upgrade-state format %d)", a->self_path,
-			 version);
+			 STATE_VERSION);
 		u->exec_wanted = true;
 		return;
 	}
@@ -353,23 +360,31 @@ static int write_state(struct arbiter *a, FILE *f)
 {
 	const struct pool *p = &a->pool;
 
-	fprintf(f, "%s\n", STATE_MAGIC);
+	struct upstate_numbers num = {
+		.started_ms = a->started_ms,
+		.spawned = p->spawned,
+		.spawn_errors = p->spawn_errors,
+		.exited = p->exited,
+		.exited_clean = p->exited_clean,
+		.exited_error = p->exited_error,
+		.exited_signal = p->exited_signal,
+		.killed = p->killed,
+		.replaced = p->replaced,
+		.boot_failures_total = p->boot_failures_total,
+		.orphans_reaped = p->orphans_reaped,
+		.reloads = p->reloads,
+		.reload_failures = p->reload_failures,
+		.upgrades = a->upgrade.upgrades + 1, /* this exec; a rollback takes it back */
+		.upgrade_refused = a->upgrade.refused,
+		.upgrade_rollbacks = a->upgrade.rollbacks,
+	};
+
+	memcpy(num.signals_received, a->signals_received, sizeof(num.signals_received));
+	memcpy(num.signals_ignored, a->signals_ignored, sizeof(num.signals_ignored));
+	fprintf(f, "%s %d\n", STATE_MAGIC, STATE_VERSION);
 	fprintf(f, "pool %u %u %u\n", p->target, p->generation, p->max_generation);
-	fprintf(f, "started %llu\n", (unsigned long long)a->started_ms);
-	fprintf(f, "counters %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %lu %lu\n",
-		(unsigned long long)p->spawned, (unsigned long long)p->spawn_errors,
-		(unsigned long long)p->exited, (unsigned long long)p->exited_clean,
-		(unsigned long long)p->exited_error, (unsigned long long)p->exited_signal,
-		(unsigned long long)p->killed, (unsigned long long)p->replaced,
-		(unsigned long long)p->boot_failures_total, (unsigned long long)p->orphans_reaped,
-		(unsigned long long)p->reloads, (unsigned long long)p->reload_failures,
-		a->upgrade.upgrades + 1, a->upgrade.refused);
-	fprintf(f, "rollbacks %lu\n", a->upgrade.rollbacks); /* a line an older image skips */
-	for (int sig = 1; sig < 65; sig++)
-		if (a->signals_received[sig] || a->signals_ignored[sig])
-			fprintf(f, "signal %d %llu %llu\n", sig,
-				(unsigned long long)a->signals_received[sig],
-				(unsigned long long)a->signals_ignored[sig]);
+	if (upstate_write(f, &num) < 0)
+		return -EIO;
 	fprintf(f, "control %d %s\n", a->control.listen.fd, a->control.path);
 	control_write_state(&a->control, f); /* after the listener: adopting it resets them */
 	if (a->metrics.listen.fd >= 0 && a->settings->metrics)
@@ -617,6 +632,7 @@ int upgrade_adopt_sockets(struct arbiter *a, int fd, char *err, size_t errlen)
 	char *line = NULL;
 	size_t cap = 0;
 	FILE *f = open_state(fd);
+	struct upstate_numbers num = {0};
 	bool magic = false;
 
 	if (!f) {
@@ -628,11 +644,12 @@ int upgrade_adopt_sockets(struct arbiter *a, int fd, char *err, size_t errlen)
 	while (getline(&line, &cap, f) > 0) {
 		char rest[4096];
 		int n, sfd;
-		unsigned long long v[14];
 
 		line[strcspn(line, "\n")] = '\0';
-		if (strcmp(line, STATE_MAGIC) == 0) {
-			magic = true;
+		if (sscanf(line, STATE_MAGIC " %d", &n) == 1) {
+			magic = n >= UPSTATE_OLDEST_READ && n <= UPSTATE_VERSION;
+		} else if (upstate_read_line(line, &num)) {
+			continue;
 		} else if (strncmp(line, "controlconn ", 12) == 0) {
 			if (!control_adopt_conn(&a->control, line + 12))
 				log_warn("upgrade: a control connection was not handed over "
@@ -654,35 +671,6 @@ int upgrade_adopt_sockets(struct arbiter *a, int fd, char *err, size_t errlen)
 		} else if (sscanf(line, "notify %u %u", &a->upgrade.notify_cookie,
 				  &a->upgrade.notify_seq) == 2) {
 			a->upgrade.have_notify = true;
-		} else if (sscanf(line, "rollbacks %llu", &v[0]) == 1) {
-			a->upgrade.rollbacks = (unsigned long)v[0];
-		} else if (sscanf(line, "started %llu", &v[0]) == 1) {
-			a->started_ms = v[0];
-		} else if (sscanf(line, "signal %d %llu %llu", &n, &v[0], &v[1]) == 3 && n > 0 &&
-			   n < 65) {
-			a->signals_received[n] = v[0];
-			a->signals_ignored[n] = v[1];
-		} else if (sscanf(line,
-				  "counters %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu "
-				  "%llu %llu %llu",
-				  &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7], &v[8],
-				  &v[9], &v[10], &v[11], &v[12], &v[13]) == 14) {
-			struct pool *p = &a->pool;
-
-			p->spawned = v[0];
-			p->spawn_errors = v[1];
-			p->exited = v[2];
-			p->exited_clean = v[3];
-			p->exited_error = v[4];
-			p->exited_signal = v[5];
-			p->killed = v[6];
-			p->replaced = v[7];
-			p->boot_failures_total = v[8];
-			p->orphans_reaped = v[9];
-			p->reloads = v[10];
-			p->reload_failures = v[11];
-			a->upgrade.upgrades = (unsigned long)v[12];
-			a->upgrade.refused = (unsigned long)v[13];
 		}
 	}
 	free(line);
@@ -691,6 +679,24 @@ int upgrade_adopt_sockets(struct arbiter *a, int fd, char *err, size_t errlen)
 		snprintf(err, errlen, "upgrade: the inherited state is not ours");
 		return -EINVAL;
 	}
+	a->started_ms = num.started_ms;
+	a->pool.spawned = num.spawned;
+	a->pool.spawn_errors = num.spawn_errors;
+	a->pool.exited = num.exited;
+	a->pool.exited_clean = num.exited_clean;
+	a->pool.exited_error = num.exited_error;
+	a->pool.exited_signal = num.exited_signal;
+	a->pool.killed = num.killed;
+	a->pool.replaced = num.replaced;
+	a->pool.boot_failures_total = num.boot_failures_total;
+	a->pool.orphans_reaped = num.orphans_reaped;
+	a->pool.reloads = num.reloads;
+	a->pool.reload_failures = num.reload_failures;
+	a->upgrade.upgrades = (unsigned long)num.upgrades;
+	a->upgrade.refused = (unsigned long)num.upgrade_refused;
+	a->upgrade.rollbacks = (unsigned long)num.upgrade_rollbacks;
+	memcpy(a->signals_received, num.signals_received, sizeof(num.signals_received));
+	memcpy(a->signals_ignored, num.signals_ignored, sizeof(num.signals_ignored));
 	if (a->upgrade.rolled_back) {
 		/* The exec counted as an upgrade in the state; it was undone. */
 		if (a->upgrade.upgrades)

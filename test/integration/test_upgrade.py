@@ -369,6 +369,19 @@ def test_usr2_to_a_program_that_is_not_sigvisor_is_refused_by_the_handshake(
     assert sv.get("/")[0] == 200
 
 
+def test_usr2_to_a_sigvisor_that_cannot_read_our_state_is_refused(start, tmpdir_short):
+    sv, path = start_from(start, tmpdir_short, "-w", "1")
+    before = sorted(w["pid"] for w in sv.wait_workers(1))
+    # a future sigvisor that reads only formats 3 and 4
+    replace_binary(path, "#!/bin/sh\necho 'sigvisor-upgrade-state 3 4'\nexit 0\n")
+    sv.kill(signal.SIGUSR2)
+    sv.wait_log(r"upgrade refused: %s reads upgrade-state formats 3 to 4, this sigvisor "
+                r"writes 2; still running the old binary" % path)
+    st = sv.status()
+    assert st["generation"] == 1 and sorted(w["pid"] for w in st["workers"]) == before
+    assert sv.get("/")[0] == 200
+
+
 @pytest.mark.parametrize("how,errno_text", [
     ("deleted", r"No such file or directory \(ENOENT\)"),
     ("not-executable", r"Permission denied \(EACCES\)"),
@@ -447,7 +460,9 @@ def test_check_tries_what_startup_will_do(tmpdir_short):
         r = run_sigvisor("--check", "--bpf", "off", "-b", "127.0.0.1:%d" % port,
                          env={"SIGVISOR_UPGRADE_CHECK": "127.0.0.1:%d\n" % port})
         assert r.returncode == 0, r.stderr
-        assert "sigvisor-upgrade-state 1\n" in r.stdout
+        # the oldest and newest state formats it reads: a sigvisor of format 1 reads
+        # the first number, and what it writes is still read
+        assert "sigvisor-upgrade-state 1 2\n" in r.stdout
     finally:
         busy.close()
     assert not os.path.exists(os.path.join(tmpdir_short, "nodir"))

@@ -1,0 +1,35 @@
+/* The numbers an upgrade hands over to the new image (and a rollback back to the old
+ * one): the pool's and the upgrades' counters, the original start, the signals counted.
+ * One line per value, each named ("counter spawned 12"), so an image that knows a
+ * name another does not skips it, and one that misses a name keeps 0: adding a counter
+ * never shifts the others. Version 1's positional "counters" line is still read.
+ *
+ * Low layer: plain data in and out of a FILE; upgrade.c fills and applies it. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* The state format this image writes, and the oldest it reads. The --check handshake
+ * names both ("sigvisor-upgrade-state 1 2"): an image of version 1 reads the first
+ * number, and the state it writes is one this image still reads. */
+#define UPSTATE_VERSION	    2
+#define UPSTATE_OLDEST_READ 1
+
+#define UPSTATE_SIGNALS 65
+
+struct upstate_numbers {
+	uint64_t started_ms; /* the first image's start: an upgrade keeps it */
+	uint64_t spawned, spawn_errors, exited, exited_clean, exited_error, exited_signal, killed,
+		replaced, boot_failures_total, orphans_reaped, reloads, reload_failures;
+	uint64_t upgrades, upgrade_refused, upgrade_rollbacks;
+	uint64_t signals_received[UPSTATE_SIGNALS];
+	uint64_t signals_ignored[UPSTATE_SIGNALS];
+};
+
+/* Write every value as its own named line. Returns 0 or -EIO. */
+int upstate_write(FILE *f, const struct upstate_numbers *n);
+/* Take one line of the state (no newline) into n if it is one of these numbers (of
+ * version 1 or 2); false if it is some other line. */
+bool upstate_read_line(const char *line, struct upstate_numbers *n);
