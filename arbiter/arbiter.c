@@ -101,6 +101,8 @@ static void handle_signal(struct arbiter *a, const struct signalfd_siginfo *si)
 {
 	struct action_context ctx = {
 		.phase = a->phase,
+		.reloading = a->reloading,
+		.upgrading = a->upgrade.check_pid || a->upgrade.exec_wanted,
 		.daemon = a->settings->daemon,
 		.reload_supported = true,
 		.upgrade_supported = true,
@@ -177,7 +179,14 @@ static void handle_signal(struct arbiter *a, const struct signalfd_siginfo *si)
 	case ACTION_UPGRADE:
 		upgrade_start(a);
 		break;
+	case ACTION_RELOAD_LATER:
+		a->reload_pending = true; /* reload_check starts it */
+		break;
+	case ACTION_UPGRADE_LATER:
+		a->upgrade.pending = true; /* upgrade_maybe_exec starts it */
+		break;
 	case ACTION_IGNORE:
+	case ACTION_MAX:
 	case ACTION_REAP:
 		break;
 	}

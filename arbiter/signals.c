@@ -19,81 +19,175 @@ static bool from_process(int32_t si_code)
 	return si_code <= 0; /* SI_USER 0, SI_QUEUE -1, SI_TKILL -6, ...; SI_KERNEL is 0x80 */
 }
 
-static bool shutting_down(enum arbiter_phase p)
+enum arbiter_mode arbiter_mode_of(const struct action_context *ctx)
 {
-	return p != PHASE_RUNNING;
+	switch (ctx->phase) {
+	case PHASE_DELAYING:
+		return MODE_DELAYING;
+	case PHASE_DRAINING:
+		return MODE_DRAINING;
+	case PHASE_QUITTING:
+		return MODE_QUITTING;
+	case PHASE_RUNNING:
+		break;
+	}
+	if (ctx->reloading)
+		return ctx->upgrading ? MODE_RELOADING_UPGRADING : MODE_RELOADING;
+	return ctx->upgrading ? MODE_UPGRADING : MODE_RUNNING;
+}
+
+const char *arbiter_mode_name(enum arbiter_mode m)
+{
+	static const char *const names[] = {
+		[MODE_RUNNING] = "running",	[MODE_RELOADING] = "reloading",
+		[MODE_UPGRADING] = "upgrading", [MODE_RELOADING_UPGRADING] = "reloading+upgrading",
+		[MODE_DELAYING] = "delaying",	[MODE_DRAINING] = "draining",
+		[MODE_QUITTING] = "quitting",
+	};
+
+	return (unsigned)m < MODE_MAX ? names[m] : "?";
+}
+
+/* The control signals, in the table's column order. */
+enum { COL_TERM, COL_QUICK, COL_TTIN, COL_TTOU, COL_USR1, COL_WINCH, COL_HUP, COL_USR2, N_COLS };
+
+struct cell {
+	enum arbiter_action action;
+	const char *why; /* for ACTION_IGNORE */
+};
+
+#define IGN(why)                                                                                   \
+	{                                                                                          \
+		ACTION_IGNORE, why                                                                 \
+	}
+#define SHUTTING "a shutdown is in progress"
+
+/* mode x signal -> action. Outside this table: TTIN/TTOU from the terminal and WINCH
+ * without --daemon are ignored whatever the mode; CHLD always reaps. */
+static const struct cell table[MODE_MAX][N_COLS] = {
+	/* each row in the columns' order: TERM, INT/QUIT, TTIN, TTOU, USR1, WINCH, HUP, USR2 */
+	[MODE_RUNNING] = {{ACTION_SHUTDOWN_GRACEFUL},
+			  {ACTION_SHUTDOWN_QUICK},
+			  {ACTION_SCALE_UP},
+			  {ACTION_SCALE_DOWN},
+			  {ACTION_REOPEN_LOGS},
+			  {ACTION_STOP_WORKERS},
+			  {ACTION_RELOAD},
+			  {ACTION_UPGRADE}},
+	[MODE_RELOADING] = {{ACTION_SHUTDOWN_GRACEFUL},
+			    {ACTION_SHUTDOWN_QUICK},
+			    {ACTION_SCALE_UP},
+			    {ACTION_SCALE_DOWN},
+			    {ACTION_REOPEN_LOGS},
+			    {ACTION_STOP_WORKERS},
+			    {ACTION_RELOAD_LATER},
+			    {ACTION_UPGRADE_LATER}},
+	[MODE_UPGRADING] = {{ACTION_SHUTDOWN_GRACEFUL},
+			    {ACTION_SHUTDOWN_QUICK},
+			    {ACTION_SCALE_UP},
+			    {ACTION_SCALE_DOWN},
+			    {ACTION_REOPEN_LOGS},
+			    {ACTION_STOP_WORKERS},
+			    /* the reload runs first, the exec waits for its end */
+			    {ACTION_RELOAD},
+			    IGN("an upgrade is already in progress")},
+	[MODE_RELOADING_UPGRADING] = {{ACTION_SHUTDOWN_GRACEFUL},
+				      {ACTION_SHUTDOWN_QUICK},
+				      {ACTION_SCALE_UP},
+				      {ACTION_SCALE_DOWN},
+				      {ACTION_REOPEN_LOGS},
+				      {ACTION_STOP_WORKERS},
+				      {ACTION_RELOAD_LATER},
+				      IGN("an upgrade is already in progress")},
+	/* TERM during --shutdown-delay: the delay runs on; INT/QUIT cut it short */
+	[MODE_DELAYING] = {IGN("a shutdown is already in progress"),
+			   {ACTION_SHUTDOWN_QUICK},
+			   IGN(SHUTTING),
+			   IGN(SHUTTING),
+			   {ACTION_REOPEN_LOGS},
+			   IGN(SHUTTING),
+			   IGN(SHUTTING),
+			   IGN(SHUTTING)},
+	[MODE_DRAINING] = {IGN("a shutdown is already in progress"),
+			   {ACTION_SHUTDOWN_QUICK},
+			   IGN(SHUTTING),
+			   IGN(SHUTTING),
+			   {ACTION_REOPEN_LOGS},
+			   IGN(SHUTTING),
+			   IGN(SHUTTING),
+			   IGN(SHUTTING)},
+	[MODE_QUITTING] = {IGN("a shutdown is already in progress"),
+			   IGN("a quick shutdown is already in progress"),
+			   IGN(SHUTTING),
+			   IGN(SHUTTING),
+			   {ACTION_REOPEN_LOGS},
+			   IGN(SHUTTING),
+			   IGN(SHUTTING),
+			   IGN(SHUTTING)},
+};
+
+static int column(int sig)
+{
+	switch (sig) {
+	case SIGTERM:
+		return COL_TERM;
+	case SIGINT:
+	case SIGQUIT:
+		return COL_QUICK;
+	case SIGTTIN:
+		return COL_TTIN;
+	case SIGTTOU:
+		return COL_TTOU;
+	case SIGUSR1:
+		return COL_USR1;
+	case SIGWINCH:
+		return COL_WINCH;
+	case SIGHUP:
+		return COL_HUP;
+	case SIGUSR2:
+		return COL_USR2;
+	default:
+		return -1;
+	}
 }
 
 enum arbiter_action signal_action(int sig, int32_t si_code, const struct action_context *ctx,
 				  const char **why)
 {
+	enum arbiter_mode mode = arbiter_mode_of(ctx);
+	int col = column(sig);
+	const struct cell *c;
+
 	*why = NULL;
-	switch (sig) {
-	case SIGCHLD:
+	if (sig == SIGCHLD)
 		return ACTION_REAP;
-	case SIGTERM:
-		if (ctx->phase == PHASE_RUNNING)
-			return ACTION_SHUTDOWN_GRACEFUL;
-		*why = "a shutdown is already in progress";
-		return ACTION_IGNORE;
-	case SIGINT:
-	case SIGQUIT:
-		/* Escalates a graceful shutdown (or its delay) to a quick one. */
-		if (ctx->phase != PHASE_QUITTING)
-			return ACTION_SHUTDOWN_QUICK;
-		*why = "a quick shutdown is already in progress";
-		return ACTION_IGNORE;
-	case SIGTTIN:
-	case SIGTTOU:
-		if (!from_process(si_code)) {
-			*why = "sent by the terminal, not by a process";
-			return ACTION_IGNORE;
-		}
-		if (shutting_down(ctx->phase)) {
-			*why = "a shutdown is in progress";
-			return ACTION_IGNORE;
-		}
-		return sig == SIGTTIN ? ACTION_SCALE_UP : ACTION_SCALE_DOWN;
-	case SIGUSR1:
-		return ACTION_REOPEN_LOGS;
-	case SIGWINCH:
-		if (!ctx->daemon) {
-			*why = "WINCH stops workers only with --daemon (a terminal resize "
-			       "otherwise)";
-			return ACTION_IGNORE;
-		}
-		if (shutting_down(ctx->phase)) {
-			*why = "a shutdown is in progress";
-			return ACTION_IGNORE;
-		}
-		return ACTION_STOP_WORKERS;
-	case SIGHUP:
-		if (!ctx->reload_supported) {
-			*why = "reload on HUP is not supported yet";
-			return ACTION_IGNORE;
-		}
-		if (shutting_down(ctx->phase)) {
-			*why = "a shutdown is in progress";
-			return ACTION_IGNORE;
-		}
-		return ACTION_RELOAD;
-	case SIGUSR2:
-		if (!ctx->upgrade_supported) {
-			*why = "binary upgrade on USR2 is not supported yet";
-			return ACTION_IGNORE;
-		}
-		if (shutting_down(ctx->phase)) {
-			*why = "a shutdown is in progress";
-			return ACTION_IGNORE;
-		}
-		return ACTION_UPGRADE;
-	case SIGPIPE:
+	if (sig == SIGPIPE) {
 		*why = "a peer closed a socket we were writing to";
 		return ACTION_IGNORE;
-	default:
+	}
+	if (col < 0) {
 		*why = "not a control signal";
 		return ACTION_IGNORE;
 	}
+	if ((sig == SIGTTIN || sig == SIGTTOU) && !from_process(si_code)) {
+		*why = "sent by the terminal, not by a process";
+		return ACTION_IGNORE;
+	}
+	if (sig == SIGWINCH && !ctx->daemon) {
+		*why = "WINCH stops workers only with --daemon (a terminal resize otherwise)";
+		return ACTION_IGNORE;
+	}
+	if (sig == SIGHUP && !ctx->reload_supported) {
+		*why = "reload on HUP is not supported yet";
+		return ACTION_IGNORE;
+	}
+	if (sig == SIGUSR2 && !ctx->upgrade_supported) {
+		*why = "binary upgrade on USR2 is not supported yet";
+		return ACTION_IGNORE;
+	}
+	c = &table[mode][col];
+	*why = c->why;
+	return c->action;
 }
 
 const char *action_name(enum arbiter_action a)
@@ -108,6 +202,8 @@ const char *action_name(enum arbiter_action a)
 		[ACTION_REOPEN_LOGS] = "reopen logs",
 		[ACTION_STOP_WORKERS] = "stop workers",
 		[ACTION_RELOAD] = "reload",
+		[ACTION_RELOAD_LATER] = "reload after the one in progress",
+		[ACTION_UPGRADE_LATER] = "upgrade after the reload in progress",
 		[ACTION_UPGRADE] = "upgrade",
 	};
 	return names[a];

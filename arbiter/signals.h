@@ -23,6 +23,9 @@ enum arbiter_action {
 	ACTION_STOP_WORKERS,
 	ACTION_RELOAD,
 	ACTION_UPGRADE,
+	ACTION_RELOAD_LATER,  /* a reload runs: one more follows it */
+	ACTION_UPGRADE_LATER, /* a reload runs: the upgrade starts when it is over */
+	ACTION_MAX,
 };
 
 /* What phase the arbiter is in, as far as signal handling cares. */
@@ -33,8 +36,24 @@ enum arbiter_phase {
 	PHASE_QUITTING, /* quick shutdown: workers got QUIT */
 };
 
+/* The arbiter's mode: its phase, and whether a reload (a new generation on trial) or
+ * an upgrade (a USR2's --check, or its exec waiting) is under way. The signal table
+ * below is mode x signal -> action; doc/ARCHITECTURE.md shows it whole. */
+enum arbiter_mode {
+	MODE_RUNNING,
+	MODE_RELOADING,
+	MODE_UPGRADING,
+	MODE_RELOADING_UPGRADING, /* a HUP during a USR2's --check: the exec follows it */
+	MODE_DELAYING,
+	MODE_DRAINING,
+	MODE_QUITTING,
+	MODE_MAX,
+};
+
 struct action_context {
 	enum arbiter_phase phase;
+	bool reloading;
+	bool upgrading;
 	bool daemon;
 	bool reload_supported;
 	bool upgrade_supported;
@@ -47,6 +66,9 @@ enum arbiter_action signal_action(int sig, int32_t si_code, const struct action_
 				  const char **why);
 
 const char *action_name(enum arbiter_action a);
+
+enum arbiter_mode arbiter_mode_of(const struct action_context *ctx);
+const char *arbiter_mode_name(enum arbiter_mode m);
 
 /* Block every signal except the synchronous faults the kernel raises on this thread
  * (SEGV, BUS, FPE, ILL, TRAP, SYS, ABRT) and reset every disposition to SIG_DFL, so a

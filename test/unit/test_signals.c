@@ -324,6 +324,62 @@ static void test_describe_sender(void **state)
 	assert_non_null(strstr(buf, "1234"));
 }
 
+/* The mode table whole: each mode x each control signal, from a process, with --daemon
+ * (so WINCH counts). One row per mode, in the columns' order below. */
+static void test_mode_table(void **state)
+{
+	static const int sigs[] = {SIGTERM, SIGINT,   SIGQUIT, SIGTTIN, SIGTTOU,
+				   SIGUSR1, SIGWINCH, SIGHUP,  SIGUSR2};
+	const enum arbiter_action G = ACTION_SHUTDOWN_GRACEFUL, Q = ACTION_SHUTDOWN_QUICK,
+				  UP = ACTION_SCALE_UP, DN = ACTION_SCALE_DOWN,
+				  LOG = ACTION_REOPEN_LOGS, W = ACTION_STOP_WORKERS,
+				  R = ACTION_RELOAD, RL = ACTION_RELOAD_LATER, U = ACTION_UPGRADE,
+				  UL = ACTION_UPGRADE_LATER, I = ACTION_IGNORE;
+	static const struct {
+		enum arbiter_phase phase;
+		bool reloading, upgrading;
+		enum arbiter_mode mode;
+	} modes[] = {
+		{PHASE_RUNNING, false, false, MODE_RUNNING},
+		{PHASE_RUNNING, true, false, MODE_RELOADING},
+		{PHASE_RUNNING, false, true, MODE_UPGRADING},
+		{PHASE_RUNNING, true, true, MODE_RELOADING_UPGRADING},
+		{PHASE_DELAYING, true, true, MODE_DELAYING},
+		{PHASE_DRAINING, false, true, MODE_DRAINING},
+		{PHASE_QUITTING, true, false, MODE_QUITTING},
+	};
+	/*                              TERM INT QUIT TTIN TTOU USR1 WINCH HUP USR2 */
+	const enum arbiter_action want[MODE_MAX][9] = {
+		[MODE_RUNNING] = {G, Q, Q, UP, DN, LOG, W, R, U},
+		[MODE_RELOADING] = {G, Q, Q, UP, DN, LOG, W, RL, UL},
+		[MODE_UPGRADING] = {G, Q, Q, UP, DN, LOG, W, R, I},
+		[MODE_RELOADING_UPGRADING] = {G, Q, Q, UP, DN, LOG, W, RL, I},
+		[MODE_DELAYING] = {I, Q, Q, I, I, LOG, I, I, I},
+		[MODE_DRAINING] = {I, Q, Q, I, I, LOG, I, I, I},
+		[MODE_QUITTING] = {I, I, I, I, I, LOG, I, I, I},
+	};
+
+	(void)state;
+	for (size_t m = 0; m < sizeof(modes) / sizeof(modes[0]); m++) {
+		struct action_context c = {.phase = modes[m].phase,
+					   .reloading = modes[m].reloading,
+					   .upgrading = modes[m].upgrading,
+					   .daemon = true,
+					   .reload_supported = true,
+					   .upgrade_supported = true};
+
+		assert_int_equal(arbiter_mode_of(&c), modes[m].mode);
+		for (size_t k = 0; k < 9; k++) {
+			if (want[modes[m].mode][k] !=
+			    signal_action(sigs[k], CODE_USER, &c, &(const char *){NULL}))
+				print_error("mode %s, SIG%s\n", arbiter_mode_name(modes[m].mode),
+					    signal_name(sigs[k]));
+			expect(sigs[k], CODE_USER, &c, want[modes[m].mode][k], NULL);
+		}
+	}
+	assert_string_equal(arbiter_mode_name(MODE_RELOADING_UPGRADING), "reloading+upgrading");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -332,6 +388,7 @@ int main(void)
 		cmocka_unit_test(test_ttin_ttou),
 		cmocka_unit_test(test_usr1_winch),
 		cmocka_unit_test(test_hup_usr2),
+		cmocka_unit_test(test_mode_table),
 		cmocka_unit_test(test_chld_and_others),
 		cmocka_unit_test(test_action_names),
 		cmocka_unit_test(test_signal_names),
