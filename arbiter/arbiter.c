@@ -550,6 +550,16 @@ static bool waits_for_notify(const struct settings *s)
 	return !s->command;
 }
 
+void arbiter_init_pool(struct arbiter *a)
+{
+	struct pool_hooks hooks = pool_hooks;
+
+	hooks.ctx = a;
+	pool_init(&a->pool, a->settings->workers, &a->loop, &a->notify, &hooks);
+	a->pool.blocked_mask = a->blocked_mask;
+	arbiter_sync_pool(a);
+}
+
 void arbiter_sync_pool(struct arbiter *a)
 {
 	const struct settings *s = a->settings;
@@ -911,7 +921,6 @@ static void free_settings(struct settings *s)
 int arbiter_main(int argc, char **argv)
 {
 	struct settings *settings;
-	struct pool_hooks hooks;
 	struct arbiter arb;
 	struct arbiter *a = &arb;
 	char err[1024] = "";
@@ -962,11 +971,7 @@ int arbiter_main(int argc, char **argv)
 	if (upgrade_resolve_self(argv[0], &a->self_path) < 0)
 		a->self_path = NULL;
 	log_setup("sigvisor", settings->log_format, LOG_LEVEL_INFO);
-	hooks = pool_hooks;
-	hooks.ctx = a;
-	pool_init(&a->pool, settings->workers, &a->loop, &a->notify, &hooks);
-	a->pool.blocked_mask = a->blocked_mask;
-	arbiter_sync_pool(a);
+	arbiter_init_pool(a);
 	r = setup(a, err, sizeof(err), &status);
 	arbiter_sync_pool(a); /* with the spawn template setup made (--user) */
 	if (r != 0) {

@@ -146,8 +146,10 @@ void arbiter_fatal(struct arbiter *a, int status);
 void arbiter_bpf_stop(struct arbiter *a);
 void arbiter_bpf_start(struct arbiter *a);
 
-/* arbiter.c: what the pool needs of the settings and the mode, again after each change
- * of either (settings, reloading, phase). */
+/* arbiter.c: the pool of a->settings' size on a->loop, reporting to a; and what it
+ * needs of the settings and the mode, again after each change of either (settings,
+ * reloading, phase). */
+void arbiter_init_pool(struct arbiter *a);
 void arbiter_sync_pool(struct arbiter *a);
 
 /* reload.c */
