@@ -11,7 +11,7 @@ test_pkgs=("${run_pkgs[@]}" wrk libcmocka-dev libsystemd-dev systemd python3 pyt
 check_pkgs=("${test_pkgs[@]}" clang-format cppcheck clang lld libclang-rt-14-dev)
 # A kernel package is downloaded by test/kernels/run.sh, never installed.
 kernels_pkgs=("${run_pkgs[@]}" qemu-system-x86 busybox-static cpio)
-bench_pkgs=("${run_pkgs[@]}" gunicorn wrk strace python3 tini dumb-init catatonit gnuplot-nox)
+bench_pkgs=("${run_pkgs[@]}" gunicorn wrk strace python3 tini dumb-init catatonit gnuplot-nox nginx-light iproute2)
 
 case "${1:-}" in
 run) pkgs=("${run_pkgs[@]}") ;;
