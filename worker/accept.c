@@ -1,6 +1,7 @@
 /* The built-in worker's listening sockets, shared by every worker (hence EPOLLEXCLUSIVE):
- * accepting in batches, pausing when out of fds, taking the whole queue on TERM, and closing
- * a socket the arbiter retired. */
+ * accepting in small batches and then going to the back of the line of waiting workers (so
+ * connections spread over the workers), pausing when out of fds, taking the whole queue on
+ * TERM, and closing a socket the arbiter retired. */
 #include "builtin_internal.h"
 #include "log.h"
 
@@ -10,8 +11,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-/* Accepts per wakeup, so one worker does not take a whole burst from its siblings. */
-#define ACCEPT_BATCH 64
+/* Accepts per wake-up. Small, so that a burst of connections is shared: with a level-
+ * triggered listener the worker that happens to be on a CPU finds the rest of the queue at
+ * once and would take it all (with 64, one worker held 58-65 of wrk's 64 connections). */
+#define ACCEPT_BATCH 4
+/* On TERM the queue is emptied in batches of this many. */
+#define DRAIN_BATCH 64
 /* On TERM: at most this many connections are taken from a listener's queue. A frozen
  * queue holds at most the backlog (net.core.somaxconn caps it, 4096 by default); the
  * bound only matters for one the arbiter did not freeze, which other workers serve. */
@@ -72,13 +77,16 @@ static bool listener_is_shut(const struct listener *l)
 	return !l->tcp && poll(&p, 1, 0) == 1 && (p.revents & POLLRDHUP);
 }
 
-static enum accept_result listener_accept(struct worker *w, struct listener *l)
+/* Accept up to max connections from l; *taken counts them. */
+static enum accept_result listener_accept(struct worker *w, struct listener *l, int max, int *taken)
 {
-	for (int i = 0; i < ACCEPT_BATCH; i++) {
+	*taken = 0;
+	for (int i = 0; i < max; i++) {
 		int fd = accept4(l->src.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
 		if (fd >= 0) {
 			conn_accepted(w, l, fd);
+			(*taken)++;
 			continue;
 		}
 		switch (errno) {
@@ -138,10 +146,10 @@ static void listener_drop(struct worker *w, struct listener *l)
 bool listener_drain(struct worker *w, struct listener *l)
 {
 	enum accept_result r;
-	int batches = 1;
+	int batches = 1, taken;
 
-	while ((r = listener_accept(w, l)) == ACCEPT_MORE &&
-	       batches < DRAIN_ACCEPT_MAX / ACCEPT_BATCH)
+	while ((r = listener_accept(w, l, DRAIN_BATCH, &taken)) == ACCEPT_MORE &&
+	       batches < DRAIN_ACCEPT_MAX / DRAIN_BATCH)
 		batches++;
 	if (r == ACCEPT_PAUSED)
 		return false;
@@ -153,10 +161,37 @@ bool listener_drain(struct worker *w, struct listener *l)
 	return true;
 }
 
+/* Go to the back of the line of workers waiting on l. EPOLLEXCLUSIVE wakes the first worker
+ * that waits, in the order they were added to the socket's wait queue, so without this the
+ * worker added first gets nearly every wake-up it is idle for. Re-adding after each batch
+ * puts it last: the next connection wakes a sibling that has waited longer. */
+static void listener_requeue(struct worker *w, struct listener *l)
+{
+	int r;
+
+	if (!l->in_epoll || epoll_ctl(w->epfd, EPOLL_CTL_DEL, l->src.fd, NULL) < 0)
+		return;
+	l->in_epoll = false;
+	r = epoll_add(w, &l->src, EPOLLIN | EPOLLEXCLUSIVE);
+	if (r < 0) {
+		errno = -r;
+		if (error_log_allowed(w))
+			log_error("re-adding listening socket %d to epoll failed, pausing accepts: "
+				  "%m",
+				  l->src.fd);
+		listeners_pause(w); /* listeners_resume adds it back */
+		return;
+	}
+	l->in_epoll = true;
+}
+
 void listener_ready(struct worker *w, struct listener *l)
 {
-	enum accept_result r = listener_accept(w, l);
+	int taken;
+	enum accept_result r = listener_accept(w, l, ACCEPT_BATCH, &taken);
 
+	if (taken > 0 && !w->draining && (r == ACCEPT_EMPTY || r == ACCEPT_MORE))
+		listener_requeue(w, l);
 	if (r == ACCEPT_SHUT) {
 		log_info("listening socket %d no longer takes connections (sigvisor retired it), "
 			 "closing it",

@@ -66,7 +66,8 @@ struct conn {
 	bool eof;	   /* the peer will send nothing more */
 	bool lingering;	   /* write side shut down, discarding input until the peer closes */
 	bool out_full;
-	uint64_t body_left; /* request body bytes still to discard */
+	unsigned int responses; /* answered on this connection so far */
+	uint64_t body_left;	/* request body bytes still to discard */
 	size_t in_start, in_end;
 	size_t out_start, out_end;
 

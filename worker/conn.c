@@ -1,5 +1,6 @@
-/* A connection of the built-in worker: read, parse, answer, flush, and close, with keep-alive,
- * pipelining and backpressure (no reading while the client does not read).
+/* A connection of the built-in worker: read, parse, answer, flush, and close, with keep-alive
+ * (up to KEEPALIVE_REQUESTS_MAX responses), pipelining and backpressure (no reading while the
+ * client does not read).
  *
  * Connections are never freed inside an epoll batch (a later event of the same batch may
  * still point at them); conn_close puts them on a dead list that conns_recycle empties after
@@ -23,6 +24,11 @@
 #define RESPONSE_MAX 512
 /* Connection structs kept for reuse; beyond this, closed ones are freed. */
 #define FREE_CONNS_MAX 256
+/* The response that says Connection: close on a keep-alive connection (nginx's
+ * keepalive_requests default). The client reconnects, and the new connection wakes a worker
+ * that is waiting, most likely a less busy one: connections a burst gave unevenly, or a
+ * worker that has since been added, even out within seconds under load. */
+#define KEEPALIVE_REQUESTS_MAX 1000
 
 void conn_close(struct worker *w, struct conn *c)
 {
@@ -85,7 +91,7 @@ void conn_respond(struct worker *w, struct conn *c, int status, bool head_only, 
 	size_t space = OUT_BUF_SIZE - c->out_end;
 	int n;
 
-	if (w->draining)
+	if (w->draining || ++c->responses >= KEEPALIVE_REQUESTS_MAX)
 		keep_alive = false;
 	n = snprintf(out, space,
 		     "HTTP/1.1 %d %s\r\n"
@@ -371,6 +377,7 @@ void conn_accepted(struct worker *w, const struct listener *l, int fd)
 	c->events = EPOLLIN;
 	c->parked = c->want_close = c->eof = c->lingering = c->out_full = false;
 	c->body_left = 0;
+	c->responses = 0;
 	c->in_start = c->in_end = c->out_start = c->out_end = 0;
 	c->list = LIST_NONE;
 	c->prev = c->next = NULL;
