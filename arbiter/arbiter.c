@@ -16,6 +16,7 @@
 
 #include "check.h"
 #include "log.h"
+#include "serving.h"
 #include "signames.h"
 #include "timeutil.h"
 #include "version.h"
@@ -233,6 +234,11 @@ static void on_timer(struct arbiter *a)
 static void on_bpf_loaded(struct arbiter *a);
 static void log_bpf_on(const struct arbiter *a);
 
+static void on_serving(void *ctx, pid_t pid, const char *how)
+{
+	pool_serving(ctx, pid, how);
+}
+
 static void dispatch(struct arbiter *a, const struct loop_event *ev)
 {
 	switch (ev->source->type) {
@@ -444,6 +450,7 @@ static void on_bpf_loaded(struct arbiter *a)
 		bpf_probes_close(a->bpf);
 		a->bpf = NULL;
 		log_info("BPF probes off: %s", a->bpf_why);
+		serving_set_probes(a->pool.serving, NULL);
 		return;
 	}
 	a->bpf_src.fd = bpf_probes_fd(a->bpf);
@@ -456,6 +463,7 @@ static void on_bpf_loaded(struct arbiter *a)
 
 static void log_bpf_on(const struct arbiter *a)
 {
+	serving_set_probes(a->pool.serving, a->bpf);
 	if (*bpf_probes_pin_dir(a->bpf))
 		log_info("BPF probes on, maps pinned in %s", bpf_probes_pin_dir(a->bpf));
 	else
@@ -468,6 +476,7 @@ void arbiter_bpf_stop(struct arbiter *a)
 		return;
 	if (a->bpf_src.fd >= 0)
 		(void)loop_del(&a->loop, &a->bpf_src);
+	serving_set_probes(a->pool.serving, NULL);
 	bpf_probes_close(a->bpf);
 	a->bpf = NULL;
 	a->bpf_src.fd = -1;
@@ -499,6 +508,7 @@ static int pool_spawn(void *ctx, unsigned id, unsigned generation, char *notify_
 		.notify_env = notify_env,
 	};
 
+	serving_set_sockets(a->pool.serving, a->listen_fds, a->n_listeners);
 	return spawn_worker(&rq, ret_pid, ret_pidfd);
 }
 
@@ -556,6 +566,7 @@ void arbiter_init_pool(struct arbiter *a)
 
 	hooks.ctx = a;
 	pool_init(&a->pool, a->settings->workers, &a->loop, &a->notify, &hooks);
+	a->pool.serving = serving_new(&(struct serving_hooks){.ctx = &a->pool, .seen = on_serving});
 	a->pool.blocked_mask = a->blocked_mask;
 	arbiter_sync_pool(a);
 }
@@ -568,6 +579,7 @@ void arbiter_sync_pool(struct arbiter *a)
 		.ready_timeout_ms = s->ready_timeout_ms,
 		.timeout_ms = s->timeout_ms,
 		.wait_notify = waits_for_notify(s),
+		.wait_serving = s->ready_mode == READY_AUTO && s->command,
 		.notify_access = s->notify_access,
 		.notify_uid = a->tmpl.drop_privileges ? a->tmpl.uid : (uid_t)-1,
 		.notify_gid = a->tmpl.drop_privileges ? a->tmpl.gid : (gid_t)-1,
@@ -884,6 +896,8 @@ static void teardown(struct arbiter *a)
 	if (a->settings->pidfile && a->pid)
 		remove_pidfile(a->settings->pidfile, a->pid);
 	pool_free(&a->pool);
+	serving_free(a->pool.serving);
+	a->pool.serving = NULL;
 	notify_close(&a->notify); /* after the workers' sockets: it removes their directory */
 	if (a->sigfd.fd > 0)
 		close(a->sigfd.fd);

@@ -65,6 +65,11 @@ struct bpf_probes {
 	char load_why[256]; /* and why it failed */
 	/* Optional parts that are off, and why ("" when on). */
 	char part_why[BPF_PART_MAX][BPF_WHY_LEN];
+	/* Readiness by serving: sv_serving is attached while workers are watched. */
+	unsigned serving_watched;
+	struct bpf_link *serving_link;
+	void (*on_serving)(void *ctx, pid_t pid, const char *how);
+	void *serving_ctx;
 };
 
 /* Each program, what it is to a user, and whether the probes are worth running
@@ -84,14 +89,14 @@ static const struct prog_info progs[] = {
 	{"sv_deliver", BPF_PART_DELIVERIES, SV_REFUSE_DELIVER},
 	{"sv_sys_enter", BPF_PART_SIGACTION, SV_REFUSE_SYS_ENTER},
 	{"sv_adopt", BPF_PART_ADOPT, 0},
+	{"sv_serving", BPF_PART_SERVING, SV_REFUSE_SERVING},
 };
 #define N_PROGS (sizeof(progs) / sizeof(progs[0]))
 
 static const char *const part_names[BPF_PART_MAX] = {
-	[BPF_PART_SIGNALS] = "signals",
-	[BPF_PART_DELIVERIES] = "deliveries",
-	[BPF_PART_SIGACTION] = "sigaction",
-	[BPF_PART_ADOPT] = "adopt",
+	[BPF_PART_SIGNALS] = "signals",	    [BPF_PART_DELIVERIES] = "deliveries",
+	[BPF_PART_SIGACTION] = "sigaction", [BPF_PART_ADOPT] = "adopt",
+	[BPF_PART_SERVING] = "serving",
 };
 
 /* A verifier log for one refused program: big enough that the kernel's last line,
@@ -437,12 +442,59 @@ static void format_event(const struct sv_event *e, char *line, size_t len)
 		 result_word(e->result), harm, held);
 }
 
+static const char *serving_call(long nr)
+{
+	static const struct {
+		long nr;
+		const char *name;
+	} calls[] = {
+#ifdef SYS_accept
+		{SYS_accept, "accept"},
+#endif
+#ifdef SYS_poll
+		{SYS_poll, "poll"},
+#endif
+#ifdef SYS_select
+		{SYS_select, "select"},
+#endif
+		{SYS_accept4, "accept4"}, {SYS_epoll_ctl, "epoll_ctl(ADD)"},
+		{SYS_ppoll, "ppoll"},	  {SYS_pselect6, "pselect6"},
+	};
+
+	for (size_t i = 0; i < sizeof(calls) / sizeof(calls[0]); i++)
+		if (calls[i].nr == nr)
+			return calls[i].name;
+	return "?";
+}
+
+/* sv_serving saw a process of a watched worker's tree serve: the entry is gone from
+ * the map (the probe deleted it), so it is no longer watched. */
+static void serving_event(struct bpf_probes *p, const struct sv_event *e)
+{
+	char how[128], comm[SV_COMM_LEN];
+
+	clean_comm(comm, e->sender_comm);
+	if (e->sender_nspid == e->target_nspid)
+		snprintf(how, sizeof(how), "%s on fd %u", serving_call(e->sig), e->result);
+	else
+		snprintf(how, sizeof(how), "%s on fd %u in pid %u (%s)", serving_call(e->sig),
+			 e->result, e->sender_nspid, comm);
+	if (p->on_serving)
+		p->on_serving(p->serving_ctx, (pid_t)e->target_nspid, how);
+}
+
 static int on_ring_event(void *ctx, void *data, size_t size)
 {
 	struct bpf_probes *p = ctx;
 	char line[512];
 
-	if (size < sizeof(struct sv_event) || !p->on_event)
+	if (size < sizeof(struct sv_event))
+		return 0;
+	if (((const struct sv_event *)data)->kind == SV_EV_SERVING) {
+		serving_event(p, data);
+		return 0;
+	}
+	if (!p->on_event)
 		return 0;
 	format_event(data, line, sizeof(line));
 	p->on_event(p->ctx, line);
@@ -465,6 +517,19 @@ static int set_identity(struct bpf_probes *p, char *why, size_t whylen)
 	p->skel->rodata->self_ns_ino = st.st_ino;
 	p->skel->rodata->self_nspid = (uint32_t)getpid();
 	p->skel->rodata->sigaction_nr = SYS_rt_sigaction;
+#ifdef SYS_accept
+	p->skel->rodata->accept_nr = SYS_accept;
+#endif
+#ifdef SYS_poll
+	p->skel->rodata->poll_nr = SYS_poll;
+#endif
+#ifdef SYS_select
+	p->skel->rodata->select_nr = SYS_select;
+#endif
+	p->skel->rodata->accept4_nr = SYS_accept4;
+	p->skel->rodata->epoll_ctl_nr = SYS_epoll_ctl;
+	p->skel->rodata->ppoll_nr = SYS_ppoll;
+	p->skel->rodata->pselect6_nr = SYS_pselect6;
 	return 0;
 }
 
@@ -936,6 +1001,7 @@ void bpf_probes_close(struct bpf_probes *p)
 	if (!p)
 		return;
 	join_loader(p);
+	bpf_link__destroy(p->serving_link);
 	ring_buffer__free(p->rb);
 	if (p->skel) {
 		if (p->skel->bss) {
@@ -955,4 +1021,86 @@ void bpf_probes_close(struct bpf_probes *p)
 	}
 	release_pin_dir(p);
 	free(p);
+}
+
+/* ---- readiness by serving ----------------------------------------------------------- */
+
+static bool serving_usable(const struct bpf_probes *p)
+{
+	return p && !p->loading && p->rb && !p->part_why[BPF_PART_SERVING][0];
+}
+
+bool bpf_probes_serving(const struct bpf_probes *p)
+{
+	return serving_usable(p);
+}
+
+void bpf_probes_serving_callback(struct bpf_probes *p,
+				 void (*cb)(void *ctx, pid_t pid, const char *how), void *ctx)
+{
+	if (!p)
+		return;
+	p->on_serving = cb;
+	p->serving_ctx = ctx;
+}
+
+int bpf_probes_serving_sockets(struct bpf_probes *p, const uint64_t *inodes, size_t n)
+{
+	int fd;
+	uint64_t key, next;
+	uint32_t one = 1;
+	bool more;
+
+	if (!serving_usable(p))
+		return -ENODEV;
+	fd = bpf_map__fd(p->skel->maps.serving_socks);
+	/* Replace the set: delete what is there, then add. A worker watched meanwhile
+	 * may miss a call on a socket that stays; the look at /proc still sees it. */
+	for (more = bpf_map_get_next_key(fd, NULL, &key) == 0; more; key = next) {
+		more = bpf_map_get_next_key(fd, &key, &next) == 0;
+		(void)bpf_map_delete_elem(fd, &key);
+	}
+	for (size_t i = 0; i < n && i < SV_MAX_SERVING_SOCKS; i++)
+		if (bpf_map_update_elem(fd, &inodes[i], &one, BPF_ANY) < 0)
+			return -errno;
+	return 0;
+}
+
+int bpf_probes_serving_watch(struct bpf_probes *p, pid_t pid)
+{
+	uint32_t key = (uint32_t)pid, one = 1;
+
+	if (!serving_usable(p))
+		return -ENODEV;
+	if (bpf_map_update_elem(bpf_map__fd(p->skel->maps.serving_wait), &key, &one, BPF_ANY) < 0)
+		return -errno;
+	if (!p->serving_link) {
+		/* Attached only while needed: it sits on every system call of the host. */
+		p->serving_link = bpf_program__attach(p->skel->progs.sv_serving);
+		if (!p->serving_link) {
+			int r = -errno;
+
+			(void)bpf_map_delete_elem(bpf_map__fd(p->skel->maps.serving_wait), &key);
+			set_why(p->part_why[BPF_PART_SERVING], BPF_WHY_LEN,
+				"cannot attach sv_serving: %s", strerror(-r));
+			log_warn("BPF: the serving probe is off: %s",
+				 p->part_why[BPF_PART_SERVING]);
+			return r;
+		}
+	}
+	p->serving_watched++;
+	return 0;
+}
+
+void bpf_probes_serving_unwatch(struct bpf_probes *p, pid_t pid)
+{
+	uint32_t key = (uint32_t)pid;
+
+	if (!p || !p->skel || !p->serving_watched)
+		return;
+	(void)bpf_map_delete_elem(bpf_map__fd(p->skel->maps.serving_wait), &key);
+	if (--p->serving_watched == 0) {
+		bpf_link__destroy(p->serving_link);
+		p->serving_link = NULL;
+	}
 }

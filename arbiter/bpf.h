@@ -32,6 +32,7 @@ enum bpf_part {
 	BPF_PART_DELIVERIES, /* signal_deliver: handler / SIG_IGN / default action */
 	BPF_PART_SIGACTION,  /* sys_enter: rt_sigaction calls in the tree */
 	BPF_PART_ADOPT,	     /* a task iterator: the tree forked before the probes loaded */
+	BPF_PART_SERVING,    /* sys_enter while workers are watched: readiness by serving */
 	BPF_PART_MAX,
 };
 
@@ -96,6 +97,21 @@ const char *bpf_probes_part_off(const struct bpf_probes *p, enum bpf_part part);
 
 /* "signals", "deliveries", "sigaction". */
 const char *bpf_part_name(enum bpf_part part);
+
+/* Readiness by serving (serving.h). Whether the probe can be used now (loaded, the
+ * part not refused). */
+bool bpf_probes_serving(const struct bpf_probes *p);
+/* Who hears of a watched worker seen serving: cb(ctx, its pid, "accept4 on fd 7 in
+ * pid 42 (gunicorn)"), from bpf_probes_poll(), at most once per watch. */
+void bpf_probes_serving_callback(struct bpf_probes *p,
+				 void (*cb)(void *ctx, pid_t pid, const char *how), void *ctx);
+/* The listening sockets, by inode (st_ino of fstat), replacing the last set. */
+int bpf_probes_serving_sockets(struct bpf_probes *p, const uint64_t *inodes, size_t n);
+/* Watch worker pid (as we see it) and its descendants; the probe is attached while at
+ * least one worker is watched. 0, or -errno (then look at /proc instead). Each
+ * successful watch is paired with one unwatch. */
+int bpf_probes_serving_watch(struct bpf_probes *p, pid_t pid);
+void bpf_probes_serving_unwatch(struct bpf_probes *p, pid_t pid);
 
 /* Detach every program, unpin the maps, free. Accepts NULL. */
 void bpf_probes_close(struct bpf_probes *p);

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "serving.h"
 #include "signames.h"
 #include "timeutil.h"
 
@@ -210,6 +211,7 @@ static void worker_exited(struct pool *p, struct worker *w, const siginfo_t *si)
 	close(w->src.fd);
 	w->src.fd = -1;
 	close_notify(p, w);
+	serving_forget(p->serving, w->pid);
 	w->deadline_ms = 0;
 	p->garbage = true;
 
@@ -393,14 +395,40 @@ static int add_worker(struct pool *p, unsigned id)
 			      LOG_INT("generation", w->generation)),
 		   "worker %u started (pid %d, generation %u)", id, pid, w->generation);
 	w->notify = p->cfg.wait_notify;
+	if (!w->notify && p->cfg.wait_serving && p->serving) {
+		/* READY=1, seen serving, or the fallback: whichever comes first */
+		w->notify = serving_watch(p->serving, pid, w->started_ms,
+					  p->cfg.ready_timeout_ms ? p->cfg.ready_timeout_ms
+								  : 30000) == 0;
+	}
 	if (!w->notify) {
 		/* Without sd_notify a worker counts as ready once started (DESIGN.md). */
 		apply(p, w, WEV_READY);
 		watch_for_pings(p, w);
-	} else if (p->cfg.ready_timeout_ms) {
+	} else if (p->cfg.ready_timeout_ms && !serving_watching(p->serving, pid)) {
 		w->deadline_ms = w->started_ms + p->cfg.ready_timeout_ms;
 	}
 	return 0;
+}
+
+void pool_serving(struct pool *p, pid_t pid, const char *how)
+{
+	struct worker *w = find_pid(p, pid);
+	double up;
+
+	if (!w || w->state != WORKER_BOOTING)
+		return;
+	up = (double)(now_ms() - w->started_ms) / 1000.0;
+	if (how)
+		log_info("worker %u (pid %d, generation %u) ready after %.3f s: %s", w->id, w->pid,
+			 w->generation, up, how);
+	else
+		log_warn("worker %u (pid %d, generation %u) not seen serving after %.1f s (no "
+			 "READY=1, no accept or wait on a listening socket): counting it as ready "
+			 "(--ready-mode start or notify: no waiting)",
+			 w->id, w->pid, w->generation, up);
+	apply(p, w, WEV_READY);
+	watch_for_pings(p, w);
 }
 
 /* The highest-numbered active worker of the current generation (current) or of an older
@@ -475,6 +503,7 @@ void pool_reconcile(struct pool *p)
 
 void pool_run_deadlines(struct pool *p, uint64_t now)
 {
+	serving_run(p->serving, now); /* calls pool_serving() */
 	if (p->watchdog_sweep_ms && p->watchdog_sweep_ms <= now) {
 		/* the notify socket was drained just before: no ping means no watchdog */
 		p->watchdog_sweep_ms = 0;
@@ -514,7 +543,7 @@ void pool_run_deadlines(struct pool *p, uint64_t now)
 
 uint64_t pool_next_deadline(const struct pool *p)
 {
-	uint64_t next = 0;
+	uint64_t next = 0, sd;
 
 	for (size_t i = 0; i < p->n; i++) {
 		uint64_t d = p->workers[i]->deadline_ms;
@@ -524,6 +553,8 @@ uint64_t pool_next_deadline(const struct pool *p)
 	}
 	if (p->watchdog_sweep_ms && (!next || p->watchdog_sweep_ms < next))
 		next = p->watchdog_sweep_ms;
+	if ((sd = serving_next_deadline(p->serving)) && (!next || sd < next))
+		next = sd;
 	if (p->respawn_at_ms && !p->draining && pool_count(p, worker_is_active) < p->target &&
 	    (!next || p->respawn_at_ms < next))
 		next = p->respawn_at_ms;
@@ -615,6 +646,7 @@ void pool_notify(struct pool *p, struct worker *w, const struct notify_msg *m, u
 	else if (m->stopping)
 		snprintf(w->status, sizeof(w->status), "stopping");
 	if (m->ready) {
+		serving_forget(p->serving, w->pid);
 		if (w->state == WORKER_BOOTING)
 			log_info("worker %u (pid %d, generation %u) ready after %.3f s", w->id,
 				 w->pid, w->generation,

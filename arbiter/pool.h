@@ -64,6 +64,7 @@ struct pool_config {
 	uint64_t ready_timeout_ms; /* 0: none */
 	uint64_t timeout_ms;	   /* --timeout, the watchdog; 0: none */
 	bool wait_notify;	   /* ready on READY=1; else once started */
+	bool wait_serving;	   /* else once seen serving (serving.h), or ready_timeout_ms */
 	enum notify_access notify_access;
 	uid_t notify_uid; /* owner of the workers' notify sockets ((uid_t)-1: ours) */
 	gid_t notify_gid;
@@ -107,6 +108,7 @@ struct pool {
 	struct pool_hooks hooks;
 	struct loop *loop;
 	struct notify *notify;
+	struct serving *serving;	 /* for wait_serving; NULL: none */
 	unsigned long long blocked_mask; /* the arbiter's SigBlk: a worker not yet exec'd */
 	/* counters for status */
 	uint64_t spawned, spawn_errors, exited, exited_clean, exited_error, exited_signal, killed,
@@ -135,6 +137,8 @@ void pool_watch_notify(struct pool *p);
 /* A notify datagram of worker w, parsed (m->status points into the datagram). */
 void pool_notify(struct pool *p, struct worker *w, const struct notify_msg *m, uint64_t arrived_ms);
 void pool_free(struct pool *p);
+/* serving.h's verdict on worker pid: seen serving (how), or not in its time (how NULL). */
+void pool_serving(struct pool *p, pid_t pid, const char *how);
 
 bool worker_is_booting(const struct worker *w);
 bool worker_is_active(const struct worker *w);

@@ -7,6 +7,7 @@
 
 #include "arbiter.h"
 #include "json.h"
+#include "serving.h"
 #include "signames.h"
 #include "timeutil.h"
 
@@ -80,6 +81,19 @@ static void json_counters(const struct arbiter *a, FILE *f)
 	fprintf(f, "},");
 }
 
+/* When a new worker counts as ready: "notify" (READY=1), "start", or for auto with a
+ * COMMAND how serving is seen, "eBPF" or "/proc" (serving.h). */
+static const char *readiness(const struct arbiter *a)
+{
+	const struct settings *s = a->settings;
+
+	if (s->ready_mode == READY_START)
+		return "start";
+	if (s->ready_mode == READY_NOTIFY || !s->command || !a->pool.serving)
+		return "notify";
+	return serving_method(a->pool.serving);
+}
+
 static void render_json(struct arbiter *a, FILE *f, uint64_t now)
 {
 	const struct pool *p = &a->pool;
@@ -89,7 +103,8 @@ static void render_json(struct arbiter *a, FILE *f, uint64_t now)
 		arbiter_is_ready(a) ? "true" : "false");
 	fprintf(f, "\"uptime_ms\":%llu,\"loop\":\"%s\",\"generation\":%u,\"target\":%u,",
 		(ull)(now - a->started_ms), a->loop.backend->name, p->generation, p->target);
-	fprintf(f, "\"reloading\":%s,", a->reloading ? "true" : "false");
+	fprintf(f, "\"reloading\":%s,\"readiness\":\"%s\",", a->reloading ? "true" : "false",
+		readiness(a));
 	json_workers(p, f, now);
 	fprintf(f, "\"listeners\":[");
 	for (size_t i = 0; i < a->n_listeners; i++) {
@@ -199,6 +214,8 @@ static void render_text(struct arbiter *a, FILE *f, uint64_t now)
 		fprintf(f, " %s", a->listeners[i].address);
 	fprintf(f, "\nworkers: %u wanted, %u ready, generation %u%s\n", p->target,
 		pool_count(p, worker_is_ready), p->generation, a->reloading ? " (reloading)" : "");
+	if (strcmp(readiness(a), "eBPF") == 0 || strcmp(readiness(a), "/proc") == 0)
+		fprintf(f, "ready on READY=1, or once seen serving (%s)\n", readiness(a));
 	fprintf(f, "  %-4s %-8s %-4s %-9s %-8s %s\n", "ID", "PID", "GEN", "STATE", "UPTIME",
 		"STATUS");
 	for (size_t i = 0; i < p->n; i++) {

@@ -37,6 +37,9 @@ const volatile __u64 self_ns_dev;
 const volatile __u64 self_ns_ino;
 const volatile __u32 self_nspid;
 const volatile long sigaction_nr = -1;
+/* The calls sv_serving looks at, numbered for this architecture (-1: it has none). */
+const volatile long accept_nr = -1, accept4_nr = -1, epoll_ctl_nr = -1, poll_nr = -1, ppoll_nr = -1,
+		    select_nr = -1, pselect6_nr = -1;
 const volatile __u32 refuse; /* SV_REFUSE_*: always 0 outside the test suite */
 
 /* For the test hook: a read through a scalar, the very access a 6.18.44 verifier
@@ -445,5 +448,167 @@ int BPF_PROG(sv_sys_enter, struct pt_regs *regs, long id)
 		return 0;
 	key.kind = handler_kind(handler);
 	count(&sigactions, &key);
+	return 0;
+}
+
+/* ---- readiness by serving (arbiter/serving.c) ----------------------------------------
+ * A worker that never speaks sd_notify is ready once a process of its tree accepts from
+ * one of the listening sockets sigvisor handed it, or begins to wait on one: accept or
+ * accept4 on it (gunicorn's sync worker), EPOLL_CTL_ADD of it (gthread, uvicorn, node),
+ * poll/ppoll/select/pselect6 with it among the fds read. The fd is the process's own
+ * number (gunicorn dup()s fd 3 to 7): what counts is the socket it names, compared by
+ * inode. Attached only while some worker is waited for, so a sys_enter hook on every
+ * system call of the host costs nothing the rest of the time. */
+#define EPOLL_CTL_ADD 1
+#define POLLIN	      0x001
+#define SV_POLL_FDS   8	 /* pollfd entries looked at */
+#define SV_SELECT_FDS 64 /* fds of a select set looked at: its first word */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SV_MAX_SERVING_WAIT);
+	__type(key, __u32); /* the worker's pid in the arbiter's namespace */
+	__type(value, __u32);
+} serving_wait SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SV_MAX_SERVING_SOCKS);
+	__type(key, __u64); /* inode of a listening socket */
+	__type(value, __u32);
+} serving_socks SEC(".maps");
+
+/* The inode of the file behind fd in the calling process, 0 if none. Every step is a
+ * probe read: the fd table may be resized under us, and a verifier may type any of
+ * these pointers as it likes (see code_of). */
+static __always_inline __u64 ino_of_fd(struct task_struct *cur, long fd)
+{
+	struct files_struct *files;
+	struct fdtable *fdt;
+	struct file **fds;
+	struct file *f = NULL;
+
+	if (fd < 0)
+		return 0;
+	files = BPF_CORE_READ(cur, files);
+	if (!files)
+		return 0;
+	fdt = BPF_CORE_READ(files, fdt);
+	if (!fdt || (unsigned long)fd >= BPF_CORE_READ(fdt, max_fds))
+		return 0;
+	fds = BPF_CORE_READ(fdt, fd);
+	if (!fds || bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]) || !f)
+		return 0;
+	return BPF_CORE_READ(f, f_inode, i_ino);
+}
+
+static __always_inline bool is_listener(struct task_struct *cur, long fd)
+{
+	__u64 ino = ino_of_fd(cur, fd);
+
+	return ino && bpf_map_lookup_elem(&serving_socks, &ino);
+}
+
+/* The waited-for worker the calling process belongs to (itself or an ancestor up to
+ * SV_SERVING_DEPTH), as its nspid, or 0. */
+static __always_inline __u32 waiting_worker(__u32 tgid)
+{
+	for (int i = 0; i < SV_SERVING_DEPTH; i++) {
+		struct sv_tracked *t = bpf_map_lookup_elem(&tracked, &tgid);
+
+		if (!t)
+			return 0;
+		if (t->nspid && bpf_map_lookup_elem(&serving_wait, &t->nspid))
+			return t->nspid;
+		if (!t->ppid)
+			return 0; /* the arbiter */
+		tgid = t->ppid;
+	}
+	return 0;
+}
+
+struct pollfd_ {
+	int fd;
+	short events;
+	short revents;
+};
+
+SEC("tp_btf/sys_enter")
+int BPF_PROG(sv_serving, struct pt_regs *regs, long id)
+{
+	struct task_struct *cur;
+	struct sv_event *e;
+	__u32 tgid, worker;
+	long fd = -1;
+
+	REFUSE_IF(SV_REFUSE_SERVING, id);
+	if (id != accept_nr && id != accept4_nr && id != epoll_ctl_nr && id != poll_nr &&
+	    id != ppoll_nr && id != select_nr && id != pselect6_nr)
+		return 0;
+	tgid = bpf_get_current_pid_tgid() >> 32;
+	worker = waiting_worker(tgid);
+	if (!worker)
+		return 0;
+	cur = bpf_get_current_task_btf();
+	if (id == accept_nr || id == accept4_nr) {
+		fd = (long)PT_REGS_PARM1_SYSCALL(regs);
+		if (!is_listener(cur, fd))
+			return 0;
+	} else if (id == epoll_ctl_nr) {
+		if ((int)PT_REGS_PARM2_SYSCALL(regs) != EPOLL_CTL_ADD)
+			return 0;
+		fd = (long)PT_REGS_PARM3_SYSCALL(regs);
+		if (!is_listener(cur, fd))
+			return 0;
+	} else if (id == poll_nr || id == ppoll_nr) {
+		const struct pollfd_ *ufds = (const void *)PT_REGS_PARM1_SYSCALL(regs);
+		unsigned long n = (unsigned long)PT_REGS_PARM2_SYSCALL(regs);
+
+		for (int i = 0; i < SV_POLL_FDS && fd < 0; i++) {
+			struct pollfd_ p;
+
+			if (i >= n || bpf_probe_read_user(&p, sizeof(p), &ufds[i]))
+				return 0;
+			if ((p.events & POLLIN) && is_listener(cur, p.fd))
+				fd = p.fd;
+		}
+		if (fd < 0)
+			return 0;
+	} else {
+		unsigned long n = (unsigned long)PT_REGS_PARM1_SYSCALL(regs);
+		const void *readfds = (const void *)PT_REGS_PARM2_SYSCALL(regs);
+		__u64 bits = 0;
+
+		if (!readfds || bpf_probe_read_user(&bits, sizeof(bits), readfds))
+			return 0;
+		for (int i = 0; i < SV_SELECT_FDS && fd < 0; i++) {
+			if (i >= n || !bits)
+				return 0;
+			if ((bits & 1) && is_listener(cur, i))
+				fd = i;
+			bits >>= 1;
+		}
+		if (fd < 0)
+			return 0;
+	}
+	/* Once per worker: whoever deletes its entry reports it. */
+	if (bpf_map_delete_elem(&serving_wait, &worker))
+		return 0;
+	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		/* the arbiter's look at /proc finds it instead */
+		__sync_fetch_and_add(&events_dropped, 1);
+		return 0;
+	}
+	__builtin_memset(e, 0, sizeof(*e));
+	e->ts_ns = bpf_ktime_get_ns();
+	e->kind = SV_EV_SERVING;
+	e->sig = (__u32)id;
+	e->result = (__u32)fd;
+	e->target_nspid = worker;
+	e->sender_tgid = tgid;
+	e->sender_nspid = nspid_of(cur);
+	bpf_get_current_comm(e->sender_comm, sizeof(e->sender_comm));
+	bpf_ringbuf_submit(e, 0);
 	return 0;
 }

@@ -34,6 +34,15 @@
 #define SV_REFUSE_GENERATE  (1u << 0)
 #define SV_REFUSE_DELIVER   (1u << 1)
 #define SV_REFUSE_SYS_ENTER (1u << 2)
+#define SV_REFUSE_SERVING   (1u << 3)
+
+/* Readiness by serving (arbiter/serving.c): the workers waited for, by their pid in the
+ * arbiter's namespace, and the listening sockets, by inode. Neither is pinned. */
+#define SV_MAX_SERVING_WAIT  4096
+#define SV_MAX_SERVING_SOCKS 64
+/* How far up from the process that makes the call its worker may be (gunicorn's
+ * worker process is the child of the master sigvisor started). */
+#define SV_SERVING_DEPTH 4
 
 /* The kernel's enum trace_signal_result, as signal_generate reports it. */
 enum sv_result {
@@ -89,6 +98,10 @@ struct sv_tracked {
 enum sv_event_kind {
 	SV_EV_GENERATE = 1,
 	SV_EV_DELIVER = 2,
+	/* A process of a waited-for worker's tree accepted from, or began to wait on, a
+	 * listening socket: target is the worker, sender the process that made the call,
+	 * sig the system call's number, result the fd it named. */
+	SV_EV_SERVING = 3,
 };
 
 /* One ring-buffer record. Senders are known only for SI_USER, SI_QUEUE and SI_TKILL

@@ -284,7 +284,7 @@ def test_sigaction_calls_of_a_worker_are_counted(bpf):
 def test_a_signal_without_a_handler_is_called_out(bpf):
     """sigvisor does not forward USR1 to a worker it would kill (it checks the
     disposition first); a signal someone else sends there is called out by the probe."""
-    sv = bpf.start("-w", "1", command=["sleep", "600"])
+    sv = bpf.start("-w", "1", "--ready-mode", "start", command=["sleep", "600"])
     [w] = sv.wait_workers(1)
     wait_for(lambda: open(f"/proc/{w['pid']}/comm").read().strip() == "sleep",
              what="worker to exec")

@@ -38,7 +38,7 @@ def test_worker_that_dies_after_50ms_gives_up_with_3(start):
 
 
 def test_worker_ignoring_term_is_killed_at_the_graceful_timeout(start):
-    sv = start("-w", "1", "--graceful-timeout", "0.3",
+    sv = start("-w", "1", "--graceful-timeout", "0.3", "--ready-mode", "start",
                command=["sh", "-c", "trap '' TERM; exec sleep 600"])
     [w] = sv.wait_workers(1)
     wait_for(lambda: open(f"/proc/{w['pid']}/comm").read().strip() == "sleep",

@@ -299,8 +299,8 @@ def test_sd_notify_upstream_ready_at_once_with_command_workers(start, tmpdir_sho
     up = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     up.bind(path)
     up.settimeout(5)  # far below --timeout 30; "never" with --timeout 0
-    sv = start("-w", "2", "--timeout", timeout, env={"NOTIFY_SOCKET": path},
-               command=["sleep", "600"])
+    sv = start("-w", "2", "--timeout", timeout, "--ready-mode", "start",
+               env={"NOTIFY_SOCKET": path}, command=["sleep", "600"])
     msg = up.recv(4096).decode()
     assert msg.startswith("READY=1\nSTATUS=2 workers ready"), msg
     sv.wait_log(r"all 2 workers ready")

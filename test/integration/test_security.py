@@ -34,7 +34,7 @@ def test_workers_drop_privileges_for_good(start, tmpdir_short):
     out = os.path.join(tmpdir_short, "regain")
     probe = (f"python3 -c 'import os; os.setuid(0)' 2>/dev/null "
              f"&& echo REGAINED > {out} || echo DENIED > {out}; exec sleep 600")
-    sv = start("-w", "1", "--user", "nobody", "--group", "nogroup",
+    sv = start("-w", "1", "--user", "nobody", "--group", "nogroup", "--ready-mode", "start",
                command=["sh", "-c", probe])
     [w] = sv.wait_workers(1)
     # ready once started: the drop happens after the clone, before the exec

@@ -245,7 +245,7 @@ def test_quit_and_int_stop_workers_now(start, sig):
 
 def test_graceful_timeout_kills_a_worker_that_ignores_term(start):
     # trap '' TERM leaves TERM ignored across exec: sleep never reacts to it.
-    sv = start("-w", "1", "--graceful-timeout", "0.3",
+    sv = start("-w", "1", "--graceful-timeout", "0.3", "--ready-mode", "start",
                command=["sh", "-c", "trap '' TERM; exec sleep 600"], bind=True)
     [w] = sv.wait_workers(1)
     # ready at start (a COMMAND): wait until sh has set the trap and exec'd sleep
@@ -342,7 +342,7 @@ def test_idle_arbiter_does_not_wake_up(start):
 def test_usr1_is_not_forwarded_to_a_worker_it_would_kill(start):
     """A worker without a USR1 handler (`sleep`) would die of a log-rotation USR1;
     sigvisor says so and spares it, while a worker that handles it gets it."""
-    sv = start("-w", "1", command=["sleep", "600"])
+    sv = start("-w", "1", "--ready-mode", "start", command=["sleep", "600"])
     [w] = sv.wait_workers(1)
     wait_for(lambda: open(f"/proc/{w['pid']}/comm").read().strip() == "sleep",
              what="worker to exec")

@@ -6,7 +6,7 @@ from conftest import alive, children, proc_environ, proc_status, wait_for
 
 
 def test_command_worker_starts_with_clean_signal_state(start):
-    sv = start("-w", "2", command=["sleep", "600"])
+    sv = start("-w", "2", "--ready-mode", "start", command=["sleep", "600"])
     ws = sv.wait_workers(2)
     for w in ws:
         # ready once started: wait for the exec, the post-fork setup runs before it
@@ -19,7 +19,7 @@ def test_command_worker_starts_with_clean_signal_state(start):
 
 
 def test_command_worker_gets_listen_fds(start):
-    sv = start("-w", "1", command=["sleep", "600"])
+    sv = start("-w", "1", "--ready-mode", "start", command=["sleep", "600"])
     [w] = sv.wait_workers(1)
     # ready once started: wait until the exec'd environment is there
     env = wait_for(lambda: (lambda e: e if "LISTEN_PID" in e else None)(proc_environ(w["pid"])),
@@ -38,7 +38,7 @@ def test_command_worker_gets_listen_fds(start):
 
 def test_two_binds_hand_over_two_sockets(start, tmpdir_short):
     path = os.path.join(tmpdir_short, "app.sock")
-    sv = start("-w", "1", "-b", "unix:" + path, command=["sleep", "600"])
+    sv = start("-w", "1", "-b", "unix:" + path, "--ready-mode", "start", command=["sleep", "600"])
     [w] = sv.wait_workers(1)
     # ready once started: wait until the exec'd environment is there
     env = wait_for(lambda: (lambda e: e if "LISTEN_PID" in e else None)(proc_environ(w["pid"])),
@@ -53,7 +53,8 @@ def test_two_binds_hand_over_two_sockets(start, tmpdir_short):
 
 def test_orphans_are_reaped_as_subreaper(start):
     # Each worker leaves an orphan that exits after its parent is gone.
-    sv = start("-w", "1", command=["sh", "-c", "(sleep 0.2 &); exec sleep 600"])
+    sv = start("-w", "1", "--ready-mode", "start",
+               command=["sh", "-c", "(sleep 0.2 &); exec sleep 600"])
     sv.wait_workers(1)
     wait_for(lambda: sv.status()["counters"]["orphans_reaped"] >= 1, what="orphan reaped")
     zombies = [c for c in children(sv.pid)
