@@ -10,6 +10,7 @@ over at fd 3, then serves it the way real servers do (--style):
 
 Each answer names the serving pid and the generation."""
 import argparse
+import ctypes
 import os
 import select
 import selectors
@@ -63,6 +64,9 @@ def main():
     if args.style == "child":
         pid = os.fork()
         if pid == 0:
+            ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG: never outlive it
+            if os.getppid() == 1:
+                os._exit(0)
             accept_loop(socket.socket(fileno=os.dup(3)))
         signal.signal(signal.SIGTERM, lambda *_: (os.kill(pid, signal.SIGTERM), os._exit(0)))
         os.waitpid(pid, 0)
