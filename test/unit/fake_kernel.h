@@ -179,7 +179,6 @@ static const struct loop_backend fake_backend = {
 	.del = fake_del,
 };
 
-
 int __wrap_notify_open_worker(struct notify *n, uid_t uid, gid_t gid, int *ret_fd, char *env,
 			      size_t envlen);
 int __wrap_notify_open_worker(struct notify *n, uid_t uid, gid_t gid, int *ret_fd, char *env,
