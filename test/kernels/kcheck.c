@@ -271,6 +271,23 @@ static long json_field(const char *json, const char *object, const char *key)
 	return strtol(k + strlen(pat), NULL, 10);
 }
 
+/* Every optional part (deliveries, sigaction, adopt, serving) must load too on the
+ * kernels we claim: a refused one is named with the verifier's reason. */
+static void parts_all_on(const char *bpf)
+{
+	const char *parts = strstr(bpf, "\"parts\":{"), *off, *name;
+
+	if (!parts)
+		fail("status has no bpf.parts");
+	off = strstr(parts, ":{\"state\":\"off\"");
+	if (!off)
+		return;
+	for (name = off - 1; name > parts && *(name - 1) != '"'; name--)
+		;
+	fail("the probes loaded without their '%.*s' part: %.*s", (int)(off - 1 - name), name,
+	     (int)strcspn(off, "}"), off);
+}
+
 /* --bpf auto says in status whether the probes loaded: "on", or "off" and why (the
  * verifier's reason where it refused one). */
 static void wait_probes(const char *sigvisor)
@@ -282,8 +299,10 @@ static void wait_probes(const char *sigvisor)
 	for (;;) {
 		if (status_json(sigvisor, json, sizeof(json)) == 0 &&
 		    (b = strstr(json, "\"bpf\":{"))) {
-			if (strncmp(b, "\"bpf\":{\"state\":\"on\"", 19) == 0)
+			if (strncmp(b, "\"bpf\":{\"state\":\"on\"", 19) == 0) {
+				parts_all_on(b);
 				break;
+			}
 			if (strncmp(b, "\"bpf\":{\"state\":\"off\"", 20) == 0) {
 				reason = strstr(b, "\"reason\":");
 				fail("the probes did not load: %.*s",
