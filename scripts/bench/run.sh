@@ -240,6 +240,9 @@ for n in "${names[@]}"; do
 	stop_runs "$n" QUIT "$STOP_RUNS"
 	for s in TERM INT QUIT; do stop_runs "$n" "$s" "$STOP_RUNS" busy; done
 done
+# the probes' cost at start-up: the same starts without them (the probes load beside
+# the first workers with --bpf auto; goal: all ready no later than with --bpf off)
+[[ " ${mem[*]} " == *" sn "* ]] && stop_runs sn TERM "$STOP_RUNS"
 
 # ---- 5. the floor: probe's own minimal responder, timed the same way --------
 if [[ $FLOOR == 1 ]]; then
@@ -292,6 +295,9 @@ row "TTIN → new worker visible, ms" ttin_visible 1000 3 p99 "≤" 0.3 " ms"
 row "TTIN → new worker ready, ms" ttin_ready 1000 3 p99
 row "TTOU → worker reaped, ms" ttou_reaped 1000 3 p99
 row "start → all workers ready, ms" start_serving 1000 1 p99
+if [[ -s $tmp/sn.samples ]] && grep -q '^start_serving ' "$tmp/sn.samples"; then
+	xrow sn "  the same sigvisor with --bpf off: start → all workers ready, ms" start_serving 1000 1
+fi
 row "TERM (idle) → arbiter exit, ms" term_exit 1000 3 p99 "≤" 10 " ms"
 row "INT (idle) → arbiter exit, ms" int_exit 1000 3 p99
 row "QUIT (idle) → arbiter exit, ms" quit_exit 1000 3 p99
