@@ -254,29 +254,33 @@ static int serve_metrics(struct metrics *m, struct metrics_conn *c, bool head_on
 	return r;
 }
 
-/* Answer the request head in c->in (NUL-terminated, complete). */
+/* A request target's path is exactly lit. */
+static bool path_is(const struct http_request *rq, const char *lit)
+{
+	return rq->path_len == strlen(lit) && memcmp(rq->path, lit, rq->path_len) == 0;
+}
+
+/* Answer the request head in c->in (NUL-terminated, complete), parsed by the worker's
+ * parser (shared/http.c) but with Host optional: this endpoint names no host. */
 static int handle_request(struct metrics *m, struct metrics_conn *c)
 {
-	char *save = NULL, *method, *target, *version;
+	struct http_request rq;
 	const char *not_ready;
 	bool head_only;
+	int r = http_parse_request(c->in, c->in_len, HTTP_HOST_OPTIONAL, &rq);
 
-	c->in[strcspn(c->in, "\r\n")] = '\0';
-	method = strtok_r(c->in, " ", &save);
-	target = strtok_r(NULL, " ", &save);
-	version = strtok_r(NULL, " ", &save);
-	if (!method || !target || !version || strtok_r(NULL, " ", &save) ||
-	    strncmp(version, "HTTP/1.", 7) != 0 || target[0] != '/')
+	if (r == -EMSGSIZE)
+		return respond_text(c, 431, "request head too large\n", false);
+	if (r <= 0) /* malformed, not HTTP/1.x, or cut short by the client's EOF */
 		return respond_text(c, 400, "bad request\n", false);
-	head_only = strcmp(method, "HEAD") == 0;
-	if (!head_only && strcmp(method, "GET") != 0)
+	head_only = rq.method == HTTP_METHOD_HEAD;
+	if (rq.method == HTTP_METHOD_OTHER)
 		return respond_text(c, 405, "only GET and HEAD\n", false);
-	target[strcspn(target, "?#")] = '\0';
-	if (strcmp(target, "/metrics") == 0)
+	if (path_is(&rq, "/metrics"))
 		return serve_metrics(m, c, head_only);
-	if (strcmp(target, "/healthz") == 0)
+	if (path_is(&rq, "/healthz"))
 		return respond_text(c, 200, "ok\n", head_only);
-	if (strcmp(target, "/readyz") == 0) {
+	if (path_is(&rq, "/readyz")) {
 		not_ready = m->view.not_ready(m->view.ctx);
 		if (!not_ready)
 			return respond_text(c, 200, "ready\n", head_only);
@@ -359,6 +363,10 @@ static void conn_read(struct metrics *m, struct metrics_conn *c)
 			return;
 		r = respond_text(c, 431, "request head too large\n", false);
 	} else {
+		if (n == 0 && !head_complete(c->in) && c->in_len + 1 <= METRICS_REQUEST_MAX) {
+			c->in[c->in_len++] = '\n'; /* the blank line the EOF stands for */
+			c->in[c->in_len] = '\0';
+		}
 		r = handle_request(m, c);
 	}
 	if (r < 0) {

@@ -16,7 +16,7 @@ FUZZ_DIR := $(BUILD)/fuzz
 FUZZ_TARGETS := options config notify control listener http duration
 
 # Each target links its harness and only the files its parser needs. Some of those files
-# also hold code that needs the whole arbiter (notify.c calls pool_notify()): lld with
+# also hold code that needs more than the harness gives (notify.c logs and sends): lld with
 # --gc-sections drops what the harness cannot reach, undefined references with it, while
 # a reference from reachable code still fails the link.
 FUZZ_options_SRCS := arbiter/options.c shared/timeutil.c
@@ -28,7 +28,7 @@ FUZZ_config_LIBS := -linih
 FUZZ_notify_SRCS := arbiter/notify.c
 FUZZ_control_SRCS := arbiter/control.c
 FUZZ_listener_SRCS := arbiter/listeners.c
-FUZZ_http_SRCS := worker/http_parse.c
+FUZZ_http_SRCS := shared/http.c
 # Past HTTP_HEAD_MAX (8192), to reach the 431 path.
 FUZZ_http_FLAGS := -max_len=20000
 FUZZ_duration_SRCS := shared/timeutil.c

@@ -2,8 +2,7 @@
  * the connection, the epoll sources and the functions one file calls in another.
  *
  *   builtin.c     the event loop, its dispatch, sd_notify and `sigvisor worker` itself
- *   http_parse.c  the request parser (public, in builtin.h)
- *   conn.c        a connection: read, parse, answer, flush, close
+ *   conn.c        a connection: read, parse (shared/http.c), answer, flush, close
  *   timeouts.c    idle and lingering connections, and the sweep timer that closes them
  *   sleepheap.c   /sleep: connections parked on a heap of deadlines behind one timerfd
  *   accept.c      the listening sockets: accept, pause when out of fds, drain, retire

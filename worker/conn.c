@@ -181,7 +181,7 @@ static void conn_process(struct worker *w, struct conn *c)
 			c->out_full = true;
 			break;
 		}
-		r = http_parse_request(c->in + c->in_start, avail, &req);
+		r = http_parse_request(c->in + c->in_start, avail, 0, &req);
 		if (r == 0)
 			break;
 		if (r < 0) {

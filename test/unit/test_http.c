@@ -14,7 +14,7 @@
 
 static int parse(const char *s, struct http_request *req)
 {
-	return http_parse_request(s, strlen(s), req);
+	return http_parse_request(s, strlen(s), 0, req);
 }
 
 static int parse_status(const char *s)
@@ -98,8 +98,8 @@ static void test_every_prefix_needs_more(void **state)
 	(void)state;
 	/* A head cut anywhere is incomplete, never malformed. */
 	for (size_t n = 0; n < strlen(s); n++)
-		assert_int_equal(http_parse_request(s, n, &req), 0);
-	assert_int_equal(http_parse_request(s, strlen(s), &req), (int)strlen(s));
+		assert_int_equal(http_parse_request(s, n, 0, &req), 0);
+	assert_int_equal(http_parse_request(s, strlen(s), 0, &req), (int)strlen(s));
 }
 
 static void test_ret_req_untouched_on_failure(void **state)
@@ -204,6 +204,22 @@ static void test_host_rules(void **state)
 	assert_int_equal(parse_status("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"), -EBADMSG);
 	assert_true(parse_status("GET / HTTP/1.0\r\n\r\n") > 0);
 	assert_true(parse_status("GET / HTTP/1.1\r\nHost:\r\n\r\n") > 0);
+}
+
+/* --metrics parses with Host optional: a missing one passes, two still do not. */
+static void test_host_optional(void **state)
+{
+	struct http_request req;
+	const char *none = "POST /x HTTP/1.1\r\nContent-Length: 3\r\n\r\n";
+	const char *two = "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n";
+
+	(void)state;
+	assert_int_equal(http_parse_request(none, strlen(none), HTTP_HOST_OPTIONAL, &req),
+			 (int)strlen(none));
+	assert_int_equal(req.method, HTTP_METHOD_OTHER);
+	assert_int_equal(req.content_length, 3);
+	assert_int_equal(http_parse_request(none, strlen(none), 0, &req), -EBADMSG);
+	assert_int_equal(http_parse_request(two, strlen(two), HTTP_HOST_OPTIONAL, &req), -EBADMSG);
 }
 
 static void test_malformed_request_line(void **state)
@@ -375,6 +391,7 @@ int main(void)
 		cmocka_unit_test(test_unsupported_version),
 		cmocka_unit_test(test_newer_minor_version_is_1_1),
 		cmocka_unit_test(test_leading_empty_lines_and_bare_lf),
+		cmocka_unit_test(test_host_optional),
 		cmocka_unit_test(test_head_limit),
 		cmocka_unit_test(test_sleep_ms),
 		cmocka_unit_test(test_sleep_ms_invalid),
