@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -93,9 +94,16 @@ int control_default_path(char *buf, size_t len, int pid)
  * ECONNREFUSED is a socket file nobody listens on: the arbiter that made it died.
  * Only a connection tells: its pid says nothing when it was PID 1 in another PID
  * namespace, or when that pid has been reused. */
+/* How long `sigvisor status` waits for a connection and for the answer (--timeout):
+ * an arbiter that is stopped (SIGSTOP, a debugger) or hung must not hang the probe
+ * that asks. 0: no limit. */
+static uint64_t client_timeout_ms = 10000;
+
 static int connect_to(const char *path, bool nonblock)
 {
 	struct sockaddr_un un = {.sun_family = AF_UNIX};
+	struct timeval tv = {.tv_sec = (time_t)(client_timeout_ms / 1000),
+			     .tv_usec = (suseconds_t)(client_timeout_ms % 1000) * 1000};
 	int fd, r;
 
 	if (strlen(path) >= sizeof(un.sun_path))
@@ -104,6 +112,9 @@ static int connect_to(const char *path, bool nonblock)
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | (nonblock ? SOCK_NONBLOCK : 0), 0);
 	if (fd < 0)
 		return -errno;
+	/* A full listen queue blocks connect() for SO_SNDTIMEO; the answer, SO_RCVTIMEO. */
+	(void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	(void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	if (connect(fd, (struct sockaddr *)&un, sizeof(un)) < 0) {
 		r = -errno;
 		close(fd);
@@ -899,7 +910,12 @@ static int read_answer(int fd, const char *path)
 			cap *= 2;
 		}
 	}
-	if (n < 0)
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+		fprintf(stderr,
+			"sigvisor status: %s: no answer within %.1f s (is the arbiter stopped or "
+			"hung? --timeout changes the wait)\n",
+			path, (double)client_timeout_ms / 1000.0);
+	else if (n < 0)
 		fprintf(stderr, "sigvisor status: %s: the connection failed: %m\n", path);
 	else if (len == 0)
 		fprintf(stderr,
@@ -932,10 +948,23 @@ int status_main(int argc, char **argv)
 			control = argv[i] + 10;
 		else if (strcmp(argv[i], "--events") == 0)
 			events = true;
-		else {
+		else if ((strcmp(argv[i], "--timeout") == 0 && i + 1 < argc) ||
+			 strncmp(argv[i], "--timeout=", 10) == 0) {
+			const char *v = argv[i][9] == '=' ? argv[i] + 10 : argv[++i];
+
+			if (parse_duration_ms(v, &client_timeout_ms) < 0) {
+				fprintf(stderr,
+					"sigvisor status: --timeout '%s': not a duration (5, 0.5, "
+					"250ms; 0: no limit)\n",
+					v);
+				return EXIT_USAGE;
+			}
+		} else {
 			fprintf(stderr,
 				"sigvisor status: unknown argument '%s'\n"
-				"usage: sigvisor status [--control PATH] [--json | --events]\n",
+				"usage: sigvisor status [--control PATH] [--timeout SECONDS] "
+				"[--json | "
+				"--events]\n",
 				argv[i]);
 			return EXIT_USAGE;
 		}
@@ -975,6 +1004,9 @@ int status_main(int argc, char **argv)
 		close(fd);
 		return EXIT_FATAL;
 	}
+	if (events) /* events come when they come: --timeout is for connecting only */
+		(void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &(struct timeval){0},
+				 sizeof(struct timeval));
 	r = events ? follow(fd, path) : read_answer(fd, path);
 	close(fd);
 	return r;

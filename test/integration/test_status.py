@@ -175,6 +175,27 @@ def test_status_says_why_when_the_connection_is_reset_or_dropped(tmpdir_short):
     assert f"cannot connect to {path}: Connection refused (a stale socket" in r.stderr, r.stderr
 
 
+def test_status_of_a_stopped_arbiter_gives_up_after_its_timeout(start):
+    """An arbiter that is stopped (SIGSTOP, a debugger) or hung must not hang the probe
+    that asks: `sigvisor status --timeout` bounds the wait (10 s by default)."""
+    sv = start("-w", "1")
+    sv.wait_workers(1)
+    os.kill(sv.pid, signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        r = status_cli("--control", sv.control, "--timeout", "0.5")
+        took = time.monotonic() - t0
+    finally:
+        os.kill(sv.pid, signal.SIGCONT)
+    assert r.returncode == 1, r.stderr
+    assert "no answer within 0.5 s (is the arbiter stopped or hung?" in r.stderr, r.stderr
+    assert took < 5, took
+    # continued, it answers again (and the abandoned connection did not hurt it)
+    r = status_cli("--control", sv.control, "--timeout", "5")
+    assert r.returncode == 0 and "running" in r.stdout, r.stderr
+    assert status_cli("--control", sv.control, "--timeout", "soon").returncode == 2
+
+
 def test_a_stale_control_socket_is_replaced_at_start(start, tmpdir_short):
     stale_socket(os.path.join(tmpdir_short, "control.sock"))  # the path start() passes
     sv = start("-w", "1")
