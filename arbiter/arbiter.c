@@ -408,8 +408,12 @@ static int setup_bpf(struct arbiter *a, char *err, size_t errlen)
 		.workers = s->workers,
 		.on_event = on_bpf_event,
 		.ctx = a,
+		.handover = a->upgrade.bpf_state,
 	};
 	int r = bpf_probes_open(&a->bpf, &opt, a->bpf_why, sizeof(a->bpf_why));
+
+	if (a->upgrade.bpf_state)
+		upgrade_bpf_taken(a);
 
 	if (r < 0) {
 		snprintf(err, errlen, "--bpf on: cannot load the probes: %s", a->bpf_why);
@@ -433,6 +437,9 @@ static int setup_bpf(struct arbiter *a, char *err, size_t errlen)
 	}
 	if (bpf_probes_loading(a->bpf))
 		return 0; /* said by on_bpf_loaded() */
+	if (bpf_probes_adopted(a->bpf))
+		log_info("BPF probes kept from the image before the upgrade: not loaded again, "
+			 "attached all along, the counts go on");
 	log_bpf_on(a);
 	return 0;
 }
@@ -480,6 +487,24 @@ void arbiter_bpf_stop(struct arbiter *a)
 	bpf_probes_close(a->bpf);
 	a->bpf = NULL;
 	a->bpf_src.fd = -1;
+}
+
+int arbiter_bpf_handover(struct arbiter *a, FILE *f, uint64_t identity)
+{
+	if (!a->bpf)
+		return 0;
+	if (bpf_probes_loading(a->bpf)) {
+		/* Do not wait for the verifier: the exec ends the thread, and the new image
+		 * loads them. If it is done, attach and hand them over. */
+		if (!bpf_probes_load_done(a->bpf))
+			return 2;
+		on_bpf_loaded(a);
+		if (!a->bpf)
+			return 0;
+	}
+	if (!identity || identity != bpf_probes_identity())
+		return 0;
+	return bpf_probes_handover(a->bpf, f) == 0 ? 1 : 0;
 }
 
 void arbiter_bpf_start(struct arbiter *a)
@@ -889,6 +914,8 @@ static void teardown(struct arbiter *a)
 	if (a->upgrade.check.fd >= 0)
 		close(a->upgrade.check.fd);
 	arbiter_bpf_stop(a);
+	free(a->upgrade.bpf_state); /* not taken: a set-up that failed before the probes */
+	a->upgrade.bpf_state = NULL;
 	reload_discard(a);
 	metrics_close(&a->metrics);
 	retire_all_listeners(a); /* already done, unless setup failed half-way */
@@ -946,6 +973,7 @@ int arbiter_main(int argc, char **argv)
 	a->notify.upstream.fd = -1;
 	a->metrics.listen.fd = -1;
 	a->upgrade.check.fd = a->upgrade.metrics_fd = -1;
+	a->upgrade.bpf_state_off = -1;
 	a->upgrade.check_out = a->upgrade.check_errno = -1;
 	a->argc = argc;
 	a->argv = argv;

@@ -76,6 +76,12 @@ struct upgrade {
 	bool rolled_back;
 	char rollback_why[512];
 	unsigned long rollbacks; /* upgrades undone after the exec */
+	/* The probes' identity the --check said (bpf_probes_identity), 0: none. */
+	uint64_t check_bpf;
+	/* The new image: the probes' lines of the state (bpf_probes_handover), NULL: none;
+	 * and where the "bpf " line is in the memfd (it is struck out once taken). */
+	char *bpf_state;
+	long bpf_state_off;
 };
 
 /* What a reload replaces, kept until the new generation has taken over (or restored
@@ -145,6 +151,11 @@ void arbiter_fatal(struct arbiter *a, int status);
  * loads its own), and loaded again if the exec fails. */
 void arbiter_bpf_stop(struct arbiter *a);
 void arbiter_bpf_start(struct arbiter *a);
+/* Before a USR2's exec to a binary whose probes are identity (0: unknown): hand them
+ * over in the state f. 1 handed over (undo with bpf_probes_handover_undo() if the exec
+ * fails), 0 not (stop them as before), 2 still loading (the exec ends the loader
+ * thread; nothing to undo). */
+int arbiter_bpf_handover(struct arbiter *a, FILE *f, uint64_t identity);
 
 /* arbiter.c: the pool of a->settings' size on a->loop, reporting to a; and what it
  * needs of the settings and the mode, again after each change of either (settings,
@@ -200,6 +211,9 @@ int upgrade_adopt_sockets(struct arbiter *a, int fd, char *err, size_t errlen);
 /* Adopt the workers and counters (the caller then starts the new generation, or
  * after a rollback resumes). */
 int upgrade_adopt_workers(struct arbiter *a, int fd);
+/* The probes' lines of the state were taken (kept or let go): strike them out, so that a
+ * rollback does not hand their fds on. */
+void upgrade_bpf_taken(struct arbiter *a);
 
 /* The absolute path we were started from, found at startup. */
 int upgrade_resolve_self(const char *argv0, char **ret_path);

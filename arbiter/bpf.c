@@ -23,6 +23,8 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/file.h>
+#include <poll.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -67,7 +69,18 @@ struct bpf_probes {
 	char part_why[BPF_PART_MAX][BPF_WHY_LEN];
 	/* Readiness by serving: sv_serving is attached while workers are watched. */
 	unsigned serving_watched;
-	struct bpf_link *serving_link;
+	int serving_prog_fd; /* sv_serving, -1 if its part is off */
+	int serving_link_fd; /* its attachment, -1 while no worker is watched */
+	/* The mmap'ed .bss (the probes' own counters): the skeleton's when we loaded the
+	 * probes, our own mapping when we kept those of the image before a USR2. */
+	struct sigvisor__bss *bss;
+	/* Kept from the previous image (bpf_probes_handover): the programs stay attached
+	 * through these link fds, ours to close (detaching them). -1: none. */
+	bool adopted;
+	int kept_link[16];
+	/* Handed over to a new image, close-on-exec cleared (undone if the exec fails). */
+	int handed[32];
+	unsigned n_handed;
 	void (*on_serving)(void *ctx, pid_t pid, const char *how);
 	void *serving_ctx;
 };
@@ -324,8 +337,13 @@ static void unpin_maps(struct bpf_probes *p)
 
 	bpf_object__for_each_map(map, p->skel->obj)
 	{
-		if (bpf_map__is_pinned(map) && bpf_map__unpin(map, NULL) < 0)
-			log_warn("cannot unpin %s, ignoring: %m", bpf_map__pin_path(map));
+		const char *path = bpf_map__pin_path(map);
+
+		/* Kept maps were pinned by the image before: libbpf does not know. */
+		if (p->adopted && path && unlink(path) < 0 && errno != ENOENT)
+			log_warn("cannot unpin %s, ignoring: %m", path);
+		else if (!p->adopted && bpf_map__is_pinned(map) && bpf_map__unpin(map, NULL) < 0)
+			log_warn("cannot unpin %s, ignoring: %m", path);
 	}
 }
 
@@ -553,7 +571,8 @@ static int register_self(struct bpf_probes *p, char *why, size_t whylen)
 		set_why(why, whylen, "cannot register with the probes (prctl): %s", strerror(-r));
 		return r;
 	}
-	p->self_tgid = (pid_t)__atomic_load_n(&p->skel->bss->self_tgid, __ATOMIC_ACQUIRE);
+	p->bss = p->skel->bss;
+	p->self_tgid = (pid_t)__atomic_load_n(&p->bss->self_tgid, __ATOMIC_ACQUIRE);
 	if (!p->self_tgid) {
 		set_why(why, whylen, "the registration probe did not see us (task_rename)");
 		return -ESRCH;
@@ -809,6 +828,10 @@ static int attach_all(struct bpf_probes *p, char *why, size_t whylen)
 		set_why(why, whylen, "cannot open the BPF ring buffer: %s", strerror(-r));
 		return r;
 	}
+	if (!p->part_why[BPF_PART_SERVING][0])
+		p->serving_prog_fd = bpf_program__fd(s->progs.sv_serving);
+	if (p->serving_prog_fd < 0)
+		p->serving_prog_fd = -1;
 	return 0;
 }
 
@@ -837,6 +860,438 @@ static uint32_t ring_bytes(unsigned workers)
 	return size;
 }
 
+/* ---- keeping the probes across a USR2 exec ------------------------------------------- */
+
+/* The handover's format, in the upgrade state: one line with every fd,
+ *   bpf 1 IDENTITY tgid=N sigaction=0|1 map.NAME=FD ... link.PROG=FD ... prog.sv_serving=FD
+ *       pin=DIR
+ * (pin last: the rest of the line) and a line for each part that is off,
+ *   bpfwhy PART REASON */
+#define HANDOVER_VERSION 1
+
+static size_t bss_map_bytes(void)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+
+	return (sizeof(struct sigvisor__bss) + page - 1) / page * page;
+}
+
+uint64_t bpf_probes_identity(void)
+{
+	size_t n = 0;
+	const unsigned char *b = sigvisor__elf_bytes(&n);
+	/* What the loader bakes into .rodata that may differ between two binaries of the
+	 * same object (the rest is our pid and namespace, which an exec keeps). */
+	const uint64_t extra[] = {HANDOVER_VERSION, refuse_from_env(), sizeof(struct sigvisor__bss),
+				  SYS_rt_sigaction, SV_RINGBUF_BYTES};
+	uint64_t h = 14695981039346656037ULL; /* FNV-1a */
+
+	for (size_t i = 0; b && i < n; i++)
+		h = (h ^ b[i]) * 1099511628211ULL;
+	for (size_t i = 0; i < sizeof(extra) / sizeof(extra[0]); i++)
+		for (unsigned k = 0; k < 8; k++)
+			h = (h ^ ((extra[i] >> (8 * k)) & 0xff)) * 1099511628211ULL;
+	return h ? h : 1;
+}
+
+/* The "bpf " line of a handover, or NULL. */
+static const char *handover_line(const char *state)
+{
+	for (const char *l = state; l && *l;) {
+		if (strncmp(l, "bpf ", 4) == 0)
+			return l;
+		l = strchr(l, '\n');
+		l = l ? l + 1 : NULL;
+	}
+	return NULL;
+}
+
+/* Each fd of the line, in turn: *pos starts at 0. -1 at the end. */
+static int next_handed_fd(const char *line, size_t *pos, char *name, size_t namelen)
+{
+	const char *l = line + *pos;
+
+	while (*l && *l != '\n') {
+		const char *tok = l, *eq;
+		size_t len = strcspn(tok, " \n");
+
+		l = tok + len;
+		while (*l == ' ')
+			l++;
+		if (strncmp(tok, "pin=", 4) == 0)
+			break;
+		eq = memchr(tok, '=', len);
+		if (!eq || !(strncmp(tok, "map.", 4) == 0 || strncmp(tok, "link.", 5) == 0 ||
+			     strncmp(tok, "prog.", 5) == 0))
+			continue;
+		*pos = (size_t)(l - line);
+		snprintf(name, namelen, "%.*s", (int)(eq - tok), tok);
+		return atoi(eq + 1);
+	}
+	*pos = (size_t)(l - line);
+	return -1;
+}
+
+/* The fd the line gives for key ("map.signals"), or -1. */
+static int handed_fd(const char *line, const char *key)
+{
+	char name[64];
+	size_t pos = 0;
+	int fd;
+
+	while ((fd = next_handed_fd(line, &pos, name, sizeof(name))) >= 0)
+		if (strcmp(name, key) == 0)
+			return fd;
+	return -1;
+}
+
+void bpf_handover_cloexec(const char *state, bool on)
+{
+	const char *line = handover_line(state);
+	char name[64];
+	size_t pos = 0;
+	int fd;
+
+	while (line && (fd = next_handed_fd(line, &pos, name, sizeof(name))) >= 0)
+		(void)fcntl(fd, F_SETFD, on ? FD_CLOEXEC : 0);
+}
+
+/* Unlink what the probes pin in dir (not ours to keep: the handed-over probes are being
+ * let go), if no other sigvisor holds it. */
+static void remove_pins_in(const char *dir, bool locked)
+{
+	LIBBPF_OPTS(bpf_object_open_opts, oo);
+	struct sigvisor *s;
+	struct bpf_map *map;
+	int fd = -1;
+
+	if (!dir[0])
+		return;
+	if (!locked) {
+		fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) < 0) {
+			if (fd >= 0)
+				close(fd);
+			return;
+		}
+	}
+	oo.pin_root_path = dir;
+	s = sigvisor__open_opts(&oo);
+	if (s) {
+		bpf_object__for_each_map(map, s->obj)
+		{
+			const char *path = bpf_map__pin_path(map);
+
+			if (path)
+				(void)unlink(path);
+		}
+		sigvisor__destroy(s);
+	}
+	if (fd >= 0) {
+		(void)rmdir(dir);
+		close(fd);
+	}
+}
+
+/* The handed-over probes are not kept: detach them (closing the links does), close the
+ * maps, remove their pins. pin_dir: the directory we hold, if any. */
+static void drop_handover(const char *state, const char *pin_dir)
+{
+	const char *line = handover_line(state), *pin;
+	char name[64];
+	size_t pos = 0;
+	int fd;
+
+	if (!line)
+		return;
+	while ((fd = next_handed_fd(line, &pos, name, sizeof(name))) >= 0)
+		(void)close(fd);
+	pin = strstr(line, " pin=");
+	if (pin) {
+		char dir[PATH_MAX];
+
+		pin += 5;
+		snprintf(dir, sizeof(dir), "%.*s", (int)strcspn(pin, "\n"), pin);
+		remove_pins_in(dir, pin_dir && strcmp(pin_dir, dir) == 0);
+	}
+}
+
+static void unadopt(struct bpf_probes *p)
+{
+	ring_buffer__free(p->rb);
+	p->rb = NULL;
+	if (p->bss)
+		munmap(p->bss, bss_map_bytes());
+	p->bss = NULL;
+	sigvisor__destroy(p->skel); /* closes its duplicates of the maps */
+	p->skel = NULL;
+	for (size_t i = 0; i < sizeof(p->kept_link) / sizeof(p->kept_link[0]); i++)
+		p->kept_link[i] = -1; /* still the state's: drop_handover() closes them */
+	p->serving_prog_fd = -1;
+	p->adopted = false;
+	memset(p->part_why, 0, sizeof(p->part_why));
+}
+
+static bool is_link(int fd)
+{
+	struct bpf_link_info info;
+	__u32 len = sizeof(info);
+
+	memset(&info, 0, sizeof(info));
+	return bpf_obj_get_info_by_fd(fd, &info, &len) == 0 && info.prog_id;
+}
+
+static bool is_prog(int fd, const char *name)
+{
+	struct bpf_prog_info info;
+	__u32 len = sizeof(info);
+
+	memset(&info, 0, sizeof(info));
+	return bpf_obj_get_info_by_fd(fd, &info, &len) == 0 && strcmp(info.name, name) == 0;
+}
+
+/* Take over the probes the image before this USR2 ran (bpf_probes_handover): the same
+ * maps, the programs still attached, nothing loaded or verified. 0, or <0 with why. */
+static int adopt(struct bpf_probes *p, const struct bpf_options *opt, char *why, size_t whylen)
+{
+	LIBBPF_OPTS(bpf_object_open_opts, oo);
+	const char *line = handover_line(opt->handover), *pin, *l;
+	unsigned version = 0;
+	unsigned long long identity = 0;
+	int tgid = 0, sigaction = -1, n = 0, r;
+	struct sigvisor *s;
+	char key[64];
+	uint32_t wkey, wnext;
+	bool more;
+
+	if (!line ||
+	    sscanf(line, "bpf %u %llx tgid=%d sigaction=%d%n", &version, &identity, &tgid,
+		   &sigaction, &n) < 4 ||
+	    !n) {
+		set_why(why, whylen, "the handover is not one this image reads");
+		return -EINVAL;
+	}
+	if (version != HANDOVER_VERSION || identity != bpf_probes_identity()) {
+		set_why(why, whylen, "this binary carries other probes");
+		return -ESTALE;
+	}
+	if ((sigaction != 0) != opt->sigaction) {
+		set_why(why, whylen, "--bpf-sigaction changed");
+		return -EINVAL;
+	}
+	pin = strstr(line, " pin=");
+	if (!pin || strncmp(pin + 5, p->pin_dir, strlen(p->pin_dir)) != 0 ||
+	    (pin[5 + strlen(p->pin_dir)] != '\n' && pin[5 + strlen(p->pin_dir)] != '\0')) {
+		set_why(why, whylen, "the pin directory changed");
+		return -EINVAL;
+	}
+	oo.pin_root_path = p->pin_fd >= 0 ? p->pin_dir : NULL;
+	s = p->skel = sigvisor__open_opts(&oo);
+	if (!s) {
+		r = -errno;
+		set_why(why, whylen, "cannot open the BPF object: %s", strerror(-r));
+		return r;
+	}
+	if (p->pin_fd < 0)
+		disable_pinning(p);
+	for (int i = 0; i < s->skeleton->map_cnt; i++) {
+		struct bpf_map *map = *s->skeleton->maps[i].map;
+		unsigned type = bpf_map__type(map), ksz = bpf_map__key_size(map),
+			 vsz = bpf_map__value_size(map);
+		int fd;
+
+		snprintf(key, sizeof(key), "map.%s", s->skeleton->maps[i].name);
+		fd = handed_fd(line, key);
+		if (fd < 0) {
+			set_why(why, whylen, "no map %s in the handover",
+				s->skeleton->maps[i].name);
+			goto fail_inval;
+		}
+		r = bpf_map__reuse_fd(map, fd);
+		if (r < 0 || bpf_map__type(map) != type || bpf_map__key_size(map) != ksz ||
+		    bpf_map__value_size(map) != vsz) {
+			set_why(why, whylen, "the handed-over map %s does not fit: %s",
+				s->skeleton->maps[i].name, r < 0 ? strerror(-r) : "another shape");
+			goto fail_inval;
+		}
+	}
+	p->bss = mmap(NULL, bss_map_bytes(), PROT_READ | PROT_WRITE, MAP_SHARED,
+		      bpf_map__fd(s->maps.bss), 0);
+	if (p->bss == MAP_FAILED) {
+		p->bss = NULL;
+		set_why(why, whylen, "cannot map the probes' counters: %s", strerror(errno));
+		goto fail_inval;
+	}
+	p->self_tgid = (pid_t)__atomic_load_n(&p->bss->self_tgid, __ATOMIC_ACQUIRE);
+	if (!p->self_tgid || p->self_tgid != tgid) {
+		set_why(why, whylen, "the handed-over probes do not know us");
+		goto fail_inval;
+	}
+	for (l = opt->handover; l && *l;) {
+		char part[32];
+		int k = 0;
+
+		if (sscanf(l, "bpfwhy %31s %n", part, &k) == 1 && k)
+			for (int i = 0; i < BPF_PART_MAX; i++)
+				if (strcmp(part, part_names[i]) == 0)
+					snprintf(p->part_why[i], BPF_WHY_LEN, "%.*s",
+						 (int)strcspn(l + k, "\n"), l + k);
+		l = strchr(l, '\n');
+		l = l ? l + 1 : NULL;
+	}
+	for (size_t i = 0; i < N_PROGS; i++) {
+		int fd;
+
+		if (progs[i].part == BPF_PART_SERVING || progs[i].part == BPF_PART_ADOPT ||
+		    strcmp(progs[i].name, "sv_register") == 0)
+			continue;
+		snprintf(key, sizeof(key), "link.%s", progs[i].name);
+		fd = handed_fd(line, key);
+		if (fd < 0 && !p->part_why[progs[i].part][0]) {
+			set_why(why, whylen, "%s is not attached", progs[i].name);
+			goto fail_inval;
+		}
+		if (fd >= 0 && !is_link(fd)) {
+			set_why(why, whylen, "the handed-over link of %s is not one",
+				progs[i].name);
+			goto fail_inval;
+		}
+		p->kept_link[i] = fd;
+	}
+	if (!p->part_why[BPF_PART_SERVING][0]) {
+		int fd = handed_fd(line, "prog.sv_serving");
+
+		if (fd >= 0 && is_prog(fd, "sv_serving"))
+			p->serving_prog_fd = fd;
+		else
+			set_why(p->part_why[BPF_PART_SERVING], BPF_WHY_LEN,
+				"the image before the upgrade did not hand sv_serving over");
+	}
+	p->rb = ring_buffer__new(bpf_map__fd(s->maps.events), on_ring_event, p, NULL);
+	if (!p->rb) {
+		r = -errno;
+		set_why(why, whylen, "cannot open the BPF ring buffer: %s", strerror(-r));
+		goto fail;
+	}
+	/* Workers the image before was waiting on are not ours to watch. */
+	r = bpf_map__fd(s->maps.serving_wait);
+	for (more = bpf_map_get_next_key(r, NULL, &wkey) == 0; more; wkey = wnext) {
+		more = bpf_map_get_next_key(r, &wkey, &wnext) == 0;
+		(void)bpf_map_delete_elem(r, &wkey);
+	}
+	/* Ours now: the maps were duplicated by the skeleton, the links and sv_serving's
+	 * program stay as they are, close-on-exec. */
+	for (int i = 0; i < s->skeleton->map_cnt; i++) {
+		snprintf(key, sizeof(key), "map.%s", s->skeleton->maps[i].name);
+		(void)close(handed_fd(line, key));
+	}
+	for (size_t i = 0; i < N_PROGS; i++)
+		if (p->kept_link[i] >= 0)
+			(void)fcntl(p->kept_link[i], F_SETFD, FD_CLOEXEC);
+	if (p->serving_prog_fd >= 0)
+		(void)fcntl(p->serving_prog_fd, F_SETFD, FD_CLOEXEC);
+	/* Any fd the line names that we did not take goes. */
+	for (size_t pos = 0; (r = next_handed_fd(line, &pos, key, sizeof(key))) >= 0;) {
+		bool taken = r == p->serving_prog_fd;
+
+		for (size_t i = 0; i < N_PROGS; i++)
+			taken = taken || r == p->kept_link[i];
+		if (!taken && strncmp(key, "map.", 4) != 0)
+			(void)close(r);
+	}
+	p->adopted = true;
+	p->sigaction = opt->sigaction;
+	return 0;
+fail_inval:
+	r = -EINVAL;
+fail:
+	unadopt(p);
+	return r;
+}
+
+bool bpf_probes_adopted(const struct bpf_probes *p)
+{
+	return p && p->adopted;
+}
+
+/* The link of progs[i] that is attached now, or -1. */
+static int link_fd(const struct bpf_probes *p, size_t i)
+{
+	const struct bpf_object_skeleton *sk = p->skel->skeleton;
+
+	if (p->kept_link[i] >= 0)
+		return p->kept_link[i];
+	for (int j = 0; j < sk->prog_cnt; j++)
+		if (strcmp(sk->progs[j].name, progs[i].name) == 0 && *sk->progs[j].link)
+			return bpf_link__fd(*sk->progs[j].link);
+	return -1;
+}
+
+static int hand(struct bpf_probes *p, int fd)
+{
+	if (fd < 0 || p->n_handed >= sizeof(p->handed) / sizeof(p->handed[0]) ||
+	    fcntl(fd, F_SETFD, 0) < 0)
+		return -EBADF;
+	p->handed[p->n_handed++] = fd;
+	return 0;
+}
+
+int bpf_probes_handover(struct bpf_probes *p, FILE *f)
+{
+	const struct bpf_object_skeleton *sk;
+	int r = 0;
+
+	if (!p || p->loading || !p->rb || !p->skel || !p->bss)
+		return -ENODEV;
+	sk = p->skel->skeleton;
+	p->n_handed = 0;
+	fprintf(f, "bpf %d %llx tgid=%d sigaction=%d", HANDOVER_VERSION,
+		(unsigned long long)bpf_probes_identity(), (int)p->self_tgid, p->sigaction ? 1 : 0);
+	for (int i = 0; i < sk->map_cnt && r == 0; i++) {
+		int fd = bpf_map__fd(*sk->maps[i].map);
+
+		r = hand(p, fd);
+		fprintf(f, " map.%s=%d", sk->maps[i].name, fd);
+	}
+	for (size_t i = 0; i < N_PROGS && r == 0; i++) {
+		int fd = link_fd(p, i);
+
+		if (fd >= 0 && progs[i].part != BPF_PART_SERVING) {
+			r = hand(p, fd);
+			fprintf(f, " link.%s=%d", progs[i].name, fd);
+		}
+	}
+	if (r == 0 && p->serving_prog_fd >= 0 && !p->part_why[BPF_PART_SERVING][0]) {
+		r = hand(p, p->serving_prog_fd);
+		fprintf(f, " prog.sv_serving=%d", p->serving_prog_fd);
+	}
+	fprintf(f, " pin=%s\n", p->pin_dir);
+	for (int i = 0; i < BPF_PART_MAX; i++)
+		if (p->part_why[i][0])
+			fprintf(f, "bpfwhy %s %s\n", part_names[i], p->part_why[i]);
+	if (r < 0 || ferror(f)) {
+		bpf_probes_handover_undo(p);
+		return r < 0 ? r : -EIO;
+	}
+	return 0;
+}
+
+void bpf_probes_handover_undo(struct bpf_probes *p)
+{
+	if (!p)
+		return;
+	for (unsigned i = 0; i < p->n_handed; i++)
+		(void)fcntl(p->handed[i], F_SETFD, FD_CLOEXEC);
+	p->n_handed = 0;
+}
+
+bool bpf_probes_load_done(const struct bpf_probes *p)
+{
+	struct pollfd pfd = {.fd = p ? p->loaded_fd : -1, .events = POLLIN};
+
+	return p && (!p->loading || poll(&pfd, 1, 0) == 1);
+}
+
 int bpf_probes_open(struct bpf_probes **ret, const struct bpf_options *opt, char *why,
 		    size_t whylen)
 {
@@ -846,12 +1301,15 @@ int bpf_probes_open(struct bpf_probes **ret, const struct bpf_options *opt, char
 	*ret = NULL;
 	why[0] = '\0';
 	if (opt->mode == BPF_OFF) {
+		drop_handover(opt->handover, NULL);
 		set_why(why, whylen, "--bpf off");
 		return 1;
 	}
 	r = check_permitted(why, whylen);
-	if (r < 0)
+	if (r < 0) {
+		drop_handover(opt->handover, NULL);
 		return opt->mode == BPF_ON ? r : 1;
+	}
 
 	libbpf_set_print(print_libbpf);
 	p = calloc(1, sizeof(*p));
@@ -861,11 +1319,27 @@ int bpf_probes_open(struct bpf_probes **ret, const struct bpf_options *opt, char
 	}
 	p->pin_fd = -1;
 	p->loaded_fd = -1;
+	p->serving_prog_fd = p->serving_link_fd = -1;
+	for (size_t i = 0; i < sizeof(p->kept_link) / sizeof(p->kept_link[0]); i++)
+		p->kept_link[i] = -1;
 	p->ring_bytes = ring_bytes(opt->workers);
 	p->sigaction = opt->sigaction;
 	p->on_event = opt->on_event;
 	p->ctx = opt->ctx;
 	prepare_pins(p, opt);
+	if (opt->handover) {
+		char kept_why[256];
+
+		/* A USR2 from an image with the same probes: keep them, attached all along. */
+		if (adopt(p, opt, kept_why, sizeof(kept_why)) == 0) {
+			*ret = p;
+			return 0;
+		}
+		log_info("BPF: not keeping the probes of the image before the upgrade (%s), "
+			 "loading them again",
+			 kept_why);
+		drop_handover(opt->handover, p->pin_fd >= 0 ? p->pin_dir : NULL);
+	}
 	if (opt->mode == BPF_AUTO) {
 		/* The workers do not wait for the verifier: see struct bpf_probes. Signals
 		 * are blocked in every thread (the mask is inherited). */
@@ -951,7 +1425,7 @@ int bpf_probes_self_stats(struct bpf_probes *p, int sig, struct bpf_signal_stats
 	if (sig <= 0 || sig > SV_MAX_SIG)
 		return -EINVAL;
 	/* .bss is mmap'ed: no system call, and the probes add atomically. */
-	c = p->skel->bss->self_counts[sig];
+	c = p->bss->self_counts[sig];
 	ret->queued = __atomic_load_n(&c[delivered], __ATOMIC_RELAXED);
 	ret->ignored = __atomic_load_n(&c[ignored], __ATOMIC_RELAXED);
 	ret->coalesced = __atomic_load_n(&c[coalesced], __ATOMIC_RELAXED);
@@ -966,10 +1440,10 @@ void bpf_probes_event_stats(const struct bpf_probes *p, uint64_t *ret_suppressed
 			    uint64_t *ret_dropped)
 {
 	*ret_suppressed = *ret_dropped = 0;
-	if (!p || p->loading || !p->skel || !p->skel->bss)
+	if (!p || p->loading || !p->bss)
 		return;
-	*ret_suppressed = __atomic_load_n(&p->skel->bss->events_suppressed, __ATOMIC_RELAXED);
-	*ret_dropped = __atomic_load_n(&p->skel->bss->events_dropped, __ATOMIC_RELAXED);
+	*ret_suppressed = __atomic_load_n(&p->bss->events_suppressed, __ATOMIC_RELAXED);
+	*ret_dropped = __atomic_load_n(&p->bss->events_dropped, __ATOMIC_RELAXED);
 }
 
 pid_t bpf_probes_self_tgid(const struct bpf_probes *p)
@@ -996,17 +1470,30 @@ const char *bpf_part_name(enum bpf_part part)
 	return part >= 0 && part < BPF_PART_MAX ? part_names[part] : "?";
 }
 
+static void close_kept(struct bpf_probes *p)
+{
+	for (size_t i = 0; i < sizeof(p->kept_link) / sizeof(p->kept_link[0]); i++)
+		if (p->kept_link[i] >= 0) {
+			close(p->kept_link[i]); /* detaches it */
+			p->kept_link[i] = -1;
+		}
+}
+
 void bpf_probes_close(struct bpf_probes *p)
 {
 	if (!p)
 		return;
 	join_loader(p);
-	bpf_link__destroy(p->serving_link);
+	if (p->serving_link_fd >= 0)
+		close(p->serving_link_fd);
 	ring_buffer__free(p->rb);
+	close_kept(p);
+	if (p->adopted && p->serving_prog_fd >= 0)
+		close(p->serving_prog_fd);
 	if (p->skel) {
-		if (p->skel->bss) {
-			uint64_t held = p->skel->bss->events_suppressed;
-			uint64_t lost = p->skel->bss->events_dropped;
+		if (p->bss) {
+			uint64_t held = p->bss->events_suppressed;
+			uint64_t lost = p->bss->events_dropped;
 
 			if (held || lost)
 				log_info("BPF events: %llu not logged (over %d a second for one "
@@ -1017,6 +1504,8 @@ void bpf_probes_close(struct bpf_probes *p)
 		}
 		if (p->pin_fd >= 0)
 			unpin_maps(p);
+		if (p->adopted && p->bss)
+			munmap(p->bss, bss_map_bytes());
 		sigvisor__destroy(p->skel); /* detaches every link, closes every fd */
 	}
 	release_pin_dir(p);
@@ -1027,7 +1516,8 @@ void bpf_probes_close(struct bpf_probes *p)
 
 static bool serving_usable(const struct bpf_probes *p)
 {
-	return p && !p->loading && p->rb && !p->part_why[BPF_PART_SERVING][0];
+	return p && !p->loading && p->rb && p->serving_prog_fd >= 0 &&
+	       !p->part_why[BPF_PART_SERVING][0];
 }
 
 bool bpf_probes_serving(const struct bpf_probes *p)
@@ -1074,11 +1564,13 @@ int bpf_probes_serving_watch(struct bpf_probes *p, pid_t pid)
 		return -ENODEV;
 	if (bpf_map_update_elem(bpf_map__fd(p->skel->maps.serving_wait), &key, &one, BPF_ANY) < 0)
 		return -errno;
-	if (!p->serving_link) {
+	if (p->serving_link_fd < 0) {
 		/* Attached only while needed: it sits on every system call of the host. */
-		p->serving_link = bpf_program__attach(p->skel->progs.sv_serving);
-		if (!p->serving_link) {
-			int r = -errno;
+		p->serving_link_fd = bpf_raw_tracepoint_open(NULL, p->serving_prog_fd);
+		if (p->serving_link_fd < 0) {
+			int r = p->serving_link_fd;
+
+			p->serving_link_fd = -1;
 
 			(void)bpf_map_delete_elem(bpf_map__fd(p->skel->maps.serving_wait), &key);
 			set_why(p->part_why[BPF_PART_SERVING], BPF_WHY_LEN,
@@ -1099,8 +1591,8 @@ void bpf_probes_serving_unwatch(struct bpf_probes *p, pid_t pid)
 	if (!p || !p->skel || !p->serving_watched)
 		return;
 	(void)bpf_map_delete_elem(bpf_map__fd(p->skel->maps.serving_wait), &key);
-	if (--p->serving_watched == 0) {
-		bpf_link__destroy(p->serving_link);
-		p->serving_link = NULL;
+	if (--p->serving_watched == 0 && p->serving_link_fd >= 0) {
+		close(p->serving_link_fd);
+		p->serving_link_fd = -1;
 	}
 }

@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 struct bpf_probes;
@@ -23,6 +24,9 @@ struct bpf_options {
 	 * "signal TTIN from pid 4242 (kill) to pid 1 (sigvisor): coalesced". */
 	void (*on_event)(void *ctx, const char *line);
 	void *ctx;
+	/* The probes' lines of an upgrade's state (bpf_probes_handover), or NULL: with the
+	 * same probes (bpf_probes_identity) they are kept, else detached and unpinned. */
+	const char *handover;
 };
 
 /* The parts of the probes a user can miss one by one. SIGNALS (the tree and the
@@ -112,6 +116,28 @@ int bpf_probes_serving_sockets(struct bpf_probes *p, const uint64_t *inodes, siz
  * successful watch is paired with one unwatch. */
 int bpf_probes_serving_watch(struct bpf_probes *p, pid_t pid);
 void bpf_probes_serving_unwatch(struct bpf_probes *p, pid_t pid);
+
+/* Keeping the probes across a USR2's exec: the image before hands them over to a new
+ * binary that carries the same ones, and the new image takes them as they are (the
+ * programs stay attached, the maps and their counts stay: no verifier, no gap).
+ *
+ * What identifies the probes: a hash of the BPF object this binary carries and of what
+ * is baked into it at load. The --check of a USR2 says it. */
+uint64_t bpf_probes_identity(void);
+/* Before the exec: clear close-on-exec on every fd of the probes and write them into the
+ * upgrade state f ("bpf ..." and "bpfwhy ..." lines). 0, or <0 if they cannot be handed
+ * over (loading, or off: then close them as before). */
+int bpf_probes_handover(struct bpf_probes *p, FILE *f);
+/* The exec failed: close-on-exec again, as before bpf_probes_handover(). */
+void bpf_probes_handover_undo(struct bpf_probes *p);
+/* Those lines as the new image received them: make their fds close-on-exec, or not
+ * (to hand them on, to the image a rollback goes back to). */
+void bpf_handover_cloexec(const char *state, bool on);
+/* Whether p are the probes of the image before, kept. */
+bool bpf_probes_adopted(const struct bpf_probes *p);
+/* Whether the --bpf auto loader is done (or was never started): bpf_probes_finish()
+ * would not wait. */
+bool bpf_probes_load_done(const struct bpf_probes *p);
 
 /* Detach every program, unpin the maps, free. Accepts NULL. */
 void bpf_probes_close(struct bpf_probes *p);

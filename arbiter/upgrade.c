@@ -151,7 +151,8 @@ bool upgrade_checking(void)
 void upgrade_check_handshake(void)
 {
 	if (getenv(CHECK_ENV))
-		printf("%s %d %d\n", HANDSHAKE, UPSTATE_OLDEST_READ, UPSTATE_VERSION);
+		printf("%s %d %d bpf=%llx\n", HANDSHAKE, UPSTATE_OLDEST_READ, UPSTATE_VERSION,
+		       (unsigned long long)bpf_probes_identity());
 }
 
 /* The check child is gone: the versions it said it reads, oldest to newest (0: it
@@ -173,9 +174,11 @@ static int read_handshake(struct upgrade *u, int *ret_newest)
 		if (nl)
 			*nl = '\0';
 		int k = sscanf(line, HANDSHAKE " %d %d", &version, &newest);
+		const char *id = strstr(line, " bpf=");
 
 		if (k >= 1) {
 			*ret_newest = k == 2 ? newest : version;
+			u->check_bpf = id ? strtoull(id + 5, NULL, 16) : 0;
 			return version;
 		}
 		line = nl ? nl + 1 : NULL;
@@ -356,7 +359,7 @@ static void handover_fds(struct arbiter *a, bool back)
 	}
 }
 
-static int write_state(struct arbiter *a, FILE *f)
+static int write_state(struct arbiter *a, FILE *f, int *ret_bpf)
 {
 	const struct pool *p = &a->pool;
 
@@ -403,6 +406,9 @@ static int write_state(struct arbiter *a, FILE *f)
 			w->notify ? 1 : 0, w->notify_src.fd,
 			w->notify_env[0] ? w->notify_env : "-");
 	}
+	/* The new binary carries the same probes (its --check said): they stay attached
+	 * and it takes them over. */
+	*ret_bpf = arbiter_bpf_handover(a, f, a->upgrade.check_bpf);
 	fprintf(f, "end\n");
 	return ferror(f) ? -EIO : 0;
 }
@@ -412,7 +418,7 @@ void upgrade_maybe_exec(struct arbiter *a)
 	struct upgrade *u = &a->upgrade;
 	char env[64], why[PATH_MAX + 128];
 	FILE *f;
-	int fd, dupfd, r;
+	int fd, dupfd, r, bpf = 0;
 
 	if (u->pending && !a->reloading && a->phase == PHASE_RUNNING) {
 		u->pending = false;
@@ -463,14 +469,18 @@ void upgrade_maybe_exec(struct arbiter *a)
 		refuse(a, "cannot write the state memfd");
 		return;
 	}
-	r = write_state(a, f);
+	r = write_state(a, f, &bpf);
 	if (fclose(f) != 0 || r < 0 || lseek(fd, 0, SEEK_SET) < 0) {
+		if (bpf == 1)
+			bpf_probes_handover_undo(a->bpf);
 		close(fd);
 		refuse(a, "cannot write the state memfd");
 		return;
 	}
 	snprintf(env, sizeof(env), "%d", fd);
 	if (setenv(UPGRADE_ENV, env, 1) < 0) {
+		if (bpf == 1)
+			bpf_probes_handover_undo(a->bpf);
 		close(fd);
 		refuse(a, "cannot set " UPGRADE_ENV);
 		return;
@@ -481,11 +491,16 @@ void upgrade_maybe_exec(struct arbiter *a)
 		snprintf(env, sizeof(env), "%d", u->self_fd);
 		(void)setenv(ROLLBACK_ENV, env, 1);
 	}
-	log_info("upgrade: exec %s in place (pid %d stays)", a->self_path, (int)a->pid);
-	arbiter_bpf_stop(a);
+	log_info("upgrade: exec %s in place (pid %d stays)%s", a->self_path, (int)a->pid,
+		 bpf == 1 ? ", the BPF probes handed over attached" : "");
+	if (bpf == 0)
+		arbiter_bpf_stop(a);
 	execv(a->self_path, a->argv);
 	r = errno;
-	arbiter_bpf_start(a);
+	if (bpf == 0)
+		arbiter_bpf_start(a);
+	else if (bpf == 1)
+		bpf_probes_handover_undo(a->bpf);
 	handover_fds(a, true);
 	if (u->self_fd >= 0)
 		(void)set_cloexec(u->self_fd, true);
@@ -559,10 +574,12 @@ static int keep_state_fds(int fd)
 		int sfd, pid, pidfd, state, watchdog, stop, notify, nfd;
 		unsigned long long started, deadline;
 
-		if (sscanf(line, "listener %d", &sfd) == 1 ||
-		    sscanf(line, "control %d", &sfd) == 1 ||
-		    sscanf(line, "controlconn %d", &sfd) == 1 ||
-		    sscanf(line, "metrics %d", &sfd) == 1) {
+		if (strncmp(line, "bpf ", 4) == 0) {
+			bpf_handover_cloexec(line, false);
+		} else if (sscanf(line, "listener %d", &sfd) == 1 ||
+			   sscanf(line, "control %d", &sfd) == 1 ||
+			   sscanf(line, "controlconn %d", &sfd) == 1 ||
+			   sscanf(line, "metrics %d", &sfd) == 1) {
 			(void)set_cloexec(sfd, false);
 		} else if (sscanf(line, "worker %u %d %d %u %d %llu %llu %d %d %d %d", &id, &pid,
 				  &pidfd, &gen, &state, &started, &deadline, &watchdog, &stop,
@@ -641,12 +658,25 @@ int upgrade_adopt_sockets(struct arbiter *a, int fd, char *err, size_t errlen)
 		return -EIO;
 	}
 	/* getline: a control connection's unsent answer makes a line of any length */
-	while (getline(&line, &cap, f) > 0) {
+	for (long off = ftell(f); getline(&line, &cap, f) > 0; off = ftell(f)) {
 		char rest[4096];
 		int n, sfd;
 
 		line[strcspn(line, "\n")] = '\0';
-		if (sscanf(line, STATE_MAGIC " %d", &n) == 1) {
+		if (strncmp(line, "bpf ", 4) == 0 || strncmp(line, "bpfwhy ", 7) == 0) {
+			/* The probes, for setup_bpf(): kept, or let go (bpf.h). */
+			size_t have = a->upgrade.bpf_state ? strlen(a->upgrade.bpf_state) : 0;
+			char *more = realloc(a->upgrade.bpf_state, have + strlen(line) + 2);
+
+			if (line[3] == ' ') {
+				bpf_handover_cloexec(line, true);
+				a->upgrade.bpf_state_off = off;
+			}
+			if (more) {
+				sprintf(more + have, "%s\n", line);
+				a->upgrade.bpf_state = more;
+			}
+		} else if (sscanf(line, STATE_MAGIC " %d", &n) == 1) {
 			magic = n >= UPSTATE_OLDEST_READ && n <= UPSTATE_VERSION;
 		} else if (upstate_read_line(line, &num)) {
 			continue;
@@ -704,6 +734,16 @@ int upgrade_adopt_sockets(struct arbiter *a, int fd, char *err, size_t errlen)
 		a->upgrade.rollbacks++;
 	}
 	return 0;
+}
+
+void upgrade_bpf_taken(struct arbiter *a)
+{
+	/* "bpf " -> "#pf ": skipped by every image from now on. */
+	if (a->upgrade_fd >= 0 && a->upgrade.bpf_state_off >= 0)
+		(void)!pwrite(a->upgrade_fd, "#", 1, a->upgrade.bpf_state_off);
+	free(a->upgrade.bpf_state);
+	a->upgrade.bpf_state = NULL;
+	a->upgrade.bpf_state_off = -1;
 }
 
 int upgrade_adopt_workers(struct arbiter *a, int fd)

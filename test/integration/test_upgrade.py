@@ -1,6 +1,7 @@
 """USR2: in-place binary upgrade (same PID, new image, new workers), also as PID 1."""
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -461,8 +462,135 @@ def test_check_tries_what_startup_will_do(tmpdir_short):
                          env={"SIGVISOR_UPGRADE_CHECK": "127.0.0.1:%d\n" % port})
         assert r.returncode == 0, r.stderr
         # the oldest and newest state formats it reads: a sigvisor of format 1 reads
-        # the first number, and what it writes is still read
-        assert "sigvisor-upgrade-state 1 2\n" in r.stdout
+        # the first number, and what it writes is still read; then the identity of the
+        # probes it carries (an older sigvisor ignores it)
+        assert re.search(r"^sigvisor-upgrade-state 1 2 bpf=[0-9a-f]+\n", r.stdout), r.stdout
     finally:
         busy.close()
     assert not os.path.exists(os.path.join(tmpdir_short, "nodir"))
+
+
+# -- issue 17: the probes are kept across a USR2 to a binary that carries the same ----------
+
+def start_bpf_from(probes, tmpdir, *args, **kw):
+    import conftest
+    path = install_copy(tmpdir)
+    saved, conftest.SIGVISOR = conftest.SIGVISOR, path
+    try:
+        return probes.start(*args, **kw), path
+    finally:
+        conftest.SIGVISOR = saved
+
+
+def winch_counted(bpf, sv, n):
+    from test_bpf import SIGWINCH, signal_rows
+    wait_for(lambda: signal_rows(bpf.pin, sv.pid, SIGWINCH).get("delivered") == n,
+             what=f"{n} WINCH counted in the pinned map")
+
+
+def send_winch(sv, n):
+    for _ in range(n):
+        sv.kill(signal.SIGWINCH)  # ignored by the arbiter, counted by the probes
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("mode", ["on", "auto"])
+def test_usr2_keeps_the_probes_and_their_counts(bpf, tmpdir_short, mode):  # noqa: F811
+    from test_bpf import bpf_objects
+    sv, path = start_bpf_from(bpf, tmpdir_short, "-w", "2", bpf=mode)
+    sv.wait_log(r"BPF probes on, maps pinned in")
+    sv.wait_workers(2)
+    send_winch(sv, 2)
+    winch_counted(bpf, sv, 2)
+    attached = bpf_objects(sv.pid)[1]
+    replace_binary(path)  # a new file, the same probes
+    sv.kill(signal.SIGUSR2)
+    sv.wait_log(r"upgrade: exec %s in place \(pid %d stays\), the BPF probes handed over "
+                r"attached" % (path, sv.pid))
+    sv.wait_log(r"BPF probes kept from the image before the upgrade: not loaded again, "
+                r"attached all along, the counts go on")
+    wait_reloaded(sv, 2, 2)
+    assert "loading them again" not in sv.text()
+    # The very programs that were attached before (nothing loaded, nothing verified).
+    assert bpf_objects(sv.pid)[1] == attached
+    st = sv.status()["bpf"]
+    assert (st["state"], st["pin"]) == ("on", bpf.pin)
+    assert all(v == {"state": "on"} for v in st["parts"].values()), st["parts"]
+    # The counts go on from 2, they are not reset.
+    send_winch(sv, 1)
+    winch_counted(bpf, sv, 3)
+    assert sv.status()["counters"]["upgrades"] == 1
+    # The serving probe works from the kept program: a second USR2's workers are seen
+    # serving, and the probes are kept again.
+    sv.kill(signal.SIGUSR2)
+    wait_reloaded(sv, 3, 2)
+    sv.wait_log(r"BPF probes kept from the image before the upgrade", count=2)
+    assert bpf_objects(sv.pid)[1] == attached
+    for w in sv.status()["workers"]:
+        assert not has_bpf_fds(w["pid"])
+    bpf.stop(sv)
+
+
+def has_bpf_fds(pid):
+    from test_bpf import has_bpf_fds as has
+    return has(pid)
+
+
+@pytest.mark.parametrize("when", ["check", "exec"])
+def test_usr2_to_other_probes_loads_them_again(bpf, tmpdir_short, when):  # noqa: F811
+    """Other probes (the test hook SIGVISOR_TEST_BPF_REFUSE changes what is baked into
+    them): either the --check says so and they are not handed over, or the new image
+    finds out after the exec; both load them again, as before."""
+    from test_bpf import bpf_objects
+    sv, path = start_bpf_from(bpf, tmpdir_short, "-w", "1")
+    sv.wait_workers(1)
+    send_winch(sv, 2)
+    winch_counted(bpf, sv, 2)
+    attached = bpf_objects(sv.pid)[1]
+    env = "SIGVISOR_TEST_BPF_REFUSE=sv_deliver"
+    if when == "check":
+        script = "#!/bin/sh\n%s exec %s \"$@\"\n" % (env, SIGVISOR)
+    else:
+        script = ("#!/bin/sh\n"
+                  "for a in \"$@\"; do [ \"$a\" = --check ] && exec %s \"$@\"; done\n"
+                  "%s exec %s \"$@\"\n" % (SIGVISOR, env, SIGVISOR))
+    replace_binary(path, script)
+    sv.kill(signal.SIGUSR2)
+    wait_reloaded(sv, 2, 1)
+    if when == "check":
+        assert "handed over" not in sv.text()
+    else:
+        sv.wait_log(r"BPF: not keeping the probes of the image before the upgrade \(this "
+                    r"binary carries other probes\), loading them again")
+    assert "BPF probes kept" not in sv.text()
+    assert "stale BPF pins" not in sv.text()
+    st = sv.status()["bpf"]
+    assert st["state"] == "on" and st["parts"]["deliveries"]["state"] == "off", st
+    assert not bpf_objects(sv.pid)[1] & attached  # loaded anew, the old ones detached
+    # fresh maps: the count starts again
+    send_winch(sv, 1)
+    winch_counted(bpf, sv, 1)
+    bpf.stop(sv)
+
+
+def test_usr2_rolled_back_keeps_the_probes(bpf, tmpdir_short):  # noqa: F811
+    from test_bpf import bpf_objects
+    piddir = os.path.join(tmpdir_short, "run")
+    os.mkdir(piddir)
+    pidfile = os.path.join(piddir, "sigvisor.pid")
+    sv, path = start_bpf_from(bpf, tmpdir_short, "-w", "2", "--pid", pidfile)
+    before = sorted(w["pid"] for w in sv.wait_workers(2))
+    send_winch(sv, 2)
+    winch_counted(bpf, sv, 2)
+    attached = bpf_objects(sv.pid)[1]
+    replace_binary(path, rollback_script("rm -rf " + piddir))
+    sv.kill(signal.SIGUSR2)
+    sv.wait_log(r"upgrade failed, rolled back: --pid %s: No such file or directory"
+                % pidfile)
+    assert_rolled_back(sv, before, sv.pid)
+    sv.wait_log(r"BPF probes kept from the image before the upgrade")
+    assert bpf_objects(sv.pid)[1] == attached
+    assert sv.status()["bpf"]["state"] == "on"
+    send_winch(sv, 1)
+    winch_counted(bpf, sv, 3)
+    bpf.stop(sv)
