@@ -9,7 +9,9 @@
  *     kernel (coalesced): generated = handled + coalesced = sent;
  *   - three USR1 to a worker that blocks USR1: one queued, two coalesced (the pinned
  *     `signals` map), then one delivery to its handler once it unblocks (`deliveries`)
- *     and its rt_sigaction of that handler (`sigactions`).
+ *     and its rt_sigaction of that handler (`sigactions`);
+ *   - a USR2 to the same binary keeps the probes (the new image takes them over, nothing
+ *     loaded again) and the counts go on: KEPT more TTIN count on from the storm's.
  *
  * It prints one line, "kcheck: PASS <kernel>: ..." or "kcheck: FAIL <kernel>: <why>",
  * with the tail of sigvisor's log on a failure (a verifier refusal names the program
@@ -38,6 +40,7 @@
 #include "sigvisor_bpf.h"
 
 #define STORM 500
+#define KEPT  10
 /* Under TCG a guest runs 20-50x slower than the host: deadlines are generous, and
  * every wait ends as soon as its event is seen. */
 #define DEADLINE_MS 90000
@@ -315,6 +318,63 @@ static void wait_probes(const char *sigvisor)
 	}
 }
 
+/* Whether sigvisor's log has a line with needle. */
+static bool log_has(const char *needle)
+{
+	char path[512], line[1024];
+	bool found = false;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/sigvisor.log", workdir);
+	f = fopen(path, "re");
+	if (!f)
+		return false;
+	while (!found && fgets(line, sizeof(line), f))
+		found = strstr(line, needle) != NULL;
+	fclose(f);
+	return found;
+}
+
+/* USR2 to the same binary: the probes are handed over attached, and the signals sent
+ * to the new image count on from the old one's. */
+static void check_kept(const char *sigvisor)
+{
+	static char json[65536];
+	uint64_t end = now_ms() + DEADLINE_MS;
+	long generated = -1;
+	int status;
+
+	if (kill(arbiter, SIGUSR2) < 0)
+		fail("kill(USR2): %s", strerror(errno));
+	while (!log_has("BPF probes kept from the image before the upgrade")) {
+		if (log_has("loading them again") || log_has("upgrade refused") ||
+		    log_has("rolled back"))
+			fail("USR2 to the same binary did not keep the probes");
+		if (arbiter_gone(&status)) {
+			arbiter = 0;
+			fail("sigvisor exited during the USR2");
+		}
+		if (now_ms() > end)
+			fail("USR2: the probes were not kept within %d s", DEADLINE_MS / 1000);
+		sleep_ms(50);
+	}
+	for (int i = 0; i < KEPT; i++) {
+		kill(arbiter, SIGTTIN);
+		sleep_ms(5);
+	}
+	for (;;) {
+		if (status_json(sigvisor, json, sizeof(json)) == 0) {
+			generated = json_field(json, "TTIN", "generated");
+			if (generated == STORM + KEPT)
+				break;
+		}
+		if (now_ms() > end)
+			fail("after the USR2, TTIN generated %ld (want %d: the counts go on)",
+			     generated, STORM + KEPT);
+		sleep_ms(50);
+	}
+}
+
 static uint64_t map_count(int fd, const void *key)
 {
 	struct sv_count v = {0};
@@ -437,6 +497,8 @@ static int run(const char *sigvisor, const char *pin, const char *self)
 	close(deliveries_fd);
 	close(sigactions_fd);
 
+	check_kept(sigvisor);
+
 	kill(arbiter, SIGTERM);
 	end = now_ms() + DEADLINE_MS;
 	while (!arbiter_gone(&status)) {
@@ -452,8 +514,9 @@ static int run(const char *sigvisor, const char *pin, const char *self)
 		fail("the pins in %s outlived the arbiter", pin);
 
 	printf("kcheck: PASS %s: TTIN x%d generated %ld = handled %ld + coalesced %ld; USR1 x3 "
-	       "to a blocking worker: queued 1, coalesced 2, delivered 1, sigaction 1\n",
-	       kernel, STORM, generated, handled, merged);
+	       "to a blocking worker: queued 1, coalesced 2, delivered 1, sigaction 1; USR2: kept, "
+	       "TTIN counted on to %d\n",
+	       kernel, STORM, generated, handled, merged, STORM + KEPT);
 	return 0;
 }
 
