@@ -18,6 +18,7 @@
 #include "fake_kernel.h"
 
 #include "arbiter.h"
+#include "serving.h"
 
 extern char **environ;
 
@@ -109,6 +110,7 @@ static int teardown(void **state)
 	for (size_t i = 0; i < a->n_listeners; i++)
 		listener_close(&a->listeners[i], true);
 	pool_free(&a->pool);
+	serving_free(a->pool.serving);
 	spawn_template_free(&a->tmpl);
 	settings_free(a->settings);
 	free(a->settings);
