@@ -246,6 +246,24 @@ def test_quit_and_int_stop_workers_now(start, sig):
         assert not alive(w["pid"])
 
 
+def test_term_reaches_a_stopped_worker(start):
+    """A worker that is stopped (SIGSTOP, a debugger, a terminal's TTIN to its background
+    group) sees its TERM only once continued: like systemd, the arbiter sends SIGCONT after
+    the stop signal, so the worker drains and exits instead of being killed at the
+    graceful timeout."""
+    sv = start("-w", "1", "--graceful-timeout", "20")
+    [w] = sv.wait_workers(1)
+    os.kill(w["pid"], signal.SIGSTOP)
+    wait_for(lambda: (proc_status(w["pid"]) or {}).get("State", "").startswith("T"),
+             what="the worker stopped")
+    t0 = time.monotonic()
+    sv.kill(signal.SIGTERM)
+    assert sv.wait_exit() == 0
+    assert time.monotonic() - t0 < 10, "the worker waited for its SIGKILL"
+    assert "sending SIGKILL" not in sv.text()
+    sv.wait_log(r"worker 0 \(pid %d, generation 1\) exited with status 0" % w["pid"])
+
+
 def test_graceful_timeout_kills_a_worker_that_ignores_term(start):
     # trap '' TERM leaves TERM ignored across exec: sleep never reacts to it.
     sv = start("-w", "1", "--graceful-timeout", "0.3", "--ready-mode", "start",
