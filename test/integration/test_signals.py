@@ -111,7 +111,8 @@ def test_ttin_from_the_terminal_is_ignored(start, tmpdir_short):
                 out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
                 os.dup2(out, 1)
                 os.dup2(out, 2)
-                os.execv(SIGVISOR, [SIGVISOR, "-b", "127.0.0.1:0", "-w", "1", "--control",
+                os.execv(SIGVISOR, [SIGVISOR, "-b", "127.0.0.1:0", "-w", "1", "--bpf", "off",
+                                    "--control",
                                     os.path.join(tmpdir_short, "tty.sock")])
             os.setpgid(arb, arb)
             # Wait until the arbiter is up before making the tty signal its group.

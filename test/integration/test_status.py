@@ -40,7 +40,7 @@ def test_status_finds_the_socket_in_runtime_directory(start, tmpdir_short):
     from conftest import Sigvisor
     sv = Sigvisor.__new__(Sigvisor)
     # start without --control: the default path is $RUNTIME_DIRECTORY/PID.sock
-    p = subprocess.Popen([SIGVISOR, "-b", "127.0.0.1:0", "-w", "1"],
+    p = subprocess.Popen([SIGVISOR, "-b", "127.0.0.1:0", "-w", "1", "--bpf", "off"],
                          env=dict(os.environ, RUNTIME_DIRECTORY=rd),
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
