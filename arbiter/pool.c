@@ -104,6 +104,14 @@ static unsigned apply(struct pool *p, struct worker *w, enum worker_event ev)
 	struct transition t = worker_transition(w->state, ev);
 
 	w->state = t.next;
+	/* A worker that is stopped (SIGSTOP, a debugger, or the TTIN a terminal sends its
+	 * background group) would see its stop signal only when continued, and be killed
+	 * at the graceful timeout instead: continue it first (systemd sends SIGCONT too).
+	 * Before, not after: a worker that exits at once may be stopped again by then on
+	 * purpose (LeakSanitizer's ptrace attach at exit, a crash handler's), and a late
+	 * SIGCONT would discard that stop and hang it. */
+	if (t.actions & (WACT_SEND_TERM | WACT_SEND_QUIT | WACT_SEND_ABRT))
+		send_signal(w, SIGCONT);
 	if (t.actions & WACT_SEND_TERM) {
 		w->stop_signal = SIGTERM;
 		send_signal(w, SIGTERM);
@@ -116,11 +124,6 @@ static unsigned apply(struct pool *p, struct worker *w, enum worker_event ev)
 		w->stop_signal = SIGABRT;
 		send_signal(w, SIGABRT);
 	}
-	/* As systemd does after its stop signal: a worker that is stopped (SIGSTOP, a
-	 * debugger, or the TTIN a terminal sends its background group) would see the stop
-	 * signal only when continued, and be killed at the graceful timeout instead. */
-	if (t.actions & (WACT_SEND_TERM | WACT_SEND_QUIT | WACT_SEND_ABRT))
-		send_signal(w, SIGCONT);
 	if (t.actions & WACT_SEND_KILL) {
 		log_warn("worker %u (pid %d) still running %.1f s after SIG%s, sending SIGKILL",
 			 w->id, w->pid, (double)p->cfg.graceful_timeout_ms / 1000.0,
