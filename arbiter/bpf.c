@@ -641,23 +641,36 @@ static struct bpf_program *prog_by_name(struct sigvisor *s, const char *name)
 	return bpf_object__find_program_by_name(s->obj, name);
 }
 
+/* Open the embedded object into p->skel, pinning under p->pin_dir when we hold it.
+ * 0, or <0 with why. */
+static int open_skeleton(struct bpf_probes *p, char *why, size_t whylen)
+{
+	LIBBPF_OPTS(bpf_object_open_opts, oo);
+
+	oo.pin_root_path = p->pin_fd >= 0 ? p->pin_dir : NULL;
+	p->skel = sigvisor__open_opts(&oo);
+	if (!p->skel) {
+		int r = -errno;
+
+		set_why(why, whylen, "cannot open the BPF object: %s", strerror(-r));
+		return r;
+	}
+	return 0;
+}
+
 /* One attempt: open the object, load the programs not in *skip. On a verifier refusal
  * *ret_refused is the program's index and log holds the kernel's reason. */
 static int load_once(struct bpf_probes *p, unsigned skip, char *log, int *ret_refused, char *why,
 		     size_t whylen)
 {
-	LIBBPF_OPTS(bpf_object_open_opts, oo);
 	struct sigvisor *s;
 	int r;
 
 	*ret_refused = -1;
-	oo.pin_root_path = p->pin_fd >= 0 ? p->pin_dir : NULL;
-	s = p->skel = sigvisor__open_opts(&oo);
-	if (!s) {
-		r = -errno;
-		set_why(why, whylen, "cannot open the BPF object: %s", strerror(-r));
+	r = open_skeleton(p, why, whylen);
+	if (r < 0)
 		return r;
-	}
+	s = p->skel;
 	if (p->pin_fd >= 0)
 		remove_stale_pins(p);
 	else
@@ -1054,7 +1067,6 @@ static bool is_prog(int fd, const char *name)
  * maps, the programs still attached, nothing loaded or verified. 0, or <0 with why. */
 static int adopt(struct bpf_probes *p, const struct bpf_options *opt, char *why, size_t whylen)
 {
-	LIBBPF_OPTS(bpf_object_open_opts, oo);
 	const char *line = handover_line(opt->handover), *pin, *l;
 	unsigned version = 0;
 	unsigned long long identity = 0;
@@ -1085,13 +1097,10 @@ static int adopt(struct bpf_probes *p, const struct bpf_options *opt, char *why,
 		set_why(why, whylen, "the pin directory changed");
 		return -EINVAL;
 	}
-	oo.pin_root_path = p->pin_fd >= 0 ? p->pin_dir : NULL;
-	s = p->skel = sigvisor__open_opts(&oo);
-	if (!s) {
-		r = -errno;
-		set_why(why, whylen, "cannot open the BPF object: %s", strerror(-r));
+	r = open_skeleton(p, why, whylen);
+	if (r < 0)
 		return r;
-	}
+	s = p->skel;
 	if (p->pin_fd < 0)
 		disable_pinning(p);
 	for (int i = 0; i < s->skeleton->map_cnt; i++) {
@@ -1344,6 +1353,9 @@ int bpf_probes_open(struct bpf_probes **ret, const struct bpf_options *opt, char
 		/* The workers do not wait for the verifier: see struct bpf_probes. Signals
 		 * are blocked in every thread (the mask is inherited). */
 		p->loaded_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		/* One malloc arena: a thread's own arena keeps a few hundred KiB resident
+		 * after the thread is gone, where malloc_trim gives the main one's back. */
+		(void)mallopt(M_ARENA_MAX, 1);
 		if (p->loaded_fd >= 0 && pthread_create(&p->loader, NULL, loader_main, p) == 0) {
 			p->loading = true;
 			*ret = p;

@@ -100,23 +100,30 @@ static void render_pool(const struct arbiter *a, FILE *f)
 	      p->orphans_reaped);
 }
 
+/* One counter family with a line per shown signal; v[i] belongs to arbiter_shown_signals[i]. */
+static void per_signal(FILE *f, const char *name, const char *help,
+		       const uint64_t v[ARBITER_N_SHOWN])
+{
+	family(f, name, "counter", help);
+	for (size_t i = 0; i < ARBITER_N_SHOWN; i++)
+		labelled(f, name, "signal", signal_name(arbiter_shown_signals[i]), v[i]);
+}
+
 static void render_signals(const struct arbiter *a, FILE *f)
 {
 	struct bpf_signal_stats st[ARBITER_N_SHOWN];
+	uint64_t v[ARBITER_N_SHOWN];
 	bool bpf = false;
 
-	family(f, "sigvisor_signals_received_total", "counter",
-	       "Control signals read from the signalfd, by signal.");
 	for (size_t i = 0; i < ARBITER_N_SHOWN; i++)
-		labelled(f, "sigvisor_signals_received_total", "signal",
-			 signal_name(arbiter_shown_signals[i]),
-			 a->signals_received[arbiter_shown_signals[i]]);
-	family(f, "sigvisor_signals_ignored_total", "counter",
-	       "Control signals received and deliberately ignored (e.g. TTIN from the tty).");
+		v[i] = a->signals_received[arbiter_shown_signals[i]];
+	per_signal(f, "sigvisor_signals_received_total",
+		   "Control signals read from the signalfd, by signal.", v);
 	for (size_t i = 0; i < ARBITER_N_SHOWN; i++)
-		labelled(f, "sigvisor_signals_ignored_total", "signal",
-			 signal_name(arbiter_shown_signals[i]),
-			 a->signals_ignored[arbiter_shown_signals[i]]);
+		v[i] = a->signals_ignored[arbiter_shown_signals[i]];
+	per_signal(f, "sigvisor_signals_ignored_total",
+		   "Control signals received and deliberately ignored (e.g. TTIN from the tty).",
+		   v);
 
 	for (size_t i = 0; i < ARBITER_N_SHOWN; i++) {
 		if (bpf_probes_self_stats(a->bpf, arbiter_shown_signals[i], &st[i]) == 0)
@@ -147,16 +154,14 @@ static void render_signals(const struct arbiter *a, FILE *f)
 	}
 	/* What user space cannot see: signals the kernel generated for the arbiter, and
 	 * those it merged into one already pending (generated = read + coalesced + ...). */
-	family(f, "sigvisor_signals_generated_total", "counter",
-	       "Signals the kernel generated for the arbiter, by signal (eBPF).");
 	for (size_t i = 0; i < ARBITER_N_SHOWN; i++)
-		labelled(f, "sigvisor_signals_generated_total", "signal",
-			 signal_name(arbiter_shown_signals[i]), st[i].generated);
-	family(f, "sigvisor_signals_coalesced_total", "counter",
-	       "Signals merged by the kernel into one already pending, by signal (eBPF).");
+		v[i] = st[i].generated;
+	per_signal(f, "sigvisor_signals_generated_total",
+		   "Signals the kernel generated for the arbiter, by signal (eBPF).", v);
 	for (size_t i = 0; i < ARBITER_N_SHOWN; i++)
-		labelled(f, "sigvisor_signals_coalesced_total", "signal",
-			 signal_name(arbiter_shown_signals[i]), st[i].coalesced);
+		v[i] = st[i].coalesced;
+	per_signal(f, "sigvisor_signals_coalesced_total",
+		   "Signals merged by the kernel into one already pending, by signal (eBPF).", v);
 }
 
 void arbiter_render_prometheus(struct arbiter *a, FILE *f)
