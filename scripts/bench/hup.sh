@@ -183,10 +183,12 @@ term_counts() { # NAME WINDOWS TRACES [SUFFIX]: file name parts of the traced wi
 			else { p = a[1]; s = a[2] }
 			if (name == "pidfd_send_signal") { if (p !~ /<pid:/) next; sub(/.*<pid:/, "", p); sub(/>.*/, "", p) }
 			if (!(p in old) || s == "0") next
-			if (s == "SIGTERM") term[p]++; else { other[p]++; kinds[s]++ }
+			# SIGCONT before the TERM is deliberate (a stopped worker still drains; systemd
+			# does the same): counted apart, not as a stray signal.
+			if (s == "SIGTERM") term[p]++; else if (s == "SIGCONT") cont[p]++; else { other[p]++; kinds[s]++ }
 		}
 		END {
-			for (p in old) printf "terms_per_old%s %d\nother_per_old%s %d\n", sfx, term[p], sfx, other[p]
+			for (p in old) printf "terms_per_old%s %d\nconts_per_old%s %d\nother_per_old%s %d\n", sfx, term[p], sfx, cont[p], sfx, other[p]
 			for (s in kinds) printf "other_kind %s %d\n", s, kinds[s]
 		}' - "${tr[@]}" >>"$tmp/$n.samples"
 }
@@ -305,6 +307,7 @@ each_row() { # LABEL METRIC WANT: like row, judged on every sample (min and max)
 	rows+=("$1"$'\t'"$a"$'\t'"$b"$'\t'"$(ratio sv gu)"$'\t'"$t")
 }
 each_row "TERMs sent per old worker (strace)" terms_per_old 1
+row "SIGCONT sent per old worker, before its TERM (strace)" conts_per_old 1 1
 each_row "other signals sent per old worker (strace)" other_per_old 0
 of_row "old workers that exited 0 (not by a signal)" old_clean old_total all
 row "HUP → old generation gone, strace attached, ms" hup_gone_strace 1000 1
@@ -317,6 +320,7 @@ if ((USR2S > 0)); then
 	row "USR2 → old generation gone (gunicorn: and the old master), ms" hup_gone_usr2 1000 1
 	row "USR2 → 4 new workers up (gunicorn: ready under the new master), ms" hup_full_usr2 1000 1
 	each_row "TERMs sent per old worker (strace)" terms_per_old_usr2 1
+	row "SIGCONT sent per old worker, before its TERM (strace)" conts_per_old_usr2 1 1
 	each_row "other signals sent per old worker (strace)" other_per_old_usr2 0
 	of_row "old workers that exited 0 (not by a signal)" old_clean_usr2 old_total_usr2 all
 	row "USR2 → old generation gone, strace attached, ms" hup_gone_usr2_strace 1000 1

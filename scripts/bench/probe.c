@@ -253,11 +253,12 @@ out:
  * syscall, and port answers. *ready_at (if given) is when the pool was first
  * seen complete in the round that then answered: spinning (spin) times that
  * closely; the HTTP check is not part of it, since answering involves waking
- * a worker from another CPU. Returns 0, -ETIMEDOUT, or -ESRCH when the server
+ * a worker from another CPU. *first_at (if given) is when pid was first seen with a
+ * child: its first worker started. Returns 0, -ETIMEDOUT, or -ESRCH when the server
  * died first.
  */
 static int wait_serving(const struct opts *o, pid_t pid, int pidfd, int port, bool spin,
-			int64_t deadline, int64_t *ready_at)
+			int64_t deadline, int64_t *ready_at, int64_t *first_at)
 {
 	struct pidset cur;
 	int cfd = -1, r = -ETIMEDOUT;
@@ -276,6 +277,9 @@ static int wait_serving(const struct opts *o, pid_t pid, int pidfd, int port, bo
 		}
 		if (cfd < 0)
 			cfd = open_proc(pid, "children");
+		if (first_at && !*first_at && cfd >= 0 && read_children(cfd, &cur) == 0 &&
+		    cur.n > 0)
+			*first_at = now_ns();
 		if (cfd >= 0 && pool_ready(o, cfd, o->workers, &cur)) {
 			int64_t t = now_ns();
 
@@ -640,7 +644,7 @@ static int cmd_term(const struct opts *o, char **cmd)
 		struct request rq = {.fd = -1};
 		char **argv = with_port(cmd, port);
 		struct pidset workers = {0};
-		int64_t t_fork = now_ns(), t_ready = 0, t0 = 0, t1 = 0, deadline;
+		int64_t t_fork = now_ns(), t_ready = 0, t_first = 0, t0 = 0, t1 = 0, deadline;
 		pid_t pid = spawn(argv, o->log, o->cpu);
 		siginfo_t si = {0};
 		unsigned ticket;
@@ -656,7 +660,8 @@ static int cmd_term(const struct opts *o, char **cmd)
 			waitpid(pid, NULL, 0);
 			return 1;
 		}
-		r = wait_serving(o, pid, pidfd, port, true, deadline_after(o->timeout), &t_ready);
+		r = wait_serving(o, pid, pidfd, port, true, deadline_after(o->timeout), &t_ready,
+				 &t_first);
 		if (r < 0) {
 			say("run %d: %s: no %d waiting workers serving 127.0.0.1:%d after %.1f s "
 			    "(%s)",
@@ -669,6 +674,8 @@ static int cmd_term(const struct opts *o, char **cmd)
 			return 1;
 		}
 		sample("start_serving", t_ready - t_fork);
+		if (t_first)
+			sample("start_first_worker", t_first - t_fork);
 
 		/* Idle means idle: let the probe request's worker go back to waiting. */
 		cfd = open_proc(pid, "children");
@@ -1011,7 +1018,8 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	if (strcmp(cmd, "wait") == 0 && o.pid > 0 && o.port > 0) {
-		int r = wait_serving(&o, o.pid, -1, o.port, false, deadline_after(o.timeout), NULL);
+		int r = wait_serving(&o, o.pid, -1, o.port, false, deadline_after(o.timeout), NULL,
+				     NULL);
 
 		if (r < 0)
 			say("pid %d: no %d waiting workers serving 127.0.0.1:%d after %.1f s (%s)",

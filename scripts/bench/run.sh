@@ -294,6 +294,10 @@ fi
 row "TTIN → new worker visible, ms" ttin_visible 1000 3 p99 "≤" 0.3 " ms"
 row "TTIN → new worker ready, ms" ttin_ready 1000 3 p99
 row "TTOU → worker reaped, ms" ttou_reaped 1000 3 p99
+row "start → first worker started, ms" start_first_worker 1000 1 p99 "≤" 10 " ms"
+if [[ -s $tmp/sn.samples ]] && grep -q '^start_first_worker ' "$tmp/sn.samples"; then
+	xrow sn "  the same sigvisor with --bpf off: start → first worker, ms" start_first_worker 1000 1
+fi
 row "start → all workers ready, ms" start_serving 1000 1 p99
 if [[ -s $tmp/sn.samples ]] && grep -q '^start_serving ' "$tmp/sn.samples"; then
 	xrow sn "  the same sigvisor with --bpf off: start → all workers ready, ms" start_serving 1000 1
