@@ -31,6 +31,8 @@ static void arm_timer(struct arbiter *a)
 
 	if (a->phase_deadline_ms && (!next || a->phase_deadline_ms < next))
 		next = a->phase_deadline_ms;
+	if (a->bpf_load_at_ms && (!next || a->bpf_load_at_ms < next))
+		next = a->bpf_load_at_ms;
 	if (a->upgrade.check_deadline_ms && (!next || a->upgrade.check_deadline_ms < next))
 		next = a->upgrade.check_deadline_ms;
 	if (a->upgrade.drain_deadline_ms && (!next || a->upgrade.drain_deadline_ms < next))
@@ -212,6 +214,17 @@ static void on_signalfd(struct arbiter *a)
 	}
 }
 
+/* With --bpf auto the verifier's tens of ms of CPU wait until the first workers are
+ * ready (or BPF_LOAD_DELAY_MS after setup at the latest, for a COMMAND slow to boot):
+ * on a small machine they would otherwise delay those workers. */
+#define BPF_LOAD_DELAY_MS 100
+
+static void start_bpf_loading(struct arbiter *a)
+{
+	a->bpf_load_at_ms = 0;
+	bpf_probes_start_loading(a->bpf);
+}
+
 static void on_timer(struct arbiter *a)
 {
 	uint64_t expirations, now = now_ms();
@@ -224,6 +237,8 @@ static void on_timer(struct arbiter *a)
 		log_info("shutdown delay over");
 		begin_drain(a, false);
 	}
+	if (a->bpf_load_at_ms && a->bpf_load_at_ms <= now)
+		start_bpf_loading(a);
 	pool_run_deadlines(&a->pool, now);
 	upgrade_check_timeout(a, now);
 	notify_upstream_tick(&a->notify, now);
@@ -287,6 +302,8 @@ static void announce(struct arbiter *a)
 	    pool_count(&a->pool, worker_is_ready) < a->pool.target)
 		return;
 	a->announced_ready = true;
+	if (a->bpf_load_at_ms)
+		start_bpf_loading(a);
 	snprintf(msg, sizeof(msg), "READY=1\nSTATUS=%u workers ready\nMAINPID=%d", a->pool.target,
 		 (int)a->pid);
 	notify_upstream(&a->notify, msg);
@@ -435,8 +452,12 @@ static int setup_bpf(struct arbiter *a, char *err, size_t errlen)
 		}
 		log_warn("cannot follow BPF events, counting only: %s", strerror(-r));
 	}
-	if (bpf_probes_loading(a->bpf))
+	if (bpf_probes_loading(a->bpf)) {
+		a->bpf_load_at_ms = now_ms() + BPF_LOAD_DELAY_MS;
+		if (a->announced_ready)
+			start_bpf_loading(a);
 		return 0; /* said by on_bpf_loaded() */
+	}
 	if (bpf_probes_adopted(a->bpf))
 		log_info("BPF probes kept from the image before the upgrade: not loaded again, "
 			 "attached all along, the counts go on");
@@ -487,6 +508,7 @@ void arbiter_bpf_stop(struct arbiter *a)
 	bpf_probes_close(a->bpf);
 	a->bpf = NULL;
 	a->bpf_src.fd = -1;
+	a->bpf_load_at_ms = 0;
 }
 
 int arbiter_bpf_handover(struct arbiter *a, FILE *f, uint64_t identity)

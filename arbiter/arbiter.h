@@ -134,6 +134,7 @@ struct arbiter {
 	char bpf_why[256]; /* why they are off */
 	enum arbiter_phase phase;
 	uint64_t phase_deadline_ms; /* end of --shutdown-delay */
+	uint64_t bpf_load_at_ms;    /* --bpf auto: start loading by then (setup_bpf) */
 	int exit_status;
 	bool done;
 	pid_t pid;

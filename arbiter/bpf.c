@@ -60,7 +60,8 @@ struct bpf_probes {
 	 * kernel's BTF and verifying take tens of ms); the loop finishes the job when
 	 * loaded_fd (an eventfd) is readable. */
 	pthread_t loader;
-	bool loading;	    /* the thread was started and not joined yet */
+	bool loading;	    /* loading wanted, the thread not joined yet */
+	bool started;	    /* the thread runs (bpf_probes_start_loading) */
 	int loaded_fd;	    /* -1 when not loading */
 	bool sigaction;	    /* --bpf-sigaction */
 	int load_r;	    /* the loader's result */
@@ -1353,18 +1354,12 @@ int bpf_probes_open(struct bpf_probes **ret, const struct bpf_options *opt, char
 		/* The workers do not wait for the verifier: see struct bpf_probes. Signals
 		 * are blocked in every thread (the mask is inherited). */
 		p->loaded_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-		/* One malloc arena: a thread's own arena keeps a few hundred KiB resident
-		 * after the thread is gone, where malloc_trim gives the main one's back. */
-		(void)mallopt(M_ARENA_MAX, 1);
-		if (p->loaded_fd >= 0 && pthread_create(&p->loader, NULL, loader_main, p) == 0) {
-			p->loading = true;
+		if (p->loaded_fd >= 0) {
+			p->loading = true; /* the thread starts at bpf_probes_start_loading */
 			*ret = p;
 			return 0;
 		}
 		log_debug("cannot load the BPF probes in a thread, loading them now: %m");
-		if (p->loaded_fd >= 0)
-			close(p->loaded_fd);
-		p->loaded_fd = -1;
 	}
 	r = load_programs(p, why, whylen);
 	if (r == 0)
@@ -1386,11 +1381,31 @@ bool bpf_probes_loading(const struct bpf_probes *p)
 	return p && p->loading;
 }
 
+void bpf_probes_start_loading(struct bpf_probes *p)
+{
+	uint64_t one = 1;
+
+	if (!p || !p->loading || p->started)
+		return;
+	p->started = true;
+	/* One malloc arena: a thread's own arena keeps a few hundred KiB resident after
+	 * the thread is gone, where malloc_trim gives the main one's back. */
+	(void)mallopt(M_ARENA_MAX, 1);
+	if (pthread_create(&p->loader, NULL, loader_main, p) == 0)
+		return;
+	log_debug("cannot load the BPF probes in a thread, loading them now: %m");
+	p->started = false;
+	p->load_r = load_programs(p, p->load_why, sizeof(p->load_why));
+	(void)!write(p->loaded_fd, &one, sizeof(one)); /* the loop finishes the job */
+}
+
 static void join_loader(struct bpf_probes *p)
 {
 	if (!p->loading)
 		return;
-	pthread_join(p->loader, NULL);
+	if (p->started)
+		pthread_join(p->loader, NULL);
+	p->started = false;
 	p->loading = false;
 	close(p->loaded_fd);
 	p->loaded_fd = -1;
@@ -1400,6 +1415,8 @@ int bpf_probes_finish(struct bpf_probes *p, char *why, size_t whylen)
 {
 	int r;
 
+	if (p->loading && !p->started) /* never started (the loop could not wait for it) */
+		p->load_r = load_programs(p, p->load_why, sizeof(p->load_why));
 	join_loader(p);
 	r = p->load_r;
 	if (r < 0)

@@ -69,6 +69,11 @@ int bpf_probes_fd(const struct bpf_probes *p);
 /* Whether the probes are still loading (then they count nothing yet). */
 bool bpf_probes_loading(const struct bpf_probes *p);
 
+/* --bpf auto: start the loader thread (once; nothing for other p). The arbiter calls it
+ * when its first workers are ready, or a little after start at the latest: the
+ * verifier's tens of ms of CPU then do not delay the workers on a small machine. */
+void bpf_probes_start_loading(struct bpf_probes *p);
+
 /* In the loop, once bpf_probes_fd() of a loading p is readable: attach, register the
  * arbiter and adopt the processes it forked meanwhile. 0, or <0 with why set (the
  * probes are then off: close p). */

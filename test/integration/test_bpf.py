@@ -336,6 +336,24 @@ def test_auto_loads_beside_the_workers_and_adopts_them(bpf):
     bpf.stop(sv)
 
 
+def test_auto_loads_within_the_bound_when_no_worker_gets_ready(bpf):
+    """--bpf auto starts the verifier once the first workers are ready, so that it does
+    not slow them down; a pool that is not ready soon (here: a COMMAND that never says
+    READY=1) must not keep the probes off: they load 100 ms after start at the latest."""
+    d = tempfile.mkdtemp(prefix="sv-", dir="/tmp")
+    bpf.dirs.append(d)
+    sv = Sigvisor(d, ["-w", "2", "--bpf", "auto", "--bpf-pin", bpf.pin,
+                      "--ready-mode", "notify", "--ready-timeout", "0"],
+                  command=["sleep", "60"], wait_ready=False)
+    bpf.started.append(sv)
+    sv.wait_log(r"BPF probes on, maps pinned in %s" % re.escape(bpf.pin))
+    st = sv.status()
+    assert st["bpf"]["state"] == "on", st["bpf"]
+    assert not sv.workers("ready"), sv.workers()
+    assert "all 2 workers ready" not in sv.text()
+    bpf.stop(sv)
+
+
 def test_bpf_off_loads_nothing(bpf):
     sv = bpf.start("-w", "1", bpf="off")
     sv.wait_workers(1)
