@@ -215,9 +215,11 @@ static void on_signalfd(struct arbiter *a)
 }
 
 /* With --bpf auto the verifier's tens of ms of CPU wait until the first workers are
- * ready (or BPF_LOAD_DELAY_MS after setup at the latest, for a COMMAND slow to boot):
- * on a small machine they would otherwise delay those workers. */
+ * ready and have had BPF_LOAD_GRACE_MS to take their first connections (or
+ * BPF_LOAD_DELAY_MS after setup at the latest, for a COMMAND slow to boot): on a small
+ * machine they would otherwise delay those workers. */
 #define BPF_LOAD_DELAY_MS 100
+#define BPF_LOAD_GRACE_MS 20
 
 static void start_bpf_loading(struct arbiter *a)
 {
@@ -302,8 +304,8 @@ static void announce(struct arbiter *a)
 	    pool_count(&a->pool, worker_is_ready) < a->pool.target)
 		return;
 	a->announced_ready = true;
-	if (a->bpf_load_at_ms)
-		start_bpf_loading(a);
+	if (a->bpf_load_at_ms && a->bpf_load_at_ms > now_ms() + BPF_LOAD_GRACE_MS)
+		a->bpf_load_at_ms = now_ms() + BPF_LOAD_GRACE_MS; /* see start_bpf_loading */
 	snprintf(msg, sizeof(msg), "READY=1\nSTATUS=%u workers ready\nMAINPID=%d", a->pool.target,
 		 (int)a->pid);
 	notify_upstream(&a->notify, msg);
