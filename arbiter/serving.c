@@ -491,6 +491,18 @@ void serving_run(struct serving *s, uint64_t now_ms)
 		if (w->scan_ms <= now_ms) {
 			r = serving_scan(s, pid, how, sizeof(how));
 			w->scan_ms = next_scan(w, now_ms);
+			if (r > 0 && w->bpf) {
+				/* What /proc shows came after the system call's entry, where
+				 * the probe wrote its event: let that account (which names
+				 * the call) be the one used, if it is there. */
+				bpf_probes_poll(s->bpf);
+				w = find(s, pid); /* the poll may have dropped any of them */
+				if (!w) {
+					i = 0;
+					continue;
+				}
+				i = (size_t)(w - s->w);
+			}
 		}
 		if (r > 0 || w->fallback_ms <= now_ms) {
 			drop(s, w);

@@ -25,7 +25,20 @@ p.add_argument("--delay-file", help="seconds to sleep before serving, read from 
 p.add_argument("--delay", type=float, default=0.0)
 args = p.parse_args()
 os.environ.pop("NOTIFY_SOCKET", None)
-signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+busy = False      # answering a request
+stopping = False  # TERM came while busy: exit once it is answered
+
+
+def on_term(*_):
+    """Like a real server's graceful stop: idle, exit at once; with a request in hand,
+    answer it first (exiting then would reset a connection a test is reading)."""
+    global stopping
+    if not busy:
+        os._exit(0)
+    stopping = True
+
+
+signal.signal(signal.SIGTERM, on_term)
 
 delay = args.delay
 if args.delay_file:
@@ -35,6 +48,17 @@ time.sleep(delay)
 
 
 def answer(conn):
+    global busy
+    busy = True
+    try:
+        respond(conn)
+    finally:
+        busy = False
+        if stopping:
+            os._exit(0)
+
+
+def respond(conn):
     with conn:
         conn.settimeout(5)
         data = b""
@@ -68,7 +92,11 @@ def main():
             if os.getppid() == 1:
                 os._exit(0)
             accept_loop(socket.socket(fileno=os.dup(3)))
-        signal.signal(signal.SIGTERM, lambda *_: (os.kill(pid, signal.SIGTERM), os._exit(0)))
+        def stop(*_):  # as gunicorn's master: the child finishes its request first
+            os.kill(pid, signal.SIGTERM)
+            os.waitpid(pid, 0)
+            os._exit(0)
+        signal.signal(signal.SIGTERM, stop)
         os.waitpid(pid, 0)
         return
     sock = socket.socket(fileno=os.dup(3))
