@@ -25,22 +25,15 @@ extern char **environ;
 
 static void arm_timer(struct arbiter *a)
 {
-	uint64_t next = pool_next_deadline(&a->pool), ctl = control_next_deadline(&a->control);
-	uint64_t up = notify_upstream_deadline(&a->notify); /* WatchdogSec= of ours */
+	uint64_t next = pool_next_deadline(&a->pool);
 	struct itimerspec its = {0};
 
-	if (a->phase_deadline_ms && (!next || a->phase_deadline_ms < next))
-		next = a->phase_deadline_ms;
-	if (a->bpf_load_at_ms && (!next || a->bpf_load_at_ms < next))
-		next = a->bpf_load_at_ms;
-	if (a->upgrade.check_deadline_ms && (!next || a->upgrade.check_deadline_ms < next))
-		next = a->upgrade.check_deadline_ms;
-	if (a->upgrade.drain_deadline_ms && (!next || a->upgrade.drain_deadline_ms < next))
-		next = a->upgrade.drain_deadline_ms;
-	if (up && (!next || up < next))
-		next = up;
-	if (ctl && (!next || ctl < next))
-		next = ctl;
+	next = earlier_deadline(next, control_next_deadline(&a->control));
+	next = earlier_deadline(next, notify_upstream_deadline(&a->notify)); /* our WatchdogSec= */
+	next = earlier_deadline(next, a->phase_deadline_ms);
+	next = earlier_deadline(next, a->bpf_load_at_ms);
+	next = earlier_deadline(next, a->upgrade.check_deadline_ms);
+	next = earlier_deadline(next, a->upgrade.drain_deadline_ms);
 	if (next == a->timer_armed_ms)
 		return; /* the common idle case: no system call */
 	if (next) {

@@ -712,8 +712,7 @@ uint64_t control_next_deadline(const struct control *c)
 	uint64_t next = 0;
 
 	for (const struct control_conn *cc = c->conns; cc; cc = cc->next)
-		if (cc->deadline_ms && (!next || cc->deadline_ms < next))
-			next = cc->deadline_ms;
+		next = earlier_deadline(next, cc->deadline_ms);
 	return next;
 }
 

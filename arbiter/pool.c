@@ -551,21 +551,14 @@ void pool_run_deadlines(struct pool *p, uint64_t now)
 
 uint64_t pool_next_deadline(const struct pool *p)
 {
-	uint64_t next = 0, sd;
+	uint64_t next = 0;
 
-	for (size_t i = 0; i < p->n; i++) {
-		uint64_t d = p->workers[i]->deadline_ms;
-
-		if (d && (!next || d < next))
-			next = d;
-	}
-	if (p->watchdog_sweep_ms && (!next || p->watchdog_sweep_ms < next))
-		next = p->watchdog_sweep_ms;
-	if ((sd = serving_next_deadline(p->serving)) && (!next || sd < next))
-		next = sd;
-	if (p->respawn_at_ms && !p->draining && pool_count(p, worker_is_active) < p->target &&
-	    (!next || p->respawn_at_ms < next))
-		next = p->respawn_at_ms;
+	for (size_t i = 0; i < p->n; i++)
+		next = earlier_deadline(next, p->workers[i]->deadline_ms);
+	next = earlier_deadline(next, p->watchdog_sweep_ms);
+	next = earlier_deadline(next, serving_next_deadline(p->serving));
+	if (p->respawn_at_ms && !p->draining && pool_count(p, worker_is_active) < p->target)
+		next = earlier_deadline(next, p->respawn_at_ms);
 	return next;
 }
 
