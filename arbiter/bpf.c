@@ -642,14 +642,21 @@ static struct bpf_program *prog_by_name(struct sigvisor *s, const char *name)
 	return bpf_object__find_program_by_name(s->obj, name);
 }
 
+/* The embedded object, opened to pin under pin_root (NULL: pins as libbpf's default,
+ * which disable_pinning() turns off). NULL with errno. */
+static struct sigvisor *open_object(const char *pin_root)
+{
+	LIBBPF_OPTS(bpf_object_open_opts, oo);
+
+	oo.pin_root_path = pin_root;
+	return sigvisor__open_opts(&oo);
+}
+
 /* Open the embedded object into p->skel, pinning under p->pin_dir when we hold it.
  * 0, or <0 with why. */
 static int open_skeleton(struct bpf_probes *p, char *why, size_t whylen)
 {
-	LIBBPF_OPTS(bpf_object_open_opts, oo);
-
-	oo.pin_root_path = p->pin_fd >= 0 ? p->pin_dir : NULL;
-	p->skel = sigvisor__open_opts(&oo);
+	p->skel = open_object(p->pin_fd >= 0 ? p->pin_dir : NULL);
 	if (!p->skel) {
 		int r = -errno;
 
@@ -974,7 +981,6 @@ void bpf_handover_cloexec(const char *state, bool on)
  * let go), if no other sigvisor holds it. */
 static void remove_pins_in(const char *dir, bool locked)
 {
-	LIBBPF_OPTS(bpf_object_open_opts, oo);
 	struct sigvisor *s;
 	struct bpf_map *map;
 	int fd = -1;
@@ -989,8 +995,7 @@ static void remove_pins_in(const char *dir, bool locked)
 			return;
 		}
 	}
-	oo.pin_root_path = dir;
-	s = sigvisor__open_opts(&oo);
+	s = open_object(dir);
 	if (s) {
 		bpf_object__for_each_map(map, s->obj)
 		{
@@ -1393,10 +1398,9 @@ void bpf_probes_start_loading(struct bpf_probes *p)
 	(void)mallopt(M_ARENA_MAX, 1);
 	if (pthread_create(&p->loader, NULL, loader_main, p) == 0)
 		return;
-	log_debug("cannot load the BPF probes in a thread, loading them now: %m");
-	p->started = false;
-	p->load_r = load_programs(p, p->load_why, sizeof(p->load_why));
-	(void)!write(p->loaded_fd, &one, sizeof(one)); /* the loop finishes the job */
+	log_debug("cannot load the BPF probes in a thread, loading them in the loop: %m");
+	p->started = false; /* bpf_probes_finish() loads them */
+	(void)!write(p->loaded_fd, &one, sizeof(one));
 }
 
 static void join_loader(struct bpf_probes *p)
@@ -1415,7 +1419,8 @@ int bpf_probes_finish(struct bpf_probes *p, char *why, size_t whylen)
 {
 	int r;
 
-	if (p->loading && !p->started) /* never started (the loop could not wait for it) */
+	/* never started: the loop could not wait for it, or there was no thread */
+	if (p->loading && !p->started)
 		p->load_r = load_programs(p, p->load_why, sizeof(p->load_why));
 	join_loader(p);
 	r = p->load_r;
