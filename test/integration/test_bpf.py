@@ -340,12 +340,8 @@ def test_auto_loads_within_the_bound_when_no_worker_gets_ready(bpf):
     """--bpf auto starts the verifier once the first workers are ready, so that it does
     not slow them down; a pool that is not ready soon (here: a COMMAND that never says
     READY=1) must not keep the probes off: they load 100 ms after start at the latest."""
-    d = tempfile.mkdtemp(prefix="sv-", dir="/tmp")
-    bpf.dirs.append(d)
-    sv = Sigvisor(d, ["-w", "2", "--bpf", "auto", "--bpf-pin", bpf.pin,
-                      "--ready-mode", "notify", "--ready-timeout", "0"],
-                  command=["sleep", "60"], wait_ready=False)
-    bpf.started.append(sv)
+    sv = bpf.start("-w", "2", "--ready-mode", "notify", "--ready-timeout", "0", bpf="auto",
+                   command=["sleep", "60"])
     sv.wait_log(r"BPF probes on, maps pinned in %s" % re.escape(bpf.pin))
     st = sv.status()
     assert st["bpf"]["state"] == "on", st["bpf"]
