@@ -34,6 +34,7 @@ static void arm_timer(struct arbiter *a)
 	next = earlier_deadline(next, a->bpf_load_at_ms);
 	next = earlier_deadline(next, a->upgrade.check_deadline_ms);
 	next = earlier_deadline(next, a->upgrade.drain_deadline_ms);
+	next = earlier_deadline(next, a->log_retry_ms);
 	if (next == a->timer_armed_ms)
 		return; /* the common idle case: no system call */
 	if (next) {
@@ -156,6 +157,7 @@ static void handle_signal(struct arbiter *a, const struct signalfd_siginfo *si)
 		break;
 	case ACTION_REOPEN_LOGS:
 		if (a->settings->log_file) {
+			arbiter_unwatch_log(a);
 			r = log_open(a->settings->log_file);
 			if (r < 0)
 				log_error("cannot reopen %s, keeping the old one: %s",
@@ -285,7 +287,38 @@ static void dispatch(struct arbiter *a, const struct loop_event *ev)
 	case SOURCE_UPGRADE_CHECK:
 		upgrade_check_done(a);
 		break;
+	case SOURCE_LOG:
+		log_flush();
+		break;
 	}
+}
+
+void arbiter_unwatch_log(struct arbiter *a)
+{
+	if (a->log_src.fd >= 0)
+		(void)loop_del(&a->loop, &a->log_src);
+	a->log_src.fd = -1;
+}
+
+/* The log never blocks the loop (log.h): while lines wait for room, wake when the log
+ * takes them; otherwise do not watch it at all, so an idle arbiter sleeps. */
+static void watch_log(struct arbiter *a)
+{
+	int fd = log_pending() ? log_pending_fd() : -1;
+
+	if (a->log_retry_ms && a->log_retry_ms <= now_ms()) {
+		a->log_retry_ms = 0;
+		log_flush();
+		fd = log_pending() ? log_pending_fd() : -1;
+	}
+	if (fd == a->log_src.fd)
+		return;
+	arbiter_unwatch_log(a);
+	a->log_src.fd = fd;
+	if (fd >= 0 && loop_add(&a->loop, &a->log_src, LOOP_OUT) < 0)
+		a->log_src.fd = -1;
+	if (log_pending() && a->log_src.fd < 0 && !a->log_retry_ms)
+		a->log_retry_ms = now_ms() + LOG_RETRY_MS;
 }
 
 /* READY=1 to our own supervisor once the first generation is fully ready. */
@@ -314,6 +347,7 @@ static int run(struct arbiter *a)
 	while (!a->done) {
 		int n;
 
+		watch_log(a);
 		arm_timer(a);
 		/* Wake for READY=1 only while a worker is booting (see notify.h). */
 		pool_watch_notify(&a->pool);
@@ -930,6 +964,10 @@ static void teardown(struct arbiter *a)
 {
 	if (a->upgrade.check.fd >= 0)
 		close(a->upgrade.check.fd);
+	if (bpf_probes_abandon(a->bpf)) {
+		serving_set_probes(a->pool.serving, NULL);
+		a->bpf = NULL;
+	}
 	arbiter_bpf_stop(a);
 	free(a->upgrade.bpf_state); /* not taken: a set-up that failed before the probes */
 	a->upgrade.bpf_state = NULL;
@@ -992,6 +1030,7 @@ int arbiter_main(int argc, char **argv)
 	a->upgrade.check.fd = a->upgrade.metrics_fd = -1;
 	a->upgrade.bpf_state_off = -1;
 	a->upgrade.check_out = a->upgrade.check_errno = -1;
+	a->log_src = (struct source){SOURCE_LOG, -1};
 	a->argc = argc;
 	a->argv = argv;
 	/* Before anything else: from here on no signal can interrupt us, they queue up
@@ -1030,6 +1069,10 @@ int arbiter_main(int argc, char **argv)
 	if (upgrade_resolve_self(argv[0], &a->self_path) < 0)
 		a->self_path = NULL;
 	log_setup("sigvisor", settings->log_format, LOG_LEVEL_INFO);
+	/* A log reader that stalls must not stall us, from the first line on (--check
+	 * is a command: its answer waits for the reader). */
+	if (!settings->check)
+		log_nonblocking();
 	arbiter_init_pool(a);
 	r = setup(a, err, sizeof(err), &status);
 	arbiter_sync_pool(a); /* with the spawn template setup made (--user) */
@@ -1044,6 +1087,7 @@ int arbiter_main(int argc, char **argv)
 		teardown(a);
 		free_settings(a->settings);
 		free(a->self_path);
+		log_flush_for(LOG_EXIT_FLUSH_MS);
 		return status;
 	}
 	upgrade_commit(a);
@@ -1073,5 +1117,6 @@ int arbiter_main(int argc, char **argv)
 	teardown(a);
 	free_settings(a->settings);
 	free(a->self_path);
+	log_flush_for(LOG_EXIT_FLUSH_MS);
 	return status;
 }

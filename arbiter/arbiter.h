@@ -131,7 +131,9 @@ struct arbiter {
 	struct spawn_template tmpl;
 	struct bpf_probes *bpf; /* NULL when the probes are off */
 	struct source bpf_src;
-	char bpf_why[256]; /* why they are off */
+	struct source log_src; /* SOURCE_LOG: fd >= 0 while registered */
+	uint64_t log_retry_ms; /* lines wait and the loop cannot watch the log */
+	char bpf_why[256];     /* why they are off */
 	enum arbiter_phase phase;
 	uint64_t phase_deadline_ms; /* end of --shutdown-delay */
 	uint64_t bpf_load_at_ms;    /* --bpf auto: start loading by then (setup_bpf) */
@@ -151,6 +153,8 @@ void arbiter_fatal(struct arbiter *a, int status);
 /* Around a USR2 exec: the probes are detached and unpinned before it (the new image
  * loads its own), and loaded again if the exec fails. */
 void arbiter_bpf_stop(struct arbiter *a);
+/* Before a log_open(): the loop must not watch an fd that is about to be closed. */
+void arbiter_unwatch_log(struct arbiter *a);
 void arbiter_bpf_start(struct arbiter *a);
 /* Before a USR2's exec to a binary whose probes are identity (0: unknown): hand them
  * over in the state f. 1 handed over (undo with bpf_probes_handover_undo() if the exec

@@ -1403,6 +1403,15 @@ void bpf_probes_start_loading(struct bpf_probes *p)
 	(void)!write(p->loaded_fd, &one, sizeof(one));
 }
 
+bool bpf_probes_abandon(const struct bpf_probes *p)
+{
+	if (!p || !p->loading || !p->started || bpf_probes_load_done(p))
+		return false;
+	log_info("exiting without waiting for the BPF verifier, which is still loading the "
+		 "probes (the next arbiter removes any map it pinned)");
+	return true;
+}
+
 static void join_loader(struct bpf_probes *p)
 {
 	if (!p->loading)

@@ -146,3 +146,8 @@ bool bpf_probes_load_done(const struct bpf_probes *p);
 
 /* Detach every program, unpin the maps, free. Accepts NULL. */
 void bpf_probes_close(struct bpf_probes *p);
+
+/* At exit: true if the loader is still running, and then p must be left alone (not
+ * closed): the exit ends the thread and the verifier with it, where a close would
+ * wait for the verifier, which can take seconds under CPU pressure. */
+bool bpf_probes_abandon(const struct bpf_probes *p);

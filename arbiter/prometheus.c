@@ -95,6 +95,10 @@ static void render_pool(const struct arbiter *a, FILE *f)
 	      "sd_notify datagrams read from the workers' notify sockets.", a->notify.received);
 	value(f, "sigvisor_notify_rejected_total", "counter",
 	      "sd_notify datagrams dropped: not sent by that worker itself.", a->notify.rejected);
+	value(f, "sigvisor_log_lines_dropped_total", "counter",
+	      "Log lines the arbiter dropped: its log did not take them (a stalled reader, a "
+	      "full disk).",
+	      log_dropped());
 	value(f, "sigvisor_orphans_reaped_total", "counter",
 	      "Processes other than workers reaped (orphans adopted as PID 1 or subreaper).",
 	      p->orphans_reaped);

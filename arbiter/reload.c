@@ -169,6 +169,7 @@ void reload_start(struct arbiter *a)
 	}
 	if (s->log_file &&
 	    (!a->old.settings->log_file || strcmp(s->log_file, a->old.settings->log_file) != 0)) {
+		arbiter_unwatch_log(a);
 		r = log_open(s->log_file);
 		if (r < 0)
 			log_error("reload: cannot open %s, logging where we did: %s", s->log_file,

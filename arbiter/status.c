@@ -73,6 +73,7 @@ static void json_counters(const struct arbiter *a, FILE *f)
 		{"control_rejected", a->control.rejected},
 		{"notify_received", a->notify.received},
 		{"notify_rejected", a->notify.rejected},
+		{"log_lines_dropped", log_dropped()},
 	};
 
 	fprintf(f, "\"counters\":{");
@@ -234,6 +235,9 @@ static void render_text(struct arbiter *a, FILE *f, uint64_t now)
 		(ull)p->reload_failures);
 	fprintf(f, "upgrades %llu (failed %llu, rolled back %llu)\n", (ull)a->upgrade.upgrades,
 		(ull)a->upgrade.refused + a->upgrade.rollbacks, (ull)a->upgrade.rollbacks);
+	if (log_dropped())
+		fprintf(f, "log lines dropped %llu (the log did not take them)\n",
+			(ull)log_dropped());
 	text_signals(a, f);
 }
 

@@ -35,6 +35,9 @@
 #define CHECK_ENV     "SIGVISOR_UPGRADE_CHECK"
 /* How long the exec waits for scrapes already accepted on --metrics. */
 #define UPGRADE_DRAIN_MS 1000
+/* Queued log lines do not survive an exec: how long they may wait for a stalled
+ * reader first (log.h). */
+#define LOG_EXEC_FLUSH_MS 200
 
 extern char **environ;
 
@@ -495,6 +498,7 @@ void upgrade_maybe_exec(struct arbiter *a)
 		 bpf == 1 ? ", the BPF probes handed over attached" : "");
 	if (bpf == 0)
 		arbiter_bpf_stop(a);
+	log_flush_for(LOG_EXEC_FLUSH_MS);
 	execv(a->self_path, a->argv);
 	r = errno;
 	if (bpf == 0)
@@ -618,6 +622,7 @@ void upgrade_rollback(struct arbiter *a, const char *why)
 		log_error("upgrade: cannot roll back: %m");
 		return;
 	}
+	log_flush_for(LOG_EXEC_FLUSH_MS);
 	fexecve(u->rollback_fd, a->argv, environ);
 	log_error("upgrade: cannot re-execute the previous image: %m");
 	unsetenv(UPGRADE_ENV);

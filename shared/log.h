@@ -7,6 +7,7 @@
 
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 
 enum log_level {
 	LOG_LEVEL_ERROR,
@@ -25,11 +26,38 @@ void log_setup(const char *ident, enum log_format format, enum log_level max_lev
 
 /* Open (or reopen, for USR1 after logrotate) path in append mode and send log lines
  * there; NULL means stderr. Returns 0 or a negative errno; on failure the old
- * destination stays in use. */
+ * destination stays in use. It may close the fd log_pending_fd() named: stop watching
+ * that first. */
 int log_open(const char *path);
 
 /* The fd log lines currently go to (stderr when no file is open). */
 int log_fd(void);
+
+/* From now on never block on the log (the arbiter, once its loop runs): a line the
+ * log cannot take at once waits in a 64 KiB queue; when the queue is full the oldest
+ * lines are dropped and counted, and a line saying how many goes out once writing
+ * works again. A shared stderr keeps its blocking flags for the other writers (the
+ * workers): the arbiter writes through a file description of its own. Called again
+ * by log_open() for a new file. */
+void log_nonblocking(void);
+
+/* Bytes queued, and the fd to watch for writability while there are any (-1: none
+ * can be watched, as for a regular file). */
+size_t log_pending(void);
+int log_pending_fd(void);
+
+/* Write what the log takes now, never waiting; log_flush_for() waits up to timeout_ms
+ * for the rest (at exit). */
+void log_flush(void);
+void log_flush_for(unsigned timeout_ms);
+
+/* How often a loop that cannot watch the log tries it again while lines wait, and how
+ * long they may wait for a stalled reader at exit. */
+#define LOG_RETRY_MS	  100
+#define LOG_EXIT_FLUSH_MS 1000
+
+/* Lines dropped since start: the queue was full, or the log failed (a full disk). */
+uint64_t log_dropped(void);
 
 void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void log_vmsg(enum log_level level, const char *fmt, va_list ap)

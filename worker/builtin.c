@@ -110,7 +110,10 @@ static int worker_loop(struct worker *w)
 			w->exit_reason = "graceful shutdown complete";
 			break;
 		}
-		n = epoll_wait(w->epfd, events, MAX_EVENTS, -1);
+		/* Lines the log did not take yet (a stalled reader, log.h): try again
+		 * every LOG_RETRY_MS while there are any, never wait on them. */
+		log_flush();
+		n = epoll_wait(w->epfd, events, MAX_EVENTS, log_pending() ? LOG_RETRY_MS : -1);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -166,6 +169,7 @@ int builtin_worker_main(int argc, char **argv)
 	(void)argv;
 
 	log_setup("worker", LOG_FORMAT_TEXT, LOG_LEVEL_INFO);
+	log_nonblocking(); /* a stalled log reader must not keep a worker from serving */
 
 	/* First thing, so a TERM that arrives while booting waits in the signalfd instead of
 	 * killing us with the default action. PIPE is blocked too, although every send uses
@@ -201,5 +205,6 @@ int builtin_worker_main(int argc, char **argv)
 	log_info("worker %lu (generation %lu) exiting: %s", w.id, w.generation,
 		 r == 0 ? w.exit_reason : "fatal error");
 	builtin_free(&w);
+	log_flush_for(LOG_EXIT_FLUSH_MS);
 	return r;
 }
