@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "json.h"
+#include "safefile.h"
 
 static const char *log_ident = "sigvisor";
 static enum log_format log_format_ = LOG_FORMAT_TEXT;
@@ -40,7 +41,7 @@ int log_open(const char *path)
 		log_file_fd = -1;
 		return 0;
 	}
-	fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+	fd = safefile_open_append(path); /* never through a link: see safefile.h */
 	if (fd < 0)
 		return -errno;
 	if (log_file_fd >= 0)
