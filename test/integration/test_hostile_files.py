@@ -7,8 +7,10 @@
   in a directory they can write (/tmp-like, mode 1777): the victim stays untouched and
   the error names the path and why, at start (exit 2), at USR1 (the old log kept) and at
   USR2 (the upgrade refused).
+- The eBPF pin directory: a second arbiter on the same one says why its maps are not
+  pinned, and a directory owned by another uid is refused, not taken over.
 
-Root only (another uid plants the links)."""
+Root only (another uid plants the links; the probes need root)."""
 import os
 import re
 import signal
@@ -18,7 +20,8 @@ import time
 
 import pytest
 
-from conftest import run_sigvisor, wait_for
+from conftest import SIGVISOR, run_sigvisor, wait_for
+from test_bpf import bpf  # noqa: F401 (a fixture)
 from test_config_files import loop_args, point
 from test_upgrade import replace_binary, start_from
 
@@ -228,3 +231,48 @@ def test_usr1_reopen_refuses_a_planted_link_and_a_file_of_theirs(start, tmpdir_s
     sv.kill(signal.SIGTERM)
     assert sv.wait_exit() == 0
     pub.assert_untouched()
+
+
+# -- the eBPF pin directory -------------------------------------------------------------
+
+def status_text(sv):
+    r = subprocess.run([SIGVISOR, "status", "--control", sv.control], capture_output=True,
+                       text=True, timeout=10)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+def test_a_second_arbiter_on_the_same_pin_dir_says_why_not_pinned(bpf):  # noqa: F811
+    first = bpf.start("-w", "1")
+    first.wait_workers(1)
+    second = bpf.start("-w", "1")
+    second.wait_workers(1)
+    why = f"{bpf.pin} is in use by another running sigvisor (give this one its own " \
+          "--bpf-pin DIR)"
+    text = status_text(second)
+    assert f"bpf: on, maps not pinned: {why}\n" in text, text
+    assert "maps pinned in \n" not in text
+    st = second.status()
+    assert (st["bpf"]["pin"], st["bpf"]["pin_reason"]) == ("", why)
+    assert f"bpf: on, maps pinned in {bpf.pin}\n" in status_text(first)
+    second.kill(signal.SIGTERM)
+    assert second.wait_exit() == 0
+    bpf.stop(first)
+
+
+def test_a_pin_dir_of_another_uid_is_refused(bpf):  # noqa: F811
+    os.mkdir(bpf.pin, 0o755)
+    os.chown(bpf.pin, NOBODY, NOBODY)
+    sv = bpf.start("-w", "1")
+    sv.wait_workers(1)
+    why = f"{bpf.pin} belongs to uid {NOBODY}, not to us (uid 0): its pins are not ours to " \
+          "replace"
+    sv.wait_log(re.escape(f"BPF maps not pinned, counting for status only: {why}"))
+    assert why in status_text(sv)
+    st = os.stat(bpf.pin)
+    assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (NOBODY, 0o755)  # not chmod'ed 0700
+    assert os.listdir(bpf.pin) == []
+    sv.kill(signal.SIGTERM)
+    assert sv.wait_exit() == 0
+    assert os.path.isdir(bpf.pin)  # theirs: left alone
+    os.rmdir(bpf.pin)
