@@ -16,6 +16,7 @@
 
 #include "check.h"
 #include "log.h"
+#include "safefile.h"
 #include "serving.h"
 #include "signames.h"
 #include "timeutil.h"
@@ -161,7 +162,7 @@ static void handle_signal(struct arbiter *a, const struct signalfd_siginfo *si)
 			r = log_open(a->settings->log_file);
 			if (r < 0)
 				log_error("cannot reopen %s, keeping the old one: %s",
-					  a->settings->log_file, strerror(-r));
+					  a->settings->log_file, safefile_why());
 			else
 				log_info("reopened log file %s", a->settings->log_file);
 		}
@@ -373,31 +374,29 @@ static int run(struct arbiter *a)
 	return a->exit_status;
 }
 
+/* Created beside the path and renamed over it (safefile.h): a link planted at the path
+ * is replaced, never written through. */
 static int write_pidfile(const char *path, pid_t pid)
 {
 	char buf[32];
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	int len = snprintf(buf, sizeof(buf), "%d\n", (int)pid);
 
-	if (fd < 0)
-		return -errno;
-	if (write(fd, buf, (size_t)len) != len) {
-		close(fd);
-		return -EIO;
-	}
-	return close(fd) < 0 ? -errno : 0;
+	return safefile_replace(path, buf, (size_t)len);
 }
 
-/* Remove the pidfile only if it is still ours (a new arbiter may have replaced it). */
+/* Remove the pidfile only if it is still ours (a new arbiter may have replaced it), and
+ * only a regular file: a link at the path is not followed, a FIFO not waited on. */
 static void remove_pidfile(const char *path, pid_t pid)
 {
 	char buf[32] = "";
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	ssize_t n;
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	struct stat st;
+	ssize_t n = -1;
 
 	if (fd < 0)
 		return;
-	n = read(fd, buf, sizeof(buf) - 1);
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode))
+		n = read(fd, buf, sizeof(buf) - 1);
 	close(fd);
 	if (n > 0 && atoi(buf) == (int)pid)
 		(void)unlink(path);
@@ -832,7 +831,7 @@ static int setup(struct arbiter *a, char *err, size_t errlen, int *ret_status)
 	if (s->log_file) {
 		r = log_open(s->log_file);
 		if (r < 0) {
-			snprintf(err, errlen, "--log-file %s: %s", s->log_file, strerror(-r));
+			snprintf(err, errlen, "--log-file %s: %s", s->log_file, safefile_why());
 			*ret_status = EXIT_USAGE;
 			return r;
 		}
@@ -886,9 +885,10 @@ static int setup(struct arbiter *a, char *err, size_t errlen, int *ret_status)
 		r = write_pidfile(s->pidfile, a->pid);
 		if (r < 0 && a->upgrade.rolled_back)
 			log_warn("--pid %s: %s, ignoring: it names this pid already", s->pidfile,
-				 strerror(-r));
+				 safefile_why());
 		else if (r < 0) {
-			snprintf(err, errlen, "--pid %s: %s", s->pidfile, strerror(-r));
+			snprintf(err, errlen, "--pid %s: %s", s->pidfile, safefile_why());
+			*ret_status = EXIT_USAGE;
 			return r;
 		}
 	}

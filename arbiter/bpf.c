@@ -54,6 +54,7 @@ struct bpf_probes {
 	 * a lock left by a SIGKILLed arbiter goes with its process. -1: not pinned. */
 	int pin_fd;
 	char pin_dir[PATH_MAX]; /* "" when not pinned */
+	char pin_why[256];	/* why not, when not */
 	pid_t self_tgid;	/* the arbiter's pid in the initial PID namespace */
 	uint32_t ring_bytes;	/* the event ring's size: a power of two, a page or more */
 	/* --bpf auto loads in a thread of its own while the workers start (parsing the
@@ -260,7 +261,11 @@ static int ensure_bpffs(const char *dir, char *why, size_t whylen)
 
 /* Create (mode 0700) and lock the pin directory. The lock is taken on the directory
  * that is at the path afterwards: an exiting arbiter removes its directory between
- * our open and our flock, and pins into a removed directory would fail. */
+ * our open and our flock, and pins into a removed directory would fail.
+ *
+ * Only a directory of our own: we remove stale pins in it and chmod it 0700, and the
+ * pins of one owned by another user are theirs to replace or read (a reader of the
+ * maps sees what every worker does with its signals); nor through a final symlink. */
 static int lock_pin_dir(struct bpf_probes *p, const char *dir, char *why, size_t whylen)
 {
 	for (int attempt = 0; attempt < 3; attempt++) {
@@ -271,10 +276,33 @@ static int lock_pin_dir(struct bpf_probes *p, const char *dir, char *why, size_t
 			set_why(why, whylen, "cannot create %s: %s", dir, strerror(errno));
 			return -errno;
 		}
-		fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		if (fd < 0) {
-			set_why(why, whylen, "cannot open %s: %s", dir, strerror(errno));
-			return -errno;
+			int r = -errno;
+
+			if (r == -ELOOP)
+				set_why(why, whylen,
+					"%s is a symbolic link; give --bpf-pin the directory "
+					"itself",
+					dir);
+			else
+				set_why(why, whylen, "cannot open %s: %s", dir, strerror(-r));
+			return r;
+		}
+		if (fstat(fd, &a) < 0) {
+			int r = -errno;
+
+			close(fd);
+			set_why(why, whylen, "cannot stat %s: %s", dir, strerror(-r));
+			return r;
+		}
+		if (a.st_uid != geteuid()) {
+			close(fd);
+			set_why(why, whylen,
+				"%s belongs to uid %u, not to us (uid %u): its pins are not ours "
+				"to replace (remove it, or give --bpf-pin a directory of our own)",
+				dir, (unsigned)a.st_uid, (unsigned)geteuid());
+			return -EPERM;
 		}
 		if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
 			int r = -errno;
@@ -289,8 +317,7 @@ static int lock_pin_dir(struct bpf_probes *p, const char *dir, char *why, size_t
 				set_why(why, whylen, "cannot lock %s: %s", dir, strerror(-r));
 			return r;
 		}
-		if (fstat(fd, &a) == 0 && stat(dir, &b) == 0 && a.st_dev == b.st_dev &&
-		    a.st_ino == b.st_ino) {
+		if (lstat(dir, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino) {
 			/* Ours now: whatever mode it was left with, only root may look. */
 			if (fchmod(fd, 0700) < 0)
 				log_debug("cannot chmod 0700 %s, ignoring: %m", dir);
@@ -786,8 +813,10 @@ static void prepare_pins(struct bpf_probes *p, const struct bpf_options *opt)
 	r = ensure_bpffs(opt->pin_dir, pin_why, sizeof(pin_why));
 	if (r == 0)
 		r = lock_pin_dir(p, opt->pin_dir, pin_why, sizeof(pin_why));
-	if (r < 0)
+	if (r < 0) {
 		log_warn("BPF maps not pinned, counting for status only: %s", pin_why);
+		snprintf(p->pin_why, sizeof(p->pin_why), "%s", pin_why);
+	}
 }
 
 /* Track the processes of the tree forked before sv_fork was attached (see sv_adopt):
@@ -1497,6 +1526,11 @@ pid_t bpf_probes_self_tgid(const struct bpf_probes *p)
 const char *bpf_probes_pin_dir(const struct bpf_probes *p)
 {
 	return p ? p->pin_dir : "";
+}
+
+const char *bpf_probes_pin_why(const struct bpf_probes *p)
+{
+	return p ? p->pin_why : "";
 }
 
 const char *bpf_probes_part_off(const struct bpf_probes *p, enum bpf_part part)

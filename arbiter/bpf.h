@@ -98,6 +98,8 @@ pid_t bpf_probes_self_tgid(const struct bpf_probes *p);
 /* Where the maps are pinned ("" when off, or when they could not be pinned: the
  * probes then count for status only, and the log said why). */
 const char *bpf_probes_pin_dir(const struct bpf_probes *p);
+/* Why the maps are not pinned ("" when they are, or pinning was not asked for). */
+const char *bpf_probes_pin_why(const struct bpf_probes *p);
 
 /* NULL when that part runs, else why not ("--bpf-sigaction off", "the kernel's
  * verifier refused program sv_deliver: R1 invalid mem access 'scalar'"). With the

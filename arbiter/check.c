@@ -14,6 +14,7 @@
 
 #include "listeners.h"
 #include "options.h"
+#include "safefile.h"
 
 /* The directory path would be created in: writable and searchable. */
 static int dir_writable(const char *path, char *dir, size_t len)
@@ -167,9 +168,11 @@ int check_startup(const struct settings *s, bool (*held)(const char *spec), bool
 				 strerror(-r));
 			return r;
 		}
-		if (access(s->pidfile, F_OK) == 0 && access(s->pidfile, W_OK) < 0) {
-			r = -errno;
-			snprintf(err, errlen, "--pid %s: %s", s->pidfile, strerror(-r));
+		/* Written by a rename over the path (safefile_replace): the directory must be
+		 * one nobody else can put a link in, the file itself need not be writable. */
+		r = safefile_check_replace(s->pidfile);
+		if (r < 0) {
+			snprintf(err, errlen, "--pid %s: %s", s->pidfile, safefile_why());
 			return r;
 		}
 	}

@@ -6,7 +6,8 @@
 
 struct settings;
 
-/* The pidfile's directory is writable, every bind address (and --metrics, which must
+/* The pidfile's directory is writable and nobody else's to put a link in
+ * (safefile_check_replace), every bind address (and --metrics, which must
  * differ from them) can be bound now, unix socket and control socket directories are
  * writable. Under an upgrade's check (upgrading), addresses the running arbiter holds
  * (held(spec) is true) are skipped (it hands them over) and so is the control socket

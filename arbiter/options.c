@@ -1,5 +1,5 @@
 /* Option table and parsers; see options.h. Pure code: no I/O except --help and reading
- * the config file (read_config). */
+ * the config file (read_config, in a child process with a deadline). */
 #include "options.h"
 
 #include <errno.h>
@@ -9,9 +9,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <sys/mman.h>
+#include <sys/pidfd.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include "safefile.h"
 #include "timeutil.h"
 
 enum option_kind {
@@ -489,119 +498,332 @@ static const char *file_type_name(mode_t mode)
 	}
 }
 
-static int check_regular(int fd, const char *path, struct stat *st, char *err, size_t errlen)
+/* What the reader found, facts only: the child that gathers them may be forked from a
+ * process with threads (the BPF loader), so it makes system calls and nothing else, and
+ * the parent words the message. */
+enum config_step {
+	CONFIG_READ_OK,
+	CONFIG_OPEN_FAILED,
+	CONFIG_STAT_FAILED,
+	CONFIG_NOT_REGULAR,
+	CONFIG_STATFS_FAILED,
+	CONFIG_PSEUDO_FS,
+	CONFIG_READ_FAILED,
+	CONFIG_TOO_BIG,
+};
+
+struct config_facts {
+	int32_t step; /* enum config_step */
+	int32_t errnum;
+	uint32_t mode;
+	uint32_t fs_type;
+};
+
+/* A regular file on a filesystem that stores files. A pseudo-filesystem's "regular
+ * files" are kernel interfaces that pass every other test: /proc/kmsg blocks in read()
+ * until the kernel logs something, and takes what it reads from whoever else reads
+ * it; a sysfs or debugfs file may act on the hardware when read. */
+static int judge(int fd, struct config_facts *f)
 {
-	if (fstat(fd, st) < 0) {
-		snprintf(err, errlen, "%s: cannot stat the config file: %s", path, strerror(errno));
-		return -EINVAL;
+	struct stat st;
+	struct statfs sf;
+
+	if (fstat(fd, &st) < 0) {
+		f->step = CONFIG_STAT_FAILED;
+		f->errnum = errno;
+		return -1;
 	}
-	if (!S_ISREG(st->st_mode)) {
-		snprintf(err, errlen, "%s: is %s; a config file must be a regular file", path,
-			 file_type_name(st->st_mode));
-		return -EINVAL;
+	if (!S_ISREG(st.st_mode)) {
+		f->step = CONFIG_NOT_REGULAR;
+		f->mode = (uint32_t)st.st_mode;
+		return -1;
+	}
+	if (fstatfs(fd, &sf) < 0) {
+		f->step = CONFIG_STATFS_FAILED;
+		f->errnum = errno;
+		return -1;
+	}
+	if (safefile_pseudo_fs((long)sf.f_type)) {
+		f->step = CONFIG_PSEUDO_FS;
+		f->fs_type = (uint32_t)sf.f_type;
+		return -1;
 	}
 	return 0;
 }
 
-/* Open a config file, making sure it is a regular file: a FIFO would block the open
- * or the read, /dev/zero would never end, a directory would read as empty; and at
- * startup every signal is already blocked, so nothing could interrupt us. */
-static int open_config(const char *path, struct stat *st, char *err, size_t errlen)
+static int write_all(int out, const char *p, size_t n)
 {
-	int fd, flags, r;
+	while (n) {
+		ssize_t w = write(out, p, n);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return -1;
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+/* In the reader child: the file's bytes to out, at most CONFIG_MAX_SIZE of them, and
+ * what it found in *f. */
+static void gather(const char *path, int out, struct config_facts *f)
+{
+	char buf[16384];
+	size_t total = 0;
+	int fd, flags;
 
 	/* First a look through an O_PATH fd, which opens nothing: opening a device can
 	 * have effects of its own (a tape rewinds, a watchdog is armed). */
 	fd = open(path, O_PATH | O_CLOEXEC);
 	if (fd < 0) {
-		snprintf(err, errlen, "%s: cannot open the config file: %s", path, strerror(errno));
-		return -EINVAL;
+		f->step = CONFIG_OPEN_FAILED;
+		f->errnum = errno;
+		return;
 	}
-	r = check_regular(fd, path, st, err, errlen);
+	flags = judge(fd, f);
 	close(fd);
-	if (r < 0)
-		return r;
+	if (flags < 0)
+		return;
 	/* Then the real open. The path may have been swapped since (a symlink pointed
 	 * elsewhere before a HUP): O_NONBLOCK keeps a FIFO from blocking the open,
-	 * O_NOCTTY keeps a terminal from becoming ours, and what counts is the fstat of
-	 * the fd we read from. */
+	 * O_NOCTTY keeps a terminal from becoming ours, and what counts is the fd we
+	 * read from. */
 	fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
 	if (fd < 0) {
-		snprintf(err, errlen, "%s: cannot open the config file: %s", path, strerror(errno));
-		return -EINVAL;
+		f->step = CONFIG_OPEN_FAILED;
+		f->errnum = errno;
+		return;
 	}
-	r = check_regular(fd, path, st, err, errlen);
-	if (r == 0) {
-		flags = fcntl(fd, F_GETFL);
-		if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) < 0) {
-			snprintf(err, errlen, "%s: cannot read the config file: %s", path,
-				 strerror(errno));
-			r = -EINVAL;
-		}
+	if (judge(fd, f) < 0)
+		goto out;
+	flags = fcntl(fd, F_GETFL);
+	if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) < 0) {
+		f->step = CONFIG_READ_FAILED;
+		f->errnum = errno;
+		goto out;
 	}
-	if (r < 0) {
-		close(fd);
-		return r;
-	}
-	return fd;
-}
-
-/* The whole file, NUL-terminated, in *ret_data (free it); at most CONFIG_MAX_SIZE
- * bytes. st_size is only a first guess: /proc files say 0, and a file may grow while
- * we read it. */
-static int read_config(const char *path, char **ret_data, size_t *ret_len, char *err, size_t errlen)
-{
-	struct stat st;
-	char *data = NULL, *bigger;
-	size_t len = 0, size;
-	int fd = open_config(path, &st, err, errlen);
-
-	if (fd < 0)
-		return fd;
-	if (st.st_size > CONFIG_MAX_SIZE)
-		goto too_big;
-	size = (size_t)st.st_size + 2; /* one more to see the end, one for the NUL */
-	data = malloc(size);
-	if (!data)
-		goto oom;
 	for (;;) {
-		ssize_t n;
+		ssize_t n = read(fd, buf, sizeof(buf));
 
-		if (len == size - 1) {
-			size = size * 2 < CONFIG_MAX_SIZE + 2 ? size * 2 : CONFIG_MAX_SIZE + 2;
-			bigger = realloc(data, size);
-			if (!bigger)
-				goto oom;
-			data = bigger;
-		}
-		n = read(fd, data + len, size - 1 - len);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
-			snprintf(err, errlen, "%s: cannot read the config file: %s", path,
-				 strerror(errno));
-			goto fail;
+			f->step = CONFIG_READ_FAILED;
+			f->errnum = errno;
+			break;
 		}
 		if (n == 0)
 			break;
+		if (total + (size_t)n > CONFIG_MAX_SIZE) {
+			f->step = CONFIG_TOO_BIG;
+			break;
+		}
+		if (write_all(out, buf, (size_t)n) < 0)
+			break; /* the parent gave up */
+		total += (size_t)n;
+	}
+out:
+	close(fd);
+}
+
+/* The reader child's exit: reaped now, or within a moment of the SIGKILL that ended a
+ * read that took too long; one stuck in the kernel beyond that is left to the loop,
+ * which reaps every child (pool_reap_children). True if it exited 0: its report is
+ * whole. */
+static bool reap_reader(pid_t pid, int pidfd, bool kill_it)
+{
+	int status = -1;
+
+	if (pid <= 0)
+		return false;
+
+	if (kill_it) {
+		struct pollfd p = {.fd = pidfd, .events = POLLIN};
+
+		(void)kill(pid, SIGKILL);
+		if (pidfd >= 0)
+			(void)poll(&p, 1, 100);
+		(void)waitpid(pid, &status, WNOHANG);
+	} else {
+		while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+			;
+	}
+	if (pidfd >= 0)
+		close(pidfd);
+	return status == 0;
+}
+
+/* Fork the reader: its pid, what it sends readable from *ret_fd. */
+static pid_t start_reader(const char *path, int *ret_fd)
+{
+	struct config_facts f = {0};
+	int p[2];
+	pid_t pid;
+
+#ifdef FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
+	/* The fuzz targets: in this process, into a memfd (pid 0). A fork per input
+	 * would cost them a hundred times their speed. */
+	p[0] = memfd_create("sigvisor-config", MFD_CLOEXEC);
+	if (p[0] < 0)
+		return -errno;
+	gather(path, p[0], &f);
+	if (write_all(p[0], (const char *)&f, sizeof(f)) < 0 || lseek(p[0], 0, SEEK_SET) < 0) {
+		close(p[0]);
+		return -EIO;
+	}
+	*ret_fd = p[0];
+	(void)pid;
+	(void)p[1];
+	return 0;
+#else
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return -errno;
+	pid = fork();
+	if (pid < 0) {
+		int r = -errno;
+
+		close(p[0]);
+		close(p[1]);
+		return r;
+	}
+	if (pid == 0) {
+		close(p[0]);
+		(void)prctl(PR_SET_PDEATHSIG, SIGKILL);
+		gather(path, p[1], &f);
+		(void)write_all(p[1], (const char *)&f, sizeof(f));
+		_exit(0);
+	}
+	close(p[1]);
+	*ret_fd = p[0];
+	return pid;
+#endif
+}
+
+/* The whole file, NUL-terminated, in *ret_data (free it); at most CONFIG_MAX_SIZE
+ * bytes, within CONFIG_READ_TIMEOUT_MS.
+ *
+ * Read by a child process: a file on a filesystem whose server stalls (NFS, FUSE,
+ * 9p, CIFS) can hang the open, the stat or any read, past any deadline we could check
+ * between reads, and at start-up every signal is blocked, so nothing could interrupt
+ * it; on HUP the loop would stop. Refusing such filesystems would refuse gVisor's and
+ * Kata's volumes, where ConfigMaps live: the child's read is bounded instead, and a
+ * child, unlike a thread, can be killed when the time is up. */
+static int read_config(const char *path, char **ret_data, size_t *ret_len, char *err, size_t errlen)
+{
+	const size_t cap = CONFIG_MAX_SIZE + sizeof(struct config_facts);
+	struct config_facts f = {0};
+	uint64_t deadline = now_ms() + CONFIG_READ_TIMEOUT_MS;
+	char *data = NULL, *bigger;
+	size_t len = 0, size = 0;
+	bool timed_out = false, exited;
+	int fd = -1, pidfd;
+	pid_t pid;
+
+	pid = start_reader(path, &fd);
+	if (pid < 0) {
+		snprintf(err, errlen, "%s: cannot start the config file's reader: %s", path,
+			 strerror((int)-pid));
+		return -EINVAL;
+	}
+	pidfd = pid ? pidfd_open(pid, 0) : -1;
+	for (;;) {
+		uint64_t now = now_ms();
+		struct pollfd pfd = {.fd = fd, .events = POLLIN};
+		ssize_t n;
+		int r;
+
+		if (now >= deadline) {
+			timed_out = true;
+			break;
+		}
+		r = poll(&pfd, 1, (int)(deadline - now));
+		if (r < 0 && errno != EINTR)
+			break;
+		if (r <= 0)
+			continue;
+		if (len == size) {
+			size = size ? (size * 2 < cap + 1 ? size * 2 : cap + 1) : 4096;
+			bigger = realloc(data, size);
+			if (!bigger) {
+				snprintf(err, errlen, "%s: out of memory reading the config file",
+					 path);
+				if (pid) /* never kill(0): that is our process group */
+					reap_reader(pid, pidfd, true);
+				close(fd);
+				free(data);
+				return -EINVAL;
+			}
+			data = bigger;
+		}
+		n = read(fd, data + len, size - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
 		len += (size_t)n;
-		if (len > CONFIG_MAX_SIZE)
-			goto too_big;
+		if (len > cap)
+			break; /* cannot happen: the child sends no more */
 	}
 	close(fd);
-	data[len] = '\0';
-	*ret_data = data;
-	*ret_len = len;
-	return 0;
-too_big:
-	snprintf(err, errlen, "%s: larger than 1 MiB (%d bytes), the most a config file may have",
-		 path, CONFIG_MAX_SIZE);
-	goto fail;
-oom:
-	snprintf(err, errlen, "%s: out of memory reading the config file", path);
+	exited = pid ? reap_reader(pid, pidfd, timed_out || len > cap) : true;
+	if (timed_out) {
+		snprintf(err, errlen,
+			 "%s: reading the config file took longer than %d s (is its filesystem "
+			 "a network or FUSE one that does not answer?); gave up",
+			 path, CONFIG_READ_TIMEOUT_MS / 1000);
+		goto fail;
+	}
+	if (!exited || len < sizeof(f) || len > cap) {
+		snprintf(err, errlen, "%s: the config file's reader died without an answer", path);
+		goto fail;
+	}
+	len -= sizeof(f);
+	memcpy(&f, data + len, sizeof(f));
+	switch ((enum config_step)f.step) {
+	case CONFIG_READ_OK:
+		data[len] = '\0'; /* where the facts were: room for the NUL */
+		*ret_data = data;
+		*ret_len = len;
+		return 0;
+	case CONFIG_OPEN_FAILED:
+		snprintf(err, errlen, "%s: cannot open the config file: %s", path,
+			 strerror(f.errnum));
+		break;
+	case CONFIG_STAT_FAILED:
+		snprintf(err, errlen, "%s: cannot stat the config file: %s", path,
+			 strerror(f.errnum));
+		break;
+	case CONFIG_NOT_REGULAR:
+		snprintf(err, errlen, "%s: is %s; a config file must be a regular file", path,
+			 file_type_name((mode_t)f.mode));
+		break;
+	case CONFIG_STATFS_FAILED:
+		snprintf(err, errlen, "%s: cannot stat the config file's filesystem: %s", path,
+			 strerror(f.errnum));
+		break;
+	case CONFIG_PSEUDO_FS:
+		snprintf(err, errlen,
+			 "%s: on %s, a pseudo-filesystem; a config file must be on a real "
+			 "filesystem",
+			 path, safefile_pseudo_fs((long)f.fs_type));
+		break;
+	case CONFIG_READ_FAILED:
+		snprintf(err, errlen, "%s: cannot read the config file: %s", path,
+			 strerror(f.errnum));
+		break;
+	case CONFIG_TOO_BIG:
+		snprintf(err, errlen,
+			 "%s: larger than 1 MiB (%d bytes), the most a config file may have", path,
+			 CONFIG_MAX_SIZE);
+		break;
+	default:
+		snprintf(err, errlen, "%s: the config file's reader gave a garbled answer", path);
+		break;
+	}
 fail:
 	free(data);
-	close(fd);
 	return -EINVAL;
 }
 

@@ -103,10 +103,15 @@ void options_free_words(char **words);
  * inih would cut a longer line and parse the rest as a line of its own. */
 #define CONFIG_MAX_SIZE (1024 * 1024)
 #define CONFIG_MAX_LINE 197
+/* ...and read within this long, open and stat included (a stalled NFS or FUSE server
+ * would otherwise hold start-up, or the loop on HUP, for ever). */
+#define CONFIG_READ_TIMEOUT_MS 3000
 
 /* Apply a config file of "key = value" lines (long option names; '#' or ';' starts a
  * comment). Only a regular file is read, never one that could block or not end (a
- * FIFO, a device, a socket) nor a directory; a file over CONFIG_MAX_SIZE, a line over
+ * FIFO, a device, a socket, a file of procfs, sysfs or another pseudo-filesystem) nor a
+ * directory; one that takes longer than CONFIG_READ_TIMEOUT_MS, a file over
+ * CONFIG_MAX_SIZE, a line over
  * CONFIG_MAX_LINE, a NUL byte or a read error fails it before any line is applied.
  * Every error starts with the path, names file:line where it is one line's fault, and
  * returns -EINVAL. */

@@ -14,6 +14,7 @@
 
 #include "arbiter.h"
 #include "log.h"
+#include "safefile.h"
 #include "timeutil.h"
 
 extern char **environ;
@@ -173,7 +174,7 @@ void reload_start(struct arbiter *a)
 		r = log_open(s->log_file);
 		if (r < 0)
 			log_error("reload: cannot open %s, logging where we did: %s", s->log_file,
-				  strerror(-r));
+				  safefile_why());
 	}
 	log_setup("sigvisor", s->log_format, LOG_LEVEL_INFO);
 

@@ -134,6 +134,10 @@ static void render_json(struct arbiter *a, FILE *f, uint64_t now)
 	if (a->bpf) {
 		fprintf(f, "\"pin\":");
 		json_fputs(f, bpf_probes_pin_dir(a->bpf));
+		if (*bpf_probes_pin_why(a->bpf)) {
+			fprintf(f, ",\"pin_reason\":");
+			json_fputs(f, bpf_probes_pin_why(a->bpf));
+		}
 		{
 			uint64_t held, lost;
 
@@ -193,7 +197,11 @@ static void text_signals(struct arbiter *a, FILE *f)
 			(ull)st.coalesced, (ull)a->signals_received[sig],
 			st.queued == a->signals_received[sig] ? "ok" : "MISMATCH");
 	}
-	fprintf(f, "bpf: on, maps pinned in %s\n", bpf_probes_pin_dir(a->bpf));
+	if (*bpf_probes_pin_dir(a->bpf))
+		fprintf(f, "bpf: on, maps pinned in %s\n", bpf_probes_pin_dir(a->bpf));
+	else
+		fprintf(f, "bpf: on, maps not pinned%s%s\n",
+			*bpf_probes_pin_why(a->bpf) ? ": " : "", bpf_probes_pin_why(a->bpf));
 	for (int part = 0; part < BPF_PART_MAX; part++) {
 		const char *off = bpf_probes_part_off(a->bpf, part);
 

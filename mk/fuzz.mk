@@ -19,11 +19,11 @@ FUZZ_TARGETS := options config notify control listener http duration
 # also hold code that needs more than the harness gives (notify.c logs and sends): lld with
 # --gc-sections drops what the harness cannot reach, undefined references with it, while
 # a reference from reachable code still fails the link.
-FUZZ_options_SRCS := arbiter/options.c shared/timeutil.c
+FUZZ_options_SRCS := arbiter/options.c shared/safefile.c shared/timeutil.c
 FUZZ_options_LIBS := -linih
 # No real files: "fuzz.conf" is served from the input, anything else does not exist.
 FUZZ_options_LDFLAGS := -Wl,--wrap=open
-FUZZ_config_SRCS := arbiter/options.c shared/timeutil.c
+FUZZ_config_SRCS := arbiter/options.c shared/safefile.c shared/timeutil.c
 FUZZ_config_LIBS := -linih
 FUZZ_notify_SRCS := arbiter/notify.c
 FUZZ_control_SRCS := arbiter/control.c
@@ -37,7 +37,7 @@ FUZZ_SAN := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 # clang-only warnings in shared code must not break make check: warn, do not fail.
 FUZZ_CFLAGS := -g -O1 -fno-omit-frame-pointer -std=gnu11 $(filter-out -Werror,$(WARNINGS)) \
 	-ffunction-sections -fdata-sections
-FUZZ_CPPFLAGS := -D_GNU_SOURCE -Ishared -Iarbiter -Iworker
+FUZZ_CPPFLAGS := -D_GNU_SOURCE -DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION -Ishared -Iarbiter -Iworker
 FUZZ_LDFLAGS := -fuse-ld=lld -Wl,--gc-sections
 # -timeout: an input that takes 10 s is a hang, and a failure.
 FUZZ_RUN_FLAGS := -timeout=10 -print_final_stats=1

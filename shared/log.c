@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "json.h"
+#include "safefile.h"
 
 /* Longest line written: a message is cut at 2 KiB before escaping, so the worst case
  * (every byte escaped as \u00XX) still leaves room for the fields. */
@@ -75,7 +76,7 @@ int log_open(const char *path)
 		log_file_fd = -1;
 		return 0;
 	}
-	fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+	fd = safefile_open_append(path); /* never through a link: see safefile.h */
 	if (fd < 0)
 		return -errno;
 	if (log_file_fd >= 0)
