@@ -165,11 +165,14 @@ int safefile_open_append(const char *path)
 	r = open_dir(path, &d);
 	if (r < 0)
 		return -1;
-	/* O_NOFOLLOW: a link at the path (planted, or left by a careless rotation) is
-	 * refused, never followed; O_NONBLOCK: a FIFO without a reader cannot hold the
-	 * open, where every signal of PID 1 is blocked. */
+	/* O_NOFOLLOW: in a directory others can write, a link at the path (planted, or
+	 * left by a careless rotation) is refused, never followed. A link in a directory
+	 * only root or we can write was put there by one of us: /dev/stdout, or an
+	 * admin's /var/log/app.log -> /data/app.log, is followed. O_NONBLOCK: a FIFO
+	 * without a reader cannot hold the open, where every signal of PID 1 is blocked. */
 	fd = openat(d.fd, d.base,
-		    O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC,
+		    O_WRONLY | O_APPEND | O_CREAT | (d.shared ? O_NOFOLLOW : 0) | O_NONBLOCK |
+			    O_NOCTTY | O_CLOEXEC,
 		    0644);
 	if (fd < 0) {
 		int err = errno;
