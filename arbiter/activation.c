@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -195,12 +196,22 @@ out:
 	return r;
 }
 
+static bool is_activated(const struct activation *act, const char *spec)
+{
+	for (size_t k = 0; k < act->n; k++)
+		if (strcmp(act->spec[k], spec) == 0)
+			return true;
+	return false;
+}
+
 int activation_apply_binds(const struct activation *act, struct settings *s, const char *when)
 {
 	if (act->n == 0)
 		return 0;
 	for (size_t i = 0; i < s->n_binds; i++) {
-		if (s->binds_source != SOURCE_DEFAULT)
+		/* An address systemd passed is served, not ignored: the settings a rollback
+		 * takes back from the upgrade state name these. */
+		if (s->binds_source != SOURCE_DEFAULT && !is_activated(act, s->binds[i]))
 			log_info("%sbind %s ignored: serving on the sockets systemd passed", when,
 				 s->binds[i]);
 		free(s->binds[i]);

@@ -1050,7 +1050,16 @@ int arbiter_main(int argc, char **argv)
 		fprintf(stderr, "sigvisor: out of memory\n");
 		return EXIT_FATAL;
 	}
-	r = options_load(settings, argc, argv, getenv("SIGVISOR_ARGS"), err, sizeof(err));
+	/* Back from a failed upgrade: the settings we ran with are in the state (we wrote
+	 * it), so a config file broken or removed since cannot stop us. Read as at startup
+	 * only if the state is damaged. */
+	r = a->upgrade.rolled_back ? upgrade_settings(a, settings, err, sizeof(err)) : -ENOENT;
+	if (r < 0 && r != -ENOENT)
+		fprintf(stderr, "sigvisor: %s; reading the options and config file again\n", err);
+	if (r < 0) {
+		settings_free(settings);
+		r = options_load(settings, argc, argv, getenv("SIGVISOR_ARGS"), err, sizeof(err));
+	}
 	if (r < 0) {
 		fprintf(stderr, "sigvisor: %s\n", err);
 		upgrade_rollback(a, err);

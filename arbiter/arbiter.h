@@ -36,7 +36,7 @@
  *     within --ready-timeout. Otherwise the upgrade is refused and nothing changes.
  *  2. Write our state (listening sockets, control and notify sockets, accepted control
  *     connections with what they have read and not yet sent, every live worker's
- *     pidfd, id, generation and state, counters) to a memfd, clear
+ *     pidfd, id, generation and state, counters, our settings) to a memfd, clear
  *     close-on-exec on the fds it names, and execve that binary in this process.
  *     Signals stay blocked across execve, so any that arrive meanwhile wait in the
  *     kernel for the new image's signalfd. If execve fails, we carry on as before.
@@ -51,7 +51,8 @@
  * over as SIGVISOR_ROLLBACK_FD. A new image whose set-up fails (pidfile, binds,
  * control, metrics, probes, even its options) re-executes that fd with the same
  * state and SIGVISOR_UPGRADE_FAILED saying why; the previous image resumes with its
- * workers and sockets as they were, without a reload. */
+ * workers, sockets and settings as they were, without a reload, and without reading its
+ * config file (upsettings.h): what broke the new image's start may have broken that. */
 struct upgrade {
 	struct source check; /* SOURCE_UPGRADE_CHECK: the --check child's pidfd */
 	pid_t check_pid;
@@ -75,6 +76,7 @@ struct upgrade {
 	/* The previous image, re-executed after a failed upgrade: why it failed. */
 	bool rolled_back;
 	char rollback_why[512];
+	bool settings_kept;	 /* and took its settings from the state, not the config file */
 	unsigned long rollbacks; /* upgrades undone after the exec */
 	/* The probes' identity the --check said (bpf_probes_identity), 0: none. */
 	uint64_t check_bpf;
@@ -200,6 +202,10 @@ void upgrade_maybe_exec(struct arbiter *a);
  * none), the previous image's executable. Unsets the variables so workers do not
  * inherit them. */
 void upgrade_inherit(struct arbiter *a);
+/* Rolled back (a->upgrade.rolled_back): the settings this image had before the exec, from
+ * the state (settings_load: s is initialized either way; -ENOENT when the state holds
+ * none). */
+int upgrade_settings(struct arbiter *a, struct settings *s, char *err, size_t errlen);
 /* The new image could not start (why): re-execute the previous image with the state
  * handed over. Returns only if there is nothing to roll back to or the exec failed. */
 void upgrade_rollback(struct arbiter *a, const char *why);

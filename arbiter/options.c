@@ -214,6 +214,28 @@ const char *loop_kind_name(enum loop_kind k)
 	return loop_names[k];
 }
 
+/* The names of an enum option's values, index = enum value. */
+static const char *const *choices_of(enum option_kind kind, size_t *ret_n)
+{
+	switch (kind) {
+	case OPT_LOOP:
+		*ret_n = sizeof(loop_names) / sizeof(loop_names[0]);
+		return loop_names;
+	case OPT_BPF:
+		*ret_n = sizeof(bpf_names) / sizeof(bpf_names[0]);
+		return bpf_names;
+	case OPT_READY_MODE:
+		*ret_n = sizeof(ready_mode_names) / sizeof(ready_mode_names[0]);
+		return ready_mode_names;
+	case OPT_NOTIFY_ACCESS:
+		*ret_n = sizeof(notify_access_names) / sizeof(notify_access_names[0]);
+		return notify_access_names;
+	default:
+		*ret_n = sizeof(log_format_names) / sizeof(log_format_names[0]);
+		return log_format_names;
+	}
+}
+
 int option_set(struct settings *s, enum option_source src, const char *name, const char *value,
 	       char *err, size_t errlen)
 {
@@ -305,12 +327,8 @@ int option_set(struct settings *s, enum option_source src, const char *name, con
 	case OPT_BPF:
 	case OPT_READY_MODE:
 	case OPT_NOTIFY_ACCESS: {
-		const char *const *names = d->kind == OPT_LOOP		  ? loop_names
-					   : d->kind == OPT_BPF		  ? bpf_names
-					   : d->kind == OPT_READY_MODE	  ? ready_mode_names
-					   : d->kind == OPT_NOTIFY_ACCESS ? notify_access_names
-									  : log_format_names;
-		size_t n = d->kind == OPT_LOG_FORMAT || d->kind == OPT_NOTIFY_ACCESS ? 2 : 3;
+		size_t n;
+		const char *const *names = choices_of(d->kind, &n);
 
 		if (parse_choice(value, names, n, &choice) < 0) {
 			snprintf(err, errlen, "option '--%s': '%s' is not one of %s", name, value,
@@ -400,6 +418,91 @@ int options_parse_args(struct settings *s, enum option_source src, int argc, cha
 			return r;
 	}
 	return 0;
+}
+
+/* One option's word(s) for settings_words(), appended at words[*n]. */
+static int option_words(const struct settings *s, const struct option_def *d, char **words, int *n)
+{
+	const void *field = (const char *)s + d->offset;
+	const char *const *names;
+	size_t n_names;
+	uint64_t ms;
+	int r = 0;
+
+	switch (d->kind) {
+	case OPT_STRING:
+		if (*(char *const *)field)
+			r = asprintf(&words[(*n)++], "--%s=%s", d->name, *(char *const *)field);
+		break;
+	case OPT_BIND:
+		/* The default is left to start-up and reload, which fill it in. */
+		for (size_t i = 0; s->binds_source != SOURCE_DEFAULT && i < s->n_binds && r >= 0;
+		     i++)
+			r = asprintf(&words[(*n)++], "--%s=%s", d->name, s->binds[i]);
+		break;
+	case OPT_UINT:
+		r = asprintf(&words[(*n)++], "--%s=%u", d->name, *(const unsigned *)field);
+		break;
+	case OPT_DURATION:
+		/* In seconds: parse_duration_ms takes back every value it made this way, and
+		 * not in ms (its whole part is limited to what fits once times 1000^2). */
+		ms = *(const uint64_t *)field;
+		if (ms % 1000)
+			r = asprintf(&words[(*n)++], "--%s=%llu.%03u", d->name,
+				     (unsigned long long)(ms / 1000), (unsigned)(ms % 1000));
+		else
+			r = asprintf(&words[(*n)++], "--%s=%llu", d->name,
+				     (unsigned long long)(ms / 1000));
+		break;
+	case OPT_FLAG:
+	case OPT_ONOFF:
+		r = asprintf(&words[(*n)++], "--%s=%s", d->name,
+			     *(const bool *)field ? "on" : "off");
+		break;
+	case OPT_LOG_FORMAT:
+	case OPT_LOOP:
+	case OPT_BPF:
+	case OPT_READY_MODE:
+	case OPT_NOTIFY_ACCESS:
+		names = choices_of(d->kind, &n_names);
+		if (*(const int *)field < 0 || (size_t) * (const int *)field >= n_names)
+			return -EINVAL;
+		r = asprintf(&words[(*n)++], "--%s=%s", d->name, names[*(const int *)field]);
+		break;
+	}
+	if (r < 0) {
+		words[--(*n)] = NULL; /* asprintf leaves it undefined */
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+char **settings_words(const struct settings *s, int *ret_n)
+{
+	size_t n_defs = sizeof(option_defs) / sizeof(option_defs[0]);
+	/* one word per option, the binds, "--" and the COMMAND, the NULL */
+	char **words = calloc(n_defs + s->n_binds + 1 + s->n_command + 1, sizeof(char *));
+	int n = 0;
+
+	if (!words)
+		return NULL;
+	/* Each word is added after the last, so a failure leaves the first NULL just past
+	 * every word made: options_free_words() frees them all. */
+	for (size_t i = 0; i < n_defs; i++) {
+		/* --check, --help, --version: never on in a running arbiter */
+		if (!option_defs[i].cmdline_only && option_words(s, &option_defs[i], words, &n) < 0)
+			goto fail;
+	}
+	if (s->n_command && !(words[n++] = strdup("--")))
+		goto fail;
+	for (size_t i = 0; i < s->n_command; i++)
+		if (!(words[n++] = strdup(s->command[i])))
+			goto fail;
+	*ret_n = n;
+	return words;
+fail:
+	options_free_words(words);
+	return NULL;
 }
 
 void options_free_words(char **words)

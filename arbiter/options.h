@@ -99,6 +99,14 @@ int options_parse_args(struct settings *s, enum option_source src, int argc, cha
 char **options_split_words(const char *s, int *ret_n, char *err, size_t errlen);
 void options_free_words(char **words);
 
+/* The inverse of options_parse_args(): command-line words that, parsed from index 0 as
+ * SOURCE_CMDLINE with a COMMAND allowed into a fresh struct, give s back (every option
+ * as --name=value, a flag as --name=on|off, the binds unless they are the default, then
+ * "--" and the COMMAND); binds_source then says the command line. --check, --help and
+ * --version are left out: a running arbiter has them off. NULL-terminated (free with
+ * options_free_words), or NULL if out of memory. */
+char **settings_words(const struct settings *s, int *ret_n);
+
 /* A config file is at most this big, and its lines this long (without the line end):
  * inih would cut a longer line and parse the rest as a line of its own. */
 #define CONFIG_MAX_SIZE (1024 * 1024)

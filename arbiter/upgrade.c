@@ -17,6 +17,7 @@
 #include "postfork.h"
 #include "signames.h"
 #include "timeutil.h"
+#include "upsettings.h"
 #include "upstate.h"
 
 #ifndef P_PIDFD
@@ -391,6 +392,10 @@ static int write_state(struct arbiter *a, FILE *f, int *ret_bpf)
 	fprintf(f, "pool %u %u %u\n", p->target, p->generation, p->max_generation);
 	if (upstate_write(f, &num) < 0)
 		return -EIO;
+	/* For a rollback: this image resumes with them, whatever the config file says by
+	 * then (the new image reads its options and config file as on HUP). */
+	if (settings_save(f, a->settings) < 0)
+		return -EIO;
 	fprintf(f, "control %d %s\n", a->control.listen.fd, a->control.path);
 	control_write_state(&a->control, f); /* after the listener: adopting it resets them */
 	if (a->metrics.listen.fd >= 0 && a->settings->metrics)
@@ -629,6 +634,22 @@ void upgrade_rollback(struct arbiter *a, const char *why)
 	unsetenv(FAILED_ENV);
 }
 
+int upgrade_settings(struct arbiter *a, struct settings *s, char *err, size_t errlen)
+{
+	FILE *f = open_state(a->upgrade_fd);
+	int r;
+
+	if (!f) {
+		settings_init(s);
+		snprintf(err, errlen, "cannot read the upgrade state: %s", strerror(errno));
+		return -EIO;
+	}
+	r = settings_load(s, f, err, errlen);
+	fclose(f);
+	a->upgrade.settings_kept = r == 0;
+	return r;
+}
+
 /* Every line of the state, in turn; rest points at what follows the keyword. */
 static FILE *open_state(int fd)
 {
@@ -809,11 +830,17 @@ int upgrade_adopt_workers(struct arbiter *a, int fd)
 	free(line);
 	fclose(f);
 	close(fd);
-	if (a->upgrade.rolled_back)
+	if (a->upgrade.rolled_back) {
 		log_error("upgrade failed, rolled back: %s; resumed with %u workers of generation "
 			  "%u, still running the old binary (pid %d)",
 			  a->upgrade.rollback_why, adopted, p->generation, (int)getpid());
-	else
+		if (a->upgrade.settings_kept)
+			log_info("upgrade: resumed with the settings this image had before the "
+				 "exec, handed over in the state%s%s%s",
+				 a->settings->config ? "; the config file " : "",
+				 a->settings->config ? a->settings->config : "",
+				 a->settings->config ? " was not read again (a HUP reads it)" : "");
+	} else
 		log_info("upgraded in place: adopted %u workers of generation %u", adopted,
 			 p->generation);
 	control_after_upgrade(&a->control);

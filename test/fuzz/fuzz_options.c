@@ -8,7 +8,8 @@
  *
  * Besides the sanitizers (LeakSanitizer included: every settings_free() must free all),
  * the target checks what the parsers promise: ranges of the numbers, cmdline-only
- * options only from the command line, and a message in err on every failure. */
+ * options only from the command line, a message in err on every failure, and that the
+ * settings loaded survive settings_words() and a parse back. */
 #include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -163,6 +164,30 @@ static void fuzz_option_set(int argc, char **argv)
 	settings_free(&s);
 }
 
+/* settings_words() (the settings a USR2 hands over for a rollback): parsed back, the
+ * words give settings that make the same words. */
+static void check_words_round_trip(const struct settings *s)
+{
+	struct settings back;
+	char err[512] = "";
+	int n, n2, r;
+	char **words = settings_words(s, &n), **again;
+
+	check(words != NULL, "settings_words");
+	settings_init(&back);
+	r = options_parse_args(&back, SOURCE_CMDLINE, n, words, 0, true, err, sizeof(err));
+	if (r < 0)
+		fprintf(stderr, "fuzz_options: words do not parse back: %s\n", err);
+	check(r == 0, "the words of settings_words() parse back");
+	again = settings_words(&back, &n2);
+	check(again != NULL && n2 == n, "as many words again");
+	for (int i = 0; i < n; i++)
+		check(strcmp(words[i], again[i]) == 0, "the same words again");
+	options_free_words(words);
+	options_free_words(again);
+	settings_free(&back);
+}
+
 static void fuzz_load(int argc, char **argv, const char *env)
 {
 	struct settings s;
@@ -175,6 +200,7 @@ static void fuzz_load(int argc, char **argv, const char *env)
 		check_settings(&s);
 		if (argc == 1)
 			check(!s.check && !s.help && !s.version, "cmdline-only stays off");
+		check_words_round_trip(&s);
 	}
 	settings_free(&s);
 }
