@@ -1,6 +1,6 @@
 /* The arbiter's setup and its loop: signal intake and dispatch, shutdown, deadlines.
  *
- * Setup may fail loudly and exit with DESIGN.md's statuses. Once the loop runs, it
+ * Setup may fail loudly and exit (doc/RUNBOOK.md, exit statuses). Once the loop runs, it
  * never exits on an error a retry could survive: it logs "..., ignoring" and goes on. */
 #include "arbiter.h"
 

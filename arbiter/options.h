@@ -2,7 +2,7 @@
  *
  * One table describes every option by its long name, so the command line, the
  * environment and a config file's "key = value" lines all go through the same
- * option_set(). Precedence (DESIGN.md): command line > config file > SIGVISOR_ARGS >
+ * option_set(). Precedence (doc/USAGE.md): command line > config file > SIGVISOR_ARGS >
  * defaults; it falls out of applying the sources in reverse order, except that a
  * repeatable option (--bind) from a stronger source replaces rather than extends. */
 #pragma once

@@ -232,7 +232,7 @@ static void worker_exited(struct pool *p, struct worker *w, const siginfo_t *si)
 		p->hooks.trial_failed(p->hooks.ctx, "a worker of the new generation failed");
 		return;
 	}
-	/* gunicorn's convention, which DESIGN.md keeps: 3 = the worker failed to boot,
+	/* gunicorn's convention, kept (doc/RUNBOOK.md): 3 = the worker failed to boot,
 	 * 4 = the application failed to load. Either stops the whole server. */
 	if (si->si_code == CLD_EXITED && (si->si_status == 3 || si->si_status == 4)) {
 		log_error("worker %u exited with status %d: %s; shutting down", w->id,
@@ -410,7 +410,7 @@ static int add_worker(struct pool *p, unsigned id)
 								  : 30000) == 0;
 	}
 	if (!w->notify) {
-		/* Without sd_notify a worker counts as ready once started (DESIGN.md). */
+		/* Without sd_notify a worker counts as ready once started (doc/USAGE.md). */
 		apply(p, w, WEV_READY);
 		watch_for_pings(p, w);
 	} else if (p->cfg.ready_timeout_ms && !serving_watching(p->serving, pid)) {

@@ -3,7 +3,7 @@
 #   bpf/sigvisor.bpf.c --clang -target bpf--> sigvisor.bpf.o (BTF kept, DWARF stripped)
 #   sigvisor.bpf.o --bpftool gen skeleton--> sigvisor.skel.h (the object embedded)
 # arbiter/bpf.c includes the skeleton. Debian's bpftool 7.1 on purpose: skeletons from
-# a newer bpftool may not compile against libbpf 1.1's headers (../shared/FACTS.md).
+# a newer bpftool may not compile against libbpf 1.1's headers (doc/EBPF.md).
 
 BPFTOOL ?= bpftool
 BPF_CLANG ?= clang

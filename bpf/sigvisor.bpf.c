@@ -3,7 +3,7 @@
  * for bpftool, their layout is in shared/sigvisor_bpf.h.
  *
  * Only tp_btf programs: on the machines we target fentry, kprobe and ksyscall do not
- * load, and tracepoint/ needs tracefs mounted (../shared/FACTS.md).
+ * load, and tracepoint/ needs tracefs mounted (doc/EBPF.md).
  *
  * Which processes count: the `tracked` map. The arbiter registers itself (sv_register,
  * below), fork copies a tracked parent's membership to the child, the exit of a

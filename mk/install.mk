@@ -1,6 +1,7 @@
 # Included by the Makefile: what --version says about the build, and installing.
 #   make install [PREFIX=/usr/local] [DESTDIR=]   the binary, sigvisor(8), the examples
-#     (sample config, systemd units in $(DOCDIR)/systemd, Kubernetes manifests)
+#     (sample config, systemd units in $(DOCDIR)/systemd, Kubernetes manifests), and the
+#     README with the pages of doc/ in $(DOCDIR)/doc, where the README's links find them
 #   make uninstall [PREFIX=...] [DESTDIR=]
 # INSTALL_BIN installs another binary than $(BUILD)/sigvisor, e.g. one built elsewhere.
 
@@ -45,6 +46,7 @@ FORCE:
 # Examples: the sample configuration, the sample systemd units, and the Kubernetes
 # manifests when there are any.
 EXAMPLES_K8S = $(wildcard scripts/k8s/*.yaml scripts/k8s/*.yml scripts/k8s/*.md)
+DOC_PAGES = $(wildcard doc/*.md)
 
 install: $(INSTALL_BIN)
 	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(DOCDIR)
@@ -54,6 +56,8 @@ install: $(INSTALL_BIN)
 	$(INSTALL) -d $(DESTDIR)$(DOCDIR)/systemd
 	$(INSTALL) -m 0644 doc/sigvisor.service doc/sigvisor.socket $(DESTDIR)$(DOCDIR)/systemd/
 	$(if $(wildcard README.md),$(INSTALL) -m 0644 README.md $(DESTDIR)$(DOCDIR)/README.md)
+	$(if $(DOC_PAGES),$(INSTALL) -d $(DESTDIR)$(DOCDIR)/doc)
+	$(if $(DOC_PAGES),$(INSTALL) -m 0644 $(DOC_PAGES) $(DESTDIR)$(DOCDIR)/doc/)
 	$(if $(EXAMPLES_K8S),$(INSTALL) -d $(DESTDIR)$(DOCDIR)/k8s)
 	$(if $(EXAMPLES_K8S),$(INSTALL) -m 0644 $(EXAMPLES_K8S) $(DESTDIR)$(DOCDIR)/k8s/)
 

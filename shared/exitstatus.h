@@ -1,4 +1,4 @@
-/* sigvisor's exit statuses (DESIGN.md), for the arbiter, `sigvisor status` and the
+/* sigvisor's exit statuses (doc/RUNBOOK.md), for the arbiter, `sigvisor status` and the
  * built-in worker. 3 and 4 are gunicorn's: a worker that exits with them stops the
  * whole server. */
 #pragma once

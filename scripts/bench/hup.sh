@@ -2,7 +2,7 @@
 # scripts/bench/hup.sh - HUP under load, sigvisor (4 built-in workers) against
 # gunicorn (4 sync workers, app.py), one after the other on 127.0.0.1, and the
 # plot: requests completed per 100 ms through a HUP and a USR2, both servers on
-# one chart (scripts/bench/hup.svg). README.md says what each row means.
+# one chart (scripts/bench/hup.svg). scripts/bench/README.md says what each row means.
 #
 # Per server: one wrk window without a reload (baseline), BENCH_HUPS windows of
 # `wrk -t2 -c64 -d${BENCH_HUP_WRK_SECONDS}s` with one HUP BENCH_HUP_AT s into

@@ -8,7 +8,7 @@
 # From outside, `sigbench pid1` counts the init's zombie children while that
 # runs, when it stops and 1 s later, then sends TERM to the init (by its host
 # pid) and times its exit. The child and the group member write down whether
-# TERM reached them, and from which pid. README.md says what each column means.
+# TERM reached them, and from which pid. scripts/bench/README.md says what each column means.
 #
 # Environment: SIGVISOR BUILD SIGVISOR_BENCH_ARGS as run.sh; BENCH_PID1_RUNS=3
 # BENCH_ORPHAN_SECONDS=3 BENCH_PID1_BPF_OFF=1 (also run sigvisor --bpf off) BENCH_KEEP=1.

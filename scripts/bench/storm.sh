@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # scripts/bench/storm.sh - signal storms against sigvisor and gunicorn (2 workers,
 # a fresh server for every storm), then scale: TTIN one worker at a time to 512
-# (sigvisor) and 64 (gunicorn), TTOU back to 2. README.md says what each row means.
+# (sigvisor) and 64 (gunicorn), TTOU back to 2. scripts/bench/README.md says what each row means.
 #
 # Storms are sent by `sigbench storm` (kill() in a loop) from its own CPU while
 # the servers run pinned on another; `sigbench storm` then watches the

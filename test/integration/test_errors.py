@@ -1,5 +1,5 @@
 """Bad input gets a clear error and the documented exit status; worker failures
-follow DESIGN.md's exit-status rules without a fork storm."""
+follow the exit statuses of doc/RUNBOOK.md without a fork storm."""
 import os
 import socket
 import time
