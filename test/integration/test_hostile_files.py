@@ -204,6 +204,24 @@ def test_a_log_file_link_planted_by_another_user_is_refused(tmpdir_short):
     pub.assert_untouched()
 
 
+def test_a_log_file_link_in_a_directory_of_ours_is_followed(start, tmpdir_short):
+    """/dev/stderr (a link in /dev, which only root can write), or an admin's own link in
+    a directory of ours: followed, as a user asking for it expects."""
+    target = os.path.join(tmpdir_short, "real.log")
+    own = os.path.join(tmpdir_short, "own")
+    os.mkdir(own, 0o755)
+    os.symlink(target, os.path.join(own, "app.log"))
+    sv = start("-w", "1", "--log-file", os.path.join(own, "app.log"), wait_ready=False)
+    wait_for(lambda: os.path.exists(target) and "listening on http://" in open(target).read(),
+             what="the log through the admin's link")
+    sv.kill(signal.SIGTERM)
+    assert sv.wait_exit() == 0
+    sv = start("-w", "1", "--log-file", "/dev/stderr")  # stderr is the fixture's log file
+    sv.wait_workers(1)
+    sv.kill(signal.SIGTERM)
+    assert sv.wait_exit() == 0
+
+
 def test_usr1_reopen_refuses_a_planted_link_and_a_file_of_theirs(start, tmpdir_short):
     pub = Shared(tmpdir_short)
     log = pub.path("app.log")
