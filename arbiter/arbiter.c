@@ -30,6 +30,7 @@ static void arm_timer(struct arbiter *a)
 
 	next = earlier_deadline(next, control_next_deadline(&a->control));
 	next = earlier_deadline(next, notify_upstream_deadline(&a->notify)); /* our WatchdogSec= */
+	next = earlier_deadline(next, notify_rejected_deadline(&a->notify));
 	next = earlier_deadline(next, a->phase_deadline_ms);
 	next = earlier_deadline(next, a->bpf_load_at_ms);
 	next = earlier_deadline(next, a->upgrade.check_deadline_ms);
@@ -237,6 +238,7 @@ static void on_timer(struct arbiter *a)
 	pool_run_deadlines(&a->pool, now);
 	upgrade_check_timeout(a, now);
 	notify_upstream_tick(&a->notify, now);
+	notify_rejected_flush(&a->notify, now);
 	control_run_deadlines(&a->control, now);
 	pool_reconcile(&a->pool);
 }

@@ -427,6 +427,15 @@ void control_set_cloexec(struct control *c, bool on)
 		(void)fcntl(cc->src.fd, F_SETFD, on ? FD_CLOEXEC : 0);
 }
 
+/* " (and N more since the last such line)" for a rate-limited line, "" for none. */
+static const char *held_note(uint64_t held, char *buf, size_t len)
+{
+	if (!held)
+		return "";
+	snprintf(buf, len, " (and %llu more since the last such line)", (unsigned long long)held);
+	return buf;
+}
+
 /* Out of file descriptors: the waiting connection would keep the level-triggered
  * listener readable and the loop spinning. Give up the reserve fd, accept the
  * connection and close it at once (the client sees EOF), then take the reserve back.
@@ -434,6 +443,8 @@ void control_set_cloexec(struct control *c, bool on)
  * queue, so EMFILE alone does not mean a client waits. */
 static bool shed_one(struct control *c)
 {
+	uint64_t held;
+	char note[64];
 	int fd;
 
 	if (c->reserve_fd >= 0)
@@ -445,7 +456,9 @@ static bool shed_one(struct control *c)
 	if (fd < 0)
 		return false;
 	c->rejected++;
-	log_warn("control socket: out of file descriptors, turned a client away");
+	if (ratelimit_pass(&c->shed_log, now_ms(), &held))
+		log_warn("control socket: out of file descriptors, turned a client away%s",
+			 held_note(held, note, sizeof(note)));
 	return true;
 }
 
@@ -497,9 +510,13 @@ void control_on_listener(struct control *c)
 		}
 		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 ||
 		    (cred.uid != 0 && cred.uid != geteuid())) {
+			uint64_t held;
+			char note[64];
+
 			c->rejected++;
-			log_warn("control socket: refused a client with uid %u",
-				 (unsigned)cred.uid);
+			if (ratelimit_pass(&c->refused_log, now_ms(), &held))
+				log_warn("control socket: refused a client with uid %u%s",
+					 (unsigned)cred.uid, held_note(held, note, sizeof(note)));
 			close(fd);
 			continue;
 		}
@@ -713,12 +730,23 @@ uint64_t control_next_deadline(const struct control *c)
 
 	for (const struct control_conn *cc = c->conns; cc; cc = cc->next)
 		next = earlier_deadline(next, cc->deadline_ms);
-	return next;
+	next = earlier_deadline(next, ratelimit_deadline(&c->refused_log));
+	return earlier_deadline(next, ratelimit_deadline(&c->shed_log));
 }
 
 void control_run_deadlines(struct control *c, uint64_t now)
 {
 	struct control_conn *cc, *next;
+	uint64_t held;
+
+	if ((held = ratelimit_flush(&c->refused_log, now)))
+		log_warn("control socket: refused %llu more clients of another uid since the "
+			 "last such line",
+			 (unsigned long long)held);
+	if ((held = ratelimit_flush(&c->shed_log, now)))
+		log_warn("control socket: out of file descriptors, turned %llu more clients "
+			 "away since the last such line",
+			 (unsigned long long)held);
 
 	for (cc = c->conns; cc; cc = next) {
 		next = cc->next;
