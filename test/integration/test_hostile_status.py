@@ -1,14 +1,146 @@
 """What other users and the workers' own children can do to sigvisor (issue 23): sockets
 planted where root's `sigvisor status` looks, a flood of refused control clients, and
 processes a worker started that outlive it."""
+import json
 import os
 import re
 import subprocess
 import time
 
-from conftest import wait_for
+from conftest import SIGVISOR, wait_for
 
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+
+# As nobody, in nobody's own /tmp/sigvisor-65534 (which root's `status` searches): a
+# socket that accepts and never answers, one that sends without end, one that accepts
+# and closes, one whose listen queue is full, and a symlink to root's real arbiter.
+# Prints "ready", then on stdin's end how many bytes the endless one sent.
+HOSTILE = r'''
+import os, socket, sys, threading
+d = "/tmp/sigvisor-65534"
+os.mkdir(d, 0o700)
+sent = [0]
+def serve(name, what):
+    s = socket.socket(socket.AF_UNIX)
+    s.bind(f"{d}/{name}.sock")
+    s.listen(0 if what == "full" else 16)
+    if what == "full":
+        for _ in range(8):   # fill the queue: connect() to it now says EAGAIN
+            c = socket.socket(socket.AF_UNIX); c.setblocking(False)
+            try:
+                c.connect(f"{d}/{name}.sock")
+            except BlockingIOError:
+                break
+        return s
+    def loop():
+        held = []
+        while True:
+            c, _ = s.accept()
+            if what == "silent":
+                held.append(c)
+            elif what == "closer":
+                c.close()
+            else:
+                chunk = b"x" * 65536
+                try:
+                    while True:
+                        sent[0] += c.send(chunk)
+                except OSError:
+                    c.close()
+    threading.Thread(target=loop, daemon=True).start()
+    return s
+keep = [serve("1", "silent"), serve("2", "endless"), serve("3", "closer"), serve("4", "full")]
+os.symlink(sys.argv[1], f"{d}/5.sock")
+print("ready", flush=True)
+sys.stdin.read()
+print(sent[0], flush=True)
+'''
+
+# In a mount namespace with /tmp and /run of its own (so no other arbiter on the
+# machine counts, and nothing planted is left behind): root's arbiter in /run/sigvisor,
+# nobody's sockets, then root's plain `sigvisor status`, then one --control at the
+# endless socket. JSON on stdout.
+DRIVER = r'''
+import json, os, subprocess, sys, time
+sv, loop = sys.argv[1], sys.argv[2:]
+subprocess.run(["mount", "-t", "tmpfs", "tmpfs", "/tmp"], check=True)
+subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=0755", "tmpfs", "/run"], check=True)
+env = {k: v for k, v in os.environ.items() if k not in ("RUNTIME_DIRECTORY", "SIGVISOR_ARGS")}
+log = open("/run/arbiter.log", "w")
+arb = subprocess.Popen([sv, "-b", "127.0.0.1:0", "-w", "1", "--bpf", "off"] + loop, env=env,
+                       stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+out = {"pid": arb.pid}
+hostile = None
+try:
+    real = f"/run/sigvisor/{arb.pid}.sock"
+    end = time.monotonic() + 10
+    while not os.path.exists(real) and time.monotonic() < end:
+        time.sleep(0.01)
+    hostile = subprocess.Popen(NOBODY + ["/usr/bin/python3", "-c", HOSTILE, real],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    out["hostile_ready"] = hostile.stdout.readline().strip()
+
+    def status(*args):
+        t0 = time.monotonic()
+        try:
+            r = subprocess.run([sv, "status", "--timeout", "3"] + list(args), env=env,
+                               capture_output=True, text=True, timeout=15)
+        except subprocess.TimeoutExpired as e:
+            return {"rc": "still running after 15 s", "stdout": "", "took": 15,
+                    "stderr": (e.stderr or b"")[-1000:].decode(errors="replace")}
+        return {"rc": r.returncode, "stdout": r.stdout, "stderr": r.stderr,
+                "took": time.monotonic() - t0}
+    out["search"] = status("--json")
+    out["named"] = status("--json", "--control", "/tmp/sigvisor-65534/2.sock")
+    hostile.stdin.close()
+    out["endless_sent"] = int(hostile.stdout.readline())
+finally:
+    if hostile and hostile.poll() is None:
+        hostile.kill()
+    arb.terminate()
+    out["arbiter_exit"] = arb.wait(10)
+    out["log"] = open("/run/arbiter.log").read()
+print(json.dumps(out))
+'''
+
+
+def test_root_status_skips_planted_sockets_and_answers_within_its_deadline():
+    """nobody plants sockets in /tmp/sigvisor-65534, which root's `sigvisor status`
+    searches: they are connected to without waiting, skipped with a reason because
+    what listens there is not sigvisor, and root's real arbiter answers well within
+    the one --timeout. Named with --control, the endless one is read only up to the
+    bound."""
+    loop = os.environ.get("SIGVISOR_TEST_LOOP")
+    driver = (f"NOBODY = {NOBODY!r}\nHOSTILE = {HOSTILE!r}\n" + DRIVER)
+    r = subprocess.run(["unshare", "--mount", "--propagation", "private", "/usr/bin/python3",
+                        "-c", driver, SIGVISOR] + (["--loop", loop] if loop else []),
+                       capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["hostile_ready"] == "ready", out
+    s = out["search"]
+    assert s["rc"] == 0, (s, out["log"])
+    assert json.loads(s["stdout"])["pid"] == out["pid"]
+    assert s["took"] < 2.0, s  # nothing was waited for but the real arbiter's answer
+    d = "/tmp/sigvisor-65534"
+    for n in (1, 2, 3):
+        assert re.search(rf"sigvisor status: skipped {d}/{n}\.sock: the process listening "
+                         rf"there \(pid \d+\) runs /\S*python\S*, not this sigvisor",
+                         s["stderr"]), s["stderr"]
+    assert (f"sigvisor status: skipped {d}/4.sock: its listen queue is full (a stopped or "
+            f"hung process?)") in s["stderr"], s["stderr"]
+    assert f"sigvisor status: skipped {d}/5.sock: not a socket" in s["stderr"], s["stderr"]
+    assert "several arbiters" not in s["stderr"]
+    # Asked by name, the endless one is trusted, but read only up to 4 MiB: what it
+    # could send is that plus what the socket buffers hold.
+    n = out["named"]
+    assert n["rc"] == 1, n
+    assert f"sigvisor status: {d}/2.sock: the answer is larger than 4 MiB: not a " \
+           f"sigvisor's, giving up" in n["stderr"], n
+    assert n["took"] < 3.0, n
+    assert out["endless_sent"] <= (4 << 20) + (2 << 20), out["endless_sent"]
+    assert out["arbiter_exit"] == 0, out["log"]
+
 
 FLOOD = r'''
 import socket, sys
