@@ -4,10 +4,11 @@ processes a worker started that outlive it."""
 import json
 import os
 import re
+import signal
 import subprocess
 import time
 
-from conftest import SIGVISOR, wait_for
+from conftest import DEADLINE, SIGVISOR, alive, proc_status, wait_for
 
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 
@@ -180,3 +181,81 @@ def test_refused_control_clients_are_logged_once_a_second_with_a_count(start, tm
     assert len(lines) + sum(int(x or 0) for x in lines) + sum(summaries) == 2000, text[-2000:]
     # and the timer goes quiet again: no summary is due
     assert sv.status()["counters"]["control_rejected"] == 2000
+
+
+# The worker: a child that ignores TERM, a grandchild that double-forks away from the
+# worker (an orphan the arbiter adopts as subreaper) and ignores TERM too, and a child
+# that leaves on TERM, writing a mark. Their pids go to a file; then it waits.
+LEAVES = r'''
+import os, signal, sys, time
+out = sys.argv[1]
+def child(ignore, mark=None):
+    pid = os.fork()
+    if pid:
+        return pid
+    if ignore:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    elif mark:
+        def leave(*_):
+            open(mark, "w").close()
+            os._exit(0)
+        signal.signal(signal.SIGTERM, leave)
+    while True:
+        time.sleep(60)
+stubborn = child(True)
+r, w = os.pipe()
+mid = os.fork()
+if mid == 0:
+    os.close(r)
+    g = os.fork()
+    if g == 0:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        while True:
+            time.sleep(60)
+    os.write(w, str(g).encode())
+    os._exit(0)
+os.close(w)
+orphan = int(os.read(r, 32))
+os.waitpid(mid, 0)
+polite = child(False, out + ".termed")
+with open(out + ".tmp", "w") as f:
+    f.write(f"{stubborn} {orphan} {polite}\n")
+os.rename(out + ".tmp", out)
+while True:
+    time.sleep(60)
+'''
+
+
+def test_nothing_a_worker_started_outlives_the_arbiter(start, tmpdir_short):
+    """Not PID 1, sigvisor is its workers' children's subreaper: once the workers have
+    exited on TERM, what they left gets TERM, and KILL at the graceful deadline; the
+    arbiter exits only when none of it runs."""
+    pids_file = os.path.join(tmpdir_short, "pids")
+    sv = start("-w", "1", "--ready-mode", "start", "--graceful-timeout", "1.5",
+               command=["/usr/bin/python3", "-c", LEAVES, pids_file])
+    [w] = sv.wait_workers(1)
+    wait_for(lambda: os.path.exists(pids_file), what="the worker's children")
+    pids = [int(p) for p in open(pids_file).read().split()]
+    stubborn, orphan, polite = pids
+    try:
+        assert sv.pid != 1
+        # The double-forked grandchild came to the arbiter: it is a subreaper.
+        wait_for(lambda: proc_status(orphan)["PPid"] == str(sv.pid),
+                 what="the orphan adopted by the arbiter")
+        assert proc_status(stubborn)["PPid"] == str(w["pid"])
+        t0 = time.monotonic()
+        sv.kill(signal.SIGTERM)
+        assert sv.wait_exit() == 0
+        took = time.monotonic() - t0
+        for p in pids:
+            assert not alive(p), (p, proc_status(p), sv.text()[-2000:])
+        assert os.path.exists(pids_file + ".termed")  # TERM came first
+        assert 1.4 <= took < 1.5 + 3, took  # KILL at the graceful deadline
+        sv.wait_log(r"\d+ processes the workers started still run after their workers "
+                    r"exited: sent SIGTERM, SIGKILL in \d+\.\d s")
+        sv.wait_log(r"2 processes the workers started still run at the graceful deadline: "
+                    r"sent SIGKILL")
+    finally:
+        for p in pids:
+            if alive(p):
+                os.kill(p, signal.SIGKILL)
