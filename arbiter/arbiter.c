@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "descendants.h"
 #include "log.h"
 #include "safefile.h"
 #include "serving.h"
@@ -31,7 +32,9 @@ static void arm_timer(struct arbiter *a)
 
 	next = earlier_deadline(next, control_next_deadline(&a->control));
 	next = earlier_deadline(next, notify_upstream_deadline(&a->notify)); /* our WatchdogSec= */
+	next = earlier_deadline(next, notify_rejected_deadline(&a->notify));
 	next = earlier_deadline(next, a->phase_deadline_ms);
+	next = earlier_deadline(next, a->leftovers_at_ms);
 	next = earlier_deadline(next, a->bpf_load_at_ms);
 	next = earlier_deadline(next, a->upgrade.check_deadline_ms);
 	next = earlier_deadline(next, a->upgrade.drain_deadline_ms);
@@ -48,10 +51,69 @@ static void arm_timer(struct arbiter *a)
 		a->timer_armed_ms = next;
 }
 
+/* After SIGKILL, how often the tree is walked again (a process may have forked as it
+ * was killed, its child adopted by us unseen), and for how long: a process stuck in
+ * uninterruptible sleep must not keep the arbiter from exiting. */
+#define LEFTOVERS_KILL_RETRY_MS 100
+#define LEFTOVERS_KILL_WAIT_MS	5000
+
+/* The workers are gone and some of what they started is not: a child that ignored its
+ * worker's TERM, or one that double-forked away (and came to us, the subreaper or PID
+ * 1). Nothing we started may outlive us: TERM now, KILL at the graceful deadline. */
+static void leftovers_start(struct arbiter *a)
+{
+	uint64_t now = now_ms(), kill_at = a->drain_started_ms + a->settings->graceful_timeout_ms;
+	int n = descendants_signal(SIGTERM);
+
+	if (n < 0) {
+		log_warn("cannot list what the workers started (/proc: %s): exiting without "
+			 "stopping it",
+			 strerror(-n));
+		a->done = true;
+		return;
+	}
+	a->leftovers = LEFTOVERS_TERMED;
+	a->leftovers_at_ms = kill_at > now ? kill_at : now;
+	if (n > 0)
+		log_info("%d processes the workers started still run after their workers "
+			 "exited: sent SIGTERM, SIGKILL in %.1f s",
+			 n, (double)(a->leftovers_at_ms - now) / 1000.0);
+}
+
+static void leftovers_tick(struct arbiter *a, uint64_t now)
+{
+	int n;
+
+	if (!a->leftovers_at_ms || now < a->leftovers_at_ms)
+		return;
+	if (a->leftovers == LEFTOVERS_KILLED && now >= a->leftovers_give_up_ms) {
+		log_warn("processes the workers started still run %.1f s after SIGKILL "
+			 "(uninterruptible sleep?): exiting without them",
+			 (double)LEFTOVERS_KILL_WAIT_MS / 1000.0);
+		a->leftovers_at_ms = 0;
+		a->done = true;
+		return;
+	}
+	n = descendants_signal(SIGKILL);
+	if (a->leftovers == LEFTOVERS_TERMED) {
+		if (n > 0)
+			log_warn("%d processes the workers started still run at the graceful "
+				 "deadline: sent SIGKILL",
+				 n);
+		a->leftovers = LEFTOVERS_KILLED;
+		a->leftovers_give_up_ms = now + LEFTOVERS_KILL_WAIT_MS;
+	}
+	a->leftovers_at_ms = now + LEFTOVERS_KILL_RETRY_MS;
+}
+
 static void check_done(struct arbiter *a)
 {
-	if (a->phase >= PHASE_DRAINING && pool_count(&a->pool, worker_is_alive) == 0)
+	if (a->phase < PHASE_DRAINING || pool_count(&a->pool, worker_is_alive) > 0)
+		return;
+	if (!descendants_any())
 		a->done = true;
+	else if (a->leftovers == LEFTOVERS_NONE)
+		leftovers_start(a);
 }
 
 static void begin_drain(struct arbiter *a, bool quick)
@@ -60,6 +122,8 @@ static void begin_drain(struct arbiter *a, bool quick)
 		notify_upstream(&a->notify, "STOPPING=1");
 	a->phase = quick ? PHASE_QUITTING : PHASE_DRAINING;
 	a->phase_deadline_ms = 0;
+	if (!a->drain_started_ms)
+		a->drain_started_ms = now_ms();
 	arbiter_sync_pool(a);
 	/* Stop accepting: the sockets take no new connection from now on and our copies
 	 * go; the workers take what is queued when they get the signal, then close
@@ -238,8 +302,10 @@ static void on_timer(struct arbiter *a)
 	if (a->bpf_load_at_ms && a->bpf_load_at_ms <= now)
 		start_bpf_loading(a);
 	pool_run_deadlines(&a->pool, now);
+	leftovers_tick(a, now);
 	upgrade_check_timeout(a, now);
 	notify_upstream_tick(&a->notify, now);
+	notify_rejected_flush(&a->notify, now);
 	control_run_deadlines(&a->control, now);
 	pool_reconcile(&a->pool);
 }

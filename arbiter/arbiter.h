@@ -138,7 +138,13 @@ struct arbiter {
 	char bpf_why[256];     /* why they are off */
 	enum arbiter_phase phase;
 	uint64_t phase_deadline_ms; /* end of --shutdown-delay */
-	uint64_t bpf_load_at_ms;    /* --bpf auto: start loading by then (setup_bpf) */
+	uint64_t drain_started_ms;  /* when the workers were told to stop */
+	/* Once the workers are gone, what they started and left running (descendants.h):
+	 * sent TERM, then KILL at the graceful deadline, again until none is left. */
+	enum { LEFTOVERS_NONE, LEFTOVERS_TERMED, LEFTOVERS_KILLED } leftovers;
+	uint64_t leftovers_at_ms;      /* the next KILL (0: none) */
+	uint64_t leftovers_give_up_ms; /* exit even if some would not die */
+	uint64_t bpf_load_at_ms;       /* --bpf auto: start loading by then (setup_bpf) */
 	int exit_status;
 	bool done;
 	pid_t pid;

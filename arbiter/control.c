@@ -5,12 +5,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <glob.h>
+#include <limits.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -90,31 +91,23 @@ int control_default_path(char *buf, size_t len, int pid)
 	return r;
 }
 
-/* Connect to the socket at path: an fd when something listens there, else -errno.
- * ECONNREFUSED is a socket file nobody listens on: the arbiter that made it died.
- * Only a connection tells: its pid says nothing when it was PID 1 in another PID
- * namespace, or when that pid has been reused. */
-/* How long `sigvisor status` waits for a connection and for the answer (--timeout):
- * an arbiter that is stopped (SIGSTOP, a debugger) or hung must not hang the probe
- * that asks. 0: no limit. */
-static uint64_t client_timeout_ms = 10000;
-
-static int connect_to(const char *path, bool nonblock)
+/* Connect to the socket at path without waiting: an fd (non-blocking) when something
+ * listens there, else -errno. ECONNREFUSED is a socket file nobody listens on: the
+ * arbiter that made it died. EAGAIN is a listener whose queue is full: a blocking
+ * connect() would wait for it to accept, for as long as it likes. Only a connection
+ * tells: its pid says nothing when it was PID 1 in another PID namespace, or when that
+ * pid has been reused. */
+static int connect_to(const char *path)
 {
 	struct sockaddr_un un = {.sun_family = AF_UNIX};
-	struct timeval tv = {.tv_sec = (time_t)(client_timeout_ms / 1000),
-			     .tv_usec = (suseconds_t)(client_timeout_ms % 1000) * 1000};
 	int fd, r;
 
 	if (strlen(path) >= sizeof(un.sun_path))
 		return -ENAMETOOLONG;
 	strcpy(un.sun_path, path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | (nonblock ? SOCK_NONBLOCK : 0), 0);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return -errno;
-	/* A full listen queue blocks connect() for SO_SNDTIMEO; the answer, SO_RCVTIMEO. */
-	(void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	(void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	if (connect(fd, (struct sockaddr *)&un, sizeof(un)) < 0) {
 		r = -errno;
 		close(fd);
@@ -140,8 +133,8 @@ static int remove_stale(const char *path, char *err, size_t errlen)
 			 path);
 		return -EEXIST;
 	}
-	/* Non-blocking: an arbiter that is stopped with a full queue still counts (EAGAIN). */
-	fd = connect_to(path, true);
+	/* An arbiter that is stopped with a full queue still counts (EAGAIN). */
+	fd = connect_to(path);
 	if (fd >= 0 || fd == -EAGAIN) {
 		if (fd >= 0)
 			close(fd);
@@ -427,6 +420,15 @@ void control_set_cloexec(struct control *c, bool on)
 		(void)fcntl(cc->src.fd, F_SETFD, on ? FD_CLOEXEC : 0);
 }
 
+/* " (and N more since the last such line)" for a rate-limited line, "" for none. */
+static const char *held_note(uint64_t held, char *buf, size_t len)
+{
+	if (!held)
+		return "";
+	snprintf(buf, len, " (and %llu more since the last such line)", (unsigned long long)held);
+	return buf;
+}
+
 /* Out of file descriptors: the waiting connection would keep the level-triggered
  * listener readable and the loop spinning. Give up the reserve fd, accept the
  * connection and close it at once (the client sees EOF), then take the reserve back.
@@ -434,6 +436,8 @@ void control_set_cloexec(struct control *c, bool on)
  * queue, so EMFILE alone does not mean a client waits. */
 static bool shed_one(struct control *c)
 {
+	uint64_t held;
+	char note[64];
 	int fd;
 
 	if (c->reserve_fd >= 0)
@@ -445,7 +449,9 @@ static bool shed_one(struct control *c)
 	if (fd < 0)
 		return false;
 	c->rejected++;
-	log_warn("control socket: out of file descriptors, turned a client away");
+	if (ratelimit_pass(&c->shed_log, now_ms(), &held))
+		log_warn("control socket: out of file descriptors, turned a client away%s",
+			 held_note(held, note, sizeof(note)));
 	return true;
 }
 
@@ -497,9 +503,13 @@ void control_on_listener(struct control *c)
 		}
 		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 ||
 		    (cred.uid != 0 && cred.uid != geteuid())) {
+			uint64_t held;
+			char note[64];
+
 			c->rejected++;
-			log_warn("control socket: refused a client with uid %u",
-				 (unsigned)cred.uid);
+			if (ratelimit_pass(&c->refused_log, now_ms(), &held))
+				log_warn("control socket: refused a client with uid %u%s",
+					 (unsigned)cred.uid, held_note(held, note, sizeof(note)));
 			close(fd);
 			continue;
 		}
@@ -713,12 +723,23 @@ uint64_t control_next_deadline(const struct control *c)
 
 	for (const struct control_conn *cc = c->conns; cc; cc = cc->next)
 		next = earlier_deadline(next, cc->deadline_ms);
-	return next;
+	next = earlier_deadline(next, ratelimit_deadline(&c->refused_log));
+	return earlier_deadline(next, ratelimit_deadline(&c->shed_log));
 }
 
 void control_run_deadlines(struct control *c, uint64_t now)
 {
 	struct control_conn *cc, *next;
+	uint64_t held;
+
+	if ((held = ratelimit_flush(&c->refused_log, now)))
+		log_warn("control socket: refused %llu more clients of another uid since the "
+			 "last such line",
+			 (unsigned long long)held);
+	if ((held = ratelimit_flush(&c->shed_log, now)))
+		log_warn("control socket: out of file descriptors, turned %llu more clients "
+			 "away since the last such line",
+			 (unsigned long long)held);
 
 	for (cc = c->conns; cc; cc = next) {
 		next = cc->next;
@@ -771,16 +792,169 @@ void control_after_upgrade(struct control *c)
 	}
 }
 
-/* Find the one running arbiter's socket in the default directories, connected (*ret_fd)
- * or, when connecting failed for another reason than the socket being stale, -errno.
- * A socket is known to be live only by connecting: the arbiter that made PID.sock may
- * have been PID 1 in another PID namespace, so its pid proves nothing. A file nobody
- * listens on (ECONNREFUSED) was left by an arbiter that died: it is skipped. */
+/* -- the client: `sigvisor status` ---------------------------------------------------
+ *
+ * root's `sigvisor status` looks in other users' directories, where anything may
+ * listen. So it waits on nothing it has not checked and nothing without a bound: the
+ * connect does not wait (a full listen queue says EAGAIN), a socket found by the search
+ * is asked only once its listener is seen to be a sigvisor of the directory's owner,
+ * one deadline (--timeout) covers the whole search and the answer, and an answer
+ * stops at STATUS_MAX_ANSWER. */
+
+/* A status answer is a few hundred bytes a worker: 4 MiB is some 20,000 workers. */
+#define STATUS_MAX_ANSWER (4u << 20)
+/* Sockets skipped are told one line each, up to this many; then only how many. */
+#define STATUS_MAX_SKIP_LINES 20
+
+#ifndef SO_PEERPIDFD
+#define SO_PEERPIDFD 77 /* Linux 6.5; glibc 2.36's headers predate it */
+#endif
+
+/* How long `sigvisor status` may take in all, search and answer (--timeout): an
+ * arbiter that is stopped (SIGSTOP, a debugger) or hung must not hang the probe that
+ * asks. 0: no limit. */
+static uint64_t client_timeout_ms = 10000;
+static uint64_t client_deadline_ms; /* 0: none */
+static unsigned long client_skipped;
+
+/* What is left of the deadline, for poll(): -1 without one. */
+static int remaining_ms(void)
+{
+	uint64_t now = now_ms();
+
+	if (!client_deadline_ms)
+		return -1;
+	if (now >= client_deadline_ms)
+		return 0;
+	return client_deadline_ms - now > INT_MAX ? INT_MAX : (int)(client_deadline_ms - now);
+}
+
+static void skipped(const char *path, const char *why)
+{
+	if (client_skipped++ < STATUS_MAX_SKIP_LINES)
+		fprintf(stderr, "sigvisor status: skipped %s: %s\n", path, why);
+}
+
+/* The pid a pidfd stands for: -1 once that process has exited, 0 when it is in a PID
+ * namespace we cannot see (fdinfo's "Pid:" line). */
+static pid_t pidfd_pid(int pidfd)
+{
+	char p[64], line[128];
+	pid_t pid = -1;
+	FILE *f;
+
+	snprintf(p, sizeof(p), "/proc/self/fdinfo/%d", pidfd);
+	f = fopen(p, "re");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "Pid: %d", &pid) == 1)
+			break;
+	fclose(f);
+	return pid;
+}
+
+/* The identity of a program, with AT_STATX_DONT_SYNC: a binary on FUSE or NFS is not
+ * asked about (its server could stall us), the cached attributes say enough. */
+static int exe_stat(const char *link, struct statx *stx, char *path, size_t len)
+{
+	ssize_t n;
+
+	if (statx(AT_FDCWD, link, AT_STATX_DONT_SYNC,
+		  STATX_TYPE | STATX_MODE | STATX_UID | STATX_INO, stx) < 0)
+		return -errno;
+	n = readlink(link, path, len - 1);
+	if (n < 0)
+		return -errno;
+	path[n] = '\0';
+	/* A binary replaced on disk since it started (a package upgrade) */
+	if ((size_t)n > strlen(" (deleted)") &&
+	    strcmp(path + n - strlen(" (deleted)"), " (deleted)") == 0)
+		path[n - strlen(" (deleted)")] = '\0';
+	return 0;
+}
+
+/* Whether process pid runs sigvisor: the very file we run (the same device and inode),
+ * or the file now or once at the same path as ours, owned by root or us and writable by
+ * nobody else: the same install, one side upgraded (a USR2 execs the new binary, and
+ * an arbiter not yet upgraded still runs the old one, deleted). A copy of sigvisor
+ * elsewhere does not count: anyone can make one, and patch it. */
+static bool runs_sigvisor(pid_t pid, char *why, size_t len)
+{
+	struct statx self, peer;
+	char link[64], self_path[PATH_MAX], peer_path[PATH_MAX];
+	int r;
+
+	snprintf(link, sizeof(link), "/proc/%d/exe", (int)pid);
+	r = exe_stat(link, &peer, peer_path, sizeof(peer_path));
+	if (r < 0) {
+		snprintf(why, len, "cannot see what the process listening there (pid %d) runs: %s",
+			 (int)pid, strerror(-r));
+		return false;
+	}
+	r = exe_stat("/proc/self/exe", &self, self_path, sizeof(self_path));
+	if (r < 0) {
+		snprintf(why, len, "cannot see what this program is (/proc/self/exe): %s",
+			 strerror(-r));
+		return false;
+	}
+	if (self.stx_dev_major == peer.stx_dev_major && self.stx_dev_minor == peer.stx_dev_minor &&
+	    self.stx_ino == peer.stx_ino)
+		return true;
+	if (strcmp(self_path, peer_path) == 0 && (peer.stx_uid == 0 || peer.stx_uid == geteuid()) &&
+	    !(peer.stx_mode & (S_IWGRP | S_IWOTH)))
+		return true;
+	snprintf(why, len, "the process listening there (pid %d) runs %.200s, not this sigvisor",
+		 (int)pid, peer_path);
+	return false;
+}
+
+/* Whether the process listening on fd is the socket file's owner (st, looked at before
+ * connecting: the file may have been swapped since) and runs sigvisor; if not, why. */
+static bool peer_trusted(int fd, const struct stat *st, char *why, size_t len)
+{
+	struct ucred cred;
+	socklen_t cl = sizeof(cred), pl = sizeof(int);
+	int pidfd = -1;
+	pid_t pid;
+	bool ok;
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) < 0) {
+		snprintf(why, len, "cannot tell who listens there: %s", strerror(errno));
+		return false;
+	}
+	if (cred.uid != st->st_uid) {
+		snprintf(why, len, "the process listening there has uid %u, the socket file uid %u",
+			 (unsigned)cred.uid, (unsigned)st->st_uid);
+		return false;
+	}
+	/* The listener's pidfd holds its pid: while that process lives, /proc/PID is it
+	 * and no other. SO_PEERCRED's pid alone may have been reused (older kernels). */
+	pid = cred.pid;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &pl) == 0)
+		pid = pidfd_pid(pidfd);
+	else if (errno != ENOPROTOOPT)
+		pid = -1; /* the kernel has no process to give */
+	if (pid == 0)
+		snprintf(why, len,
+			 "the process listening there is in another PID namespace: cannot tell "
+			 "it is a sigvisor");
+	else if (pid < 0)
+		snprintf(why, len, "the process that made the socket listen has exited");
+	ok = pid > 0 && runs_sigvisor(pid, why, len);
+	if (ok && pidfd >= 0 && pidfd_pid(pidfd) != pid) {
+		snprintf(why, len, "the process listening there exited as it was looked at");
+		ok = false;
+	}
+	if (pidfd >= 0)
+		close(pidfd);
+	return ok;
+}
+
+/* The default directories, and when we are root every /tmp/sigvisor-UID that that uid
+ * owns (anyone may make one in /tmp). */
 #define MAX_SEARCH_DIRS 256
 
-/* root may connect to any arbiter's socket: it looks in every user's directory too. A
- * /tmp/sigvisor-UID counts only when that uid owns it (anyone may create one in /tmp,
- * and root should not be shown a planted socket's answer as an arbiter's). */
 static size_t search_dirs(const char **dirs, size_t max, glob_t *g)
 {
 	size_t n = candidate_dirs(dirs, max < 3 ? max : 3);
@@ -802,23 +976,85 @@ static size_t search_dirs(const char **dirs, size_t max, glob_t *g)
 	return n;
 }
 
+/* One socket file found in a directory owned by dir_uid (root, us, or when we are root
+ * the uid whose directory it is): connected, an fd, if a sigvisor of that uid listens
+ * there; -ENOENT for a stale socket (nobody listens: the
+ * arbiter that made it died), skipped quietly; -EPERM for one skipped with a reason. */
+static int try_candidate(const char *path, uid_t dir_uid)
+{
+	char why[512];
+	struct stat st;
+	int fd;
+
+	if (lstat(path, &st) < 0)
+		return -ENOENT; /* removed as we looked */
+	if (!S_ISSOCK(st.st_mode)) {
+		skipped(path, "not a socket");
+		return -EPERM;
+	}
+	if (st.st_uid != dir_uid) {
+		snprintf(why, sizeof(why),
+			 "the socket file is owned by uid %u, its directory by %u",
+			 (unsigned)st.st_uid, (unsigned)dir_uid);
+		skipped(path, why);
+		return -EPERM;
+	}
+	fd = connect_to(path);
+	if (fd == -ECONNREFUSED || fd == -ENOENT)
+		return -ENOENT;
+	if (fd < 0) {
+		snprintf(why, sizeof(why), "%s",
+			 fd == -EAGAIN ? "its listen queue is full (a stopped or hung process?)"
+				       : strerror(-fd));
+		skipped(path, why);
+		return -EPERM;
+	}
+	if (!peer_trusted(fd, &st, why, sizeof(why))) {
+		skipped(path, why);
+		close(fd);
+		return -EPERM;
+	}
+	return fd;
+}
+
+/* Find the one running arbiter's socket in the default directories: connected
+ * (*ret_fd) and 0, -ENOENT for none, -EEXIST for several. A socket is known to be live
+ * only by connecting: the arbiter that made PID.sock may have been PID 1 in another
+ * PID namespace, so its pid proves nothing. */
 static int find_socket(char *buf, size_t len, int *ret_fd)
 {
 	const char *dirs[MAX_SEARCH_DIRS];
 	glob_t g;
 	size_t n = search_dirs(dirs, MAX_SEARCH_DIRS, &g), found = 0;
+	bool late = false;
+	uid_t me = geteuid();
 
 	*ret_fd = -ENOENT;
-	for (size_t i = 0; i < n; i++) {
-		DIR *d;
+	for (size_t i = 0; i < n && !late; i++) {
 		struct dirent *de;
+		struct stat st;
 		bool seen = false;
+		DIR *d = NULL;
+		int dfd;
 
 		for (size_t k = 0; k < i; k++)
 			seen = seen || strcmp(dirs[k], dirs[i]) == 0;
-		d = seen ? NULL : opendir(dirs[i]);
-		if (!d)
+		dfd = seen ? -1 : open(dirs[i], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (dfd >= 0 && fstat(dfd, &st) == 0 && me != 0 && st.st_uid != 0 &&
+		    st.st_uid != me) {
+			char why[96];
+
+			snprintf(why, sizeof(why), "the directory is owned by uid %u",
+				 (unsigned)st.st_uid);
+			skipped(dirs[i], why);
+		} else if (dfd >= 0) {
+			d = fdopendir(dfd);
+		}
+		if (!d) {
+			if (dfd >= 0)
+				close(dfd);
 			continue;
+		}
 		while ((de = readdir(d))) {
 			char *end;
 			long pid = strtol(de->d_name, &end, 10);
@@ -827,19 +1063,23 @@ static int find_socket(char *buf, size_t len, int *ret_fd)
 
 			if (end == de->d_name || strcmp(end, ".sock") != 0 || pid <= 0)
 				continue;
+			/* A directory filled with sockets must not keep us past the deadline. */
+			if (remaining_ms() == 0) {
+				late = true;
+				break;
+			}
 			if (snprintf(path, sizeof(path), "%s/%s", dirs[i], de->d_name) >=
 			    (int)sizeof(path))
 				continue;
-			fd = connect_to(path, false);
-			if (fd == -ECONNREFUSED || fd == -ENOENT)
-				continue; /* stale, or removed as we looked */
+			fd = try_candidate(path, st.st_uid);
+			if (fd < 0)
+				continue;
 			if (found++ == 0) {
 				snprintf(buf, len, "%s", path);
 				*ret_fd = fd;
 				continue;
 			}
-			if (fd >= 0)
-				close(fd);
+			close(fd);
 			fprintf(stderr,
 				"sigvisor status: several arbiters run: %s and %s; pick one with "
 				"--control\n",
@@ -848,9 +1088,79 @@ static int find_socket(char *buf, size_t len, int *ret_fd)
 		closedir(d);
 	}
 	globfree(&g);
+	if (client_skipped > STATUS_MAX_SKIP_LINES)
+		fprintf(stderr, "sigvisor status: skipped %lu more sockets\n",
+			client_skipped - STATUS_MAX_SKIP_LINES);
+	if (late)
+		fprintf(stderr,
+			"sigvisor status: gave up the search after %.1f s (--timeout changes the "
+			"wait)\n",
+			(double)client_timeout_ms / 1000.0);
 	if (found > 1 && *ret_fd >= 0)
 		close(*ret_fd);
 	return found == 1 ? 0 : found == 0 ? -ENOENT : -EEXIST;
+}
+
+/* --control PATH: the socket named, whoever listens there. A full listen queue may
+ * empty: try again until the deadline. */
+static int connect_named(const char *path)
+{
+	for (;;) {
+		int fd = connect_to(path), wait = remaining_ms();
+
+		if (fd != -EAGAIN || wait == 0)
+			return fd;
+		(void)poll(NULL, 0, wait < 0 || wait > 10 ? 10 : wait);
+	}
+}
+
+/* Wait for events on fd until the deadline: 1 ready, 0 deadline, -errno. */
+static int wait_fd(int fd, short events)
+{
+	struct pollfd p = {.fd = fd, .events = events};
+
+	for (;;) {
+		int n = poll(&p, 1, remaining_ms());
+
+		if (n >= 0)
+			return n;
+		if (errno != EINTR)
+			return -errno;
+	}
+}
+
+static void no_answer(const char *path, const char *what)
+{
+	fprintf(stderr,
+		"sigvisor status: %s: %s within %.1f s (is the arbiter stopped or hung? --timeout "
+		"changes the wait)\n",
+		path, what, (double)client_timeout_ms / 1000.0);
+}
+
+static int send_request(int fd, const char *path, const char *req)
+{
+	size_t off = 0, len = strlen(req);
+
+	while (off < len) {
+		ssize_t n = send(fd, req + off, len - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+		int r;
+
+		if (n >= 0) {
+			off += (size_t)n;
+			continue;
+		}
+		if (errno != EAGAIN && errno != EINTR) {
+			fprintf(stderr, "sigvisor status: %s: sending the request failed: %m\n",
+				path);
+			return -1;
+		}
+		r = wait_fd(fd, POLLOUT);
+		if (r <= 0) {
+			no_answer(path, "the request could not be sent");
+			return -1;
+		}
+	}
+	return 0;
 }
 
 /* `sigvisor status --events`: copy what comes as it comes, even into a pipe. */
@@ -860,6 +1170,8 @@ static int follow(int fd, const char *path)
 	bool first = true;
 	ssize_t n;
 
+	/* Events come when they come: the deadline was for connecting only. */
+	(void)fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
 	while ((n = read(fd, buf, sizeof(buf))) > 0) {
 		if (first && n >= 6 && memcmp(buf, "error:", 6) == 0) {
 			fprintf(stderr, "sigvisor status: %.*s", (int)n, buf);
@@ -883,24 +1195,34 @@ static int follow(int fd, const char *path)
 	return EXIT_OK;
 }
 
-/* A status answer: read all of it before printing any, so a slow reader of our output
- * (a pager) never keeps the arbiter's connection open. */
+/* A status answer: read all of it (up to STATUS_MAX_ANSWER, before the deadline)
+ * before printing any, so a slow reader of our output (a pager) never keeps the
+ * arbiter's connection open. */
 static int read_answer(int fd, const char *path)
 {
 	size_t len = 0, cap = 16384;
 	char *buf = malloc(cap);
-	ssize_t n;
+	ssize_t n = 0;
 	int r = EXIT_FATAL;
 
 	if (!buf) {
 		fprintf(stderr, "sigvisor status: out of memory\n");
 		return EXIT_FATAL;
 	}
-	while ((n = read(fd, buf + len, cap - len)) > 0) {
-		len += (size_t)n;
-		if (len == cap) {
-			char *nb = realloc(buf, cap * 2);
+	for (;;) {
+		int w;
 
+		if (len == cap) {
+			char *nb = cap < STATUS_MAX_ANSWER ? realloc(buf, cap * 2) : NULL;
+
+			if (cap >= STATUS_MAX_ANSWER) {
+				fprintf(stderr,
+					"sigvisor status: %s: the answer is larger than %u MiB: "
+					"not "
+					"a sigvisor's, giving up\n",
+					path, STATUS_MAX_ANSWER >> 20);
+				goto out;
+			}
 			if (!nb) {
 				fprintf(stderr, "sigvisor status: out of memory\n");
 				goto out;
@@ -908,13 +1230,25 @@ static int read_answer(int fd, const char *path)
 			buf = nb;
 			cap *= 2;
 		}
+		n = read(fd, buf + len, cap - len);
+		if (n > 0) {
+			len += (size_t)n;
+			continue;
+		}
+		if (n == 0 || (errno != EAGAIN && errno != EINTR))
+			break;
+		w = wait_fd(fd, POLLIN);
+		if (w == 0) {
+			no_answer(path, "no answer");
+			goto out;
+		}
+		if (w < 0) {
+			errno = -w;
+			n = -1;
+			break;
+		}
 	}
-	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-		fprintf(stderr,
-			"sigvisor status: %s: no answer within %.1f s (is the arbiter stopped or "
-			"hung? --timeout changes the wait)\n",
-			path, (double)client_timeout_ms / 1000.0);
-	else if (n < 0)
+	if (n < 0)
 		fprintf(stderr, "sigvisor status: %s: the connection failed: %m\n", path);
 	else if (len == 0)
 		fprintf(stderr,
@@ -968,9 +1302,14 @@ int status_main(int argc, char **argv)
 			return EXIT_USAGE;
 		}
 	}
+	client_deadline_ms = client_timeout_ms ? now_ms() + client_timeout_ms : 0;
 	if (control) {
 		snprintf(path, sizeof(path), "%s", control);
-		fd = connect_to(control, false);
+		fd = connect_named(control);
+		if (fd == -EAGAIN) {
+			no_answer(path, "its listen queue stayed full: no connection");
+			return EXIT_FATAL;
+		}
 	} else {
 		r = find_socket(path, sizeof(path), &fd);
 		if (r == -ENOENT) {
@@ -998,14 +1337,10 @@ int status_main(int argc, char **argv)
 		return EXIT_FATAL;
 	}
 	req = events ? "events\n" : json ? "status json\n" : "status\n";
-	if (send(fd, req, strlen(req), MSG_NOSIGNAL) < 0) {
-		fprintf(stderr, "sigvisor status: %s: sending the request failed: %m\n", path);
+	if (send_request(fd, path, req) < 0) {
 		close(fd);
 		return EXIT_FATAL;
 	}
-	if (events) /* events come when they come: --timeout is for connecting only */
-		(void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &(struct timeval){0},
-				 sizeof(struct timeval));
 	r = events ? follow(fd, path) : read_answer(fd, path);
 	close(fd);
 	return r;

@@ -16,6 +16,7 @@
 #include <stdio.h>
 
 #include "loop.h"
+#include "ratelimit.h"
 
 #define CONTROL_MAX_CONNS 16
 #define CONTROL_IDLE_MS	  5000
@@ -54,6 +55,9 @@ struct control {
 	struct control_conn *conns;
 	unsigned n_conns;
 	unsigned long rejected;
+	/* One line a second about clients refused (another uid) or turned away (out of
+	 * fds), whoever can reach the socket and however fast they connect. */
+	struct ratelimit refused_log, shed_log;
 	unsigned long long seq; /* accepts so far */
 	int reserve_fd;		/* given up to turn a client away when out of fds */
 };
@@ -102,8 +106,9 @@ void control_after_upgrade(struct control *c);
 
 void control_on_listener(struct control *c);
 void control_on_conn(struct control *c, struct control_conn *cc, unsigned events);
-/* The earliest idle deadline (0: none, then no timer is armed for us), and closing
- * the connections whose deadline has passed. */
+/* The earliest idle deadline, or summary of refused clients not logged one by one
+ * (0: none, then no timer is armed for us), and closing the connections whose deadline
+ * has passed (and writing the summaries due). */
 uint64_t control_next_deadline(const struct control *c);
 void control_run_deadlines(struct control *c, uint64_t now);
 

@@ -459,27 +459,44 @@ void notify_read(struct notify *n, int fd, const struct notify_sender *from, not
 		 * with --notify-access all any process of its tree: never another process
 		 * that found the address. */
 		if (!believed) {
-			uint64_t now = now_ms();
+			uint64_t held;
 
 			n->rejected++;
 			/* A flood (from root or the worker's own uid: nobody else can reach
 			 * the socket) is counted in full and logged once a second. */
-			if (n->warned_ms && now - n->warned_ms < 1000) {
-				n->warnings_held++;
+			if (!ratelimit_pass(&n->rejected_log, now_ms(), &held))
 				continue;
-			}
-			log_warn("notify socket of worker %u: dropped a message from pid %d: not "
-				 "that worker%s",
-				 from->id, cred ? (int)cred->pid : 0,
-				 n->warnings_held ? " (and others since the last such line)" : "");
-			n->warned_ms = now;
-			n->warnings_held = 0;
+			if (held)
+				log_warn("notify socket of worker %u: dropped a message from pid "
+					 "%d: not that worker (and %llu more since the last such "
+					 "line)",
+					 from->id, cred ? (int)cred->pid : 0,
+					 (unsigned long long)held);
+			else
+				log_warn("notify socket of worker %u: dropped a message from pid "
+					 "%d: not that worker",
+					 from->id, cred ? (int)cred->pid : 0);
 			on_msg(ctx, &m, false, 0);
 			continue;
 		}
 		if (!on_msg(ctx, &m, true, arrived ? arrived : now_ms()))
 			return;
 	}
+}
+
+uint64_t notify_rejected_deadline(const struct notify *n)
+{
+	return ratelimit_deadline(&n->rejected_log);
+}
+
+void notify_rejected_flush(struct notify *n, uint64_t now)
+{
+	uint64_t held = ratelimit_flush(&n->rejected_log, now);
+
+	if (held)
+		log_warn("notify sockets: dropped %llu more messages not from their worker "
+			 "since the last such line",
+			 (unsigned long long)held);
 }
 
 void notify_upstream(struct notify *n, const char *msg)

@@ -26,6 +26,7 @@
 #include <sys/un.h>
 
 #include "options.h"
+#include "ratelimit.h"
 #include "sdnotify.h"
 
 struct notify {
@@ -33,9 +34,8 @@ struct notify {
 	unsigned cookie; /* random, in the workers' socket names */
 	unsigned seq;	 /* the next worker socket's number */
 	uint64_t received, rejected;
-	uint64_t warned_ms;	     /* when a rejected message was last logged */
-	uint64_t warnings_held;	     /* rejected since then, not logged */
-	struct sd_notifier upstream; /* our own NOTIFY_SOCKET, if any */
+	struct ratelimit rejected_log; /* one line a second about rejected messages */
+	struct sd_notifier upstream;   /* our own NOTIFY_SOCKET, if any */
 	/* Our own supervisor's watchdog (systemd's WatchdogSec=: WATCHDOG_USEC, and
 	 * WATCHDOG_PID if set naming us): WATCHDOG=1 upstream every half interval. */
 	uint64_t upstream_watchdog_ms; /* the interval, 0: none */
@@ -89,6 +89,11 @@ typedef bool (*notify_fn)(void *ctx, const struct notify_msg *m, bool believed,
 /* Read every datagram waiting in a worker's socket fd into on_msg. */
 void notify_read(struct notify *n, int fd, const struct notify_sender *from, notify_fn on_msg,
 		 void *ctx);
+
+/* When the rejected messages not logged one by one are to be summed up (0: none
+ * are), and the summary line, at or past that time. */
+uint64_t notify_rejected_deadline(const struct notify *n);
+void notify_rejected_flush(struct notify *n, uint64_t now);
 
 /* sd_notify to our own supervisor, if any; a message like "READY=1\nSTATUS=...". */
 void notify_upstream(struct notify *n, const char *msg);

@@ -1,0 +1,21 @@
+/* What the arbiter's workers started and left behind: every process descended from
+ * the arbiter. A worker's children outlive it when they ignore its TERM or double-fork
+ * away; as PID 1, or as a child subreaper otherwise, the arbiter adopts them (they
+ * become its direct children), so the whole tree is below it and can be found and
+ * stopped at exit. */
+#pragma once
+
+#include <stdbool.h>
+
+/* Whether the arbiter has any child at all, running or a zombie not yet reaped. Every
+ * descendant has a child of ours as its ancestor (an orphan comes to us), so none
+ * means nothing we started is left. */
+bool descendants_any(void);
+
+/* Send sig to every descendant, parents before their children, each through a pidfd
+ * opened once its parent is seen to be the one it was found under (so a pid reused
+ * meanwhile is never signalled). The number signalled, or -errno when /proc cannot be
+ * read as ours (not mounted, another PID namespace's). At most DESCENDANTS_MAX a call:
+ * the caller calls again for the rest. */
+#define DESCENDANTS_MAX 4096
+int descendants_signal(int sig);
