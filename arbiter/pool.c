@@ -497,11 +497,23 @@ void pool_reconcile(struct pool *p)
 
 		if (r < 0) {
 			p->spawn_errors++;
-			p->spawn_failures++;
+			if (!p->spawn_failures++)
+				p->spawn_failing_since_ms = now;
+			p->spawn_error = -r;
+			/* pool_next_deadline() wakes the loop for it, even while an old
+			 * generation fills the pool. */
 			p->respawn_at_ms = now + backoff_ms(p->spawn_failures);
 			errno = -r;
-			log_error("cannot start a worker: %m; retrying in %llu ms",
-				  (unsigned long long)(p->respawn_at_ms - now));
+			if (p->trial && p->spawn_failures == 1 && p->cfg.ready_timeout_ms)
+				log_error(
+					"cannot start a worker: %m; retrying in %llu ms (the old "
+					"generation serves meanwhile; the reload is abandoned if "
+					"its workers cannot start within %.1f s, --ready-timeout)",
+					(unsigned long long)(p->respawn_at_ms - now),
+					(double)p->cfg.ready_timeout_ms / 1000.0);
+			else
+				log_error("cannot start a worker: %m; retrying in %llu ms",
+					  (unsigned long long)(p->respawn_at_ms - now));
 			return;
 		}
 		p->spawn_failures = 0;
@@ -509,8 +521,42 @@ void pool_reconcile(struct pool *p)
 	}
 }
 
+/* While a reload's workers cannot even be started (a pids limit, no fds left), it ends
+ * as when a started one is not ready in time: --ready-timeout after the first failed
+ * start, the old generation kept. 0: no such deadline. */
+static uint64_t trial_spawn_deadline(const struct pool *p)
+{
+	if (!p->trial || !p->spawn_failures || !p->cfg.ready_timeout_ms || p->draining)
+		return 0;
+	return p->spawn_failing_since_ms + p->cfg.ready_timeout_ms;
+}
+
+/* The retry of a failed start or the next start after a boot failure, if the current
+ * generation is short of workers: the old generation of a reload does not count, it
+ * is on its way out whatever happens. 0: none. */
+static uint64_t respawn_deadline(const struct pool *p)
+{
+	if (!p->respawn_at_ms || p->draining ||
+	    pool_count_gen(p, worker_is_active, true) >= p->target)
+		return 0;
+	return p->respawn_at_ms;
+}
+
 void pool_run_deadlines(struct pool *p, uint64_t now)
 {
+	uint64_t give_up = trial_spawn_deadline(p);
+
+	if (give_up && give_up <= now) {
+		char why[160];
+
+		snprintf(why, sizeof(why),
+			 "the new generation's workers could not be started within %.1f s "
+			 "(--ready-timeout): %s",
+			 (double)p->cfg.ready_timeout_ms / 1000.0, strerror(p->spawn_error));
+		p->spawn_failures = 0;
+		p->hooks.trial_failed(p->hooks.ctx, why);
+	}
+
 	serving_run(p->serving, now); /* calls pool_serving() */
 	if (p->watchdog_sweep_ms && p->watchdog_sweep_ms <= now) {
 		/* the notify socket was drained just before: no ping means no watchdog */
@@ -557,9 +603,8 @@ uint64_t pool_next_deadline(const struct pool *p)
 		next = earlier_deadline(next, p->workers[i]->deadline_ms);
 	next = earlier_deadline(next, p->watchdog_sweep_ms);
 	next = earlier_deadline(next, serving_next_deadline(p->serving));
-	if (p->respawn_at_ms && !p->draining && pool_count(p, worker_is_active) < p->target)
-		next = earlier_deadline(next, p->respawn_at_ms);
-	return next;
+	next = earlier_deadline(next, respawn_deadline(p));
+	return earlier_deadline(next, trial_spawn_deadline(p));
 }
 
 void pool_stop_all(struct pool *p, enum worker_event ev)

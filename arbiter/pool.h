@@ -80,7 +80,8 @@ struct pool_hooks {
 	/* Give up: BOOT_FAILURE_LIMIT boot failures (status 3), or a worker's own verdict
 	 * (exit status 3 or 4). */
 	void (*fatal)(void *ctx, int status);
-	/* A worker of the generation on trial (pool->trial) failed or never got ready. */
+	/* A worker of the generation on trial (pool->trial) failed or never got ready, or
+	 * its workers could not be started for --ready-timeout. */
 	void (*trial_failed)(void *ctx, const char *why);
 	/* The old generation is about to lose its last active worker, or has none. */
 	void (*old_retiring)(void *ctx);
@@ -97,10 +98,12 @@ struct pool {
 	unsigned max_generation; /* never reused, even after a failed reload */
 	unsigned boot_failures;
 	uint64_t last_boot_failure_ms;
-	unsigned spawn_failures;
-	uint64_t respawn_at_ms;	    /* 0: spawn as soon as needed */
-	uint64_t watchdog_sweep_ms; /* read pings of workers in watchdog_probe (0: none) */
-	bool garbage;		    /* some workers are EXITED and wait to be freed */
+	unsigned spawn_failures;	 /* failed starts in a row */
+	uint64_t spawn_failing_since_ms; /* the first of them */
+	int spawn_error;		 /* the last one's errno */
+	uint64_t respawn_at_ms;		 /* 0: spawn as soon as needed */
+	uint64_t watchdog_sweep_ms;	 /* read pings of workers in watchdog_probe (0: none) */
+	bool garbage;			 /* some workers are EXITED and wait to be freed */
 	/* The arbiter's mode, as far as the pool cares. */
 	bool trial;    /* the current generation is a reload's: a failure aborts it */
 	bool draining; /* shutting down: nothing is replaced, every exit was asked for */
