@@ -103,6 +103,8 @@ static unsigned apply(struct pool *p, struct worker *w, enum worker_event ev)
 {
 	struct transition t = worker_transition(w->state, ev);
 
+	if (w->state == WORKER_BOOTING && t.next == WORKER_READY)
+		w->ready_ms = now_ms(); /* the boot window counts from here */
 	w->state = t.next;
 	/* A worker that is stopped (SIGSTOP, a debugger, or the TTIN a terminal sends its
 	 * background group) would see its stop signal only when continued, and be killed
@@ -151,6 +153,20 @@ static struct worker *find_pid(struct pool *p, pid_t pid)
 	return NULL;
 }
 
+/* Whether a worker that left unasked failed to boot: it never got ready, its exec
+ * failed, or it died within BOOT_WINDOW_MS of getting ready. READY=1 alone proves
+ * nothing: a worker that says it and exits at once would otherwise be restarted at
+ * once, forever (systemd, too, counts every restart against StartLimitBurst, whatever
+ * the unit said before it died). */
+static bool boot_failed(const struct worker *w, unsigned actions, const siginfo_t *si, uint64_t now)
+{
+	if (actions & WACT_BOOT_FAILED)
+		return true;
+	if (si->si_code == CLD_EXITED && si->si_status == 127)
+		return true;
+	return w->ready_ms && now - w->ready_ms < BOOT_WINDOW_MS;
+}
+
 static void record_boot_failure(struct pool *p, struct worker *w, uint64_t now)
 {
 	if (p->boot_failures && now - p->last_boot_failure_ms > BOOT_FAILURE_RESET_MS)
@@ -165,9 +181,16 @@ static void record_boot_failure(struct pool *p, struct worker *w, uint64_t now)
 		return;
 	}
 	p->respawn_at_ms = now + backoff_ms(p->boot_failures);
-	log_warn("worker %u failed to boot (%u of %u); next start in %llu ms", w->id,
-		 p->boot_failures, BOOT_FAILURE_LIMIT,
-		 (unsigned long long)(p->respawn_at_ms - now));
+	if (w->ready_ms)
+		log_warn("worker %u failed to boot (%u of %u): it died %.3f s after it was ready "
+			 "(less than %.1f s); next start in %llu ms",
+			 w->id, p->boot_failures, BOOT_FAILURE_LIMIT,
+			 (double)(now - w->ready_ms) / 1000.0, (double)BOOT_WINDOW_MS / 1000.0,
+			 (unsigned long long)(p->respawn_at_ms - now));
+	else
+		log_warn("worker %u failed to boot (%u of %u); next start in %llu ms", w->id,
+			 p->boot_failures, BOOT_FAILURE_LIMIT,
+			 (unsigned long long)(p->respawn_at_ms - now));
 }
 
 /* Deregister before close (see control.c's conn_free for why). */
@@ -187,6 +210,7 @@ static void worker_exited(struct pool *p, struct worker *w, const siginfo_t *si)
 	uint64_t now = now_ms(), up = now - w->started_ms;
 	bool asked = w->state == WORKER_STOPPING || w->state == WORKER_KILLING;
 	unsigned actions;
+	bool failed;
 
 	p->exited++;
 	if (si->si_code == CLD_EXITED) {
@@ -215,6 +239,7 @@ static void worker_exited(struct pool *p, struct worker *w, const siginfo_t *si)
 	}
 
 	actions = apply(p, w, WEV_EXITED);
+	failed = boot_failed(w, actions, si, now);
 	(void)loop_del(p->loop, &w->src);
 	close(w->src.fd);
 	w->src.fd = -1;
@@ -226,8 +251,7 @@ static void worker_exited(struct pool *p, struct worker *w, const siginfo_t *si)
 	if (asked || p->draining)
 		return;
 	if (p->trial && w->generation == p->generation &&
-	    (actions & WACT_BOOT_FAILED || (!w->notify && up < BOOT_WINDOW_MS) ||
-	     si->si_code != CLD_EXITED || si->si_status != 0)) {
+	    (failed || si->si_code != CLD_EXITED || si->si_status != 0)) {
 		/* A broken new generation must not take the serving one down with it. */
 		p->hooks.trial_failed(p->hooks.ctx, "a worker of the new generation failed");
 		return;
@@ -243,10 +267,7 @@ static void worker_exited(struct pool *p, struct worker *w, const siginfo_t *si)
 		return;
 	}
 	/* The replacement itself comes from pool_reconcile(): the slot is now empty. */
-	/* A worker that said READY=1 has booted, however soon it dies; one that never
-	 * says it can only be judged by how long it lived. */
-	if (actions & WACT_BOOT_FAILED || (!w->notify && up < BOOT_WINDOW_MS) ||
-	    (si->si_code == CLD_EXITED && si->si_status == 127))
+	if (failed)
 		record_boot_failure(p, w, now);
 	else
 		p->boot_failures = 0;

@@ -19,10 +19,13 @@
 #include "notify.h"
 #include "options.h"
 
-/* Boot failures: a worker that exits unasked within BOOT_WINDOW_MS of its start (or
- * before READY=1) failed to boot. BOOT_FAILURE_LIMIT of them in a row, each within
- * BOOT_FAILURE_RESET_MS of the previous, make the arbiter give up with status 3.
- * Between them the respawn waits 100 ms, doubling up to BACKOFF_MAX_MS. */
+/* Boot failures: a worker that dies unasked before it was ready, or within
+ * BOOT_WINDOW_MS of becoming ready (of its start, for one that counts as ready once
+ * started), failed to boot: a READY=1 followed at once by an exit is a crash loop all
+ * the same. BOOT_FAILURE_LIMIT of them in a row, each within BOOT_FAILURE_RESET_MS of
+ * the previous, make the arbiter give up with status 3. Between them the respawn
+ * waits 100 ms, doubling up to BACKOFF_MAX_MS; a failed start (fork, fds) retries
+ * with the same backoff. */
 #define BOOT_WINDOW_MS	      1000
 #define BOOT_FAILURE_LIMIT    5
 #define BOOT_FAILURE_RESET_MS 30000
@@ -40,6 +43,7 @@ struct worker {
 	unsigned generation;
 	enum worker_state state;
 	uint64_t started_ms;
+	uint64_t ready_ms;	  /* 0: not ready yet, or adopted ready across a USR2 */
 	uint64_t deadline_ms;	  /* 0: none */
 	int stop_signal;	  /* the last stop signal sent, for the log */
 	bool watchdog;		  /* it sent WATCHDOG=1: --timeout applies to it */

@@ -1,5 +1,6 @@
-"""A hostile host (issue 23): every retry has its timer, and a reload that cannot start
-its workers is abandoned."""
+"""A hostile host and hostile workers (issue 23): every retry has its timer, a reload
+that cannot start its workers is abandoned, and a worker that says READY=1 and dies at
+once is a boot failure, not a restart storm."""
 import os
 import re
 import signal
@@ -11,6 +12,10 @@ import pytest
 
 from conftest import alive, wait_for
 
+PY = "/usr/bin/python3"
+HERE = os.path.dirname(__file__)
+READY_EXIT = os.path.join(HERE, "workers", "ready_exit.py")
+NOTIFY_WORKER = os.path.join(HERE, "workers", "notify_worker.py")
 
 
 class PidsCgroup:
@@ -170,3 +175,67 @@ def test_fd_exhaustion_during_hup_retries_then_abandons_the_reload(start):
     assert sorted(w["pid"] for w in st["workers"]) == sorted(w["pid"] for w in old)
     sv.kill(signal.SIGHUP)
     wait_reloaded(sv, 3, 2)
+
+
+def test_worker_that_dies_right_after_ready_backs_off_and_gives_up_with_3(start):
+    """READY=1 then exit, at once: a boot failure all the same. Five starts with the
+    boot-failure backoff (100 + 200 + 400 + 800 ms), then exit status 3, a short log.
+    Before, it was restarted at once, forever: hundreds of starts a second."""
+    t0 = time.monotonic()
+    sv = start("-w", "1", "--ready-mode", "notify", command=[PY, READY_EXIT],
+               wait_ready=False)
+    assert sv.wait_exit(timeout=15) == 3
+    took = time.monotonic() - t0
+    text = sv.text()
+    assert text.count("worker 0 started") == 5, text
+    assert took >= 1.5, took
+    assert len(re.findall(r"worker 0 \(pid \d+, generation 1\) ready after", text)) == 5, text
+    assert re.search(r"worker 0 failed to boot \(1 of 5\): it died 0\.\d{3} s after it was "
+                     r"ready \(less than 1\.0 s\); next start in 100 ms", text), text
+    assert "next start in 800 ms" in text
+    assert "failed to boot 5 times in a row, giving up (exit status 3)" in text
+    assert len(text) < 8192, len(text)
+
+
+def test_worker_that_lives_past_the_boot_window_is_replaced_at_once(start):
+    """No regression: a worker that has been ready for longer than the boot window
+    (1 s) and then exits is replaced at once, as many times as it happens."""
+    sv = start("-w", "1", "--ready-mode", "notify",
+               command=[PY, READY_EXIT, "--live", "1.3"], wait_ready=False)
+    sv.wait_log(r"worker 0 started", count=3, timeout=15)
+    text = sv.text()
+    assert "failed to boot" not in text, text
+    assert "next start in" not in text
+    st = sv.status()
+    assert st["counters"]["boot_failures"] == 0
+    assert st["counters"]["replaced"] >= 2
+    # each replacement started within a moment of the exit, not after a backoff
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if "exited with status 0 after" in line:
+            assert any("worker 0 started" in x for x in lines[i + 1:i + 3]), lines[i:i + 3]
+    sv.kill(signal.SIGTERM)
+    assert sv.wait_exit() == 0
+
+
+def test_new_generation_that_dies_right_after_ready_fails_the_reload(start):
+    """During a HUP the same rule fails the reload: the old generation stays, the new
+    one is not restarted in a loop. (Its worker 1 stays booting, so the reload is still
+    under way when worker 0 dies; before, worker 0 was restarted at once, again and
+    again, each time letting one more old worker go.)"""
+    sv = start("-w", "2", "--ready-mode", "notify",
+               command=[PY, READY_EXIT, "--only-generation", "2", "--hold-slot", "1"])
+    sv.wait_log(r"all 2 workers ready")
+    sv.kill(signal.SIGHUP)
+    sv.wait_log(r"reload failed: a worker of the new generation failed; stopping "
+                r"generation 2, generation 1 keeps serving")
+    wait_reloaded(sv, 1, 2)
+    st = sv.status()
+    assert st["counters"]["reload_failures"] == 1
+    # generation 2 had its two starts, no more; its ready one let an old worker go,
+    # which generation 1 replaced
+    text = sv.text()
+    assert len(re.findall(r"started \(pid \d+, generation 2\)", text)) == 2, text
+    assert "failed to boot" not in text  # the reload failed, not the server
+    sv.kill(signal.SIGTERM)
+    assert sv.wait_exit() == 0

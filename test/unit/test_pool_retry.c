@@ -1,7 +1,7 @@
 /* Unit tests for the pool's retries and its boot window (arbiter/pool.c), issue 23:
  * every retry has its timer (pool_next_deadline), even while a reload's old generation
- * fills the pool; a reload whose workers cannot be started ends after --ready-timeout.
- * No process is started: the
+ * fills the pool; a reload whose workers cannot be started ends after --ready-timeout;
+ * a worker that dies right after READY=1 failed to boot. No process is started: the
  * fake kernel (fake_kernel.h) scripts exits, spawn errors and the clock.
  *
  * wrap: spawn_process pidfd_send_signal waitid clock_gettime notify_open_worker notify_close_worker
@@ -135,6 +135,13 @@ static void exits(struct worker *w, int code, int status)
 	pool_gc(&pool);
 }
 
+static void ready(struct worker *w)
+{
+	struct notify_msg m = {.ready = true};
+
+	pool_notify(&pool, w, &m, clock_ms);
+}
+
 /* A reload, as reload.c starts one. */
 static void begin_reload(void)
 {
@@ -212,12 +219,75 @@ static void test_reload_that_cannot_start_is_abandoned_at_ready_timeout(void **s
 	assert_non_null(worker_in_slot(1, 1));
 }
 
+static void test_ready_then_exit_is_a_boot_failure(void **state)
+{
+	uint64_t wait = BACKOFF_FIRST_MS;
+
+	(void)state;
+	start(1, true);
+	for (unsigned i = 1; i <= BOOT_FAILURE_LIMIT; i++) {
+		struct worker *w = worker_in_slot(0, 1);
+
+		clock_ms += 300; /* it boots */
+		ready(w);
+		clock_ms += BOOT_WINDOW_MS - 1; /* and dies just inside the window */
+		exits(w, CLD_EXITED, 0);
+		assert_int_equal(pool.boot_failures, i);
+		if (i == BOOT_FAILURE_LIMIT)
+			break;
+		assert_int_equal(up.fatal_status, 0);
+		assert_int_equal(pool_next_deadline(&pool), clock_ms + wait);
+		pool_reconcile(&pool);
+		assert_int_equal(up.spawns, i); /* not at once */
+		run_timer();
+		assert_int_equal(up.spawns, i + 1);
+		wait = wait * 2 < BACKOFF_MAX_MS ? wait * 2 : BACKOFF_MAX_MS;
+	}
+	assert_int_equal(up.fatal_status, 3);
+}
+
+static void test_ready_past_the_window_then_exit_is_replaced_at_once(void **state)
+{
+	struct worker *w;
+
+	(void)state;
+	start(1, true);
+	w = worker_in_slot(0, 1);
+	clock_ms += 5000; /* a slow boot does not use up the window */
+	ready(w);
+	clock_ms += BOOT_WINDOW_MS;
+	exits(w, CLD_KILLED, SIGSEGV);
+	assert_int_equal(pool.boot_failures, 0);
+	assert_int_equal(pool.replaced, 1);
+	pool_reconcile(&pool);
+	assert_int_equal(up.spawns, 2);
+}
+
+static void test_new_generation_ready_then_exit_fails_the_reload(void **state)
+{
+	(void)state;
+	start(1, true);
+	ready(worker_in_slot(0, 1));
+	begin_reload();
+	ready(worker_in_slot(0, 2));
+	clock_ms += 10;
+	exits(worker_in_slot(0, 2), CLD_EXITED, 0);
+	assert_int_equal(up.trial_failures, 1);
+	assert_string_equal(up.trial_why, "a worker of the new generation failed");
+	assert_int_equal(pool.boot_failures, 0); /* the reload failed, not the server */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_teardown(test_failed_start_during_reload_has_its_timer, teardown),
 		cmocka_unit_test_teardown(
 			test_reload_that_cannot_start_is_abandoned_at_ready_timeout, teardown),
+		cmocka_unit_test_teardown(test_ready_then_exit_is_a_boot_failure, teardown),
+		cmocka_unit_test_teardown(test_ready_past_the_window_then_exit_is_replaced_at_once,
+					  teardown),
+		cmocka_unit_test_teardown(test_new_generation_ready_then_exit_fails_the_reload,
+					  teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
