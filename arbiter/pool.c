@@ -103,6 +103,8 @@ static unsigned apply(struct pool *p, struct worker *w, enum worker_event ev)
 {
 	struct transition t = worker_transition(w->state, ev);
 
+	if (w->state == WORKER_BOOTING && t.next == WORKER_READY)
+		w->ready_ms = now_ms(); /* the boot window counts from here */
 	w->state = t.next;
 	/* A worker that is stopped (SIGSTOP, a debugger, or the TTIN a terminal sends its
 	 * background group) would see its stop signal only when continued, and be killed
@@ -151,6 +153,20 @@ static struct worker *find_pid(struct pool *p, pid_t pid)
 	return NULL;
 }
 
+/* Whether a worker that left unasked failed to boot: it never got ready, its exec
+ * failed, or it died within BOOT_WINDOW_MS of getting ready. READY=1 alone proves
+ * nothing: a worker that says it and exits at once would otherwise be restarted at
+ * once, forever (systemd, too, counts every restart against StartLimitBurst, whatever
+ * the unit said before it died). */
+static bool boot_failed(const struct worker *w, unsigned actions, const siginfo_t *si, uint64_t now)
+{
+	if (actions & WACT_BOOT_FAILED)
+		return true;
+	if (si->si_code == CLD_EXITED && si->si_status == 127)
+		return true;
+	return w->ready_ms && now - w->ready_ms < BOOT_WINDOW_MS;
+}
+
 static void record_boot_failure(struct pool *p, struct worker *w, uint64_t now)
 {
 	if (p->boot_failures && now - p->last_boot_failure_ms > BOOT_FAILURE_RESET_MS)
@@ -165,9 +181,16 @@ static void record_boot_failure(struct pool *p, struct worker *w, uint64_t now)
 		return;
 	}
 	p->respawn_at_ms = now + backoff_ms(p->boot_failures);
-	log_warn("worker %u failed to boot (%u of %u); next start in %llu ms", w->id,
-		 p->boot_failures, BOOT_FAILURE_LIMIT,
-		 (unsigned long long)(p->respawn_at_ms - now));
+	if (w->ready_ms)
+		log_warn("worker %u failed to boot (%u of %u): it died %.3f s after it was ready "
+			 "(less than %.1f s); next start in %llu ms",
+			 w->id, p->boot_failures, BOOT_FAILURE_LIMIT,
+			 (double)(now - w->ready_ms) / 1000.0, (double)BOOT_WINDOW_MS / 1000.0,
+			 (unsigned long long)(p->respawn_at_ms - now));
+	else
+		log_warn("worker %u failed to boot (%u of %u); next start in %llu ms", w->id,
+			 p->boot_failures, BOOT_FAILURE_LIMIT,
+			 (unsigned long long)(p->respawn_at_ms - now));
 }
 
 /* Deregister before close (see control.c's conn_free for why). */
@@ -187,6 +210,7 @@ static void worker_exited(struct pool *p, struct worker *w, const siginfo_t *si)
 	uint64_t now = now_ms(), up = now - w->started_ms;
 	bool asked = w->state == WORKER_STOPPING || w->state == WORKER_KILLING;
 	unsigned actions;
+	bool failed;
 
 	p->exited++;
 	if (si->si_code == CLD_EXITED) {
@@ -215,6 +239,7 @@ static void worker_exited(struct pool *p, struct worker *w, const siginfo_t *si)
 	}
 
 	actions = apply(p, w, WEV_EXITED);
+	failed = boot_failed(w, actions, si, now);
 	(void)loop_del(p->loop, &w->src);
 	close(w->src.fd);
 	w->src.fd = -1;
@@ -226,8 +251,7 @@ static void worker_exited(struct pool *p, struct worker *w, const siginfo_t *si)
 	if (asked || p->draining)
 		return;
 	if (p->trial && w->generation == p->generation &&
-	    (actions & WACT_BOOT_FAILED || (!w->notify && up < BOOT_WINDOW_MS) ||
-	     si->si_code != CLD_EXITED || si->si_status != 0)) {
+	    (failed || si->si_code != CLD_EXITED || si->si_status != 0)) {
 		/* A broken new generation must not take the serving one down with it. */
 		p->hooks.trial_failed(p->hooks.ctx, "a worker of the new generation failed");
 		return;
@@ -243,10 +267,7 @@ static void worker_exited(struct pool *p, struct worker *w, const siginfo_t *si)
 		return;
 	}
 	/* The replacement itself comes from pool_reconcile(): the slot is now empty. */
-	/* A worker that said READY=1 has booted, however soon it dies; one that never
-	 * says it can only be judged by how long it lived. */
-	if (actions & WACT_BOOT_FAILED || (!w->notify && up < BOOT_WINDOW_MS) ||
-	    (si->si_code == CLD_EXITED && si->si_status == 127))
+	if (failed)
 		record_boot_failure(p, w, now);
 	else
 		p->boot_failures = 0;
@@ -497,11 +518,23 @@ void pool_reconcile(struct pool *p)
 
 		if (r < 0) {
 			p->spawn_errors++;
-			p->spawn_failures++;
+			if (!p->spawn_failures++)
+				p->spawn_failing_since_ms = now;
+			p->spawn_error = -r;
+			/* pool_next_deadline() wakes the loop for it, even while an old
+			 * generation fills the pool. */
 			p->respawn_at_ms = now + backoff_ms(p->spawn_failures);
 			errno = -r;
-			log_error("cannot start a worker: %m; retrying in %llu ms",
-				  (unsigned long long)(p->respawn_at_ms - now));
+			if (p->trial && p->spawn_failures == 1 && p->cfg.ready_timeout_ms)
+				log_error(
+					"cannot start a worker: %m; retrying in %llu ms (the old "
+					"generation serves meanwhile; the reload is abandoned if "
+					"its workers cannot start within %.1f s, --ready-timeout)",
+					(unsigned long long)(p->respawn_at_ms - now),
+					(double)p->cfg.ready_timeout_ms / 1000.0);
+			else
+				log_error("cannot start a worker: %m; retrying in %llu ms",
+					  (unsigned long long)(p->respawn_at_ms - now));
 			return;
 		}
 		p->spawn_failures = 0;
@@ -509,8 +542,42 @@ void pool_reconcile(struct pool *p)
 	}
 }
 
+/* While a reload's workers cannot even be started (a pids limit, no fds left), it ends
+ * as when a started one is not ready in time: --ready-timeout after the first failed
+ * start, the old generation kept. 0: no such deadline. */
+static uint64_t trial_spawn_deadline(const struct pool *p)
+{
+	if (!p->trial || !p->spawn_failures || !p->cfg.ready_timeout_ms || p->draining)
+		return 0;
+	return p->spawn_failing_since_ms + p->cfg.ready_timeout_ms;
+}
+
+/* The retry of a failed start or the next start after a boot failure, if the current
+ * generation is short of workers: the old generation of a reload does not count, it
+ * is on its way out whatever happens. 0: none. */
+static uint64_t respawn_deadline(const struct pool *p)
+{
+	if (!p->respawn_at_ms || p->draining ||
+	    pool_count_gen(p, worker_is_active, true) >= p->target)
+		return 0;
+	return p->respawn_at_ms;
+}
+
 void pool_run_deadlines(struct pool *p, uint64_t now)
 {
+	uint64_t give_up = trial_spawn_deadline(p);
+
+	if (give_up && give_up <= now) {
+		char why[160];
+
+		snprintf(why, sizeof(why),
+			 "the new generation's workers could not be started within %.1f s "
+			 "(--ready-timeout): %s",
+			 (double)p->cfg.ready_timeout_ms / 1000.0, strerror(p->spawn_error));
+		p->spawn_failures = 0;
+		p->hooks.trial_failed(p->hooks.ctx, why);
+	}
+
 	serving_run(p->serving, now); /* calls pool_serving() */
 	if (p->watchdog_sweep_ms && p->watchdog_sweep_ms <= now) {
 		/* the notify socket was drained just before: no ping means no watchdog */
@@ -557,9 +624,8 @@ uint64_t pool_next_deadline(const struct pool *p)
 		next = earlier_deadline(next, p->workers[i]->deadline_ms);
 	next = earlier_deadline(next, p->watchdog_sweep_ms);
 	next = earlier_deadline(next, serving_next_deadline(p->serving));
-	if (p->respawn_at_ms && !p->draining && pool_count(p, worker_is_active) < p->target)
-		next = earlier_deadline(next, p->respawn_at_ms);
-	return next;
+	next = earlier_deadline(next, respawn_deadline(p));
+	return earlier_deadline(next, trial_spawn_deadline(p));
 }
 
 void pool_stop_all(struct pool *p, enum worker_event ev)

@@ -19,10 +19,13 @@
 #include "notify.h"
 #include "options.h"
 
-/* Boot failures: a worker that exits unasked within BOOT_WINDOW_MS of its start (or
- * before READY=1) failed to boot. BOOT_FAILURE_LIMIT of them in a row, each within
- * BOOT_FAILURE_RESET_MS of the previous, make the arbiter give up with status 3.
- * Between them the respawn waits 100 ms, doubling up to BACKOFF_MAX_MS. */
+/* Boot failures: a worker that dies unasked before it was ready, or within
+ * BOOT_WINDOW_MS of becoming ready (of its start, for one that counts as ready once
+ * started), failed to boot: a READY=1 followed at once by an exit is a crash loop all
+ * the same. BOOT_FAILURE_LIMIT of them in a row, each within BOOT_FAILURE_RESET_MS of
+ * the previous, make the arbiter give up with status 3. Between them the respawn
+ * waits 100 ms, doubling up to BACKOFF_MAX_MS; a failed start (fork, fds) retries
+ * with the same backoff. */
 #define BOOT_WINDOW_MS	      1000
 #define BOOT_FAILURE_LIMIT    5
 #define BOOT_FAILURE_RESET_MS 30000
@@ -40,6 +43,7 @@ struct worker {
 	unsigned generation;
 	enum worker_state state;
 	uint64_t started_ms;
+	uint64_t ready_ms;	  /* 0: not ready yet, or adopted ready across a USR2 */
 	uint64_t deadline_ms;	  /* 0: none */
 	int stop_signal;	  /* the last stop signal sent, for the log */
 	bool watchdog;		  /* it sent WATCHDOG=1: --timeout applies to it */
@@ -80,7 +84,8 @@ struct pool_hooks {
 	/* Give up: BOOT_FAILURE_LIMIT boot failures (status 3), or a worker's own verdict
 	 * (exit status 3 or 4). */
 	void (*fatal)(void *ctx, int status);
-	/* A worker of the generation on trial (pool->trial) failed or never got ready. */
+	/* A worker of the generation on trial (pool->trial) failed or never got ready, or
+	 * its workers could not be started for --ready-timeout. */
 	void (*trial_failed)(void *ctx, const char *why);
 	/* The old generation is about to lose its last active worker, or has none. */
 	void (*old_retiring)(void *ctx);
@@ -97,10 +102,12 @@ struct pool {
 	unsigned max_generation; /* never reused, even after a failed reload */
 	unsigned boot_failures;
 	uint64_t last_boot_failure_ms;
-	unsigned spawn_failures;
-	uint64_t respawn_at_ms;	    /* 0: spawn as soon as needed */
-	uint64_t watchdog_sweep_ms; /* read pings of workers in watchdog_probe (0: none) */
-	bool garbage;		    /* some workers are EXITED and wait to be freed */
+	unsigned spawn_failures;	 /* failed starts in a row */
+	uint64_t spawn_failing_since_ms; /* the first of them */
+	int spawn_error;		 /* the last one's errno */
+	uint64_t respawn_at_ms;		 /* 0: spawn as soon as needed */
+	uint64_t watchdog_sweep_ms;	 /* read pings of workers in watchdog_probe (0: none) */
+	bool garbage;			 /* some workers are EXITED and wait to be freed */
 	/* The arbiter's mode, as far as the pool cares. */
 	bool trial;    /* the current generation is a reload's: a failure aborts it */
 	bool draining; /* shutting down: nothing is replaced, every exit was asked for */

@@ -75,7 +75,8 @@ static void render_pool(const struct arbiter *a, FILE *f)
 	value(f, "sigvisor_workers_replaced_total", "counter",
 	      "Workers that exited unasked and were replaced in their slot.", p->replaced);
 	value(f, "sigvisor_boot_failures_total", "counter",
-	      "Workers that exited before becoming ready.", p->boot_failures_total);
+	      "Workers that failed to boot: died before they were ready, or within 1 s of it.",
+	      p->boot_failures_total);
 	value(f, "sigvisor_reloads_total", "counter", "Reloads (HUP) started.", p->reloads);
 	value(f, "sigvisor_reload_failures_total", "counter",
 	      "Reloads abandoned: bad configuration, or the new generation never got ready.",

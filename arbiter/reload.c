@@ -183,6 +183,7 @@ void reload_start(struct arbiter *a)
 	a->pool.generation = ++a->pool.max_generation;
 	a->pool.target = s->workers;
 	a->pool.boot_failures = 0;
+	a->pool.spawn_failures = 0; /* --ready-timeout for its starts counts from here */
 	a->pool.respawn_at_ms = 0;
 	a->pool.reloads++;
 	{
@@ -261,6 +262,7 @@ void reload_abort(struct arbiter *a, const char *why)
 	p->generation = a->old.generation;
 	p->target = a->old.target;
 	p->respawn_at_ms = 0;
+	p->spawn_failures = 0;
 	log_setup("sigvisor", a->settings->log_format, LOG_LEVEL_INFO);
 	memset(&a->old, 0, sizeof(a->old));
 	a->reloading = false;
