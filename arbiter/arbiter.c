@@ -39,6 +39,8 @@ static void arm_timer(struct arbiter *a)
 	next = earlier_deadline(next, a->upgrade.check_deadline_ms);
 	next = earlier_deadline(next, a->upgrade.drain_deadline_ms);
 	next = earlier_deadline(next, a->log_retry_ms);
+	if (a->config_src.fd >= 0)
+		next = earlier_deadline(next, a->config_read.deadline_ms);
 	if (next == a->timer_armed_ms)
 		return; /* the common idle case: no system call */
 	if (next) {
@@ -163,7 +165,7 @@ static void handle_signal(struct arbiter *a, const struct signalfd_siginfo *si)
 {
 	struct action_context ctx = {
 		.phase = a->phase,
-		.reloading = a->reloading,
+		.reloading = reload_busy(a),
 		.upgrading = a->upgrade.check_pid || a->upgrade.exec_wanted,
 		.daemon = a->settings->daemon,
 		.reload_supported = true,
@@ -304,6 +306,7 @@ static void on_timer(struct arbiter *a)
 	pool_run_deadlines(&a->pool, now);
 	leftovers_tick(a, now);
 	upgrade_check_timeout(a, now);
+	reload_config_timeout(a, now);
 	notify_upstream_tick(&a->notify, now);
 	notify_rejected_flush(&a->notify, now);
 	control_run_deadlines(&a->control, now);
@@ -356,6 +359,9 @@ static void dispatch(struct arbiter *a, const struct loop_event *ev)
 		break;
 	case SOURCE_LOG:
 		log_flush();
+		break;
+	case SOURCE_CONFIG_READ:
+		reload_on_config(a);
 		break;
 	}
 }
@@ -672,6 +678,8 @@ static int pool_other_child(void *ctx, pid_t pid)
 {
 	struct arbiter *a = ctx;
 
+	if (config_read_reap(&a->config_read, pid))
+		return 1;
 	if (!a->upgrade.check_pid || pid != a->upgrade.check_pid)
 		return 0;
 	upgrade_check_done(a);
@@ -1038,6 +1046,9 @@ static void teardown(struct arbiter *a)
 	free(a->upgrade.bpf_state); /* not taken: a set-up that failed before the probes */
 	a->upgrade.bpf_state = NULL;
 	reload_discard(a);
+	if (a->config_src.fd >= 0)
+		(void)loop_del(&a->loop, &a->config_src);
+	config_read_free(&a->config_read); /* a reader still running gets SIGKILL */
 	metrics_close(&a->metrics);
 	retire_all_listeners(a); /* already done, unless setup failed half-way */
 	control_close(&a->control);
@@ -1097,6 +1108,8 @@ int arbiter_main(int argc, char **argv)
 	a->upgrade.bpf_state_off = -1;
 	a->upgrade.check_out = a->upgrade.check_errno = -1;
 	a->log_src = (struct source){SOURCE_LOG, -1};
+	a->config_src = (struct source){SOURCE_CONFIG_READ, -1};
+	a->config_read.fd = -1;
 	a->argc = argc;
 	a->argv = argv;
 	/* Before anything else: from here on no signal can interrupt us, they queue up

@@ -105,6 +105,9 @@ struct arbiter {
 	char **argv;
 	bool reloading;
 	bool reload_pending; /* a HUP came during a reload: one more follows it */
+	/* A HUP's config file, read by a child while the loop goes on (options.h). */
+	struct config_read config_read;
+	struct source config_src; /* SOURCE_CONFIG_READ: fd >= 0 while reading */
 	struct reload_saved old;
 	struct notify notify;
 	struct metrics metrics;
@@ -176,8 +179,13 @@ int arbiter_bpf_handover(struct arbiter *a, FILE *f, uint64_t identity);
 void arbiter_init_pool(struct arbiter *a);
 void arbiter_sync_pool(struct arbiter *a);
 
-/* reload.c */
+/* reload.c. A HUP first reads the config file off the loop (reload_on_config when its
+ * reader sends, reload_config_timeout at its deadline), then starts the generation.
+ * Busy: reading the file or replacing a generation (a HUP or USR2 then waits). */
 void reload_start(struct arbiter *a);
+void reload_on_config(struct arbiter *a);
+void reload_config_timeout(struct arbiter *a, uint64_t now);
+bool reload_busy(const struct arbiter *a);
 void reload_check(struct arbiter *a);
 void reload_abort(struct arbiter *a, const char *why);
 void reload_discard(struct arbiter *a);

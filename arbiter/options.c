@@ -616,11 +616,16 @@ enum config_step {
 };
 
 struct config_facts {
-	int32_t step; /* enum config_step */
+	uint32_t magic; /* CONFIG_FACTS_MAGIC: the reader got to the end and wrote them */
+	int32_t step;	/* enum config_step */
 	int32_t errnum;
 	uint32_t mode;
 	uint32_t fs_type;
+	uint32_t pad;
+	uint64_t bytes; /* of the file, sent before the facts */
 };
+
+#define CONFIG_FACTS_MAGIC 0x73766366u /* "svcf" */
 
 /* A regular file on a filesystem that stores files. A pseudo-filesystem's "regular
  * files" are kernel interfaces that pass every other test: /proc/kmsg blocks in read()
@@ -729,33 +734,7 @@ static void gather(const char *path, int out, struct config_facts *f)
 	}
 out:
 	close(fd);
-}
-
-/* The reader child's exit: reaped now, or within a moment of the SIGKILL that ended a
- * read that took too long; one stuck in the kernel beyond that is left to the loop,
- * which reaps every child (pool_reap_children). True if it exited 0: its report is
- * whole. */
-static bool reap_reader(pid_t pid, int pidfd, bool kill_it)
-{
-	int status = -1;
-
-	if (pid <= 0)
-		return false;
-
-	if (kill_it) {
-		struct pollfd p = {.fd = pidfd, .events = POLLIN};
-
-		(void)kill(pid, SIGKILL);
-		if (pidfd >= 0)
-			(void)poll(&p, 1, 100);
-		(void)waitpid(pid, &status, WNOHANG);
-	} else {
-		while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-			;
-	}
-	if (pidfd >= 0)
-		close(pidfd);
-	return status == 0;
+	f->bytes = total;
 }
 
 /* Fork the reader: its pid, what it sends readable from *ret_fd. */
@@ -772,6 +751,7 @@ static pid_t start_reader(const char *path, int *ret_fd)
 	if (p[0] < 0)
 		return -errno;
 	gather(path, p[0], &f);
+	f.magic = CONFIG_FACTS_MAGIC;
 	if (write_all(p[0], (const char *)&f, sizeof(f)) < 0 || lseek(p[0], 0, SEEK_SET) < 0) {
 		close(p[0]);
 		return -EIO;
@@ -795,6 +775,7 @@ static pid_t start_reader(const char *path, int *ret_fd)
 		close(p[0]);
 		(void)prctl(PR_SET_PDEATHSIG, SIGKILL);
 		gather(path, p[1], &f);
+		f.magic = CONFIG_FACTS_MAGIC;
 		(void)write_all(p[1], (const char *)&f, sizeof(f));
 		_exit(0);
 	}
@@ -804,91 +785,104 @@ static pid_t start_reader(const char *path, int *ret_fd)
 #endif
 }
 
-/* The whole file, NUL-terminated, in *ret_data (free it); at most CONFIG_MAX_SIZE
- * bytes, within CONFIG_READ_TIMEOUT_MS.
- *
- * Read by a child process: a file on a filesystem whose server stalls (NFS, FUSE,
- * 9p, CIFS) can hang the open, the stat or any read, past any deadline we could check
- * between reads, and at start-up every signal is blocked, so nothing could interrupt
- * it; on HUP the loop would stop. Refusing such filesystems would refuse gVisor's and
- * Kata's volumes, where ConfigMaps live: the child's read is bounded instead, and a
- * child, unlike a thread, can be killed when the time is up. */
-static int read_config(const char *path, char **ret_data, size_t *ret_len, char *err, size_t errlen)
+int config_read_start(struct config_read *cr, const char *path, char *err, size_t errlen)
 {
-	const size_t cap = CONFIG_MAX_SIZE + sizeof(struct config_facts);
-	struct config_facts f = {0};
-	uint64_t deadline = now_ms() + CONFIG_READ_TIMEOUT_MS;
-	char *data = NULL, *bigger;
-	size_t len = 0, size = 0;
-	bool timed_out = false, exited;
-	int fd = -1, pidfd;
+	int fd = -1;
 	pid_t pid;
 
+	memset(cr, 0, sizeof(*cr));
+	cr->fd = -1;
+	cr->path = strdup(path);
+	if (!cr->path) {
+		snprintf(err, errlen, "%s: out of memory reading the config file", path);
+		return -EINVAL;
+	}
 	pid = start_reader(path, &fd);
 	if (pid < 0) {
 		snprintf(err, errlen, "%s: cannot start the config file's reader: %s", path,
 			 strerror((int)-pid));
+		config_read_free(cr);
 		return -EINVAL;
 	}
-	pidfd = pid ? pidfd_open(pid, 0) : -1;
-	for (;;) {
-		uint64_t now = now_ms();
-		struct pollfd pfd = {.fd = fd, .events = POLLIN};
-		ssize_t n;
-		int r;
+	/* Non-blocking: the loop reads what is there when it is told so, never more. */
+	(void)fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+	cr->fd = fd;
+	cr->pid = pid;
+	cr->deadline_ms = now_ms() + CONFIG_READ_TIMEOUT_MS;
+	return 0;
+}
 
-		if (now >= deadline) {
-			timed_out = true;
-			break;
-		}
-		r = poll(&pfd, 1, (int)(deadline - now));
-		if (r < 0 && errno != EINTR)
-			break;
-		if (r <= 0)
-			continue;
-		if (len == size) {
-			size = size ? (size * 2 < cap + 1 ? size * 2 : cap + 1) : 4096;
-			bigger = realloc(data, size);
-			if (!bigger) {
-				snprintf(err, errlen, "%s: out of memory reading the config file",
-					 path);
-				if (pid) /* never kill(0): that is our process group */
-					reap_reader(pid, pidfd, true);
-				close(fd);
-				free(data);
-				return -EINVAL;
+bool config_read_feed(struct config_read *cr)
+{
+	const size_t cap = CONFIG_MAX_SIZE + sizeof(struct config_facts);
+
+	for (;;) {
+		ssize_t n;
+
+		if (cr->len == cr->size) {
+			size_t size = cr->size ? cr->size * 2 : 4096;
+			char *bigger;
+
+			if (size > cap + 1)
+				size = cap + 1;
+			if (cr->len > cap || !(bigger = realloc(cr->data, size))) {
+				cr->failed = true; /* more than the reader sends, or no memory */
+				return true;
 			}
-			data = bigger;
+			cr->data = bigger;
+			cr->size = size;
 		}
-		n = read(fd, data + len, size - len);
+		n = read(cr->fd, cr->data + cr->len, cr->size - cr->len);
 		if (n < 0 && errno == EINTR)
 			continue;
+		if (n < 0 && errno == EAGAIN)
+			return false;
 		if (n <= 0)
-			break;
-		len += (size_t)n;
-		if (len > cap)
-			break; /* cannot happen: the child sends no more */
+			return true; /* the end, or an error: finish tells which */
+		cr->len += (size_t)n;
 	}
-	close(fd);
-	exited = pid ? reap_reader(pid, pidfd, timed_out || len > cap) : true;
+}
+
+/* The reader is done with or given up on: never wait for it. If it is still there (a
+ * read that took too long, stuck in the kernel), SIGKILL; whoever reaps our children
+ * (config_read_reap on the loop, reap_now at start-up) takes its exit. */
+static void stop_reader(struct config_read *cr)
+{
+	if (cr->fd >= 0)
+		close(cr->fd);
+	cr->fd = -1;
+	if (cr->pid > 0 && (cr->failed || cr->timed_out))
+		(void)kill(cr->pid, SIGKILL); /* never kill(0): pid 0 is the fuzz build's */
+}
+
+int config_read_finish(struct config_read *cr, bool timed_out, char *err, size_t errlen)
+{
+	const char *path = cr->path;
+	struct config_facts f = {0};
+	size_t len = cr->len;
+
+	cr->timed_out = timed_out;
+	stop_reader(cr);
 	if (timed_out) {
 		snprintf(err, errlen,
 			 "%s: reading the config file took longer than %d s (is its filesystem "
 			 "a network or FUSE one that does not answer?); gave up",
 			 path, CONFIG_READ_TIMEOUT_MS / 1000);
-		goto fail;
+		return -EINVAL;
 	}
-	if (!exited || len < sizeof(f) || len > cap) {
+	if (!cr->failed && len >= sizeof(f))
+		memcpy(&f, cr->data + len - sizeof(f), sizeof(f));
+	/* The facts come last and count the bytes before them: a reader that died on the
+	 * way (killed, out of memory) cannot have sent them. */
+	if (cr->failed || f.magic != CONFIG_FACTS_MAGIC || f.bytes != len - sizeof(f)) {
 		snprintf(err, errlen, "%s: the config file's reader died without an answer", path);
-		goto fail;
+		return -EINVAL;
 	}
 	len -= sizeof(f);
-	memcpy(&f, data + len, sizeof(f));
 	switch ((enum config_step)f.step) {
 	case CONFIG_READ_OK:
-		data[len] = '\0'; /* where the facts were: room for the NUL */
-		*ret_data = data;
-		*ret_len = len;
+		cr->data[len] = '\0'; /* where the facts were: room for the NUL */
+		cr->len = len;
 		return 0;
 	case CONFIG_OPEN_FAILED:
 		snprintf(err, errlen, "%s: cannot open the config file: %s", path,
@@ -925,9 +919,84 @@ static int read_config(const char *path, char **ret_data, size_t *ret_len, char 
 		snprintf(err, errlen, "%s: the config file's reader gave a garbled answer", path);
 		break;
 	}
-fail:
-	free(data);
 	return -EINVAL;
+}
+
+bool config_read_reap(struct config_read *cr, pid_t pid)
+{
+	siginfo_t si;
+
+	if (cr->pid <= 0 || pid != cr->pid)
+		return false;
+	(void)waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG);
+	cr->pid = 0;
+	return true;
+}
+
+void config_read_free(struct config_read *cr)
+{
+	stop_reader(cr);
+	free(cr->path);
+	free(cr->data);
+	cr->path = cr->data = NULL;
+	cr->len = cr->size = 0;
+}
+
+/* At start-up, before the loop reaps anything: the reader's exit, now or within a
+ * moment of the SIGKILL that ended a read that took too long. One stuck in the kernel
+ * beyond that is left to the loop, which reaps every child (pool_reap_children). */
+static void reap_now(struct config_read *cr)
+{
+	int pidfd;
+
+	if (cr->pid <= 0)
+		return;
+	pidfd = pidfd_open(cr->pid, 0);
+	if (pidfd >= 0) {
+		struct pollfd p = {.fd = pidfd, .events = POLLIN};
+
+		(void)poll(&p, 1, cr->failed || cr->timed_out ? 100 : CONFIG_READ_TIMEOUT_MS);
+		close(pidfd);
+	}
+	if (waitpid(cr->pid, NULL, WNOHANG) != 0)
+		cr->pid = 0;
+}
+
+/* The whole file, NUL-terminated, in *ret_data (free it); at most CONFIG_MAX_SIZE
+ * bytes, within CONFIG_READ_TIMEOUT_MS: the reader of config_read_start, waited for
+ * here (start-up, --check). The loop (a HUP) uses the same reader without waiting. */
+static int read_config(const char *path, char **ret_data, size_t *ret_len, char *err, size_t errlen)
+{
+	struct config_read cr;
+	bool timed_out = false;
+	int r;
+
+	r = config_read_start(&cr, path, err, errlen);
+	if (r < 0)
+		return r;
+	for (;;) {
+		uint64_t now = now_ms();
+		struct pollfd pfd = {.fd = cr.fd, .events = POLLIN};
+
+		if (now >= cr.deadline_ms) {
+			timed_out = true;
+			break;
+		}
+		r = poll(&pfd, 1, (int)(cr.deadline_ms - now));
+		if (r < 0 && errno != EINTR)
+			break;
+		if (r > 0 && config_read_feed(&cr))
+			break;
+	}
+	r = config_read_finish(&cr, timed_out, err, errlen);
+	reap_now(&cr);
+	if (r == 0) {
+		*ret_data = cr.data;
+		*ret_len = cr.len;
+		cr.data = NULL;
+	}
+	config_read_free(&cr);
+	return r;
 }
 
 /* Before inih sees a byte: it would cut a line longer than its buffer and parse the
@@ -1024,15 +1093,13 @@ static int config_entry(void *user, const char *section, const char *name, const
 	return 1;
 }
 
-int options_load_config(struct settings *s, const char *path, char *err, size_t errlen)
+/* A config file's text, already read: data is NUL-terminated, and freed here. */
+static int apply_config(struct settings *s, const char *path, char *data, size_t len, char *err,
+			size_t errlen)
 {
-	struct config_ctx c = {.s = s, .path = path, .err = err, .errlen = errlen};
-	char *data;
+	struct config_ctx c = {.s = s, .path = path, .err = err, .errlen = errlen, .len = len};
 	int r;
 
-	r = read_config(path, &data, &c.len, err, errlen);
-	if (r < 0)
-		return r;
 	r = check_lines(path, data, c.len, err, errlen);
 	if (r < 0) {
 		free(data);
@@ -1054,23 +1121,30 @@ int options_load_config(struct settings *s, const char *path, char *err, size_t 
 	return 0;
 }
 
-int options_load(struct settings *s, int argc, char *const *argv, const char *env, char *err,
-		 size_t errlen)
+int options_load_config(struct settings *s, const char *path, char *err, size_t errlen)
 {
-	struct settings cmd;
-	const char *config;
+	char *data;
+	size_t len;
+	int r = read_config(path, &data, &len, err, errlen);
+
+	return r < 0 ? r : apply_config(s, path, data, len, err, errlen);
+}
+
+/* The first half of a load: defaults and SIGVISOR_ARGS in s, the command line in *cmd
+ * (applied again last, for its precedence); the config file to read, or NULL. */
+static int load_first(struct settings *s, struct settings *cmd, int argc, char *const *argv,
+		      const char *env, const char **ret_config, char *err, size_t errlen)
+{
 	int r;
 
-	/* Initialized before anything can fail: the caller frees it either way. */
+	/* Initialized before anything can fail: the caller frees them either way. */
 	settings_init(s);
 	/* The config file is named on the command line or in SIGVISOR_ARGS, but sits
 	 * between them in precedence: find it first, then apply everything in order. */
-	settings_init(&cmd);
-	r = options_parse_args(&cmd, SOURCE_CMDLINE, argc, argv, 1, true, err, errlen);
-	if (r < 0) {
-		settings_free(&cmd);
+	settings_init(cmd);
+	r = options_parse_args(cmd, SOURCE_CMDLINE, argc, argv, 1, true, err, errlen);
+	if (r < 0)
 		return r;
-	}
 
 	if (env && *env) {
 		char sub[768];
@@ -1079,27 +1153,59 @@ int options_load(struct settings *s, int argc, char *const *argv, const char *en
 
 		if (!words) {
 			snprintf(err, errlen, "SIGVISOR_ARGS: %s", sub);
-			settings_free(&cmd);
 			return -EINVAL;
 		}
 		r = options_parse_args(s, SOURCE_ENV, n, words, 0, false, sub, sizeof(sub));
 		options_free_words(words);
 		if (r < 0) {
 			snprintf(err, errlen, "SIGVISOR_ARGS: %s", sub);
-			settings_free(&cmd);
 			return r;
 		}
 	}
-	config = cmd.config ? cmd.config : s->config;
-	if (config && !cmd.help && !cmd.version) {
-		r = options_load_config(s, config, err, errlen);
-		if (r < 0) {
-			settings_free(&cmd);
-			return r;
+	*ret_config = cmd->config ? cmd->config : s->config;
+	if (cmd->help || cmd->version)
+		*ret_config = NULL;
+	return 0;
+}
+
+int options_load_read(struct settings *s, int argc, char *const *argv, const char *env,
+		      struct config_read *pre, char *err, size_t errlen)
+{
+	struct settings cmd;
+	const char *config;
+	int r = load_first(s, &cmd, argc, argv, env, &config, err, errlen);
+
+	if (r == 0 && config) {
+		if (pre && pre->path && pre->data && strcmp(pre->path, config) == 0) {
+			r = apply_config(s, config, pre->data, pre->len, err, errlen);
+			pre->data = NULL; /* apply_config freed it */
+		} else {
+			r = options_load_config(s, config, err, errlen);
 		}
 	}
 	settings_free(&cmd);
+	if (r < 0)
+		return r;
 	return options_parse_args(s, SOURCE_CMDLINE, argc, argv, 1, true, err, errlen);
+}
+
+int options_load(struct settings *s, int argc, char *const *argv, const char *env, char *err,
+		 size_t errlen)
+{
+	return options_load_read(s, argc, argv, env, NULL, err, errlen);
+}
+
+char *options_config_path(int argc, char *const *argv, const char *env)
+{
+	struct settings s, cmd;
+	const char *config = NULL;
+	char err[256], *path = NULL;
+
+	if (load_first(&s, &cmd, argc, argv, env, &config, err, sizeof(err)) == 0 && config)
+		path = strdup(config);
+	settings_free(&cmd);
+	settings_free(&s);
+	return path;
 }
 
 void options_print_help(const char *prog)

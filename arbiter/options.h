@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "log.h"
 
@@ -125,10 +126,44 @@ char **settings_words(const struct settings *s, int *ret_n);
  * returns -EINVAL. */
 int options_load_config(struct settings *s, const char *path, char *err, size_t errlen);
 
+/* Reading a config file without waiting for it (a HUP): a child process reads it, so
+ * a stalled filesystem can hang only the child, and the loop feeds on what it sends.
+ *   config_read_start()  forks the reader; watch fd for reading, until deadline_ms
+ *   config_read_feed()   takes what is there; true once all of it is (or it failed)
+ *   config_read_finish() says what the reader found (timed_out: deadline_ms passed
+ *                        first); 0: data and len hold the file, NUL-terminated
+ *   config_read_reap()   true if pid is the reader's, now reaped (our SIGCHLD)
+ *   config_read_free()   frees it all; a reader still running gets SIGKILL
+ * The messages are options_load_config()'s. */
+struct config_read {
+	char *path;
+	pid_t pid; /* the reader, until reaped */
+	int fd;	   /* what it sends; -1 once finished */
+	char *data;
+	size_t len, size;
+	uint64_t deadline_ms;
+	bool failed, timed_out;
+};
+
+int config_read_start(struct config_read *cr, const char *path, char *err, size_t errlen);
+bool config_read_feed(struct config_read *cr);
+int config_read_finish(struct config_read *cr, bool timed_out, char *err, size_t errlen);
+bool config_read_reap(struct config_read *cr, pid_t pid);
+void config_read_free(struct config_read *cr);
+
 /* The whole parse, at startup and on HUP: defaults, SIGVISOR_ARGS (env may be NULL),
  * the config file (-c from argv or SIGVISOR_ARGS), then argv. */
 int options_load(struct settings *s, int argc, char *const *argv, const char *env, char *err,
 		 size_t errlen);
+
+/* options_load() with the config file already read (a finished config_read, whose data
+ * it takes), if pre is the file the load names; otherwise it reads the file itself. */
+int options_load_read(struct settings *s, int argc, char *const *argv, const char *env,
+		      struct config_read *pre, char *err, size_t errlen);
+
+/* The config file options_load() would read (free it), or NULL: none, or the command
+ * line or SIGVISOR_ARGS does not parse (the load says why). */
+char *options_config_path(int argc, char *const *argv, const char *env);
 
 void options_print_help(const char *prog);
 

@@ -88,7 +88,87 @@ static void warn_fixed(const struct settings *o, const struct settings *n)
 #undef CHANGED_STR
 }
 
+bool reload_busy(const struct arbiter *a)
+{
+	return a->reloading || a->config_src.fd >= 0;
+}
+
+/* A HUP that came while the config file was read or a generation replaced: it may
+ * carry a fixed configuration, try it. */
+static void reload_next(struct arbiter *a)
+{
+	if (a->reload_pending && !reload_busy(a)) {
+		a->reload_pending = false;
+		reload_start(a);
+	}
+}
+
+static void reload_begin(struct arbiter *a, struct config_read *pre);
+
 void reload_start(struct arbiter *a)
+{
+	char err[1024], *path;
+	int r;
+
+	if (reload_busy(a)) {
+		a->reload_pending = true;
+		log_info("reload already in progress; one more will follow it");
+		return;
+	}
+	/* The file is read by a child while the loop goes on: a file whose filesystem
+	 * stalls (NFS, FUSE) holds the child, never TERM, status or the workers' exits. */
+	path = options_config_path(a->argc, a->argv, getenv("SIGVISOR_ARGS"));
+	if (!path) {
+		reload_begin(a, NULL); /* no file (or the arguments say why not) */
+		return;
+	}
+	r = config_read_start(&a->config_read, path, err, sizeof(err));
+	free(path);
+	if (r == 0) {
+		a->config_src.fd = a->config_read.fd;
+		r = loop_add(&a->loop, &a->config_src, LOOP_IN);
+		if (r < 0) {
+			snprintf(err, sizeof(err), "cannot watch the config file's reader: %s",
+				 strerror(-r));
+			a->config_src.fd = -1;
+			config_read_free(&a->config_read);
+		}
+	}
+	if (r < 0)
+		log_error("reload: %s; keeping the current configuration", err);
+}
+
+static void config_read_done(struct arbiter *a, bool timed_out)
+{
+	char err[1024];
+	int r;
+
+	(void)loop_del(&a->loop, &a->config_src);
+	a->config_src.fd = -1;
+	r = config_read_finish(&a->config_read, timed_out, err, sizeof(err));
+	if (r < 0)
+		log_error("reload: %s; keeping the current configuration", err);
+	else
+		reload_begin(a, &a->config_read);
+	config_read_free(&a->config_read);
+	reload_next(a);
+}
+
+void reload_on_config(struct arbiter *a)
+{
+	if (a->config_src.fd >= 0 && config_read_feed(&a->config_read))
+		config_read_done(a, false);
+}
+
+void reload_config_timeout(struct arbiter *a, uint64_t now)
+{
+	if (a->config_src.fd >= 0 && a->config_read.deadline_ms <= now)
+		config_read_done(a, true);
+}
+
+/* The new generation, with the settings the command line, SIGVISOR_ARGS and the config
+ * file (pre: already read, or NULL) make now. */
+static void reload_begin(struct arbiter *a, struct config_read *pre)
 {
 	struct settings *s;
 	struct spawn_template tmpl;
@@ -97,17 +177,14 @@ void reload_start(struct arbiter *a)
 	char err[1024];
 	int r;
 
-	if (a->reloading) {
-		a->reload_pending = true;
-		log_info("reload already in progress; one more will follow it");
-		return;
-	}
+	if (a->phase != PHASE_RUNNING)
+		return; /* a TERM came while the file was read */
 	s = calloc(1, sizeof(*s));
 	if (!s) {
 		log_error("reload: out of memory; keeping the current configuration");
 		return;
 	}
-	r = options_load(s, a->argc, a->argv, getenv("SIGVISOR_ARGS"), err, sizeof(err));
+	r = options_load_read(s, a->argc, a->argv, getenv("SIGVISOR_ARGS"), pre, err, sizeof(err));
 	if (r == 0 && activation_apply_binds(&a->activation, s, "reload: ") < 0) {
 		snprintf(err, sizeof(err), "out of memory");
 		r = -ENOMEM;
@@ -227,10 +304,7 @@ void reload_check(struct arbiter *a)
 		 p->target);
 	reload_discard(a);
 	notify_upstream(&a->notify, "READY=1");
-	if (a->reload_pending) {
-		a->reload_pending = false;
-		reload_start(a);
-	}
+	reload_next(a);
 }
 
 void reload_abort(struct arbiter *a, const char *why)
@@ -270,10 +344,6 @@ void reload_abort(struct arbiter *a, const char *why)
 	retire_thaw_listeners(a);
 	p->reload_failures++;
 	notify_upstream(&a->notify, "READY=1\nSTATUS=reload failed");
-	/* A HUP that came meanwhile may carry a fixed configuration: try it. */
-	if (a->reload_pending) {
-		a->reload_pending = false;
-		reload_start(a);
-	}
+	reload_next(a);
 	pool_reconcile(&a->pool);
 }

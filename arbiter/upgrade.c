@@ -202,7 +202,7 @@ void upgrade_start(struct arbiter *a)
 		log_info("upgrade already in progress; this USR2 changes nothing");
 		return;
 	}
-	if (a->reloading) {
+	if (reload_busy(a)) {
 		u->pending = true;
 		log_info("a reload is in progress; the upgrade starts when it is over");
 		return;
@@ -428,12 +428,12 @@ void upgrade_maybe_exec(struct arbiter *a)
 	FILE *f;
 	int fd, dupfd, r, bpf = 0;
 
-	if (u->pending && !a->reloading && a->phase == PHASE_RUNNING) {
+	if (u->pending && !reload_busy(a) && a->phase == PHASE_RUNNING) {
 		u->pending = false;
 		upgrade_start(a);
 		return;
 	}
-	if (!u->exec_wanted || a->reloading)
+	if (!u->exec_wanted || reload_busy(a))
 		return;
 	if (a->phase != PHASE_RUNNING) {
 		u->exec_wanted = false;

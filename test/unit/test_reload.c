@@ -5,6 +5,7 @@
  *
  * wrap: spawn_worker pidfd_send_signal waitid clock_gettime notify_open_worker notify_close_worker
  */
+#include <poll.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -86,6 +87,8 @@ static int setup(void **state)
 	a->control.listen.fd = a->control.reserve_fd = -1;
 	a->metrics.listen.fd = -1;
 	a->upgrade.check.fd = a->upgrade.metrics_fd = -1;
+	a->config_src = (struct source){SOURCE_CONFIG_READ, -1};
+	a->config_read.fd = -1;
 	a->pid = getpid();
 	a->settings = calloc(1, sizeof(*a->settings));
 	assert_int_equal(options_load(a->settings, a->argc, a->argv, NULL, err, sizeof(err)), 0);
@@ -107,6 +110,7 @@ static int teardown(void **state)
 
 	(void)state;
 	reload_discard(a);
+	config_read_free(&a->config_read);
 	for (size_t i = 0; i < a->n_listeners; i++)
 		listener_close(&a->listeners[i], true);
 	pool_free(&a->pool);
@@ -137,6 +141,24 @@ static void ready(struct worker *w)
 
 	assert_non_null(w);
 	pool_notify(&arb.pool, w, &m, clock_ms);
+}
+
+/* The loop's part of a HUP: the child reading the config file sends, and the loop
+ * takes it when it does (reload_on_config), never waiting in between. */
+static void read_config_file(void)
+{
+	while (arb.config_src.fd >= 0) {
+		struct pollfd p = {.fd = arb.config_src.fd, .events = POLLIN};
+
+		assert_int_equal(poll(&p, 1, 5000), 1);
+		reload_on_config(&arb);
+	}
+}
+
+static void hup(void)
+{
+	reload_start(&arb);
+	read_config_file();
 }
 
 /* One turn of the loop after an event, as arbiter.c's run() does. */
@@ -172,7 +194,7 @@ static void test_hup_hands_over_one_for_one(void **state)
 	old0 = worker_in_slot(0, 1);
 	old1 = worker_in_slot(1, 1);
 	conf_with(2, "graceful-timeout = 7\n");
-	reload_start(&arb);
+	hup();
 	assert_true(arb.reloading);
 	assert_true(arb.pool.trial);
 	assert_int_equal(arb.pool.generation, 2);
@@ -210,7 +232,7 @@ static void test_hup_with_a_bad_config_keeps_everything(void **state)
 	(void)state;
 	serve_generation_1();
 	write_conf("workers = many\n");
-	reload_start(&arb);
+	hup();
 	assert_false(arb.reloading);
 	assert_ptr_equal(arb.settings, before);
 	assert_int_equal(arb.pool.generation, 1);
@@ -227,7 +249,7 @@ static void test_new_generation_not_ready_rolls_back(void **state)
 	(void)state;
 	serve_generation_1();
 	conf_with(3, "");
-	reload_start(&arb);
+	hup();
 	assert_int_equal(arb.pool.target, 3);
 	new0 = worker_in_slot(0, 2);
 	new1 = worker_in_slot(1, 2);
@@ -255,19 +277,66 @@ static void test_hup_during_a_reload_follows_it(void **state)
 {
 	(void)state;
 	serve_generation_1();
-	reload_start(&arb);
+	hup();
 	arb.reload_pending = true; /* what a HUP now does (the mode table's RELOAD_LATER) */
 	ready(worker_in_slot(0, 2));
 	ready(worker_in_slot(1, 2));
 	turn();
 	exits(worker_in_slot(1, 1), 0);
 	exits(worker_in_slot(0, 1), 0);
-	/* the first reload completed and the pending one started at once */
+	/* the first reload completed and the pending one started at once: its file is
+	 * being read */
+	assert_true(reload_busy(&arb));
+	read_config_file();
 	assert_true(arb.reloading);
 	assert_false(arb.reload_pending);
 	assert_int_equal(arb.pool.generation, 3);
 	assert_int_equal(arb.pool.reloads, 2);
 	assert_int_equal(pool_count_gen(&arb.pool, worker_is_booting, true), 2);
+}
+
+/* While the file is read, the loop goes on: nothing changed yet, a second HUP waits
+ * for the first, and the reader's answer starts the generation. */
+static void test_the_config_file_is_read_off_the_loop(void **state)
+{
+	(void)state;
+	serve_generation_1();
+	conf_with(3, "");
+	reload_start(&arb);
+	assert_true(reload_busy(&arb));
+	assert_false(arb.reloading);
+	assert_int_equal(arb.pool.generation, 1);
+	assert_true(arb.config_read.pid > 0); /* a child reads it */
+	reload_start(&arb);
+	assert_true(arb.reload_pending);
+	read_config_file();
+	assert_true(arb.reloading);
+	assert_int_equal(arb.pool.generation, 2);
+	assert_int_equal(arb.pool.target, 3);
+	assert_true(arb.reload_pending); /* after this reload */
+}
+
+/* A reader that has not answered by its deadline (stuck in a read from a stalled NFS
+ * or FUSE server; here: not fed before the fake clock passes it) is given up, the
+ * current configuration kept. */
+static void test_a_config_read_past_its_deadline_keeps_everything(void **state)
+{
+	struct settings *before = arb.settings;
+
+	(void)state;
+	serve_generation_1();
+	conf_with(3, "");
+	reload_start(&arb);
+	assert_true(reload_busy(&arb));
+	clock_ms += CONFIG_READ_TIMEOUT_MS - 1;
+	reload_config_timeout(&arb, clock_ms);
+	assert_true(reload_busy(&arb));
+	clock_ms += 1;
+	reload_config_timeout(&arb, clock_ms);
+	assert_false(reload_busy(&arb));
+	assert_false(arb.reloading);
+	assert_ptr_equal(arb.settings, before);
+	assert_int_equal(arb.pool.generation, 1);
 }
 
 static void test_a_new_bind_goes_to_the_new_generation_only(void **state)
@@ -278,7 +347,7 @@ static void test_a_new_bind_goes_to_the_new_generation_only(void **state)
 	serve_generation_1();
 	snprintf(extra, sizeof(extra), "bind = unix:%s/b.sock\n", dir);
 	conf_with(2, extra);
-	reload_start(&arb);
+	hup();
 	assert_int_equal(started[0].n_fds, 1);
 	assert_int_equal(started[2].generation, 2);
 	assert_int_equal(started[2].n_fds, 2);
@@ -296,6 +365,10 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_hup_during_a_reload_follows_it, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_the_config_file_is_read_off_the_loop, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(
+			test_a_config_read_past_its_deadline_keeps_everything, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_a_new_bind_goes_to_the_new_generation_only,
 						setup, teardown),
 	};
