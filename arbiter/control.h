@@ -7,7 +7,11 @@
  * answer it does not read) is closed on the arbiter's deadline timer, and when all
  * CONTROL_MAX_CONNS are taken the oldest idle one makes room for the new client. A
  * USR2 exec hands the listener and every accepted connection over to the new image,
- * which answers them. */
+ * which answers them.
+ *
+ * The server's transport is control.c, the requests and what they answer control_cmd.c
+ * (new commands go there), the client control_client.c, the default place of the
+ * socket and connecting to one control_path.c. */
 #pragma once
 
 #include <stdbool.h>

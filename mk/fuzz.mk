@@ -26,7 +26,7 @@ FUZZ_options_LDFLAGS := -Wl,--wrap=open
 FUZZ_config_SRCS := arbiter/options.c shared/safefile.c shared/timeutil.c
 FUZZ_config_LIBS := -linih
 FUZZ_notify_SRCS := arbiter/notify.c
-FUZZ_control_SRCS := arbiter/control.c
+FUZZ_control_SRCS := arbiter/control_cmd.c
 FUZZ_listener_SRCS := arbiter/listeners.c
 FUZZ_http_SRCS := shared/http.c
 # Past HTTP_HEAD_MAX (8192), to reach the 431 path.

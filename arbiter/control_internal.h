@@ -1,0 +1,21 @@
+/* What the files of the control socket share and nobody else sees: control.c (the
+ * server's transport), control_cmd.c (the requests and what they do), control_path.c
+ * (where sockets live, connecting to one) and control_client.c (`sigvisor status`).
+ * The calls go one way: the transport calls the commands, the server and the client
+ * call control_path.c, and the client never calls the server. */
+#pragma once
+
+#include <stddef.h>
+
+#include "control.h"
+
+/* control_cmd.c: answer one request line (without its newline) on cc: the answer in
+ * cc->out, or cc->follower set for "events". 0, or -ENOMEM (the connection is closed). */
+int control_handle_request(struct control *c, struct control_conn *cc, const char *line);
+
+/* control_path.c: the directories searched, in order; the caller frees nothing (static
+ * buffers). */
+size_t control_candidate_dirs(const char **dirs, size_t max);
+/* control_path.c: connect to the socket at path without waiting: an fd (non-blocking),
+ * or -errno (ECONNREFUSED: nobody listens; EAGAIN: its listen queue is full). */
+int control_connect_to(const char *path);
