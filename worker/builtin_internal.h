@@ -6,7 +6,8 @@
  *   timeouts.c    idle and lingering connections, and the sweep timer that closes them
  *   sleepheap.c   /sleep: connections parked on a heap of deadlines behind one timerfd
  *   accept.c      the listening sockets: accept, pause when out of fds, drain, retire
- *   drain.c       signals: TERM (drain), QUIT and INT (exit now), USR1 (reopen the log)
+ *   signalfd.c    the signals: TERM (drain.c), QUIT and INT (exit now), USR1 (reopen the log)
+ *   drain.c       TERM: take the listeners' queues, serve what is in flight, then exit
  *   boot.c        set-up from the environment, and teardown */
 #pragma once
 
@@ -169,8 +170,12 @@ void listeners_resume(struct worker *w);
 bool listener_drain(struct worker *w, struct listener *l);
 void listener_ready(struct worker *w, struct listener *l);
 
-/* drain.c */
+/* signalfd.c */
 void signals_read(struct worker *w);
+
+/* drain.c */
+struct signalfd_siginfo;
+void worker_drain(struct worker *w, const struct signalfd_siginfo *si);
 
 /* boot.c */
 int builtin_setup(struct worker *w, const sigset_t *mask);
