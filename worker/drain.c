@@ -6,9 +6,9 @@
 
 #include <sys/signalfd.h>
 
-void worker_drain(struct worker *w, const struct signalfd_siginfo *si)
+void bw_drain(struct bw_worker *w, const struct signalfd_siginfo *si)
 {
-	struct conn *c, *next;
+	struct bw_conn *c, *next;
 	size_t busy = 0;
 
 	if (w->draining) {
@@ -19,12 +19,12 @@ void worker_drain(struct worker *w, const struct signalfd_siginfo *si)
 	log_info("SIGTERM from pid %u: no longer accepting, finishing %zu connections", si->ssi_pid,
 		 w->n_conns);
 	w->draining = true;
-	notify(w, "STOPPING=1");
+	bw_notify(w, "STOPPING=1");
 
 	/* What is queued is served (with Connection: close), not reset. Out of fds, even
 	 * a moment ago: try anyway, and what is left waits for a connection to close. */
 	for (int i = 0; i < w->n_listeners; i++)
-		if (w->listeners[i].src.fd >= 0 && !listener_drain(w, &w->listeners[i]))
+		if (w->listeners[i].src.fd >= 0 && !bw_listener_drain(w, &w->listeners[i]))
 			break;
 
 	/* Closing an idle keep-alive connection now would race the client's next
@@ -36,10 +36,10 @@ void worker_drain(struct worker *w, const struct signalfd_siginfo *si)
 	 * tail with the grace, then the busy ones (now at the front, still in order) with
 	 * a deadline no earlier than that. */
 	c = w->idle.head;
-	for (size_t n = count_list(&w->idle); n > 0 && c; n--, c = next) {
+	for (size_t n = bw_count_list(&w->idle); n > 0 && c; n--, c = next) {
 		next = c->next;
-		if (conn_is_idle(c))
-			list_append(w, c, LIST_IDLE, DRAIN_GRACE_NS);
+		if (bw_conn_is_idle(c))
+			bw_list_append(w, c, BW_LIST_IDLE, DRAIN_GRACE_NS);
 		else
 			busy++;
 	}
@@ -47,7 +47,7 @@ void worker_drain(struct worker *w, const struct signalfd_siginfo *si)
 		uint64_t left = c->deadline > w->now + DRAIN_GRACE_NS ? c->deadline - w->now
 								      : DRAIN_GRACE_NS;
 
-		list_append(w, c, LIST_IDLE, left);
+		bw_list_append(w, c, BW_LIST_IDLE, left);
 	}
 
 	/* A lingering connection waits for the client to close after our last
@@ -59,6 +59,6 @@ void worker_drain(struct worker *w, const struct signalfd_siginfo *si)
 		if (c->deadline > w->now + DRAIN_GRACE_NS)
 			c->deadline = w->now + DRAIN_GRACE_NS;
 	if (w->linger.head)
-		sweep_schedule(w, w->linger.head->deadline);
-	sweep_maybe_disarm(w);
+		bw_sweep_schedule(w, w->linger.head->deadline);
+	bw_sweep_maybe_disarm(w);
 }

@@ -9,7 +9,7 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
-static void log_reopen(struct worker *w)
+static void log_reopen(struct bw_worker *w)
 {
 	int r;
 
@@ -26,7 +26,7 @@ static void log_reopen(struct worker *w)
 	log_info("reopened log file %s", w->log_file);
 }
 
-void signals_read(struct worker *w)
+void bw_signals_read(struct bw_worker *w)
 {
 	struct signalfd_siginfo si[8];
 
@@ -43,7 +43,7 @@ void signals_read(struct worker *w)
 		for (size_t i = 0; i < (size_t)n / sizeof(si[0]); i++) {
 			switch (si[i].ssi_signo) {
 			case SIGTERM:
-				worker_drain(w, &si[i]);
+				bw_drain(w, &si[i]);
 				break;
 			case SIGQUIT:
 			case SIGINT:
