@@ -1,5 +1,5 @@
 /* Starting a worker: argv and envp are built here, in the arbiter, before clone3();
- * the child only runs worker/postfork.c's async-signal-safe setup and exec's.
+ * the child only runs postfork.c's async-signal-safe setup and exec's.
  *
  * Low layer: knows the settings and the listening sockets it is handed, nothing of the
  * pool or the arbiter. */

@@ -16,18 +16,17 @@ LAYERS = [
     ("shared", "shared/*"),
     ("worker", "worker/*"),
     ("low", "arbiter/{loop,loop_epoll,loop_uring,signals,lifecycle,listeners,options,"
-            "activation,spawn,check,upstate,upsettings,descendants}"),
+            "activation,spawn,postfork,check,upstate,upsettings,descendants}"),
     ("middle", "arbiter/{notify,pool,control,control_cmd,control_path,control_client,"
                "metrics,bpf,serving}"),
     ("wiring", "arbiter/{arbiter,main,reload,retire,upgrade,status,prometheus}"),
 ]
 # What a layer may include besides its own and the layers listed before it. The
-# worker is a program of its own: it needs only shared/. postfork (worker/) runs in
-# the arbiter's child between clone3 and exec, so spawn, in the low layer, uses it.
+# worker is a program of its own: it needs only shared/.
 MAY_INCLUDE = {
     "shared": {"shared"},
     "worker": {"shared", "worker"},
-    "low": {"shared", "low", "worker:postfork"},
+    "low": {"shared", "low"},
     "middle": {"shared", "low", "middle"},
     "wiring": {"shared", "worker", "low", "middle", "wiring"},
 }

@@ -24,29 +24,29 @@
 /* Out of fds: how long to leave the listeners alone when no connection closes meanwhile. */
 #define ACCEPT_RETRY_NS (1 * NSEC_PER_SEC)
 
-static void listeners_pause(struct worker *w)
+static void listeners_pause(struct bw_worker *w)
 {
 	for (int i = 0; i < w->n_listeners; i++) {
-		struct listener *l = &w->listeners[i];
+		struct bw_listener *l = &w->listeners[i];
 
 		if (l->in_epoll && epoll_ctl(w->epfd, EPOLL_CTL_DEL, l->src.fd, NULL) == 0)
 			l->in_epoll = false;
 	}
 	w->listeners_paused = true;
 	w->accept_resume_at = w->now + ACCEPT_RETRY_NS;
-	sweep_schedule(w, w->accept_resume_at);
+	bw_sweep_schedule(w, w->accept_resume_at);
 }
 
-void listeners_resume(struct worker *w)
+void bw_listeners_resume(struct bw_worker *w)
 {
 	w->listeners_paused = false;
 	for (int i = 0; i < w->n_listeners; i++) {
-		struct listener *l = &w->listeners[i];
+		struct bw_listener *l = &w->listeners[i];
 		int r;
 
 		if (l->src.fd < 0 || l->in_epoll)
 			continue;
-		r = epoll_add(w, &l->src, EPOLLIN | EPOLLEXCLUSIVE);
+		r = bw_epoll_add(w, &l->src, EPOLLIN | EPOLLEXCLUSIVE);
 		if (r < 0) {
 			errno = -r;
 			log_error("re-adding listening socket %d to epoll failed, ignoring: %m",
@@ -70,7 +70,7 @@ enum accept_result {
  * refuses new connections, stays readable for ever, and accept() finds nothing once the
  * queue is empty. poll() tells such a socket by POLLRDHUP; a TCP listener never has it
  * (frozen, it is simply never readable again once empty). */
-static bool listener_is_shut(const struct listener *l)
+static bool listener_is_shut(const struct bw_listener *l)
 {
 	struct pollfd p = {.fd = l->src.fd, .events = POLLRDHUP};
 
@@ -78,14 +78,15 @@ static bool listener_is_shut(const struct listener *l)
 }
 
 /* Accept up to max connections from l; *taken counts them. */
-static enum accept_result listener_accept(struct worker *w, struct listener *l, int max, int *taken)
+static enum accept_result listener_accept(struct bw_worker *w, struct bw_listener *l, int max,
+					  int *taken)
 {
 	*taken = 0;
 	for (int i = 0; i < max; i++) {
 		int fd = accept4(l->src.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
 		if (fd >= 0) {
-			conn_accepted(w, l, fd);
+			bw_conn_accepted(w, l, fd);
 			(*taken)++;
 			continue;
 		}
@@ -112,7 +113,7 @@ static enum accept_result listener_accept(struct worker *w, struct listener *l, 
 		case ENOMEM:
 			/* The listener stays readable, so a level-triggered epoll would spin:
 			 * take the listeners out until a connection closes or a second passes. */
-			if (error_log_allowed(w))
+			if (bw_error_log_allowed(w))
 				log_error("accepting a connection failed, pausing accepts: %m");
 			listeners_pause(w);
 			return ACCEPT_PAUSED;
@@ -128,7 +129,7 @@ static enum accept_result listener_accept(struct worker *w, struct listener *l, 
 }
 
 /* Close our copy of a listener for good. */
-static void listener_drop(struct worker *w, struct listener *l)
+static void listener_drop(struct bw_worker *w, struct bw_listener *l)
 {
 	if (l->in_epoll)
 		epoll_ctl(w->epfd, EPOLL_CTL_DEL, l->src.fd, NULL);
@@ -142,8 +143,8 @@ static void listener_drop(struct worker *w, struct listener *l)
  * handshake it completed, which a client counts as lost. Before it sends TERM to the
  * last worker serving a socket, the arbiter freezes it (no new connection enters the
  * queue), so what this takes is all there is. Returns false when out of fds: l stays
- * open, and listener_ready empties and closes it once accepting works again. */
-bool listener_drain(struct worker *w, struct listener *l)
+ * open, and bw_listener_ready empties and closes it once accepting works again. */
+bool bw_listener_drain(struct bw_worker *w, struct bw_listener *l)
 {
 	enum accept_result r;
 	int batches = 1, taken;
@@ -165,27 +166,27 @@ bool listener_drain(struct worker *w, struct listener *l)
  * that waits, in the order they were added to the socket's wait queue, so without this the
  * worker added first gets nearly every wake-up it is idle for. Re-adding after each batch
  * puts it last: the next connection wakes a sibling that has waited longer. */
-static void listener_requeue(struct worker *w, struct listener *l)
+static void listener_requeue(struct bw_worker *w, struct bw_listener *l)
 {
 	int r;
 
 	if (!l->in_epoll || epoll_ctl(w->epfd, EPOLL_CTL_DEL, l->src.fd, NULL) < 0)
 		return;
 	l->in_epoll = false;
-	r = epoll_add(w, &l->src, EPOLLIN | EPOLLEXCLUSIVE);
+	r = bw_epoll_add(w, &l->src, EPOLLIN | EPOLLEXCLUSIVE);
 	if (r < 0) {
 		errno = -r;
-		if (error_log_allowed(w))
+		if (bw_error_log_allowed(w))
 			log_error("re-adding listening socket %d to epoll failed, pausing accepts: "
 				  "%m",
 				  l->src.fd);
-		listeners_pause(w); /* listeners_resume adds it back */
+		listeners_pause(w); /* bw_listeners_resume adds it back */
 		return;
 	}
 	l->in_epoll = true;
 }
 
-void listener_ready(struct worker *w, struct listener *l)
+void bw_listener_ready(struct bw_worker *w, struct bw_listener *l)
 {
 	int taken;
 	enum accept_result r = listener_accept(w, l, ACCEPT_BATCH, &taken);

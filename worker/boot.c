@@ -42,7 +42,7 @@ static unsigned long env_ulong(const char *name)
 	return v;
 }
 
-static int listener_check(int fd, struct listener *l)
+static int listener_check(int fd, struct bw_listener *l)
 {
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof(ss);
@@ -65,7 +65,7 @@ static int listener_check(int fd, struct listener *l)
 		return -errno;
 	if (fcntl(fd, F_SETFD, FD_CLOEXEC) < 0)
 		return -errno;
-	l->src.type = SOURCE_LISTENER;
+	l->src.type = BW_SOURCE_LISTENER;
 	l->src.fd = fd;
 	l->in_epoll = false;
 	l->tcp = ss.ss_family == AF_INET || ss.ss_family == AF_INET6;
@@ -73,7 +73,7 @@ static int listener_check(int fd, struct listener *l)
 }
 
 /* sd_listen_fds(1), with the checks and messages we want. */
-static int listeners_from_env(struct worker *w)
+static int listeners_from_env(struct bw_worker *w)
 {
 	const char *e_pid = getenv("LISTEN_PID"), *e_fds = getenv("LISTEN_FDS");
 	const char *e_names = getenv("LISTEN_FDNAMES");
@@ -123,7 +123,7 @@ out:
 	return r;
 }
 
-static int notify_setup(struct worker *w)
+static int notify_setup(struct bw_worker *w)
 {
 	const char *path = getenv("NOTIFY_SOCKET");
 	int r = sd_notifier_init(&w->notifier, path);
@@ -133,7 +133,7 @@ static int notify_setup(struct worker *w)
 	return r;
 }
 
-static int timerfd_source(struct worker *w, struct source *src, enum source_type type)
+static int timerfd_source(struct bw_worker *w, struct bw_source *src, enum bw_source_type type)
 {
 	int r;
 
@@ -141,11 +141,11 @@ static int timerfd_source(struct worker *w, struct source *src, enum source_type
 	src->fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
 	if (src->fd < 0)
 		return -errno;
-	r = epoll_add(w, src, EPOLLIN);
+	r = bw_epoll_add(w, src, EPOLLIN);
 	return r;
 }
 
-static int watchdog_setup(struct worker *w)
+static int watchdog_setup(struct bw_worker *w)
 {
 	const char *usec_s = getenv("WATCHDOG_USEC"), *pid_s = getenv("WATCHDOG_PID");
 	unsigned long usec, pid;
@@ -162,7 +162,7 @@ static int watchdog_setup(struct worker *w)
 			 usec_s);
 		return 0;
 	}
-	r = timerfd_source(w, &w->watchdog, SOURCE_WATCHDOG);
+	r = timerfd_source(w, &w->watchdog, BW_SOURCE_WATCHDOG);
 	if (r < 0)
 		return r;
 	/* Half the timeout, as sd_watchdog_enabled(3) recommends. */
@@ -175,7 +175,7 @@ static int watchdog_setup(struct worker *w)
 	return 0;
 }
 
-int builtin_setup(struct worker *w, const sigset_t *mask)
+int bw_setup(struct bw_worker *w, const sigset_t *mask)
 {
 	const char *fmt = getenv("SIGVISOR_LOG_FORMAT");
 	int r;
@@ -212,19 +212,19 @@ int builtin_setup(struct worker *w, const sigset_t *mask)
 		return -errno;
 	}
 
-	w->sigfd.type = SOURCE_SIGNAL;
+	w->sigfd.type = BW_SOURCE_SIGNAL;
 	w->sigfd.fd = signalfd(-1, mask, SFD_NONBLOCK | SFD_CLOEXEC);
 	if (w->sigfd.fd < 0) {
 		log_error("signalfd failed: %m");
 		return -errno;
 	}
-	r = epoll_add(w, &w->sigfd, EPOLLIN);
+	r = bw_epoll_add(w, &w->sigfd, EPOLLIN);
 	if (r < 0)
 		goto fail;
-	r = timerfd_source(w, &w->sleep_timer, SOURCE_SLEEP_TIMER);
+	r = timerfd_source(w, &w->sleep_timer, BW_SOURCE_SLEEP_TIMER);
 	if (r < 0)
 		goto fail;
-	r = timerfd_source(w, &w->sweep_timer, SOURCE_SWEEP_TIMER);
+	r = timerfd_source(w, &w->sweep_timer, BW_SOURCE_SWEEP_TIMER);
 	if (r < 0)
 		goto fail;
 
@@ -234,7 +234,7 @@ int builtin_setup(struct worker *w, const sigset_t *mask)
 		goto fail;
 
 	for (int i = 0; i < w->n_listeners; i++) {
-		r = epoll_add(w, &w->listeners[i].src, EPOLLIN | EPOLLEXCLUSIVE);
+		r = bw_epoll_add(w, &w->listeners[i].src, EPOLLIN | EPOLLEXCLUSIVE);
 		if (r < 0)
 			goto fail;
 		w->listeners[i].in_epoll = true;
@@ -246,17 +246,17 @@ fail:
 	return r;
 }
 
-static void close_source(struct source *src)
+static void close_source(struct bw_source *src)
 {
 	if (src->fd >= 0)
 		close(src->fd);
 	src->fd = -1;
 }
 
-static void conn_list_free(struct conn *c)
+static void conn_list_free(struct bw_conn *c)
 {
 	while (c) {
-		struct conn *next = c->next;
+		struct bw_conn *next = c->next;
 
 		if (c->src.fd >= 0)
 			close(c->src.fd);
@@ -265,7 +265,7 @@ static void conn_list_free(struct conn *c)
 	}
 }
 
-void builtin_free(struct worker *w)
+void bw_free(struct bw_worker *w)
 {
 	for (size_t i = 0; i < w->heap_len; i++) {
 		close(w->heap[i]->src.fd);

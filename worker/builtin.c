@@ -7,7 +7,7 @@
  * connection on a heap of deadlines behind one timerfd instead of blocking, so the worker keeps
  * serving everyone else.
  *
- * Every object registered with epoll starts with a struct source, whose type tag picks the
+ * Every object registered with epoll starts with a struct bw_source, whose type tag picks the
  * handler. Connections are never freed inside an epoll batch (a later event of the same batch
  * may still point at them); they go on a dead list that is recycled after the batch.
  *
@@ -35,7 +35,7 @@
 #define ERROR_LOG_INTERVAL_NS (1 * NSEC_PER_SEC)
 
 /* Arm fd for the absolute CLOCK_MONOTONIC time at; 0 disarms. */
-int timer_set(int fd, uint64_t at)
+int bw_timer_set(int fd, uint64_t at)
 {
 	struct itimerspec its = {0};
 
@@ -46,7 +46,7 @@ int timer_set(int fd, uint64_t at)
 	return 0;
 }
 
-void timer_drain(int fd)
+void bw_timer_drain(int fd)
 {
 	uint64_t ticks;
 
@@ -55,7 +55,7 @@ void timer_drain(int fd)
 	}
 }
 
-int epoll_add(struct worker *w, struct source *src, uint32_t events)
+int bw_epoll_add(struct bw_worker *w, struct bw_source *src, uint32_t events)
 {
 	struct epoll_event ev = {.events = events, .data.ptr = src};
 
@@ -65,7 +65,7 @@ int epoll_add(struct worker *w, struct source *src, uint32_t events)
 }
 
 /* Errors a client can cause at any rate: log at most one a second. */
-bool error_log_allowed(struct worker *w)
+bool bw_error_log_allowed(struct bw_worker *w)
 {
 	if (w->accept_error_logged_at && w->now - w->accept_error_logged_at < ERROR_LOG_INTERVAL_NS)
 		return false;
@@ -73,7 +73,7 @@ bool error_log_allowed(struct worker *w)
 	return true;
 }
 
-void notify(struct worker *w, const char *msg)
+void bw_notify(struct bw_worker *w, const char *msg)
 {
 	int r = sd_notifier_send(&w->notifier, msg);
 
@@ -93,13 +93,13 @@ void notify(struct worker *w, const char *msg)
 	w->notify_failures = 0;
 }
 
-static void watchdog_fired(struct worker *w)
+static void watchdog_fired(struct bw_worker *w)
 {
-	timer_drain(w->watchdog.fd);
-	notify(w, "WATCHDOG=1");
+	bw_timer_drain(w->watchdog.fd);
+	bw_notify(w, "WATCHDOG=1");
 }
 
-static int worker_loop(struct worker *w)
+static int worker_loop(struct bw_worker *w)
 {
 	struct epoll_event events[MAX_EVENTS];
 
@@ -122,38 +122,38 @@ static int worker_loop(struct worker *w)
 		}
 		w->now = now_ns();
 		for (int i = 0; i < n && !w->quit; i++) {
-			struct source *src = events[i].data.ptr;
+			struct bw_source *src = events[i].data.ptr;
 
 			switch (src->type) {
-			case SOURCE_LISTENER:
+			case BW_SOURCE_LISTENER:
 				if (src->fd >= 0)
-					listener_ready(w, (struct listener *)src);
+					bw_listener_ready(w, (struct bw_listener *)src);
 				break;
-			case SOURCE_CONN:
-				conn_event(w, (struct conn *)src, events[i].events);
+			case BW_SOURCE_CONN:
+				bw_conn_event(w, (struct bw_conn *)src, events[i].events);
 				break;
-			case SOURCE_SIGNAL:
-				signals_read(w);
+			case BW_SOURCE_SIGNAL:
+				bw_signals_read(w);
 				break;
-			case SOURCE_SLEEP_TIMER:
-				sleep_timer_fired(w);
+			case BW_SOURCE_SLEEP_TIMER:
+				bw_sleep_timer_fired(w);
 				break;
-			case SOURCE_SWEEP_TIMER:
-				sweep_timer_fired(w);
+			case BW_SOURCE_SWEEP_TIMER:
+				bw_sweep_timer_fired(w);
 				break;
-			case SOURCE_WATCHDOG:
+			case BW_SOURCE_WATCHDOG:
 				watchdog_fired(w);
 				break;
 			}
 		}
-		conns_recycle(w);
+		bw_conns_recycle(w);
 	}
 	return 0;
 }
 
 int builtin_worker_main(int argc, char **argv)
 {
-	struct worker w = {
+	struct bw_worker w = {
 		.epfd = -1,
 		.sigfd.fd = -1,
 		.sleep_timer.fd = -1,
@@ -186,16 +186,16 @@ int builtin_worker_main(int argc, char **argv)
 		return EXIT_BOOT_FAILURE;
 	}
 
-	r = builtin_setup(&w, &mask);
+	r = bw_setup(&w, &mask);
 	if (r < 0) {
-		builtin_free(&w);
+		bw_free(&w);
 		return EXIT_BOOT_FAILURE;
 	}
 
 	log_info("worker %lu (generation %lu) serving on %d sockets", w.id, w.generation,
 		 w.n_listeners);
 	log_debug("arbiter pid %lu", w.arbiter_pid);
-	notify(&w, "READY=1");
+	bw_notify(&w, "READY=1");
 
 	/* From here on nothing a client or the system does may end the loop except a
 	 * signal: errors are logged and the worker carries on. */
@@ -204,7 +204,7 @@ int builtin_worker_main(int argc, char **argv)
 
 	log_info("worker %lu (generation %lu) exiting: %s", w.id, w.generation,
 		 r == 0 ? w.exit_reason : "fatal error");
-	builtin_free(&w);
+	bw_free(&w);
 	log_flush_for(LOG_EXIT_FLUSH_MS);
 	return r;
 }

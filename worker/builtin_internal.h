@@ -6,8 +6,15 @@
  *   timeouts.c    idle and lingering connections, and the sweep timer that closes them
  *   sleepheap.c   /sleep: connections parked on a heap of deadlines behind one timerfd
  *   accept.c      the listening sockets: accept, pause when out of fds, drain, retire
- *   drain.c       signals: TERM (drain), QUIT and INT (exit now), USR1 (reopen the log)
- *   boot.c        set-up from the environment, and teardown */
+ *   signalfd.c    the signals: TERM (drain.c), QUIT and INT (exit now), USR1 (reopen the log)
+ *   drain.c       TERM: take the listeners' queues, serve what is in flight, then exit
+ *   boot.c        set-up from the environment, and teardown
+ *
+ * Every name here starts with bw_ (built-in worker), and every other function of these files
+ * is static: the worker is linked into the one sigvisor binary with the arbiter, which has a
+ * struct worker, a struct listener and a struct source of its own, and with libbpf and
+ * liburing, so a generic global name (notify, epoll_add) would mislead a reader or a debugger,
+ * or clash at link time. */
 #pragma once
 
 #include "builtin.h"
@@ -30,40 +37,40 @@
  * long a connection closed after TERM lingers for the client's close. */
 #define DRAIN_GRACE_NS (NSEC_PER_SEC)
 
-enum source_type {
-	SOURCE_LISTENER,
-	SOURCE_CONN,
-	SOURCE_SIGNAL,
-	SOURCE_SLEEP_TIMER,
-	SOURCE_SWEEP_TIMER,
-	SOURCE_WATCHDOG,
+enum bw_source_type {
+	BW_SOURCE_LISTENER,
+	BW_SOURCE_CONN,
+	BW_SOURCE_SIGNAL,
+	BW_SOURCE_SLEEP_TIMER,
+	BW_SOURCE_SWEEP_TIMER,
+	BW_SOURCE_WATCHDOG,
 };
 
 /* First member of everything registered with epoll. */
-struct source {
-	enum source_type type;
+struct bw_source {
+	enum bw_source_type type;
 	int fd;
 };
 
-struct listener {
-	struct source src;
+struct bw_listener {
+	struct bw_source src;
 	bool in_epoll;
 	bool tcp;
 };
 
-enum conn_list_id {
-	LIST_NONE, /* parked on the sleep heap: no idle timeout */
-	LIST_IDLE,
-	LIST_LINGER,
+enum bw_list_id {
+	BW_LIST_NONE, /* parked on the sleep heap: no idle timeout */
+	BW_LIST_IDLE,
+	BW_LIST_LINGER,
 };
 
-struct conn {
-	struct source src; /* src.fd is -1 once closed */
-	uint32_t events;   /* what is registered with epoll */
-	bool parked;	   /* waiting for a /sleep deadline; input is not looked at meanwhile */
-	bool want_close;   /* a Connection: close response is queued: no more requests */
-	bool eof;	   /* the peer will send nothing more */
-	bool lingering;	   /* write side shut down, discarding input until the peer closes */
+struct bw_conn {
+	struct bw_source src; /* src.fd is -1 once closed */
+	uint32_t events;      /* what is registered with epoll */
+	bool parked;	      /* waiting for a /sleep deadline; input is not looked at meanwhile */
+	bool want_close;      /* a Connection: close response is queued: no more requests */
+	bool eof;	      /* the peer will send nothing more */
+	bool lingering;	      /* write side shut down, discarding input until the peer closes */
 	bool out_full;
 	unsigned int responses; /* answered on this connection so far */
 	uint64_t body_left;	/* request body bytes still to discard */
@@ -78,26 +85,26 @@ struct conn {
 	bool sleep_keep_alive;
 
 	/* position in the idle or linger list, both ordered by deadline */
-	enum conn_list_id list;
+	enum bw_list_id list;
 	uint64_t deadline;
-	struct conn *prev, *next;
+	struct bw_conn *prev, *next;
 
 	char in[IN_BUF_SIZE];
 	char out[OUT_BUF_SIZE];
 };
 
-struct conn_list {
-	struct conn *head, *tail;
+struct bw_conn_list {
+	struct bw_conn *head, *tail;
 };
 
-struct worker {
+struct bw_worker {
 	int epfd;
-	struct source sigfd;
-	struct source sleep_timer;
-	struct source sweep_timer;
-	struct source watchdog;
+	struct bw_source sigfd;
+	struct bw_source sleep_timer;
+	struct bw_source sweep_timer;
+	struct bw_source watchdog;
 
-	struct listener *listeners;
+	struct bw_listener *listeners;
 	int n_listeners;
 	bool listeners_paused; /* out of fds: listeners are out of epoll for a while */
 	uint64_t accept_resume_at;
@@ -105,13 +112,13 @@ struct worker {
 
 	uint64_t now; /* CLOCK_MONOTONIC ns, read once per epoll_wait */
 	size_t n_conns;
-	struct conn_list idle, linger;
-	struct conn *free_conns; /* linked through ->next */
+	struct bw_conn_list idle, linger;
+	struct bw_conn *free_conns; /* linked through ->next */
 	size_t n_free;
-	struct conn *dead_conns; /* closed during this batch, recycled after it */
+	struct bw_conn *dead_conns; /* closed during this batch, recycled after it */
 
 	/* parked /sleep connections, a binary min-heap on sleep_deadline */
-	struct conn **heap;
+	struct bw_conn **heap;
 	size_t heap_len, heap_cap;
 	uint64_t sleep_armed; /* absolute deadline the timerfd is armed for, 0 when not */
 	uint64_t sweep_armed;
@@ -131,47 +138,52 @@ struct worker {
 };
 
 /* builtin.c */
-int timer_set(int fd, uint64_t at);
-void timer_drain(int fd);
-int epoll_add(struct worker *w, struct source *src, uint32_t events);
-bool error_log_allowed(struct worker *w);
-void notify(struct worker *w, const char *msg);
+int bw_timer_set(int fd, uint64_t at);
+void bw_timer_drain(int fd);
+int bw_epoll_add(struct bw_worker *w, struct bw_source *src, uint32_t events);
+bool bw_error_log_allowed(struct bw_worker *w);
+void bw_notify(struct bw_worker *w, const char *msg);
 
 /* conn.c */
-void conn_accepted(struct worker *w, const struct listener *l, int fd);
-void conn_event(struct worker *w, struct conn *c, uint32_t events);
-void conn_run(struct worker *w, struct conn *c);
-bool conn_is_idle(const struct conn *c);
-void conn_respond(struct worker *w, struct conn *c, int status, bool head_only, bool keep_alive,
-		  const char *body, size_t body_len, const char *extra);
-void conn_respond_text(struct worker *w, struct conn *c, int status, bool head_only,
-		       bool keep_alive, const char *body);
-void conn_close(struct worker *w, struct conn *c);
-void conns_recycle(struct worker *w);
+void bw_conn_accepted(struct bw_worker *w, const struct bw_listener *l, int fd);
+void bw_conn_event(struct bw_worker *w, struct bw_conn *c, uint32_t events);
+void bw_conn_run(struct bw_worker *w, struct bw_conn *c);
+bool bw_conn_is_idle(const struct bw_conn *c);
+void bw_conn_respond(struct bw_worker *w, struct bw_conn *c, int status, bool head_only,
+		     bool keep_alive, const char *body, size_t body_len, const char *extra);
+void bw_conn_respond_text(struct bw_worker *w, struct bw_conn *c, int status, bool head_only,
+			  bool keep_alive, const char *body);
+void bw_conn_close(struct bw_worker *w, struct bw_conn *c);
+void bw_conns_recycle(struct bw_worker *w);
 
 /* timeouts.c */
-void sweep_schedule(struct worker *w, uint64_t at);
-void sweep_maybe_disarm(struct worker *w);
-void list_unlink(struct worker *w, struct conn *c);
-void list_append(struct worker *w, struct conn *c, enum conn_list_id id, uint64_t timeout);
-size_t count_list(const struct conn_list *l);
-void conn_touch(struct worker *w, struct conn *c);
-void sweep_timer_fired(struct worker *w);
+void bw_sweep_schedule(struct bw_worker *w, uint64_t at);
+void bw_sweep_maybe_disarm(struct bw_worker *w);
+void bw_list_unlink(struct bw_worker *w, struct bw_conn *c);
+void bw_list_append(struct bw_worker *w, struct bw_conn *c, enum bw_list_id id, uint64_t timeout);
+size_t bw_count_list(const struct bw_conn_list *l);
+void bw_conn_touch(struct bw_worker *w, struct bw_conn *c);
+void bw_sweep_timer_fired(struct bw_worker *w);
 
 /* sleepheap.c */
-void conn_park(struct worker *w, struct conn *c, unsigned int ms, bool head_only, bool keep_alive);
-void heap_remove(struct worker *w, struct conn *c);
-void sleep_timer_update(struct worker *w);
-void sleep_timer_fired(struct worker *w);
+void bw_conn_park(struct bw_worker *w, struct bw_conn *c, unsigned int ms, bool head_only,
+		  bool keep_alive);
+void bw_heap_remove(struct bw_worker *w, struct bw_conn *c);
+void bw_sleep_timer_update(struct bw_worker *w);
+void bw_sleep_timer_fired(struct bw_worker *w);
 
 /* accept.c */
-void listeners_resume(struct worker *w);
-bool listener_drain(struct worker *w, struct listener *l);
-void listener_ready(struct worker *w, struct listener *l);
+void bw_listeners_resume(struct bw_worker *w);
+bool bw_listener_drain(struct bw_worker *w, struct bw_listener *l);
+void bw_listener_ready(struct bw_worker *w, struct bw_listener *l);
+
+/* signalfd.c */
+void bw_signals_read(struct bw_worker *w);
 
 /* drain.c */
-void signals_read(struct worker *w);
+struct signalfd_siginfo;
+void bw_drain(struct bw_worker *w, const struct signalfd_siginfo *si);
 
 /* boot.c */
-int builtin_setup(struct worker *w, const sigset_t *mask);
-void builtin_free(struct worker *w);
+int bw_setup(struct bw_worker *w, const sigset_t *mask);
+void bw_free(struct bw_worker *w);

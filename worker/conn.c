@@ -3,7 +3,7 @@
  * client does not read).
  *
  * Connections are never freed inside an epoll batch (a later event of the same batch may
- * still point at them); conn_close puts them on a dead list that conns_recycle empties after
+ * still point at them); bw_conn_close puts them on a dead list that bw_conns_recycle empties after
  * the batch, keeping up to FREE_CONNS_MAX for reuse. */
 #include "builtin.h"
 #include "builtin_internal.h"
@@ -30,16 +30,16 @@
  * worker that has since been added, even out within seconds under load. */
 #define KEEPALIVE_REQUESTS_MAX 1000
 
-void conn_close(struct worker *w, struct conn *c)
+void bw_conn_close(struct bw_worker *w, struct bw_conn *c)
 {
 	if (c->src.fd < 0)
 		return;
 	if (c->parked) {
-		heap_remove(w, c);
+		bw_heap_remove(w, c);
 		c->parked = false;
-		sleep_timer_update(w);
+		bw_sleep_timer_update(w);
 	}
-	list_unlink(w, c);
+	bw_list_unlink(w, c);
 	/* The fd is not shared with anyone, so close() also takes it out of epoll. */
 	close(c->src.fd);
 	c->src.fd = -1;
@@ -47,16 +47,16 @@ void conn_close(struct worker *w, struct conn *c)
 	w->dead_conns = c;
 	w->n_conns--;
 	/* While draining too: a listener a drain could not empty stays open (out of epoll
-	 * while paused), and is emptied once accepting works again (listener_ready). */
+	 * while paused), and is emptied once accepting works again (bw_listener_ready). */
 	if (w->listeners_paused)
-		listeners_resume(w);
-	sweep_maybe_disarm(w);
+		bw_listeners_resume(w);
+	bw_sweep_maybe_disarm(w);
 }
 
-void conns_recycle(struct worker *w)
+void bw_conns_recycle(struct bw_worker *w)
 {
 	while (w->dead_conns) {
-		struct conn *c = w->dead_conns;
+		struct bw_conn *c = w->dead_conns;
 
 		w->dead_conns = c->next;
 		if (w->n_free >= FREE_CONNS_MAX) {
@@ -69,7 +69,7 @@ void conns_recycle(struct worker *w)
 	}
 }
 
-static void conn_set_events(struct worker *w, struct conn *c, uint32_t events)
+static void conn_set_events(struct bw_worker *w, struct bw_conn *c, uint32_t events)
 {
 	struct epoll_event ev = {.events = events, .data.ptr = &c->src};
 
@@ -77,15 +77,15 @@ static void conn_set_events(struct worker *w, struct conn *c, uint32_t events)
 		return;
 	if (epoll_ctl(w->epfd, EPOLL_CTL_MOD, c->src.fd, &ev) < 0) {
 		log_warn("epoll_ctl on connection %d failed, closing it: %m", c->src.fd);
-		conn_close(w, c);
+		bw_conn_close(w, c);
 		return;
 	}
 	c->events = events;
 }
 
 /* Queue a response. The caller has made sure RESPONSE_MAX bytes are free in c->out. */
-void conn_respond(struct worker *w, struct conn *c, int status, bool head_only, bool keep_alive,
-		  const char *body, size_t body_len, const char *extra)
+void bw_conn_respond(struct bw_worker *w, struct bw_conn *c, int status, bool head_only,
+		     bool keep_alive, const char *body, size_t body_len, const char *extra)
 {
 	char *out = c->out + c->out_end;
 	size_t space = OUT_BUF_SIZE - c->out_end;
@@ -115,10 +115,10 @@ void conn_respond(struct worker *w, struct conn *c, int status, bool head_only, 
 		c->want_close = true;
 }
 
-void conn_respond_text(struct worker *w, struct conn *c, int status, bool head_only,
-		       bool keep_alive, const char *body)
+void bw_conn_respond_text(struct bw_worker *w, struct bw_conn *c, int status, bool head_only,
+			  bool keep_alive, const char *body)
 {
-	conn_respond(w, c, status, head_only, keep_alive, body, strlen(body), "");
+	bw_conn_respond(w, c, status, head_only, keep_alive, body, strlen(body), "");
 }
 
 static bool path_is(const struct http_request *req, const char *path)
@@ -126,40 +126,41 @@ static bool path_is(const struct http_request *req, const char *path)
 	return req->path_len == strlen(path) && memcmp(req->path, path, req->path_len) == 0;
 }
 
-static void conn_handle(struct worker *w, struct conn *c, const struct http_request *req)
+static void conn_handle(struct bw_worker *w, struct bw_conn *c, const struct http_request *req)
 {
 	bool head = req->method == HTTP_METHOD_HEAD;
 	unsigned int ms;
 
 	if (req->transfer_encoding) {
 		/* The body's length is unknown without decoding it: give up on the connection. */
-		conn_respond_text(w, c, 501, head, false, "transfer-encoding not supported\n");
+		bw_conn_respond_text(w, c, 501, head, false, "transfer-encoding not supported\n");
 		return;
 	}
 	if (req->method == HTTP_METHOD_OTHER) {
 		static const char body[] = "method not allowed\n";
 
-		conn_respond(w, c, 405, false, req->keep_alive, body, sizeof(body) - 1,
-			     "Allow: GET, HEAD\r\n");
+		bw_conn_respond(w, c, 405, false, req->keep_alive, body, sizeof(body) - 1,
+				"Allow: GET, HEAD\r\n");
 		return;
 	}
 	if (path_is(req, "/")) {
-		conn_respond(w, c, 200, head, req->keep_alive, w->root_body, w->root_body_len, "");
+		bw_conn_respond(w, c, 200, head, req->keep_alive, w->root_body, w->root_body_len,
+				"");
 	} else if (path_is(req, "/healthz")) {
-		conn_respond_text(w, c, 200, head, req->keep_alive, "ok\n");
+		bw_conn_respond_text(w, c, 200, head, req->keep_alive, "ok\n");
 	} else if (path_is(req, "/sleep")) {
 		if (http_parse_sleep_ms(req->query, req->query_len, &ms) < 0)
-			conn_respond_text(w, c, 400, head, req->keep_alive,
-					  "usage: /sleep?ms=N with 0 <= N <= 600000\n");
+			bw_conn_respond_text(w, c, 400, head, req->keep_alive,
+					     "usage: /sleep?ms=N with 0 <= N <= 600000\n");
 		else
-			conn_park(w, c, ms, head, req->keep_alive);
+			bw_conn_park(w, c, ms, head, req->keep_alive);
 	} else {
-		conn_respond_text(w, c, 404, head, req->keep_alive, "not found\n");
+		bw_conn_respond_text(w, c, 404, head, req->keep_alive, "not found\n");
 	}
 }
 
 /* Answer the complete requests in the input buffer, in order, until one has to wait. */
-static void conn_process(struct worker *w, struct conn *c)
+static void conn_process(struct bw_worker *w, struct bw_conn *c)
 {
 	while (!c->parked && !c->want_close) {
 		size_t avail = c->in_end - c->in_start;
@@ -186,13 +187,13 @@ static void conn_process(struct worker *w, struct conn *c)
 			break;
 		if (r < 0) {
 			if (r == -EMSGSIZE)
-				conn_respond_text(w, c, 431, false, false,
-						  "request header too large\n");
+				bw_conn_respond_text(w, c, 431, false, false,
+						     "request header too large\n");
 			else if (r == -EPROTONOSUPPORT)
-				conn_respond_text(w, c, 505, false, false,
-						  "HTTP version not supported\n");
+				bw_conn_respond_text(w, c, 505, false, false,
+						     "HTTP version not supported\n");
 			else
-				conn_respond_text(w, c, 400, false, false, "bad request\n");
+				bw_conn_respond_text(w, c, 400, false, false, "bad request\n");
 			break;
 		}
 		c->in_start += (size_t)r;
@@ -203,7 +204,7 @@ static void conn_process(struct worker *w, struct conn *c)
 		c->in_start = c->in_end = 0;
 }
 
-static int conn_flush(struct worker *w, struct conn *c)
+static int conn_flush(struct bw_worker *w, struct bw_conn *c)
 {
 	while (c->out_start < c->out_end) {
 		ssize_t n = send(c->src.fd, c->out + c->out_start, c->out_end - c->out_start,
@@ -215,7 +216,7 @@ static int conn_flush(struct worker *w, struct conn *c)
 			return errno == EAGAIN ? -EAGAIN : -errno;
 		}
 		c->out_start += (size_t)n;
-		conn_touch(w, c);
+		bw_conn_touch(w, c);
 	}
 	c->out_start = c->out_end = 0;
 	return 0;
@@ -224,18 +225,18 @@ static int conn_flush(struct worker *w, struct conn *c)
 /* Shutting down our side and reading until the peer closes, rather than close() at once,
  * keeps unread input from turning the close into an RST that can destroy the response
  * before the client has read it. */
-static void conn_finish(struct worker *w, struct conn *c)
+static void conn_finish(struct bw_worker *w, struct bw_conn *c)
 {
 	if (c->eof || shutdown(c->src.fd, SHUT_WR) < 0) {
-		conn_close(w, c);
+		bw_conn_close(w, c);
 		return;
 	}
 	c->lingering = true;
-	list_append(w, c, LIST_LINGER, w->draining ? DRAIN_GRACE_NS : LINGER_TIMEOUT_NS);
+	bw_list_append(w, c, BW_LIST_LINGER, w->draining ? DRAIN_GRACE_NS : LINGER_TIMEOUT_NS);
 	conn_set_events(w, c, EPOLLIN);
 }
 
-static void conn_linger_read(struct worker *w, struct conn *c)
+static void conn_linger_read(struct bw_worker *w, struct bw_conn *c)
 {
 	for (int i = 0; i < 4; i++) {
 		ssize_t n = recv(c->src.fd, c->in, sizeof(c->in), 0);
@@ -246,17 +247,17 @@ static void conn_linger_read(struct worker *w, struct conn *c)
 			return;
 		break;
 	}
-	conn_close(w, c);
+	bw_conn_close(w, c);
 }
 
-bool conn_is_idle(const struct conn *c)
+bool bw_conn_is_idle(const struct bw_conn *c)
 {
 	return !c->parked && !c->want_close && !c->lingering && c->body_left == 0 &&
 	       c->in_start == c->in_end && c->out_start == c->out_end;
 }
 
 /* Make all the progress possible without waiting, then register what to wait for. */
-void conn_run(struct worker *w, struct conn *c)
+void bw_conn_run(struct bw_worker *w, struct bw_conn *c)
 {
 	uint32_t want;
 	int r;
@@ -268,7 +269,7 @@ void conn_run(struct worker *w, struct conn *c)
 		if (r == -EAGAIN)
 			break;
 		if (r < 0) {
-			conn_close(w, c);
+			bw_conn_close(w, c);
 			return;
 		}
 		if (!c->out_full)
@@ -283,8 +284,8 @@ void conn_run(struct worker *w, struct conn *c)
 	} else if (c->want_close || c->eof) {
 		conn_finish(w, c);
 		return;
-	} else if (w->draining && conn_is_idle(c)) {
-		conn_close(w, c);
+	} else if (w->draining && bw_conn_is_idle(c)) {
+		bw_conn_close(w, c);
 		return;
 	} else {
 		want = EPOLLIN;
@@ -292,7 +293,7 @@ void conn_run(struct worker *w, struct conn *c)
 	conn_set_events(w, c, want);
 }
 
-static int conn_read(struct worker *w, struct conn *c)
+static int conn_read(struct bw_worker *w, struct bw_conn *c)
 {
 	size_t space;
 	ssize_t n;
@@ -315,11 +316,11 @@ static int conn_read(struct worker *w, struct conn *c)
 		return 0;
 	}
 	c->in_end += (size_t)n;
-	conn_touch(w, c);
+	bw_conn_touch(w, c);
 	return 0;
 }
 
-void conn_event(struct worker *w, struct conn *c, uint32_t events)
+void bw_conn_event(struct bw_worker *w, struct bw_conn *c, uint32_t events)
 {
 	int r;
 
@@ -330,28 +331,28 @@ void conn_event(struct worker *w, struct conn *c, uint32_t events)
 		return;
 	}
 	if (events & EPOLLERR) {
-		conn_close(w, c);
+		bw_conn_close(w, c);
 		return;
 	}
 	if (c->parked) {
 		/* Only a hangup is reported while parked: the client is gone. */
 		if (events & EPOLLHUP)
-			conn_close(w, c);
+			bw_conn_close(w, c);
 		return;
 	}
 	if ((events & (EPOLLIN | EPOLLHUP)) && (c->events & EPOLLIN)) {
 		r = conn_read(w, c);
 		if (r < 0 && r != -EAGAIN) {
-			conn_close(w, c);
+			bw_conn_close(w, c);
 			return;
 		}
 	}
-	conn_run(w, c);
+	bw_conn_run(w, c);
 }
 
-static struct conn *conn_get(struct worker *w)
+static struct bw_conn *conn_get(struct bw_worker *w)
 {
-	struct conn *c = w->free_conns;
+	struct bw_conn *c = w->free_conns;
 
 	if (c) {
 		w->free_conns = c->next;
@@ -361,35 +362,35 @@ static struct conn *conn_get(struct worker *w)
 	return malloc(sizeof(*c));
 }
 
-void conn_accepted(struct worker *w, const struct listener *l, int fd)
+void bw_conn_accepted(struct bw_worker *w, const struct bw_listener *l, int fd)
 {
-	struct conn *c = conn_get(w);
+	struct bw_conn *c = conn_get(w);
 	int one = 1, r;
 
 	if (!c) {
-		if (error_log_allowed(w))
+		if (bw_error_log_allowed(w))
 			log_error("no memory for a new connection, closing it");
 		close(fd);
 		return;
 	}
-	c->src.type = SOURCE_CONN;
+	c->src.type = BW_SOURCE_CONN;
 	c->src.fd = fd;
 	c->events = EPOLLIN;
 	c->parked = c->want_close = c->eof = c->lingering = c->out_full = false;
 	c->body_left = 0;
 	c->responses = 0;
 	c->in_start = c->in_end = c->out_start = c->out_end = 0;
-	c->list = LIST_NONE;
+	c->list = BW_LIST_NONE;
 	c->prev = c->next = NULL;
 
 	/* Responses go out in one send() each, so Nagle only delays pipelined answers. */
 	if (l->tcp && setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0)
 		log_debug("TCP_NODELAY failed, ignoring: %m");
 
-	r = epoll_add(w, &c->src, EPOLLIN);
+	r = bw_epoll_add(w, &c->src, EPOLLIN);
 	if (r < 0) {
 		errno = -r;
-		if (error_log_allowed(w))
+		if (bw_error_log_allowed(w))
 			log_error("adding a connection to epoll failed, closing it: %m");
 		close(fd);
 		c->src.fd = -1;
@@ -398,5 +399,5 @@ void conn_accepted(struct worker *w, const struct listener *l, int fd)
 		return;
 	}
 	w->n_conns++;
-	conn_touch(w, c);
+	bw_conn_touch(w, c);
 }

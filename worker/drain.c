@@ -1,17 +1,14 @@
-/* Signals of the built-in worker, read from its signalfd: TERM drains (serve what is queued
- * and in flight, then exit), QUIT and INT exit at once, USR1 reopens the log file. */
+/* TERM in the built-in worker, a drain: no longer accepting, the listeners' queues taken
+ * and served (with Connection: close), idle and lingering connections given a short grace,
+ * then the loop exits once the last connection is closed. */
 #include "builtin_internal.h"
 #include "log.h"
-#include "signames.h"
 
-#include <errno.h>
-#include <signal.h>
 #include <sys/signalfd.h>
-#include <unistd.h>
 
-static void worker_drain(struct worker *w, const struct signalfd_siginfo *si)
+void bw_drain(struct bw_worker *w, const struct signalfd_siginfo *si)
 {
-	struct conn *c, *next;
+	struct bw_conn *c, *next;
 	size_t busy = 0;
 
 	if (w->draining) {
@@ -22,12 +19,12 @@ static void worker_drain(struct worker *w, const struct signalfd_siginfo *si)
 	log_info("SIGTERM from pid %u: no longer accepting, finishing %zu connections", si->ssi_pid,
 		 w->n_conns);
 	w->draining = true;
-	notify(w, "STOPPING=1");
+	bw_notify(w, "STOPPING=1");
 
 	/* What is queued is served (with Connection: close), not reset. Out of fds, even
 	 * a moment ago: try anyway, and what is left waits for a connection to close. */
 	for (int i = 0; i < w->n_listeners; i++)
-		if (w->listeners[i].src.fd >= 0 && !listener_drain(w, &w->listeners[i]))
+		if (w->listeners[i].src.fd >= 0 && !bw_listener_drain(w, &w->listeners[i]))
 			break;
 
 	/* Closing an idle keep-alive connection now would race the client's next
@@ -39,10 +36,10 @@ static void worker_drain(struct worker *w, const struct signalfd_siginfo *si)
 	 * tail with the grace, then the busy ones (now at the front, still in order) with
 	 * a deadline no earlier than that. */
 	c = w->idle.head;
-	for (size_t n = count_list(&w->idle); n > 0 && c; n--, c = next) {
+	for (size_t n = bw_count_list(&w->idle); n > 0 && c; n--, c = next) {
 		next = c->next;
-		if (conn_is_idle(c))
-			list_append(w, c, LIST_IDLE, DRAIN_GRACE_NS);
+		if (bw_conn_is_idle(c))
+			bw_list_append(w, c, BW_LIST_IDLE, DRAIN_GRACE_NS);
 		else
 			busy++;
 	}
@@ -50,7 +47,7 @@ static void worker_drain(struct worker *w, const struct signalfd_siginfo *si)
 		uint64_t left = c->deadline > w->now + DRAIN_GRACE_NS ? c->deadline - w->now
 								      : DRAIN_GRACE_NS;
 
-		list_append(w, c, LIST_IDLE, left);
+		bw_list_append(w, c, BW_LIST_IDLE, left);
 	}
 
 	/* A lingering connection waits for the client to close after our last
@@ -62,61 +59,6 @@ static void worker_drain(struct worker *w, const struct signalfd_siginfo *si)
 		if (c->deadline > w->now + DRAIN_GRACE_NS)
 			c->deadline = w->now + DRAIN_GRACE_NS;
 	if (w->linger.head)
-		sweep_schedule(w, w->linger.head->deadline);
-	sweep_maybe_disarm(w);
-}
-
-static void log_reopen(struct worker *w)
-{
-	int r;
-
-	if (!w->log_file) {
-		log_debug("SIGUSR1 without a log file, nothing to reopen");
-		return;
-	}
-	r = log_open(w->log_file);
-	if (r < 0) {
-		errno = -r;
-		log_error("reopening log file %s failed, keeping the old one: %m", w->log_file);
-		return;
-	}
-	log_info("reopened log file %s", w->log_file);
-}
-
-void signals_read(struct worker *w)
-{
-	struct signalfd_siginfo si[8];
-
-	for (;;) {
-		ssize_t n = read(w->sigfd.fd, si, sizeof(si));
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno != EAGAIN)
-				log_warn("reading the signalfd failed, ignoring: %m");
-			return;
-		}
-		for (size_t i = 0; i < (size_t)n / sizeof(si[0]); i++) {
-			switch (si[i].ssi_signo) {
-			case SIGTERM:
-				worker_drain(w, &si[i]);
-				break;
-			case SIGQUIT:
-			case SIGINT:
-				log_info("SIG%s from pid %u: exiting now",
-					 signal_name((int)si[i].ssi_signo), si[i].ssi_pid);
-				w->quit = true;
-				w->exit_reason = "quick shutdown";
-				break;
-			case SIGUSR1:
-				log_reopen(w);
-				break;
-			default:
-				log_debug("signal %u from pid %u ignored", si[i].ssi_signo,
-					  si[i].ssi_pid);
-				break;
-			}
-		}
-	}
+		bw_sweep_schedule(w, w->linger.head->deadline);
+	bw_sweep_maybe_disarm(w);
 }

@@ -8,15 +8,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-static void heap_set(struct worker *w, size_t i, struct conn *c)
+static void heap_set(struct bw_worker *w, size_t i, struct bw_conn *c)
 {
 	w->heap[i] = c;
 	c->heap_index = i;
 }
 
-static void heap_up(struct worker *w, size_t i)
+static void heap_up(struct bw_worker *w, size_t i)
 {
-	struct conn *c = w->heap[i];
+	struct bw_conn *c = w->heap[i];
 
 	while (i > 0) {
 		size_t parent = (i - 1) / 2;
@@ -29,9 +29,9 @@ static void heap_up(struct worker *w, size_t i)
 	heap_set(w, i, c);
 }
 
-static void heap_down(struct worker *w, size_t i)
+static void heap_down(struct bw_worker *w, size_t i)
 {
-	struct conn *c = w->heap[i];
+	struct bw_conn *c = w->heap[i];
 
 	for (;;) {
 		size_t child = 2 * i + 1;
@@ -49,11 +49,11 @@ static void heap_down(struct worker *w, size_t i)
 	heap_set(w, i, c);
 }
 
-static int heap_push(struct worker *w, struct conn *c)
+static int heap_push(struct bw_worker *w, struct bw_conn *c)
 {
 	if (w->heap_len == w->heap_cap) {
 		size_t cap = w->heap_cap ? 2 * w->heap_cap : 64;
-		struct conn **heap = realloc(w->heap, cap * sizeof(*heap));
+		struct bw_conn **heap = realloc(w->heap, cap * sizeof(*heap));
 
 		if (!heap)
 			return -ENOMEM;
@@ -65,10 +65,10 @@ static int heap_push(struct worker *w, struct conn *c)
 	return 0;
 }
 
-void heap_remove(struct worker *w, struct conn *c)
+void bw_heap_remove(struct bw_worker *w, struct bw_conn *c)
 {
 	size_t i = c->heap_index;
-	struct conn *last = w->heap[--w->heap_len];
+	struct bw_conn *last = w->heap[--w->heap_len];
 
 	if (i == w->heap_len)
 		return;
@@ -77,14 +77,14 @@ void heap_remove(struct worker *w, struct conn *c)
 	heap_up(w, last->heap_index);
 }
 
-void sleep_timer_update(struct worker *w)
+void bw_sleep_timer_update(struct bw_worker *w)
 {
 	uint64_t at = w->heap_len ? w->heap[0]->sleep_deadline : 0;
 	int r;
 
 	if (at == w->sleep_armed)
 		return;
-	r = timer_set(w->sleep_timer.fd, at);
+	r = bw_timer_set(w->sleep_timer.fd, at);
 	if (r < 0) {
 		errno = -r;
 		log_error("arming the sleep timer failed, ignoring: %m");
@@ -93,15 +93,16 @@ void sleep_timer_update(struct worker *w)
 	w->sleep_armed = at;
 }
 
-static void conn_respond_slept(struct worker *w, struct conn *c)
+static void conn_respond_slept(struct bw_worker *w, struct bw_conn *c)
 {
 	char body[32];
 	int n = snprintf(body, sizeof(body), "slept %u ms\n", c->sleep_ms);
 
-	conn_respond(w, c, 200, c->sleep_head, c->sleep_keep_alive, body, (size_t)n, "");
+	bw_conn_respond(w, c, 200, c->sleep_head, c->sleep_keep_alive, body, (size_t)n, "");
 }
 
-void conn_park(struct worker *w, struct conn *c, unsigned int ms, bool head_only, bool keep_alive)
+void bw_conn_park(struct bw_worker *w, struct bw_conn *c, unsigned int ms, bool head_only,
+		  bool keep_alive)
 {
 	c->sleep_ms = ms;
 	c->sleep_head = head_only;
@@ -112,27 +113,27 @@ void conn_park(struct worker *w, struct conn *c, unsigned int ms, bool head_only
 		return;
 	}
 	if (heap_push(w, c) < 0) {
-		conn_respond_text(w, c, 500, head_only, false, "out of memory\n");
+		bw_conn_respond_text(w, c, 500, head_only, false, "out of memory\n");
 		return;
 	}
 	c->parked = true;
-	list_unlink(w, c);
-	sweep_maybe_disarm(w);
-	sleep_timer_update(w);
+	bw_list_unlink(w, c);
+	bw_sweep_maybe_disarm(w);
+	bw_sleep_timer_update(w);
 }
 
-void sleep_timer_fired(struct worker *w)
+void bw_sleep_timer_fired(struct bw_worker *w)
 {
-	timer_drain(w->sleep_timer.fd);
+	bw_timer_drain(w->sleep_timer.fd);
 	w->sleep_armed = 0;
 	while (w->heap_len && w->heap[0]->sleep_deadline <= w->now) {
-		struct conn *c = w->heap[0];
+		struct bw_conn *c = w->heap[0];
 
-		heap_remove(w, c);
+		bw_heap_remove(w, c);
 		c->parked = false;
 		conn_respond_slept(w, c);
-		conn_touch(w, c);
-		conn_run(w, c);
+		bw_conn_touch(w, c);
+		bw_conn_run(w, c);
 	}
-	sleep_timer_update(w);
+	bw_sleep_timer_update(w);
 }

@@ -11,13 +11,13 @@
  * is armed for the earliest head but never moved later on activity (that would cost a
  * syscall per request): when it fires early it simply re-arms. It is disarmed when both
  * lists are empty, so a worker without connections gets no wakeups. */
-void sweep_schedule(struct worker *w, uint64_t at)
+void bw_sweep_schedule(struct bw_worker *w, uint64_t at)
 {
 	int r;
 
 	if (w->sweep_armed && w->sweep_armed <= at)
 		return;
-	r = timer_set(w->sweep_timer.fd, at);
+	r = bw_timer_set(w->sweep_timer.fd, at);
 	if (r < 0) {
 		errno = -r;
 		log_warn("arming the idle timer failed, ignoring: %m");
@@ -26,24 +26,24 @@ void sweep_schedule(struct worker *w, uint64_t at)
 	w->sweep_armed = at;
 }
 
-void sweep_maybe_disarm(struct worker *w)
+void bw_sweep_maybe_disarm(struct bw_worker *w)
 {
 	if (!w->sweep_armed || w->idle.head || w->linger.head || w->listeners_paused)
 		return;
-	if (timer_set(w->sweep_timer.fd, 0) == 0)
+	if (bw_timer_set(w->sweep_timer.fd, 0) == 0)
 		w->sweep_armed = 0;
 }
 
-static struct conn_list *conn_list_of(struct worker *w, enum conn_list_id id)
+static struct bw_conn_list *conn_list_of(struct bw_worker *w, enum bw_list_id id)
 {
-	return id == LIST_IDLE ? &w->idle : &w->linger;
+	return id == BW_LIST_IDLE ? &w->idle : &w->linger;
 }
 
-void list_unlink(struct worker *w, struct conn *c)
+void bw_list_unlink(struct bw_worker *w, struct bw_conn *c)
 {
-	struct conn_list *l;
+	struct bw_conn_list *l;
 
-	if (c->list == LIST_NONE)
+	if (c->list == BW_LIST_NONE)
 		return;
 	l = conn_list_of(w, c->list);
 	if (c->prev)
@@ -55,17 +55,17 @@ void list_unlink(struct worker *w, struct conn *c)
 	else
 		l->tail = c->prev;
 	c->prev = c->next = NULL;
-	c->list = LIST_NONE;
+	c->list = BW_LIST_NONE;
 }
 
-void list_append(struct worker *w, struct conn *c, enum conn_list_id id, uint64_t timeout)
+void bw_list_append(struct bw_worker *w, struct bw_conn *c, enum bw_list_id id, uint64_t timeout)
 {
-	struct conn_list *l = conn_list_of(w, id);
+	struct bw_conn_list *l = conn_list_of(w, id);
 
 	c->deadline = w->now + timeout;
 	if (c->list == id && l->tail == c)
 		return;
-	list_unlink(w, c);
+	bw_list_unlink(w, c);
 	c->prev = l->tail;
 	c->next = NULL;
 	if (l->tail)
@@ -74,37 +74,37 @@ void list_append(struct worker *w, struct conn *c, enum conn_list_id id, uint64_
 		l->head = c;
 	l->tail = c;
 	c->list = id;
-	sweep_schedule(w, c->deadline);
+	bw_sweep_schedule(w, c->deadline);
 }
 
-size_t count_list(const struct conn_list *l)
+size_t bw_count_list(const struct bw_conn_list *l)
 {
 	size_t n = 0;
 
-	for (const struct conn *c = l->head; c; c = c->next)
+	for (const struct bw_conn *c = l->head; c; c = c->next)
 		n++;
 	return n;
 }
 
-void conn_touch(struct worker *w, struct conn *c)
+void bw_conn_touch(struct bw_worker *w, struct bw_conn *c)
 {
 	if (!c->parked && !c->lingering)
-		list_append(w, c, LIST_IDLE, IDLE_TIMEOUT_NS);
+		bw_list_append(w, c, BW_LIST_IDLE, IDLE_TIMEOUT_NS);
 }
 
-void sweep_timer_fired(struct worker *w)
+void bw_sweep_timer_fired(struct bw_worker *w)
 {
-	struct conn *c;
+	struct bw_conn *c;
 	uint64_t next = 0;
 
-	timer_drain(w->sweep_timer.fd);
+	bw_timer_drain(w->sweep_timer.fd);
 	w->sweep_armed = 0;
 	while ((c = w->idle.head) && c->deadline <= w->now)
-		conn_close(w, c);
+		bw_conn_close(w, c);
 	while ((c = w->linger.head) && c->deadline <= w->now)
-		conn_close(w, c);
+		bw_conn_close(w, c);
 	if (w->listeners_paused && w->accept_resume_at <= w->now)
-		listeners_resume(w);
+		bw_listeners_resume(w);
 
 	if (w->idle.head)
 		next = w->idle.head->deadline;
@@ -113,5 +113,5 @@ void sweep_timer_fired(struct worker *w)
 	if (w->listeners_paused && (!next || w->accept_resume_at < next))
 		next = w->accept_resume_at;
 	if (next)
-		sweep_schedule(w, next);
+		bw_sweep_schedule(w, next);
 }

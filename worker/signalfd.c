@@ -1,0 +1,65 @@
+/* Signals of the built-in worker, read from its signalfd: TERM drains (serve what is queued
+ * and in flight, then exit; drain.c), QUIT and INT exit at once, USR1 reopens the log file. */
+#include "builtin_internal.h"
+#include "log.h"
+#include "signames.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+static void log_reopen(struct bw_worker *w)
+{
+	int r;
+
+	if (!w->log_file) {
+		log_debug("SIGUSR1 without a log file, nothing to reopen");
+		return;
+	}
+	r = log_open(w->log_file);
+	if (r < 0) {
+		errno = -r;
+		log_error("reopening log file %s failed, keeping the old one: %m", w->log_file);
+		return;
+	}
+	log_info("reopened log file %s", w->log_file);
+}
+
+void bw_signals_read(struct bw_worker *w)
+{
+	struct signalfd_siginfo si[8];
+
+	for (;;) {
+		ssize_t n = read(w->sigfd.fd, si, sizeof(si));
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno != EAGAIN)
+				log_warn("reading the signalfd failed, ignoring: %m");
+			return;
+		}
+		for (size_t i = 0; i < (size_t)n / sizeof(si[0]); i++) {
+			switch (si[i].ssi_signo) {
+			case SIGTERM:
+				bw_drain(w, &si[i]);
+				break;
+			case SIGQUIT:
+			case SIGINT:
+				log_info("SIG%s from pid %u: exiting now",
+					 signal_name((int)si[i].ssi_signo), si[i].ssi_pid);
+				w->quit = true;
+				w->exit_reason = "quick shutdown";
+				break;
+			case SIGUSR1:
+				log_reopen(w);
+				break;
+			default:
+				log_debug("signal %u from pid %u ignored", si[i].ssi_signo,
+					  si[i].ssi_pid);
+				break;
+			}
+		}
+	}
+}
