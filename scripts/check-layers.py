@@ -16,6 +16,7 @@ LAYERS = [
     ("shared", "shared/*"),
     ("worker", "worker/*"),
     ("low", "arbiter/{loop,loop_epoll,loop_uring,signals,lifecycle,listeners,options,"
+            "options_load,config_file,"
             "activation,spawn,check,upstate,upsettings,descendants}"),
     ("middle", "arbiter/{notify,pool,control,metrics,bpf,serving}"),
     ("wiring", "arbiter/{arbiter,main,reload,retire,upgrade,status,prometheus}"),
