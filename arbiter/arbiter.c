@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "config_file.h"
 #include "descendants.h"
 #include "log.h"
 #include "safefile.h"

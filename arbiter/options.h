@@ -1,10 +1,13 @@
-/* Settings: the parsed command line, SIGVISOR_ARGS and (later) the config file.
+/* Settings: the parsed command line, SIGVISOR_ARGS and the config file.
  *
  * One table describes every option by its long name, so the command line, the
  * environment and a config file's "key = value" lines all go through the same
  * option_set(). Precedence (doc/USAGE.md): command line > config file > SIGVISOR_ARGS >
  * defaults; it falls out of applying the sources in reverse order, except that a
- * repeatable option (--bind) from a stronger source replaces rather than extends. */
+ * repeatable option (--bind) from a stronger source replaces rather than extends.
+ *
+ * options.c is the table and the words (parse, split, settings_words, --help);
+ * options_load.c puts the sources together; config_file.h reads the file. */
 #pragma once
 
 #include <stdbool.h>
@@ -12,6 +15,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "config_file.h"
 #include "log.h"
 
 enum loop_kind {
@@ -108,13 +112,12 @@ void options_free_words(char **words);
  * options_free_words), or NULL if out of memory. */
 char **settings_words(const struct settings *s, int *ret_n);
 
-/* A config file is at most this big, and its lines this long (without the line end):
- * inih would cut a longer line and parse the rest as a line of its own. */
-#define CONFIG_MAX_SIZE (1024 * 1024)
-#define CONFIG_MAX_LINE 197
-/* ...and read within this long, open and stat included (a stalled NFS or FUSE server
- * would otherwise hold start-up, or the loop on HUP, for ever). */
-#define CONFIG_READ_TIMEOUT_MS 3000
+void options_print_help(const char *prog);
+
+const char *loop_kind_name(enum loop_kind k);
+
+/* The load (options_load.c): the sources in their order, a config file's lines through
+ * inih; reading the file is config_file.c's. */
 
 /* Apply a config file of "key = value" lines (long option names; '#' or ';' starts a
  * comment). Only a regular file is read, never one that could block or not end (a
@@ -125,31 +128,6 @@ char **settings_words(const struct settings *s, int *ret_n);
  * Every error starts with the path, names file:line where it is one line's fault, and
  * returns -EINVAL. */
 int options_load_config(struct settings *s, const char *path, char *err, size_t errlen);
-
-/* Reading a config file without waiting for it (a HUP): a child process reads it, so
- * a stalled filesystem can hang only the child, and the loop feeds on what it sends.
- *   config_read_start()  forks the reader; watch fd for reading, until deadline_ms
- *   config_read_feed()   takes what is there; true once all of it is (or it failed)
- *   config_read_finish() says what the reader found (timed_out: deadline_ms passed
- *                        first); 0: data and len hold the file, NUL-terminated
- *   config_read_reap()   true if pid is the reader's, now reaped (our SIGCHLD)
- *   config_read_free()   frees it all; a reader still running gets SIGKILL
- * The messages are options_load_config()'s. */
-struct config_read {
-	char *path;
-	pid_t pid; /* the reader, until reaped */
-	int fd;	   /* what it sends; -1 once finished */
-	char *data;
-	size_t len, size;
-	uint64_t deadline_ms;
-	bool failed, timed_out;
-};
-
-int config_read_start(struct config_read *cr, const char *path, char *err, size_t errlen);
-bool config_read_feed(struct config_read *cr);
-int config_read_finish(struct config_read *cr, bool timed_out, char *err, size_t errlen);
-bool config_read_reap(struct config_read *cr, pid_t pid);
-void config_read_free(struct config_read *cr);
 
 /* The whole parse, at startup and on HUP: defaults, SIGVISOR_ARGS (env may be NULL),
  * the config file (-c from argv or SIGVISOR_ARGS), then argv. */
@@ -164,7 +142,3 @@ int options_load_read(struct settings *s, int argc, char *const *argv, const cha
 /* The config file options_load() would read (free it), or NULL: none, or the command
  * line or SIGVISOR_ARGS does not parse (the load says why). */
 char *options_config_path(int argc, char *const *argv, const char *env);
-
-void options_print_help(const char *prog);
-
-const char *loop_kind_name(enum loop_kind k);

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "arbiter.h"
+#include "config_file.h"
 #include "log.h"
 #include "safefile.h"
 #include "timeutil.h"

@@ -19,11 +19,13 @@ FUZZ_TARGETS := options config notify control listener http duration upsettings
 # also hold code that needs more than the harness gives (notify.c logs and sends): lld with
 # --gc-sections drops what the harness cannot reach, undefined references with it, while
 # a reference from reachable code still fails the link.
-FUZZ_options_SRCS := arbiter/options.c shared/safefile.c shared/timeutil.c
+FUZZ_options_SRCS := arbiter/options.c arbiter/options_load.c arbiter/config_file.c \
+	shared/safefile.c shared/timeutil.c
 FUZZ_options_LIBS := -linih
 # No real files: "fuzz.conf" is served from the input, anything else does not exist.
 FUZZ_options_LDFLAGS := -Wl,--wrap=open
-FUZZ_config_SRCS := arbiter/options.c shared/safefile.c shared/timeutil.c
+FUZZ_config_SRCS := arbiter/options.c arbiter/options_load.c arbiter/config_file.c \
+	shared/safefile.c shared/timeutil.c
 FUZZ_config_LIBS := -linih
 FUZZ_notify_SRCS := arbiter/notify.c
 FUZZ_control_SRCS := arbiter/control_cmd.c
@@ -33,7 +35,6 @@ FUZZ_http_SRCS := shared/http.c
 FUZZ_http_FLAGS := -max_len=20000
 FUZZ_duration_SRCS := shared/timeutil.c
 FUZZ_upsettings_SRCS := arbiter/upsettings.c arbiter/options.c shared/timeutil.c
-FUZZ_upsettings_LIBS := -linih
 
 FUZZ_SAN := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 # clang-only warnings in shared code must not break make check: warn, do not fail.

@@ -16,6 +16,7 @@ LAYERS = [
     ("shared", "shared/*"),
     ("worker", "worker/*"),
     ("low", "arbiter/{loop,loop_epoll,loop_uring,signals,lifecycle,listeners,options,"
+            "options_load,config_file,"
             "activation,spawn,postfork,check,upstate,upsettings,descendants}"),
     ("middle", "arbiter/{notify,pool,control,control_cmd,control_path,control_client,"
                "metrics,bpf,serving}"),

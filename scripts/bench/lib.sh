@@ -129,12 +129,13 @@ bench_setup() { # NAME
 	probe=$BUILD/bench/probe
 	sigbench=$BUILD/bench/sigbench
 	mkdir -p "$BUILD/bench" || die "cannot create $BUILD/bench"
-	if [[ ! -x $probe || $here/probe.c -nt $probe || $here/benchutil.h -nt $probe ]]; then
+	if [[ ! -x $probe || $here/probe.c -nt $probe || $here/benchutil.h -nt $probe ||
+		$here/benchopt.h -nt $probe ]]; then
 		cc -O2 -Wall -Wextra -Werror -pthread -o "$probe" "$here/probe.c" || die "compiling probe.c failed"
 	fi
 	local src stale=0
 	[[ -x $sigbench ]] || stale=1
-	for src in "$here"/sigbench*.[ch] "$here/benchutil.h"; do
+	for src in "$here"/sigbench*.[ch] "$here/benchutil.h" "$here/benchopt.h"; do
 		if [[ $src -nt $sigbench ]]; then stale=1; fi
 	done
 	if ((stale)); then

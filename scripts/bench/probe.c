@@ -37,7 +37,6 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -63,30 +62,48 @@
 
 #define BENCH_PROG "probe"
 #include "benchutil.h"
+#include "benchopt.h"
 
-#define MAX_PIDS  64
-#define MAX_READY 16
-
+/* As many pids as there are: a pool scaled to hundreds of workers included. */
 struct pidset {
-	int n;
-	pid_t pid[MAX_PIDS];
+	int n, cap;
+	pid_t *pid;
 };
 
+static void pidset_add(struct pidset *s, pid_t pid)
+{
+	if (s->n == s->cap) {
+		int cap = s->cap ? s->cap * 2 : 64;
+		pid_t *more = realloc(s->pid, (size_t)cap * sizeof(*more));
+
+		if (!more)
+			abort();
+		s->pid = more;
+		s->cap = cap;
+	}
+	s->pid[s->n++] = pid;
+}
+
+static void pidset_free(struct pidset *s)
+{
+	free(s->pid);
+	*s = (struct pidset){0};
+}
+
 struct opts {
-	pid_t pid;	  /* arbiter (wait, scale) */
-	int port;	  /* wait, responder */
-	int workers;	  /* expected pool size */
-	int count;	  /* scale: cycles; term: runs */
-	int cpu;	  /* server (and sender) CPU, -1: no pinning */
-	int probe_cpu;	  /* observer CPU, -1: no pinning */
-	double timeout;	  /* seconds, per wait */
-	double settle;	  /* seconds of idleness before each timed step */
-	const char *log;  /* term: server output */
-	int sig;	  /* term: the signal that stops the server */
-	const char *busy; /* term: path of a request kept in flight, NULL: idle */
-	bool http;	  /* require an HTTP answer, not only a connect */
-	int nready;
-	long ready[MAX_READY]; /* syscall numbers that mean "worker is waiting" */
+	pid_t pid;		 /* arbiter (wait, scale) */
+	int port;		 /* wait, responder */
+	int workers;		 /* expected pool size */
+	int count;		 /* scale: cycles; term: runs */
+	int cpu;		 /* server (and sender) CPU, -1: no pinning */
+	int probe_cpu;		 /* observer CPU, -1: no pinning */
+	double timeout;		 /* seconds, per wait */
+	double settle;		 /* seconds of idleness before each timed step */
+	const char *log;	 /* term: server output */
+	int sig;		 /* term: the signal that stops the server */
+	const char *busy;	 /* term: path of a request kept in flight, NULL: idle */
+	bool http;		 /* require an HTTP answer, not only a connect */
+	struct ready_list ready; /* syscalls that mean "worker is waiting" */
 };
 
 /* ---- /proc readers ------------------------------------------------------ */
@@ -113,22 +130,40 @@ static int open_proc(pid_t pid, const char *what)
  */
 static int read_children(int fd, struct pidset *s)
 {
-	char buf[4096];
-	ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
-	char *p = buf;
+	/* Grown until the whole list fits (a cut one would end in part of a pid), then
+	 * kept: the spin loops stay at one syscall per look. Only the main thread reads. */
+	static char *buf;
+	static size_t size;
+	ssize_t n;
+	char *p;
 
 	s->n = 0;
-	if (n < 0)
-		return -errno;
+	for (;;) {
+		if (!size) {
+			buf = malloc(4096);
+			if (!buf)
+				abort();
+			size = 4096;
+		}
+		n = pread(fd, buf, size - 1, 0);
+		if (n < 0)
+			return -errno;
+		if ((size_t)n < size - 1)
+			break;
+		buf = realloc(buf, size * 2);
+		if (!buf)
+			abort();
+		size *= 2;
+	}
 	buf[n] = '\0';
+	p = buf;
 	while (*p) {
 		char *end;
 		long v = strtol(p, &end, 10);
 
 		if (end == p)
 			break;
-		if (s->n < MAX_PIDS)
-			s->pid[s->n++] = (pid_t)v;
+		pidset_add(s, (pid_t)v);
 		p = end;
 		while (*p == ' ' || *p == '\n')
 			p++;
@@ -167,10 +202,7 @@ static long blocked_syscall_fd(int fd)
 
 static bool is_ready_nr(const struct opts *o, long nr)
 {
-	for (int i = 0; i < o->nready; i++)
-		if (o->ready[i] == nr)
-			return true;
-	return false;
+	return ready_has(&o->ready, nr);
 }
 
 static bool pid_ready(const struct opts *o, pid_t pid)
@@ -260,7 +292,7 @@ out:
 static int wait_serving(const struct opts *o, pid_t pid, int pidfd, int port, bool spin,
 			int64_t deadline, int64_t *ready_at, int64_t *first_at)
 {
-	struct pidset cur;
+	struct pidset cur = {0};
 	int cfd = -1, r = -ETIMEDOUT;
 
 	while (now_ns() < deadline) {
@@ -297,6 +329,7 @@ static int wait_serving(const struct opts *o, pid_t pid, int pidfd, int port, bo
 	}
 	if (cfd >= 0)
 		close(cfd);
+	pidset_free(&cur);
 	return r;
 }
 
@@ -324,7 +357,7 @@ static int wait_pool(const struct opts *o, int cfd, int n, struct pidset *cur)
 
 static int cmd_scale(const struct opts *o)
 {
-	struct pidset before, cur;
+	struct pidset before = {0}, cur = {0};
 	struct sender snd = {0};
 	int base = o->workers, cfd;
 
@@ -426,6 +459,8 @@ static int cmd_scale(const struct opts *o)
 		sample("ttou_reaped", t_vis - t0);
 	}
 	close(cfd);
+	pidset_free(&before);
+	pidset_free(&cur);
 	return 0;
 }
 
@@ -604,6 +639,7 @@ static void kill_tree(pid_t pid)
 	kill(pid, SIGKILL);
 	for (int i = 0; i < kids.n; i++)
 		kill(kids.pid[i], SIGKILL);
+	pidset_free(&kids);
 }
 
 static int status_of(const siginfo_t *si)
@@ -751,6 +787,7 @@ static int cmd_term(const struct opts *o, char **cmd)
 			    i, left);
 			printf("leftover_workers %d\n", left);
 		}
+		pidset_free(&workers);
 		fflush(stdout);
 		if (!t1)
 			return 1;
@@ -823,15 +860,15 @@ static int cmd_responder(int port, int workers)
 		return 1;
 	}
 	for (int i = 0; i < workers; i++)
-		pool.pid[pool.n++] = responder_fork(lfd);
+		pidset_add(&pool, responder_fork(lfd));
 	for (;;) {
 		if (epoll_wait(ep, &ev, 1, -1) < 0 && errno != EINTR)
 			return 1;
 		while (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
 			switch (si.ssi_signo) {
 			case SIGTTIN:
-				if (!stopping && pool.n < MAX_PIDS)
-					pool.pid[pool.n++] = responder_fork(lfd);
+				if (!stopping)
+					pidset_add(&pool, responder_fork(lfd));
 				break;
 			case SIGTTOU:
 				if (!stopping && pool.n > 1)
@@ -859,23 +896,30 @@ static int cmd_responder(int port, int workers)
 
 /* ---- command line ------------------------------------------------------- */
 
-static int parse_ready(struct opts *o, const char *list)
+static int add_ready(void *ready, const char *name)
 {
-	char *copy = strdup(list), *save = NULL;
-
-	if (!copy)
+	if (ready_add(ready, name) < 0) {
+		say("--ready: unknown syscall name, or too many, at '%s'", name);
 		return -1;
-	for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-		long nr = syscall_by_name(t);
-
-		if (nr < 0 || o->nready == MAX_READY) {
-			say("--ready: unknown syscall name, or too many, at '%s'", t);
-			free(copy);
-			return -1;
-		}
-		o->ready[o->nready++] = nr;
 	}
-	free(copy);
+	return 0;
+}
+
+static int parse_ready(void *ready, const char *list)
+{
+	return benchopt_each(list, add_ready, ready);
+}
+
+static int parse_signal(void *sig, const char *name)
+{
+	*(int *)sig = 0;
+	for (size_t i = 0; i < sizeof(term_signals) / sizeof(term_signals[0]); i++)
+		if (strcasecmp(name, term_signals[i].name) == 0)
+			*(int *)sig = term_signals[i].sig;
+	if (!*(int *)sig) {
+		say("--signal %s: TERM, INT or QUIT", name);
+		return -1;
+	}
 	return 0;
 }
 
@@ -899,22 +943,6 @@ static void usage(void)
 
 int main(int argc, char **argv)
 {
-	static const struct option longopts[] = {
-		{"pid", required_argument, NULL, 'p'},
-		{"port", required_argument, NULL, 'P'},
-		{"workers", required_argument, NULL, 'w'},
-		{"count", required_argument, NULL, 'n'},
-		{"timeout", required_argument, NULL, 't'},
-		{"settle", required_argument, NULL, 's'},
-		{"log", required_argument, NULL, 'l'},
-		{"ready", required_argument, NULL, 'r'},
-		{"cpu", required_argument, NULL, 'c'},
-		{"probe-cpu", required_argument, NULL, 'C'},
-		{"no-http", no_argument, NULL, 'H'},
-		{"signal", required_argument, NULL, 'S'},
-		{"busy", required_argument, NULL, 'B'},
-		{0},
-	};
 	struct opts o = {.workers = 2,
 			 .count = 10,
 			 .cpu = -1,
@@ -923,15 +951,27 @@ int main(int argc, char **argv)
 			 .settle = 0.05,
 			 .sig = SIGTERM,
 			 .http = true};
-	const char *cmd;
-	int c;
+	const struct benchopt opts[] = {
+		{"pid", BO_PID, &o.pid, NULL},
+		{"port", BO_INT, &o.port, NULL},
+		{"workers", BO_INT, &o.workers, NULL},
+		{"count", BO_INT, &o.count, NULL},
+		{"timeout", BO_DOUBLE, &o.timeout, NULL},
+		{"settle", BO_DOUBLE, &o.settle, NULL},
+		{"log", BO_STRING, &o.log, NULL},
+		{"ready", BO_FUNC, &o.ready, parse_ready},
+		{"cpu", BO_INT, &o.cpu, NULL},
+		{"probe-cpu", BO_INT, &o.probe_cpu, NULL},
+		{"no-http", BO_OFF, &o.http, NULL},
+		{"signal", BO_FUNC, &o.sig, parse_signal},
+		{"busy", BO_STRING, &o.busy, NULL},
+		{0},
+	};
+	const char *cmd = benchopt_cmd(&argc, &argv, usage);
+	int r;
 
-	if (argc < 2) {
-		usage();
+	if (!cmd)
 		return 2;
-	}
-	cmd = argv[1];
-	argv++, argc--;
 	if (strcmp(cmd, "port") == 0) {
 		int port = free_port();
 
@@ -940,60 +980,9 @@ int main(int argc, char **argv)
 		printf("%d\n", port);
 		return 0;
 	}
-	while ((c = getopt_long(argc, argv, "+", longopts, NULL)) != -1) {
-		switch (c) {
-		case 'p':
-			o.pid = (pid_t)atoi(optarg);
-			break;
-		case 'P':
-			o.port = atoi(optarg);
-			break;
-		case 'w':
-			o.workers = atoi(optarg);
-			break;
-		case 'n':
-			o.count = atoi(optarg);
-			break;
-		case 't':
-			o.timeout = atof(optarg);
-			break;
-		case 's':
-			o.settle = atof(optarg);
-			break;
-		case 'l':
-			o.log = optarg;
-			break;
-		case 'c':
-			o.cpu = atoi(optarg);
-			break;
-		case 'C':
-			o.probe_cpu = atoi(optarg);
-			break;
-		case 'H':
-			o.http = false;
-			break;
-		case 'S':
-			o.sig = 0;
-			for (size_t i = 0; i < sizeof(term_signals) / sizeof(term_signals[0]); i++)
-				if (strcasecmp(optarg, term_signals[i].name) == 0)
-					o.sig = term_signals[i].sig;
-			if (!o.sig) {
-				say("--signal %s: TERM, INT or QUIT", optarg);
-				return 2;
-			}
-			break;
-		case 'B':
-			o.busy = optarg;
-			break;
-		case 'r':
-			if (parse_ready(&o, optarg) < 0)
-				return 2;
-			break;
-		default:
-			usage();
-			return 2;
-		}
-	}
+	r = benchopt_parse(argc, argv, opts, usage);
+	if (r)
+		return r;
 	if (strcmp(cmd, "exec") == 0) {
 		if (optind >= argc) {
 			usage();
@@ -1013,7 +1002,7 @@ int main(int argc, char **argv)
 		}
 		return cmd_responder(o.port, o.workers);
 	}
-	if (o.nready == 0 || o.workers < 1 || o.timeout <= 0) {
+	if (o.ready.n == 0 || o.workers < 1 || o.timeout <= 0) {
 		usage();
 		return 2;
 	}

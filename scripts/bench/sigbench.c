@@ -47,45 +47,11 @@
 #define _GNU_SOURCE
 #include "sigbench.h"
 
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 /* ---- command line ----------------------------------------------------------- */
-
-static int parse_list(struct opts *o, const char *list, char kind)
-{
-	char *copy = strdup(list), *save = NULL;
-
-	if (!copy)
-		return -1;
-	for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-		if (kind == 'r') {
-			long nr = syscall_by_name(t);
-
-			if (nr < 0 || o->nready == MAX_READY)
-				goto bad;
-			o->ready[o->nready++] = nr;
-		} else if (kind == 's') {
-			int s = sig_number(t);
-
-			if (s < 0 || o->nsigs == MAX_SIGS)
-				goto bad;
-			o->sigs[o->nsigs++] = s;
-		} else {
-			if (o->nhups == MAX_HUPS)
-				goto bad;
-			o->hup_at[o->nhups++] = atof(t);
-		}
-	}
-	free(copy);
-	return 0;
-bad:
-	say("unknown name, or too many, in '%s'", list);
-	free(copy);
-	return -1;
-}
 
 static void usage(void)
 {
@@ -104,32 +70,69 @@ static void usage(void)
 		"       sigbench pid1    --parent U --mark DIR [--timeout S]\n");
 }
 
+static int add_ready(void *o, const char *name)
+{
+	return ready_add(&((struct opts *)o)->ready, name);
+}
+
+static int add_sig(void *ctx, const char *name)
+{
+	struct opts *o = ctx;
+	int s = sig_number(name);
+
+	if (s < 0 || o->nsigs == MAX_SIGS)
+		return -1;
+	o->sigs[o->nsigs++] = s;
+	return 0;
+}
+
+static int add_hup(void *ctx, const char *at)
+{
+	struct opts *o = ctx;
+
+	if (o->nhups == MAX_HUPS)
+		return -1;
+	o->hup_at[o->nhups++] = atof(at);
+	return 0;
+}
+
+/* The whole list in the message: which item was wrong is plain from it. */
+static int parse_list(void *o, const char *list, int (*one)(void *, const char *))
+{
+	int r = benchopt_each(list, one, o);
+
+	if (r == -1)
+		say("unknown name, or too many, in '%s'", list);
+	return r;
+}
+
+static int parse_ready(void *o, const char *list)
+{
+	return parse_list(o, list, add_ready);
+}
+
+static int parse_signals(void *o, const char *list)
+{
+	return parse_list(o, list, add_sig);
+}
+
+static int parse_hups(void *o, const char *list)
+{
+	return parse_list(o, list, add_hup);
+}
+
+static int parse_usr2_mode(void *gunicorn, const char *mode)
+{
+	if (strcmp(mode, "gunicorn") != 0 && strcmp(mode, "inplace") != 0) {
+		usage();
+		return -1;
+	}
+	*(bool *)gunicorn = strcmp(mode, "gunicorn") == 0;
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
-	static const struct option longopts[] = {
-		{"pid", required_argument, NULL, 'p'},
-		{"parent", required_argument, NULL, 'p'},
-		{"port", required_argument, NULL, 'P'},
-		{"workers", required_argument, NULL, 'w'},
-		{"conns", required_argument, NULL, 'c'},
-		{"seconds", required_argument, NULL, 'd'},
-		{"bucket-ms", required_argument, NULL, 'b'},
-		{"hup-at", required_argument, NULL, 'h'},
-		{"signals", required_argument, NULL, 's'},
-		{"rounds", required_argument, NULL, 'n'},
-		{"gap-us", required_argument, NULL, 'g'},
-		{"quiet-ms", required_argument, NULL, 'q'},
-		{"from", required_argument, NULL, 'f'},
-		{"to", required_argument, NULL, 'T'},
-		{"ready", required_argument, NULL, 'r'},
-		{"cpu", required_argument, NULL, 'C'},
-		{"probe-cpu", required_argument, NULL, 'O'},
-		{"timeout", required_argument, NULL, 't'},
-		{"mark", required_argument, NULL, 'm'},
-		{"usr2-at", required_argument, NULL, 'u'},
-		{"usr2-mode", required_argument, NULL, 'M'},
-		{0},
-	};
 	struct opts o = {.workers = 4,
 			 .conns = 64,
 			 .rounds = 1,
@@ -139,83 +142,38 @@ int main(int argc, char **argv)
 			 .timeout = 10,
 			 .bucket_ms = 100,
 			 .quiet_ms = 1000};
-	const char *cmd;
-	int c;
+	const struct benchopt opts[] = {
+		{"pid", BO_PID, &o.pid, NULL},
+		{"parent", BO_PID, &o.pid, NULL},
+		{"port", BO_INT, &o.port, NULL},
+		{"workers", BO_INT, &o.workers, NULL},
+		{"conns", BO_INT, &o.conns, NULL},
+		{"seconds", BO_DOUBLE, &o.seconds, NULL},
+		{"bucket-ms", BO_INT, &o.bucket_ms, NULL},
+		{"hup-at", BO_FUNC, &o, parse_hups},
+		{"signals", BO_FUNC, &o, parse_signals},
+		{"rounds", BO_INT, &o.rounds, NULL},
+		{"gap-us", BO_LONG, &o.gap_us, NULL},
+		{"quiet-ms", BO_INT, &o.quiet_ms, NULL},
+		{"from", BO_INT, &o.from, NULL},
+		{"to", BO_INT, &o.to, NULL},
+		{"ready", BO_FUNC, &o, parse_ready},
+		{"cpu", BO_INT, &o.cpu, NULL},
+		{"probe-cpu", BO_INT, &o.probe_cpu, NULL},
+		{"timeout", BO_DOUBLE, &o.timeout, NULL},
+		{"mark", BO_STRING, &o.mark, NULL},
+		{"usr2-at", BO_DOUBLE, &o.usr2_at, NULL},
+		{"usr2-mode", BO_FUNC, &o.usr2_gunicorn, parse_usr2_mode},
+		{0},
+	};
+	const char *cmd = benchopt_cmd(&argc, &argv, usage);
+	int r;
 
-	if (argc < 2) {
-		usage();
+	if (!cmd)
 		return 2;
-	}
-	cmd = argv[1];
-	argv++, argc--;
-	while ((c = getopt_long(argc, argv, "+", longopts, NULL)) != -1) {
-		switch (c) {
-		case 'p':
-			o.pid = (pid_t)atoi(optarg);
-			break;
-		case 'P':
-			o.port = atoi(optarg);
-			break;
-		case 'w':
-			o.workers = atoi(optarg);
-			break;
-		case 'c':
-			o.conns = atoi(optarg);
-			break;
-		case 'd':
-			o.seconds = atof(optarg);
-			break;
-		case 'b':
-			o.bucket_ms = atoi(optarg);
-			break;
-		case 'n':
-			o.rounds = atoi(optarg);
-			break;
-		case 'g':
-			o.gap_us = atol(optarg);
-			break;
-		case 'q':
-			o.quiet_ms = atoi(optarg);
-			break;
-		case 'f':
-			o.from = atoi(optarg);
-			break;
-		case 'T':
-			o.to = atoi(optarg);
-			break;
-		case 'C':
-			o.cpu = atoi(optarg);
-			break;
-		case 'O':
-			o.probe_cpu = atoi(optarg);
-			break;
-		case 't':
-			o.timeout = atof(optarg);
-			break;
-		case 'm':
-			o.mark = optarg;
-			break;
-		case 'u':
-			o.usr2_at = atof(optarg);
-			break;
-		case 'M':
-			if (strcmp(optarg, "gunicorn") != 0 && strcmp(optarg, "inplace") != 0) {
-				usage();
-				return 2;
-			}
-			o.usr2_gunicorn = strcmp(optarg, "gunicorn") == 0;
-			break;
-		case 'h':
-		case 's':
-		case 'r':
-			if (parse_list(&o, optarg, (char)c) < 0)
-				return 2;
-			break;
-		default:
-			usage();
-			return 2;
-		}
-	}
+	r = benchopt_parse(argc, argv, opts, usage);
+	if (r)
+		return r;
 	if (o.timeout <= 0 || o.seconds <= 0) {
 		usage();
 		return 2;
@@ -227,7 +185,7 @@ int main(int argc, char **argv)
 		return cmd_load(&o);
 	if (strcmp(cmd, "storm") == 0 && o.pid > 0 && o.nsigs > 0 && o.rounds > 0)
 		return cmd_storm(&o);
-	if (strcmp(cmd, "scale") == 0 && o.pid > 0 && o.from > 0 && o.to > o.from && o.nready)
+	if (strcmp(cmd, "scale") == 0 && o.pid > 0 && o.from > 0 && o.to > o.from && o.ready.n)
 		return cmd_scale(&o);
 	if (strcmp(cmd, "orphans") == 0 && o.mark)
 		return cmd_orphans(&o);

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * sigbench.h - what the files of sigbench share (see sigbench.c for the
- * subcommands): the parsed command line, pid lists and /proc readers, the
+ * subcommands): the parsed command line (read by benchopt.h), pid lists and /proc readers, the
  * proc connector watch and signal names, all in sigbench_proc.c; and the
  * subcommands, one family per file:
  *
@@ -16,14 +16,14 @@
 
 #define BENCH_PROG "sigbench"
 #include "benchutil.h"
+#include "benchopt.h"
 
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
-#define MAX_READY 16
-#define MAX_SIGS  16
-#define MAX_HUPS  16
+#define MAX_SIGS 16
+#define MAX_HUPS 16
 
 struct opts {
 	pid_t pid;
@@ -45,8 +45,7 @@ struct opts {
 	double hup_at[MAX_HUPS];
 	double usr2_at;
 	bool usr2_gunicorn;
-	int nready;
-	long ready[MAX_READY];
+	struct ready_list ready;
 };
 
 struct pids {

@@ -188,12 +188,7 @@ static long blocked_syscall(pid_t pid)
 
 bool pid_ready(const struct opts *o, pid_t pid)
 {
-	long nr = blocked_syscall(pid);
-
-	for (int i = 0; i < o->nready; i++)
-		if (o->ready[i] == nr)
-			return true;
-	return false;
+	return ready_has(&o->ready, blocked_syscall(pid));
 }
 
 int count_fds(pid_t pid)

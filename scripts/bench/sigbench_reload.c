@@ -369,7 +369,7 @@ static pid_t new_master(const struct opts *o, int cfd, const struct pids *old)
 			continue;
 		if (read_children_stable(gfd, &grand) == 0 && grand.n >= o->workers) {
 			for (int k = 0; k < grand.n && ready; k++)
-				ready = o->nready == 0 || pid_ready(o, grand.v[k]);
+				ready = o->ready.n == 0 || pid_ready(o, grand.v[k]);
 			if (ready)
 				found = kids.v[i];
 		}

@@ -1,4 +1,4 @@
-/* Unit tests for reading a config file (options_load_config in arbiter/options.c): only
+/* Unit tests for reading a config file (options_load_config in arbiter/options_load.c): only
  * a regular file is read, never one that blocks, never ends or is not a file; the size
  * cap; read errors; lines too long for inih, which would cut them, and NUL bytes. */
 #include <errno.h>

@@ -1,4 +1,4 @@
-/* Unit tests for how a config file is read (read_config in arbiter/options.c): in a
+/* Unit tests for how a config file is read (config_file_read in arbiter/config_file.c): in a
  * child process, within CONFIG_READ_TIMEOUT_MS, never from a pseudo-filesystem. read()
  * is wrapped so that a file named eio.conf fails as a dying disk would and one named
  * hang.conf never answers, as a stalled NFS or FUSE server would; the wrapper runs in
