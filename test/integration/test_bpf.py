@@ -585,7 +585,7 @@ def test_term_does_not_wait_for_the_verifier(bpf):
         took = time.monotonic() - t
         print(f"TERM -> exit: {took:.3f} s")
         assert "BPF probes on" not in sv.text(), "loaded before the exit: not a test"
-        assert took < 5.0, f"TERM -> exit took {took:.1f} s"
+        assert took < 10.0, f"TERM -> exit took {took:.1f} s"
         assert "without waiting for the BPF verifier" in sv.text()
     finally:
         for h in hogs:
