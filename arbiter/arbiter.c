@@ -285,6 +285,9 @@ static void dispatch(struct arbiter *a, const struct loop_event *ev)
 	case SOURCE_UPGRADE_CHECK:
 		upgrade_check_done(a);
 		break;
+	case SOURCE_SERVING_LOOK:
+		serving_on_look(a->pool.serving, ev->source);
+		break;
 	}
 }
 
@@ -574,7 +577,7 @@ static int pool_other_child(void *ctx, pid_t pid)
 	struct arbiter *a = ctx;
 
 	if (!a->upgrade.check_pid || pid != a->upgrade.check_pid)
-		return 0;
+		return serving_reap(a->pool.serving, pid); /* a look at /proc, or 0 */
 	upgrade_check_done(a);
 	return a->upgrade.check_pid ? -1 : 1;
 }
@@ -608,7 +611,8 @@ void arbiter_init_pool(struct arbiter *a)
 
 	hooks.ctx = a;
 	pool_init(&a->pool, a->settings->workers, &a->loop, &a->notify, &hooks);
-	a->pool.serving = serving_new(&(struct serving_hooks){.ctx = &a->pool, .seen = on_serving});
+	a->pool.serving =
+		serving_new(&(struct serving_hooks){.ctx = &a->pool, .seen = on_serving}, &a->loop);
 	a->pool.blocked_mask = a->blocked_mask;
 	arbiter_sync_pool(a);
 }

@@ -20,6 +20,7 @@ enum source_type {
 	SOURCE_METRICS_LISTENER,
 	SOURCE_METRICS_CONN,
 	SOURCE_UPGRADE_CHECK, /* the new binary's --check, before a USR2 exec */
+	SOURCE_SERVING_LOOK,  /* a look at /proc for readiness (serving.h): its pidfd */
 };
 
 /* Embedded first in every object given to the loop. */
