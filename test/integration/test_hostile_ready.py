@@ -149,6 +149,7 @@ def test_a_worker_whose_memory_never_answers_cannot_stop_the_loop(hostile, loop,
                           % worker, text)) == 2, text
     st, took = timed_status(sv)
     assert took < PROMPT and st["workers"][0]["state"] == "booting"
+    assert st["counters"]["ready_looks_killed"] == 3
     hostile.note_lookers(sv)
     wait_idle(sv.pid)  # nothing left to look at: no timer spins on the stuck worker
     assert sv.text().count("did not finish in") == 3
@@ -186,6 +187,7 @@ def test_stuck_looks_are_bounded_and_the_arbiter_still_answers(hostile):
             assert f.read().rsplit(")", 1)[1].split()[0] == "D"
     st, took = timed_status(sv)
     assert took < PROMPT and st["counters"]["orphans_reaped"] == 0
+    assert st["counters"]["ready_looks_killed"] == 7
     wait_idle(sv.pid)  # paused, not spinning on the looks it may not start
 
     t0 = time.monotonic()
