@@ -117,8 +117,9 @@ static int probe(void)
 			_exit(0); /* the thread still waits: gone with the process */
 		usleep(10000);
 	}
-	snprintf(why, sizeof(why), "a kernel access to a registered page did not wait on the "
-				   "userfaultfd (kernel faults not delivered)");
+	snprintf(why, sizeof(why),
+		 "a kernel access to a registered page did not wait on the "
+		 "userfaultfd (kernel faults not delivered)");
 no:
 	fprintf(stderr, "userfaultfd unavailable: %s\n", why);
 	return 77;
