@@ -364,6 +364,9 @@ static void dispatch(struct arbiter *a, const struct loop_event *ev)
 	case SOURCE_CONFIG_READ:
 		reload_on_config(a);
 		break;
+	case SOURCE_SERVING_LOOK:
+		serving_on_look(a->pool.serving, ev->source);
+		break;
 	}
 }
 
@@ -682,7 +685,7 @@ static int pool_other_child(void *ctx, pid_t pid)
 	if (config_read_reap(&a->config_read, pid))
 		return 1;
 	if (!a->upgrade.check_pid || pid != a->upgrade.check_pid)
-		return 0;
+		return serving_reap(a->pool.serving, pid); /* a look at /proc, or 0 */
 	upgrade_check_done(a);
 	return a->upgrade.check_pid ? -1 : 1;
 }
@@ -716,7 +719,8 @@ void arbiter_init_pool(struct arbiter *a)
 
 	hooks.ctx = a;
 	pool_init(&a->pool, a->settings->workers, &a->loop, &a->notify, &hooks);
-	a->pool.serving = serving_new(&(struct serving_hooks){.ctx = &a->pool, .seen = on_serving});
+	a->pool.serving =
+		serving_new(&(struct serving_hooks){.ctx = &a->pool, .seen = on_serving}, &a->loop);
 	a->pool.blocked_mask = a->blocked_mask;
 	arbiter_sync_pool(a);
 }

@@ -22,6 +22,7 @@ enum source_type {
 	SOURCE_UPGRADE_CHECK, /* the new binary's --check, before a USR2 exec */
 	SOURCE_LOG,	      /* our log, watched for room only while lines wait (log.h) */
 	SOURCE_CONFIG_READ,   /* a HUP's config file, from the child that reads it */
+	SOURCE_SERVING_LOOK,  /* a look at /proc for readiness (serving.h): its pidfd */
 };
 
 /* Embedded first in every object given to the loop. */

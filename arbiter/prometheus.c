@@ -5,6 +5,7 @@
 #include <time.h>
 
 #include "arbiter.h"
+#include "serving.h"
 #include "signames.h"
 #include "timeutil.h"
 #include "version.h"
@@ -103,6 +104,10 @@ static void render_pool(const struct arbiter *a, FILE *f)
 	value(f, "sigvisor_orphans_reaped_total", "counter",
 	      "Processes other than workers reaped (orphans adopted as PID 1 or subreaper).",
 	      p->orphans_reaped);
+	value(f, "sigvisor_ready_looks_killed_total", "counter",
+	      "Looks at a booting worker's /proc for readiness (--ready-mode auto) killed at "
+	      "their deadline: the worker's memory or /proc files did not answer.",
+	      serving_looks_killed(p->serving));
 }
 
 /* One counter family with a line per shown signal; v[i] belongs to arbiter_shown_signals[i]. */

@@ -1,6 +1,7 @@
 /* Readiness by serving: see serving.h. The /proc look is bounded (SCAN_* below) so
- * that a worker with thousands of fds or threads cannot make the arbiter's loop slow;
- * what it does not look at, the fallback time covers. */
+ * that a worker with thousands of fds or threads cannot make a look slow, and it runs
+ * in a child process with a deadline (look_child) so that a worker that never answers
+ * cannot stop the arbiter's loop; what it does not look at, the fallback time covers. */
 #include "serving.h"
 
 #include <dirent.h>
@@ -10,13 +11,23 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/pidfd.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "bpf.h"
 #include "log.h"
+#include "loop.h"
+#include "timeutil.h"
+
+#ifndef P_PIDFD
+#define P_PIDFD 3 /* glibc 2.36 does not define it */
+#endif
 
 #define MAX_SOCKS    64	 /* listening sockets compared */
 #define SCAN_PROCS   16	 /* processes of one worker's tree looked at */
@@ -24,18 +35,50 @@
 #define SCAN_THREADS 64	 /* threads of one process */
 #define SCAN_POLLFDS 64	 /* entries of a poll set, bits of a select set: 1024 */
 #define POLLIN_	     0x001
+#define LOOK_PIDS    32 /* workers one look child looks at */
+#define LOOK_TRIES   3	/* looks at a worker that may time out before it is given up */
+
+struct looker;
 
 struct watch {
 	pid_t pid;
 	bool bpf;	      /* watched by the probe (one bpf_probes_serving_watch) */
+	bool no_proc;	      /* LOOK_TRIES looks at it did not finish: not looked at again */
+	unsigned timeouts;    /* looks at it that did not finish; from 1 on it has looks alone */
+	struct looker *look;  /* the look under way that looks at it, NULL: none */
 	uint64_t started_ms;  /* for the cadence */
 	uint64_t scan_ms;     /* next look at /proc */
 	uint64_t fallback_ms; /* not seen by then: reported with how NULL */
 };
 
+/* What a look child writes for each worker, in the order it was given them. */
+struct look_record {
+	int32_t pid;
+	int32_t r; /* serving_scan()'s */
+	char how[160];
+};
+
+/* A look child: its pid, its pidfd in the loop, the pipe it writes records to. */
+struct looker {
+	struct source src;    /* SOURCE_SERVING_LOOK, its pidfd; first, for serving_on_look */
+	pid_t pid;	      /* 0: a free slot */
+	int out;	      /* the pipe's read end (non-blocking), -1 once read to the end */
+	uint64_t deadline_ms; /* 0 once killed */
+	bool alone;	      /* looks at one worker whose earlier look timed out */
+	pid_t pids[LOOK_PIDS];
+	size_t n_pids, n_done; /* given; records read */
+};
+
 struct serving {
 	struct serving_hooks hooks;
+	struct loop *loop;
 	struct bpf_probes *bpf;
+	/* The looks: at most one at the workers due (not alone), and one for each worker
+	 * whose earlier look timed out, so that it holds up no other; then killed ones
+	 * the kernel has not let go yet. */
+	struct looker lookers[SERVING_LOOKS];
+	uint64_t looks_killed;
+	bool said_full; /* every slot taken by a stuck look, said once */
 	uint64_t inodes[MAX_SOCKS];
 	size_t n_inodes;
 	struct watch *w;
@@ -292,14 +335,53 @@ int serving_scan(const struct serving *s, pid_t pid, char *how, size_t howlen)
 	return 0;
 }
 
+/* ---- the look child --------------------------------------------------------------- */
+
+/* In the child: one scan per pid, each record written as soon as it is known (so a
+ * look killed on one worker still tells about the others), then _exit. Nothing here
+ * may take a lock another thread of the arbiter could have held at the fork (the BPF
+ * loader): fork() (not a raw clone3) makes malloc and stdio safe in the child. */
+static _Noreturn void look_child(const struct serving *s, const pid_t *pids, size_t n, int out,
+				 pid_t parent)
+{
+	/* Keep nothing of the arbiter's open: a child stuck in the kernel must not hold
+	 * the listening sockets (a restarted sigvisor could not bind), pidfds or links. */
+	if (out != 3) {
+		if (dup2(out, 3) < 0)
+			_exit(1);
+		out = 3;
+	}
+	(void)close_range(4, ~0U, 0);
+	(void)prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (getppid() != parent)
+		_exit(1);
+	for (size_t i = 0; i < n; i++) {
+		struct look_record rec;
+
+		memset(&rec, 0, sizeof(rec));
+		rec.pid = pids[i];
+		rec.r = serving_scan(s, pids[i], rec.how, sizeof(rec.how));
+		if (write(out, &rec, sizeof(rec)) != (ssize_t)sizeof(rec))
+			_exit(1);
+	}
+	_exit(0);
+}
+
 /* ---- watching ------------------------------------------------------------------------ */
 
-struct serving *serving_new(const struct serving_hooks *hooks)
+struct serving *serving_new(const struct serving_hooks *hooks, struct loop *loop)
 {
 	struct serving *s = calloc(1, sizeof(*s));
 
-	if (s)
-		s->hooks = *hooks;
+	if (!s)
+		return NULL;
+	s->hooks = *hooks;
+	s->loop = loop;
+	for (size_t i = 0; i < SERVING_LOOKS; i++) {
+		s->lookers[i].src.type = SOURCE_SERVING_LOOK;
+		s->lookers[i].src.fd = -1;
+		s->lookers[i].out = -1;
+	}
 	return s;
 }
 
@@ -318,12 +400,45 @@ static void drop(struct serving *s, struct watch *w)
 	*w = s->w[--s->n];
 }
 
+/* The slot is free again; the child is gone or, at exit, left to the kernel. */
+static void looker_clear(struct serving *s, struct looker *lk)
+{
+	if (lk->src.fd >= 0) {
+		if (s->loop)
+			(void)loop_del(s->loop, &lk->src);
+		close(lk->src.fd);
+	}
+	if (lk->out >= 0)
+		close(lk->out);
+	lk->src.fd = lk->out = -1;
+	lk->pid = 0;
+	lk->deadline_ms = 0;
+	lk->n_pids = lk->n_done = 0;
+	s->said_full = false;
+}
+
+static void looker_kill(const struct looker *lk)
+{
+	/* Either names this child: it is not reaped yet, so its pid is not reused. */
+	if (lk->src.fd >= 0)
+		(void)pidfd_send_signal(lk->src.fd, SIGKILL, NULL, 0);
+	else
+		(void)kill(lk->pid, SIGKILL);
+}
+
 void serving_free(struct serving *s)
 {
 	if (!s)
 		return;
 	while (s->n)
 		drop(s, &s->w[0]);
+	/* Never wait for a look child here: one stuck in the kernel would hold up the
+	 * exit. Killed, it is reaped by whoever inherits it. */
+	for (size_t i = 0; i < SERVING_LOOKS; i++)
+		if (s->lookers[i].pid) {
+			looker_kill(&s->lookers[i]);
+			looker_clear(s, &s->lookers[i]);
+		}
 	free(s->w);
 	free(s);
 }
@@ -460,6 +575,10 @@ int serving_watch(struct serving *s, pid_t pid, uint64_t now_ms, uint64_t fallba
 	}
 	w->started_ms = now_ms;
 	w->fallback_ms = now_ms + fallback_ms;
+	/* a look under way is not about this watch */
+	w->look = NULL;
+	w->no_proc = false;
+	w->timeouts = 0;
 	to_probe(s, w);
 	w->scan_ms = next_scan(w, now_ms);
 	say_method(s);
@@ -479,51 +598,336 @@ bool serving_watching(const struct serving *s, pid_t pid)
 	return s && find(s, pid) != NULL;
 }
 
-void serving_run(struct serving *s, uint64_t now_ms)
-{
-	/* One at a time: the hook may start or stop watching others. */
-	for (size_t i = 0; s && i < s->n;) {
-		struct watch *w = &s->w[i];
-		pid_t pid = w->pid;
-		char how[160];
-		int r = 0;
+/* ---- looks: started, read, killed, reaped --------------------------------------------- */
 
-		if (w->scan_ms <= now_ms) {
-			r = serving_scan(s, pid, how, sizeof(how));
-			w->scan_ms = next_scan(w, now_ms);
-			if (r > 0 && w->bpf) {
-				/* What /proc shows came after the system call's entry, where
-				 * the probe wrote its event: let that account (which names
-				 * the call) be the one used, if it is there. */
-				bpf_probes_poll(s->bpf);
-				w = find(s, pid); /* the poll may have dropped any of them */
-				if (!w) {
-					i = 0;
-					continue;
-				}
-				i = (size_t)(w - s->w);
-			}
-		}
-		if (r > 0 || w->fallback_ms <= now_ms) {
-			drop(s, w);
-			s->hooks.seen(s->hooks.ctx, pid, r > 0 ? how : NULL);
-			i = 0;
+/* 1 reaped, 0 not exited yet, -errno. */
+static int looker_reap(const struct looker *lk)
+{
+	siginfo_t si;
+	int r;
+
+	memset(&si, 0, sizeof(si));
+	if (lk->src.fd >= 0)
+		r = waitid((idtype_t)P_PIDFD, (id_t)lk->src.fd, &si, WEXITED | WNOHANG);
+	else
+		r = waitid(P_PID, (id_t)lk->pid, &si, WEXITED | WNOHANG);
+	if (r < 0)
+		return -errno;
+	return si.si_pid != 0;
+}
+
+static bool running(const struct looker *lk)
+{
+	return lk->pid && lk->deadline_ms;
+}
+
+/* A record of look lk: the worker seen serving, or looked at again later. */
+static void take_record(struct serving *s, const struct looker *lk, const struct look_record *rec,
+			uint64_t now)
+{
+	struct watch *w = find(s, rec->pid);
+	pid_t pid = rec->pid;
+	char how[sizeof(rec->how)];
+
+	if (!w || w->look != lk)
+		return; /* forgotten meanwhile, or watched anew since the look began */
+	w->look = NULL;
+	w->scan_ms = next_scan(w, now);
+	if (rec->r <= 0)
+		return;
+	if (w->bpf) {
+		/* What /proc shows came after the system call's entry, where the probe
+		 * wrote its event: let that account (which names the call) be the one
+		 * used, if it is there. The poll may report pid and drop it. */
+		bpf_probes_poll(s->bpf);
+		w = find(s, pid);
+		if (!w)
+			return;
+	}
+	snprintf(how, sizeof(how), "%.*s", (int)sizeof(rec->how) - 1, rec->how);
+	drop(s, w);
+	s->hooks.seen(s->hooks.ctx, pid, how);
+}
+
+/* Every record written so far; the pipe is closed at its end. */
+static void read_records(struct serving *s, struct looker *lk, uint64_t now)
+{
+	while (lk->out >= 0) {
+		struct look_record rec;
+		ssize_t n = read(lk->out, &rec, sizeof(rec));
+
+		if (n == (ssize_t)sizeof(rec)) {
+			lk->n_done++;
+			take_record(s, lk, &rec, now);
 			continue;
 		}
-		i++;
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			return;
+		/* end of file (records are shorter than PIPE_BUF: never read in part) */
+		close(lk->out);
+		lk->out = -1;
 	}
+}
+
+/* Look lk is over: the workers it gave no record for are looked at again. */
+static void end_look(struct serving *s, const struct looker *lk)
+{
+	for (size_t i = 0; i < s->n; i++)
+		if (s->w[i].look == lk)
+			s->w[i].look = NULL;
+}
+
+static void looker_done(struct serving *s, struct looker *lk)
+{
+	if (running(lk)) {
+		read_records(s, lk, now_ms());
+		end_look(s, lk);
+	} else {
+		log_info("readiness: the look at /proc killed earlier (pid %d) has ended",
+			 (int)lk->pid);
+	}
+	looker_clear(s, lk);
+}
+
+/* A worker whose look did not finish in time is looked at again alone, later, up to
+ * LOOK_TRIES times: a look that was only slow (a loaded machine, an exec under way)
+ * must not cost it its readiness, one that never answers must not cost the others. */
+static void timed_out(struct watch *w, const struct looker *lk, uint64_t now)
+{
+	w->timeouts++;
+	if (w->timeouts < LOOK_TRIES) {
+		w->scan_ms = now + (uint64_t)SERVING_LOOK_MS * w->timeouts;
+		log_info("readiness: the look at /proc for pid %d did not finish in %.1f s; "
+			 "killed it (pid %d), looking again in %.1f s",
+			 (int)w->pid, SERVING_LOOK_MS / 1000.0, (int)lk->pid,
+			 (double)(w->scan_ms - now) / 1000.0);
+		return;
+	}
+	w->no_proc = true;
+	log_warn("readiness: the look at /proc for pid %d did not finish in %.1f s, %d times "
+		 "(its memory or /proc files do not answer: userfaultfd, a hung FUSE or NFS "
+		 "mapping); killed the look (pid %d), pid %d is not looked at again: it is "
+		 "ready on READY=1%s or after its fallback time",
+		 (int)w->pid, SERVING_LOOK_MS / 1000.0, LOOK_TRIES, (int)lk->pid, (int)w->pid,
+		 w->bpf ? ", by the eBPF probe" : "");
+}
+
+static void look_timeout(struct serving *s, struct looker *lk, uint64_t now)
+{
+	read_records(s, lk, now);
+	if (lk->n_done < lk->n_pids) {
+		struct watch *w = find(s, lk->pids[lk->n_done]);
+
+		if (w && w->look == lk)
+			timed_out(w, lk, now);
+	}
+	end_look(s, lk);
+	looker_kill(lk);
+	s->looks_killed++;
+	if (lk->out >= 0) {
+		close(lk->out);
+		lk->out = -1;
+	}
+	lk->deadline_ms = 0; /* killed: its slot is free once the kernel lets it go */
+}
+
+static size_t free_lookers(const struct serving *s)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < SERVING_LOOKS; i++)
+		n += !s->lookers[i].pid;
+	return n;
+}
+
+static bool main_look_running(const struct serving *s)
+{
+	for (size_t i = 0; i < SERVING_LOOKS; i++)
+		if (running(&s->lookers[i]) && !s->lookers[i].alone)
+			return true;
+	return false;
+}
+
+/* Whether a look at w may start now (it is due or not): the look at the workers due
+ * needs a free slot, a look alone must leave one for it. */
+static bool may_look(const struct serving *s, const struct watch *w)
+{
+	if (w->no_proc || w->look)
+		return false;
+	if (!w->timeouts)
+		return !main_look_running(s) && free_lookers(s) > 0;
+	return free_lookers(s) > (main_look_running(s) ? 0u : 1u);
+}
+
+static bool due(const struct watch *w, uint64_t now)
+{
+	return !w->no_proc && !w->look && w->scan_ms <= now;
+}
+
+static void postpone(struct serving *s, uint64_t now)
+{
+	for (size_t i = 0; i < s->n; i++)
+		if (due(&s->w[i], now))
+			s->w[i].scan_ms = next_scan(&s->w[i], now);
+}
+
+/* One child looks at the workers given, in turn. 0, or -1 (postponed, logged). */
+static int start_look(struct serving *s, const pid_t *pids, size_t n, bool alone, uint64_t now)
+{
+	struct looker *lk = NULL;
+	pid_t parent = getpid(), pid;
+	int fds[2], pidfd, r;
+
+	for (size_t i = 0; i < SERVING_LOOKS && !lk; i++)
+		if (!s->lookers[i].pid)
+			lk = &s->lookers[i];
+	if (!lk)
+		return -1;
+	if (pipe2(fds, O_CLOEXEC) < 0) {
+		log_warn("readiness: cannot make a pipe for a look at /proc, ignoring: %m");
+		return -1;
+	}
+	/* fork(), not spawn_process()'s raw clone3: the child runs C library code (see
+	 * look_child) while the BPF loader thread may hold its locks. */
+	pid = fork();
+	if (pid == 0)
+		look_child(s, pids, n, fds[1], parent);
+	close(fds[1]);
+	if (pid < 0) {
+		log_warn("readiness: cannot start a look at /proc, ignoring: %m");
+		close(fds[0]);
+		return -1;
+	}
+	/* Not reaped yet, so pid still names it; without a pidfd, SIGCHLD and
+	 * serving_reap() see it end. */
+	pidfd = pidfd_open(pid, 0);
+	(void)fcntl(fds[0], F_SETFL, O_NONBLOCK);
+	lk->pid = pid;
+	lk->out = fds[0];
+	lk->src.fd = pidfd;
+	lk->deadline_ms = now + SERVING_LOOK_MS;
+	lk->alone = alone;
+	memcpy(lk->pids, pids, n * sizeof(pids[0]));
+	lk->n_pids = n;
+	lk->n_done = 0;
+	for (size_t i = 0; i < n; i++) {
+		struct watch *w = find(s, pids[i]);
+
+		if (w)
+			w->look = lk;
+	}
+	if (pidfd >= 0 && (r = loop_add(s->loop, &lk->src, LOOP_IN)) < 0)
+		log_warn("readiness: cannot watch a look's pidfd (SIGCHLD will do): %s",
+			 strerror(-r));
+	return 0;
+}
+
+static void start_looks(struct serving *s, uint64_t now)
+{
+	pid_t pids[LOOK_PIDS];
+	size_t n = 0, taken;
+	bool blocked = false;
+
+	for (size_t i = 0; i < s->n; i++) {
+		struct watch *w = &s->w[i];
+
+		if (!w->timeouts && n < LOOK_PIDS && due(w, now) && may_look(s, w))
+			pids[n++] = w->pid;
+	}
+	if (n && start_look(s, pids, n, false, now) < 0)
+		postpone(s, now);
+	for (size_t i = 0; i < s->n; i++) {
+		struct watch *w = &s->w[i];
+
+		if (!due(w, now) || (!w->timeouts && main_look_running(s)))
+			continue; /* not due, or in the next look at the others */
+		if (!may_look(s, w))
+			blocked = true;
+		else if (w->timeouts && start_look(s, &w->pid, 1, true, now) < 0)
+			w->scan_ms = next_scan(w, now);
+	}
+	if (!blocked || s->said_full)
+		return;
+	taken = SERVING_LOOKS - free_lookers(s);
+	log_warn("readiness: %zu looks at /proc are under way or stuck in the kernel (killed, "
+		 "not gone yet); no new look%s until one ends",
+		 taken, taken < SERVING_LOOKS ? " at a worker whose look timed out" : "");
+	s->said_full = true;
+}
+
+void serving_on_look(struct serving *s, struct source *src)
+{
+	struct looker *lk = (struct looker *)src;
+	int r = looker_reap(lk);
+
+	if (r == 0)
+		return; /* not exited: a spurious wakeup */
+	if (r < 0)
+		log_warn("waitid on a look at /proc (pid %d), ignoring: %s", (int)lk->pid,
+			 strerror(-r));
+	looker_done(s, lk); /* either way: a pidfd that stays readable must not spin */
+}
+
+int serving_reap(struct serving *s, pid_t pid)
+{
+	struct looker *lk = NULL;
+	int r;
+
+	for (size_t i = 0; s && i < SERVING_LOOKS && !lk; i++)
+		if (s->lookers[i].pid == pid)
+			lk = &s->lookers[i];
+	if (!lk)
+		return 0;
+	r = looker_reap(lk);
+	if (r <= 0)
+		return -1; /* the caller saw it exit: cannot happen; never spin on it */
+	looker_done(s, lk);
+	return 1;
+}
+
+uint64_t serving_looks_killed(const struct serving *s)
+{
+	return s ? s->looks_killed : 0;
+}
+
+void serving_run(struct serving *s, uint64_t now_ms)
+{
+	if (!s)
+		return;
+	for (size_t i = 0; i < SERVING_LOOKS; i++)
+		if (running(&s->lookers[i]) && s->lookers[i].deadline_ms <= now_ms)
+			look_timeout(s, &s->lookers[i], now_ms);
+	/* One at a time: the hook may start or stop watching others. */
+	for (size_t i = 0; i < s->n;) {
+		pid_t pid = s->w[i].pid;
+
+		if (s->w[i].fallback_ms > now_ms) {
+			i++;
+			continue;
+		}
+		drop(s, &s->w[i]);
+		s->hooks.seen(s->hooks.ctx, pid, NULL);
+		i = 0;
+	}
+	start_looks(s, now_ms);
 }
 
 uint64_t serving_next_deadline(const struct serving *s)
 {
 	uint64_t next = 0;
 
-	for (size_t i = 0; s && i < s->n; i++) {
-		uint64_t d = s->w[i].scan_ms < s->w[i].fallback_ms ? s->w[i].scan_ms
-								   : s->w[i].fallback_ms;
-
-		if (!next || d < next)
-			next = d;
+	if (!s)
+		return 0;
+	for (size_t i = 0; i < s->n; i++) {
+		next = earlier_deadline(next, s->w[i].fallback_ms);
+		/* a look that may not start yet is not due: no timer spins on it */
+		if (may_look(s, &s->w[i]))
+			next = earlier_deadline(next, s->w[i].scan_ms);
 	}
+	for (size_t i = 0; i < SERVING_LOOKS; i++)
+		if (running(&s->lookers[i]))
+			next = earlier_deadline(next, s->lookers[i].deadline_ms);
 	return next;
 }

@@ -13,6 +13,19 @@
  *    with process_vm_readv). With the probe it still runs, rarely, for a call made
  *    before the probe was attached.
  *
+ * The look runs in a child process of its own, never on the arbiter's loop: every part
+ * of it can wait on the worker. process_vm_readv sleeps in a page fault the worker
+ * never lets finish (userfaultfd, a hung FUSE or NFS mapping); the fdinfo of an epoll fd
+ * waits for the epoll's mutex, which a worker faulting in epoll_wait holds, and that
+ * sleep is not even killable; task/TID/syscall waits for an exec in progress. The child
+ * writes one record per worker to a pipe and exits; its pidfd is in the loop. A look
+ * not done within SERVING_LOOK_MS is killed; the worker it was on is looked at again,
+ * alone (so that it holds up no other), after 1 s, then 2 s, and after its third
+ * timeout not again (the probe, READY=1 or its fallback time decide). At most
+ * SERVING_LOOKS look children exist at once (killed ones the kernel still holds
+ * included), one of them kept for the look at the others: beyond that no look starts
+ * until one ends.
+ *
  * READY=1 is for the pool to take (whichever comes first: it calls serving_forget()).
  * A worker seen doing neither within its fallback time is reported as not seen (how
  * NULL): the pool counts it ready then, as before this module (a worker that never
@@ -28,13 +41,19 @@
 #include <sys/types.h>
 
 struct bpf_probes;
+struct loop;
 struct serving;
+struct source;
 
 /* /proc look: every SERVING_SCAN_MS for the first SERVING_FAST_MS of a worker, then
  * every SERVING_SLOW_MS; with the probe every SERVING_SLOW_MS throughout. */
 #define SERVING_SCAN_MS 20
 #define SERVING_FAST_MS 2000
 #define SERVING_SLOW_MS 250
+/* A look at /proc (the child process) not done by then is killed. */
+#define SERVING_LOOK_MS 1000
+/* Look children alive at once: the running one and killed ones not yet gone. */
+#define SERVING_LOOKS 8
 
 struct serving_hooks {
 	void *ctx;
@@ -44,7 +63,8 @@ struct serving_hooks {
 	void (*seen)(void *ctx, pid_t pid, const char *how);
 };
 
-struct serving *serving_new(const struct serving_hooks *hooks);
+/* The look children's pidfds go into loop (SOURCE_SERVING_LOOK, serving_on_look). */
+struct serving *serving_new(const struct serving_hooks *hooks, struct loop *loop);
 void serving_free(struct serving *s);
 
 /* The listening sockets handed to workers (all count alike); replaces the last set. */
@@ -69,6 +89,16 @@ void serving_run(struct serving *s, uint64_t now_ms);
 
 /* When serving_run() is next due (0: nothing watched). */
 uint64_t serving_next_deadline(const struct serving *s);
+
+/* The pidfd of a look child (a SOURCE_SERVING_LOOK) is readable: it exited. */
+void serving_on_look(struct serving *s, struct source *src);
+
+/* SIGCHLD for pid, not a worker: if it is a look child, reap it (1), or -1 if it is
+ * ours but could not be reaped; 0 if not ours. Accepts s NULL. */
+int serving_reap(struct serving *s, pid_t pid);
+
+/* Looks killed at their deadline since the start, for status. */
+uint64_t serving_looks_killed(const struct serving *s);
 
 /* "eBPF" or "/proc", for status: how workers are being (or would be) watched. */
 const char *serving_method(const struct serving *s);

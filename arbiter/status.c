@@ -65,6 +65,7 @@ static void json_counters(const struct arbiter *a, FILE *f)
 		{"replaced", p->replaced},
 		{"boot_failures", p->boot_failures_total},
 		{"orphans_reaped", p->orphans_reaped},
+		{"ready_looks_killed", serving_looks_killed(p->serving)},
 		{"reloads", p->reloads},
 		{"reload_failures", p->reload_failures},
 		{"upgrades", a->upgrade.upgrades},
@@ -223,8 +224,14 @@ static void render_text(struct arbiter *a, FILE *f, uint64_t now)
 		fprintf(f, " %s", a->listeners[i].address);
 	fprintf(f, "\nworkers: %u wanted, %u ready, generation %u%s\n", p->target,
 		pool_count(p, worker_is_ready), p->generation, a->reloading ? " (reloading)" : "");
-	if (strcmp(readiness(a), "eBPF") == 0 || strcmp(readiness(a), "/proc") == 0)
-		fprintf(f, "ready on READY=1, or once seen serving (%s)\n", readiness(a));
+	if (strcmp(readiness(a), "eBPF") == 0 || strcmp(readiness(a), "/proc") == 0) {
+		uint64_t killed = serving_looks_killed(p->serving);
+
+		fprintf(f, "ready on READY=1, or once seen serving (%s)", readiness(a));
+		if (killed) /* a worker that did not let itself be looked at: see serving.h */
+			fprintf(f, "; %llu looks at /proc killed at their deadline", (ull)killed);
+		fprintf(f, "\n");
+	}
 	fprintf(f, "  %-4s %-8s %-4s %-9s %-8s %s\n", "ID", "PID", "GEN", "STATE", "UPTIME",
 		"STATUS");
 	for (size_t i = 0; i < p->n; i++) {
