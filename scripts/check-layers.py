@@ -17,7 +17,8 @@ LAYERS = [
     ("worker", "worker/*"),
     ("low", "arbiter/{loop,loop_epoll,loop_uring,signals,lifecycle,listeners,options,"
             "activation,spawn,check,upstate,upsettings,descendants}"),
-    ("middle", "arbiter/{notify,pool,control,metrics,bpf,serving}"),
+    ("middle", "arbiter/{notify,pool,control,metrics,bpf,bpf_pin,bpf_load,bpf_handover,"
+                "bpf_events,serving}"),
     ("wiring", "arbiter/{arbiter,main,reload,retire,upgrade,status,prometheus}"),
 ]
 # What a layer may include besides its own and the layers listed before it. The
