@@ -531,16 +531,18 @@ static int setup_bpf(struct arbiter *a, char *err, size_t errlen)
 		.ctx = a,
 		.handover = a->upgrade.bpf_state,
 	};
-	int r = bpf_probes_open(&a->bpf, &opt, a->bpf_why, sizeof(a->bpf_why));
+	enum bpf_open_result opened =
+		bpf_probes_open(&a->bpf, &opt, a->bpf_why, sizeof(a->bpf_why));
+	int r;
 
 	if (a->upgrade.bpf_state)
 		upgrade_bpf_taken(a);
 
-	if (r < 0) {
+	if (opened == BPF_OPEN_FAILED) {
 		snprintf(err, errlen, "--bpf on: cannot load the probes: %s", a->bpf_why);
-		return r;
+		return -ENODEV;
 	}
-	if (r > 0) {
+	if (opened == BPF_OPEN_OFF) {
 		if (s->bpf == BPF_AUTO)
 			log_info("BPF probes off: %s", a->bpf_why);
 		return 0;

@@ -52,14 +52,22 @@ struct bpf_signal_stats {
 	uint64_t lose_info; /* result 4 */
 };
 
-/* Load and attach. Returns:
- *   0  probes running (*ret set), or loading in the background with --bpf auto
- *      (bpf_probes_loading());
- *   1  probes off; *ret is NULL and why says plainly why (mode off, or auto and not
- *      permitted: which capability is missing, or what the kernel lacks);
- *  <0  mode "on" and they could not load: why says why (the arbiter exits 1). */
-int bpf_probes_open(struct bpf_probes **ret, const struct bpf_options *opt, char *why,
-		    size_t whylen);
+/* What bpf_probes_open() made of the probes. */
+enum bpf_open_result {
+	/* Running (*ret set), or loading in the background with --bpf auto
+	 * (bpf_probes_loading()). */
+	BPF_OPEN_ON,
+	/* Off: *ret is NULL and why says plainly why (mode off, or auto and not
+	 * permitted: which capability is missing, or what the kernel lacks). */
+	BPF_OPEN_OFF,
+	/* --bpf on and they could not load: *ret is NULL, why says why (the arbiter
+	 * exits 1). */
+	BPF_OPEN_FAILED,
+};
+
+/* Load and attach (or keep those of the image before a USR2, opt->handover). */
+enum bpf_open_result bpf_probes_open(struct bpf_probes **ret, const struct bpf_options *opt,
+				     char *why, size_t whylen);
 
 /* fd to register with the loop, or -1: while loading (--bpf auto loads in a thread
  * of its own, the workers do not wait for the verifier) it is readable when the

@@ -2,7 +2,7 @@
 #   /sys/kernel/btf/vmlinux --bpftool--> vmlinux.h
 #   bpf/sigvisor.bpf.c --clang -target bpf--> sigvisor.bpf.o (BTF kept, DWARF stripped)
 #   sigvisor.bpf.o --bpftool gen skeleton--> sigvisor.skel.h (the object embedded)
-# arbiter/bpf.c includes the skeleton. Debian's bpftool 7.1 on purpose: skeletons from
+# arbiter/bpf*.c include the skeleton. Debian's bpftool 7.1 on purpose: skeletons from
 # a newer bpftool may not compile against libbpf 1.1's headers (doc/EBPF.md).
 
 BPFTOOL ?= bpftool
@@ -32,8 +32,9 @@ $(BUILD)/%.skel.h: $(BUILD)/%.bpf.o
 	$(Q)$(BPFTOOL) gen skeleton $< name $* > $@
 
 # The loader needs the skeleton before it compiles; with -MMD later builds know it too.
-$(BUILD)/obj/arbiter/bpf.o: $(BPF_SKEL)
-$(BUILD)/obj/arbiter/bpf.o: override CPPFLAGS += -I$(BUILD)
+BPF_LOADER_OBJS := $(filter $(BUILD)/obj/arbiter/bpf%.o,$(OBJS))
+$(BPF_LOADER_OBJS): $(BPF_SKEL)
+$(BPF_LOADER_OBJS): override CPPFLAGS += -I$(BUILD)
 
 # The .bpf.o is an intermediate of the skeleton: keep it for bpftool/llvm-objdump.
 .SECONDARY: $(BUILD)/sigvisor.bpf.o

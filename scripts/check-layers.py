@@ -19,7 +19,7 @@ LAYERS = [
             "options_load,config_file,"
             "activation,spawn,postfork,check,upstate,upsettings,descendants}"),
     ("middle", "arbiter/{notify,pool,control,control_cmd,control_path,control_client,"
-               "metrics,bpf,serving,serving_scan}"),
+               "metrics,bpf,bpf_pin,bpf_load,bpf_handover,bpf_events,serving,serving_scan}"),
     ("wiring", "arbiter/{arbiter,main,reload,retire,upgrade,status,prometheus}"),
 ]
 # What a layer may include besides its own and the layers listed before it. The

@@ -1,0 +1,138 @@
+/* What the files of the arbiter's BPF side share (bpf.h is what the rest of the arbiter
+ * sees). The job is cut in five:
+ *   bpf.c           the entry points: may they load (capabilities, BTF), open, the
+ *                   counters, close;
+ *   bpf_pin.c       the pin directory: a bpf filesystem under it, its lock, stale pins;
+ *   bpf_load.c      load (in the --bpf auto loader thread, or in the loop), attach in the
+ *                   order of probes_progs[], register the arbiter;
+ *   bpf_handover.c  the probes across a USR2 exec: hand them over, take them over;
+ *   bpf_events.c    the ring buffer's records as log lines, and readiness by serving.
+ * Nothing here is for another module: include it only from arbiter/bpf*.c. */
+#pragma once
+
+#include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+#include <bpf/libbpf.h>
+
+#include "bpf.h"
+
+struct sigvisor;      /* the skeleton (sigvisor.skel.h, generated) */
+struct sigvisor__bss; /* the probes' .bss, mmap'ed */
+
+struct bpf_probes {
+	struct sigvisor *skel;
+	struct ring_buffer *rb;
+	void (*on_event)(void *ctx, const char *line);
+	void *ctx;
+	/* The pin directory, held with flock() for as long as we run: a second sigvisor
+	 * given the same directory sees it is in use instead of deleting our pins, and
+	 * a lock left by a SIGKILLed arbiter goes with its process. -1: not pinned. */
+	int pin_fd;
+	char pin_dir[PATH_MAX]; /* "" when not pinned */
+	char pin_why[256];	/* why not, when not */
+	pid_t self_tgid;	/* the arbiter's pid in the initial PID namespace */
+	uint32_t ring_bytes;	/* the event ring's size: a power of two, a page or more */
+	/* --bpf auto loads in a thread of its own while the workers start (parsing the
+	 * kernel's BTF and verifying take tens of ms); the loop finishes the job when
+	 * loaded_fd (an eventfd) is readable. */
+	pthread_t loader;
+	bool loading;	    /* loading wanted, the thread not joined yet */
+	bool started;	    /* the thread runs (bpf_probes_start_loading) */
+	int loaded_fd;	    /* -1 when not loading */
+	bool sigaction;	    /* --bpf-sigaction */
+	int load_r;	    /* the loader's result */
+	char load_why[256]; /* and why it failed */
+	/* Optional parts that are off, and why ("" when on). */
+	char part_why[BPF_PART_MAX][BPF_WHY_LEN];
+	/* Readiness by serving: sv_serving is attached while workers are watched. */
+	unsigned serving_watched;
+	int serving_prog_fd; /* sv_serving, -1 if its part is off */
+	int serving_link_fd; /* its attachment, -1 while no worker is watched */
+	/* The mmap'ed .bss (the probes' own counters): the skeleton's when we loaded the
+	 * probes, our own mapping when we kept those of the image before a USR2. */
+	struct sigvisor__bss *bss;
+	/* Kept from the previous image (bpf_probes_handover): the programs stay attached
+	 * through these link fds, ours to close (detaching them). -1: none. */
+	bool adopted;
+	int kept_link[16];
+	/* Handed over to a new image, close-on-exec cleared (undone if the exec fails). */
+	int handed[32];
+	unsigned n_handed;
+	void (*on_serving)(void *ctx, pid_t pid, const char *how);
+	void *serving_ctx;
+};
+
+/* How a program is attached, and so what a USR2 hands over of it. */
+enum prog_use {
+	/* Attached for a moment at the start, to register the arbiter (sv_register):
+	 * nothing stays attached, nothing is handed over. */
+	PROG_REGISTER,
+	/* Attached from the start to the exit through the skeleton's link; its link is
+	 * handed over to a new image, which keeps it ("link.NAME=FD"). */
+	PROG_KEPT,
+	/* An iterator, run once when attached (sv_adopt): a new image needs no second run. */
+	PROG_ITER,
+	/* Loaded, attached only while workers are watched (sv_serving, whose fd is
+	 * p->serving_prog_fd): its program is handed over ("prog.NAME=FD"). */
+	PROG_WATCH,
+};
+
+/* Each program, what it is to a user, and whether the probes are worth running
+ * without it. The tree (register, fork, exit) and the signal counts are the probes;
+ * the delivery and sigaction counters are extras. */
+struct prog_info {
+	const char *name;  /* as in bpf/sigvisor.bpf.c */
+	int part;	   /* enum bpf_part */
+	unsigned refuse;   /* SV_REFUSE_* bit for the test hook, 0 if none */
+	enum prog_use use; /* how it is attached */
+};
+
+/* In attach order (probes_attach_all): the registration first, then the tree (fork and
+ * exit, then the adoption of what was forked before them), then the counters. */
+#define N_PROGS 8
+extern const struct prog_info probes_progs[N_PROGS];
+
+/* The reasons are read by people and may name a long path: truncating is fine. */
+__attribute__((format(printf, 3, 4))) static inline void set_why(char *why, size_t whylen,
+								 const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, whylen, fmt, ap);
+	va_end(ap);
+}
+
+/* bpf_pin.c: the pin directory. */
+void probes_prepare_pins(struct bpf_probes *p, const struct bpf_options *opt);
+void probes_remove_stale_pins(struct bpf_probes *p);
+void probes_disable_pinning(struct bpf_probes *p);
+void probes_unpin_maps(struct bpf_probes *p);
+void probes_release_pin_dir(struct bpf_probes *p);
+void probes_remove_pins_in(const char *dir, bool locked);
+
+/* bpf_load.c: loading and attaching. */
+__attribute__((format(printf, 2, 0))) int probes_print_libbpf(enum libbpf_print_level level,
+							      const char *fmt, va_list ap);
+unsigned probes_refuse_from_env(void);
+struct sigvisor *probes_open_object(const char *pin_root);
+int probes_open_skeleton(struct bpf_probes *p, char *why, size_t whylen);
+int probes_load(struct bpf_probes *p, char *why, size_t whylen);
+int probes_attach_all(struct bpf_probes *p, char *why, size_t whylen);
+void probes_join_loader(struct bpf_probes *p);
+/* The skeleton's link of the program named name: where a PROG_KEPT one stays attached. */
+struct bpf_link **probes_skel_link(const struct sigvisor *s, const char *name);
+
+/* bpf_handover.c: across a USR2 exec. */
+size_t probes_bss_map_bytes(void);
+int probes_adopt(struct bpf_probes *p, const struct bpf_options *opt, char *why, size_t whylen);
+void probes_drop_handover(const char *state, const char *pin_dir);
+
+/* bpf_events.c: the ring buffer's records. */
+int probes_on_ring_event(void *ctx, void *data, size_t size);
