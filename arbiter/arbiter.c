@@ -1,21 +1,18 @@
-/* The arbiter's setup and its loop: signal intake and dispatch, shutdown, deadlines.
+/* The arbiter's loop: signal intake and dispatch, shutdown, deadlines; the hooks the
+ * pool reports through; and arbiter_main, which sets up (setup.c), runs the loop and
+ * tears down.
  *
- * Setup may fail loudly and exit (doc/RUNBOOK.md, exit statuses). Once the loop runs, it
- * never exits on an error a retry could survive: it logs "..., ignoring" and goes on. */
+ * Once the loop runs, it never exits on an error a retry could survive: it logs
+ * "..., ignoring" and goes on. */
 #include "arbiter.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/stat.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
 
-#include "check.h"
-#include "config_file.h"
 #include "descendants.h"
 #include "log.h"
 #include "safefile.h"
@@ -23,8 +20,6 @@
 #include "signames.h"
 #include "timeutil.h"
 #include "version.h"
-
-extern char **environ;
 
 static void arm_timer(struct arbiter *a)
 {
@@ -169,8 +164,6 @@ static void handle_signal(struct arbiter *a, const struct signalfd_siginfo *si)
 		.reloading = reload_busy(a),
 		.upgrading = a->upgrade.check_pid || a->upgrade.exec_wanted,
 		.daemon = a->settings->daemon,
-		.reload_supported = true,
-		.upgrade_supported = true,
 	};
 	int sig = (int)si->ssi_signo;
 	const char *why;
@@ -277,19 +270,6 @@ static void on_signalfd(struct arbiter *a)
 	}
 }
 
-/* With --bpf auto the verifier's tens of ms of CPU wait until the first workers are
- * ready and have had BPF_LOAD_GRACE_MS to take their first connections (or
- * BPF_LOAD_DELAY_MS after setup at the latest, for a COMMAND slow to boot): on a small
- * machine they would otherwise delay those workers. */
-#define BPF_LOAD_DELAY_MS 100
-#define BPF_LOAD_GRACE_MS 20
-
-static void start_bpf_loading(struct arbiter *a)
-{
-	a->bpf_load_at_ms = 0;
-	bpf_probes_start_loading(a->bpf);
-}
-
 static void on_timer(struct arbiter *a)
 {
 	uint64_t expirations, now = now_ms();
@@ -303,7 +283,7 @@ static void on_timer(struct arbiter *a)
 		begin_drain(a, false);
 	}
 	if (a->bpf_load_at_ms && a->bpf_load_at_ms <= now)
-		start_bpf_loading(a);
+		arbiter_bpf_load(a);
 	pool_run_deadlines(&a->pool, now);
 	leftovers_tick(a, now);
 	upgrade_check_timeout(a, now);
@@ -313,9 +293,6 @@ static void on_timer(struct arbiter *a)
 	control_run_deadlines(&a->control, now);
 	pool_reconcile(&a->pool);
 }
-
-static void on_bpf_loaded(struct arbiter *a);
-static void log_bpf_on(const struct arbiter *a);
 
 static void on_serving(void *ctx, pid_t pid, const char *how)
 {
@@ -342,7 +319,7 @@ static void dispatch(struct arbiter *a, const struct loop_event *ev)
 		break;
 	case SOURCE_BPF:
 		if (bpf_probes_loading(a->bpf))
-			on_bpf_loaded(a);
+			arbiter_bpf_loaded(a);
 		else
 			bpf_probes_poll(a->bpf);
 		break;
@@ -368,13 +345,6 @@ static void dispatch(struct arbiter *a, const struct loop_event *ev)
 		serving_on_look(a->pool.serving, ev->source);
 		break;
 	}
-}
-
-void arbiter_unwatch_log(struct arbiter *a)
-{
-	if (a->log_src.fd >= 0)
-		(void)loop_del(&a->loop, &a->log_src);
-	a->log_src.fd = -1;
 }
 
 /* The log never blocks the loop (log.h): while lines wait for room, wake when the log
@@ -407,8 +377,7 @@ static void announce(struct arbiter *a)
 	    pool_count(&a->pool, worker_is_ready) < a->pool.target)
 		return;
 	a->announced_ready = true;
-	if (a->bpf_load_at_ms && a->bpf_load_at_ms > now_ms() + BPF_LOAD_GRACE_MS)
-		a->bpf_load_at_ms = now_ms() + BPF_LOAD_GRACE_MS; /* see start_bpf_loading */
+	arbiter_bpf_first_ready(a);
 	snprintf(msg, sizeof(msg), "READY=1\nSTATUS=%u workers ready\nMAINPID=%d", a->pool.target,
 		 (int)a->pid);
 	notify_upstream(&a->notify, msg);
@@ -450,199 +419,6 @@ static int run(struct arbiter *a)
 	return a->exit_status;
 }
 
-/* Created beside the path and renamed over it (safefile.h): a link planted at the path
- * is replaced, never written through. */
-static int write_pidfile(const char *path, pid_t pid)
-{
-	char buf[32];
-	int len = snprintf(buf, sizeof(buf), "%d\n", (int)pid);
-
-	return safefile_replace(path, buf, (size_t)len);
-}
-
-/* Remove the pidfile only if it is still ours (a new arbiter may have replaced it), and
- * only a regular file: a link at the path is not followed, a FIFO not waited on. */
-static void remove_pidfile(const char *path, pid_t pid)
-{
-	char buf[32] = "";
-	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
-	struct stat st;
-	ssize_t n = -1;
-
-	if (fd < 0)
-		return;
-	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode))
-		n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n > 0 && atoi(buf) == (int)pid)
-		(void)unlink(path);
-}
-
-static int daemonize(void)
-{
-	pid_t pid = fork();
-	int fd;
-
-	if (pid < 0)
-		return -errno;
-	if (pid > 0)
-		_exit(0);
-	if (setsid() < 0)
-		return -errno;
-	pid = fork();
-	if (pid < 0)
-		return -errno;
-	if (pid > 0)
-		_exit(0);
-	if (chdir("/") < 0)
-		return -errno;
-	fd = open("/dev/null", O_RDWR | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	(void)dup2(fd, STDIN_FILENO);
-	(void)dup2(fd, STDOUT_FILENO);
-	/* Without --log-file, stderr is where the log goes: keep it then. */
-	if (log_fd() != STDERR_FILENO)
-		(void)dup2(fd, STDERR_FILENO);
-	close(fd);
-	return 0;
-}
-
-static void on_bpf_event(void *ctx, const char *line)
-{
-	struct arbiter *a = ctx;
-
-	log_info("%s", line);
-	control_event(&a->control, line); /* to `sigvisor status --events` */
-}
-
-/* After the fork for --daemon (the probes track our pid). With --bpf on before the
- * first worker; with auto the loading goes on in a thread while the workers start,
- * and the probes adopt what was forked meanwhile (bpf.h). */
-static int setup_bpf(struct arbiter *a, char *err, size_t errlen)
-{
-	const struct settings *s = a->settings;
-	struct bpf_options opt = {
-		.mode = s->bpf,
-		.pin_dir = s->bpf_pin ? s->bpf_pin : "/sys/fs/bpf/sigvisor",
-		.sigaction = s->bpf_sigaction,
-		.workers = s->workers,
-		.on_event = on_bpf_event,
-		.ctx = a,
-		.handover = a->upgrade.bpf_state,
-	};
-	enum bpf_open_result opened =
-		bpf_probes_open(&a->bpf, &opt, a->bpf_why, sizeof(a->bpf_why));
-	int r;
-
-	if (a->upgrade.bpf_state)
-		upgrade_bpf_taken(a);
-
-	if (opened == BPF_OPEN_FAILED) {
-		snprintf(err, errlen, "--bpf on: cannot load the probes: %s", a->bpf_why);
-		return -ENODEV;
-	}
-	if (opened == BPF_OPEN_OFF) {
-		if (s->bpf == BPF_AUTO)
-			log_info("BPF probes off: %s", a->bpf_why);
-		return 0;
-	}
-	a->bpf_src.type = SOURCE_BPF;
-	a->bpf_src.fd = bpf_probes_fd(a->bpf);
-	if (a->bpf_src.fd >= 0 && (r = loop_add(&a->loop, &a->bpf_src, LOOP_IN)) < 0) {
-		if (bpf_probes_loading(a->bpf)) {
-			/* Nothing would ever finish the loading: do it now. */
-			a->bpf_src.fd = -1;
-			on_bpf_loaded(a);
-			return 0;
-		}
-		log_warn("cannot follow BPF events, counting only: %s", strerror(-r));
-	}
-	if (bpf_probes_loading(a->bpf)) {
-		a->bpf_load_at_ms = now_ms() + BPF_LOAD_DELAY_MS;
-		if (a->announced_ready)
-			start_bpf_loading(a);
-		return 0; /* said by on_bpf_loaded() */
-	}
-	if (bpf_probes_adopted(a->bpf))
-		log_info("BPF probes kept from the image before the upgrade: not loaded again, "
-			 "attached all along, the counts go on");
-	log_bpf_on(a);
-	return 0;
-}
-
-/* The loader thread of --bpf auto is done: attach, or go without the probes. */
-static void on_bpf_loaded(struct arbiter *a)
-{
-	int r;
-
-	if (a->bpf_src.fd >= 0)
-		(void)loop_del(&a->loop, &a->bpf_src);
-	a->bpf_src.fd = -1;
-	r = bpf_probes_finish(a->bpf, a->bpf_why, sizeof(a->bpf_why));
-	if (r < 0) {
-		bpf_probes_close(a->bpf);
-		a->bpf = NULL;
-		log_info("BPF probes off: %s", a->bpf_why);
-		serving_set_probes(a->pool.serving, NULL);
-		return;
-	}
-	a->bpf_src.fd = bpf_probes_fd(a->bpf);
-	if (a->bpf_src.fd >= 0 && (r = loop_add(&a->loop, &a->bpf_src, LOOP_IN)) < 0) {
-		log_warn("cannot follow BPF events, counting only: %s", strerror(-r));
-		a->bpf_src.fd = -1;
-	}
-	log_bpf_on(a);
-}
-
-static void log_bpf_on(const struct arbiter *a)
-{
-	serving_set_probes(a->pool.serving, a->bpf);
-	if (*bpf_probes_pin_dir(a->bpf))
-		log_info("BPF probes on, maps pinned in %s", bpf_probes_pin_dir(a->bpf));
-	else
-		log_info("BPF probes on, counting for status only (maps not pinned)");
-}
-
-void arbiter_bpf_stop(struct arbiter *a)
-{
-	if (!a->bpf)
-		return;
-	if (a->bpf_src.fd >= 0)
-		(void)loop_del(&a->loop, &a->bpf_src);
-	serving_set_probes(a->pool.serving, NULL);
-	bpf_probes_close(a->bpf);
-	a->bpf = NULL;
-	a->bpf_src.fd = -1;
-	a->bpf_load_at_ms = 0;
-}
-
-int arbiter_bpf_handover(struct arbiter *a, FILE *f, uint64_t identity)
-{
-	if (!a->bpf)
-		return 0;
-	if (bpf_probes_loading(a->bpf)) {
-		/* Do not wait for the verifier: the exec ends the thread, and the new image
-		 * loads them. If it is done, attach and hand them over. */
-		if (!bpf_probes_load_done(a->bpf))
-			return 2;
-		on_bpf_loaded(a);
-		if (!a->bpf)
-			return 0;
-	}
-	if (!identity || identity != bpf_probes_identity())
-		return 0;
-	return bpf_probes_handover(a->bpf, f) == 0 ? 1 : 0;
-}
-
-void arbiter_bpf_start(struct arbiter *a)
-{
-	char err[512];
-
-	if (!a->bpf && setup_bpf(a, err, sizeof(err)) < 0)
-		log_error("%s", err);
-}
-
 /* -- what the modules below ask of the arbiter (pool.h, control.h, metrics.h) -------- */
 
 static int pool_spawn(void *ctx, unsigned id, unsigned generation, char *notify_env, pid_t *ret_pid,
@@ -652,16 +428,16 @@ static int pool_spawn(void *ctx, unsigned id, unsigned generation, char *notify_
 	struct spawn_request rq = {
 		.tmpl = &a->tmpl,
 		.settings = a->settings,
-		.listen_fds = a->listen_fds,
-		.n_listen_fds = a->n_listeners,
-		.listen_fdnames = a->listen_fdnames,
+		.listen_fds = a->listeners.fds,
+		.n_listen_fds = a->listeners.n,
+		.listen_fdnames = a->listeners.fdnames,
 		.arbiter_pid = a->pid,
 		.id = id,
 		.generation = generation,
 		.notify_env = notify_env,
 	};
 
-	serving_set_sockets(a->pool.serving, a->listen_fds, a->n_listeners);
+	serving_set_sockets(a->pool.serving, a->listeners.fds, a->listeners.n);
 	return spawn_worker(&rq, ret_pid, ret_pidfd);
 }
 
@@ -701,20 +477,6 @@ static const struct pool_hooks pool_hooks = {
 	.other_child = pool_other_child,
 };
 
-/* --ready-mode auto: the built-in worker always sends READY=1; a COMMAND may not. */
-static bool waits_for_notify(const struct settings *s)
-{
-	switch (s->ready_mode) {
-	case READY_NOTIFY:
-		return true;
-	case READY_START:
-		return false;
-	case READY_AUTO:
-		break;
-	}
-	return !s->command;
-}
-
 void arbiter_init_pool(struct arbiter *a)
 {
 	struct pool_hooks hooks = pool_hooks;
@@ -725,354 +487,6 @@ void arbiter_init_pool(struct arbiter *a)
 		serving_new(&(struct serving_hooks){.ctx = &a->pool, .seen = on_serving}, &a->loop);
 	a->pool.blocked_mask = a->blocked_mask;
 	arbiter_sync_pool(a);
-}
-
-void arbiter_sync_pool(struct arbiter *a)
-{
-	const struct settings *s = a->settings;
-	struct pool_config cfg = {
-		.graceful_timeout_ms = s->graceful_timeout_ms,
-		.ready_timeout_ms = s->ready_timeout_ms,
-		.timeout_ms = s->timeout_ms,
-		.wait_notify = waits_for_notify(s),
-		.wait_serving = s->ready_mode == READY_AUTO && s->command,
-		.notify_access = s->notify_access,
-		.notify_uid = a->tmpl.drop_privileges ? a->tmpl.uid : (uid_t)-1,
-		.notify_gid = a->tmpl.drop_privileges ? a->tmpl.gid : (gid_t)-1,
-	};
-
-	pool_configure(&a->pool, &cfg);
-	a->pool.trial = a->reloading;
-	a->pool.draining = a->phase >= PHASE_DRAINING;
-}
-
-static int control_render(void *ctx, bool json, char **ret, size_t *ret_len)
-{
-	return arbiter_render_status(ctx, json, ret, ret_len);
-}
-
-static const char *control_events_off(void *ctx)
-{
-	const struct arbiter *a = ctx;
-
-	return a->bpf ? NULL : a->bpf_why;
-}
-
-static void metrics_render(void *ctx, FILE *f)
-{
-	struct arbiter *a = ctx;
-
-	/* READY=1 and STATUS= may wait in the notify socket (see notify.h): read them, so
-	 * a scrape and `sigvisor status` agree. */
-	pool_drain_all_notify(&a->pool);
-	arbiter_render_prometheus(a, f);
-}
-
-static const char *metrics_not_ready(void *ctx)
-{
-	struct arbiter *a = ctx;
-
-	pool_drain_all_notify(&a->pool);
-	if (arbiter_is_ready(a))
-		return NULL;
-	return a->phase != PHASE_RUNNING ? "not ready: shutting down\n"
-					 : "not ready: no worker is ready\n";
-}
-
-/* Bind i: a socket inherited through an upgrade when one has that spec, else a new one. */
-static int open_or_adopt_listener(struct arbiter *a, size_t i, char *err, size_t errlen)
-{
-	const char *spec = a->settings->binds[i];
-	struct listener *l = &a->listeners[a->n_listeners];
-	int r;
-
-	for (size_t k = 0; k < a->n_adopted; k++) {
-		if (a->adopted[k].fd < 0 || strcmp(a->adopted[k].spec, spec) != 0)
-			continue;
-		r = listener_adopt(l, a->adopted[k].fd, spec);
-		a->adopted[k].fd = -1;
-		if (r < 0)
-			snprintf(err, errlen, "upgrade: cannot take over %s: %s", spec,
-				 strerror(-r));
-		return r;
-	}
-	return listener_open(l, spec, a->settings->backlog, err, errlen);
-}
-
-/* Inherited sockets the new configuration no longer binds stay in a->adopted: the
- * adopted workers may still serve them, and retire_old_listeners closes them before the
- * last of those is stopped. */
-static void keep_unadopted(struct arbiter *a)
-{
-	size_t n = 0;
-
-	for (size_t k = 0; k < a->n_adopted; k++) {
-		if (a->adopted[k].fd >= 0)
-			a->adopted[n++] = a->adopted[k];
-		else
-			free(a->adopted[k].spec);
-	}
-	a->n_adopted = n;
-}
-
-/* --metrics: the listener the image before a USR2 handed over when it was opened for
- * the same address (it keeps its port, even a port 0, and its pending scrapes), else a
- * new one; a handed-over listener no longer configured is closed. */
-static int setup_metrics(struct arbiter *a, char *err, size_t errlen)
-{
-	const struct settings *s = a->settings;
-	struct upgrade *u = &a->upgrade;
-	int r = 0;
-
-	if (u->metrics_fd >= 0 &&
-	    !(s->metrics && u->metrics_spec && strcmp(s->metrics, u->metrics_spec) == 0)) {
-		log_info("upgrade: --metrics %s is no longer configured, closing it",
-			 u->metrics_spec ? u->metrics_spec : "?");
-		listener_close_inherited(u->metrics_fd, u->metrics_spec ? u->metrics_spec : "");
-		u->metrics_fd = -1;
-	}
-	if (s->metrics) {
-		if (u->metrics_fd >= 0)
-			r = metrics_adopt(&a->metrics, u->metrics_fd, s->metrics, err, errlen);
-		else
-			r = metrics_open(&a->metrics, s->metrics, err, errlen);
-		u->metrics_fd = -1;
-		if (r == 0)
-			r = metrics_start(
-				&a->metrics, &a->loop,
-				&(struct metrics_view){a, metrics_render, metrics_not_ready});
-		if (r < 0)
-			return r;
-		log_info("metrics on http://%s/metrics", a->metrics.address);
-	}
-	free(u->metrics_spec);
-	u->metrics_spec = NULL;
-	return 0;
-}
-
-/* Started with LISTEN_FDS for us: those sockets are our binds (activation.h). The
- * new image of an upgrade gets their fds with the other handed-over listeners. */
-static int setup_activation(struct arbiter *a, char *err, size_t errlen)
-{
-	int fds[MAX_BINDS];
-	int n = activation_take(&a->activation, fds, err, errlen);
-
-	for (int i = 0; i < n; i++) {
-		if (fds[i] < 0)
-			continue;
-		a->adopted[a->n_adopted].spec = strdup(a->activation.spec[i]);
-		if (!a->adopted[a->n_adopted].spec)
-			return -ENOMEM;
-		a->adopted[a->n_adopted++].fd = fds[i];
-		log_info("socket activation: serving on %s (fd %d%s%s), passed by systemd",
-			 a->activation.spec[i], fds[i], a->activation.name[i] ? ", " : "",
-			 a->activation.name[i] ? a->activation.name[i] : "");
-	}
-	if (n > 0 && activation_apply_binds(&a->activation, a->settings, "") < 0)
-		return -ENOMEM;
-	return n < 0 ? n : 0;
-}
-
-static int setup(struct arbiter *a, char *err, size_t errlen, int *ret_status)
-{
-	struct settings *s = a->settings;
-	const struct loop_backend *backend;
-	char control_path[256];
-	int r;
-
-	*ret_status = EXIT_FATAL;
-	r = setup_activation(a, err, errlen);
-	if (r < 0)
-		return r;
-	if (s->n_binds == 0) {
-		s->binds[0] = strdup("127.0.0.1:8000");
-		if (!s->binds[0])
-			return -ENOMEM;
-		s->n_binds = 1;
-	}
-	for (size_t i = 0; i < s->n_binds; i++) {
-		struct sockaddr_storage ss;
-		socklen_t len;
-
-		r = listener_parse(s->binds[i], &ss, &len, err, errlen);
-		if (r < 0) {
-			*ret_status = EXIT_USAGE;
-			return r;
-		}
-	}
-	if (s->metrics && (r = metrics_check_address(s->metrics, err, errlen)) < 0) {
-		*ret_status = EXIT_USAGE;
-		return r;
-	}
-	r = spawn_template_init(&a->tmpl, s, environ, err, errlen);
-	if (r < 0) {
-		*ret_status = EXIT_USAGE;
-		return r;
-	}
-	if (s->log_file) {
-		r = log_open(s->log_file);
-		if (r < 0) {
-			snprintf(err, errlen, "--log-file %s: %s", s->log_file, safefile_why());
-			*ret_status = EXIT_USAGE;
-			return r;
-		}
-	}
-	if (s->check) {
-		r = check_startup(s, upgrade_check_holds, upgrade_checking(), err, errlen);
-		if (r < 0)
-			return r;
-		*ret_status = EXIT_OK;
-		upgrade_check_handshake();
-		return 1;
-	}
-
-	if (a->upgrade_fd >= 0) {
-		r = upgrade_adopt_sockets(a, a->upgrade_fd, err, errlen);
-		if (r < 0)
-			return r;
-	}
-	for (size_t i = 0; i < s->n_binds; i++) {
-		r = open_or_adopt_listener(a, i, err, errlen);
-		if (r < 0 && a->upgrade.rolled_back) {
-			/* back from a failed upgrade: serve on with what we had */
-			log_warn("%s; serving without it", err);
-			continue;
-		}
-		if (r < 0)
-			return r;
-		a->n_listeners++;
-	}
-	keep_unadopted(a);
-	if (activation_mark(&a->activation, a->listeners, a->n_listeners) < 0 ||
-	    listeners_fdnames(a) < 0)
-		return -ENOMEM;
-
-	if (s->daemon && a->upgrade_fd < 0) {
-		r = daemonize();
-		if (r < 0) {
-			snprintf(err, errlen, "cannot detach (--daemon): %s", strerror(-r));
-			return r;
-		}
-	}
-	a->pid = getpid();
-	if (!a->started_ms) /* an upgrade keeps the original start */
-		a->started_ms = now_ms();
-	/* As PID 1 we are every orphan's reaper already; otherwise ask to be, so the
-	 * workers' orphaned children come to us and not to an init that may not reap. */
-	if (a->pid != 1 && prctl(PR_SET_CHILD_SUBREAPER, 1) < 0)
-		log_warn("cannot become a child subreaper, ignoring: %m");
-
-	if (s->pidfile) {
-		r = write_pidfile(s->pidfile, a->pid);
-		if (r < 0 && a->upgrade.rolled_back)
-			log_warn("--pid %s: %s, ignoring: it names this pid already", s->pidfile,
-				 safefile_why());
-		else if (r < 0) {
-			snprintf(err, errlen, "--pid %s: %s", s->pidfile, safefile_why());
-			*ret_status = EXIT_USAGE;
-			return r;
-		}
-	}
-
-	backend = loop_backend_select(s->loop, err, errlen);
-	if (!backend)
-		return -ENOTSUP;
-	r = loop_init(&a->loop, backend);
-	if (r < 0) {
-		snprintf(err, errlen, "cannot create the %s event loop: %s", backend->name,
-			 strerror(-r));
-		return r;
-	}
-	a->sigfd.type = SOURCE_SIGNALFD;
-	a->sigfd.fd = signals_open_fd(&a->sigmask);
-	a->timer.type = SOURCE_TIMERFD;
-	a->timer.fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-	if (a->sigfd.fd < 0 || a->timer.fd < 0) {
-		snprintf(err, errlen, "cannot create the signalfd or timerfd: %s", strerror(errno));
-		return -errno;
-	}
-	if ((r = loop_add(&a->loop, &a->sigfd, LOOP_IN)) < 0 ||
-	    (r = loop_add(&a->loop, &a->timer, LOOP_IN)) < 0) {
-		snprintf(err, errlen, "cannot register with the event loop: %s", strerror(-r));
-		return r;
-	}
-
-	if (a->control.listen.fd < 0)
-		control_forget(&a->control); /* the image before a USR2 had none */
-	if (a->control.listen.fd >= 0) {
-		/* inherited through an upgrade: same pid, same path */
-		snprintf(control_path, sizeof(control_path), "%s", a->control.path);
-	} else if (s->control) {
-		snprintf(control_path, sizeof(control_path), "%s", s->control);
-	} else if (control_default_path(control_path, sizeof(control_path), (int)a->pid) < 0) {
-		snprintf(err, errlen, "no writable directory for the control socket (%s)",
-			 control_default_dirs());
-		control_path[0] = '\0';
-		r = -ENOENT;
-	}
-	/* The control socket is optional (a read-only root has no place for it), unless
-	 * --control asked for one: then not having it is an error. */
-	if (a->control.listen.fd < 0 && control_path[0])
-		r = control_open(&a->control, control_path, err, errlen);
-	if (a->control.listen.fd < 0) {
-		if (s->control || r == -EADDRINUSE)
-			return r;
-		log_warn("%s: running without a control socket, `sigvisor status` is unavailable "
-			 "(give --control PATH in a writable directory)",
-			 err);
-		control_forget(&a->control);
-	}
-	r = control_start(&a->control, &a->loop,
-			  &(struct control_view){a, control_render, control_events_off});
-	if (r < 0) {
-		snprintf(err, errlen, "cannot register the control socket: %s", strerror(-r));
-		return r;
-	}
-	notify_init(&a->notify, a->pid);
-	if (a->upgrade.have_notify)
-		notify_adopt(&a->notify, a->upgrade.notify_cookie, a->upgrade.notify_seq);
-	r = setup_metrics(a, err, errlen);
-	if (r == 0)
-		r = setup_bpf(a, err, errlen);
-	if (r < 0 && a->upgrade.rolled_back) {
-		log_warn("%s; going on without it after the rollback", err);
-		r = 0;
-	}
-	return r;
-}
-
-static void teardown(struct arbiter *a)
-{
-	if (a->upgrade.check.fd >= 0)
-		close(a->upgrade.check.fd);
-	if (bpf_probes_abandon(a->bpf)) {
-		serving_set_probes(a->pool.serving, NULL);
-		a->bpf = NULL;
-	}
-	arbiter_bpf_stop(a);
-	free(a->upgrade.bpf_state); /* not taken: a set-up that failed before the probes */
-	a->upgrade.bpf_state = NULL;
-	reload_discard(a);
-	if (a->config_src.fd >= 0)
-		(void)loop_del(&a->loop, &a->config_src);
-	config_read_free(&a->config_read); /* a reader still running gets SIGKILL */
-	metrics_close(&a->metrics);
-	retire_all_listeners(a); /* already done, unless setup failed half-way */
-	control_close(&a->control);
-	if (a->settings->pidfile && a->pid)
-		remove_pidfile(a->settings->pidfile, a->pid);
-	pool_free(&a->pool);
-	serving_free(a->pool.serving);
-	a->pool.serving = NULL;
-	notify_close(&a->notify); /* after the workers' sockets: it removes their directory */
-	if (a->sigfd.fd > 0)
-		close(a->sigfd.fd);
-	if (a->timer.fd > 0)
-		close(a->timer.fd);
-	loop_fini(&a->loop);
-	spawn_template_free(&a->tmpl);
-	free(a->listen_fdnames);
-	activation_free(&a->activation);
 }
 
 /* Our blocked mask as the kernel reports it (glibc leaves out its internal signals),
@@ -1169,7 +583,7 @@ int arbiter_main(int argc, char **argv)
 	if (!settings->check)
 		log_nonblocking();
 	arbiter_init_pool(a);
-	r = setup(a, err, sizeof(err), &status);
+	r = arbiter_setup(a, err, sizeof(err), &status);
 	arbiter_sync_pool(a); /* with the spawn template setup made (--user) */
 	if (r != 0) {
 		if (r < 0) {
@@ -1179,7 +593,7 @@ int arbiter_main(int argc, char **argv)
 			log_info("configuration ok"); /* --check: every line JSON */
 		else
 			printf("sigvisor: configuration ok\n"); /* --check */
-		teardown(a);
+		arbiter_teardown(a);
 		free_settings(a->settings);
 		free(a->self_path);
 		log_flush_for(LOG_EXIT_FLUSH_MS);
@@ -1198,10 +612,10 @@ int arbiter_main(int argc, char **argv)
 		a->announced_ready = true; /* the reload says READY=1 when it completes */
 		reload_start(a);
 	}
-	for (size_t i = 0; i < a->n_listeners; i++)
+	for (size_t i = 0; i < a->listeners.n; i++)
 		log_info("listening on %s%s",
-			 strncmp(a->listeners[i].spec, "unix:", 5) ? "http://" : "",
-			 a->listeners[i].address);
+			 strncmp(a->listeners.l[i].spec, "unix:", 5) ? "http://" : "",
+			 a->listeners.l[i].address);
 	log_info("sigvisor %s started: pid %d, %u workers (%s), loop %s, control %s%s",
 		 SIGVISOR_VERSION, (int)a->pid, a->pool.target,
 		 settings->command ? settings->command[0] : "built-in", a->loop.backend->name,
@@ -1209,7 +623,7 @@ int arbiter_main(int argc, char **argv)
 
 	status = run(a);
 	log_info("shut down, exit status %d", status);
-	teardown(a);
+	arbiter_teardown(a);
 	free_settings(a->settings);
 	free(a->self_path);
 	log_flush_for(LOG_EXIT_FLUSH_MS);

@@ -2,9 +2,11 @@
  * listening sockets, the worker pool and the control socket, passed explicitly to
  * every function that acts on them.
  *
- * This is the wiring layer's header (doc/ARCHITECTURE.md): only arbiter.c, main.c,
- * reload.c, retire.c, upgrade.c, status.c and prometheus.c include it. The modules
- * below take only what they need and report upward through callbacks. */
+ * This is the wiring layer's header (doc/ARCHITECTURE.md): only main.c, arbiter.c,
+ * setup.c, upgrade.c, reload.c, retire.c, arbiter_bpf.c, sync.c, prometheus.c and
+ * status.c include it. Its functions call one way, in that order: a function of one
+ * of those files is called only by the files before it (scripts/check-layers.py). The
+ * modules below take only what they need and report upward through callbacks. */
 #pragma once
 
 #include <signal.h>
@@ -19,7 +21,7 @@
 #include "control.h"
 #include "exitstatus.h"
 #include "lifecycle.h"
-#include "listeners.h"
+#include "listener_set.h"
 #include "loop.h"
 #include "metrics.h"
 #include "notify.h"
@@ -91,10 +93,7 @@ struct upgrade {
 struct reload_saved {
 	struct settings *settings;
 	struct spawn_template tmpl;
-	struct listener listeners[MAX_BINDS];
-	int listen_fds[MAX_BINDS];
-	size_t n_listeners;
-	char *listen_fdnames;
+	struct listener_set listeners;
 	unsigned generation;
 	unsigned target;
 };
@@ -127,10 +126,7 @@ struct arbiter {
 	uint64_t timer_armed_ms; /* 0: disarmed */
 	sigset_t sigmask;
 	unsigned long long blocked_mask; /* our SigBlk as /proc shows it */
-	struct listener listeners[MAX_BINDS];
-	size_t n_listeners;
-	int listen_fds[MAX_BINDS];
-	char *listen_fdnames;
+	struct listener_set listeners;	 /* what the current generation is given */
 	struct pool pool;
 	struct control control;
 	struct spawn_template tmpl;
@@ -147,7 +143,7 @@ struct arbiter {
 	enum { LEFTOVERS_NONE, LEFTOVERS_TERMED, LEFTOVERS_KILLED } leftovers;
 	uint64_t leftovers_at_ms;      /* the next KILL (0: none) */
 	uint64_t leftovers_give_up_ms; /* exit even if some would not die */
-	uint64_t bpf_load_at_ms;       /* --bpf auto: start loading by then (setup_bpf) */
+	uint64_t bpf_load_at_ms;       /* --bpf auto: start loading by then (arbiter_bpf_setup) */
 	int exit_status;
 	bool done;
 	pid_t pid;
@@ -161,23 +157,45 @@ int arbiter_main(int argc, char **argv);
 
 /* arbiter.c: stop everything and exit with status (3, 4: a worker's verdict). */
 void arbiter_fatal(struct arbiter *a, int status);
+/* arbiter.c: the pool of a->settings' size on a->loop, reporting to a. */
+void arbiter_init_pool(struct arbiter *a);
+
+/* setup.c: what arbiter_main does before the loop runs. 0: run the loop; 1: done, exit
+ * with *ret_status (--check); < 0: failed, err says why and *ret_status is the exit
+ * status. arbiter_teardown undoes what it did, also half-way. */
+int arbiter_setup(struct arbiter *a, char *err, size_t errlen, int *ret_status);
+void arbiter_teardown(struct arbiter *a);
+
+/* arbiter_bpf.c: the probes (bpf.h) as the arbiter runs them. */
+/* At set-up, after the fork for --daemon: on loads them now, auto starts the loader
+ * thread (loading by a->bpf_load_at_ms). < 0 with err: --bpf on and they cannot. */
+int arbiter_bpf_setup(struct arbiter *a, char *err, size_t errlen);
+/* --bpf auto: a->bpf_load_at_ms came, start loading. */
+void arbiter_bpf_load(struct arbiter *a);
+/* The first generation is ready: --bpf auto loads soon (a short grace for its first
+ * connections). */
+void arbiter_bpf_first_ready(struct arbiter *a);
+/* The loader thread is done (its fd is readable): attach, or go without the probes. */
+void arbiter_bpf_loaded(struct arbiter *a);
 /* Around a USR2 exec: the probes are detached and unpinned before it (the new image
  * loads its own), and loaded again if the exec fails. */
 void arbiter_bpf_stop(struct arbiter *a);
+void arbiter_bpf_start(struct arbiter *a);
+/* What arbiter_bpf_handover did with the probes. */
+enum probes_handover {
+	PROBES_NOT_HANDED_OVER, /* none, or not the new binary's: stop them as before */
+	PROBES_HANDED_OVER,	/* in the state: bpf_probes_handover_undo() if the exec fails */
+	PROBES_STILL_LOADING,	/* the exec ends the loader thread; nothing to undo */
+};
+/* Before a USR2's exec to a binary whose probes are identity (0: unknown): hand them
+ * over in the state f. */
+enum probes_handover arbiter_bpf_handover(struct arbiter *a, FILE *f, uint64_t identity);
+
+/* sync.c: what the pool needs of the settings and the mode, again after each change of
+ * either (settings, reloading, phase). */
+void arbiter_sync_pool(struct arbiter *a);
 /* Before a log_open(): the loop must not watch an fd that is about to be closed. */
 void arbiter_unwatch_log(struct arbiter *a);
-void arbiter_bpf_start(struct arbiter *a);
-/* Before a USR2's exec to a binary whose probes are identity (0: unknown): hand them
- * over in the state f. 1 handed over (undo with bpf_probes_handover_undo() if the exec
- * fails), 0 not (stop them as before), 2 still loading (the exec ends the loader
- * thread; nothing to undo). */
-int arbiter_bpf_handover(struct arbiter *a, FILE *f, uint64_t identity);
-
-/* arbiter.c: the pool of a->settings' size on a->loop, reporting to a; and what it
- * needs of the settings and the mode, again after each change of either (settings,
- * reloading, phase). */
-void arbiter_init_pool(struct arbiter *a);
-void arbiter_sync_pool(struct arbiter *a);
 
 /* reload.c. A HUP first reads the config file off the loop (reload_on_config when its
  * reader sends, reload_config_timeout at its deadline), then starts the generation.
@@ -189,7 +207,6 @@ bool reload_busy(const struct arbiter *a);
 void reload_check(struct arbiter *a);
 void reload_abort(struct arbiter *a, const char *why);
 void reload_discard(struct arbiter *a);
-int listeners_fdnames(struct arbiter *a);
 
 /* status.c */
 int arbiter_render_status(struct arbiter *a, bool json, char **ret_buf, size_t *ret_len);

@@ -6,7 +6,6 @@
  * can be rolled back and the old one keeps serving. A HUP during a reload is not
  * lost: one more reload follows the current one (several HUPs merge into that one). */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,62 +18,6 @@
 #include "timeutil.h"
 
 extern char **environ;
-
-int listeners_fdnames(struct arbiter *a)
-{
-	size_t len = 1;
-	char *names;
-
-	for (size_t i = 0; i < a->n_listeners; i++)
-		len += strlen(a->listeners[i].fdname) + 1;
-	names = calloc(1, len);
-	if (!names)
-		return -ENOMEM;
-	for (size_t i = 0; i < a->n_listeners; i++) {
-		if (i)
-			strcat(names, ":");
-		strcat(names, a->listeners[i].fdname);
-		a->listen_fds[i] = a->listeners[i].fd;
-	}
-	free(a->listen_fdnames);
-	a->listen_fdnames = names;
-	return 0;
-}
-
-static bool has_spec(const struct listener *set, size_t n, const char *spec)
-{
-	for (size_t i = 0; i < n; i++)
-		if (strcmp(set[i].spec, spec) == 0)
-			return true;
-	return false;
-}
-
-/* Close a set of listeners, removing a unix socket's file only if the other set does
- * not use the same path. */
-static void close_set(struct listener *set, size_t n, const struct listener *keep, size_t n_keep)
-{
-	for (size_t i = 0; i < n; i++)
-		listener_close(&set[i], !has_spec(keep, n_keep, set[i].spec));
-}
-
-/* A copy of l that shares its socket (dup): the old and the new set can then be closed
- * independently while the socket itself, and its accept queue, stay open. */
-static int listener_dup(struct listener *to, const struct listener *l)
-{
-	memset(to, 0, sizeof(*to));
-	to->fd = fcntl(l->fd, F_DUPFD_CLOEXEC, 3);
-	to->spec = strdup(l->spec);
-	to->address = strdup(l->address);
-	to->fdname = strdup(l->fdname);
-	to->unix_path = l->unix_path ? strdup(l->unix_path) : NULL;
-	to->activated = l->activated;
-	if (to->fd < 0 || !to->spec || !to->address || !to->fdname ||
-	    (l->unix_path && !to->unix_path)) {
-		listener_close(to, false);
-		return -ENOMEM;
-	}
-	return 0;
-}
 
 /* Settings a running arbiter cannot take over; a restart or USR2 applies them. */
 static void warn_fixed(const struct settings *o, const struct settings *n)
@@ -173,8 +116,7 @@ static void reload_begin(struct arbiter *a, struct config_read *pre)
 {
 	struct settings *s;
 	struct spawn_template tmpl;
-	struct listener fresh[MAX_BINDS];
-	size_t n_fresh = 0;
+	struct listener_set fresh;
 	char err[1024];
 	int r;
 
@@ -202,47 +144,27 @@ static void reload_begin(struct arbiter *a, struct config_read *pre)
 		free(s);
 		return;
 	}
-	for (size_t i = 0; i < s->n_binds; i++, n_fresh++) {
-		bool reused = false;
-
-		for (size_t k = 0; k < a->n_listeners && !reused; k++) {
-			if (strcmp(a->listeners[k].spec, s->binds[i]) == 0) {
-				r = listener_dup(&fresh[i], &a->listeners[k]);
-				reused = true;
-			}
-		}
-		if (!reused)
-			r = listener_open(&fresh[i], s->binds[i], s->backlog, err, sizeof(err));
-		if (r < 0) {
-			if (reused)
-				snprintf(err, sizeof(err), "%s: %s", s->binds[i], strerror(-r));
-			log_error("reload: %s; keeping the current configuration", err);
-			close_set(fresh, n_fresh, a->listeners, a->n_listeners);
-			spawn_template_free(&tmpl);
-			settings_free(s);
-			free(s);
-			return;
-		}
-		if (!reused)
-			log_info("listening on %s (new)", fresh[i].address);
+	/* The addresses kept share their sockets, and accept queues, with the old set. */
+	r = listener_set_build(&fresh, &a->listeners, s->binds, s->n_binds, s->backlog, err,
+			       sizeof(err));
+	if (r < 0) {
+		log_error("reload: %s; keeping the current configuration", err);
+		spawn_template_free(&tmpl);
+		settings_free(s);
+		free(s);
+		return;
 	}
 	warn_fixed(a->settings, s);
 
 	/* Commit: what was current becomes a->old, kept for a rollback. */
 	a->old.settings = a->settings;
 	a->old.tmpl = a->tmpl;
-	memcpy(a->old.listeners, a->listeners, sizeof(a->listeners));
-	memcpy(a->old.listen_fds, a->listen_fds, sizeof(a->listen_fds));
-	a->old.n_listeners = a->n_listeners;
-	a->old.listen_fdnames = a->listen_fdnames;
 	a->old.generation = a->pool.generation;
 	a->old.target = a->pool.target;
 	a->settings = s;
 	a->tmpl = tmpl;
-	memcpy(a->listeners, fresh, sizeof(fresh[0]) * n_fresh);
-	a->n_listeners = n_fresh;
-	a->listen_fdnames = NULL;
-	if (listeners_fdnames(a) < 0) {
+	listener_set_replace(&a->listeners, &a->old.listeners, &fresh);
+	if (listener_set_refresh(&a->listeners) < 0) {
 		reload_abort(a, "out of memory");
 		return;
 	}
@@ -282,11 +204,10 @@ void reload_discard(struct arbiter *a)
 {
 	if (!a->old.settings)
 		return;
-	close_set(a->old.listeners, a->old.n_listeners, a->listeners, a->n_listeners);
+	listener_set_close(&a->old.listeners, &a->listeners);
 	spawn_template_free(&a->old.tmpl);
 	settings_free(a->old.settings);
 	free(a->old.settings);
-	free(a->old.listen_fdnames);
 	memset(&a->old, 0, sizeof(a->old));
 	a->reloading = false;
 	arbiter_sync_pool(a);
@@ -323,17 +244,12 @@ void reload_abort(struct arbiter *a, const char *why)
 			pool_worker_event(p, p->workers[i], WEV_STOP_TERM);
 
 	/* Swap back: the new set goes, the old one is current again. */
-	close_set(a->listeners, a->n_listeners, a->old.listeners, a->old.n_listeners);
+	listener_set_restore(&a->listeners, &a->old.listeners);
 	spawn_template_free(&a->tmpl);
 	settings_free(a->settings);
 	free(a->settings);
-	free(a->listen_fdnames);
 	a->settings = a->old.settings;
 	a->tmpl = a->old.tmpl;
-	memcpy(a->listeners, a->old.listeners, sizeof(a->listeners));
-	memcpy(a->listen_fds, a->old.listen_fds, sizeof(a->listen_fds));
-	a->n_listeners = a->old.n_listeners;
-	a->listen_fdnames = a->old.listen_fdnames;
 	p->generation = a->old.generation;
 	p->target = a->old.target;
 	p->respawn_at_ms = 0;

@@ -6,14 +6,6 @@
 #include "arbiter.h"
 #include "log.h"
 
-static bool in_set(const struct listener *set, size_t n, const char *spec)
-{
-	for (size_t i = 0; i < n; i++)
-		if (strcmp(set[i].spec, spec) == 0)
-			return true;
-	return false;
-}
-
 static void warn_unfrozen(const char *address, int r)
 {
 	log_warn("cannot stop new connections on %s, ignoring: %s; those arriving while it "
@@ -57,31 +49,26 @@ static void retire_adopted(struct arbiter *a)
 
 void retire_all_listeners(struct arbiter *a)
 {
-	for (size_t i = 0; i < a->n_listeners; i++)
-		freeze(&a->listeners[i]);
-	for (size_t i = 0; i < a->old.n_listeners; i++) /* a reload in progress */
-		freeze(&a->old.listeners[i]);
+	for (size_t i = 0; i < a->listeners.n; i++)
+		freeze(&a->listeners.l[i]);
+	for (size_t i = 0; i < a->old.listeners.n; i++) /* a reload in progress */
+		freeze(&a->old.listeners.l[i]);
 	retire_adopted(a);
 	/* Our copies go now, the workers' when they have taken what is queued: the last
 	 * close finds an empty queue, and from then on a connection is refused at once
 	 * (while the socket lives, a frozen TCP socket drops SYNs, retried in 1 s). */
-	for (size_t i = 0; i < a->old.n_listeners; i++)
-		listener_close(&a->old.listeners[i],
-			       !in_set(a->listeners, a->n_listeners, a->old.listeners[i].spec));
-	a->old.n_listeners = 0;
-	for (size_t i = 0; i < a->n_listeners; i++)
-		listener_close(&a->listeners[i], true);
-	a->n_listeners = 0;
+	listener_set_close(&a->old.listeners, &a->listeners);
+	listener_set_close(&a->listeners, NULL);
 }
 
 void retire_old_listeners(struct arbiter *a)
 {
 	if (!a->reloading)
 		return;
-	for (size_t i = 0; i < a->old.n_listeners; i++) {
-		struct listener *l = &a->old.listeners[i];
+	for (size_t i = 0; i < a->old.listeners.n; i++) {
+		struct listener *l = &a->old.listeners.l[i];
 
-		if (l->frozen || in_set(a->listeners, a->n_listeners, l->spec))
+		if (l->frozen || listener_set_has(&a->listeners, l->spec))
 			continue;
 		freeze(l);
 		log_info("reload: %s is no longer bound: new connections are refused, the old "
@@ -93,9 +80,9 @@ void retire_old_listeners(struct arbiter *a)
 
 void retire_new_listeners(struct arbiter *a)
 {
-	for (size_t i = 0; i < a->n_listeners; i++)
-		if (!in_set(a->old.listeners, a->old.n_listeners, a->listeners[i].spec))
-			freeze(&a->listeners[i]);
+	for (size_t i = 0; i < a->listeners.n; i++)
+		if (!listener_set_has(&a->old.listeners, a->listeners.l[i].spec))
+			freeze(&a->listeners.l[i]);
 }
 
 void retire_thaw_listeners(struct arbiter *a)
@@ -103,8 +90,8 @@ void retire_thaw_listeners(struct arbiter *a)
 	bool thawed = false;
 	char err[512];
 
-	for (size_t i = 0; i < a->n_listeners; i++) {
-		struct listener *l = &a->listeners[i];
+	for (size_t i = 0; i < a->listeners.n; i++) {
+		struct listener *l = &a->listeners.l[i];
 
 		if (!l->frozen)
 			continue;
@@ -115,6 +102,6 @@ void retire_thaw_listeners(struct arbiter *a)
 			log_info("reload rolled back: %s takes connections again", l->address);
 		thawed = true;
 	}
-	if (thawed && listeners_fdnames(a) < 0)
+	if (thawed && listener_set_refresh(&a->listeners) < 0)
 		log_error("reload rolled back: out of memory for LISTEN_FDNAMES, ignoring");
 }

@@ -280,7 +280,7 @@ int serving_scan(const struct serving *s, pid_t pid, char *how, size_t howlen)
  * may take a lock another thread of the arbiter could have held at the fork (the BPF
  * loader): fork() (not a raw clone3) makes malloc and stdio safe in the child. */
 _Noreturn void serving_look_child(const struct serving *s, const pid_t *pids, size_t n, int out,
-				 pid_t parent)
+				  pid_t parent)
 {
 	/* Keep nothing of the arbiter's open: a child stuck in the kernel must not hold
 	 * the listening sockets (a restarted sigvisor could not bind), pidfds or links. */

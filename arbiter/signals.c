@@ -177,14 +177,6 @@ enum arbiter_action signal_action(int sig, int32_t si_code, const struct action_
 		*why = "WINCH stops workers only with --daemon (a terminal resize otherwise)";
 		return ACTION_IGNORE;
 	}
-	if (sig == SIGHUP && !ctx->reload_supported) {
-		*why = "reload on HUP is not supported yet";
-		return ACTION_IGNORE;
-	}
-	if (sig == SIGUSR2 && !ctx->upgrade_supported) {
-		*why = "binary upgrade on USR2 is not supported yet";
-		return ACTION_IGNORE;
-	}
 	c = &table[mode][col];
 	*why = c->why;
 	return c->action;

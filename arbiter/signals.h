@@ -55,8 +55,6 @@ struct action_context {
 	bool reloading;
 	bool upgrading;
 	bool daemon;
-	bool reload_supported;
-	bool upgrade_supported;
 };
 
 /* Decide what a signal means. si_code tells a process sender (SI_USER, SI_QUEUE,

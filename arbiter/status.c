@@ -109,9 +109,9 @@ static void render_json(struct arbiter *a, FILE *f, uint64_t now)
 		readiness(a));
 	json_workers(p, f, now);
 	fprintf(f, "\"listeners\":[");
-	for (size_t i = 0; i < a->n_listeners; i++) {
+	for (size_t i = 0; i < a->listeners.n; i++) {
 		fputs(i ? "," : "", f);
-		json_fputs(f, a->listeners[i].address);
+		json_fputs(f, a->listeners.l[i].address);
 	}
 	fprintf(f, "],");
 	json_counters(a, f);
@@ -220,8 +220,8 @@ static void render_text(struct arbiter *a, FILE *f, uint64_t now)
 		arbiter_is_ready(a) ? " (ready)" : " (not ready)",
 		(double)(now - a->started_ms) / 1000.0, a->loop.backend->name);
 	fprintf(f, "listening:");
-	for (size_t i = 0; i < a->n_listeners; i++)
-		fprintf(f, " %s", a->listeners[i].address);
+	for (size_t i = 0; i < a->listeners.n; i++)
+		fprintf(f, " %s", a->listeners.l[i].address);
 	fprintf(f, "\nworkers: %u wanted, %u ready, generation %u%s\n", p->target,
 		pool_count(p, worker_is_ready), p->generation, a->reloading ? " (reloading)" : "");
 	if (strcmp(readiness(a), "eBPF") == 0 || strcmp(readiness(a), "/proc") == 0) {

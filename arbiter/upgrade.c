@@ -118,8 +118,8 @@ static void set_check_env(struct arbiter *a)
 		(void)setenv(CHECK_ENV, "", 1);
 		return;
 	}
-	for (size_t i = 0; i < a->n_listeners; i++)
-		fprintf(f, "%s\n%s\n", a->listeners[i].spec, a->listeners[i].address);
+	for (size_t i = 0; i < a->listeners.n; i++)
+		fprintf(f, "%s\n%s\n", a->listeners.l[i].spec, a->listeners.l[i].address);
 	for (size_t k = 0; k < a->n_adopted; k++)
 		fprintf(f, "%s\n", a->adopted[k].spec);
 	if (a->metrics.listen.fd >= 0 && a->settings->metrics)
@@ -344,8 +344,8 @@ static int set_cloexec(int fd, bool on)
 
 static void handover_fds(struct arbiter *a, bool back)
 {
-	for (size_t i = 0; i < a->n_listeners; i++)
-		(void)set_cloexec(a->listeners[i].fd, back);
+	for (size_t i = 0; i < a->listeners.n; i++)
+		(void)set_cloexec(a->listeners.l[i].fd, back);
 	(void)set_cloexec(a->control.listen.fd, back);
 	/* Accepted control connections too: the new image answers them (a close here would
 	 * reset a client whose request was not read yet). */
@@ -363,7 +363,7 @@ static void handover_fds(struct arbiter *a, bool back)
 	}
 }
 
-static int write_state(struct arbiter *a, FILE *f, int *ret_bpf)
+static int write_state(struct arbiter *a, FILE *f, enum probes_handover *ret_bpf)
 {
 	const struct pool *p = &a->pool;
 
@@ -401,8 +401,8 @@ static int write_state(struct arbiter *a, FILE *f, int *ret_bpf)
 	if (a->metrics.listen.fd >= 0 && a->settings->metrics)
 		fprintf(f, "metrics %d %s\n", a->metrics.listen.fd, a->settings->metrics);
 	fprintf(f, "notify %u %u\n", a->notify.cookie, a->notify.seq);
-	for (size_t i = 0; i < a->n_listeners; i++)
-		fprintf(f, "listener %d %s\n", a->listeners[i].fd, a->listeners[i].spec);
+	for (size_t i = 0; i < a->listeners.n; i++)
+		fprintf(f, "listener %d %s\n", a->listeners.l[i].fd, a->listeners.l[i].spec);
 	for (size_t i = 0; i < p->n; i++) {
 		const struct worker *w = p->workers[i];
 
@@ -426,7 +426,8 @@ void upgrade_maybe_exec(struct arbiter *a)
 	struct upgrade *u = &a->upgrade;
 	char env[64], why[PATH_MAX + 128];
 	FILE *f;
-	int fd, dupfd, r, bpf = 0;
+	enum probes_handover bpf = PROBES_NOT_HANDED_OVER;
+	int fd, dupfd, r;
 
 	if (u->pending && !reload_busy(a) && a->phase == PHASE_RUNNING) {
 		u->pending = false;
@@ -479,7 +480,7 @@ void upgrade_maybe_exec(struct arbiter *a)
 	}
 	r = write_state(a, f, &bpf);
 	if (fclose(f) != 0 || r < 0 || lseek(fd, 0, SEEK_SET) < 0) {
-		if (bpf == 1)
+		if (bpf == PROBES_HANDED_OVER)
 			bpf_probes_handover_undo(a->bpf);
 		close(fd);
 		refuse(a, "cannot write the state memfd");
@@ -487,7 +488,7 @@ void upgrade_maybe_exec(struct arbiter *a)
 	}
 	snprintf(env, sizeof(env), "%d", fd);
 	if (setenv(UPGRADE_ENV, env, 1) < 0) {
-		if (bpf == 1)
+		if (bpf == PROBES_HANDED_OVER)
 			bpf_probes_handover_undo(a->bpf);
 		close(fd);
 		refuse(a, "cannot set " UPGRADE_ENV);
@@ -500,15 +501,15 @@ void upgrade_maybe_exec(struct arbiter *a)
 		(void)setenv(ROLLBACK_ENV, env, 1);
 	}
 	log_info("upgrade: exec %s in place (pid %d stays)%s", a->self_path, (int)a->pid,
-		 bpf == 1 ? ", the BPF probes handed over attached" : "");
-	if (bpf == 0)
+		 bpf == PROBES_HANDED_OVER ? ", the BPF probes handed over attached" : "");
+	if (bpf == PROBES_NOT_HANDED_OVER)
 		arbiter_bpf_stop(a);
 	log_flush_for(LOG_EXEC_FLUSH_MS);
 	execv(a->self_path, a->argv);
 	r = errno;
-	if (bpf == 0)
+	if (bpf == PROBES_NOT_HANDED_OVER)
 		arbiter_bpf_start(a);
-	else if (bpf == 1)
+	else if (bpf == PROBES_HANDED_OVER)
 		bpf_probes_handover_undo(a->bpf);
 	handover_fds(a, true);
 	if (u->self_fd >= 0)
@@ -690,7 +691,7 @@ int upgrade_adopt_sockets(struct arbiter *a, int fd, char *err, size_t errlen)
 
 		line[strcspn(line, "\n")] = '\0';
 		if (strncmp(line, "bpf ", 4) == 0 || strncmp(line, "bpfwhy ", 7) == 0) {
-			/* The probes, for setup_bpf(): kept, or let go (bpf.h). */
+			/* The probes, for arbiter_bpf_setup(): kept, or let go (bpf.h). */
 			size_t have = a->upgrade.bpf_state ? strlen(a->upgrade.bpf_state) : 0;
 			char *more = realloc(a->upgrade.bpf_state, have + strlen(line) + 2);
 

@@ -7,6 +7,12 @@ or a lower one, never a higher one; modules of one layer may include each other 
 without a circle; and only the wiring layer includes the arbiter's header. A file
 that is in no layer is an error too: a new module says where it belongs.
 
+The wiring layer shares one header, so its includes cannot show which way its calls
+go: CALL_ORDER does. A function a wiring file defines may be called only from the
+wiring files listed before it (and from its own); a call back up is an error, as is a
+wiring file missing from the list. Calls through a pointer (the hooks the layers below
+are given) are how anything reports back up, and are not calls here.
+
 Exit status 0 when the tree keeps the rules, 1 with one line per broken rule."""
 import os
 import re
@@ -15,13 +21,19 @@ import sys
 LAYERS = [
     ("shared", "shared/*"),
     ("worker", "worker/*"),
-    ("low", "arbiter/{loop,loop_epoll,loop_uring,signals,lifecycle,listeners,options,"
-            "options_load,config_file,"
+    ("low", "arbiter/{loop,loop_epoll,loop_uring,signals,lifecycle,listeners,listener_set,"
+            "options,options_load,config_file,"
             "activation,spawn,postfork,check,upstate,upsettings,descendants}"),
     ("middle", "arbiter/{notify,pool,control,control_cmd,control_path,control_client,"
                "metrics,bpf,bpf_pin,bpf_load,bpf_handover,bpf_events,serving,serving_scan}"),
-    ("wiring", "arbiter/{arbiter,main,reload,retire,upgrade,status,prometheus}"),
+    ("wiring", "arbiter/{arbiter,main,setup,reload,retire,upgrade,arbiter_bpf,sync,status,"
+               "prometheus}"),
 ]
+# The wiring layer's files, callers first: main starts the arbiter, which runs the
+# loop; setup opens what the loop serves; a USR2 may start a reload, which retires
+# listeners; the probes' glue, the pool's settings and the views are called by those.
+CALL_ORDER = ["main", "arbiter", "setup", "upgrade", "reload", "retire", "arbiter_bpf",
+              "sync", "prometheus", "status"]
 # What a layer may include besides its own and the layers listed before it. The
 # worker is a program of its own: it needs only shared/.
 MAY_INCLUDE = {
@@ -57,6 +69,48 @@ def header_path(inc, src_dir):
         if os.path.exists(p):
             return os.path.normpath(p)
     return None
+
+
+def code_only(text):
+    """text with its comments, strings and character constants blanked (lines kept)."""
+    def blank(m):
+        return re.sub(r"[^\n]", " ", m.group(0))
+    return re.sub(r'/\*.*?\*/|//[^\n]*|"(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\'',
+                  blank, text, flags=re.S)
+
+
+def check_call_order():
+    errors = []
+    files = {}
+    for base in sorted(os.listdir("arbiter")):
+        path = f"arbiter/{base}"
+        if not base.endswith(".c") or layer_of(path)[0] != "wiring":
+            continue
+        mod = base[:-2]
+        if mod not in CALL_ORDER:
+            errors.append(f"{path}: in no place of the wiring call order: add it to "
+                          "CALL_ORDER in scripts/check-layers.py")
+            continue
+        with open(path, encoding="utf-8") as f:
+            files[mod] = code_only(f.read())
+    # Kernel style: a function's definition starts its line, with its return type.
+    defined = {}
+    for mod, text in files.items():
+        for m in re.finditer(r"^(?!static\b)[A-Za-z_][\w \t*]*?\b(\w+)\(([^;{]*?)\)\s*\{",
+                             text, re.M):
+            defined[m.group(1)] = mod
+    if not defined:
+        return errors
+    call = re.compile(r"\b(" + "|".join(map(re.escape, sorted(defined))) + r")\s*\(")
+    for mod, text in files.items():
+        rank = CALL_ORDER.index(mod)
+        for lineno, line in enumerate(text.split("\n"), 1):
+            for m in call.finditer(line):
+                callee = defined[m.group(1)]
+                if callee != mod and CALL_ORDER.index(callee) <= rank:
+                    errors.append(f"arbiter/{mod}.c:{lineno}: calls {m.group(1)}(), defined "
+                                  f"in arbiter/{callee}.c above it in the wiring call order")
+    return errors
 
 
 def main():
@@ -112,6 +166,7 @@ def main():
     for mod in sorted(edges):
         if not state.get(mod):
             visit(mod, [mod])
+    errors += check_call_order()
     for e in errors:
         print(f"layers: {e}", file=sys.stderr)
     return 1 if errors else 0

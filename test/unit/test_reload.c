@@ -93,11 +93,11 @@ static int setup(void **state)
 	a->settings = calloc(1, sizeof(*a->settings));
 	assert_int_equal(options_load(a->settings, a->argc, a->argv, NULL, err, sizeof(err)), 0);
 	assert_int_equal(spawn_template_init(&a->tmpl, a->settings, environ, err, sizeof(err)), 0);
-	for (size_t i = 0; i < a->settings->n_binds; i++, a->n_listeners++)
-		assert_int_equal(listener_open(&a->listeners[i], a->settings->binds[i],
+	for (size_t i = 0; i < a->settings->n_binds; i++, a->listeners.n++)
+		assert_int_equal(listener_open(&a->listeners.l[i], a->settings->binds[i],
 					       a->settings->backlog, err, sizeof(err)),
 				 0);
-	assert_int_equal(listeners_fdnames(a), 0);
+	assert_int_equal(listener_set_refresh(&a->listeners), 0);
 	arbiter_init_pool(a);
 	pool_reconcile(&a->pool);
 	return 0;
@@ -111,14 +111,12 @@ static int teardown(void **state)
 	(void)state;
 	reload_discard(a);
 	config_read_free(&a->config_read);
-	for (size_t i = 0; i < a->n_listeners; i++)
-		listener_close(&a->listeners[i], true);
+	listener_set_close(&a->listeners, NULL);
 	pool_free(&a->pool);
 	serving_free(a->pool.serving);
 	spawn_template_free(&a->tmpl);
 	settings_free(a->settings);
 	free(a->settings);
-	free(a->listen_fdnames);
 	fake_reset();
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
 	assert_int_equal(system(cmd), 0);
@@ -351,8 +349,8 @@ static void test_a_new_bind_goes_to_the_new_generation_only(void **state)
 	assert_int_equal(started[0].n_fds, 1);
 	assert_int_equal(started[2].generation, 2);
 	assert_int_equal(started[2].n_fds, 2);
-	assert_int_equal(arb.n_listeners, 2);
-	assert_int_equal(arb.old.n_listeners, 1);
+	assert_int_equal(arb.listeners.n, 2);
+	assert_int_equal(arb.old.listeners.n, 1);
 }
 
 int main(void)

@@ -121,18 +121,13 @@ static void test_usr1_winch(void **state)
 
 static void test_hup_usr2(void **state)
 {
-	struct action_context yes = {
-		.phase = PHASE_RUNNING, .reload_supported = true, .upgrade_supported = true};
-	struct action_context yes_draining = {
-		.phase = PHASE_DRAINING, .reload_supported = true, .upgrade_supported = true};
+	struct action_context draining = in_phase(PHASE_DRAINING);
 
 	(void)state;
-	expect(SIGHUP, CODE_USER, &running, ACTION_IGNORE, "reload");
-	expect(SIGUSR2, CODE_USER, &running, ACTION_IGNORE, "upgrade");
-	expect(SIGHUP, CODE_USER, &yes, ACTION_RELOAD, NULL);
-	expect(SIGUSR2, CODE_USER, &yes, ACTION_UPGRADE, NULL);
-	expect(SIGHUP, CODE_USER, &yes_draining, ACTION_IGNORE, "shutdown");
-	expect(SIGUSR2, CODE_USER, &yes_draining, ACTION_IGNORE, "shutdown");
+	expect(SIGHUP, CODE_USER, &running, ACTION_RELOAD, NULL);
+	expect(SIGUSR2, CODE_USER, &running, ACTION_UPGRADE, NULL);
+	expect(SIGHUP, CODE_USER, &draining, ACTION_IGNORE, "shutdown");
+	expect(SIGUSR2, CODE_USER, &draining, ACTION_IGNORE, "shutdown");
 }
 
 static void test_chld_and_others(void **state)
@@ -364,9 +359,7 @@ static void test_mode_table(void **state)
 		struct action_context c = {.phase = modes[m].phase,
 					   .reloading = modes[m].reloading,
 					   .upgrading = modes[m].upgrading,
-					   .daemon = true,
-					   .reload_supported = true,
-					   .upgrade_supported = true};
+					   .daemon = true};
 
 		assert_int_equal(arbiter_mode_of(&c), modes[m].mode);
 		for (size_t k = 0; k < 9; k++) {
