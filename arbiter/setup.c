@@ -302,8 +302,9 @@ int arbiter_setup(struct arbiter *a, char *err, size_t errlen, int *ret_status)
 	if (s->pidfile) {
 		r = write_pidfile(s->pidfile, a->pid);
 		if (r < 0 && a->upgrade.rolled_back)
-			log_warn("--pid %s: %s, ignoring: it names this pid already", s->pidfile,
-				 safefile_why());
+			log_warn("--pid %s: %s; serving on without rewriting it (the image before "
+				 "the upgrade wrote it, with this same pid)",
+				 s->pidfile, safefile_why());
 		else if (r < 0) {
 			snprintf(err, errlen, "--pid %s: %s", s->pidfile, safefile_why());
 			*ret_status = EXIT_USAGE;
