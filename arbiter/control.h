@@ -121,3 +121,13 @@ void control_event(struct control *c, const char *line);
 
 /* `sigvisor status [--control PATH] [--json] [--events]` */
 int status_main(int argc, char **argv);
+
+/* What `sigvisor status` does, for another command that asks the arbiter (prog names
+ * it in the messages): connect to control (NULL: find the one running arbiter, as
+ * `sigvisor status` does), send req and read the whole answer, all within one deadline
+ * of timeout_ms (0: none), the answer bounded as status's. EXIT_OK with *ret (malloc'd,
+ * NUL-terminated) and *ret_len, or EXIT_FATAL having said why on stderr. */
+int control_client_ask(const char *prog, const char *control, uint64_t timeout_ms, const char *req,
+		       char **ret, size_t *ret_len);
+/* --timeout's value, as `sigvisor status` reads it; -EINVAL having said why. */
+int control_client_timeout(const char *prog, const char *value, uint64_t *ret_ms);

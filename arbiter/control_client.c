@@ -1,5 +1,6 @@
 /* The client of the control socket: `sigvisor status [--control PATH] [--json]
- * [--events]`, finding the one running arbiter's socket and asking it; see control.h. */
+ * [--events]`, finding the one running arbiter's socket and asking it, and the same for
+ * the other commands that ask it (control_client_ask); see control.h. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -42,6 +43,9 @@
 static uint64_t client_timeout_ms = 10000;
 static uint64_t client_deadline_ms; /* 0: none */
 static unsigned long client_skipped;
+/* Who speaks in the messages: "sigvisor status", or the command that asks through
+ * control_client_ask. */
+static const char *client_prog = "sigvisor status";
 
 /* What is left of the deadline, for poll(): -1 without one. */
 static int remaining_ms(void)
@@ -58,7 +62,7 @@ static int remaining_ms(void)
 static void skipped(const char *path, const char *why)
 {
 	if (client_skipped++ < STATUS_MAX_SKIP_LINES)
-		fprintf(stderr, "sigvisor status: skipped %s: %s\n", path, why);
+		fprintf(stderr, "%s: skipped %s: %s\n", client_prog, path, why);
 }
 
 /* The pid a pidfd stands for: -1 once that process has exited, 0 when it is in a PID
@@ -307,21 +311,21 @@ static int find_socket(char *buf, size_t len, int *ret_fd)
 			}
 			close(fd);
 			fprintf(stderr,
-				"sigvisor status: several arbiters run: %s and %s; pick one with "
+				"%s: several arbiters run: %s and %s; pick one with "
 				"--control\n",
-				buf, path);
+				client_prog, buf, path);
 		}
 		closedir(d);
 	}
 	globfree(&g);
 	if (client_skipped > STATUS_MAX_SKIP_LINES)
-		fprintf(stderr, "sigvisor status: skipped %lu more sockets\n",
+		fprintf(stderr, "%s: skipped %lu more sockets\n", client_prog,
 			client_skipped - STATUS_MAX_SKIP_LINES);
 	if (late)
 		fprintf(stderr,
-			"sigvisor status: gave up the search after %.1f s (--timeout changes the "
+			"%s: gave up the search after %.1f s (--timeout changes the "
 			"wait)\n",
-			(double)client_timeout_ms / 1000.0);
+			client_prog, (double)client_timeout_ms / 1000.0);
 	if (found > 1 && *ret_fd >= 0)
 		close(*ret_fd);
 	return found == 1 ? 0 : found == 0 ? -ENOENT : -EEXIST;
@@ -358,9 +362,9 @@ static int wait_fd(int fd, short events)
 static void no_answer(const char *path, const char *what)
 {
 	fprintf(stderr,
-		"sigvisor status: %s: %s within %.1f s (is the arbiter stopped or hung? --timeout "
+		"%s: %s: %s within %.1f s (is the arbiter stopped or hung? --timeout "
 		"changes the wait)\n",
-		path, what, (double)client_timeout_ms / 1000.0);
+		client_prog, path, what, (double)client_timeout_ms / 1000.0);
 }
 
 static int send_request(int fd, const char *path, const char *req)
@@ -376,7 +380,7 @@ static int send_request(int fd, const char *path, const char *req)
 			continue;
 		}
 		if (errno != EAGAIN && errno != EINTR) {
-			fprintf(stderr, "sigvisor status: %s: sending the request failed: %m\n",
+			fprintf(stderr, "%s: %s: sending the request failed: %m\n", client_prog,
 				path);
 			return -1;
 		}
@@ -400,7 +404,7 @@ static int follow(int fd, const char *path)
 	(void)fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
 	while ((n = read(fd, buf, sizeof(buf))) > 0) {
 		if (first && n >= 6 && memcmp(buf, "error:", 6) == 0) {
-			fprintf(stderr, "sigvisor status: %.*s", (int)n, buf);
+			fprintf(stderr, "%s: %.*s", client_prog, (int)n, buf);
 			return EXIT_FATAL;
 		}
 		first = false;
@@ -408,55 +412,55 @@ static int follow(int fd, const char *path)
 			return EXIT_FATAL;
 	}
 	if (n < 0) {
-		fprintf(stderr, "sigvisor status: %s: the connection failed: %m\n", path);
+		fprintf(stderr, "%s: %s: the connection failed: %m\n", client_prog, path);
 		return EXIT_FATAL;
 	}
 	if (first) {
 		fprintf(stderr,
-			"sigvisor status: %s: the arbiter closed the connection without "
+			"%s: %s: the arbiter closed the connection without "
 			"answering\n",
-			path);
+			client_prog, path);
 		return EXIT_FATAL;
 	}
 	return EXIT_OK;
 }
 
-/* A status answer: read all of it (up to STATUS_MAX_ANSWER, before the deadline)
- * before printing any, so a slow reader of our output (a pager) never keeps the
- * arbiter's connection open. */
-static int read_answer(int fd, const char *path)
+/* An answer: read all of it (up to STATUS_MAX_ANSWER, before the deadline) before
+ * printing any, so a slow reader of our output (a pager) never keeps the arbiter's
+ * connection open. EXIT_OK with *ret (NUL-terminated) and *ret_len, or EXIT_FATAL
+ * having said why. */
+static int read_answer(int fd, const char *path, char **ret, size_t *ret_len)
 {
 	size_t len = 0, cap = 16384;
 	char *buf = malloc(cap);
 	ssize_t n = 0;
-	int r = EXIT_FATAL;
 
 	if (!buf) {
-		fprintf(stderr, "sigvisor status: out of memory\n");
+		fprintf(stderr, "%s: out of memory\n", client_prog);
 		return EXIT_FATAL;
 	}
 	for (;;) {
 		int w;
 
-		if (len == cap) {
+		/* one byte kept for the NUL */
+		if (len + 1 >= cap) {
 			char *nb = cap < STATUS_MAX_ANSWER ? realloc(buf, cap * 2) : NULL;
 
 			if (cap >= STATUS_MAX_ANSWER) {
 				fprintf(stderr,
-					"sigvisor status: %s: the answer is larger than %u MiB: "
-					"not "
-					"a sigvisor's, giving up\n",
-					path, STATUS_MAX_ANSWER >> 20);
-				goto out;
+					"%s: %s: the answer is larger than %u MiB: not a "
+					"sigvisor's, giving up\n",
+					client_prog, path, STATUS_MAX_ANSWER >> 20);
+				goto fail;
 			}
 			if (!nb) {
-				fprintf(stderr, "sigvisor status: out of memory\n");
-				goto out;
+				fprintf(stderr, "%s: out of memory\n", client_prog);
+				goto fail;
 			}
 			buf = nb;
 			cap *= 2;
 		}
-		n = read(fd, buf + len, cap - len);
+		n = read(fd, buf + len, cap - len - 1);
 		if (n > 0) {
 			len += (size_t)n;
 			continue;
@@ -466,7 +470,7 @@ static int read_answer(int fd, const char *path)
 		w = wait_fd(fd, POLLIN);
 		if (w == 0) {
 			no_answer(path, "no answer");
-			goto out;
+			goto fail;
 		}
 		if (w < 0) {
 			errno = -w;
@@ -474,19 +478,91 @@ static int read_answer(int fd, const char *path)
 			break;
 		}
 	}
-	if (n < 0)
-		fprintf(stderr, "sigvisor status: %s: the connection failed: %m\n", path);
-	else if (len == 0)
-		fprintf(stderr,
-			"sigvisor status: %s: the arbiter closed the connection without "
-			"answering\n",
-			path);
-	else if (len >= 6 && memcmp(buf, "error:", 6) == 0)
-		fprintf(stderr, "sigvisor status: %.*s", (int)len, buf);
-	else if (fwrite(buf, 1, len, stdout) == len && fflush(stdout) == 0)
-		r = EXIT_OK;
-out:
+	buf[len] = '\0';
+	if (n < 0) {
+		fprintf(stderr, "%s: %s: the connection failed: %m\n", client_prog, path);
+	} else if (len == 0) {
+		fprintf(stderr, "%s: %s: the arbiter closed the connection without answering\n",
+			client_prog, path);
+	} else if (len >= 6 && memcmp(buf, "error:", 6) == 0) {
+		fprintf(stderr, "%s: %.*s", client_prog, (int)len, buf);
+	} else {
+		*ret = buf;
+		*ret_len = len;
+		return EXIT_OK;
+	}
+fail:
 	free(buf);
+	return EXIT_FATAL;
+}
+
+/* Connect to control, or to the one running arbiter found by the search when NULL,
+ * within the deadline already set: an fd and the socket's path in path, or -1 having
+ * said why. */
+static int client_connect(const char *control, char *path, size_t len)
+{
+	int fd, r;
+
+	if (control) {
+		snprintf(path, len, "%s", control);
+		fd = connect_named(control);
+		if (fd == -EAGAIN) {
+			no_answer(path, "its listen queue stayed full: no connection");
+			return -1;
+		}
+	} else {
+		r = find_socket(path, len, &fd);
+		if (r == -ENOENT) {
+			if (geteuid() == 0)
+				fprintf(stderr,
+					"%s: no running sigvisor found in $RUNTIME_DIRECTORY, "
+					"/run/sigvisor or any /tmp/sigvisor-UID (pass --control "
+					"PATH)\n",
+					client_prog);
+			else
+				fprintf(stderr,
+					"%s: no running sigvisor found in $RUNTIME_DIRECTORY, "
+					"/run/sigvisor or /tmp/sigvisor-%u (pass --control PATH)\n",
+					client_prog, (unsigned)geteuid());
+			return -1;
+		}
+		if (r < 0)
+			return -1;
+	}
+	if (fd < 0) {
+		fprintf(stderr, "%s: cannot connect to %s: %s (%s)\n", client_prog, path,
+			strerror(-fd),
+			fd == -ECONNREFUSED ? "a stale socket: the sigvisor that made it is gone"
+					    : "is sigvisor running?");
+		return -1;
+	}
+	return fd;
+}
+
+int control_client_timeout(const char *prog, const char *value, uint64_t *ret_ms)
+{
+	if (parse_duration_ms(value, ret_ms) < 0) {
+		fprintf(stderr, "%s: --timeout '%s': not a duration (5, 0.5, 250ms; 0: no limit)\n",
+			prog, value);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int control_client_ask(const char *prog, const char *control, uint64_t timeout_ms, const char *req,
+		       char **ret, size_t *ret_len)
+{
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	int fd, r;
+
+	client_prog = prog;
+	client_timeout_ms = timeout_ms;
+	client_deadline_ms = timeout_ms ? now_ms() + timeout_ms : 0;
+	fd = client_connect(control, path, sizeof(path));
+	if (fd < 0)
+		return EXIT_FATAL;
+	r = send_request(fd, path, req) < 0 ? EXIT_FATAL : read_answer(fd, path, ret, ret_len);
+	close(fd);
 	return r;
 }
 
@@ -495,7 +571,8 @@ int status_main(int argc, char **argv)
 	const char *control = NULL;
 	bool json = false, events = false;
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
-	const char *req;
+	char *answer;
+	size_t len;
 	int fd, r;
 
 	for (int i = 2; i < argc; i++) {
@@ -511,63 +588,32 @@ int status_main(int argc, char **argv)
 			 strncmp(argv[i], "--timeout=", 10) == 0) {
 			const char *v = argv[i][9] == '=' ? argv[i] + 10 : argv[++i];
 
-			if (parse_duration_ms(v, &client_timeout_ms) < 0) {
-				fprintf(stderr,
-					"sigvisor status: --timeout '%s': not a duration (5, 0.5, "
-					"250ms; 0: no limit)\n",
-					v);
+			if (control_client_timeout("sigvisor status", v, &client_timeout_ms) < 0)
 				return EXIT_USAGE;
-			}
 		} else {
 			fprintf(stderr,
 				"sigvisor status: unknown argument '%s'\n"
 				"usage: sigvisor status [--control PATH] [--timeout SECONDS] "
-				"[--json | "
-				"--events]\n",
+				"[--json | --events]\n",
 				argv[i]);
 			return EXIT_USAGE;
 		}
 	}
+	if (!events) {
+		r = control_client_ask("sigvisor status", control, client_timeout_ms,
+				       json ? "status json\n" : "status\n", &answer, &len);
+		if (r != EXIT_OK)
+			return r;
+		r = fwrite(answer, 1, len, stdout) == len && fflush(stdout) == 0 ? EXIT_OK
+										 : EXIT_FATAL;
+		free(answer);
+		return r;
+	}
 	client_deadline_ms = client_timeout_ms ? now_ms() + client_timeout_ms : 0;
-	if (control) {
-		snprintf(path, sizeof(path), "%s", control);
-		fd = connect_named(control);
-		if (fd == -EAGAIN) {
-			no_answer(path, "its listen queue stayed full: no connection");
-			return EXIT_FATAL;
-		}
-	} else {
-		r = find_socket(path, sizeof(path), &fd);
-		if (r == -ENOENT) {
-			if (geteuid() == 0)
-				fprintf(stderr, "sigvisor status: no running sigvisor found in "
-						"$RUNTIME_DIRECTORY, /run/sigvisor or any "
-						"/tmp/sigvisor-UID (pass --control PATH)\n");
-			else
-				fprintf(stderr,
-					"sigvisor status: no running sigvisor found in "
-					"$RUNTIME_DIRECTORY, /run/sigvisor or /tmp/sigvisor-%u "
-					"(pass "
-					"--control PATH)\n",
-					(unsigned)geteuid());
-			return EXIT_FATAL;
-		}
-		if (r < 0)
-			return EXIT_FATAL;
-	}
-	if (fd < 0) {
-		fprintf(stderr, "sigvisor status: cannot connect to %s: %s (%s)\n", path,
-			strerror(-fd),
-			fd == -ECONNREFUSED ? "a stale socket: the sigvisor that made it is gone"
-					    : "is sigvisor running?");
+	fd = client_connect(control, path, sizeof(path));
+	if (fd < 0)
 		return EXIT_FATAL;
-	}
-	req = events ? "events\n" : json ? "status json\n" : "status\n";
-	if (send_request(fd, path, req) < 0) {
-		close(fd);
-		return EXIT_FATAL;
-	}
-	r = events ? follow(fd, path) : read_answer(fd, path);
+	r = send_request(fd, path, "events\n") < 0 ? EXIT_FATAL : follow(fd, path);
 	close(fd);
 	return r;
 }
