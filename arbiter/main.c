@@ -1,10 +1,11 @@
-/* sigvisor's entry point: the arbiter, `sigvisor status`, and the built-in worker
+/* sigvisor's entry point: the arbiter, `sigvisor status`, `sigvisor signals`, and the built-in worker
  * (`sigvisor worker`, which the arbiter exec's for each worker when there is no COMMAND). */
 #include <string.h>
 
 #include "arbiter.h"
 #include "builtin.h"
 #include "control.h"
+#include "dispositions.h"
 
 int main(int argc, char **argv)
 {
@@ -12,5 +13,7 @@ int main(int argc, char **argv)
 		return builtin_worker_main(argc, argv);
 	if (argc > 1 && strcmp(argv[1], "status") == 0)
 		return status_main(argc, argv);
+	if (argc > 1 && strcmp(argv[1], "signals") == 0)
+		return signals_main(argc, argv);
 	return arbiter_main(argc, argv);
 }
