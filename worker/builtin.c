@@ -173,7 +173,10 @@ int builtin_worker_main(int argc, char **argv)
 
 	/* First thing, so a TERM that arrives while booting waits in the signalfd instead of
 	 * killing us with the default action. PIPE is blocked too, although every send uses
-	 * MSG_NOSIGNAL, so nothing the libc does behind our back can kill the worker. */
+	 * MSG_NOSIGNAL, so nothing the libc does behind our back can kill the worker. USR2,
+	 * WINCH, TTIN and TTOU mean something to the arbiter only: one sent to a worker by
+	 * mistake (`kill -USR2` on the wrong pid) is read and ignored, where its default
+	 * action would kill (USR2) or stop (TTIN, TTOU) the worker. */
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGQUIT);
@@ -181,6 +184,10 @@ int builtin_worker_main(int argc, char **argv)
 	sigaddset(&mask, SIGUSR1);
 	sigaddset(&mask, SIGHUP);
 	sigaddset(&mask, SIGPIPE);
+	sigaddset(&mask, SIGUSR2);
+	sigaddset(&mask, SIGWINCH);
+	sigaddset(&mask, SIGTTIN);
+	sigaddset(&mask, SIGTTOU);
 	if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0) {
 		log_error("blocking signals failed: %m");
 		return EXIT_BOOT_FAILURE;

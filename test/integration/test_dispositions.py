@@ -134,9 +134,18 @@ def test_builtin_worker_blocks_what_it_reads_from_its_signalfd(start):
     # It reads these from a signalfd: blocked, and a default action behind the block.
     for sig in ("HUP", "INT", "QUIT", "TERM"):
         assert p["signals"][sig] == "blocked (then: default: kills)", p
+    # The arbiter's own signals do nothing to it: read and ignored, never their default
+    # (USR2 would kill it, TTIN and TTOU stop it).
+    for sig in ("USR2", "TTIN", "TTOU"):
+        assert p["signals"][sig].startswith("blocked (then: "), p
     text = signals(sv)
-    assert re.search(rf"^. +{w['pid']} +{sv.pid} \S+ +b:kills +b:kills +b:kills +b:kills ",
-                     text, re.M), text
+    assert re.search(rf"^  +{w['pid']} +{sv.pid} \S+ +b:kills +b:kills +b:kills +b:kills ",
+                     text, re.M), text  # no "!": nothing meant to control it kills it
+    os.kill(w["pid"], signal.SIGUSR2)
+    os.kill(w["pid"], signal.SIGTTIN)
+    assert sv.get("/")[0] == 200
+    assert [x["pid"] for x in sv.wait_workers(1, "ready")] == [w["pid"]]
+    assert "exited" not in sv.text() and "killed by" not in sv.text()
 
 
 def test_usage_and_no_arbiter(tmpdir_short):
