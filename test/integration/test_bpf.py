@@ -586,7 +586,9 @@ def test_term_does_not_wait_for_the_verifier(bpf):
         took = time.monotonic() - t
         print(f"TERM -> exit: {took:.3f} s")
         assert "BPF probes on" not in sv.text(), "loaded before the exit: not a test"
-        assert took < 10.0, f"TERM -> exit took {took:.1f} s"
+        # Under ASan the exit's own leak scan, at nice 19 beside two hogs, takes seconds
+        # of its own: there only the log line below tells that nothing waited.
+        assert took < 10.0 or SANITIZED, f"TERM -> exit took {took:.1f} s"
         assert "without waiting for the BPF verifier" in sv.text()
     finally:
         for h in hogs:
