@@ -42,6 +42,29 @@ struct control_conn {
 	struct control_conn *next;
 };
 
+enum control_request {
+	CONTROL_UNKNOWN,
+	CONTROL_STATUS_TEXT, /* "status" */
+	CONTROL_STATUS_JSON, /* "status json" */
+	CONTROL_EVENTS,	     /* "events": follow the probes' events live */
+	CONTROL_WORKERS,     /* "workers N", "workers +K", "workers -K" */
+	CONTROL_REQUEST_MAX,
+};
+
+/* Who sent a request: SO_PEERCRED's, and the peer's name (/proc/PID/comm, "?" when
+ * unknown). pid 0: in a PID namespace we cannot see. */
+struct control_peer {
+	unsigned uid;
+	int pid;
+	char comm[32];
+};
+
+/* "workers N" sets the pool's target, "workers +K" / "workers -K" change it by K. */
+struct control_workers {
+	char op; /* '=', '+' or '-' */
+	unsigned n;
+};
+
 /* What the socket answers, rendered by its owner (the arbiter) when asked. */
 struct control_view {
 	void *ctx;
@@ -49,6 +72,10 @@ struct control_view {
 	int (*render_status)(void *ctx, bool json, char **ret, size_t *ret_len);
 	/* "events": NULL when the probes' events can be followed, else why not. */
 	const char *(*events_off)(void *ctx);
+	/* "workers N|+K|-K", asked by peer (already checked: root or the arbiter's uid):
+	 * the pool's new target (> 0), or -1 with why refused. */
+	int (*set_workers)(void *ctx, const struct control_peer *peer,
+			   const struct control_workers *req, char *why, size_t whylen);
 };
 
 struct control {
@@ -59,6 +86,7 @@ struct control {
 	struct control_conn *conns;
 	unsigned n_conns;
 	unsigned long rejected;
+	unsigned long long requests[CONTROL_REQUEST_MAX]; /* answered, by request */
 	/* One line a second about clients refused (another uid) or turned away (out of
 	 * fds), whoever can reach the socket and however fast they connect. */
 	struct ratelimit refused_log, shed_log;
@@ -66,15 +94,13 @@ struct control {
 	int reserve_fd;		/* given up to turn a client away when out of fds */
 };
 
-enum control_request {
-	CONTROL_UNKNOWN,
-	CONTROL_STATUS_TEXT, /* "status" */
-	CONTROL_STATUS_JSON, /* "status json" */
-	CONTROL_EVENTS,	     /* "events": follow the probes' events live */
-};
-
 /* One request line (without its newline). Pure. */
 enum control_request control_parse_request(const char *line);
+/* "workers N", "workers +K", "workers -K": N and K decimal, no sign on N, no leading
+ * zero, at most 9 digits. true and *ret filled, or false. Pure. */
+bool control_parse_workers(const char *line, struct control_workers *ret);
+/* The word a request is counted under in the metrics ("status", "events", "workers"). */
+const char *control_request_name(enum control_request r);
 
 /* Where the control socket goes when --control is not given: $RUNTIME_DIRECTORY,
  * else /run/sigvisor, else /tmp/sigvisor-UID, each as PID.sock. Creates the directory
@@ -121,3 +147,5 @@ void control_event(struct control *c, const char *line);
 
 /* `sigvisor status [--control PATH] [--json] [--events]` */
 int status_main(int argc, char **argv);
+/* `sigvisor workers [N|+K|-K] [--json] [--control PATH] [--timeout S]` */
+int workers_main(int argc, char **argv);

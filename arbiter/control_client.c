@@ -42,6 +42,7 @@
 static uint64_t client_timeout_ms = 10000;
 static uint64_t client_deadline_ms; /* 0: none */
 static unsigned long client_skipped;
+static const char *client_name = "sigvisor status"; /* what our messages start with */
 
 /* What is left of the deadline, for poll(): -1 without one. */
 static int remaining_ms(void)
@@ -58,7 +59,7 @@ static int remaining_ms(void)
 static void skipped(const char *path, const char *why)
 {
 	if (client_skipped++ < STATUS_MAX_SKIP_LINES)
-		fprintf(stderr, "sigvisor status: skipped %s: %s\n", path, why);
+		fprintf(stderr, "%s: skipped %s: %s\n", client_name, path, why);
 }
 
 /* The pid a pidfd stands for: -1 once that process has exited, 0 when it is in a PID
@@ -307,21 +308,21 @@ static int find_socket(char *buf, size_t len, int *ret_fd)
 			}
 			close(fd);
 			fprintf(stderr,
-				"sigvisor status: several arbiters run: %s and %s; pick one with "
+				"%s: several arbiters run: %s and %s; pick one with "
 				"--control\n",
-				buf, path);
+				client_name, buf, path);
 		}
 		closedir(d);
 	}
 	globfree(&g);
 	if (client_skipped > STATUS_MAX_SKIP_LINES)
-		fprintf(stderr, "sigvisor status: skipped %lu more sockets\n",
+		fprintf(stderr, "%s: skipped %lu more sockets\n", client_name,
 			client_skipped - STATUS_MAX_SKIP_LINES);
 	if (late)
 		fprintf(stderr,
-			"sigvisor status: gave up the search after %.1f s (--timeout changes the "
+			"%s: gave up the search after %.1f s (--timeout changes the "
 			"wait)\n",
-			(double)client_timeout_ms / 1000.0);
+			client_name, (double)client_timeout_ms / 1000.0);
 	if (found > 1 && *ret_fd >= 0)
 		close(*ret_fd);
 	return found == 1 ? 0 : found == 0 ? -ENOENT : -EEXIST;
@@ -358,9 +359,9 @@ static int wait_fd(int fd, short events)
 static void no_answer(const char *path, const char *what)
 {
 	fprintf(stderr,
-		"sigvisor status: %s: %s within %.1f s (is the arbiter stopped or hung? --timeout "
+		"%s: %s: %s within %.1f s (is the arbiter stopped or hung? --timeout "
 		"changes the wait)\n",
-		path, what, (double)client_timeout_ms / 1000.0);
+		client_name, path, what, (double)client_timeout_ms / 1000.0);
 }
 
 static int send_request(int fd, const char *path, const char *req)
@@ -375,8 +376,11 @@ static int send_request(int fd, const char *path, const char *req)
 			off += (size_t)n;
 			continue;
 		}
+		/* Closed on us: it may have said why first (another uid) */
+		if (errno == EPIPE || errno == ECONNRESET)
+			return -EPIPE;
 		if (errno != EAGAIN && errno != EINTR) {
-			fprintf(stderr, "sigvisor status: %s: sending the request failed: %m\n",
+			fprintf(stderr, "%s: %s: sending the request failed: %m\n", client_name,
 				path);
 			return -1;
 		}
@@ -400,7 +404,7 @@ static int follow(int fd, const char *path)
 	(void)fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
 	while ((n = read(fd, buf, sizeof(buf))) > 0) {
 		if (first && n >= 6 && memcmp(buf, "error:", 6) == 0) {
-			fprintf(stderr, "sigvisor status: %.*s", (int)n, buf);
+			fprintf(stderr, "%s: %.*s", client_name, (int)n, buf);
 			return EXIT_FATAL;
 		}
 		first = false;
@@ -408,50 +412,48 @@ static int follow(int fd, const char *path)
 			return EXIT_FATAL;
 	}
 	if (n < 0) {
-		fprintf(stderr, "sigvisor status: %s: the connection failed: %m\n", path);
+		fprintf(stderr, "%s: %s: the connection failed: %m\n", client_name, path);
 		return EXIT_FATAL;
 	}
 	if (first) {
 		fprintf(stderr,
-			"sigvisor status: %s: the arbiter closed the connection without "
+			"%s: %s: the arbiter closed the connection without "
 			"answering\n",
-			path);
+			client_name, path);
 		return EXIT_FATAL;
 	}
 	return EXIT_OK;
 }
 
-/* A status answer: read all of it (up to STATUS_MAX_ANSWER, before the deadline)
- * before printing any, so a slow reader of our output (a pager) never keeps the
- * arbiter's connection open. */
-static int read_answer(int fd, const char *path)
+/* An answer: read all of it (up to STATUS_MAX_ANSWER, before the deadline) before
+ * printing any, so a slow reader of our output (a pager) never keeps the arbiter's
+ * connection open. 0 with *ret (malloc'd, NUL-terminated) and *ret_len, or -1 said. */
+static int read_all(int fd, const char *path, char **ret, size_t *ret_len)
 {
 	size_t len = 0, cap = 16384;
-	char *buf = malloc(cap);
+	char *buf = malloc(cap + 1);
 	ssize_t n = 0;
-	int r = EXIT_FATAL;
 
 	if (!buf) {
-		fprintf(stderr, "sigvisor status: out of memory\n");
-		return EXIT_FATAL;
+		fprintf(stderr, "%s: out of memory\n", client_name);
+		return -1;
 	}
 	for (;;) {
 		int w;
 
 		if (len == cap) {
-			char *nb = cap < STATUS_MAX_ANSWER ? realloc(buf, cap * 2) : NULL;
+			char *nb = cap < STATUS_MAX_ANSWER ? realloc(buf, cap * 2 + 1) : NULL;
 
 			if (cap >= STATUS_MAX_ANSWER) {
 				fprintf(stderr,
-					"sigvisor status: %s: the answer is larger than %u MiB: "
-					"not "
-					"a sigvisor's, giving up\n",
-					path, STATUS_MAX_ANSWER >> 20);
-				goto out;
+					"%s: %s: the answer is larger than %u MiB: not a "
+					"sigvisor's, giving up\n",
+					client_name, path, STATUS_MAX_ANSWER >> 20);
+				goto fail;
 			}
 			if (!nb) {
-				fprintf(stderr, "sigvisor status: out of memory\n");
-				goto out;
+				fprintf(stderr, "%s: out of memory\n", client_name);
+				goto fail;
 			}
 			buf = nb;
 			cap *= 2;
@@ -466,7 +468,7 @@ static int read_answer(int fd, const char *path)
 		w = wait_fd(fd, POLLIN);
 		if (w == 0) {
 			no_answer(path, "no answer");
-			goto out;
+			goto fail;
 		}
 		if (w < 0) {
 			errno = -w;
@@ -474,20 +476,99 @@ static int read_answer(int fd, const char *path)
 			break;
 		}
 	}
-	if (n < 0)
-		fprintf(stderr, "sigvisor status: %s: the connection failed: %m\n", path);
-	else if (len == 0)
-		fprintf(stderr,
-			"sigvisor status: %s: the arbiter closed the connection without "
-			"answering\n",
-			path);
-	else if (len >= 6 && memcmp(buf, "error:", 6) == 0)
-		fprintf(stderr, "sigvisor status: %.*s", (int)len, buf);
+	if (n < 0) {
+		fprintf(stderr, "%s: %s: the connection failed: %m\n", client_name, path);
+		goto fail;
+	}
+	if (len == 0) {
+		fprintf(stderr, "%s: %s: the arbiter closed the connection without answering\n",
+			client_name, path);
+		goto fail;
+	}
+	buf[len] = '\0';
+	*ret = buf;
+	*ret_len = len;
+	return 0;
+fail:
+	free(buf);
+	return -1;
+}
+
+static int read_answer(int fd, const char *path)
+{
+	char *buf;
+	size_t len;
+	int r = EXIT_FATAL;
+
+	if (read_all(fd, path, &buf, &len) < 0)
+		return EXIT_FATAL;
+	if (len >= 6 && memcmp(buf, "error:", 6) == 0)
+		fprintf(stderr, "%s: %.*s", client_name, (int)len, buf);
 	else if (fwrite(buf, 1, len, stdout) == len && fflush(stdout) == 0)
 		r = EXIT_OK;
-out:
 	free(buf);
 	return r;
+}
+
+void control_client_begin(const char *name, uint64_t timeout_ms)
+{
+	client_name = name;
+	client_timeout_ms = timeout_ms;
+	client_deadline_ms = timeout_ms ? now_ms() + timeout_ms : 0;
+}
+
+int control_client_remaining_ms(void)
+{
+	return remaining_ms();
+}
+
+int control_client_connect(const char *control, char *path, size_t len)
+{
+	int fd, r;
+
+	if (control) {
+		snprintf(path, len, "%s", control);
+		fd = connect_named(control);
+		if (fd == -EAGAIN) {
+			no_answer(path, "its listen queue stayed full: no connection");
+			return -1;
+		}
+	} else {
+		r = find_socket(path, len, &fd);
+		if (r == -ENOENT) {
+			if (geteuid() == 0)
+				fprintf(stderr,
+					"%s: no running sigvisor found in $RUNTIME_DIRECTORY, "
+					"/run/sigvisor or any /tmp/sigvisor-UID (pass --control "
+					"PATH)\n",
+					client_name);
+			else
+				fprintf(stderr,
+					"%s: no running sigvisor found in $RUNTIME_DIRECTORY, "
+					"/run/sigvisor or /tmp/sigvisor-%u (pass --control PATH)\n",
+					client_name, (unsigned)geteuid());
+			return -1;
+		}
+		if (r < 0)
+			return -1;
+	}
+	if (fd < 0) {
+		fprintf(stderr, "%s: cannot connect to %s: %s (%s)\n", client_name, path,
+			strerror(-fd),
+			fd == -ECONNREFUSED ? "a stale socket: the sigvisor that made it is gone"
+					    : "is sigvisor running?");
+		return -1;
+	}
+	return fd;
+}
+
+int control_client_ask(int fd, const char *path, const char *req, char **ret, size_t *ret_len)
+{
+	int r = send_request(fd, path, req);
+
+	if (r < 0 && r != -EPIPE)
+		return -1;
+	return read_all(fd, path, ret, ret_len);
 }
 
 int status_main(int argc, char **argv)
@@ -513,57 +594,28 @@ int status_main(int argc, char **argv)
 
 			if (parse_duration_ms(v, &client_timeout_ms) < 0) {
 				fprintf(stderr,
-					"sigvisor status: --timeout '%s': not a duration (5, 0.5, "
+					"%s: --timeout '%s': not a duration (5, 0.5, "
 					"250ms; 0: no limit)\n",
-					v);
+					client_name, v);
 				return EXIT_USAGE;
 			}
 		} else {
 			fprintf(stderr,
-				"sigvisor status: unknown argument '%s'\n"
+				"%s: unknown argument '%s'\n"
 				"usage: sigvisor status [--control PATH] [--timeout SECONDS] "
 				"[--json | "
 				"--events]\n",
-				argv[i]);
+				client_name, argv[i]);
 			return EXIT_USAGE;
 		}
 	}
-	client_deadline_ms = client_timeout_ms ? now_ms() + client_timeout_ms : 0;
-	if (control) {
-		snprintf(path, sizeof(path), "%s", control);
-		fd = connect_named(control);
-		if (fd == -EAGAIN) {
-			no_answer(path, "its listen queue stayed full: no connection");
-			return EXIT_FATAL;
-		}
-	} else {
-		r = find_socket(path, sizeof(path), &fd);
-		if (r == -ENOENT) {
-			if (geteuid() == 0)
-				fprintf(stderr, "sigvisor status: no running sigvisor found in "
-						"$RUNTIME_DIRECTORY, /run/sigvisor or any "
-						"/tmp/sigvisor-UID (pass --control PATH)\n");
-			else
-				fprintf(stderr,
-					"sigvisor status: no running sigvisor found in "
-					"$RUNTIME_DIRECTORY, /run/sigvisor or /tmp/sigvisor-%u "
-					"(pass "
-					"--control PATH)\n",
-					(unsigned)geteuid());
-			return EXIT_FATAL;
-		}
-		if (r < 0)
-			return EXIT_FATAL;
-	}
-	if (fd < 0) {
-		fprintf(stderr, "sigvisor status: cannot connect to %s: %s (%s)\n", path,
-			strerror(-fd),
-			fd == -ECONNREFUSED ? "a stale socket: the sigvisor that made it is gone"
-					    : "is sigvisor running?");
+	control_client_begin(client_name, client_timeout_ms);
+	fd = control_client_connect(control, path, sizeof(path));
+	if (fd < 0)
 		return EXIT_FATAL;
-	}
 	req = events ? "events\n" : json ? "status json\n" : "status\n";
-	if (send_request(fd, path, req) < 0) {
+	r = send_request(fd, path, req);
+	if (r < 0 && r != -EPIPE) {
 		close(fd);
 		return EXIT_FATAL;
 	}

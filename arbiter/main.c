@@ -1,4 +1,4 @@
-/* sigvisor's entry point: the arbiter, `sigvisor status`, and the built-in worker
+/* sigvisor's entry point: the arbiter, `sigvisor status` and `sigvisor workers`, and the built-in worker
  * (`sigvisor worker`, which the arbiter exec's for each worker when there is no COMMAND). */
 #include <string.h>
 
@@ -12,5 +12,7 @@ int main(int argc, char **argv)
 		return builtin_worker_main(argc, argv);
 	if (argc > 1 && strcmp(argv[1], "status") == 0)
 		return status_main(argc, argv);
+	if (argc > 1 && strcmp(argv[1], "workers") == 0)
+		return workers_main(argc, argv);
 	return arbiter_main(argc, argv);
 }
