@@ -422,6 +422,13 @@ void control_on_listener(struct control *c)
 						 (unsigned)cred.uid, (unsigned)geteuid());
 
 				(void)!send(fd, msg, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+				/* The request already sent, read and dropped: closing on
+				 * unread data resets the connection, and the client would
+				 * not get to read why. A request is one short line: a few
+				 * reads at most, whatever a client keeps writing. */
+				for (int k = 0;
+				     k < 4 && recv(fd, msg, sizeof(msg), MSG_DONTWAIT) > 0; k++)
+					;
 			}
 			if (ratelimit_pass(&c->refused_log, now_ms(), &held))
 				log_warn("control socket: refused a client with uid %u%s",

@@ -105,8 +105,8 @@ static void print_pool(const struct pool_seen *s, bool json)
 		       s->target, s->ready, s->booting, s->stopping, s->generation, s->state);
 		printf("  %-4s %-8s %-4s %s\n", "ID", "PID", "GEN", "STATE");
 		for (size_t i = 0; i < s->n; i++)
-			printf("  %-4u %-8d %-4u %s\n", s->w[i].id, s->w[i].pid,
-			       s->w[i].generation, s->w[i].state);
+			printf("  %-4u %-8d %-4u %s\n", s->w[i].id, s->w[i].pid, s->w[i].generation,
+			       s->w[i].state);
 		return;
 	}
 	printf("{\"state\":\"%s\",\"target\":%u,\"ready\":%u,\"booting\":%u,\"stopping\":%u,"

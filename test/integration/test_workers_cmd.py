@@ -136,11 +136,29 @@ def test_hup_keeps_a_resized_pool_unless_the_config_changed(start, tmpdir_short)
     sv.wait_log(re.escape("reload: pool size 5 -> 3 from the configuration's workers"))
 
 
-def test_usr2_keeps_a_resized_pool(start, tmpdir_short):
+def test_usr2_keeps_a_pool_grown_by_ttin(start):
     sv = start("-w", "2")
     sv.wait_workers(2)
-    assert client(sv, "4").returncode == 0
+    sv.kill(signal.SIGTTIN)
+    wait_for(lambda: len(sv.workers("ready")) == 3, what="3 ready")
     sv.kill(signal.SIGUSR2)
-    wait_reloaded(sv, 2, 4)
-    assert sv.status()["target"] == 4
-    sv.wait_log(re.escape("reload: keeping the pool at 4 workers"))
+    wait_reloaded(sv, 2, 3)
+    assert sv.status()["target"] == 3
+    sv.wait_log(re.escape("reload: keeping the pool at 3 workers (set by TTIN/TTOU or "
+                          "`sigvisor workers`; the configuration's workers is still 2)"))
+    # and a later HUP still knows the configuration said 2
+    sv.kill(signal.SIGHUP)
+    wait_reloaded(sv, 3, 3)
+
+
+def test_usr2_applies_a_changed_configuration(start, tmpdir_short):
+    conf = os.path.join(tmpdir_short, "sigvisor.conf")
+    write(conf, "workers = 2\n")
+    sv = start("-c", conf)
+    sv.wait_workers(2)
+    assert client(sv, "4").returncode == 0
+    write(conf, "workers = 3\n")
+    sv.kill(signal.SIGUSR2)
+    wait_reloaded(sv, 2, 3)
+    assert sv.status()["target"] == 3
+    sv.wait_log(re.escape("reload: pool size 4 -> 3 from the configuration's workers"))
