@@ -10,7 +10,8 @@
  * which answers them.
  *
  * The server's transport is control.c, the requests and what they answer control_cmd.c
- * (new commands go there), the client control_client.c, the default place of the
+ * (new commands go there), the clients control_client.c (`sigvisor status`, and what
+ * every client shares) and control_workers.c (`sigvisor workers`), the default place of the
  * socket and connecting to one control_path.c. */
 #pragma once
 

@@ -1,5 +1,7 @@
 /* The client of the control socket: `sigvisor status [--control PATH] [--json]
- * [--events]`, finding the one running arbiter's socket and asking it; see control.h. */
+ * [--events]`, finding the one running arbiter's socket and asking it; see control.h.
+ * Finding, connecting, asking and the one deadline are shared with the other clients
+ * (`sigvisor workers`, control_workers.c) through control_internal.h. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>

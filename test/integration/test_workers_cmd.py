@@ -8,7 +8,7 @@ import shutil
 import signal
 import subprocess
 
-from conftest import SIGVISOR, wait_for
+from conftest import SIGVISOR, children, wait_for
 from test_reload import wait_reloaded
 
 
@@ -162,3 +162,43 @@ def test_usr2_applies_a_changed_configuration(start, tmpdir_short):
     wait_reloaded(sv, 2, 3)
     assert sv.status()["target"] == 3
     sv.wait_log(re.escape("reload: pool size 4 -> 3 from the configuration's workers"))
+
+
+# Ready (READY=1) unless FLAG exists; stays up, ignoring TERM when IGNORE exists.
+WORKER = r"""
+import os, signal, socket, sys, time
+d = sys.argv[1]
+if os.path.exists(os.path.join(d, "IGNORE")):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    open(os.path.join(d, "IGNORING"), "w").close()
+if not os.path.exists(os.path.join(d, "FLAG")):
+    a = os.environ["NOTIFY_SOCKET"]
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.sendto(b"READY=1", "\0" + a[1:] if a.startswith("@") else a)
+time.sleep(600)
+"""
+
+
+def test_refused_during_a_reload_and_a_shutdown(start, tmpdir_short):
+    sv = start("-w", "1", "--ready-mode", "notify", "--ready-timeout", "120",
+               "--graceful-timeout", "30", command=["python3", "-c", WORKER, tmpdir_short])
+    sv.wait_workers(1)
+    write(os.path.join(tmpdir_short, "FLAG"), "")  # the next generation never gets ready,
+    write(os.path.join(tmpdir_short, "IGNORE"), "")  # and ignores TERM
+    sv.kill(signal.SIGHUP)
+    wait_for(lambda: sv.status()["reloading"], what="a reload in progress")
+    r = client(sv, "+1", "--json")
+    j = json.loads(r.stdout)
+    assert r.returncode == 1 and j["result"] == "refused", r.stdout + r.stderr
+    assert j["reason"] == "a reload is in progress; try again when it ends"
+    wait_for(lambda: os.path.exists(os.path.join(tmpdir_short, "IGNORING")),
+             what="the new worker ignoring TERM")
+    sv.kill(signal.SIGTERM)  # the old worker finishes; the new one ignores TERM
+    wait_for(lambda: sv.status()["state"] == "draining", what="draining")
+    r = client(sv, "3")
+    assert r.returncode == 1 and "sigvisor workers: shutting down" in r.stderr, \
+        r.stderr + sv.text()[-3000:]
+    sv.wait_log(r"control: workers 3 from uid 0 pid \d+ \(sigvisor\) refused: shutting down")
+    for pid in children(sv.pid):  # ours, by pid: not the graceful timeout's 30 s
+        os.kill(pid, signal.SIGKILL)
+    assert sv.wait_exit() == 0
