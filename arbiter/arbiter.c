@@ -610,6 +610,7 @@ int arbiter_main(int argc, char **argv)
 		upgrade_adopt_workers(a, a->upgrade_fd);
 		a->upgrade_fd = -1;
 		a->announced_ready = true; /* the reload says READY=1 when it completes */
+		a->upgrade.config_workers_pending = true;
 		reload_start(a);
 	}
 	for (size_t i = 0; i < a->listeners.n; i++)

@@ -86,6 +86,10 @@ struct upgrade {
 	 * and where the "bpf " line is in the memfd (it is struck out once taken). */
 	char *bpf_state;
 	long bpf_state_off;
+	/* The new image: the previous image's configured workers (0: it did not say), for
+	 * the first reload to tell a changed configuration from a pool resized since. */
+	unsigned config_workers;
+	bool config_workers_pending;
 };
 
 /* What a reload replaces, kept until the new generation has taken over (or restored
@@ -207,6 +211,11 @@ bool reload_busy(const struct arbiter *a);
 void reload_check(struct arbiter *a);
 void reload_abort(struct arbiter *a, const char *why);
 void reload_discard(struct arbiter *a);
+
+/* scale.c: `sigvisor workers N|+K|-K` from peer: the new target, or -1 with why
+ * refused (control.h's set_workers). */
+int arbiter_set_workers(struct arbiter *a, const struct control_peer *peer,
+			const struct control_workers *req, char *why, size_t whylen);
 
 /* status.c */
 int arbiter_render_status(struct arbiter *a, bool json, char **ret_buf, size_t *ret_len);

@@ -394,7 +394,7 @@ static void make_room(struct control *c)
 void control_on_listener(struct control *c)
 {
 	for (;;) {
-		struct ucred cred;
+		struct ucred cred = {.uid = (uid_t)-1};
 		socklen_t len = sizeof(cred);
 		struct control_conn *cc;
 		int fd = accept4(c->listen.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -412,6 +412,24 @@ void control_on_listener(struct control *c)
 			char note[64];
 
 			c->rejected++;
+			/* Said, not only closed: a client let in by a wider mode on the socket
+			 * learns why. A fresh socket's buffer takes it without waiting. */
+			if (cred.uid != (uid_t)-1) {
+				char msg[160];
+				int n = snprintf(msg, sizeof(msg),
+						 "error: refused: not allowed: uid %u is neither "
+						 "root nor the arbiter's uid (%u)\n",
+						 (unsigned)cred.uid, (unsigned)geteuid());
+
+				(void)!send(fd, msg, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+				/* The request already sent, read and dropped: closing on
+				 * unread data resets the connection, and the client would
+				 * not get to read why. A request is one short line: a few
+				 * reads at most, whatever a client keeps writing. */
+				for (int k = 0;
+				     k < 4 && recv(fd, msg, sizeof(msg), MSG_DONTWAIT) > 0; k++)
+					;
+			}
 			if (ratelimit_pass(&c->refused_log, now_ms(), &held))
 				log_warn("control socket: refused a client with uid %u%s",
 					 (unsigned)cred.uid, held_note(held, note, sizeof(note)));

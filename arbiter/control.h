@@ -10,7 +10,8 @@
  * which answers them.
  *
  * The server's transport is control.c, the requests and what they answer control_cmd.c
- * (new commands go there), the client control_client.c, the default place of the
+ * (new commands go there), the clients control_client.c (`sigvisor status`, and what
+ * every client shares) and control_workers.c (`sigvisor workers`), the default place of the
  * socket and connecting to one control_path.c. */
 #pragma once
 
@@ -42,6 +43,29 @@ struct control_conn {
 	struct control_conn *next;
 };
 
+enum control_request {
+	CONTROL_UNKNOWN,
+	CONTROL_STATUS_TEXT, /* "status" */
+	CONTROL_STATUS_JSON, /* "status json" */
+	CONTROL_EVENTS,	     /* "events": follow the probes' events live */
+	CONTROL_WORKERS,     /* "workers N", "workers +K", "workers -K" */
+	CONTROL_REQUEST_MAX,
+};
+
+/* Who sent a request: SO_PEERCRED's, and the peer's name (/proc/PID/comm, "?" when
+ * unknown). pid 0: in a PID namespace we cannot see. */
+struct control_peer {
+	unsigned uid;
+	int pid;
+	char comm[32];
+};
+
+/* "workers N" sets the pool's target, "workers +K" / "workers -K" change it by K. */
+struct control_workers {
+	char op; /* '=', '+' or '-' */
+	unsigned n;
+};
+
 /* What the socket answers, rendered by its owner (the arbiter) when asked. */
 struct control_view {
 	void *ctx;
@@ -49,6 +73,10 @@ struct control_view {
 	int (*render_status)(void *ctx, bool json, char **ret, size_t *ret_len);
 	/* "events": NULL when the probes' events can be followed, else why not. */
 	const char *(*events_off)(void *ctx);
+	/* "workers N|+K|-K", asked by peer (already checked: root or the arbiter's uid):
+	 * the pool's new target (> 0), or -1 with why refused. */
+	int (*set_workers)(void *ctx, const struct control_peer *peer,
+			   const struct control_workers *req, char *why, size_t whylen);
 };
 
 struct control {
@@ -59,6 +87,7 @@ struct control {
 	struct control_conn *conns;
 	unsigned n_conns;
 	unsigned long rejected;
+	unsigned long long requests[CONTROL_REQUEST_MAX]; /* answered, by request */
 	/* One line a second about clients refused (another uid) or turned away (out of
 	 * fds), whoever can reach the socket and however fast they connect. */
 	struct ratelimit refused_log, shed_log;
@@ -66,15 +95,13 @@ struct control {
 	int reserve_fd;		/* given up to turn a client away when out of fds */
 };
 
-enum control_request {
-	CONTROL_UNKNOWN,
-	CONTROL_STATUS_TEXT, /* "status" */
-	CONTROL_STATUS_JSON, /* "status json" */
-	CONTROL_EVENTS,	     /* "events": follow the probes' events live */
-};
-
 /* One request line (without its newline). Pure. */
 enum control_request control_parse_request(const char *line);
+/* "workers N", "workers +K", "workers -K": N and K decimal, no sign on N, no leading
+ * zero, at most 9 digits. true and *ret filled, or false. Pure. */
+bool control_parse_workers(const char *line, struct control_workers *ret);
+/* The word a request is counted under in the metrics ("status", "events", "workers"). */
+const char *control_request_name(enum control_request r);
 
 /* Where the control socket goes when --control is not given: $RUNTIME_DIRECTORY,
  * else /run/sigvisor, else /tmp/sigvisor-UID, each as PID.sock. Creates the directory
@@ -121,13 +148,5 @@ void control_event(struct control *c, const char *line);
 
 /* `sigvisor status [--control PATH] [--json] [--events]` */
 int status_main(int argc, char **argv);
-
-/* What `sigvisor status` does, for another command that asks the arbiter (prog names
- * it in the messages): connect to control (NULL: find the one running arbiter, as
- * `sigvisor status` does), send req and read the whole answer, all within one deadline
- * of timeout_ms (0: none), the answer bounded as status's. EXIT_OK with *ret (malloc'd,
- * NUL-terminated) and *ret_len, or EXIT_FATAL having said why on stderr. */
-int control_client_ask(const char *prog, const char *control, uint64_t timeout_ms, const char *req,
-		       char **ret, size_t *ret_len);
-/* --timeout's value, as `sigvisor status` reads it; -EINVAL having said why. */
-int control_client_timeout(const char *prog, const char *value, uint64_t *ret_ms);
+/* `sigvisor workers [N|+K|-K] [--json] [--control PATH] [--timeout S]` */
+int workers_main(int argc, char **argv);

@@ -1,6 +1,7 @@
 /* The client of the control socket: `sigvisor status [--control PATH] [--json]
- * [--events]`, finding the one running arbiter's socket and asking it, and the same for
- * the other commands that ask it (control_client_ask); see control.h. */
+ * [--events]`, finding the one running arbiter's socket and asking it; see control.h.
+ * Finding, connecting, asking and the one deadline are shared with the other clients
+ * (`sigvisor workers`, control_workers.c) through control_internal.h. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -43,9 +44,7 @@
 static uint64_t client_timeout_ms = 10000;
 static uint64_t client_deadline_ms; /* 0: none */
 static unsigned long client_skipped;
-/* Who speaks in the messages: "sigvisor status", or the command that asks through
- * control_client_ask. */
-static const char *client_prog = "sigvisor status";
+static const char *client_name = "sigvisor status"; /* what our messages start with */
 
 /* What is left of the deadline, for poll(): -1 without one. */
 static int remaining_ms(void)
@@ -62,7 +61,7 @@ static int remaining_ms(void)
 static void skipped(const char *path, const char *why)
 {
 	if (client_skipped++ < STATUS_MAX_SKIP_LINES)
-		fprintf(stderr, "%s: skipped %s: %s\n", client_prog, path, why);
+		fprintf(stderr, "%s: skipped %s: %s\n", client_name, path, why);
 }
 
 /* The pid a pidfd stands for: -1 once that process has exited, 0 when it is in a PID
@@ -313,19 +312,19 @@ static int find_socket(char *buf, size_t len, int *ret_fd)
 			fprintf(stderr,
 				"%s: several arbiters run: %s and %s; pick one with "
 				"--control\n",
-				client_prog, buf, path);
+				client_name, buf, path);
 		}
 		closedir(d);
 	}
 	globfree(&g);
 	if (client_skipped > STATUS_MAX_SKIP_LINES)
-		fprintf(stderr, "%s: skipped %lu more sockets\n", client_prog,
+		fprintf(stderr, "%s: skipped %lu more sockets\n", client_name,
 			client_skipped - STATUS_MAX_SKIP_LINES);
 	if (late)
 		fprintf(stderr,
 			"%s: gave up the search after %.1f s (--timeout changes the "
 			"wait)\n",
-			client_prog, (double)client_timeout_ms / 1000.0);
+			client_name, (double)client_timeout_ms / 1000.0);
 	if (found > 1 && *ret_fd >= 0)
 		close(*ret_fd);
 	return found == 1 ? 0 : found == 0 ? -ENOENT : -EEXIST;
@@ -364,7 +363,7 @@ static void no_answer(const char *path, const char *what)
 	fprintf(stderr,
 		"%s: %s: %s within %.1f s (is the arbiter stopped or hung? --timeout "
 		"changes the wait)\n",
-		client_prog, path, what, (double)client_timeout_ms / 1000.0);
+		client_name, path, what, (double)client_timeout_ms / 1000.0);
 }
 
 static int send_request(int fd, const char *path, const char *req)
@@ -379,8 +378,11 @@ static int send_request(int fd, const char *path, const char *req)
 			off += (size_t)n;
 			continue;
 		}
+		/* Closed on us: it may have said why first (another uid) */
+		if (errno == EPIPE || errno == ECONNRESET)
+			return -EPIPE;
 		if (errno != EAGAIN && errno != EINTR) {
-			fprintf(stderr, "%s: %s: sending the request failed: %m\n", client_prog,
+			fprintf(stderr, "%s: %s: sending the request failed: %m\n", client_name,
 				path);
 			return -1;
 		}
@@ -404,7 +406,7 @@ static int follow(int fd, const char *path)
 	(void)fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
 	while ((n = read(fd, buf, sizeof(buf))) > 0) {
 		if (first && n >= 6 && memcmp(buf, "error:", 6) == 0) {
-			fprintf(stderr, "%s: %.*s", client_prog, (int)n, buf);
+			fprintf(stderr, "%s: %.*s", client_name, (int)n, buf);
 			return EXIT_FATAL;
 		}
 		first = false;
@@ -412,14 +414,14 @@ static int follow(int fd, const char *path)
 			return EXIT_FATAL;
 	}
 	if (n < 0) {
-		fprintf(stderr, "%s: %s: the connection failed: %m\n", client_prog, path);
+		fprintf(stderr, "%s: %s: the connection failed: %m\n", client_name, path);
 		return EXIT_FATAL;
 	}
 	if (first) {
 		fprintf(stderr,
 			"%s: %s: the arbiter closed the connection without "
 			"answering\n",
-			client_prog, path);
+			client_name, path);
 		return EXIT_FATAL;
 	}
 	return EXIT_OK;
@@ -427,40 +429,38 @@ static int follow(int fd, const char *path)
 
 /* An answer: read all of it (up to STATUS_MAX_ANSWER, before the deadline) before
  * printing any, so a slow reader of our output (a pager) never keeps the arbiter's
- * connection open. EXIT_OK with *ret (NUL-terminated) and *ret_len, or EXIT_FATAL
- * having said why. */
-static int read_answer(int fd, const char *path, char **ret, size_t *ret_len)
+ * connection open. 0 with *ret (malloc'd, NUL-terminated) and *ret_len, or -1 said. */
+static int read_all(int fd, const char *path, char **ret, size_t *ret_len)
 {
 	size_t len = 0, cap = 16384;
-	char *buf = malloc(cap);
+	char *buf = malloc(cap + 1);
 	ssize_t n = 0;
 
 	if (!buf) {
-		fprintf(stderr, "%s: out of memory\n", client_prog);
-		return EXIT_FATAL;
+		fprintf(stderr, "%s: out of memory\n", client_name);
+		return -1;
 	}
 	for (;;) {
 		int w;
 
-		/* one byte kept for the NUL */
-		if (len + 1 >= cap) {
-			char *nb = cap < STATUS_MAX_ANSWER ? realloc(buf, cap * 2) : NULL;
+		if (len == cap) {
+			char *nb = cap < STATUS_MAX_ANSWER ? realloc(buf, cap * 2 + 1) : NULL;
 
 			if (cap >= STATUS_MAX_ANSWER) {
 				fprintf(stderr,
 					"%s: %s: the answer is larger than %u MiB: not a "
 					"sigvisor's, giving up\n",
-					client_prog, path, STATUS_MAX_ANSWER >> 20);
+					client_name, path, STATUS_MAX_ANSWER >> 20);
 				goto fail;
 			}
 			if (!nb) {
-				fprintf(stderr, "%s: out of memory\n", client_prog);
+				fprintf(stderr, "%s: out of memory\n", client_name);
 				goto fail;
 			}
 			buf = nb;
 			cap *= 2;
 		}
-		n = read(fd, buf + len, cap - len - 1);
+		n = read(fd, buf + len, cap - len);
 		if (n > 0) {
 			len += (size_t)n;
 			continue;
@@ -478,28 +478,53 @@ static int read_answer(int fd, const char *path, char **ret, size_t *ret_len)
 			break;
 		}
 	}
-	buf[len] = '\0';
 	if (n < 0) {
-		fprintf(stderr, "%s: %s: the connection failed: %m\n", client_prog, path);
-	} else if (len == 0) {
-		fprintf(stderr, "%s: %s: the arbiter closed the connection without answering\n",
-			client_prog, path);
-	} else if (len >= 6 && memcmp(buf, "error:", 6) == 0) {
-		fprintf(stderr, "%s: %.*s", client_prog, (int)len, buf);
-	} else {
-		*ret = buf;
-		*ret_len = len;
-		return EXIT_OK;
+		fprintf(stderr, "%s: %s: the connection failed: %m\n", client_name, path);
+		goto fail;
 	}
+	if (len == 0) {
+		fprintf(stderr, "%s: %s: the arbiter closed the connection without answering\n",
+			client_name, path);
+		goto fail;
+	}
+	buf[len] = '\0';
+	*ret = buf;
+	*ret_len = len;
+	return 0;
 fail:
 	free(buf);
-	return EXIT_FATAL;
+	return -1;
 }
 
-/* Connect to control, or to the one running arbiter found by the search when NULL,
- * within the deadline already set: an fd and the socket's path in path, or -1 having
- * said why. */
-static int client_connect(const char *control, char *path, size_t len)
+static int read_answer(int fd, const char *path)
+{
+	char *buf;
+	size_t len;
+	int r = EXIT_FATAL;
+
+	if (read_all(fd, path, &buf, &len) < 0)
+		return EXIT_FATAL;
+	if (len >= 6 && memcmp(buf, "error:", 6) == 0)
+		fprintf(stderr, "%s: %.*s", client_name, (int)len, buf);
+	else if (fwrite(buf, 1, len, stdout) == len && fflush(stdout) == 0)
+		r = EXIT_OK;
+	free(buf);
+	return r;
+}
+
+void control_client_begin(const char *name, uint64_t timeout_ms)
+{
+	client_name = name;
+	client_timeout_ms = timeout_ms;
+	client_deadline_ms = timeout_ms ? now_ms() + timeout_ms : 0;
+}
+
+int control_client_remaining_ms(void)
+{
+	return remaining_ms();
+}
+
+int control_client_connect(const char *control, char *path, size_t len)
 {
 	int fd, r;
 
@@ -518,19 +543,19 @@ static int client_connect(const char *control, char *path, size_t len)
 					"%s: no running sigvisor found in $RUNTIME_DIRECTORY, "
 					"/run/sigvisor or any /tmp/sigvisor-UID (pass --control "
 					"PATH)\n",
-					client_prog);
+					client_name);
 			else
 				fprintf(stderr,
 					"%s: no running sigvisor found in $RUNTIME_DIRECTORY, "
 					"/run/sigvisor or /tmp/sigvisor-%u (pass --control PATH)\n",
-					client_prog, (unsigned)geteuid());
+					client_name, (unsigned)geteuid());
 			return -1;
 		}
 		if (r < 0)
 			return -1;
 	}
 	if (fd < 0) {
-		fprintf(stderr, "%s: cannot connect to %s: %s (%s)\n", client_prog, path,
+		fprintf(stderr, "%s: cannot connect to %s: %s (%s)\n", client_name, path,
 			strerror(-fd),
 			fd == -ECONNREFUSED ? "a stale socket: the sigvisor that made it is gone"
 					    : "is sigvisor running?");
@@ -539,31 +564,13 @@ static int client_connect(const char *control, char *path, size_t len)
 	return fd;
 }
 
-int control_client_timeout(const char *prog, const char *value, uint64_t *ret_ms)
+int control_client_ask(int fd, const char *path, const char *req, char **ret, size_t *ret_len)
 {
-	if (parse_duration_ms(value, ret_ms) < 0) {
-		fprintf(stderr, "%s: --timeout '%s': not a duration (5, 0.5, 250ms; 0: no limit)\n",
-			prog, value);
-		return -EINVAL;
-	}
-	return 0;
-}
+	int r = send_request(fd, path, req);
 
-int control_client_ask(const char *prog, const char *control, uint64_t timeout_ms, const char *req,
-		       char **ret, size_t *ret_len)
-{
-	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
-	int fd, r;
-
-	client_prog = prog;
-	client_timeout_ms = timeout_ms;
-	client_deadline_ms = timeout_ms ? now_ms() + timeout_ms : 0;
-	fd = client_connect(control, path, sizeof(path));
-	if (fd < 0)
-		return EXIT_FATAL;
-	r = send_request(fd, path, req) < 0 ? EXIT_FATAL : read_answer(fd, path, ret, ret_len);
-	close(fd);
-	return r;
+	if (r < 0 && r != -EPIPE)
+		return -1;
+	return read_all(fd, path, ret, ret_len);
 }
 
 int status_main(int argc, char **argv)
@@ -571,8 +578,7 @@ int status_main(int argc, char **argv)
 	const char *control = NULL;
 	bool json = false, events = false;
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
-	char *answer;
-	size_t len;
+	const char *req;
 	int fd, r;
 
 	for (int i = 2; i < argc; i++) {
@@ -588,32 +594,34 @@ int status_main(int argc, char **argv)
 			 strncmp(argv[i], "--timeout=", 10) == 0) {
 			const char *v = argv[i][9] == '=' ? argv[i] + 10 : argv[++i];
 
-			if (control_client_timeout("sigvisor status", v, &client_timeout_ms) < 0)
+			if (parse_duration_ms(v, &client_timeout_ms) < 0) {
+				fprintf(stderr,
+					"%s: --timeout '%s': not a duration (5, 0.5, "
+					"250ms; 0: no limit)\n",
+					client_name, v);
 				return EXIT_USAGE;
+			}
 		} else {
 			fprintf(stderr,
-				"sigvisor status: unknown argument '%s'\n"
+				"%s: unknown argument '%s'\n"
 				"usage: sigvisor status [--control PATH] [--timeout SECONDS] "
-				"[--json | --events]\n",
-				argv[i]);
+				"[--json | "
+				"--events]\n",
+				client_name, argv[i]);
 			return EXIT_USAGE;
 		}
 	}
-	if (!events) {
-		r = control_client_ask("sigvisor status", control, client_timeout_ms,
-				       json ? "status json\n" : "status\n", &answer, &len);
-		if (r != EXIT_OK)
-			return r;
-		r = fwrite(answer, 1, len, stdout) == len && fflush(stdout) == 0 ? EXIT_OK
-										 : EXIT_FATAL;
-		free(answer);
-		return r;
-	}
-	client_deadline_ms = client_timeout_ms ? now_ms() + client_timeout_ms : 0;
-	fd = client_connect(control, path, sizeof(path));
+	control_client_begin(client_name, client_timeout_ms);
+	fd = control_client_connect(control, path, sizeof(path));
 	if (fd < 0)
 		return EXIT_FATAL;
-	r = send_request(fd, path, "events\n") < 0 ? EXIT_FATAL : follow(fd, path);
+	req = events ? "events\n" : json ? "status json\n" : "status\n";
+	r = send_request(fd, path, req);
+	if (r < 0 && r != -EPIPE) {
+		close(fd);
+		return EXIT_FATAL;
+	}
+	r = events ? follow(fd, path) : read_answer(fd, path);
 	close(fd);
 	return r;
 }

@@ -4,8 +4,12 @@
  * of enum control_request (control.h), its word in control_parse_request, its case in
  * control_handle_request. */
 #include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "control_internal.h"
 
@@ -17,16 +21,132 @@ enum control_request control_parse_request(const char *line)
 		return CONTROL_STATUS_JSON;
 	if (strcmp(line, "events") == 0)
 		return CONTROL_EVENTS;
+	if (control_parse_workers(line, &(struct control_workers){0}))
+		return CONTROL_WORKERS;
 	return CONTROL_UNKNOWN;
+}
+
+bool control_parse_workers(const char *line, struct control_workers *ret)
+{
+	const char *p;
+	unsigned n = 0;
+	size_t digits = 0;
+
+	if (strncmp(line, "workers ", 8) != 0)
+		return false;
+	p = line + 8;
+	ret->op = *p == '+' || *p == '-' ? *p++ : '=';
+	if (p[0] == '0' && p[1] != '\0')
+		return false; /* one spelling per number */
+	for (; *p >= '0' && *p <= '9' && digits < 9; p++, digits++)
+		n = n * 10 + (unsigned)(*p - '0');
+	if (!digits || *p)
+		return false;
+	ret->n = n;
+	return true;
+}
+
+const char *control_request_name(enum control_request r)
+{
+	switch (r) {
+	case CONTROL_STATUS_TEXT:
+	case CONTROL_STATUS_JSON:
+		return "status";
+	case CONTROL_EVENTS:
+		return "events";
+	case CONTROL_WORKERS:
+		return "workers";
+	case CONTROL_UNKNOWN:
+	case CONTROL_REQUEST_MAX:
+		break;
+	}
+	return "unknown";
+}
+
+/* Who is on the other end of cc. A command that changes something checks the uid
+ * itself rather than trusting the accept-time check alone: a connection handed over
+ * through a USR2 was accepted by another image. The name is /proc/PID/comm, not
+ * cmdline: reading another process's cmdline takes its mm lock, which that process
+ * can hold (a fault on a stalled FUSE file), and this runs on the arbiter's loop. */
+static int peer_of(const struct control_conn *cc, struct control_peer *peer)
+{
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	char path[64];
+	ssize_t n = -1;
+	int fd;
+
+	if (getsockopt(cc->src.fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+		return -errno;
+	peer->uid = cred.uid;
+	peer->pid = cred.pid;
+	snprintf(path, sizeof(path), "/proc/%d/comm", (int)cred.pid);
+	fd = cred.pid > 0 ? open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK) : -1;
+	if (fd >= 0) {
+		n = read(fd, peer->comm, sizeof(peer->comm) - 1);
+		close(fd);
+	}
+	if (n <= 0)
+		n = snprintf(peer->comm, sizeof(peer->comm), "?");
+	peer->comm[n] = '\0';
+	peer->comm[strcspn(peer->comm, "\n")] = '\0';
+	for (char *c = peer->comm; *c; c++)
+		if (*c < 0x20 || *c >= 0x7f)
+			*c = '?';
+	return 0;
+}
+
+static int answer(struct control_conn *cc, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static int answer(struct control_conn *cc, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vasprintf(&cc->out, fmt, ap);
+	va_end(ap);
+	if (n < 0) {
+		cc->out = NULL;
+		return -ENOMEM;
+	}
+	cc->out_len = (size_t)n;
+	return 0;
+}
+
+/* "workers ...": only root or our own uid, told so; the view applies it. */
+static int workers(struct control *c, struct control_conn *cc, const char *line)
+{
+	struct control_workers req;
+	struct control_peer peer;
+	char why[256];
+	int r;
+
+	(void)control_parse_workers(line, &req);
+	r = peer_of(cc, &peer);
+	if (r < 0)
+		return answer(cc, "error: refused: cannot tell who asks: %s\n", strerror(-r));
+	if (peer.uid != 0 && peer.uid != (unsigned)geteuid())
+		return answer(cc,
+			      "error: refused: not allowed: uid %u is neither root nor the "
+			      "arbiter's uid (%u)\n",
+			      peer.uid, (unsigned)geteuid());
+	r = c->view.set_workers(c->view.ctx, &peer, &req, why, sizeof(why));
+	if (r < 0)
+		return answer(cc, "error: refused: %s\n", why);
+	return answer(cc, "ok target %d\n", r);
 }
 
 int control_handle_request(struct control *c, struct control_conn *cc, const char *line)
 {
+	enum control_request req = control_parse_request(line);
 	const char *events_off;
 	char safe[65];
 	size_t k = 0;
 
-	switch (control_parse_request(line)) {
+	c->requests[req]++;
+	switch (req) {
 	case CONTROL_STATUS_TEXT:
 		return c->view.render_status(c->view.ctx, false, &cc->out, &cc->out_len);
 	case CONTROL_STATUS_JSON:
@@ -44,7 +164,10 @@ int control_handle_request(struct control *c, struct control_conn *cc, const cha
 		}
 		cc->follower = true;
 		return 0;
+	case CONTROL_WORKERS:
+		return workers(c, cc, line);
 	case CONTROL_UNKNOWN:
+	case CONTROL_REQUEST_MAX:
 		break;
 	}
 	/* echo a printable prefix only: the reply goes to someone's terminal */

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "control.h"
 
@@ -19,3 +20,14 @@ size_t control_candidate_dirs(const char **dirs, size_t max);
 /* control_path.c: connect to the socket at path without waiting: an fd (non-blocking),
  * or -errno (ECONNREFUSED: nobody listens; EAGAIN: its listen queue is full). */
 int control_connect_to(const char *path);
+
+/* control_client.c, for the clients (`sigvisor status`, `sigvisor workers`): one
+ * deadline for all a client does (timeout_ms 0: none), its messages starting with name;
+ * what is left of it (for poll(), -1: no deadline); connecting to the socket named
+ * (control) or the one running arbiter's found in the default places (path: where, for
+ * messages): an fd, or -1 said on stderr; and a request sent and its whole answer read:
+ * 0 with *ret malloc'd and NUL-terminated, or -1 said. */
+void control_client_begin(const char *name, uint64_t timeout_ms);
+int control_client_remaining_ms(void);
+int control_client_connect(const char *control, char *path, size_t len);
+int control_client_ask(int fd, const char *path, const char *req, char **ret, size_t *ret_len);

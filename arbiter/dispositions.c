@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,10 +13,12 @@
 #include <unistd.h>
 
 #include "control.h"
+#include "control_internal.h"
 #include "dispositions.h"
 #include "exitstatus.h"
 #include "json.h"
 #include "signames.h"
+#include "timeutil.h"
 
 /* The signals an operator or a supervisor sends to control a worker, always shown. */
 static const int control_signals[] = {SIGHUP,  SIGINT,	 SIGQUIT, SIGTERM, SIGUSR1,
@@ -470,10 +473,10 @@ int signals_main(int argc, char **argv)
 	uint64_t timeout_ms = 10000;
 	struct worker_ref *w = NULL;
 	struct rows rs = {0};
-	char *answer;
+	char *answer, path[PATH_MAX];
 	size_t len, n;
 	pid_t arbiter;
-	int r;
+	int fd, r;
 
 	for (int i = 2; i < argc; i++) {
 		if (strcmp(argv[i], "--json") == 0) {
@@ -486,8 +489,13 @@ int signals_main(int argc, char **argv)
 			   strncmp(argv[i], "--timeout=", 10) == 0) {
 			const char *v = argv[i][9] == '=' ? argv[i] + 10 : argv[++i];
 
-			if (control_client_timeout("sigvisor signals", v, &timeout_ms) < 0)
+			if (parse_duration_ms(v, &timeout_ms) < 0) {
+				fprintf(stderr,
+					"sigvisor signals: --timeout '%s': not a duration (5, 0.5, "
+					"250ms; 0: no limit)\n",
+					v);
 				return EXIT_USAGE;
+			}
 		} else {
 			fprintf(stderr,
 				"sigvisor signals: unknown argument '%s'\n"
@@ -497,10 +505,15 @@ int signals_main(int argc, char **argv)
 			return EXIT_USAGE;
 		}
 	}
-	r = control_client_ask("sigvisor signals", control, timeout_ms, "status json\n", &answer,
-			       &len);
-	if (r != EXIT_OK)
-		return r;
+	/* Found and asked as `sigvisor status` does, under one deadline (control.h). */
+	control_client_begin("sigvisor signals", timeout_ms);
+	fd = control_client_connect(control, path, sizeof(path));
+	if (fd < 0)
+		return EXIT_FATAL;
+	r = control_client_ask(fd, path, "status json\n", &answer, &len);
+	close(fd);
+	if (r < 0)
+		return EXIT_FATAL;
 	if (parse_workers(answer, &w, &n, &arbiter) < 0) {
 		fprintf(stderr, "sigvisor signals: the arbiter's answer has no list of workers "
 				"this sigvisor can read (another version?)\n");

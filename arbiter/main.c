@@ -1,4 +1,5 @@
-/* sigvisor's entry point: the arbiter, `sigvisor status`, `sigvisor signals`, and the built-in worker
+/* sigvisor's entry point: the arbiter, `sigvisor status`, `sigvisor signals` and
+ * `sigvisor workers`, and the built-in worker
  * (`sigvisor worker`, which the arbiter exec's for each worker when there is no COMMAND). */
 #include <string.h>
 
@@ -15,5 +16,7 @@ int main(int argc, char **argv)
 		return status_main(argc, argv);
 	if (argc > 1 && strcmp(argv[1], "signals") == 0)
 		return signals_main(argc, argv);
+	if (argc > 1 && strcmp(argv[1], "workers") == 0)
+		return workers_main(argc, argv);
 	return arbiter_main(argc, argv);
 }

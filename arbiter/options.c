@@ -43,7 +43,8 @@ struct option_def {
 static const struct option_def option_defs[] = {
 	{"bind", 'b', OPT_BIND, OFF(binds), 0, 0, false, "ADDR",
 	 "HOST:PORT, [V6]:PORT or unix:PATH; repeatable (default 127.0.0.1:8000)"},
-	{"workers", 'w', OPT_UINT, OFF(workers), 1, 4096, false, "N", "pool size (default 2)"},
+	{"workers", 'w', OPT_UINT, OFF(workers), 1, SETTINGS_MAX_WORKERS, false, "N",
+	 "pool size (default 2)"},
 	{"config", 'c', OPT_STRING, OFF(config), 0, 0, false, "PATH",
 	 "config file of key = value lines"},
 	{"timeout", 't', OPT_DURATION, OFF(timeout_ms), 0, 0, false, "S",

@@ -50,6 +50,8 @@ enum option_source {
 };
 
 #define MAX_BINDS 64
+/* --workers's bound, and of every other way to set the pool's size (`sigvisor workers`). */
+#define SETTINGS_MAX_WORKERS 4096u
 
 struct settings {
 	char *binds[MAX_BINDS];

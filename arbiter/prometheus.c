@@ -119,6 +119,23 @@ static void per_signal(FILE *f, const char *name, const char *help,
 		labelled(f, name, "signal", signal_name(arbiter_shown_signals[i]), v[i]);
 }
 
+/* Requests answered on the control socket, by command (status text and JSON count as
+ * "status"; "unknown" is every line no command takes). */
+static void render_control(const struct arbiter *a, FILE *f)
+{
+	static const char *const names[] = {"status", "events", "workers", "unknown"};
+	ull n[4] = {0};
+
+	for (int r = 0; r < CONTROL_REQUEST_MAX; r++)
+		for (size_t i = 0; i < 4; i++)
+			if (strcmp(control_request_name((enum control_request)r), names[i]) == 0)
+				n[i] += a->control.requests[r];
+	family(f, "sigvisor_control_commands_total", "counter",
+	       "Requests answered on the control socket, by command (refused ones included).");
+	for (size_t i = 0; i < 4; i++)
+		labelled(f, "sigvisor_control_commands_total", "command", names[i], n[i]);
+}
+
 static void render_signals(const struct arbiter *a, FILE *f)
 {
 	struct bpf_signal_stats st[ARBITER_N_SHOWN];
@@ -207,6 +224,7 @@ void arbiter_render_prometheus(struct arbiter *a, FILE *f)
 	      arbiter_is_ready(a));
 	render_pool(a, f);
 	render_signals(a, f);
+	render_control(a, f);
 	value(f, "sigvisor_metrics_connections_dropped_total", "counter",
 	      "Metrics connections closed unanswered to make room for newer ones.", m->dropped);
 }

@@ -110,6 +110,32 @@ void reload_config_timeout(struct arbiter *a, uint64_t now)
 		config_read_done(a, true);
 }
 
+/* The new generation's size. The configuration's workers applies when it changed;
+ * when it did not, a pool grown or shrunk since (TTIN/TTOU, `sigvisor workers`) keeps
+ * its size. A pool stopped by WINCH (target 0) starts again at the configuration's.
+ * After a USR2 the old image's configured workers comes in the state (upgrade.c): 0
+ * when an older image did not say, and then the configuration applies. */
+static unsigned reload_target(struct arbiter *a, const struct settings *s)
+{
+	unsigned cur = a->pool.target, before = a->settings->workers;
+
+	if (a->upgrade.config_workers_pending) {
+		a->upgrade.config_workers_pending = false;
+		before = a->upgrade.config_workers ? a->upgrade.config_workers : (unsigned)-1;
+	}
+	if (s->workers != before || cur == 0) {
+		if (cur != s->workers && cur != 0)
+			log_info("reload: pool size %u -> %u from the configuration's workers", cur,
+				 s->workers);
+		return s->workers;
+	}
+	if (cur != s->workers)
+		log_info("reload: keeping the pool at %u workers (set by TTIN/TTOU or `sigvisor "
+			 "workers`; the configuration's workers is still %u)",
+			 cur, s->workers);
+	return cur;
+}
+
 /* The new generation, with the settings the command line, SIGVISOR_ARGS and the config
  * file (pre: already read, or NULL) make now. */
 static void reload_begin(struct arbiter *a, struct config_read *pre)
@@ -118,6 +144,7 @@ static void reload_begin(struct arbiter *a, struct config_read *pre)
 	struct spawn_template tmpl;
 	struct listener_set fresh;
 	char err[1024];
+	unsigned target;
 	int r;
 
 	if (a->phase != PHASE_RUNNING)
@@ -155,6 +182,7 @@ static void reload_begin(struct arbiter *a, struct config_read *pre)
 		return;
 	}
 	warn_fixed(a->settings, s);
+	target = reload_target(a, s);
 
 	/* Commit: what was current becomes a->old, kept for a rollback. */
 	a->old.settings = a->settings;
@@ -181,7 +209,7 @@ static void reload_begin(struct arbiter *a, struct config_read *pre)
 	a->reloading = true;
 	arbiter_sync_pool(a);
 	a->pool.generation = ++a->pool.max_generation;
-	a->pool.target = s->workers;
+	a->pool.target = target;
 	a->pool.boot_failures = 0;
 	a->pool.spawn_failures = 0; /* --ready-timeout for its starts counts from here */
 	a->pool.respawn_at_ms = 0;

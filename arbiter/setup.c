@@ -95,6 +95,12 @@ static const char *control_events_off(void *ctx)
 	return a->bpf ? NULL : a->bpf_why;
 }
 
+static int control_set_workers(void *ctx, const struct control_peer *peer,
+			       const struct control_workers *req, char *why, size_t whylen)
+{
+	return arbiter_set_workers(ctx, peer, req, why, whylen);
+}
+
 static void metrics_render(void *ctx, FILE *f)
 {
 	struct arbiter *a = ctx;
@@ -360,8 +366,9 @@ int arbiter_setup(struct arbiter *a, char *err, size_t errlen, int *ret_status)
 			 err);
 		control_forget(&a->control);
 	}
-	r = control_start(&a->control, &a->loop,
-			  &(struct control_view){a, control_render, control_events_off});
+	r = control_start(
+		&a->control, &a->loop,
+		&(struct control_view){a, control_render, control_events_off, control_set_workers});
 	if (r < 0) {
 		snprintf(err, errlen, "cannot register the control socket: %s", strerror(-r));
 		return r;

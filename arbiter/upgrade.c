@@ -384,6 +384,7 @@ static int write_state(struct arbiter *a, FILE *f, enum probes_handover *ret_bpf
 		.upgrades = a->upgrade.upgrades + 1, /* this exec; a rollback takes it back */
 		.upgrade_refused = a->upgrade.refused,
 		.upgrade_rollbacks = a->upgrade.rollbacks,
+		.config_workers = a->settings->workers,
 	};
 
 	memcpy(num.signals_received, a->signals_received, sizeof(num.signals_received));
@@ -752,6 +753,7 @@ int upgrade_adopt_sockets(struct arbiter *a, int fd, char *err, size_t errlen)
 	a->upgrade.upgrades = (unsigned long)num.upgrades;
 	a->upgrade.refused = (unsigned long)num.upgrade_refused;
 	a->upgrade.rollbacks = (unsigned long)num.upgrade_rollbacks;
+	a->upgrade.config_workers = (unsigned)num.config_workers;
 	memcpy(a->signals_received, num.signals_received, sizeof(num.signals_received));
 	memcpy(a->signals_ignored, num.signals_ignored, sizeof(num.signals_ignored));
 	if (a->upgrade.rolled_back) {

@@ -20,6 +20,7 @@ static const struct {
 	C(killed),	   C(replaced),	       C(boot_failures_total),
 	C(orphans_reaped), C(reloads),	       C(reload_failures),
 	C(upgrades),	   C(upgrade_refused), C(upgrade_rollbacks),
+	C(config_workers),
 #undef C
 };
 

@@ -24,6 +24,9 @@ struct upstate_numbers {
 	uint64_t spawned, spawn_errors, exited, exited_clean, exited_error, exited_signal, killed,
 		replaced, boot_failures_total, orphans_reaped, reloads, reload_failures;
 	uint64_t upgrades, upgrade_refused, upgrade_rollbacks;
+	/* Not a counter: the configuration's workers (--workers, the config file), which
+	 * the pool's target may differ from (TTIN/TTOU, `sigvisor workers`). */
+	uint64_t config_workers;
 	uint64_t signals_received[UPSTATE_SIGNALS];
 	uint64_t signals_ignored[UPSTATE_SIGNALS];
 };

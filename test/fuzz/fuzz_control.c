@@ -49,7 +49,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	case CONTROL_EVENTS:
 		check(strcmp(line, "events") == 0, "only \"events\" follows events");
 		break;
+	case CONTROL_WORKERS: {
+		struct control_workers w;
+		char again[64];
+
+		/* one spelling per request: it reads back as it was written */
+		check(control_parse_workers(line, &w), "\"workers\" parses");
+		snprintf(again, sizeof(again), "workers %s%u",
+			 w.op == '='   ? ""
+			 : w.op == '+' ? "+"
+				       : "-",
+			 w.n);
+		check(strcmp(line, again) == 0, "\"workers\" has one spelling");
+		break;
+	}
 	case CONTROL_UNKNOWN:
+		check(!control_parse_workers(line, &(struct control_workers){0}),
+		      "a workers request is known");
 		check(strcmp(line, "status") != 0 && strcmp(line, "status json") != 0 &&
 			      strcmp(line, "events") != 0,
 		      "known requests are known");
