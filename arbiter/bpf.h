@@ -159,5 +159,6 @@ void bpf_probes_close(struct bpf_probes *p);
 
 /* At exit: true if the loader is still running, and then p must be left alone (not
  * closed): the exit ends the thread and the verifier with it, where a close would
- * wait for the verifier, which can take seconds under CPU pressure. */
+ * wait for the verifier, which can take seconds under CPU pressure. The maps pinned so
+ * far and the pin directory are removed, as a close would. */
 bool bpf_probes_abandon(const struct bpf_probes *p);

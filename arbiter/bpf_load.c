@@ -444,7 +444,16 @@ bool bpf_probes_abandon(const struct bpf_probes *p)
 	if (!p || !p->loading || !p->started || bpf_probes_load_done(p))
 		return false;
 	log_info("exiting without waiting for the BPF verifier, which is still loading the "
-		 "probes (the next arbiter removes any map it pinned)");
+		 "probes");
+	/* libbpf pins the maps before it loads the programs: remove them as a close would,
+	 * under the lock we hold, then the directory (p itself is the loader's until the
+	 * exit ends it). A pin made in the moment before the exit is the next arbiter's to
+	 * remove (probes_remove_stale_pins). */
+	if (p->pin_fd >= 0) {
+		probes_remove_pins_in(p->pin_dir, true);
+		if (rmdir(p->pin_dir) < 0 && errno != ENOTEMPTY && errno != ENOENT)
+			log_warn("cannot remove %s, ignoring: %m", p->pin_dir);
+	}
 	return true;
 }
 

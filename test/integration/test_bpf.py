@@ -590,10 +590,11 @@ def test_term_does_not_wait_for_the_verifier(bpf):
         # of its own: there only the log line below tells that nothing waited.
         assert took < 10.0 or SANITIZED, f"TERM -> exit took {took:.1f} s"
         assert "without waiting for the BPF verifier" in sv.text()
+        # The maps libbpf pinned before the verifier ran are removed, as at a close.
+        assert not os.path.exists(bpf.pin), os.listdir(bpf.pin)
     finally:
         for h in hogs:
             h.kill()
             h.wait()
-    # Whatever the killed verifier had pinned is removed by the next arbiter.
     sv = bpf.start("-w", "1", bpf="on")
     bpf.stop(sv)
