@@ -121,6 +121,22 @@ static void print_pool(const struct pool_seen *s, bool json)
 /* The outcome of a change, one line for people or one JSON object. reason is plain
  * text without quotes or backslashes (ours, or the arbiter's refusal made so). */
 static int outcome(bool json, const char *result, int previous, int target,
+		   const struct pool_seen *s, uint64_t waited, const char *reason);
+
+static int timed_out(bool json, uint64_t timeout_ms, int previous, int target,
+		     const struct pool_seen *s, uint64_t waited)
+{
+	char why[256];
+
+	snprintf(why, sizeof(why),
+		 "timed out after %.1f s: target %d, %u ready, %u booting, %u stopping "
+		 "(generation %u; --timeout changes the wait)",
+		 (double)timeout_ms / 1000.0, target, s->ready, s->booting, s->stopping,
+		 s->generation);
+	return outcome(json, "timeout", previous, target, s, waited, why);
+}
+
+static int outcome(bool json, const char *result, int previous, int target,
 		   const struct pool_seen *s, uint64_t waited, const char *reason)
 {
 	bool ok = strcmp(result, "ok") == 0;
@@ -250,19 +266,25 @@ int workers_main(int argc, char **argv)
 	free(ans);
 	for (bool seen = false;; seen = true) {
 		int left = control_client_remaining_ms();
+		unsigned ready = s->ready, booting = s->booting, stopping = s->stopping;
+		unsigned generation = s->generation;
 
 		/* The deadline spent waiting: what the pool looked like a moment ago. */
 		if (left == 0 && seen) {
-			snprintf(why, sizeof(why),
-				 "timed out after %.1f s: target %d, %u ready, %u booting, %u "
-				 "stopping (generation %u; --timeout changes the wait)",
-				 (double)timeout_ms / 1000.0, target, s->ready, s->booting,
-				 s->stopping, s->generation);
-			r = outcome(json, "timeout", previous, target, s, now_ms() - start, why);
+			r = timed_out(json, timeout_ms, previous, target, s, now_ms() - start);
 			break;
 		}
 		if (!get_pool(control, path, sizeof(path), s)) {
-			r = EXIT_FATAL;
+			/* The deadline ran out during this look (said above on stderr): still
+			 * a timeout, with the pool as last seen, and its outcome for --json. */
+			s->ready = ready, s->booting = booting, s->stopping = stopping;
+			s->generation = generation;
+			if (seen && control_client_remaining_ms() == 0)
+				r = timed_out(json, timeout_ms, previous, target, s,
+					      now_ms() - start);
+			else
+				r = outcome(json, "error", previous, target, NULL, now_ms() - start,
+					    "lost the arbiter while waiting (said above)");
 			break;
 		}
 		if (strcmp(s->state, "running") != 0) {

@@ -109,6 +109,7 @@ def test_timeout_says_what_the_pool_looks_like(start):
                command=["sleep", "600"])
     wait_for(lambda: len(sv.workers("booting")) == 1, what="1 booting")
     r = client(sv, "3", "--timeout", "1", "--json")
+    assert r.stdout.strip(), f"no JSON outcome (exit {r.returncode}): {r.stderr}"
     j = json.loads(r.stdout)
     assert r.returncode == 1 and j["result"] == "timeout", r.stdout + r.stderr
     assert j["booting"] == 3 and j["ready"] == 0 and 1000 <= j["waited_ms"] < 3000
