@@ -573,6 +573,15 @@ int control_client_ask(int fd, const char *path, const char *req, char **ret, si
 	return read_all(fd, path, ret, ret_len);
 }
 
+int control_client_timeout(const char *name, const char *value, uint64_t *ret_ms)
+{
+	if (parse_duration_ms(value, ret_ms) == 0)
+		return 0;
+	fprintf(stderr, "%s: --timeout '%s': not a duration (5, 0.5, 250ms; 0: no limit)\n", name,
+		value);
+	return -EINVAL;
+}
+
 int status_main(int argc, char **argv)
 {
 	const char *control = NULL;
@@ -594,13 +603,8 @@ int status_main(int argc, char **argv)
 			 strncmp(argv[i], "--timeout=", 10) == 0) {
 			const char *v = argv[i][9] == '=' ? argv[i] + 10 : argv[++i];
 
-			if (parse_duration_ms(v, &client_timeout_ms) < 0) {
-				fprintf(stderr,
-					"%s: --timeout '%s': not a duration (5, 0.5, "
-					"250ms; 0: no limit)\n",
-					client_name, v);
+			if (control_client_timeout(client_name, v, &client_timeout_ms) < 0)
 				return EXIT_USAGE;
-			}
 		} else {
 			fprintf(stderr,
 				"%s: unknown argument '%s'\n"

@@ -28,6 +28,9 @@ int control_connect_to(const char *path);
  * messages): an fd, or -1 said on stderr; and a request sent and its whole answer read:
  * 0 with *ret malloc'd and NUL-terminated, or -1 said. */
 void control_client_begin(const char *name, uint64_t timeout_ms);
+/* --timeout's value, read as every client command reads it: 0, or -EINVAL said on
+ * stderr with name first. */
+int control_client_timeout(const char *name, const char *value, uint64_t *ret_ms);
 int control_client_remaining_ms(void);
 int control_client_connect(const char *control, char *path, size_t len);
 int control_client_ask(int fd, const char *path, const char *req, char **ret, size_t *ret_len);

@@ -204,11 +204,7 @@ int workers_main(int argc, char **argv)
 			 strncmp(argv[i], "--timeout=", 10) == 0) {
 			const char *v = argv[i][9] == '=' ? argv[i] + 10 : argv[++i];
 
-			if (parse_duration_ms(v, &timeout_ms) < 0) {
-				fprintf(stderr,
-					NAME ": --timeout '%s': not a duration (5, 0.5, 250ms; "
-					     "0: no limit)\n",
-					v);
+			if (control_client_timeout(NAME, v, &timeout_ms) < 0) {
 				free(s);
 				return EXIT_USAGE;
 			}

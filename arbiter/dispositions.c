@@ -489,13 +489,8 @@ int signals_main(int argc, char **argv)
 			   strncmp(argv[i], "--timeout=", 10) == 0) {
 			const char *v = argv[i][9] == '=' ? argv[i] + 10 : argv[++i];
 
-			if (parse_duration_ms(v, &timeout_ms) < 0) {
-				fprintf(stderr,
-					"sigvisor signals: --timeout '%s': not a duration (5, 0.5, "
-					"250ms; 0: no limit)\n",
-					v);
+			if (control_client_timeout("sigvisor signals", v, &timeout_ms) < 0)
 				return EXIT_USAGE;
-			}
 		} else {
 			fprintf(stderr,
 				"sigvisor signals: unknown argument '%s'\n"

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "json.h"
+#include "timeutil.h"
 #include "safefile.h"
 
 /* Longest line written: a message is cut at 2 KiB before escaping, so the worst case
@@ -309,24 +310,17 @@ void log_flush(void)
 
 void log_flush_for(unsigned timeout_ms)
 {
-	struct timespec start, now;
+	uint64_t deadline = now_ms() + timeout_ms, now;
 
 	if (nb.mode == NB_OFF)
 		return;
-	clock_gettime(CLOCK_MONOTONIC, &start);
 	for (;;) {
 		struct pollfd pfd = {.fd = log_pending_fd(), .events = POLLOUT};
-		long waited;
 
 		log_flush();
-		if (!log_pending())
+		if (!log_pending() || (now = now_ms()) >= deadline)
 			return;
-		clock_gettime(CLOCK_MONOTONIC, &now);
-		waited = (now.tv_sec - start.tv_sec) * 1000 +
-			 (now.tv_nsec - start.tv_nsec) / 1000000;
-		if (waited >= (long)timeout_ms)
-			return;
-		(void)poll(&pfd, 1, (int)((long)timeout_ms - waited));
+		(void)poll(&pfd, 1, (int)(deadline - now));
 	}
 }
 
