@@ -189,6 +189,9 @@ def test_refused_control_clients_are_logged_once_a_second_with_a_count(start, tm
 LEAVES = r'''
 import os, signal, sys, time
 out = sys.argv[1]
+# Each child says it is ready only once its SIGTERM disposition is set: a TERM that
+# came before would find the default and prove nothing about the arbiter.
+ready_r, ready_w = os.pipe()
 def child(ignore, mark=None):
     pid = os.fork()
     if pid:
@@ -200,24 +203,27 @@ def child(ignore, mark=None):
             open(mark, "w").close()
             os._exit(0)
         signal.signal(signal.SIGTERM, leave)
+    os.write(ready_w, str(os.getpid()).encode() + b"\n")
     while True:
         time.sleep(60)
+def ready(pid):
+    line = b""
+    while not line.endswith(b"\n"):
+        line += os.read(ready_r, 1)
+    assert int(line) == pid, (line, pid)
 stubborn = child(True)
-r, w = os.pipe()
+ready(stubborn)
 mid = os.fork()
 if mid == 0:
-    os.close(r)
-    g = os.fork()
-    if g == 0:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        while True:
-            time.sleep(60)
-    os.write(w, str(g).encode())
+    child(True)
     os._exit(0)
-os.close(w)
-orphan = int(os.read(r, 32))
 os.waitpid(mid, 0)
+line = b""
+while not line.endswith(b"\n"):
+    line += os.read(ready_r, 1)
+orphan = int(line)
 polite = child(False, out + ".termed")
+ready(polite)
 with open(out + ".tmp", "w") as f:
     f.write(f"{stubborn} {orphan} {polite}\n")
 os.rename(out + ".tmp", out)
