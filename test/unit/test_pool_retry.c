@@ -21,57 +21,13 @@
 #include <cmocka.h>
 
 #include "fake_kernel.h"
-#include "pool.h"
-#include "spawn.h"
-
-pid_t __wrap_spawn_process(int *ret_pidfd);
-pid_t __wrap_spawn_process(int *ret_pidfd)
-{
-	return fake_spawn(ret_pidfd);
-}
-
-static struct {
-	int fatal_status;
-	unsigned trial_failures;
-	char trial_why[256];
-	unsigned spawns;
-} up;
-
-static struct pool pool;
-static struct loop loop = {.backend = &fake_backend};
-static struct notify notify;
-
-static int hook_spawn(void *ctx, unsigned id, unsigned generation, char *notify_env, pid_t *ret_pid,
-		      int *ret_pidfd)
-{
-	pid_t pid;
-
-	(void)ctx;
-	(void)id;
-	(void)generation;
-	(void)notify_env;
-	up.spawns++;
-	pid = spawn_process(ret_pidfd);
-	if (pid < 0)
-		return -errno;
-	*ret_pid = pid;
-	return 0;
-}
-
-static void hook_fatal(void *ctx, int status)
-{
-	(void)ctx;
-	up.fatal_status = status;
-}
+#include "fake_pool.h"
 
 /* What reload_abort() does to the pool: the old generation is current again. */
 static unsigned old_generation;
 
-static void hook_trial_failed(void *ctx, const char *why)
+static void abort_reload(void)
 {
-	(void)ctx;
-	up.trial_failures++;
-	snprintf(up.trial_why, sizeof(up.trial_why), "%s", why);
 	for (size_t i = 0; i < pool.n; i++)
 		if (pool.workers[i]->generation == pool.generation &&
 		    worker_is_alive(pool.workers[i]))
@@ -82,70 +38,11 @@ static void hook_trial_failed(void *ctx, const char *why)
 	pool.spawn_failures = 0;
 }
 
-static void hook_old_retiring(void *ctx)
-{
-	(void)ctx;
-}
-
-static const struct pool_hooks hooks = {
-	.spawn = hook_spawn,
-	.fatal = hook_fatal,
-	.trial_failed = hook_trial_failed,
-	.old_retiring = hook_old_retiring,
-};
-
-static void start(unsigned target, bool wait_notify)
-{
-	struct pool_config cfg = {
-		.graceful_timeout_ms = 30000,
-		.ready_timeout_ms = 5000,
-		.wait_notify = wait_notify,
-		.notify_uid = (uid_t)-1,
-		.notify_gid = (gid_t)-1,
-	};
-
-	memset(&up, 0, sizeof(up));
-	watched = 0;
-	pool_init(&pool, target, &loop, &notify, &hooks);
-	pool_configure(&pool, &cfg);
-	pool_reconcile(&pool);
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	pool_free(&pool);
-	fake_reset();
-	return 0;
-}
-
-static struct worker *worker_in_slot(unsigned id, unsigned generation)
-{
-	for (size_t i = 0; i < pool.n; i++)
-		if (pool.workers[i]->id == id && pool.workers[i]->generation == generation &&
-		    worker_is_alive(pool.workers[i]))
-			return pool.workers[i];
-	return NULL;
-}
-
-static void exits(struct worker *w, int code, int status)
-{
-	fake_exit(w->pid, code, status);
-	pool_reap_worker(&pool, w);
-	pool_gc(&pool);
-}
-
-static void ready(struct worker *w)
-{
-	struct notify_msg m = {.ready = true};
-
-	pool_notify(&pool, w, &m, clock_ms);
-}
-
 /* A reload, as reload.c starts one. */
 static void begin_reload(void)
 {
 	old_generation = pool.generation;
+	on_trial_failed = abort_reload;
 	pool.trial = true;
 	pool.generation = ++pool.max_generation;
 	pool.spawn_failures = 0;
