@@ -12,7 +12,7 @@ import signal
 
 import pytest
 
-from conftest import alive, run_sigvisor, wait_for
+from conftest import alive, proc_status, run_sigvisor, wait_for
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WORKERS = os.path.join(HERE, "workers")
@@ -122,6 +122,49 @@ def test_gunicorn_preload_workers_die_on_usr2(start):
     os.kill(victim, signal.SIGUSR2)
     wait_for(lambda: not alive(victim), what="the gunicorn worker to die of USR2")
     assert alive(master)
+
+
+@pytest.mark.skipif(not shutil.which("gunicorn"), reason="gunicorn is not installed")
+@pytest.mark.parametrize("hook,usr2", [("post_fork", "default: kills"),
+                                       ("post_worker_init", "handler")])
+def test_gunicorn_post_fork_is_too_early_post_worker_init_is_not(start, hook, usr2):
+    """The advice for the preload trap is to register the handler again in post_fork.
+    In gunicorn (20.1) post_fork runs in the worker before init_signals, which resets
+    USR2: the handler is gone again. post_worker_init runs after it and keeps it. What
+    README.md's walk-through says, as `sigvisor signals` shows it."""
+    sv = start("-w", "1", "--ready-mode", "auto", "--graceful-timeout", "5",
+               env={"PRELOAD_HOOK": hook},
+               command=[shutil.which("gunicorn"), "-c",
+                        os.path.join(WORKERS, "preload_hooks.py"), "-w", "2",
+                        "--chdir", WORKERS, "preload_app:app"])
+    master = sv.wait_workers(1, "ready")[0]["pid"]
+
+    def workers_set_up():
+        kids = [p for p in signals_json(sv) if p["parent"] == master]
+        if len(kids) == 2 and all(k["signals"].get("ABRT") == "handler" for k in kids):
+            return kids
+        return None
+    kids = wait_for(workers_set_up, timeout=30, what="gunicorn's workers set up")
+    if usr2 == "handler":
+        # post_worker_init runs after the app is loaded: wait until it has run too.
+        kids = wait_for(lambda: (lambda ks: ks if all(
+            k["signals"]["USR2"] == "handler" for k in ks) else None)(workers_set_up()),
+            timeout=30, what="post_worker_init to run")
+    for k in kids:
+        assert k["signals"]["USR2"] == usr2, k
+    victim = kids[0]["pid"]
+    os.kill(victim, signal.SIGUSR2)
+    if usr2 == "handler":
+        bit = 1 << (signal.SIGUSR2 - 1)
+
+        def taken():  # no longer pending: delivered, to its handler
+            st = proc_status(victim)
+            return st is None or not (int(st["SigPnd"], 16) | int(st["ShdPnd"], 16)) & bit
+        wait_for(taken, what="the USR2 to be taken")
+        assert alive(victim)
+        assert victim in {p["pid"] for p in signals_json(sv)}
+    else:
+        wait_for(lambda: not alive(victim), what="the gunicorn worker to die of USR2")
 
 
 def test_builtin_worker_blocks_what_it_reads_from_its_signalfd(start):
