@@ -373,7 +373,11 @@ static uint64_t arrival_ms(const struct timespec *real)
  * --notify-access all, where systemd-notify or any child of a worker may speak for it.
  * The sender is alive while we read: sd_notify_barrier() waits for our answer, and a
  * plain sd_notify() that exited first is simply not believed. */
-static bool descends_from(pid_t pid, pid_t ancestor)
+enum lineage { LINEAGE_NO, LINEAGE_YES, LINEAGE_GONE };
+
+/* Whether pid descends from ancestor, by the parent pids in /proc; LINEAGE_GONE when
+ * pid itself has exited and been reaped before we could look. */
+static enum lineage descends_from(pid_t pid, pid_t ancestor)
 {
 	for (int depth = 0; depth < 64 && pid > 1; depth++) {
 		char path[64], buf[512];
@@ -384,21 +388,40 @@ static bool descends_from(pid_t pid, pid_t ancestor)
 		snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
 		fd = open(path, O_RDONLY | O_CLOEXEC);
 		if (fd < 0)
-			return false;
+			return depth == 0 && errno == ENOENT ? LINEAGE_GONE : LINEAGE_NO;
 		len = read(fd, buf, sizeof(buf) - 1);
 		close(fd);
 		if (len <= 0)
-			return false;
+			return LINEAGE_NO;
 		buf[len] = '\0';
 		/* "pid (comm) state ppid ...": comm may hold anything, even ") " */
 		paren = strrchr(buf, ')');
 		if (!paren || sscanf(paren + 1, " %*c %d", &ppid) != 1)
-			return false;
+			return LINEAGE_NO;
 		if (ppid == ancestor)
-			return true;
+			return LINEAGE_YES;
 		pid = ppid;
 	}
-	return false;
+	return LINEAGE_NO;
+}
+
+/* --notify-access all: a process of the worker's tree may speak for it. One that sent
+ * and exited at once (systemd-notify --no-block; any sender whose parent reaped it
+ * before we read) has no /proc left to trace: the kernel's word at receipt is its uid
+ * (SCM_CREDENTIALS), and the worker's own socket is reachable only by the worker's
+ * uid and root (its directory is theirs). A sender of the worker's uid is then one
+ * that could trace the worker anyway: believed. */
+static bool tree_member(const struct ucred *cred, const struct notify_sender *from)
+{
+	switch (descends_from(cred->pid, from->pid)) {
+	case LINEAGE_YES:
+		return true;
+	case LINEAGE_GONE:
+		return cred->uid == from->uid;
+	case LINEAGE_NO:
+	default:
+		return false;
+	}
 }
 
 void notify_read(struct notify *n, int fd, const struct notify_sender *from, notify_fn on_msg,
@@ -446,8 +469,8 @@ void notify_read(struct notify *n, int fd, const struct notify_sender *from, not
 		 * releases its sender (systemd-notify), which may then exit before its
 		 * process tree could be looked at. */
 		believed = cred && !(msg.msg_flags & MSG_TRUNC) &&
-			   (cred->pid == from->pid || (from->access == NOTIFY_ACCESS_ALL &&
-						       descends_from(cred->pid, from->pid)));
+			   (cred->pid == from->pid ||
+			    (from->access == NOTIFY_ACCESS_ALL && tree_member(cred, from)));
 		/* fd passing (FDSTORE) is not supported: close what came, which is also
 		 * what answers a BARRIER=1. */
 		if (rights)

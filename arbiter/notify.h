@@ -78,6 +78,7 @@ struct notify_sender {
 	pid_t pid;
 	unsigned id;
 	enum notify_access access;
+	uid_t uid; /* the uid the worker runs as */
 };
 
 /* One datagram read: believed (sent by from->pid, or with --notify-access all by a

@@ -769,7 +769,9 @@ static bool on_notify(void *ctx, const struct notify_msg *m, bool believed, uint
 void pool_drain_notify(struct pool *p, struct worker *w)
 {
 	struct notify_read_ctx c = {p, w};
-	struct notify_sender from = {w->pid, w->id, p->cfg.notify_access};
+	struct notify_sender from = {w->pid, w->id, p->cfg.notify_access,
+				     p->cfg.notify_uid == (uid_t)-1 ? geteuid()
+								    : p->cfg.notify_uid};
 
 	if (w->notify_src.fd >= 0 && worker_is_alive(w))
 		notify_read(p->notify, w->notify_src.fd, &from, on_notify, &c);
@@ -785,7 +787,8 @@ void pool_watch_notify(struct pool *p)
 {
 	for (size_t i = 0; i < p->n; i++) {
 		struct worker *w = p->workers[i];
-		bool want = (w->state == WORKER_BOOTING || now_ms() < w->notify_linger_ms) &&
+		bool want = (w->state == WORKER_BOOTING || p->cfg.notify_watch_always ||
+			     now_ms() < w->notify_linger_ms) &&
 			    w->notify_src.fd >= 0;
 		int r;
 

@@ -70,6 +70,11 @@ struct pool_config {
 	bool wait_notify;	   /* ready on READY=1; else once started */
 	bool wait_serving;	   /* else once seen serving (serving.h), or ready_timeout_ms */
 	enum notify_access notify_access;
+	/* Read the notify sockets for the workers' whole lives, each datagram as it comes:
+	 * a program we did not write may send a BARRIER=1 (systemd-notify --status) at
+	 * any time, and its sender waits on it. The built-in worker sends none after its
+	 * READY=1, so its pings are read only at deadlines, without a wake-up each. */
+	bool notify_watch_always;
 	uid_t notify_uid; /* owner of the workers' notify sockets ((uid_t)-1: ours) */
 	gid_t notify_gid;
 };
@@ -139,7 +144,7 @@ int pool_adopt(struct pool *p, struct worker *w);
 void pool_drain_notify(struct pool *p, struct worker *w);
 void pool_drain_all_notify(struct pool *p);
 /* Watch the notify sockets of booting workers (and of one that just said READY=1), and
- * only those: a ping then costs no wake-up (notify.h). */
+ * only those, unless cfg.notify_watch_always: a ping then costs no wake-up (notify.h). */
 void pool_watch_notify(struct pool *p);
 /* A notify datagram of worker w, parsed (m->status points into the datagram). */
 void pool_notify(struct pool *p, struct worker *w, const struct notify_msg *m, uint64_t arrived_ms);

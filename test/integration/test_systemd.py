@@ -149,3 +149,50 @@ def test_a_watchdog_meant_for_another_pid_is_left_alone(start, tmpdir_short):
         up.recv(4096)
     assert "our supervisor's watchdog" not in sv.text()
     up.close()
+
+
+def test_systemd_notify_status_long_after_ready_passes_its_barrier(start, tmpdir_short):
+    """systemd-notify --status waits on a barrier by default. After READY=1 a worker's
+    socket stays read as long as it lives: each later systemd-notify returns at once
+    and succeeds, and each STATUS= is shown. The worker waits 1.5 s between them, past
+    the moment the socket used to be left unread."""
+    out = os.path.join(tmpdir_short, "statuses")
+    script = ("systemd-notify --ready || exit 1; for i in 1 2 3; do sleep 1.5; "
+              "t0=$(date +%s%N); systemd-notify --status=\"step $i\"; rc=$?; "
+              f"echo $i $rc $(( ($(date +%s%N) - t0) / 1000000 )) >> {out}; done; "
+              f"mv {out} {out}.done; exec sleep 600")
+    sv = start("-w", "1", "--ready-mode", "notify", "--notify-access", "all",
+               "--ready-timeout", "20", command=["sh", "-c", script])
+    sv.wait_workers(1)
+    wait_for(lambda: os.path.exists(out + ".done"), timeout=30, what="three statuses sent")
+    rows = [line.split() for line in open(out + ".done").read().splitlines()]
+    assert [r[0] for r in rows] == ["1", "2", "3"]
+    for i, rc, ms in rows:
+        assert rc == "0", f"systemd-notify --status 'step {i}' failed (barrier timed out?)"
+        assert int(ms) < 3000, f"systemd-notify --status 'step {i}' took {ms} ms"
+    assert sv.workers()[0]["status"] == "step 3"
+    assert sv.status()["counters"]["notify_rejected"] == 0
+
+
+@pytest.mark.parametrize("user", [None, "nobody"])
+def test_status_from_a_sender_that_already_exited_is_believed(start, tmpdir_short, user):
+    """systemd-notify --no-block sends and exits at once; its shell reaps it before the
+    arbiter reads. With --notify-access all its STATUS= still counts for the worker:
+    it came on that worker's own socket, from the worker's uid (SCM_CREDENTIALS)."""
+    os.chmod(tmpdir_short, 0o777)
+    out = os.path.join(tmpdir_short, "sent")
+    # Each systemd-notify is reaped (wait) before the next is started: by the time
+    # the arbiter reads, none of their pids is left in /proc.
+    script = ("systemd-notify --ready --no-block; wait; for i in 1 2 3 4 5; do "
+              "systemd-notify --no-block --status=\"gone $i\"; done; "
+              f"touch {out}; exec sleep 600")
+    args = ["-w", "1", "--ready-mode", "notify", "--notify-access", "all",
+            "--ready-timeout", "20"]
+    if user:
+        args += ["--user", user, "--group", "nogroup"]
+    sv = start(*args, command=["sh", "-c", script])
+    sv.wait_workers(1)
+    wait_for(lambda: os.path.exists(out), what="the statuses sent")
+    wait_for(lambda: sv.workers()[0]["status"] == "gone 5", what="the last status shown")
+    assert sv.status()["counters"]["notify_rejected"] == 0
+    assert "not that worker" not in sv.text()
