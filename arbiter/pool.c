@@ -226,7 +226,14 @@ static void worker_exited(struct pool *p, struct worker *w, const siginfo_t *si)
 			   w->id, w->pid, w->generation, si->si_status, (double)up / 1000.0,
 			   asked ? "" : ", unexpectedly");
 	} else {
-		p->exited_signal++;
+		/* Died of the very signal it was sent to stop (puma re-raises TERM once
+		 * it has finished): a retirement, not a crash. A SIGKILL at the deadline
+		 * is neither; it is counted in `killed` too. */
+		if (asked && si->si_code == CLD_KILLED && si->si_status == w->stop_signal &&
+		    w->stop_signal != SIGKILL)
+			p->exited_retired++;
+		else
+			p->exited_signal++;
 		log_fields(asked && si->si_status == w->stop_signal ? LOG_LEVEL_INFO
 								    : LOG_LEVEL_WARN,
 			   LOG_FIELDS(LOG_INT("worker_id", w->id), LOG_INT("worker_pid", w->pid),

@@ -123,8 +123,9 @@ struct pool {
 	struct serving *serving;	 /* for wait_serving; NULL: none */
 	unsigned long long blocked_mask; /* the arbiter's SigBlk: a worker not yet exec'd */
 	/* counters for status */
-	uint64_t spawned, spawn_errors, exited, exited_clean, exited_error, exited_signal, killed,
-		replaced, boot_failures_total, orphans_reaped, reloads, reload_failures;
+	uint64_t spawned, spawn_errors, exited, exited_clean, exited_error, exited_signal,
+		exited_retired, killed, replaced, boot_failures_total, orphans_reaped, reloads,
+		reload_failures;
 };
 
 void pool_init(struct pool *p, unsigned target, struct loop *loop, struct notify *notify,

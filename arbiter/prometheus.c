@@ -67,10 +67,12 @@ static void render_pool(const struct arbiter *a, FILE *f)
 	value(f, "sigvisor_worker_spawn_errors_total", "counter",
 	      "Worker starts that failed before the worker ran (clone3 or exec).", p->spawn_errors);
 	family(f, "sigvisor_worker_exits_total", "counter",
-	       "Workers reaped, by cause: exit status 0, another status, or a signal.");
+	       "Workers reaped, by cause: exit status 0, another status, a signal, or the "
+	       "signal sent to stop them.");
 	labelled(f, "sigvisor_worker_exits_total", "cause", "clean", p->exited_clean);
 	labelled(f, "sigvisor_worker_exits_total", "cause", "error", p->exited_error);
 	labelled(f, "sigvisor_worker_exits_total", "cause", "signal", p->exited_signal);
+	labelled(f, "sigvisor_worker_exits_total", "cause", "retired", p->exited_retired);
 	value(f, "sigvisor_workers_killed_total", "counter",
 	      "Workers sent SIGKILL after a timeout (graceful, ready or watchdog).", p->killed);
 	value(f, "sigvisor_workers_replaced_total", "counter",

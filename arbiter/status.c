@@ -61,6 +61,7 @@ static void json_counters(const struct arbiter *a, FILE *f)
 		{"exited_clean", p->exited_clean},
 		{"exited_error", p->exited_error},
 		{"exited_signal", p->exited_signal},
+		{"exited_retired", p->exited_retired},
 		{"killed", p->killed},
 		{"replaced", p->replaced},
 		{"boot_failures", p->boot_failures_total},
@@ -242,9 +243,11 @@ static void render_text(struct arbiter *a, FILE *f, uint64_t now)
 		fprintf(f, "  %-4u %-8d %-4u %-9s %-8s %s\n", w->id, (int)w->pid, w->generation,
 			worker_state_name(w->state), up, w->status);
 	}
-	fprintf(f, "spawned %llu, exited %llu (clean %llu, error %llu, signal %llu), killed %llu\n",
+	fprintf(f,
+		"spawned %llu, exited %llu (clean %llu, error %llu, signal %llu, retired by their "
+		"stop signal %llu), killed %llu\n",
 		(ull)p->spawned, (ull)p->exited, (ull)p->exited_clean, (ull)p->exited_error,
-		(ull)p->exited_signal, (ull)p->killed);
+		(ull)p->exited_signal, (ull)p->exited_retired, (ull)p->killed);
 	fprintf(f, "boot failures %llu, orphans reaped %llu, reloads %llu (failed %llu)\n",
 		(ull)p->boot_failures_total, (ull)p->orphans_reaped, (ull)p->reloads,
 		(ull)p->reload_failures);

@@ -375,6 +375,7 @@ static int write_state(struct arbiter *a, FILE *f, enum probes_handover *ret_bpf
 		.exited_clean = p->exited_clean,
 		.exited_error = p->exited_error,
 		.exited_signal = p->exited_signal,
+		.exited_retired = p->exited_retired,
 		.killed = p->killed,
 		.replaced = p->replaced,
 		.boot_failures_total = p->boot_failures_total,
@@ -744,6 +745,7 @@ int upgrade_adopt_sockets(struct arbiter *a, int fd, char *err, size_t errlen)
 	a->pool.exited_clean = num.exited_clean;
 	a->pool.exited_error = num.exited_error;
 	a->pool.exited_signal = num.exited_signal;
+	a->pool.exited_retired = num.exited_retired;
 	a->pool.killed = num.killed;
 	a->pool.replaced = num.replaced;
 	a->pool.boot_failures_total = num.boot_failures_total;

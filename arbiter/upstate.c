@@ -15,12 +15,24 @@ static const struct {
 	{                                                                                          \
 #field, offsetof(struct upstate_numbers, field)                                    \
 	}
-	C(spawned),	   C(spawn_errors),    C(exited),
-	C(exited_clean),   C(exited_error),    C(exited_signal),
-	C(killed),	   C(replaced),	       C(boot_failures_total),
-	C(orphans_reaped), C(reloads),	       C(reload_failures),
-	C(upgrades),	   C(upgrade_refused), C(upgrade_rollbacks),
+	C(spawned),
+	C(spawn_errors),
+	C(exited),
+	C(exited_clean),
+	C(exited_error),
+	C(exited_signal),
+	C(killed),
+	C(replaced),
+	C(boot_failures_total),
+	C(orphans_reaped),
+	C(reloads),
+	C(reload_failures),
+	C(upgrades),
+	C(upgrade_refused),
+	C(upgrade_rollbacks),
 	C(config_workers),
+	/* New names go last: version 1's line is the first 14, by position. */
+	C(exited_retired),
 #undef C
 };
 

@@ -21,8 +21,9 @@
 
 struct upstate_numbers {
 	uint64_t started_ms; /* the first image's start: an upgrade keeps it */
-	uint64_t spawned, spawn_errors, exited, exited_clean, exited_error, exited_signal, killed,
-		replaced, boot_failures_total, orphans_reaped, reloads, reload_failures;
+	uint64_t spawned, spawn_errors, exited, exited_clean, exited_error, exited_signal,
+		exited_retired, killed, replaced, boot_failures_total, orphans_reaped, reloads,
+		reload_failures;
 	uint64_t upgrades, upgrade_refused, upgrade_rollbacks;
 	/* Not a counter: the configuration's workers (--workers, the config file), which
 	 * the pool's target may differ from (TTIN/TTOU, `sigvisor workers`). */
