@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -27,6 +28,9 @@ static const char *log_ident = "sigvisor";
 static enum log_format log_format_ = LOG_FORMAT_TEXT;
 static enum log_level log_max = LOG_LEVEL_INFO;
 static int log_file_fd = -1;
+/* stderr is journald's stream (JOURNAL_STREAM names it): journald stamps each line
+ * itself and reads a "<N>" priority prefix (sd-daemon(3)). */
+static bool log_journal;
 
 /* Non-blocking mode (the arbiter's, log_nonblocking()): lines the log cannot take now
  * wait in a bounded queue, oldest dropped first. How the fd is written without ever
@@ -60,11 +64,27 @@ static const char *const level_names[] = {
 	[LOG_LEVEL_DEBUG] = "debug",
 };
 
+/* JOURNAL_STREAM is "DEV:INO" of the stream systemd connected stderr to; a process
+ * that inherited the variable but not the stream (stderr redirected) does not match. */
+static bool stderr_is_journal(void)
+{
+	const char *js = getenv("JOURNAL_STREAM");
+	unsigned long long dev, ino;
+	struct stat st;
+	int k = 0;
+
+	if (!js || sscanf(js, "%llu:%llu%n", &dev, &ino, &k) != 2 || js[k] ||
+	    fstat(STDERR_FILENO, &st) < 0)
+		return false;
+	return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
+
 void log_setup(const char *ident, enum log_format format, enum log_level max_level)
 {
 	log_ident = ident;
 	log_format_ = format;
 	log_max = max_level;
+	log_journal = stderr_is_journal();
 }
 
 int log_open(const char *path)
@@ -418,12 +438,35 @@ static void format_json(struct out *o, const char *stamp, enum log_level level, 
 static size_t format_line(char *line, size_t size, enum log_level level,
 			  const struct log_field *fields, size_t n_fields, const char *msg)
 {
+	static const char prio[] = {[LOG_LEVEL_ERROR] = '3',
+				    [LOG_LEVEL_WARN] = '4',
+				    [LOG_LEVEL_INFO] = '6',
+				    [LOG_LEVEL_DEBUG] = '7'};
+	bool journal = log_journal && log_file_fd < 0;
 	char stamp[40];
 	struct timespec ts;
 	struct tm tm;
 	size_t len;
 	int n;
 
+	if (journal && size > 3) {
+		/* "<N>" first; the rest of the line as usual, without our timestamp. */
+		line[0] = '<';
+		line[1] = prio[level];
+		line[2] = '>';
+		if (log_format_ != LOG_FORMAT_JSON) {
+			n = snprintf(line + 3, size - 3, "%s[%d] %s: %s\n", log_ident,
+				     (int)getpid(), level_names[level], msg);
+			len = 3 + (size_t)n;
+			if (len > size - 1) {
+				len = size - 1;
+				line[len - 1] = '\n';
+			}
+			return len;
+		}
+		line += 3;
+		size -= 3;
+	}
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
 	n = (int)strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
@@ -433,7 +476,7 @@ static size_t format_line(char *line, size_t size, enum log_level level,
 		struct out o = {.buf = line, .size = size - 2};
 
 		format_json(&o, stamp, level, msg, fields, n_fields);
-		len = o.len;
+		len = o.len + (journal ? 3 : 0);
 	} else {
 		/* Fields are for machines; the text line says the same in words. */
 		n = snprintf(line, size, "%s %s[%d] %s: %s\n", stamp, log_ident, (int)getpid(),
