@@ -561,7 +561,13 @@ int arbiter_main(int argc, char **argv)
 		r = options_load(settings, argc, argv, getenv("SIGVISOR_ARGS"), err, sizeof(err));
 	}
 	if (r < 0) {
-		fprintf(stderr, "sigvisor: %s\n", err);
+		if (options_json_wanted(settings, argc, argv, getenv("SIGVISOR_ARGS"))) {
+			/* A log collector that parses JSON gets the usage error as JSON too. */
+			log_setup("sigvisor", LOG_FORMAT_JSON, LOG_LEVEL_INFO);
+			log_error("%s", err);
+		} else {
+			fprintf(stderr, "sigvisor: %s\n", err);
+		}
 		upgrade_rollback(a, err);
 		free_settings(settings);
 		return EXIT_USAGE;

@@ -141,6 +141,13 @@ int options_load(struct settings *s, int argc, char *const *argv, const char *en
 int options_load_read(struct settings *s, int argc, char *const *argv, const char *env,
 		      struct config_read *pre, char *err, size_t errlen);
 
+/* After a failed load, whether its error is to be a JSON line: the last --log-format
+ * (before "--") of the command line, else of SIGVISOR_ARGS (env), else what the sources
+ * applied before the failure (partial) said. Best effort: a config file's line after
+ * the failing one is not read. */
+bool options_json_wanted(const struct settings *partial, int argc, char *const *argv,
+			 const char *env);
+
 /* The config file options_load() would read (free it), or NULL: none, or the command
  * line or SIGVISOR_ARGS does not parse (the load says why). */
 char *options_config_path(int argc, char *const *argv, const char *env);

@@ -222,3 +222,37 @@ char *options_config_path(int argc, char *const *argv, const char *env)
 	settings_free(&s);
 	return path;
 }
+
+/* The last --log-format value of words[from..n) before "--". */
+static const char *last_log_format(int from, int n, char *const *words)
+{
+	const char *last = NULL;
+
+	for (int i = from; i < n && strcmp(words[i], "--") != 0; i++) {
+		if (strncmp(words[i], "--log-format=", 13) == 0)
+			last = words[i] + 13;
+		else if (strcmp(words[i], "--log-format") == 0 && i + 1 < n)
+			last = words[++i];
+	}
+	return last;
+}
+
+bool options_json_wanted(const struct settings *partial, int argc, char *const *argv,
+			 const char *env)
+{
+	const char *last = last_log_format(1, argc, argv); /* argv[0]: the program */
+	char err[16], **words;
+	bool json;
+	int n;
+
+	if (last)
+		return strcmp(last, "json") == 0;
+	if (env && (words = options_split_words(env, &n, err, sizeof(err)))) {
+		last = last_log_format(0, n, words);
+		json = last ? strcmp(last, "json") == 0 : false;
+		options_free_words(words);
+		if (last)
+			return json;
+	}
+	return partial->log_format == LOG_FORMAT_JSON;
+}

@@ -1,5 +1,6 @@
 """Bad input gets a clear error and the documented exit status; worker failures
 follow the exit statuses of doc/RUNBOOK.md without a fork storm."""
+import json
 import os
 import socket
 import time
@@ -31,6 +32,35 @@ def test_bad_input_exits_2_naming_the_problem(args, needle):
     r = run_sigvisor(*args)
     assert r.returncode == 2, (r.returncode, r.stderr)
     assert needle in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("args,env,conf", [
+    (["--log-format", "json", "--wokers", "2"], None, None),
+    (["--wokers", "2", "--log-format=json"], None, None),  # after the bad word too
+    (["--wokers", "2"], {"SIGVISOR_ARGS": "--log-format json"}, None),
+    ([], None, "log-format = json\nworkers = x\n"),  # the config file's own error
+    (["--", "/nonexistent/app"], {"SIGVISOR_ARGS": "--log-format=json"}, None),
+])
+def test_usage_errors_are_json_when_json_is_asked_for(tmp_path, args, env, conf):
+    """--log-format json: the usage or config error (exit 2) is a JSON line like every
+    other line, for a log collector that parses JSON."""
+    if conf is not None:
+        (tmp_path / "c.conf").write_text(conf)
+        args = ["-c", str(tmp_path / "c.conf")] + args
+    r = run_sigvisor(*args, env=env)
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1, r.stderr
+    j = json.loads(lines[0])
+    assert (j["level"], j["ident"]) == ("error", "sigvisor"), j
+    assert "wokers" in j["msg"] or "c.conf:2" in j["msg"] or "/nonexistent/app" in j["msg"], j
+
+
+def test_usage_errors_stay_text_when_the_command_line_says_text(tmp_path):
+    (tmp_path / "c.conf").write_text("log-format = json\nworkers = x\n")
+    r = run_sigvisor("-c", str(tmp_path / "c.conf"), "--log-format", "text")
+    assert r.returncode == 2
+    assert r.stderr.startswith("sigvisor: ") and "c.conf:2" in r.stderr, r.stderr
 
 
 def test_bad_sigvisor_args_exit_2():
