@@ -55,7 +55,8 @@ static const struct option_def option_defs[] = {
 	 "how long a new worker may take to send READY=1 (default 30)"},
 	{"ready-mode", 0, OPT_READY_MODE, OFF(ready_mode), 0, 0, false, "auto|notify|start",
 	 "when a new worker counts as ready: on READY=1 (notify), once started (start); auto: "
-	 "notify for the built-in worker, start for a COMMAND"},
+	 "notify for the built-in worker; for a COMMAND, READY=1 or once seen serving a "
+	 "listening socket, at the latest after --ready-timeout"},
 	{"notify-access", 0, OPT_NOTIFY_ACCESS, OFF(notify_access), 0, 0, false, "main|all",
 	 "whose sd_notify messages count for a worker: its own process (main) or any process "
 	 "it started (all, for systemd-notify in a script) (default main)"},
