@@ -16,7 +16,10 @@ INSTALL_BIN ?= $(SIGVISOR)
 # checkout must not report that one's commit. --no-optional-locks: make may run while
 # someone commits in the same tree, and must never take index.lock from under them.
 # Untracked files do not count as dirty, as with `git describe --dirty`.
-GIT := git --no-optional-locks
+# safe.directory: a container build copies the tree in owned by another uid, and git
+# would refuse to read it. `make SIGVISOR_GIT_REV=abc1234` names it where there is no
+# .git at all (scripts/k8s/Dockerfile's build argument).
+GIT := git --no-optional-locks -c safe.directory='*' 
 SIGVISOR_GIT_REV := $(or $(if $(wildcard .git),$(shell $(GIT) rev-parse --short=7 HEAD 2>/dev/null)),unknown)
 ifneq ($(SIGVISOR_GIT_REV),unknown)
 ifneq ($(shell $(GIT) status --porcelain --untracked-files=no 2>/dev/null | head -c1),)
