@@ -194,14 +194,28 @@ static char *ask(const char *control, char *path, size_t len, const char *req)
 	return ans;
 }
 
-/* The status, with the outcome id of key looked for: false said on stderr. */
+/* An answer "error: refused: WHY" as WHY in why (one line); false if it is not one. */
+static bool refusal(const char *ans, char *why, size_t len)
+{
+	const char *t = ans + 7;
+
+	if (strncmp(ans, "error: ", 7) != 0)
+		return false;
+	if (strncmp(t, "refused: ", 9) == 0)
+		t += 9;
+	snprintf(why, len, "%.*s", (int)strcspn(t, "\n"), t);
+	return true;
+}
+
+/* The status, with the outcome id of key looked for: false said on stderr, or when
+ * the arbiter refused us (another uid) and refused is given, why in it. */
 static bool look(const char *name, const char *control, char *path, size_t len, const char *key,
-		 unsigned long long id, struct seen *s)
+		 unsigned long long id, struct seen *s, char *refused, size_t refused_len)
 {
 	char *j = ask(control, path, len, "status json\n");
 	bool ok = j && parse_status(j, key, id, s);
 
-	if (j && !ok)
+	if (j && !ok && !(refused && refusal(j, refused, refused_len)))
 		fprintf(stderr, "%s: %s: %s", name, path,
 			strncmp(j, "error:", 6) == 0 ? j : "the status answer does not parse\n");
 	free(j);
@@ -347,8 +361,10 @@ int reload_main(int argc, char **argv)
 	control_client_begin(r.name, r.timeout_ms);
 	r.start = now_ms();
 	/* The arbiter as it is before: its pid (an upgrade keeps it). */
-	if (!look(r.name, control, path, sizeof(path), "reload_outcomes", 0, &last))
-		return EXIT_FATAL;
+	why[0] = '\0';
+	if (!look(r.name, control, path, sizeof(path), "reload_outcomes", 0, &last, why,
+		  sizeof(why)))
+		return why[0] ? outcome(&r, "refused", NULL, why) : EXIT_FATAL;
 	r.pid_before = last.pid;
 	/* The socket found is the one asked from now on. */
 	snprintf(found, sizeof(found), "%s", path);
@@ -357,11 +373,9 @@ int reload_main(int argc, char **argv)
 	if (!ans)
 		return EXIT_FATAL;
 	if (sscanf(ans, upgrade ? "ok upgrade %llu" : "ok reload %llu", &r.id) != 1) {
-		const char *t = strncmp(ans, "error: ", 7) == 0 ? ans + 7 : ans;
-
-		if (strncmp(t, "refused: ", 9) == 0)
-			t += 9;
-		snprintf(why, sizeof(why), "%.*s", (int)strcspn(t, "\n"), t);
+		if (!refusal(ans, why, sizeof(why)))
+			snprintf(why, sizeof(why), "an answer that is not a sigvisor's: %.*s",
+				 (int)strcspn(ans, "\n"), ans);
 		free(ans);
 		return outcome(&r, "refused", NULL, why);
 	}
@@ -374,7 +388,7 @@ int reload_main(int argc, char **argv)
 		/* The deadline spent waiting: what it looked like a moment ago. */
 		if (left == 0 && seen)
 			return timed_out(&r, &last);
-		if (!look(r.name, control, path, sizeof(path), key, want, &s)) {
+		if (!look(r.name, control, path, sizeof(path), key, want, &s, NULL, 0)) {
 			/* Said above on stderr; a look the deadline cut short is a timeout. */
 			if (seen && control_client_remaining_ms() == 0)
 				return timed_out(&r, &last);
