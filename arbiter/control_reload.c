@@ -414,7 +414,7 @@ int reload_main(int argc, char **argv)
 		}
 		if (s.oldest > want) {
 			snprintf(why, sizeof(why),
-				 "%s #%llu: its outcome is no longer kept (%u newer ones since)",
+				 "%s #%llu: its outcome is no longer kept (only the last %d are)",
 				 r.reload ? "reload" : r.what, want, UPSTATE_OUTCOMES);
 			return outcome(&r, "error", &s, why);
 		}
