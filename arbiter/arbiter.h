@@ -29,6 +29,7 @@
 #include "pool.h"
 #include "signals.h"
 #include "spawn.h"
+#include "upstate.h"
 #include "version.h"
 
 /* USR2: upgrade the binary in place, keeping the PID (so it works as PID 1).
@@ -90,6 +91,10 @@ struct upgrade {
 	 * the first reload to tell a changed configuration from a pool resized since. */
 	unsigned config_workers;
 	bool config_workers_pending;
+	/* Every upgrade started is numbered (seq: the last one's), and how each ended is
+	 * kept for `sigvisor upgrade`, across the exec and a rollback too (upstate.h). */
+	uint64_t seq;
+	struct upstate_outcomes outcomes;
 };
 
 /* What a reload replaces, kept until the new generation has taken over (or restored
@@ -108,6 +113,10 @@ struct arbiter {
 	char **argv;
 	bool reloading;
 	bool reload_pending; /* a HUP came during a reload: one more follows it */
+	/* Every reload started is numbered (the last one's), and how each ended is kept
+	 * for `sigvisor reload` (upstate.h; handed over across a USR2). */
+	uint64_t reload_seq;
+	struct upstate_outcomes reload_outcomes;
 	/* A HUP's config file, read by a child while the loop goes on (options.h). */
 	struct config_read config_read;
 	struct source config_src; /* SOURCE_CONFIG_READ: fd >= 0 while reading */
@@ -212,6 +221,12 @@ void reload_check(struct arbiter *a);
 void reload_abort(struct arbiter *a, const char *why);
 void reload_discard(struct arbiter *a);
 
+/* reload.c: `sigvisor reload` from peer (control.h's reload): the number of the reload
+ * that will carry it (started now, or the one queued after the current one), or -1
+ * with why refused. */
+int64_t reload_request(struct arbiter *a, const struct control_peer *peer, char *why,
+		       size_t whylen);
+
 /* scale.c: `sigvisor workers N|+K|-K` from peer: the new target, or -1 with why
  * refused (control.h's set_workers). */
 int arbiter_set_workers(struct arbiter *a, const struct control_peer *peer,
@@ -230,6 +245,10 @@ extern const int arbiter_shown_signals[ARBITER_N_SHOWN];
 /* upgrade.c */
 /* USR2 */
 void upgrade_start(struct arbiter *a);
+/* `sigvisor upgrade` from peer (control.h's upgrade): the number of the upgrade started
+ * (or to start once the reload in progress is over), or -1 with why refused. */
+int64_t upgrade_request(struct arbiter *a, const struct control_peer *peer, char *why,
+			size_t whylen);
 /* The --check child exited (its pidfd is readable), or SIGCHLD named its pid. */
 void upgrade_check_done(struct arbiter *a);
 /* The check's deadline passed. */

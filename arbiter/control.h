@@ -11,7 +11,8 @@
  *
  * The server's transport is control.c, the requests and what they answer control_cmd.c
  * (new commands go there), the clients control_client.c (`sigvisor status`, and what
- * every client shares) and control_workers.c (`sigvisor workers`), the default place of the
+ * every client shares), control_workers.c (`sigvisor workers`) and control_reload.c
+ * (`sigvisor reload` and `sigvisor upgrade`), the default place of the
  * socket and connecting to one control_path.c. */
 #pragma once
 
@@ -49,6 +50,8 @@ enum control_request {
 	CONTROL_STATUS_JSON, /* "status json" */
 	CONTROL_EVENTS,	     /* "events": follow the probes' events live */
 	CONTROL_WORKERS,     /* "workers N", "workers +K", "workers -K" */
+	CONTROL_RELOAD,	     /* "reload": as HUP, answered with the reload's number */
+	CONTROL_UPGRADE,     /* "upgrade": as USR2, answered with the upgrade's number */
 	CONTROL_REQUEST_MAX,
 };
 
@@ -77,6 +80,11 @@ struct control_view {
 	 * the pool's new target (> 0), or -1 with why refused. */
 	int (*set_workers)(void *ctx, const struct control_peer *peer,
 			   const struct control_workers *req, char *why, size_t whylen);
+	/* "reload" / "upgrade", asked by peer (already checked): the number of the reload
+	 * or upgrade that carries it (its outcome shows in "status json" under that
+	 * number), or -1 with why refused. */
+	int64_t (*reload)(void *ctx, const struct control_peer *peer, char *why, size_t whylen);
+	int64_t (*upgrade)(void *ctx, const struct control_peer *peer, char *why, size_t whylen);
 };
 
 struct control {
@@ -150,3 +158,5 @@ void control_event(struct control *c, const char *line);
 int status_main(int argc, char **argv);
 /* `sigvisor workers [N|+K|-K] [--json] [--control PATH] [--timeout S]` */
 int workers_main(int argc, char **argv);
+/* `sigvisor reload|upgrade [--json] [--control PATH] [--timeout S]` (control_reload.c) */
+int reload_main(int argc, char **argv);

@@ -23,6 +23,10 @@ enum control_request control_parse_request(const char *line)
 		return CONTROL_EVENTS;
 	if (control_parse_workers(line, &(struct control_workers){0}))
 		return CONTROL_WORKERS;
+	if (strcmp(line, "reload") == 0)
+		return CONTROL_RELOAD;
+	if (strcmp(line, "upgrade") == 0)
+		return CONTROL_UPGRADE;
 	return CONTROL_UNKNOWN;
 }
 
@@ -56,6 +60,10 @@ const char *control_request_name(enum control_request r)
 		return "events";
 	case CONTROL_WORKERS:
 		return "workers";
+	case CONTROL_RELOAD:
+		return "reload";
+	case CONTROL_UPGRADE:
+		return "upgrade";
 	case CONTROL_UNKNOWN:
 	case CONTROL_REQUEST_MAX:
 		break;
@@ -138,6 +146,29 @@ static int workers(struct control *c, struct control_conn *cc, const char *line)
 	return answer(cc, "ok target %d\n", r);
 }
 
+/* "reload", "upgrade": as "workers", only root or our own uid; the view starts it and
+ * says its number, which the client then looks for in "status json". */
+static int reload_or_upgrade(struct control *c, struct control_conn *cc, bool upgrade)
+{
+	const char *what = upgrade ? "upgrade" : "reload";
+	struct control_peer peer;
+	char why[256];
+	int64_t id;
+	int r = peer_of(cc, &peer);
+
+	if (r < 0)
+		return answer(cc, "error: refused: cannot tell who asks: %s\n", strerror(-r));
+	if (peer.uid != 0 && peer.uid != (unsigned)geteuid())
+		return answer(cc,
+			      "error: refused: not allowed: uid %u is neither root nor the "
+			      "arbiter's uid (%u)\n",
+			      peer.uid, (unsigned)geteuid());
+	id = (upgrade ? c->view.upgrade : c->view.reload)(c->view.ctx, &peer, why, sizeof(why));
+	if (id < 0)
+		return answer(cc, "error: refused: %s\n", why);
+	return answer(cc, "ok %s %lld\n", what, (long long)id);
+}
+
 int control_handle_request(struct control *c, struct control_conn *cc, const char *line)
 {
 	enum control_request req = control_parse_request(line);
@@ -166,6 +197,9 @@ int control_handle_request(struct control *c, struct control_conn *cc, const cha
 		return 0;
 	case CONTROL_WORKERS:
 		return workers(c, cc, line);
+	case CONTROL_RELOAD:
+	case CONTROL_UPGRADE:
+		return reload_or_upgrade(c, cc, req == CONTROL_UPGRADE);
 	case CONTROL_UNKNOWN:
 	case CONTROL_REQUEST_MAX:
 		break;

@@ -1,5 +1,5 @@
 /* sigvisor's entry point: the arbiter, `sigvisor status`, `sigvisor signals` and
- * `sigvisor workers`, and the built-in worker
+ * `sigvisor workers`, `sigvisor reload` and `sigvisor upgrade`, and the built-in worker
  * (`sigvisor worker`, which the arbiter exec's for each worker when there is no COMMAND). */
 #include <string.h>
 
@@ -18,5 +18,7 @@ int main(int argc, char **argv)
 		return signals_main(argc, argv);
 	if (argc > 1 && strcmp(argv[1], "workers") == 0)
 		return workers_main(argc, argv);
+	if (argc > 1 && (strcmp(argv[1], "reload") == 0 || strcmp(argv[1], "upgrade") == 0))
+		return reload_main(argc, argv);
 	return arbiter_main(argc, argv);
 }

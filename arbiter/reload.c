@@ -37,6 +37,14 @@ bool reload_busy(const struct arbiter *a)
 	return a->reloading || a->config_src.fd >= 0;
 }
 
+/* How reload a->reload_seq ended, for `sigvisor reload` (it waits for its number in
+ * `status`): result a word, reason one line. */
+static void reload_outcome(struct arbiter *a, const char *result, const char *reason)
+{
+	upstate_outcome_push(&a->reload_outcomes, a->reload_seq, result, reason, a->pool.generation,
+			     0);
+}
+
 /* A HUP that came while the config file was read or a generation replaced: it may
  * carry a fixed configuration, try it. */
 static void reload_next(struct arbiter *a)
@@ -59,6 +67,7 @@ void reload_start(struct arbiter *a)
 		log_info("reload already in progress; one more will follow it");
 		return;
 	}
+	a->reload_seq++;
 	/* The file is read by a child while the loop goes on: a file whose filesystem
 	 * stalls (NFS, FUSE) holds the child, never TERM, status or the workers' exits. */
 	path = options_config_path(a->argc, a->argv, getenv("SIGVISOR_ARGS"));
@@ -78,8 +87,10 @@ void reload_start(struct arbiter *a)
 			config_read_free(&a->config_read);
 		}
 	}
-	if (r < 0)
+	if (r < 0) {
 		log_error("reload: %s; keeping the current configuration", err);
+		reload_outcome(a, "config-error", err);
+	}
 }
 
 static void config_read_done(struct arbiter *a, bool timed_out)
@@ -90,9 +101,10 @@ static void config_read_done(struct arbiter *a, bool timed_out)
 	(void)loop_del(&a->loop, &a->config_src);
 	a->config_src.fd = -1;
 	r = config_read_finish(&a->config_read, timed_out, err, sizeof(err));
-	if (r < 0)
+	if (r < 0) {
 		log_error("reload: %s; keeping the current configuration", err);
-	else
+		reload_outcome(a, "config-error", err);
+	} else
 		reload_begin(a, &a->config_read);
 	config_read_free(&a->config_read);
 	reload_next(a);
@@ -147,11 +159,15 @@ static void reload_begin(struct arbiter *a, struct config_read *pre)
 	unsigned target;
 	int r;
 
-	if (a->phase != PHASE_RUNNING)
-		return; /* a TERM came while the file was read */
+	if (a->phase != PHASE_RUNNING) {
+		/* a TERM came while the file was read */
+		reload_outcome(a, "refused", "shutting down");
+		return;
+	}
 	s = calloc(1, sizeof(*s));
 	if (!s) {
 		log_error("reload: out of memory; keeping the current configuration");
+		reload_outcome(a, "failed", "out of memory");
 		return;
 	}
 	r = options_load_read(s, a->argc, a->argv, getenv("SIGVISOR_ARGS"), pre, err, sizeof(err));
@@ -167,6 +183,7 @@ static void reload_begin(struct arbiter *a, struct config_read *pre)
 		r = spawn_template_init(&tmpl, s, environ, err, sizeof(err));
 	if (r < 0) {
 		log_error("reload: %s; keeping the current configuration", err);
+		reload_outcome(a, "config-error", err);
 		settings_free(s);
 		free(s);
 		return;
@@ -176,6 +193,7 @@ static void reload_begin(struct arbiter *a, struct config_read *pre)
 			       sizeof(err));
 	if (r < 0) {
 		log_error("reload: %s; keeping the current configuration", err);
+		reload_outcome(a, "failed", err);
 		spawn_template_free(&tmpl);
 		settings_free(s);
 		free(s);
@@ -252,6 +270,7 @@ void reload_check(struct arbiter *a)
 		return;
 	log_info("reload complete: generation %u serving with %u workers", p->generation,
 		 p->target);
+	reload_outcome(a, "ok", NULL);
 	reload_discard(a);
 	notify_upstream(&a->notify, "READY=1");
 	reload_next(a);
@@ -288,7 +307,45 @@ void reload_abort(struct arbiter *a, const char *why)
 	arbiter_sync_pool(a);
 	retire_thaw_listeners(a);
 	p->reload_failures++;
+	reload_outcome(a, "abandoned", why);
 	notify_upstream(&a->notify, "READY=1\nSTATUS=reload failed");
 	reload_next(a);
 	pool_reconcile(&a->pool);
+}
+
+int64_t reload_request(struct arbiter *a, const struct control_peer *peer, char *why, size_t whylen)
+{
+	char asked[96];
+	int64_t id;
+
+	snprintf(asked, sizeof(asked), "uid %u pid %d (%s)", peer->uid, peer->pid, peer->comm);
+	if (a->phase != PHASE_RUNNING)
+		snprintf(why, whylen, "shutting down");
+	/* HUP's table would let the exec wait for this reload; the command refuses instead,
+	 * so that its outcome never has to be told across an exec it did not ask for. */
+	else if (a->upgrade.check_pid || a->upgrade.exec_wanted || a->upgrade.pending)
+		snprintf(why, whylen, "an upgrade is in progress; try again when it ends");
+	else
+		why[0] = '\0';
+	if (why[0]) {
+		log_fields(LOG_LEVEL_INFO,
+			   LOG_FIELDS(LOG_STR("command", "reload"), LOG_INT("peer_uid", peer->uid),
+				      LOG_INT("peer_pid", peer->pid), LOG_STR("action", "refused")),
+			   "control: reload from %s refused: %s", asked, why);
+		return -1;
+	}
+	/* As a HUP: during a reload one more follows it, and every request meanwhile is
+	 * that one (they merge as HUPs do), numbered next. */
+	id = (int64_t)a->reload_seq + 1;
+	log_fields(LOG_LEVEL_INFO,
+		   LOG_FIELDS(LOG_STR("command", "reload"), LOG_INT("peer_uid", peer->uid),
+			      LOG_INT("peer_pid", peer->pid),
+			      LOG_STR("action", reload_busy(a) ? "queued" : "applied")),
+		   "control: reload #%lld from %s%s", (long long)id, asked,
+		   reload_busy(a) ? ", after the one in progress" : "");
+	if (reload_busy(a))
+		a->reload_pending = true;
+	else
+		reload_start(a);
+	return id;
 }

@@ -101,6 +101,16 @@ static int control_set_workers(void *ctx, const struct control_peer *peer,
 	return arbiter_set_workers(ctx, peer, req, why, whylen);
 }
 
+static int64_t control_reload(void *ctx, const struct control_peer *peer, char *why, size_t whylen)
+{
+	return reload_request(ctx, peer, why, whylen);
+}
+
+static int64_t control_upgrade(void *ctx, const struct control_peer *peer, char *why, size_t whylen)
+{
+	return upgrade_request(ctx, peer, why, whylen);
+}
+
 static void metrics_render(void *ctx, FILE *f)
 {
 	struct arbiter *a = ctx;
@@ -366,9 +376,10 @@ int arbiter_setup(struct arbiter *a, char *err, size_t errlen, int *ret_status)
 			 err);
 		control_forget(&a->control);
 	}
-	r = control_start(
-		&a->control, &a->loop,
-		&(struct control_view){a, control_render, control_events_off, control_set_workers});
+	r = control_start(&a->control, &a->loop,
+			  &(struct control_view){a, control_render, control_events_off,
+						 control_set_workers, control_reload,
+						 control_upgrade});
 	if (r < 0) {
 		snprintf(err, errlen, "cannot register the control socket: %s", strerror(-r));
 		return r;

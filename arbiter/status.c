@@ -97,6 +97,36 @@ static const char *readiness(const struct arbiter *a)
 	return serving_method(a->pool.serving);
 }
 
+/* The last reloads' or upgrades' outcomes, oldest first, each under the number
+ * `sigvisor reload` / `upgrade` was answered with. Last in the object: the clients find
+ * the top-level fields by their first occurrence. */
+static void json_outcomes(FILE *f, const char *name, const struct upstate_outcomes *h, bool upgrade)
+{
+	fprintf(f, ",\"%s\":[", name);
+	for (unsigned i = 0; i < h->n; i++) {
+		const struct upstate_outcome *o = &h->o[i];
+
+		fprintf(f, "%s{\"id\":%llu,\"result\":", i ? "," : "", (ull)o->id);
+		json_fputs(f, o->result);
+		fprintf(f, ",\"generation\":%llu,", (ull)o->generation);
+		if (upgrade)
+			fprintf(f, "\"reload\":%llu,", (ull)o->reload);
+		fprintf(f, "\"reason\":");
+		json_fputs(f, o->reason);
+		fputc('}', f);
+	}
+	fputc(']', f);
+}
+
+static void text_outcome(FILE *f, const char *what, const struct upstate_outcomes *h)
+{
+	const struct upstate_outcome *o = h->n ? &h->o[h->n - 1] : NULL;
+
+	if (o)
+		fprintf(f, "last %s #%llu: %s%s%s (generation %llu serving)\n", what, (ull)o->id,
+			o->result, *o->reason ? ": " : "", o->reason, (ull)o->generation);
+}
+
 static void render_json(struct arbiter *a, FILE *f, uint64_t now)
 {
 	const struct pool *p = &a->pool;
@@ -165,7 +195,10 @@ static void render_json(struct arbiter *a, FILE *f, uint64_t now)
 		fprintf(f, "\"reason\":");
 		json_fputs(f, a->bpf_why);
 	}
-	fprintf(f, "}}\n");
+	fputc('}', f);
+	json_outcomes(f, "reload_outcomes", &a->reload_outcomes, false);
+	json_outcomes(f, "upgrade_outcomes", &a->upgrade.outcomes, true);
+	fprintf(f, "}\n");
 }
 
 static void text_signals(struct arbiter *a, FILE *f)
@@ -253,6 +286,8 @@ static void render_text(struct arbiter *a, FILE *f, uint64_t now)
 		(ull)p->reload_failures);
 	fprintf(f, "upgrades %llu (failed %llu, rolled back %llu)\n", (ull)a->upgrade.upgrades,
 		(ull)a->upgrade.refused + a->upgrade.rollbacks, (ull)a->upgrade.rollbacks);
+	text_outcome(f, "reload", &a->reload_outcomes);
+	text_outcome(f, "upgrade", &a->upgrade.outcomes);
 	if (log_dropped())
 		fprintf(f, "log lines dropped %llu (the log did not take them)\n",
 			(ull)log_dropped());

@@ -98,9 +98,18 @@ static void close_check_pipes(struct upgrade *u)
 	u->check_out = u->check_errno = -1;
 }
 
+/* How upgrade a->upgrade.seq ended, for `sigvisor upgrade` (upstate.h). */
+static void upgrade_outcome(struct arbiter *a, const char *result, const char *reason,
+			    uint64_t reload)
+{
+	upstate_outcome_push(&a->upgrade.outcomes, a->upgrade.seq, result, reason,
+			     a->pool.generation, reload);
+}
+
 static void refuse(struct arbiter *a, const char *why)
 {
 	a->upgrade.refused++;
+	upgrade_outcome(a, "refused", why, 0);
 	metrics_resume(&a->metrics, &a->loop); /* if the exec had paused it */
 	log_error("upgrade refused: %s; still running the old binary", why);
 	notify_upstream(&a->notify, "READY=1\nSTATUS=upgrade refused");
@@ -207,6 +216,7 @@ void upgrade_start(struct arbiter *a)
 		log_info("a reload is in progress; the upgrade starts when it is over");
 		return;
 	}
+	u->seq++;
 	argv = calloc((size_t)a->argc + 2, sizeof(char *));
 	if (!argv) {
 		refuse(a, "out of memory");
@@ -386,13 +396,17 @@ static int write_state(struct arbiter *a, FILE *f, enum probes_handover *ret_bpf
 		.upgrade_refused = a->upgrade.refused,
 		.upgrade_rollbacks = a->upgrade.rollbacks,
 		.config_workers = a->settings->workers,
+		.reload_seq = a->reload_seq,
+		.upgrade_seq = a->upgrade.seq,
 	};
 
 	memcpy(num.signals_received, a->signals_received, sizeof(num.signals_received));
 	memcpy(num.signals_ignored, a->signals_ignored, sizeof(num.signals_ignored));
 	fprintf(f, "%s %d\n", STATE_MAGIC, STATE_VERSION);
 	fprintf(f, "pool %u %u %u\n", p->target, p->generation, p->max_generation);
-	if (upstate_write(f, &num) < 0)
+	if (upstate_write(f, &num) < 0 ||
+	    upstate_outcomes_write(f, "reload", &a->reload_outcomes) < 0 ||
+	    upstate_outcomes_write(f, "upgrade", &a->upgrade.outcomes) < 0)
 		return -EIO;
 	/* For a rollback: this image resumes with them, whatever the config file says by
 	 * then (the new image reads its options and config file as on HUP). */
@@ -443,6 +457,7 @@ void upgrade_maybe_exec(struct arbiter *a)
 		u->drain_deadline_ms = 0;
 		metrics_resume(&a->metrics, &a->loop);
 		log_info("upgrade dropped: shutting down");
+		upgrade_outcome(a, "dropped", "shutting down", 0);
 		return;
 	}
 	/* A scrape the old image has accepted would be reset by the exec (its fd is
@@ -707,7 +722,9 @@ int upgrade_adopt_sockets(struct arbiter *a, int fd, char *err, size_t errlen)
 			}
 		} else if (sscanf(line, STATE_MAGIC " %d", &n) == 1) {
 			magic = n >= UPSTATE_OLDEST_READ && n <= UPSTATE_VERSION;
-		} else if (upstate_read_line(line, &num)) {
+		} else if (upstate_outcome_read_line(line, "reload", &a->reload_outcomes) ||
+			   upstate_outcome_read_line(line, "upgrade", &a->upgrade.outcomes) ||
+			   upstate_read_line(line, &num)) {
 			continue;
 		} else if (strncmp(line, "controlconn ", 12) == 0) {
 			if (!control_adopt_conn(&a->control, line + 12))
@@ -756,6 +773,8 @@ int upgrade_adopt_sockets(struct arbiter *a, int fd, char *err, size_t errlen)
 	a->upgrade.refused = (unsigned long)num.upgrade_refused;
 	a->upgrade.rollbacks = (unsigned long)num.upgrade_rollbacks;
 	a->upgrade.config_workers = (unsigned)num.config_workers;
+	a->reload_seq = num.reload_seq;
+	a->upgrade.seq = num.upgrade_seq;
 	memcpy(a->signals_received, num.signals_received, sizeof(num.signals_received));
 	memcpy(a->signals_ignored, num.signals_ignored, sizeof(num.signals_ignored));
 	if (a->upgrade.rolled_back) {
@@ -836,6 +855,7 @@ int upgrade_adopt_workers(struct arbiter *a, int fd)
 	fclose(f);
 	close(fd);
 	if (a->upgrade.rolled_back) {
+		upgrade_outcome(a, "rolled-back", a->upgrade.rollback_why, 0);
 		log_error("upgrade failed, rolled back: %s; resumed with %u workers of generation "
 			  "%u, still running the old binary (pid %d)",
 			  a->upgrade.rollback_why, adopted, p->generation, (int)getpid());
@@ -845,12 +865,57 @@ int upgrade_adopt_workers(struct arbiter *a, int fd)
 				 a->settings->config ? "; the config file " : "",
 				 a->settings->config ? a->settings->config : "",
 				 a->settings->config ? " was not read again (a HUP reads it)" : "");
-	} else
+	} else {
+		/* arbiter_main starts the new generation's reload next, numbered after the
+		 * last: `sigvisor upgrade` waits for that one too. */
+		upgrade_outcome(a, "ok", NULL, a->reload_seq + 1);
 		log_info("upgraded in place: adopted %u workers of generation %u", adopted,
 			 p->generation);
+	}
 	control_after_upgrade(&a->control);
 	/* A worker may have exited between the old image's last look and now. */
 	for (size_t i = 0; i < p->n; i++)
 		pool_reap_worker(p, p->workers[i]);
 	return 0;
+}
+
+int64_t upgrade_request(struct arbiter *a, const struct control_peer *peer, char *why,
+			size_t whylen)
+{
+	struct upgrade *u = &a->upgrade;
+	char asked[96];
+	bool later = reload_busy(a);
+	int64_t id;
+
+	snprintf(asked, sizeof(asked), "uid %u pid %d (%s)", peer->uid, peer->pid, peer->comm);
+	if (a->phase != PHASE_RUNNING)
+		snprintf(why, whylen, "shutting down");
+	/* A USR2 then changes nothing; the client would wait for an outcome that is
+	 * another's. */
+	else if (u->check_pid || u->exec_wanted || u->pending)
+		snprintf(why, whylen, "an upgrade is already in progress; try again when it ends");
+	else if (!a->self_path)
+		snprintf(why, whylen, "the path this sigvisor was started from is unknown");
+	else
+		why[0] = '\0';
+	if (why[0]) {
+		log_fields(LOG_LEVEL_INFO,
+			   LOG_FIELDS(LOG_STR("command", "upgrade"), LOG_INT("peer_uid", peer->uid),
+				      LOG_INT("peer_pid", peer->pid), LOG_STR("action", "refused")),
+			   "control: upgrade from %s refused: %s", asked, why);
+		return -1;
+	}
+	id = (int64_t)u->seq + 1;
+	log_fields(LOG_LEVEL_INFO,
+		   LOG_FIELDS(LOG_STR("command", "upgrade"), LOG_INT("peer_uid", peer->uid),
+			      LOG_INT("peer_pid", peer->pid),
+			      LOG_STR("action", later ? "queued" : "applied")),
+		   "control: upgrade #%lld from %s%s", (long long)id, asked,
+		   later ? ", after the reload in progress" : "");
+	/* As a USR2: during a reload it starts when the reload is over. */
+	if (later)
+		u->pending = true;
+	else
+		upgrade_start(a);
+	return id;
 }

@@ -2,6 +2,7 @@
 #include "upstate.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,9 +31,11 @@ static const struct {
 	C(upgrades),
 	C(upgrade_refused),
 	C(upgrade_rollbacks),
-	C(config_workers),
 	/* New names go last: version 1's line is the first 14, by position. */
+	C(config_workers),
 	C(exited_retired),
+	C(reload_seq),
+	C(upgrade_seq),
 #undef C
 };
 
@@ -103,4 +106,65 @@ bool upstate_read_line(const char *line, struct upstate_numbers *n)
 		return true;
 	}
 	return read_v1(line, n);
+}
+
+void upstate_outcome_push(struct upstate_outcomes *h, uint64_t id, const char *result,
+			  const char *reason, uint64_t generation, uint64_t reload)
+{
+	struct upstate_outcome *o;
+
+	if (h->n == UPSTATE_OUTCOMES) {
+		memmove(&h->o[0], &h->o[1], sizeof(h->o[0]) * (UPSTATE_OUTCOMES - 1));
+		h->n--;
+	}
+	o = &h->o[h->n++];
+	memset(o, 0, sizeof(*o));
+	o->id = id;
+	o->generation = generation;
+	o->reload = reload;
+	snprintf(o->result, sizeof(o->result), "%s", result);
+	snprintf(o->reason, sizeof(o->reason), "%s", reason ? reason : "");
+	for (char *c = o->result; *c; c++)
+		if (*c <= ' ' || *c >= 0x7f)
+			*c = '-'; /* one word on the state's line */
+	for (char *c = o->reason; *c; c++)
+		if ((unsigned char)*c < 0x20 || *c == 0x7f)
+			*c = '?';
+}
+
+const struct upstate_outcome *upstate_outcome_find(const struct upstate_outcomes *h, uint64_t id)
+{
+	for (unsigned i = 0; i < h->n; i++)
+		if (h->o[i].id == id)
+			return &h->o[i];
+	return NULL;
+}
+
+int upstate_outcomes_write(FILE *f, const char *kind, const struct upstate_outcomes *h)
+{
+	for (unsigned i = 0; i < h->n; i++) {
+		const struct upstate_outcome *o = &h->o[i];
+
+		fprintf(f, "outcome %s %llu %llu %llu %s %s\n", kind, (unsigned long long)o->id,
+			(unsigned long long)o->generation, (unsigned long long)o->reload, o->result,
+			o->reason);
+	}
+	return ferror(f) ? -EIO : 0;
+}
+
+bool upstate_outcome_read_line(const char *line, const char *kind, struct upstate_outcomes *h)
+{
+	size_t k = strlen(kind);
+	unsigned long long id, gen, reload;
+	char result[24];
+	int end = 0;
+
+	if (strncmp(line, "outcome ", 8) != 0 || strncmp(line + 8, kind, k) != 0 ||
+	    line[8 + k] != ' ')
+		return false;
+	if (sscanf(line + 9 + k, "%llu %llu %llu %23s%n", &id, &gen, &reload, result, &end) == 4 &&
+	    end > 0)
+		upstate_outcome_push(h, id, result, line + 9 + k + end + (line[9 + k + end] == ' '),
+				     gen, reload);
+	return true;
 }

@@ -28,9 +28,45 @@ struct upstate_numbers {
 	/* Not a counter: the configuration's workers (--workers, the config file), which
 	 * the pool's target may differ from (TTIN/TTOU, `sigvisor workers`). */
 	uint64_t config_workers;
+	/* Not counters either: the last reload's and upgrade's number (the control
+	 * socket's `sigvisor reload` and `upgrade` wait for theirs), kept so that numbers
+	 * never repeat across an exec. */
+	uint64_t reload_seq, upgrade_seq;
 	uint64_t signals_received[UPSTATE_SIGNALS];
 	uint64_t signals_ignored[UPSTATE_SIGNALS];
 };
+
+/* How a reload or an upgrade ended, for `sigvisor reload` / `sigvisor upgrade` (the
+ * client asked for number id and waits until its outcome shows in `status`). The last
+ * UPSTATE_OUTCOMES of each are kept, in the arbiter and across an exec, so that a
+ * client that looks a moment late still finds its own among newer ones. */
+#define UPSTATE_OUTCOMES       8
+#define UPSTATE_OUTCOME_REASON 512
+
+struct upstate_outcome {
+	uint64_t id;
+	uint64_t generation; /* a reload: the generation serving after it */
+	uint64_t reload;     /* an upgrade: the reload the new image started (0: none) */
+	char result[24];     /* a word: ok, config-error, failed, abandoned, ... */
+	char reason[UPSTATE_OUTCOME_REASON]; /* why, one line ("" for ok) */
+};
+
+struct upstate_outcomes {
+	struct upstate_outcome o[UPSTATE_OUTCOMES]; /* oldest first */
+	unsigned n;
+};
+
+/* Add one (the oldest goes when full); reason may be NULL. Control characters in
+ * the reason become '?': it is one line of the state and of a terminal. */
+void upstate_outcome_push(struct upstate_outcomes *h, uint64_t id, const char *result,
+			  const char *reason, uint64_t generation, uint64_t reload);
+/* The one numbered id, or NULL. */
+const struct upstate_outcome *upstate_outcome_find(const struct upstate_outcomes *h, uint64_t id);
+/* Across an exec: each as an "outcome KIND ..." line (kind "reload" or "upgrade"), and
+ * back from such a line into the history of its kind (true if it was one, whether or
+ * not it parsed). */
+int upstate_outcomes_write(FILE *f, const char *kind, const struct upstate_outcomes *h);
+bool upstate_outcome_read_line(const char *line, const char *kind, struct upstate_outcomes *h);
 
 /* Write every value as its own named line. Returns 0 or -EIO. */
 int upstate_write(FILE *f, const struct upstate_numbers *n);

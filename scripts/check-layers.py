@@ -25,7 +25,7 @@ LAYERS = [
             "options,options_load,config_file,"
             "activation,spawn,postfork,check,upstate,upsettings,descendants}"),
     ("middle", "arbiter/{notify,pool,control,control_cmd,control_path,control_client,"
-               "control_workers,dispositions,"
+               "control_workers,control_reload,dispositions,"
                "metrics,bpf,bpf_pin,bpf_load,bpf_handover,bpf_events,serving,serving_scan}"),
     ("wiring", "arbiter/{arbiter,main,setup,scale,reload,retire,upgrade,arbiter_bpf,sync,status,"
                "prometheus}"),

@@ -63,11 +63,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		check(strcmp(line, again) == 0, "\"workers\" has one spelling");
 		break;
 	}
+	case CONTROL_RELOAD:
+		check(strcmp(line, "reload") == 0, "only \"reload\" reloads");
+		break;
+	case CONTROL_UPGRADE:
+		check(strcmp(line, "upgrade") == 0, "only \"upgrade\" upgrades");
+		break;
 	case CONTROL_UNKNOWN:
 		check(!control_parse_workers(line, &(struct control_workers){0}),
 		      "a workers request is known");
 		check(strcmp(line, "status") != 0 && strcmp(line, "status json") != 0 &&
-			      strcmp(line, "events") != 0,
+			      strcmp(line, "events") != 0 && strcmp(line, "reload") != 0 &&
+			      strcmp(line, "upgrade") != 0,
 		      "known requests are known");
 		break;
 	default:
