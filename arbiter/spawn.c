@@ -136,6 +136,7 @@ int spawn_template_init(struct spawn_template *t, const struct settings *s, char
 
 		t->path = builtin_path;
 		t->argv = argv;
+		t->builtin = true;
 	}
 	r = resolve_user(s, t, err, errlen);
 	if (r < 0)
@@ -215,6 +216,9 @@ int spawn_worker(const struct spawn_request *rq, pid_t *ret_pid, int *ret_pidfd)
 	const struct settings *s = rq->settings;
 	char v_fds[32], v_pid[32 + LISTEN_PID_DIGITS], v_id[48], v_gen[48], v_arb[48];
 	char *v_names = NULL, *v_log = NULL, v_fmt[48], v_wd[48];
+	/* The built-in worker's argv[0], what ps and top show, as nginx names its
+	 * workers; main() dispatches on argv[1]. */
+	char title[64], *builtin_argv[3] = {title, NULL, NULL};
 	char **envp;
 	size_t k = 0;
 	struct exec_plan plan;
@@ -262,9 +266,14 @@ int spawn_worker(const struct spawn_request *rq, pid_t *ret_pid, int *ret_pidfd)
 	}
 	envp[k] = NULL;
 
+	if (t->builtin) {
+		snprintf(title, sizeof(title), "sigvisor: worker %u (gen %u)", rq->id,
+			 rq->generation);
+		builtin_argv[1] = t->argv[1];
+	}
 	plan = (struct exec_plan){
 		.path = t->path,
-		.argv = t->argv,
+		.argv = t->builtin ? builtin_argv : t->argv,
 		.envp = envp,
 		.listen_pid_digits = v_pid + strlen("LISTEN_PID="),
 		.fds = rq->listen_fds,
