@@ -23,27 +23,68 @@ enum control_request control_parse_request(const char *line)
 		return CONTROL_EVENTS;
 	if (control_parse_workers(line, &(struct control_workers){0}))
 		return CONTROL_WORKERS;
+	if (strcmp(line, "reopen") == 0)
+		return CONTROL_REOPEN;
+	if (strcmp(line, "stop") == 0 || strcmp(line, "stop quick") == 0)
+		return CONTROL_STOP;
+	if (control_parse_kill(line, &(struct control_kill){0}))
+		return CONTROL_KILL_WORKER;
+	if (strcmp(line, "config") == 0)
+		return CONTROL_CONFIG_TEXT;
+	if (strcmp(line, "config json") == 0)
+		return CONTROL_CONFIG_JSON;
 	return CONTROL_UNKNOWN;
+}
+
+/* A decimal number at *p, no leading zero, at most 9 digits: the end, or NULL. */
+static const char *parse_number(const char *p, unsigned *ret)
+{
+	unsigned n = 0;
+	size_t digits = 0;
+
+	if (p[0] == '0' && p[1] >= '0' && p[1] <= '9')
+		return NULL; /* one spelling per number */
+	for (; *p >= '0' && *p <= '9' && digits < 9; p++, digits++)
+		n = n * 10 + (unsigned)(*p - '0');
+	if (!digits || (*p >= '0' && *p <= '9'))
+		return NULL;
+	*ret = n;
+	return p;
 }
 
 bool control_parse_workers(const char *line, struct control_workers *ret)
 {
 	const char *p;
-	unsigned n = 0;
-	size_t digits = 0;
 
 	if (strncmp(line, "workers ", 8) != 0)
 		return false;
 	p = line + 8;
 	ret->op = *p == '+' || *p == '-' ? *p++ : '=';
-	if (p[0] == '0' && p[1] != '\0')
-		return false; /* one spelling per number */
-	for (; *p >= '0' && *p <= '9' && digits < 9; p++, digits++)
-		n = n * 10 + (unsigned)(*p - '0');
-	if (!digits || *p)
+	p = parse_number(p, &ret->n);
+	return p && !*p;
+}
+
+bool control_parse_kill(const char *line, struct control_kill *ret)
+{
+	const char *p;
+	size_t k = 0;
+
+	if (strncmp(line, "kill-worker ", 12) != 0)
 		return false;
-	ret->n = n;
-	return true;
+	p = line + 12;
+	ret->by_pid = strncmp(p, "pid:", 4) == 0;
+	p = parse_number(ret->by_pid ? p + 4 : p, &ret->n);
+	if (!p || *p++ != ' ')
+		return false;
+	for (; k < sizeof(ret->sig) - 1 &&
+	       ((*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '+');
+	     p++, k++)
+		ret->sig[k] = *p;
+	ret->sig[k] = '\0';
+	if (!k)
+		return false;
+	ret->force = strcmp(p, " force") == 0;
+	return ret->force || !*p;
 }
 
 const char *control_request_name(enum control_request r)
@@ -56,6 +97,15 @@ const char *control_request_name(enum control_request r)
 		return "events";
 	case CONTROL_WORKERS:
 		return "workers";
+	case CONTROL_REOPEN:
+		return "reopen";
+	case CONTROL_STOP:
+		return "stop";
+	case CONTROL_KILL_WORKER:
+		return "kill-worker";
+	case CONTROL_CONFIG_TEXT:
+	case CONTROL_CONFIG_JSON:
+		return "config";
 	case CONTROL_UNKNOWN:
 	case CONTROL_REQUEST_MAX:
 		break;
@@ -138,6 +188,41 @@ static int workers(struct control *c, struct control_conn *cc, const char *line)
 	return answer(cc, "ok target %d\n", r);
 }
 
+/* "reopen", "stop", "kill-worker": as "workers", only root or our own uid; the view
+ * acts and says the outcome ("ok ...") or why not ("error: refused: ..."). */
+static int change(struct control *c, struct control_conn *cc, enum control_request req,
+		  const char *line)
+{
+	struct control_peer peer;
+	struct control_kill kill;
+	char ans[512];
+	int r;
+
+	r = peer_of(cc, &peer);
+	if (r < 0)
+		return answer(cc, "error: refused: cannot tell who asks: %s\n", strerror(-r));
+	if (peer.uid != 0 && peer.uid != (unsigned)geteuid())
+		return answer(cc,
+			      "error: refused: not allowed: uid %u is neither root nor the "
+			      "arbiter's uid (%u)\n",
+			      peer.uid, (unsigned)geteuid());
+	if (req == CONTROL_REOPEN) {
+		r = c->view.reopen(c->view.ctx, &peer, ans, sizeof(ans));
+	} else if (req == CONTROL_STOP) {
+		r = c->view.stop(c->view.ctx, &peer, strcmp(line, "stop quick") == 0, ans,
+				 sizeof(ans));
+	} else {
+		(void)control_parse_kill(line, &kill);
+		r = c->view.kill_worker(c->view.ctx, &peer, &kill, ans, sizeof(ans));
+	}
+	/* -1: refused, nothing done; -2: tried and failed (a log file that did not reopen) */
+	return answer(cc, "%s%s\n",
+		      r == -1 ? "error: refused: "
+		      : r < 0 ? "error: failed: "
+			      : "ok ",
+		      ans);
+}
+
 int control_handle_request(struct control *c, struct control_conn *cc, const char *line)
 {
 	enum control_request req = control_parse_request(line);
@@ -166,6 +251,14 @@ int control_handle_request(struct control *c, struct control_conn *cc, const cha
 		return 0;
 	case CONTROL_WORKERS:
 		return workers(c, cc, line);
+	case CONTROL_REOPEN:
+	case CONTROL_STOP:
+	case CONTROL_KILL_WORKER:
+		return change(c, cc, req, line);
+	case CONTROL_CONFIG_TEXT:
+	case CONTROL_CONFIG_JSON:
+		return c->view.render_config(c->view.ctx, req == CONTROL_CONFIG_JSON, &cc->out,
+					     &cc->out_len);
 	case CONTROL_UNKNOWN:
 	case CONTROL_REQUEST_MAX:
 		break;

@@ -1,5 +1,5 @@
 /* sigvisor's entry point: the arbiter, `sigvisor status`, `sigvisor signals` and
- * `sigvisor workers`, and the built-in worker
+ * `sigvisor workers`, `reopen`, `stop`, `kill-worker`, `config`, and the built-in worker
  * (`sigvisor worker`, which the arbiter exec's for each worker when there is no COMMAND). */
 #include <string.h>
 
@@ -18,5 +18,13 @@ int main(int argc, char **argv)
 		return signals_main(argc, argv);
 	if (argc > 1 && strcmp(argv[1], "workers") == 0)
 		return workers_main(argc, argv);
+	if (argc > 1 && strcmp(argv[1], "reopen") == 0)
+		return reopen_main(argc, argv);
+	if (argc > 1 && strcmp(argv[1], "stop") == 0)
+		return stop_main(argc, argv);
+	if (argc > 1 && strcmp(argv[1], "kill-worker") == 0)
+		return kill_worker_main(argc, argv);
+	if (argc > 1 && strcmp(argv[1], "config") == 0)
+		return config_main(argc, argv);
 	return arbiter_main(argc, argv);
 }
