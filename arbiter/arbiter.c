@@ -15,7 +15,6 @@
 
 #include "descendants.h"
 #include "log.h"
-#include "safefile.h"
 #include "serving.h"
 #include "signames.h"
 #include "timeutil.h"
@@ -157,6 +156,23 @@ void arbiter_fatal(struct arbiter *a, int status)
 		begin_drain(a, false);
 }
 
+/* `sigvisor stop` (commands.c) asked for a shutdown: as TERM or QUIT would, by the
+ * same table, unless a signal in this batch has begun one since. */
+static void stop_if_asked(struct arbiter *a)
+{
+	struct action_context ctx = arbiter_action_context(a);
+	bool quick = a->stop_asked == STOP_QUICK;
+	const char *why;
+	enum arbiter_action act;
+
+	if (a->stop_asked == STOP_NONE)
+		return;
+	a->stop_asked = STOP_NONE;
+	act = signal_action(quick ? SIGQUIT : SIGTERM, SI_USER, &ctx, &why);
+	if (act == ACTION_SHUTDOWN_GRACEFUL || act == ACTION_SHUTDOWN_QUICK)
+		begin_shutdown(a, act == ACTION_SHUTDOWN_QUICK);
+}
+
 static void handle_signal(struct arbiter *a, const struct signalfd_siginfo *si)
 {
 	struct action_context ctx = {
@@ -169,7 +185,6 @@ static void handle_signal(struct arbiter *a, const struct signalfd_siginfo *si)
 	const char *why;
 	enum arbiter_action act = signal_action(sig, si->ssi_code, &ctx, &why);
 	char sender[128];
-	int r;
 
 	if (sig > 0 && sig < 65)
 		a->signals_received[sig]++;
@@ -217,16 +232,7 @@ static void handle_signal(struct arbiter *a, const struct signalfd_siginfo *si)
 		pool_reconcile(&a->pool);
 		break;
 	case ACTION_REOPEN_LOGS:
-		if (a->settings->log_file) {
-			arbiter_unwatch_log(a);
-			r = log_open(a->settings->log_file);
-			if (r < 0)
-				log_error("cannot reopen %s, keeping the old one: %s",
-					  a->settings->log_file, safefile_why());
-			else
-				log_info("reopened log file %s", a->settings->log_file);
-		}
-		pool_signal_all(&a->pool, SIGUSR1);
+		(void)arbiter_reopen_logs(a, NULL, NULL, 0);
 		break;
 	case ACTION_STOP_WORKERS:
 		a->pool.target = 0;
@@ -410,6 +416,7 @@ static int run(struct arbiter *a)
 		/* A worker reaped while handling SIGCHLD may still have its pidfd event in
 		 * the batch: it is freed only here, after the whole batch. */
 		pool_gc(&a->pool);
+		stop_if_asked(a);
 		pool_reconcile(&a->pool);
 		reload_check(a);
 		upgrade_maybe_exec(a);

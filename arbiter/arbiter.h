@@ -157,6 +157,8 @@ struct arbiter {
 	uint64_t leftovers_at_ms;      /* the next KILL (0: none) */
 	uint64_t leftovers_give_up_ms; /* exit even if some would not die */
 	uint64_t bpf_load_at_ms;       /* --bpf auto: start loading by then (arbiter_bpf_setup) */
+	/* `sigvisor stop [--quick]`: the loop begins it after the batch that asked. */
+	enum { STOP_NONE, STOP_GRACEFUL, STOP_QUICK } stop_asked;
 	int exit_status;
 	bool done;
 	pid_t pid;
@@ -231,6 +233,20 @@ int64_t reload_request(struct arbiter *a, const struct control_peer *peer, char 
  * refused (control.h's set_workers). */
 int arbiter_set_workers(struct arbiter *a, const struct control_peer *peer,
 			const struct control_workers *req, char *why, size_t whylen);
+
+/* commands.c: the control socket's commands that act (control.h's view): `sigvisor
+ * reopen` (and USR1, whose work it is: peer and ans NULL), `stop`, `kill-worker`; and
+ * `config`'s answer. 0 with the outcome in ans, or -1 with why refused, -2 with why it
+ * failed (control.h). */
+int arbiter_reopen_logs(struct arbiter *a, const struct control_peer *peer, char *ans,
+			size_t anslen);
+int arbiter_stop(struct arbiter *a, const struct control_peer *peer, bool quick, char *ans,
+		 size_t anslen);
+int arbiter_kill_worker(struct arbiter *a, const struct control_peer *peer,
+			const struct control_kill *req, char *ans, size_t anslen);
+int arbiter_render_config(struct arbiter *a, bool json, char **ret_buf, size_t *ret_len);
+/* What the signal table (signals.h) needs to know of the arbiter's mode now. */
+struct action_context arbiter_action_context(const struct arbiter *a);
 
 /* status.c */
 int arbiter_render_status(struct arbiter *a, bool json, char **ret_buf, size_t *ret_len);

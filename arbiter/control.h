@@ -52,6 +52,11 @@ enum control_request {
 	CONTROL_WORKERS,     /* "workers N", "workers +K", "workers -K" */
 	CONTROL_RELOAD,	     /* "reload": as HUP, answered with the reload's number */
 	CONTROL_UPGRADE,     /* "upgrade": as USR2, answered with the upgrade's number */
+	CONTROL_REOPEN,	     /* "reopen": as USR1 */
+	CONTROL_STOP,	     /* "stop" (as TERM), "stop quick" (as QUIT) */
+	CONTROL_KILL_WORKER, /* "kill-worker ID|pid:PID SIG [force]" */
+	CONTROL_CONFIG_TEXT, /* "config": the settings in force and their sources */
+	CONTROL_CONFIG_JSON, /* "config json" */
 	CONTROL_REQUEST_MAX,
 };
 
@@ -67,6 +72,16 @@ struct control_peer {
 struct control_workers {
 	char op; /* '=', '+' or '-' */
 	unsigned n;
+};
+
+/* "kill-worker ID SIG", "kill-worker pid:PID SIG", either with " force": which worker
+ * (its id as `status` shows it, or its pid), the signal's name as the client wrote it
+ * (the arbiter resolves it), and whether a signal that would kill it is sent anyway. */
+struct control_kill {
+	bool by_pid;
+	unsigned n;
+	char sig[16];
+	bool force;
 };
 
 /* What the socket answers, rendered by its owner (the arbiter) when asked. */
@@ -85,6 +100,17 @@ struct control_view {
 	 * number), or -1 with why refused. */
 	int64_t (*reload)(void *ctx, const struct control_peer *peer, char *why, size_t whylen);
 	int64_t (*upgrade)(void *ctx, const struct control_peer *peer, char *why, size_t whylen);
+	/* "reopen", "stop [quick]", "kill-worker ...", asked by peer (already checked):
+	 * 0 with the outcome in ans (one line, no newline), or -1 with why refused in ans,
+	 * or -2 with why what was tried failed.
+	 * Each is answered at once; the client waits for what follows (control_cmds.c). */
+	int (*reopen)(void *ctx, const struct control_peer *peer, char *ans, size_t anslen);
+	int (*stop)(void *ctx, const struct control_peer *peer, bool quick, char *ans,
+		    size_t anslen);
+	int (*kill_worker)(void *ctx, const struct control_peer *peer,
+			   const struct control_kill *req, char *ans, size_t anslen);
+	/* "config" or "config json": the settings in force, malloc'd. 0 or -ENOMEM. */
+	int (*render_config)(void *ctx, bool json, char **ret, size_t *ret_len);
 };
 
 struct control {
@@ -108,6 +134,9 @@ enum control_request control_parse_request(const char *line);
 /* "workers N", "workers +K", "workers -K": N and K decimal, no sign on N, no leading
  * zero, at most 9 digits. true and *ret filled, or false. Pure. */
 bool control_parse_workers(const char *line, struct control_workers *ret);
+/* "kill-worker ...": one spelling per request, numbers as for "workers", the signal 1
+ * to 15 of [A-Z0-9+]. true and *ret filled, or false. Pure. */
+bool control_parse_kill(const char *line, struct control_kill *ret);
 /* The word a request is counted under in the metrics ("status", "events", "workers"). */
 const char *control_request_name(enum control_request r);
 
@@ -160,3 +189,10 @@ int status_main(int argc, char **argv);
 int workers_main(int argc, char **argv);
 /* `sigvisor reload|upgrade [--json] [--control PATH] [--timeout S]` (control_reload.c) */
 int reload_main(int argc, char **argv);
+/* `sigvisor reopen`, `sigvisor stop [--quick]`, `sigvisor kill-worker ID [--signal SIG]
+ * [--force]`, `sigvisor config`, each with [--json] [--control PATH] [--timeout S]
+ * (control_cmds.c) */
+int reopen_main(int argc, char **argv);
+int stop_main(int argc, char **argv);
+int kill_worker_main(int argc, char **argv);
+int config_main(int argc, char **argv);

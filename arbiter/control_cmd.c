@@ -27,27 +27,68 @@ enum control_request control_parse_request(const char *line)
 		return CONTROL_RELOAD;
 	if (strcmp(line, "upgrade") == 0)
 		return CONTROL_UPGRADE;
+	if (strcmp(line, "reopen") == 0)
+		return CONTROL_REOPEN;
+	if (strcmp(line, "stop") == 0 || strcmp(line, "stop quick") == 0)
+		return CONTROL_STOP;
+	if (control_parse_kill(line, &(struct control_kill){0}))
+		return CONTROL_KILL_WORKER;
+	if (strcmp(line, "config") == 0)
+		return CONTROL_CONFIG_TEXT;
+	if (strcmp(line, "config json") == 0)
+		return CONTROL_CONFIG_JSON;
 	return CONTROL_UNKNOWN;
+}
+
+/* A decimal number at *p, no leading zero, at most 9 digits: the end, or NULL. */
+static const char *parse_number(const char *p, unsigned *ret)
+{
+	unsigned n = 0;
+	size_t digits = 0;
+
+	if (p[0] == '0' && p[1] >= '0' && p[1] <= '9')
+		return NULL; /* one spelling per number */
+	for (; *p >= '0' && *p <= '9' && digits < 9; p++, digits++)
+		n = n * 10 + (unsigned)(*p - '0');
+	if (!digits || (*p >= '0' && *p <= '9'))
+		return NULL;
+	*ret = n;
+	return p;
 }
 
 bool control_parse_workers(const char *line, struct control_workers *ret)
 {
 	const char *p;
-	unsigned n = 0;
-	size_t digits = 0;
 
 	if (strncmp(line, "workers ", 8) != 0)
 		return false;
 	p = line + 8;
 	ret->op = *p == '+' || *p == '-' ? *p++ : '=';
-	if (p[0] == '0' && p[1] != '\0')
-		return false; /* one spelling per number */
-	for (; *p >= '0' && *p <= '9' && digits < 9; p++, digits++)
-		n = n * 10 + (unsigned)(*p - '0');
-	if (!digits || *p)
+	p = parse_number(p, &ret->n);
+	return p && !*p;
+}
+
+bool control_parse_kill(const char *line, struct control_kill *ret)
+{
+	const char *p;
+	size_t k = 0;
+
+	if (strncmp(line, "kill-worker ", 12) != 0)
 		return false;
-	ret->n = n;
-	return true;
+	p = line + 12;
+	ret->by_pid = strncmp(p, "pid:", 4) == 0;
+	p = parse_number(ret->by_pid ? p + 4 : p, &ret->n);
+	if (!p || *p++ != ' ')
+		return false;
+	for (; k < sizeof(ret->sig) - 1 &&
+	       ((*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '+');
+	     p++, k++)
+		ret->sig[k] = *p;
+	ret->sig[k] = '\0';
+	if (!k)
+		return false;
+	ret->force = strcmp(p, " force") == 0;
+	return ret->force || !*p;
 }
 
 const char *control_request_name(enum control_request r)
@@ -64,6 +105,15 @@ const char *control_request_name(enum control_request r)
 		return "reload";
 	case CONTROL_UPGRADE:
 		return "upgrade";
+	case CONTROL_REOPEN:
+		return "reopen";
+	case CONTROL_STOP:
+		return "stop";
+	case CONTROL_KILL_WORKER:
+		return "kill-worker";
+	case CONTROL_CONFIG_TEXT:
+	case CONTROL_CONFIG_JSON:
+		return "config";
 	case CONTROL_UNKNOWN:
 	case CONTROL_REQUEST_MAX:
 		break;
@@ -123,6 +173,26 @@ static int answer(struct control_conn *cc, const char *fmt, ...)
 	return 0;
 }
 
+/* Root or our own uid may change things: false (answered with the refusal) for
+ * another, or when the peer cannot be told. */
+static bool may_change(struct control_conn *cc, struct control_peer *peer, int *ret)
+{
+	int r = peer_of(cc, peer);
+
+	if (r < 0) {
+		*ret = answer(cc, "error: refused: cannot tell who asks: %s\n", strerror(-r));
+		return false;
+	}
+	if (peer->uid != 0 && peer->uid != (unsigned)geteuid()) {
+		*ret = answer(cc,
+			      "error: refused: not allowed: uid %u is neither root nor the "
+			      "arbiter's uid (%u)\n",
+			      peer->uid, (unsigned)geteuid());
+		return false;
+	}
+	return true;
+}
+
 /* "workers ...": only root or our own uid, told so; the view applies it. */
 static int workers(struct control *c, struct control_conn *cc, const char *line)
 {
@@ -132,14 +202,8 @@ static int workers(struct control *c, struct control_conn *cc, const char *line)
 	int r;
 
 	(void)control_parse_workers(line, &req);
-	r = peer_of(cc, &peer);
-	if (r < 0)
-		return answer(cc, "error: refused: cannot tell who asks: %s\n", strerror(-r));
-	if (peer.uid != 0 && peer.uid != (unsigned)geteuid())
-		return answer(cc,
-			      "error: refused: not allowed: uid %u is neither root nor the "
-			      "arbiter's uid (%u)\n",
-			      peer.uid, (unsigned)geteuid());
+	if (!may_change(cc, &peer, &r))
+		return r;
 	r = c->view.set_workers(c->view.ctx, &peer, &req, why, sizeof(why));
 	if (r < 0)
 		return answer(cc, "error: refused: %s\n", why);
@@ -154,19 +218,43 @@ static int reload_or_upgrade(struct control *c, struct control_conn *cc, bool up
 	struct control_peer peer;
 	char why[256];
 	int64_t id;
-	int r = peer_of(cc, &peer);
+	int r;
 
-	if (r < 0)
-		return answer(cc, "error: refused: cannot tell who asks: %s\n", strerror(-r));
-	if (peer.uid != 0 && peer.uid != (unsigned)geteuid())
-		return answer(cc,
-			      "error: refused: not allowed: uid %u is neither root nor the "
-			      "arbiter's uid (%u)\n",
-			      peer.uid, (unsigned)geteuid());
+	if (!may_change(cc, &peer, &r))
+		return r;
 	id = (upgrade ? c->view.upgrade : c->view.reload)(c->view.ctx, &peer, why, sizeof(why));
 	if (id < 0)
 		return answer(cc, "error: refused: %s\n", why);
 	return answer(cc, "ok %s %lld\n", what, (long long)id);
+}
+
+/* "reopen", "stop", "kill-worker": as "workers", only root or our own uid; the view
+ * acts and says the outcome ("ok ...") or why not ("error: refused: ..."). */
+static int change(struct control *c, struct control_conn *cc, enum control_request req,
+		  const char *line)
+{
+	struct control_peer peer;
+	struct control_kill kill;
+	char ans[512];
+	int r;
+
+	if (!may_change(cc, &peer, &r))
+		return r;
+	if (req == CONTROL_REOPEN) {
+		r = c->view.reopen(c->view.ctx, &peer, ans, sizeof(ans));
+	} else if (req == CONTROL_STOP) {
+		r = c->view.stop(c->view.ctx, &peer, strcmp(line, "stop quick") == 0, ans,
+				 sizeof(ans));
+	} else {
+		(void)control_parse_kill(line, &kill);
+		r = c->view.kill_worker(c->view.ctx, &peer, &kill, ans, sizeof(ans));
+	}
+	/* -1: refused, nothing done; -2: tried and failed (a log file that did not reopen) */
+	return answer(cc, "%s%s\n",
+		      r == -1 ? "error: refused: "
+		      : r < 0 ? "error: failed: "
+			      : "ok ",
+		      ans);
 }
 
 int control_handle_request(struct control *c, struct control_conn *cc, const char *line)
@@ -200,6 +288,14 @@ int control_handle_request(struct control *c, struct control_conn *cc, const cha
 	case CONTROL_RELOAD:
 	case CONTROL_UPGRADE:
 		return reload_or_upgrade(c, cc, req == CONTROL_UPGRADE);
+	case CONTROL_REOPEN:
+	case CONTROL_STOP:
+	case CONTROL_KILL_WORKER:
+		return change(c, cc, req, line);
+	case CONTROL_CONFIG_TEXT:
+	case CONTROL_CONFIG_JSON:
+		return c->view.render_config(c->view.ctx, req == CONTROL_CONFIG_JSON, &cc->out,
+					     &cc->out_len);
 	case CONTROL_UNKNOWN:
 	case CONTROL_REQUEST_MAX:
 		break;

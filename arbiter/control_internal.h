@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "control.h"
+#include "options.h"
 
 /* control_cmd.c: answer one request line (without its newline) on cc: the answer in
  * cc->out, or cc->follower set for "events". 0, or -ENOMEM (the connection is closed). */
@@ -34,3 +35,19 @@ int control_client_timeout(const char *name, const char *value, uint64_t *ret_ms
 int control_client_remaining_ms(void);
 int control_client_connect(const char *control, char *path, size_t len);
 int control_client_ask(int fd, const char *path, const char *req, char **ret, size_t *ret_len);
+
+/* control_workers.c, for the clients that watch the pool: what "status json" says of it,
+ * the top-level numbers and each worker's. */
+struct pool_seen {
+	char state[32]; /* the arbiter's: running, draining, ... */
+	unsigned generation, target;
+	unsigned ready, booting, stopping; /* of the current generation */
+	size_t n;
+	struct worker_seen {
+		unsigned id, generation;
+		int pid;
+		char state[16];
+	} w[SETTINGS_MAX_WORKERS * 2]; /* a reload's two generations */
+};
+/* Our own JSON, in the order status.c writes it. true and *s filled, or false. */
+bool control_parse_pool(const char *j, struct pool_seen *s);

@@ -21,23 +21,7 @@
 #define WATCH_POLL_MS 25
 #define NAME	      "sigvisor workers"
 
-/* What "status json" says of the pool: the top-level numbers and each worker's. */
-struct pool_seen {
-	char state[32]; /* the arbiter's: running, draining, ... */
-	unsigned generation, target;
-	unsigned ready, booting, stopping; /* of the current generation */
-	size_t n;
-	struct worker_seen {
-		unsigned id, generation;
-		int pid;
-		char state[16];
-	} w[SETTINGS_MAX_WORKERS * 2]; /* a reload's two generations */
-};
-
-/* Our own JSON, in the order status.c writes it: the numbers come before "workers",
- * and each worker starts {"id":..,"pid":..,"generation":..,"state":"..". A worker's
- * STATUS= text is escaped, so it never spells these keys with bare quotes. */
-static bool parse_status(const char *j, struct pool_seen *s)
+bool control_parse_pool(const char *j, struct pool_seen *s)
 {
 	const char *p = strstr(j, "\"state\":\""), *end;
 
@@ -89,7 +73,7 @@ static char *ask(const char *control, char *path, size_t len, const char *req)
 static bool get_pool(const char *control, char *path, size_t len, struct pool_seen *s)
 {
 	char *j = ask(control, path, len, "status json\n");
-	bool ok = j && parse_status(j, s);
+	bool ok = j && control_parse_pool(j, s);
 
 	if (j && !ok)
 		fprintf(stderr, NAME ": %s: %s", path,

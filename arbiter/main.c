@@ -1,5 +1,5 @@
 /* sigvisor's entry point: the arbiter, `sigvisor status`, `sigvisor signals` and
- * `sigvisor workers`, `sigvisor reload` and `sigvisor upgrade`, and the built-in worker
+ * `sigvisor workers`, `reload`, `upgrade`, `reopen`, `stop`, `kill-worker`, `config`, and the built-in worker
  * (`sigvisor worker`, which the arbiter exec's for each worker when there is no COMMAND). */
 #include <string.h>
 
@@ -20,5 +20,13 @@ int main(int argc, char **argv)
 		return workers_main(argc, argv);
 	if (argc > 1 && (strcmp(argv[1], "reload") == 0 || strcmp(argv[1], "upgrade") == 0))
 		return reload_main(argc, argv);
+	if (argc > 1 && strcmp(argv[1], "reopen") == 0)
+		return reopen_main(argc, argv);
+	if (argc > 1 && strcmp(argv[1], "stop") == 0)
+		return stop_main(argc, argv);
+	if (argc > 1 && strcmp(argv[1], "kill-worker") == 0)
+		return kill_worker_main(argc, argv);
+	if (argc > 1 && strcmp(argv[1], "config") == 0)
+		return config_main(argc, argv);
 	return arbiter_main(argc, argv);
 }

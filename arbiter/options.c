@@ -92,6 +92,9 @@ static const struct option_def option_defs[] = {
 	{"help", 'h', OPT_FLAG, OFF(help), 0, 0, true, NULL, "print this help and exit"},
 };
 
+_Static_assert(sizeof(option_defs) / sizeof(option_defs[0]) <= SETTINGS_MAX_OPTIONS,
+	       "struct settings has no room for every option's origin");
+
 static const struct option_def *find_long(const char *name, size_t len)
 {
 	for (size_t i = 0; i < sizeof(option_defs) / sizeof(option_defs[0]); i++)
@@ -243,6 +246,11 @@ int option_set(struct settings *s, enum option_source src, const char *name, con
 		snprintf(err, errlen, "option '%s' is only allowed on the command line", name);
 		return -EINVAL;
 	}
+	/* Recorded before the value is checked: a value that fails fails the whole load. */
+	s->origin[d - option_defs] = (struct option_origin){
+		.source = src,
+		.line = src == SOURCE_CONFIG ? s->config_line : 0,
+	};
 	if (d->kind == OPT_FLAG) {
 		bool b = true;
 
@@ -495,6 +503,57 @@ char **settings_words(const struct settings *s, int *ret_n)
 fail:
 	options_free_words(words);
 	return NULL;
+}
+
+int settings_describe(const struct settings *s, size_t i, const char **ret_name, char **ret_value,
+		      struct option_origin *ret_origin)
+{
+	size_t n_defs = sizeof(option_defs) / sizeof(option_defs[0]);
+	const struct option_def *d = i < n_defs ? &option_defs[i] : NULL;
+	char *words[MAX_BINDS + 1] = {0}, *value = NULL;
+	size_t len = 0, prefix;
+	int n = 0, r = 0;
+
+	if (!d)
+		return -ENOENT;
+	prefix = strlen(d->name) + 3; /* "--name=" */
+	if (d->cmdline_only)
+		return -EAGAIN;
+	/* The binds start-up filled in for the default too, which option_words leaves out. */
+	if (d->kind != OPT_BIND)
+		r = option_words(s, d, words, &n);
+	for (size_t k = 0; d->kind == OPT_BIND && k < s->n_binds && r == 0; k++) {
+		if (asprintf(&words[n++], "--%s=%s", d->name, s->binds[k]) < 0) {
+			words[--n] = NULL; /* asprintf leaves it undefined */
+			r = -ENOMEM;
+		}
+	}
+	for (int k = 0; r == 0 && k < n; k++) {
+		size_t add = strlen(words[k]) - prefix;
+		char *nv = realloc(value, len + add + (k ? 2 : 0) + 1);
+
+		if (!nv) {
+			r = -ENOMEM;
+			break;
+		}
+		value = nv;
+		if (k) {
+			memcpy(value + len, ", ", 2);
+			len += 2;
+		}
+		memcpy(value + len, words[k] + prefix, add + 1);
+		len += add;
+	}
+	for (int k = 0; k < n; k++)
+		free(words[k]);
+	if (r < 0) {
+		free(value);
+		return r;
+	}
+	*ret_name = d->name;
+	*ret_value = value;
+	*ret_origin = s->origin[i];
+	return 0;
 }
 
 void options_free_words(char **words)

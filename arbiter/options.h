@@ -49,6 +49,16 @@ enum option_source {
 	SOURCE_CMDLINE,
 };
 
+/* Where a setting's value came from (`sigvisor config`): its source, and for the config
+ * file the line (0: unknown). */
+struct option_origin {
+	enum option_source source;
+	unsigned line;
+};
+
+/* Room for one origin per option of the table (options.c checks it fits). */
+#define SETTINGS_MAX_OPTIONS 32
+
 #define MAX_BINDS 64
 /* --workers's bound, and of every other way to set the pool's size (`sigvisor workers`). */
 #define SETTINGS_MAX_WORKERS 4096u
@@ -84,6 +94,10 @@ struct settings {
 	/* The worker COMMAND after "--"; NULL for the built-in worker. */
 	char **command;
 	size_t n_command;
+	/* Each option's origin, by its place in the table, set by option_set(); and the
+	 * line of the config file being applied (options_load.c), for its origins. */
+	struct option_origin origin[SETTINGS_MAX_OPTIONS];
+	unsigned config_line;
 };
 
 void settings_init(struct settings *s);
@@ -115,6 +129,14 @@ void options_free_words(char **words);
 char **settings_words(const struct settings *s, int *ret_n);
 
 void options_print_help(const char *prog);
+
+/* The settings one by one for `sigvisor config`, in the table's order, the ones only
+ * the command line takes (--check, --help, --version) left out: i from 0 until it
+ * returns -ENOENT. The option's name, its value in words as the command line takes it
+ * (malloc'd; the binds joined by ", "; NULL when unset, as --pid without one) and where
+ * it came from. 0, -ENOMEM, or -EAGAIN for an index to skip. */
+int settings_describe(const struct settings *s, size_t i, const char **ret_name, char **ret_value,
+		      struct option_origin *ret_origin);
 
 const char *loop_kind_name(enum loop_kind k);
 

@@ -100,6 +100,7 @@ static int config_entry(void *user, const char *section, const char *name, const
 		c->failed = true;
 		return 0;
 	}
+	c->s->config_line = c->line;
 	if (option_set(c->s, SOURCE_CONFIG, name, value, sub, sizeof(sub)) < 0) {
 		snprintf(c->err, c->errlen, "%s:%u: %s", c->path, c->line, sub);
 		c->failed = true;

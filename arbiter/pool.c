@@ -678,8 +678,13 @@ static enum forward_verdict forward_verdict(const struct pool *p, pid_t pid, int
 	return (mask | blk) & bit ? FORWARD_OK : FORWARD_KILLS;
 }
 
-void pool_signal_all(struct pool *p, int sig)
+void pool_signal_all(struct pool *p, int sig, struct pool_signalled *ret)
 {
+	struct pool_signalled none;
+
+	if (!ret)
+		ret = &none;
+	*ret = (struct pool_signalled){0};
 	for (size_t i = 0; i < p->n; i++) {
 		struct worker *w = p->workers[i];
 		enum forward_verdict v = FORWARD_OK;
@@ -693,9 +698,11 @@ void pool_signal_all(struct pool *p, int sig)
 		if (v == FORWARD_NOT_YET) {
 			log_debug("not sending SIG%s to worker %u (pid %d): still starting",
 				  signal_name(sig), w->id, w->pid);
+			ret->starting++;
 			continue;
 		}
 		if (v == FORWARD_KILLS) {
+			ret->would_kill++;
 			log_warn("not sending SIG%s to worker %u (pid %d): it neither handles, "
 				 "ignores "
 				 "nor blocks it, so the default action would kill it",
@@ -703,7 +710,35 @@ void pool_signal_all(struct pool *p, int sig)
 			continue;
 		}
 		send_signal(w, sig);
+		ret->sent++;
 	}
+}
+
+void pool_stop_worker(struct pool *p, struct worker *w, int sig)
+{
+	struct transition t;
+
+	if (sig == SIGTERM || sig == SIGQUIT) {
+		(void)apply(p, w, sig == SIGTERM ? WEV_STOP_TERM : WEV_STOP_QUIT);
+		return;
+	}
+	/* INT or KILL: the lifecycle of a quick stop (the state, the graceful deadline
+	 * with KILL after it), with this signal in place of QUIT. */
+	t = worker_transition(w->state, WEV_STOP_QUIT);
+	w->state = t.next;
+	if (sig != SIGKILL)
+		send_signal(w, SIGCONT); /* see apply() */
+	w->stop_signal = sig;
+	send_signal(w, sig);
+	if (t.actions & WACT_ARM_STOP)
+		w->deadline_ms = now_ms() + p->cfg.graceful_timeout_ms;
+}
+
+int pool_send_worker(struct worker *w, int sig)
+{
+	if (pidfd_send_signal(w->src.fd, sig, NULL, 0) < 0)
+		return -errno;
+	return 0;
 }
 
 /* 1/32 of the timeout, at most 100 ms: far above a timer's jitter, far below

@@ -138,7 +138,20 @@ void pool_reap_children(struct pool *p);
 void pool_run_deadlines(struct pool *p, uint64_t now);
 uint64_t pool_next_deadline(const struct pool *p);
 void pool_stop_all(struct pool *p, enum worker_event ev);
-void pool_signal_all(struct pool *p, int sig);
+/* What pool_signal_all did: workers sent the signal, and held back: still starting (not
+ * exec'd, or for USR1 booting), or the signal would kill them (USR1 unhandled). */
+struct pool_signalled {
+	unsigned sent, starting, would_kill;
+};
+/* sig to every active worker, through its pidfd; USR1 only to workers that take it.
+ * ret may be NULL. */
+void pool_signal_all(struct pool *p, int sig, struct pool_signalled *ret);
+/* One worker asked to stop with sig (TERM, INT, QUIT or KILL) by a command: TERM and
+ * QUIT as a shutdown sends them, INT likewise as QUIT, KILL at once; the exit is an
+ * asked one (not a failure), and pool_reconcile replaces it. */
+void pool_stop_worker(struct pool *p, struct worker *w, int sig);
+/* Any other signal to one worker through its pidfd: 0 or -errno. */
+int pool_send_worker(struct worker *w, int sig);
 void pool_gc(struct pool *p);
 int pool_adopt(struct pool *p, struct worker *w);
 /* Read the datagrams waiting in one worker's notify socket, or in every worker's. */

@@ -125,19 +125,20 @@ static void per_signal(FILE *f, const char *name, const char *help,
  * "status"; "unknown" is every line no command takes). */
 static void render_control(const struct arbiter *a, FILE *f)
 {
-	static const char *const names[] = {"status", "events",	 "workers",
-					    "reload", "upgrade", "unknown"};
-	enum { N = sizeof(names) / sizeof(names[0]) };
-	ull n[N] = {0};
+	static const char *const names[] = {"status", "events", "workers",     "reload", "upgrade",
+					    "reopen", "stop",	"kill-worker", "config", "unknown"};
+#define N_NAMES (sizeof(names) / sizeof(names[0]))
+	ull n[N_NAMES] = {0};
 
 	for (int r = 0; r < CONTROL_REQUEST_MAX; r++)
-		for (size_t i = 0; i < N; i++)
+		for (size_t i = 0; i < N_NAMES; i++)
 			if (strcmp(control_request_name((enum control_request)r), names[i]) == 0)
 				n[i] += a->control.requests[r];
 	family(f, "sigvisor_control_commands_total", "counter",
 	       "Requests answered on the control socket, by command (refused ones included).");
-	for (size_t i = 0; i < N; i++)
+	for (size_t i = 0; i < N_NAMES; i++)
 		labelled(f, "sigvisor_control_commands_total", "command", names[i], n[i]);
+#undef N_NAMES
 }
 
 static void render_signals(const struct arbiter *a, FILE *f)

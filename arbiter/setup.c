@@ -111,6 +111,28 @@ static int64_t control_upgrade(void *ctx, const struct control_peer *peer, char 
 	return upgrade_request(ctx, peer, why, whylen);
 }
 
+static int control_reopen(void *ctx, const struct control_peer *peer, char *ans, size_t anslen)
+{
+	return arbiter_reopen_logs(ctx, peer, ans, anslen);
+}
+
+static int control_stop(void *ctx, const struct control_peer *peer, bool quick, char *ans,
+			size_t anslen)
+{
+	return arbiter_stop(ctx, peer, quick, ans, anslen);
+}
+
+static int control_kill_worker(void *ctx, const struct control_peer *peer,
+			       const struct control_kill *req, char *ans, size_t anslen)
+{
+	return arbiter_kill_worker(ctx, peer, req, ans, anslen);
+}
+
+static int control_config(void *ctx, bool json, char **ret, size_t *ret_len)
+{
+	return arbiter_render_config(ctx, json, ret, ret_len);
+}
+
 static void metrics_render(void *ctx, FILE *f)
 {
 	struct arbiter *a = ctx;
@@ -376,10 +398,12 @@ int arbiter_setup(struct arbiter *a, char *err, size_t errlen, int *ret_status)
 			 err);
 		control_forget(&a->control);
 	}
-	r = control_start(&a->control, &a->loop,
-			  &(struct control_view){a, control_render, control_events_off,
-						 control_set_workers, control_reload,
-						 control_upgrade});
+	r = control_start(
+		&a->control, &a->loop,
+		&(struct control_view){a, control_render, control_events_off, control_set_workers,
+				       control_reload, control_upgrade, .reopen = control_reopen,
+				       .stop = control_stop, .kill_worker = control_kill_worker,
+				       .render_config = control_config});
 	if (r < 0) {
 		snprintf(err, errlen, "cannot register the control socket: %s", strerror(-r));
 		return r;

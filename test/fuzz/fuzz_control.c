@@ -1,4 +1,5 @@
-/* libFuzzer target: control-socket requests (control_parse_request).
+/* libFuzzer target: control-socket requests (control_parse_request, and the
+ * parsers of "workers" and "kill-worker").
  *
  * The input is what a client sends. It is framed the way control_on_conn() does it: at
  * most 255 bytes into a NUL-terminated buffer, cut at the first '\n'; a request
@@ -69,12 +70,39 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	case CONTROL_UPGRADE:
 		check(strcmp(line, "upgrade") == 0, "only \"upgrade\" upgrades");
 		break;
+	case CONTROL_REOPEN:
+		check(strcmp(line, "reopen") == 0, "only \"reopen\" reopens");
+		break;
+	case CONTROL_STOP:
+		check(strcmp(line, "stop") == 0 || strcmp(line, "stop quick") == 0,
+		      "only \"stop\" and \"stop quick\" stop");
+		break;
+	case CONTROL_KILL_WORKER: {
+		struct control_kill k;
+		char again[64];
+
+		check(control_parse_kill(line, &k), "\"kill-worker\" parses");
+		snprintf(again, sizeof(again), "kill-worker %s%u %s%s", k.by_pid ? "pid:" : "", k.n,
+			 k.sig, k.force ? " force" : "");
+		check(strcmp(line, again) == 0, "\"kill-worker\" has one spelling");
+		break;
+	}
+	case CONTROL_CONFIG_TEXT:
+		check(strcmp(line, "config") == 0, "only \"config\" is the text config");
+		break;
+	case CONTROL_CONFIG_JSON:
+		check(strcmp(line, "config json") == 0, "only \"config json\" is JSON");
+		break;
 	case CONTROL_UNKNOWN:
 		check(!control_parse_workers(line, &(struct control_workers){0}),
 		      "a workers request is known");
+		check(!control_parse_kill(line, &(struct control_kill){0}),
+		      "a kill-worker request is known");
 		check(strcmp(line, "status") != 0 && strcmp(line, "status json") != 0 &&
 			      strcmp(line, "events") != 0 && strcmp(line, "reload") != 0 &&
-			      strcmp(line, "upgrade") != 0,
+			      strcmp(line, "upgrade") != 0 && strcmp(line, "reopen") != 0 &&
+			      strcmp(line, "stop") != 0 && strcmp(line, "stop quick") != 0 &&
+			      strcmp(line, "config") != 0 && strcmp(line, "config json") != 0,
 		      "known requests are known");
 		break;
 	default:
