@@ -633,12 +633,16 @@ char **options_split_words(const char *s, int *ret_n, char *err, size_t errlen)
 void options_print_help(const char *prog)
 {
 	printf("Usage: %s [OPTIONS] [-- COMMAND [ARG...]]\n"
-	       "       %s status [--control PATH] [--json | --events]\n\n"
+	       "       %s status [--json | --events]\n"
+	       "       %s workers [N|+K|-K] | reload | upgrade | reopen | stop [--quick]\n"
+	       "       %s kill-worker ID|pid:PID [--signal SIG] [--force]\n"
+	       "       %s signals | config\n"
+	       "  (each command: [--json] [--control PATH] [--timeout SECONDS])\n\n"
 	       "A pre-fork process supervisor driven by signals (HUP, TERM, INT, QUIT, TTIN, "
 	       "TTOU,\n"
 	       "USR1, USR2, WINCH). Without COMMAND every worker is the built-in HTTP worker.\n\n"
 	       "Options:\n",
-	       prog, prog);
+	       prog, prog, prog, prog, prog);
 	for (size_t i = 0; i < sizeof(option_defs) / sizeof(option_defs[0]); i++) {
 		const struct option_def *d = &option_defs[i];
 		char left[64];
