@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "listeners.h"
+#include "loop.h"
 #include "options.h"
 #include "safefile.h"
 
@@ -139,6 +140,11 @@ int check_startup(const struct settings *s, bool (*held)(const char *spec), bool
 	char dir[PATH_MAX];
 	int r;
 
+	/* The loop the start would use: --loop io_uring under a seccomp filter (docker's,
+	 * podman's default profiles) or kernel.io_uring_disabled must fail here, not in
+	 * the start that follows (or in a USR2's new image). */
+	if (!loop_backend_select((int)s->loop, err, errlen))
+		return -EPERM;
 	for (size_t i = 0; i < s->n_binds; i++) {
 		if (held && held(s->binds[i]))
 			continue; /* ours already: the new image takes it over */

@@ -195,6 +195,13 @@ def test_io_uring_unavailable_exits_1_and_says_why(seccomp_helper, tmpdir_short,
     assert says in r.stderr and "use --loop epoll" in r.stderr, r.stderr
     # Never a silent fallback: nothing was started.
     assert "listening on" not in r.stderr + r.stdout
+    # --check tries what the start will use, the loop included: not "configuration ok".
+    r = subprocess.run(
+        [seccomp_helper, str(err), SIGVISOR, "--check", "-b", "127.0.0.1:0", "--control",
+         os.path.join(tmpdir_short, "c.sock"), "--loop", "io_uring"],
+        capture_output=True, text=True, timeout=DEADLINE, stdin=subprocess.DEVNULL)
+    assert r.returncode == 1, (r.returncode, r.stdout, r.stderr)
+    assert says in r.stderr and "configuration ok" not in r.stdout, (r.stdout, r.stderr)
     # Under the same filter epoll serves: the refusal is about io_uring only.
     sv = start("--loop", "epoll", "-w", "1", wrap=[seccomp_helper, str(err)])
     sv.wait_workers(1)
