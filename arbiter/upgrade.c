@@ -385,6 +385,11 @@ static int write_state(struct arbiter *a, FILE *f, enum probes_handover *ret_bpf
 		.upgrade_refused = a->upgrade.refused,
 		.upgrade_rollbacks = a->upgrade.rollbacks,
 		.config_workers = a->settings->workers,
+		/* Only the probes handed over go on counting from these (arbiter_bpf.c). */
+		.scale_counted = a->scale.counting,
+		.ttin_consumed = a->scale.consumed[0],
+		.ttou_consumed = a->scale.consumed[1],
+		.scale_merged = a->scale.merged,
 	};
 
 	memcpy(num.signals_received, a->signals_received, sizeof(num.signals_received));
@@ -754,6 +759,10 @@ int upgrade_adopt_sockets(struct arbiter *a, int fd, char *err, size_t errlen)
 	a->upgrade.refused = (unsigned long)num.upgrade_refused;
 	a->upgrade.rollbacks = (unsigned long)num.upgrade_rollbacks;
 	a->upgrade.config_workers = (unsigned)num.config_workers;
+	a->scale.inherited = num.scale_counted == 1;
+	a->scale.consumed[0] = num.ttin_consumed;
+	a->scale.consumed[1] = num.ttou_consumed;
+	a->scale.merged = num.scale_merged;
 	memcpy(a->signals_received, num.signals_received, sizeof(num.signals_received));
 	memcpy(a->signals_ignored, num.signals_ignored, sizeof(num.signals_ignored));
 	if (a->upgrade.rolled_back) {

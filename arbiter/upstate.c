@@ -20,7 +20,8 @@ static const struct {
 	C(killed),	   C(replaced),	       C(boot_failures_total),
 	C(orphans_reaped), C(reloads),	       C(reload_failures),
 	C(upgrades),	   C(upgrade_refused), C(upgrade_rollbacks),
-	C(config_workers),
+	C(config_workers), C(scale_counted),   C(ttin_consumed),
+	C(ttou_consumed),  C(scale_merged),
 #undef C
 };
 

@@ -27,6 +27,9 @@ struct upstate_numbers {
 	/* Not a counter: the configuration's workers (--workers, the config file), which
 	 * the pool's target may differ from (TTIN/TTOU, `sigvisor workers`). */
 	uint64_t config_workers;
+	/* TTIN and TTOU counted by the probes (arbiter.h: struct scale_count): how many of
+	 * each the image applied, valid when scale_counted is 1 and the probes are kept. */
+	uint64_t scale_counted, ttin_consumed, ttou_consumed, scale_merged;
 	uint64_t signals_received[UPSTATE_SIGNALS];
 	uint64_t signals_ignored[UPSTATE_SIGNALS];
 };
