@@ -4,6 +4,7 @@ one pending signal; also while a HUP's reload or a USR2's upgrade is under way. 
 probes off the count may merge, and status says so.
 
 The probes need root and BPF: a skip locally, a failure under CI=true (test_bpf.py)."""
+import os
 import re
 import signal
 import subprocess
@@ -143,6 +144,45 @@ def test_exact_through_a_usr2_in_flight(bpf):  # noqa: F811
     bpf.stop(sv)
 
 
+def test_exact_through_a_usr2_rolled_back(bpf, tmpdir_short):  # noqa: F811
+    """The new image fails in its set-up after the exec (its pidfile's directory is
+    gone) and the old one resumes, its probes handed back: still exact."""
+    import conftest
+    from test_upgrade import install_copy, replace_binary
+    piddir = os.path.join(tmpdir_short, "run")
+    os.mkdir(piddir)
+    path = install_copy(tmpdir_short)
+    saved, conftest.SIGVISOR = conftest.SIGVISOR, path
+    try:
+        sv = bpf.start("-w", "2", "--pid", os.path.join(piddir, "sigvisor.pid"))
+    finally:
+        conftest.SIGVISOR = saved
+    sv.wait_workers(2)
+    # test_upgrade's rollback_script, in Python: a shell unblocks every signal before it
+    # runs a command, and the TTIN pending across the exec would stop the process.
+    replace_binary(path, "#!%s\n"
+                   "import os, shutil, sys\n"
+                   "if '--check' not in sys.argv:\n"
+                   "    shutil.rmtree(%r)\n"
+                   "os.execv(%r, [%r] + sys.argv[1:])\n"
+                   % (PYTHON, piddir, conftest.SIGVISOR, conftest.SIGVISOR))
+    senders = [Sender(sv.pid, signal.SIGTTIN, 15) for _ in range(3)]
+    sv.kill(signal.SIGUSR2)
+    senders[0].fire()
+    sv.wait_log(r"upgrade: exec .* in place \(pid %d stays\), the BPF probes handed over"
+                % sv.pid)
+    senders[1].fire()
+    sv.wait_log(r"upgrade failed, rolled back: ")
+    senders[2].fire()
+    all_read(sv)
+    assert sv.status()["target"] == 47, sv.text()[-3000:]
+    st = settled(sv, 47)
+    assert st["scale_signals"]["exact"] is True
+    assert st["counters"]["upgrade_rollbacks"] == 1
+    sv.wait_log(r"BPF probes kept from the image before the upgrade")
+    bpf.stop(sv)
+
+
 def test_probes_off_says_counts_may_merge(start):
     sv = start("-w", "1")  # conftest: --bpf off
     sv.wait_workers(1)
@@ -159,3 +199,59 @@ def test_probes_off_says_counts_may_merge(start):
     r = subprocess.run([sv.proc.args[0], "status", "--control", sv.control],
                        capture_output=True, text=True, timeout=10)
     assert "TTIN/TTOU: signals may merge (probes off)" in r.stdout, r.stdout
+
+
+def test_the_terminals_ttin_stays_ignored_with_the_probes_on(bpf, tmpdir_short):  # noqa: F811
+    """The tty layer's TTIN (SI_KERNEL, to a background process group that reads the
+    terminal) is not counted: the probes count what processes send. Five TTIN from a
+    process after it add exactly five."""
+    import pty
+    import time
+    from conftest import SIGVISOR
+    log = os.path.join(tmpdir_short, "tty.log")
+    pid, fd = pty.fork()
+    if pid == 0:  # session leader with the pty as controlling terminal
+        try:
+            arb = os.fork()
+            if arb == 0:
+                os.setpgid(0, 0)
+                out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+                os.dup2(out, 1)
+                os.dup2(out, 2)
+                os.execv(SIGVISOR, [SIGVISOR, "-b", "127.0.0.1:0", "-w", "1", "--bpf", "on",
+                                    "--bpf-pin", bpf.pin, "--control",
+                                    os.path.join(tmpdir_short, "tty.sock")])
+            os.setpgid(arb, arb)
+
+            def wait_text(needle):
+                end = time.monotonic() + 10
+                while time.monotonic() < end:
+                    if os.path.exists(log) and needle in open(log).read():
+                        return
+                    time.sleep(0.01)
+            wait_text("started")
+            reader = os.fork()
+            if reader == 0:
+                os.setpgid(0, arb)
+                os.read(0, 1)  # background read: the kernel sends TTIN to the group
+                os._exit(0)
+            wait_text("sent by the terminal")
+            os.kill(reader, signal.SIGKILL)
+            os.waitpid(reader, 0)
+            for _ in range(5):
+                os.kill(arb, signal.SIGTTIN)
+            wait_text("-> 6 workers")
+            os.kill(arb, signal.SIGTERM)
+            _, st = os.waitpid(arb, 0)
+            os._exit(0 if os.WIFEXITED(st) and os.WEXITSTATUS(st) == 0 else 1)
+        except BaseException:
+            os._exit(2)
+    _, st = os.waitpid(pid, 0)
+    os.close(fd)
+    text = open(log).read()
+    assert "BPF probes on" in text, text
+    assert "received SIGTTIN from the kernel: ignored, sent by the terminal" in text, text
+    counted = [int(n) for n in re.findall(r"TTIN x(\d+) \(counted by the probes\)", text)]
+    assert sum(counted) == 5, text
+    assert re.search(r"-> 6 workers", text) and not re.search(r"-> [7-9] workers", text), text
+    assert os.WEXITSTATUS(st) == 0, text
