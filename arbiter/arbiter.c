@@ -184,8 +184,11 @@ static void handle_signal(struct arbiter *a, const struct signalfd_siginfo *si)
 	int sig = (int)si->ssi_signo;
 	const char *why;
 	enum arbiter_action act = signal_action(sig, si->ssi_code, &ctx, &why);
+	uint64_t scale_by = 1;
 	char sender[128];
 
+	if (sig == SIGTTIN || sig == SIGTTOU)
+		act = arbiter_scale_signal(a, sig, si->ssi_code, act, &ctx, &scale_by);
 	if (sig > 0 && sig < 65)
 		a->signals_received[sig]++;
 	if (act == ACTION_REAP) {
@@ -217,19 +220,8 @@ static void handle_signal(struct arbiter *a, const struct signalfd_siginfo *si)
 		begin_shutdown(a, true);
 		break;
 	case ACTION_SCALE_UP:
-		a->pool.target++;
-		log_info("pool size %u -> %u", a->pool.target - 1, a->pool.target);
-		pool_reconcile(&a->pool);
-		break;
 	case ACTION_SCALE_DOWN:
-		if (a->pool.target <= 1) {
-			log_info("pool size stays at %u: never fewer than one worker",
-				 a->pool.target);
-			break;
-		}
-		a->pool.target--;
-		log_info("pool size %u -> %u", a->pool.target + 1, a->pool.target);
-		pool_reconcile(&a->pool);
+		arbiter_scale_apply(a, sig, scale_by);
 		break;
 	case ACTION_REOPEN_LOGS:
 		(void)arbiter_reopen_logs(a, NULL, NULL, 0);

@@ -107,6 +107,16 @@ struct reload_saved {
 	unsigned target;
 };
 
+/* TTIN and TTOU counted by the probes (scale.c): with them on, the pool changes by the
+ * number of signals processes sent, those the kernel merged included, rather than by
+ * one per signalfd read. */
+struct scale_count {
+	bool counting;	      /* the probes count, consumed[] is their baseline */
+	bool inherited;	      /* consumed[] came in an upgrade's state, for the probes kept */
+	uint64_t consumed[2]; /* TTIN, TTOU: the probes' count (sent) when last looked at */
+	uint64_t merged;      /* applied beyond one per signalfd read: merged by the kernel */
+};
+
 struct arbiter {
 	struct settings *settings;
 	int argc; /* kept for HUP, which re-reads everything */
@@ -165,6 +175,7 @@ struct arbiter {
 	uint64_t started_ms;
 	uint64_t signals_received[65];
 	uint64_t signals_ignored[65];
+	struct scale_count scale;
 };
 
 /* main()'s entry for "sigvisor [OPTIONS] [-- COMMAND]". */
@@ -229,6 +240,16 @@ void reload_discard(struct arbiter *a);
 int64_t reload_request(struct arbiter *a, const struct control_peer *peer, char *why,
 		       size_t whylen);
 
+/* scale.c: a TTIN or TTOU read from the signalfd, whose action by the mode table is act:
+ * the action to carry out, and in *ret_n by how many workers (1 with the probes off; with
+ * them on, what they counted since the last look, which may be 0: counted by an earlier
+ * read). A terminal's signal that processes' signals merged into scales too. */
+enum arbiter_action arbiter_scale_signal(struct arbiter *a, int sig, int32_t si_code,
+					 enum arbiter_action act, const struct action_context *ctx,
+					 uint64_t *ret_n);
+/* ... and carry it out: the pool's target by n up (TTIN) or down (TTOU), within 1 and
+ * SETTINGS_MAX_WORKERS. */
+void arbiter_scale_apply(struct arbiter *a, int sig, uint64_t n);
 /* scale.c: `sigvisor workers N|+K|-K` from peer: the new target, or -1 with why
  * refused (control.h's set_workers). */
 int arbiter_set_workers(struct arbiter *a, const struct control_peer *peer,

@@ -31,7 +31,7 @@ void arbiter_bpf_first_ready(struct arbiter *a)
 		a->bpf_load_at_ms = now_ms() + BPF_LOAD_GRACE_MS; /* see arbiter_bpf_load */
 }
 
-static void log_bpf_on(const struct arbiter *a);
+static void log_bpf_on(struct arbiter *a);
 
 static void on_bpf_event(void *ctx, const char *line)
 {
@@ -117,8 +117,41 @@ void arbiter_bpf_loaded(struct arbiter *a)
 	log_bpf_on(a);
 }
 
-static void log_bpf_on(const struct arbiter *a)
+/* Where the probes' count of TTIN and TTOU starts (scale.c), now that they count. Kept
+ * from the image before a USR2, they go on from what it had applied (the state says):
+ * the signals sent during the exec count. Otherwise their count so far is the baseline,
+ * less one for a signal pending now: its read counts one, as without the probes (sent
+ * before they attached, or counted and not yet read). Read the count on both sides of
+ * sigpending(): the probes add under the signal lock sigpending() takes, so an
+ * unchanged count means the pending set belongs to it. */
+static void scale_baseline(struct arbiter *a)
 {
+	static const int sigs[2] = {SIGTTIN, SIGTTOU};
+	struct bpf_signal_stats before, after;
+
+	if (a->scale.inherited && bpf_probes_adopted(a->bpf)) {
+		a->scale.counting = true;
+		return;
+	}
+	a->scale.inherited = false;
+	for (size_t i = 0; i < 2; i++) {
+		sigset_t pending;
+		int tries = 0;
+
+		do {
+			if (bpf_probes_self_stats(a->bpf, sigs[i], &before) < 0 ||
+			    sigpending(&pending) < 0 ||
+			    bpf_probes_self_stats(a->bpf, sigs[i], &after) < 0)
+				return; /* not counting: one per read */
+		} while (before.sent != after.sent && ++tries < 8);
+		a->scale.consumed[i] = after.sent - (sigismember(&pending, sigs[i]) == 1);
+	}
+	a->scale.counting = true;
+}
+
+static void log_bpf_on(struct arbiter *a)
+{
+	scale_baseline(a);
 	serving_set_probes(a->pool.serving, a->bpf);
 	if (*bpf_probes_pin_dir(a->bpf))
 		log_info("BPF probes on, maps pinned in %s", bpf_probes_pin_dir(a->bpf));
@@ -137,6 +170,7 @@ void arbiter_bpf_stop(struct arbiter *a)
 	a->bpf = NULL;
 	a->bpf_src.fd = -1;
 	a->bpf_load_at_ms = 0;
+	a->scale.counting = a->scale.inherited = false;
 }
 
 enum probes_handover arbiter_bpf_handover(struct arbiter *a, FILE *f, uint64_t identity)

@@ -221,6 +221,7 @@ int bpf_probes_self_stats(struct bpf_probes *p, int sig, struct bpf_signal_stats
 	ret->lose_info = __atomic_load_n(&c[lose_info], __ATOMIC_RELAXED);
 	ret->generated =
 		ret->queued + ret->ignored + ret->coalesced + ret->overflow + ret->lose_info;
+	ret->sent = __atomic_load_n(&p->bss->self_sent[sig], __ATOMIC_ACQUIRE);
 	return 0;
 }
 

@@ -50,6 +50,9 @@ struct bpf_signal_stats {
 	uint64_t coalesced; /* result 2: already pending, merged by the kernel */
 	uint64_t overflow;  /* result 3 */
 	uint64_t lose_info; /* result 4 */
+	/* Sent by a process (not the tty: si_code <= 0) and made pending or merged: the
+	 * signals a signalfd read of sig stands for, merged ones included. */
+	uint64_t sent;
 };
 
 /* What bpf_probes_open() made of the probes. */

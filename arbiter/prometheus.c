@@ -164,6 +164,14 @@ static void render_signals(const struct arbiter *a, FILE *f)
 			memset(&st[i], 0, sizeof(st[i]));
 	}
 	value(f, "sigvisor_bpf_enabled", "gauge", "1 when the eBPF signal probes are loaded.", bpf);
+	value(f, "sigvisor_scale_signals_exact", "gauge",
+	      "1 when TTIN/TTOU scale by the probes' count of signals sent; 0: one worker per "
+	      "signal read, and the kernel merges repeats.",
+	      a->scale.counting && a->bpf);
+	value(f, "sigvisor_scale_signals_merged_total", "counter",
+	      "TTIN/TTOU the kernel merged into one already pending and applied all the same "
+	      "(eBPF).",
+	      a->scale.merged);
 	family(f, "sigvisor_bpf_part_enabled", "gauge",
 	       "1 when this part of the eBPF probes is loaded (the kernel may refuse one; the "
 	       "log and status say why).");

@@ -14,7 +14,7 @@
  * would turn a crash into a hang (or a kill without a core), so they stay default. */
 static const int sync_signals[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS, SIGABRT};
 
-static bool from_process(int32_t si_code)
+bool signal_from_process(int32_t si_code)
 {
 	return si_code <= 0; /* SI_USER 0, SI_QUEUE -1, SI_TKILL -6, ...; SI_KERNEL is 0x80 */
 }
@@ -169,7 +169,7 @@ enum arbiter_action signal_action(int sig, int32_t si_code, const struct action_
 		*why = "not a control signal";
 		return ACTION_IGNORE;
 	}
-	if ((sig == SIGTTIN || sig == SIGTTOU) && !from_process(si_code)) {
+	if ((sig == SIGTTIN || sig == SIGTTOU) && !signal_from_process(si_code)) {
 		*why = "sent by the terminal, not by a process";
 		return ACTION_IGNORE;
 	}
@@ -240,7 +240,7 @@ void signal_describe_sender(const struct signalfd_siginfo *si, char *buf, size_t
 	ssize_t n;
 	int fd;
 
-	if (!from_process(si->ssi_code)) {
+	if (!signal_from_process(si->ssi_code)) {
 		snprintf(buf, len, "the kernel");
 		return;
 	}

@@ -65,6 +65,10 @@ enum arbiter_action signal_action(int sig, int32_t si_code, const struct action_
 
 const char *action_name(enum arbiter_action a);
 
+/* Sent by a process (SI_USER, SI_QUEUE, SI_TKILL, ...: si_code <= 0), not by the kernel
+ * (SI_KERNEL). The probes count TTIN/TTOU by the same test (bpf/sigvisor.bpf.c). */
+bool signal_from_process(int32_t si_code);
+
 enum arbiter_mode arbiter_mode_of(const struct action_context *ctx);
 const char *arbiter_mode_name(enum arbiter_mode m);
 

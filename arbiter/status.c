@@ -127,6 +127,15 @@ static void text_outcome(FILE *f, const char *what, const struct upstate_outcome
 			o->result, *o->reason ? ": " : "", o->reason, (ull)o->generation);
 }
 
+/* How TTIN and TTOU are counted (scale.c): exact while the probes count them, else
+ * one per signalfd read, and the kernel merges a signal sent while one is pending. */
+static const char *scale_counting(const struct arbiter *a)
+{
+	if (a->scale.counting && a->bpf)
+		return "exact (probes)";
+	return a->bpf ? "signals may merge (probes loading)" : "signals may merge (probes off)";
+}
+
 static void render_json(struct arbiter *a, FILE *f, uint64_t now)
 {
 	const struct pool *p = &a->pool;
@@ -138,6 +147,9 @@ static void render_json(struct arbiter *a, FILE *f, uint64_t now)
 		(ull)(now - a->started_ms), a->loop.backend->name, p->generation, p->target);
 	fprintf(f, "\"reloading\":%s,\"readiness\":\"%s\",", a->reloading ? "true" : "false",
 		readiness(a));
+	fprintf(f, "\"scale_signals\":{\"exact\":%s,\"counting\":\"%s\",\"merged\":%llu},",
+		a->scale.counting && a->bpf ? "true" : "false", scale_counting(a),
+		(ull)a->scale.merged);
 	json_workers(p, f, now);
 	fprintf(f, "\"listeners\":[");
 	for (size_t i = 0; i < a->listeners.n; i++) {
@@ -288,6 +300,11 @@ static void render_text(struct arbiter *a, FILE *f, uint64_t now)
 		(ull)a->upgrade.refused + a->upgrade.rollbacks, (ull)a->upgrade.rollbacks);
 	text_outcome(f, "reload", &a->reload_outcomes);
 	text_outcome(f, "upgrade", &a->upgrade.outcomes);
+	fprintf(f, "TTIN/TTOU: %s", scale_counting(a));
+	if (a->scale.merged)
+		fprintf(f, ", %llu merged by the kernel and applied all the same",
+			(ull)a->scale.merged);
+	fputc('\n', f);
 	if (log_dropped())
 		fprintf(f, "log lines dropped %llu (the log did not take them)\n",
 			(ull)log_dropped());

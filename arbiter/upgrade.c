@@ -398,6 +398,11 @@ static int write_state(struct arbiter *a, FILE *f, enum probes_handover *ret_bpf
 		.config_workers = a->settings->workers,
 		.reload_seq = a->reload_seq,
 		.upgrade_seq = a->upgrade.seq,
+		/* Only the probes handed over go on counting from these (arbiter_bpf.c). */
+		.scale_counted = a->scale.counting,
+		.ttin_consumed = a->scale.consumed[0],
+		.ttou_consumed = a->scale.consumed[1],
+		.scale_merged = a->scale.merged,
 	};
 
 	memcpy(num.signals_received, a->signals_received, sizeof(num.signals_received));
@@ -775,6 +780,10 @@ int upgrade_adopt_sockets(struct arbiter *a, int fd, char *err, size_t errlen)
 	a->upgrade.config_workers = (unsigned)num.config_workers;
 	a->reload_seq = num.reload_seq;
 	a->upgrade.seq = num.upgrade_seq;
+	a->scale.inherited = num.scale_counted == 1;
+	a->scale.consumed[0] = num.ttin_consumed;
+	a->scale.consumed[1] = num.ttou_consumed;
+	a->scale.merged = num.scale_merged;
 	memcpy(a->signals_received, num.signals_received, sizeof(num.signals_received));
 	memcpy(a->signals_ignored, num.signals_ignored, sizeof(num.signals_ignored));
 	if (a->upgrade.rolled_back) {

@@ -36,6 +36,10 @@ static const struct {
 	C(exited_retired),
 	C(reload_seq),
 	C(upgrade_seq),
+	C(scale_counted),
+	C(ttin_consumed),
+	C(ttou_consumed),
+	C(scale_merged),
 #undef C
 };
 

@@ -32,6 +32,9 @@ struct upstate_numbers {
 	 * socket's `sigvisor reload` and `upgrade` wait for theirs), kept so that numbers
 	 * never repeat across an exec. */
 	uint64_t reload_seq, upgrade_seq;
+	/* TTIN and TTOU counted by the probes (arbiter.h: struct scale_count): how many of
+	 * each the image applied, valid when scale_counted is 1 and the probes are kept. */
+	uint64_t scale_counted, ttin_consumed, ttou_consumed, scale_merged;
 	uint64_t signals_received[UPSTATE_SIGNALS];
 	uint64_t signals_ignored[UPSTATE_SIGNALS];
 };

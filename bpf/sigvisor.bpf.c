@@ -57,6 +57,11 @@ __u32 self_tgid;  /* the arbiter's host tgid, 0 until registered */
 /* signal_generate results for the arbiter itself; status reads them without a syscall,
  * and they cannot be evicted the way an LRU map entry can. */
 __u64 self_counts[SV_MAX_SIG + 1][SV_RESULT_MAX];
+/* Of those, the ones a process sent (si_code <= 0, as arbiter/signals.c tells them from
+ * the tty's SI_KERNEL) that were made pending or merged into a pending one: what the
+ * arbiter's signalfd reads stand for. TTIN/TTOU scale by this count (arbiter/scale.c),
+ * which self_counts cannot give: it does not tell the terminal's apart. */
+__u64 self_sent[SV_MAX_SIG + 1];
 __u64 events_dropped;	 /* the ring buffer was full */
 __u64 events_suppressed; /* over SV_EVENTS_PER_SEC for one target and signal */
 
@@ -360,9 +365,13 @@ int BPF_PROG(sv_generate, int sig, struct kernel_siginfo *info, struct task_stru
 	count(&signals, &key);
 	if (key.tgid == self_tgid)
 		__sync_fetch_and_add(&self_counts[sig][result], 1);
+	code = code_of(info);
+	/* key.sig, not sig: bounds the verifier still knows after code_of's call. */
+	if (key.tgid == self_tgid && code <= 0 && result != ignored && result != overflow &&
+	    key.sig <= SV_MAX_SIG)
+		__sync_fetch_and_add(&self_sent[key.sig], 1);
 	/* The kernel vouches for the sender only when it is the caller of kill(),
 	 * sigqueue() or tgkill(); otherwise si_pid is whatever the sender wrote. */
-	code = code_of(info);
 	if (code == SI_USER || code == SI_QUEUE || code == SI_TKILL)
 		by.sender = bpf_get_current_pid_tgid() >> 32;
 	count(&senders, &by);
