@@ -145,8 +145,7 @@ struct provenance *provenance_read(const char *dir, char *why, size_t whylen)
 static const struct sv_fork *fork_of(const struct provenance *pv, uint32_t tgid)
 {
 	struct pv_fork k = {.tgid = tgid};
-	const struct pv_fork *e =
-		bsearch(&k, pv->forks, pv->n_forks, sizeof(k), cmp_fork);
+	const struct pv_fork *e = bsearch(&k, pv->forks, pv->n_forks, sizeof(k), cmp_fork);
 
 	return e ? &e->f : NULL;
 }
@@ -301,7 +300,8 @@ int provenance_of(const struct provenance *pv, pid_t pid, int sig, struct prov_a
 				a.own_exec_after_ns = (int64_t)(me->exec_ns - me->fork_ns);
 				provenance_duration(a.own_exec_after_ns, d2, sizeof(d2));
 				snprintf(part, sizeof(part),
-					 "reset to default by this process's exec %s after fork", d2);
+					 "reset to default by this process's exec %s after fork",
+					 d2);
 				add(a.text, sizeof(a.text), part);
 				state = sig_dfl;
 			} else if (!do_exec && own) {
