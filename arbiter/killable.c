@@ -13,6 +13,7 @@
 
 #include "log.h"
 #include "signames.h"
+#include "timeutil.h"
 
 const int killable_signals[KILLABLE_N_SIGNALS] = {SIGHUP,   SIGUSR1, SIGUSR2,
 						  SIGWINCH, SIGTTIN, SIGTTOU};
@@ -33,7 +34,8 @@ struct record {
 	uint32_t sig;
 	uint64_t handled, kills; /* REC_TOP: bit sig-1 */
 	uint32_t counts[KILLABLE_N_SIGNALS];
-	int32_t ppid; /* REC_PROC: its parent (by may be further up) */
+	int32_t ppid; /* REC_PROC: its parent (by may be further up); REC_DONE: 1 if some
+		       * worker has processes of its own (a pre-fork master) */
 };
 
 /* A worker's top process as a look saw it: for the earlier-generation check. */
@@ -59,6 +61,7 @@ struct killable {
 	size_t n, cap;
 	uint64_t sig_hash; /* of w: a change schedules looks */
 	uint64_t due_ms, again_ms;
+	bool first;	/* the look due is the first for this change */
 	unsigned tries; /* looks killed for this change */
 	/* the look under way */
 	pid_t pid; /* 0: none */
@@ -150,8 +153,9 @@ void killable_workers(struct killable *k, const struct disp_worker *w, size_t n,
 		memcpy(k->w, w, n * sizeof(*w));
 	k->n = n;
 	k->tries = 0;
-	k->due_ms = n ? now + KILLABLE_SETTLE_MS : 0;
-	k->again_ms = n ? now + KILLABLE_SETTLE_MS + KILLABLE_AGAIN_MS : 0;
+	k->first = true;
+	k->due_ms = n ? now : 0;
+	k->again_ms = 0;
 }
 
 /* ---- the look child ------------------------------------------------------------------ */
@@ -202,6 +206,8 @@ static _Noreturn void look_child(const struct killable *k, int out, pid_t parent
 		uint64_t first = 0; /* signals already written for this worker */
 
 		dispositions_walk(&rs, &k->w[i], k->arbiter);
+		if (rs.n > 1)
+			done.ppid = 1;
 		for (size_t j = 0; j < rs.n; j++) {
 			if (j == 0 && rs.r[0].pid == k->w[i].pid) {
 				struct record t = {.type = REC_TOP,
@@ -314,8 +320,8 @@ static void take_proc(struct killable *k, const struct record *r)
 		return;
 	log_warn("worker %u (pid %d, generation %u): %s would kill it (default action); its "
 		 "%s pid %d handles %s: see sigvisor signals",
-		 r->worker, (int)r->pid, r->generation, sn, r->by == r->ppid ? "parent" : "ancestor",
-		 (int)r->by, sn);
+		 r->worker, (int)r->pid, r->generation, sn,
+		 r->by == r->ppid ? "parent" : "ancestor", (int)r->by, sn);
 }
 
 /* A worker itself: killable by a signal its earlier generation handled. Adds to
@@ -367,7 +373,7 @@ static void take_top(struct killable *k, const struct record *r, unsigned *count
 }
 
 /* The look's records, all there: the child is gone. */
-static void take_records(struct killable *k)
+static void take_records(struct killable *k, uint64_t now)
 {
 	unsigned counts[KILLABLE_N_SIGNALS] = {0};
 	bool done = false;
@@ -388,6 +394,12 @@ static void take_records(struct killable *k)
 			for (int s = 0; s < KILLABLE_N_SIGNALS; s++)
 				counts[s] += r.counts[s];
 			done = true;
+			/* A pre-fork master may say it is ready before its own workers
+			 * set their signals up: look once more, later. A worker alone
+			 * (the built-in one) is looked at once: an idle arbiter sleeps. */
+			if (r.ppid && k->first && !k->due_ms)
+				k->again_ms = now + KILLABLE_AGAIN_MS;
+			k->first = false;
 		}
 	}
 	if (!done) {
@@ -419,7 +431,7 @@ int killable_reap(struct killable *k, pid_t pid)
 	memset(&si, 0, sizeof(si));
 	if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG) < 0 || si.si_pid != pid)
 		return -1; /* cannot happen: the caller saw it exit */
-	take_records(k);
+	take_records(k, now_ms());
 	close(k->out);
 	k->out = -1;
 	k->pid = 0;
@@ -446,7 +458,8 @@ void killable_run(struct killable *k, uint64_t now)
 		} else {
 			k->due_ms = k->again_ms = 0;
 			log_warn("signals: the look at /proc for processes a control signal would "
-				 "kill did not finish in %.1f s, %d times (a worker's /proc does not "
+				 "kill did not finish in %.1f s, %d times (a worker's /proc does "
+				 "not "
 				 "answer); killed it (pid %d), not looking again until the workers "
 				 "change",
 				 KILLABLE_LOOK_MS / 1000.0, KILLABLE_TRIES, (int)pid);

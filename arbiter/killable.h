@@ -14,12 +14,13 @@
  * (dispositions_walk), which can wait on the worker (a /proc read waits for an exec in
  * progress, for the mmap lock of a process faulting on a hung mapping): never on the
  * arbiter's loop, always in a child process with a deadline of KILLABLE_LOOK_MS,
- * killed at it, as the readiness look is (serving.h). A look runs KILLABLE_SETTLE_MS
- * after the set of ready workers changed (a generation became ready, a worker was
- * respawned), and once more KILLABLE_AGAIN_MS later: a pre-fork master may say READY=1
- * before its own workers have set their signals up. Never on a timer of its own
- * otherwise. The child's exit is seen through SIGCHLD (killable_reap). Middle layer:
- * it knows /proc and the log, and is told the workers. */
+ * killed at it, as the readiness look is (serving.h). A look starts as soon as the set
+ * of ready workers changed (a generation became ready, a worker was respawned), and
+ * if a worker has processes of its own, once more KILLABLE_AGAIN_MS later: a pre-fork
+ * master may say READY=1 before its own workers have set their signals up. Never on a
+ * timer of its own otherwise: an idle arbiter with lone workers stays asleep. The
+ * child's exit is seen through SIGCHLD (killable_reap). Middle layer: it knows /proc
+ * and the log, and is told the workers. */
 #pragma once
 
 #include <stdbool.h>
@@ -29,9 +30,8 @@
 
 #include "dispositions.h"
 
-#define KILLABLE_SETTLE_MS 300
-#define KILLABLE_AGAIN_MS  5000
-#define KILLABLE_LOOK_MS   1000
+#define KILLABLE_AGAIN_MS 5000
+#define KILLABLE_LOOK_MS  1000
 /* A look killed at its deadline is tried again after KILLABLE_RETRY_MS, up to
  * KILLABLE_TRIES times for one change of the workers, then not until the next. */
 #define KILLABLE_RETRY_MS 2000
