@@ -344,6 +344,8 @@ static void take_top(struct killable *k, const struct record *r, unsigned *count
 		t->id = r->worker;
 		t->generation = r->generation;
 	}
+	if (r->generation < t->generation)
+		return; /* an old worker still draining while its successor runs */
 	if (r->generation > t->generation) {
 		t->has_prev = true;
 		t->prev_generation = t->generation;

@@ -224,3 +224,23 @@ def test_gunicorn_preload_provenance_and_warning(bpf):
     wait_for(lambda: not alive(victim), what="the gunicorn worker to die of USR2")
     assert alive(master)
     bpf.stop(sv)
+
+
+def test_a_handler_the_earlier_generation_had_is_warned_about(start, tmpdir_short):
+    flag = os.path.join(tmpdir_short, "handle-usr2")
+    open(flag, "w").close()
+    sv = start("-w", "1", "--ready-mode", "notify", "--metrics", "127.0.0.1:0",
+               command=[PYTHON, os.path.join(WORKERS, "usr2_if_flag.py"), flag])
+    port = metrics_port(sv)
+    old = sv.wait_workers(1, "ready")[0]
+    killable_in_status(sv, {})  # generation 1 handles USR2
+    os.unlink(flag)
+    sv.kill(signal.SIGHUP)
+    new = wait_for(lambda: [w for w in sv.workers("ready") if w["generation"] == 2],
+                   what="generation 2 ready")[0]
+    sv.wait_log(rf"warn: worker {new['id']} \(pid {new['pid']}, generation 2\): USR2 would kill "
+                rf"it \(default action\); its earlier generation \(pid {old['pid']}, "
+                r"generation 1\) handled USR2: see sigvisor signals")
+    killable_in_status(sv, {"USR2": 1})
+    assert metrics(port)["USR2"] == 1
+    assert sv.text().count("USR2 would kill") == 1

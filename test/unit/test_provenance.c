@@ -15,7 +15,7 @@
 #include "dispositions.h"
 #include "provenance.h"
 
-#define MS 1000000ULL
+#define MS	 1000000ULL
 #define BIT(sig) (1ULL << ((sig)-1))
 
 /* Host tgids 1000 (the arbiter, nspid 1), 1001 (the leader, nspid 7), 1002 and 1003
@@ -135,7 +135,10 @@ static void test_killable_needs_a_handling_ancestor(void **state)
 	struct disp_proc rows[] = {
 		/* worker 0: leader 7 handles USR2 and HUP, child 8 has USR2 default, its
 		 * grandchild 10 too; child 9 ignores USR2 */
-		{.pid = 7, .ppid = 1, .worker = 0, .generation = 1,
+		{.pid = 7,
+		 .ppid = 1,
+		 .worker = 0,
+		 .generation = 1,
 		 .m = {.cgt = BIT(SIGUSR2) | BIT(SIGHUP)}},
 		{.pid = 8, .ppid = 7, .worker = 0, .generation = 1, .m = {.cgt = BIT(SIGHUP)}},
 		{.pid = 9, .ppid = 7, .worker = 0, .generation = 1, .m = {.ign = BIT(SIGUSR2)}},
@@ -151,9 +154,9 @@ static void test_killable_needs_a_handling_ancestor(void **state)
 	assert_false(dispositions_killable(&rs, 0, SIGUSR2, &by)); /* the leader handles it */
 	assert_true(dispositions_killable(&rs, 1, SIGUSR2, &by));
 	assert_int_equal(by, 7);
-	assert_false(dispositions_killable(&rs, 1, SIGHUP, &by)); /* handled */
+	assert_false(dispositions_killable(&rs, 1, SIGHUP, &by));  /* handled */
 	assert_false(dispositions_killable(&rs, 2, SIGUSR2, &by)); /* ignored */
-	assert_true(dispositions_killable(&rs, 3, SIGHUP, &by)); /* its parent 8 handles HUP */
+	assert_true(dispositions_killable(&rs, 3, SIGHUP, &by));   /* its parent 8 handles HUP */
 	assert_int_equal(by, 8);
 	assert_true(dispositions_killable(&rs, 3, SIGUSR2, &by)); /* its grandparent USR2 */
 	assert_int_equal(by, 7);
