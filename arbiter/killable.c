@@ -2,11 +2,11 @@
 #include "killable.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -49,6 +49,20 @@ struct seen_top {
 	uint64_t prev_handled;
 };
 
+/* Where a look child writes its records: memory shared with the arbiter (no pipe: the
+ * arbiter holds no fd for a look), read only once the child is reaped. A look killed at
+ * its deadline never wrote its REC_DONE, and a child killed in the kernel never returns
+ * to write anything. */
+#define AREA_BYTES (128 * 1024)
+
+struct area {
+	uint32_t n;
+	uint32_t pad;
+	struct record rec[];
+};
+
+#define AREA_RECORDS ((AREA_BYTES - sizeof(struct area)) / sizeof(struct record))
+
 /* (worker, generation, signal) already warned about. */
 struct warned {
 	unsigned id, generation;
@@ -64,8 +78,8 @@ struct killable {
 	bool first;	/* the look due is the first for this change */
 	unsigned tries; /* looks killed for this change */
 	/* the look under way */
-	pid_t pid; /* 0: none */
-	int out;   /* its pipe's read end (non-blocking) */
+	pid_t pid;	   /* 0: none */
+	struct area *area; /* MAP_SHARED, made for the first look */
 	uint64_t deadline_ms;
 	pid_t stuck[KILLABLE_STUCK]; /* killed, not reaped yet */
 	bool said_stuck;
@@ -94,7 +108,6 @@ struct killable *killable_new(pid_t arbiter)
 	if (!k)
 		return NULL;
 	k->arbiter = arbiter;
-	k->out = -1;
 	return k;
 }
 
@@ -106,9 +119,6 @@ static void kill_look(struct killable *k)
 			k->stuck[i] = k->pid;
 			break;
 		}
-	if (k->out >= 0)
-		close(k->out);
-	k->out = -1;
 	k->pid = 0;
 	k->deadline_ms = 0;
 }
@@ -119,6 +129,8 @@ void killable_free(struct killable *k)
 		return;
 	if (k->pid)
 		kill_look(k);
+	if (k->area)
+		munmap(k->area, AREA_BYTES);
 	free(k->w);
 	free(k->tops);
 	free(k->warned);
@@ -160,10 +172,11 @@ void killable_workers(struct killable *k, const struct disp_worker *w, size_t n,
 
 /* ---- the look child ------------------------------------------------------------------ */
 
-static void put(int out, const struct record *r)
+/* A record, if there is room: the last slot is REC_DONE's. */
+static void put(struct area *a, const struct record *r)
 {
-	if (write(out, r, sizeof(*r)) != (ssize_t)sizeof(*r))
-		_exit(1);
+	if (a->n + (r->type == REC_DONE ? 0 : 1) < AREA_RECORDS)
+		a->rec[a->n++] = *r;
 }
 
 /* Bits (sig-1) of the signals meant to control the process that its masks handle, and
@@ -181,23 +194,18 @@ static void top_masks(const struct disp_proc *r, uint64_t *handled, uint64_t *ki
 	}
 }
 
-/* In the child: the whole look, the records written as found (under PIPE_BUF each, and
- * fewer than a pipe holds: the parent reads them only once the child is gone), then
- * _exit. fork() (not a raw clone3) makes malloc and stdio safe here, the BPF loader's
- * thread notwithstanding. */
-static _Noreturn void look_child(const struct killable *k, int out, pid_t parent)
+/* In the child: the whole look, its records in the shared area, then _exit. fork()
+ * (not a raw clone3) makes malloc and stdio safe here, the BPF loader's thread
+ * notwithstanding. */
+static _Noreturn void look_child(const struct killable *k, pid_t parent)
 {
 	struct record done = {.type = REC_DONE};
+	struct area *out = k->area;
 	unsigned written = 0;
 
-	if (out != 3) {
-		if (dup2(out, 3) < 0)
-			_exit(1);
-		out = 3;
-	}
 	/* Keep nothing of the arbiter's open: a child stuck in the kernel must not hold
 	 * the listening sockets, pidfds or links. */
-	(void)close_range(4, ~0U, 0);
+	(void)close_range(3, ~0U, 0);
 	(void)prctl(PR_SET_PDEATHSIG, SIGKILL);
 	if (getppid() != parent)
 		_exit(1);
@@ -249,7 +257,6 @@ static _Noreturn void look_child(const struct killable *k, int out, pid_t parent
 static void start_look(struct killable *k, uint64_t now)
 {
 	pid_t parent = getpid(), pid;
-	int fds[2];
 	size_t stuck = 0;
 
 	for (size_t i = 0; i < KILLABLE_STUCK; i++)
@@ -263,22 +270,25 @@ static void start_look(struct killable *k, uint64_t now)
 		k->said_stuck = true;
 		return;
 	}
-	if (pipe2(fds, O_CLOEXEC) < 0) {
-		log_warn("signals: cannot make a pipe for a look at /proc, ignoring: %m");
-		return;
+	if (!k->area) {
+		void *m = mmap(NULL, AREA_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+			       -1, 0);
+
+		if (m == MAP_FAILED) {
+			log_warn("signals: cannot map memory for a look at /proc, ignoring: %m");
+			return;
+		}
+		k->area = m;
 	}
+	k->area->n = 0;
 	pid = fork();
 	if (pid == 0)
-		look_child(k, fds[1], parent);
-	close(fds[1]);
+		look_child(k, parent);
 	if (pid < 0) {
 		log_warn("signals: cannot start a look at /proc, ignoring: %m");
-		close(fds[0]);
 		return;
 	}
-	(void)fcntl(fds[0], F_SETFL, O_NONBLOCK);
 	k->pid = pid;
-	k->out = fds[0];
 	k->deadline_ms = now + KILLABLE_LOOK_MS;
 }
 
@@ -381,13 +391,8 @@ static void take_records(struct killable *k, uint64_t now)
 	bool done = false;
 	struct record r;
 
-	for (;;) {
-		ssize_t n = read(k->out, &r, sizeof(r));
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n != (ssize_t)sizeof(r))
-			break;
+	for (uint32_t i = 0; i < k->area->n && i < AREA_RECORDS; i++) {
+		r = k->area->rec[i];
 		if (r.type == REC_PROC)
 			take_proc(k, &r);
 		else if (r.type == REC_TOP)
@@ -434,8 +439,6 @@ int killable_reap(struct killable *k, pid_t pid)
 	if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG) < 0 || si.si_pid != pid)
 		return -1; /* cannot happen: the caller saw it exit */
 	take_records(k, now_ms());
-	close(k->out);
-	k->out = -1;
 	k->pid = 0;
 	k->deadline_ms = 0;
 	return 1;
