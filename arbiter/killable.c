@@ -86,7 +86,6 @@ struct killable {
 	/* findings */
 	bool looked;
 	unsigned counts[KILLABLE_N_SIGNALS];
-	uint64_t looks_killed;
 	struct seen_top *tops;
 	size_t n_tops;
 	struct warned *warned;
@@ -209,6 +208,11 @@ static _Noreturn void look_child(const struct killable *k, pid_t parent)
 	(void)prctl(PR_SET_PDEATHSIG, SIGKILL);
 	if (getppid() != parent)
 		_exit(1);
+	/* A test hook only: a look that never finishes, as one on a worker whose /proc
+	 * does not answer, to prove the deadline, the retries and the giving up. */
+	if (getenv("SIGVISOR_TEST_KILLABLE_STALL"))
+		for (;;)
+			pause();
 	for (size_t i = 0; i < k->n; i++) {
 		struct disp_procs rs = {0};
 		uint64_t first = 0; /* signals already written for this worker */
@@ -452,7 +456,6 @@ void killable_run(struct killable *k, uint64_t now)
 		pid_t pid = k->pid;
 
 		kill_look(k);
-		k->looks_killed++;
 		k->tries++;
 		if (k->tries < KILLABLE_TRIES) {
 			k->due_ms = now + KILLABLE_RETRY_MS;
@@ -503,9 +506,4 @@ unsigned killable_count(const struct killable *k, size_t i)
 bool killable_looked(const struct killable *k)
 {
 	return k && k->looked;
-}
-
-uint64_t killable_looks_killed(const struct killable *k)
-{
-	return k ? k->looks_killed : 0;
 }

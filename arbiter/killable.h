@@ -68,5 +68,3 @@ int killable_reap(struct killable *k, pid_t pid);
  * has finished at all. */
 unsigned killable_count(const struct killable *k, size_t i);
 bool killable_looked(const struct killable *k);
-/* Looks killed at their deadline since the start. */
-uint64_t killable_looks_killed(const struct killable *k);

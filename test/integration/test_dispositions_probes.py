@@ -13,11 +13,12 @@ import os
 import re
 import shutil
 import signal
+import time
 import urllib.request
 
 import pytest
 
-from conftest import alive, run_sigvisor, wait_for
+from conftest import alive, children, proc_status, run_sigvisor, wait_for
 from test_bpf import Bpf, unavailable, skip_or_fail
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -244,3 +245,29 @@ def test_a_handler_the_earlier_generation_had_is_warned_about(start, tmpdir_shor
     killable_in_status(sv, {"USR2": 1})
     assert metrics(port)["USR2"] == 1
     assert sv.text().count("USR2 would kill") == 1
+
+
+def test_a_look_that_never_finishes_is_killed_at_its_deadline(start):
+    """The look runs in a child; one that does not finish (a worker whose /proc does not
+    answer; here a test hook makes it sleep) is killed at 1 s, tried twice more 2 s
+    apart, then given up until the workers change. The arbiter answers throughout."""
+    sv = start("-w", "1", env={"SIGVISOR_TEST_KILLABLE_STALL": "1"})
+    sv.wait_workers(1, "ready")
+    first = sv.wait_log(r"info: signals: the look at /proc for processes a control signal "
+                        r"would kill did not finish in 1\.0 s; killed it \(pid (\d+)\), "
+                        r"looking again in 2\.0 s")
+    # While a look hangs, the arbiter's loop does not.
+    t0 = time.monotonic()
+    assert sv.status()["signal_killable_processes"] is None
+    assert time.monotonic() - t0 < 0.5
+    last = sv.wait_log(r"warn: signals: the look at /proc for processes a control signal "
+                       r"would kill did not finish in 1\.0 s, 3 times \(a worker's /proc does "
+                       r"not answer\); killed it \(pid (\d+)\), not looking again until the "
+                       r"workers change", timeout=15)
+    looks = [int(p) for p in sv.wait_log(r"killed it \(pid (\d+)\)", count=3)]
+    assert len(set(looks)) == 3 and int(first[0]) == looks[0] and int(last[0]) == looks[2]
+    # Each killed look is reaped (no zombie left), and no other starts.
+    for p in looks:
+        wait_for(lambda: proc_status(p) is None, what=f"look {p} reaped")
+    assert children(sv.pid) == [w["pid"] for w in sv.workers()]
+    assert sv.text().count("killed it (pid") == 3
