@@ -237,7 +237,8 @@ static void text_killable(const struct arbiter *a, FILE *f)
 		any = true;
 	}
 	if (any)
-		fprintf(f, " (their leader handles it; see sigvisor signals)\n");
+		fprintf(f, " (handled by their leader or an earlier generation; see sigvisor "
+			   "signals)\n");
 }
 
 static void render_text(struct arbiter *a, FILE *f, uint64_t now)

@@ -70,7 +70,7 @@ def killable_in_status(sv, want):
     line = [l for l in r.stdout.splitlines() if l.startswith("processes a control signal")]
     shown = ", ".join(f"{s} {n}" for s, n in full.items() if n)
     assert line == ([f"processes a control signal would kill: {shown} "
-                     "(their leader handles it; see sigvisor signals)"] if shown else []), \
+                     "(handled by their leader or an earlier generation; see sigvisor signals)"] if shown else []), \
         r.stdout
 
 
