@@ -2,6 +2,7 @@
 #include "killable.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -205,6 +206,16 @@ static _Noreturn void look_child(const struct killable *k, pid_t parent)
 	/* Keep nothing of the arbiter's open: a child stuck in the kernel must not hold
 	 * the listening sockets, pidfds or links. */
 	(void)close_range(3, ~0U, 0);
+	/* Nor write to the arbiter's log: dispositions_walk's notes are for a terminal. */
+	{
+		int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+
+		if (null >= 0) {
+			(void)dup2(null, STDOUT_FILENO);
+			(void)dup2(null, STDERR_FILENO);
+			close(null);
+		}
+	}
 	(void)prctl(PR_SET_PDEATHSIG, SIGKILL);
 	if (getppid() != parent)
 		_exit(1);
