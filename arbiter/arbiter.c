@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "descendants.h"
+#include "killable.h"
 #include "log.h"
 #include "serving.h"
 #include "signames.h"
@@ -34,6 +35,7 @@ static void arm_timer(struct arbiter *a)
 	next = earlier_deadline(next, a->upgrade.check_deadline_ms);
 	next = earlier_deadline(next, a->upgrade.drain_deadline_ms);
 	next = earlier_deadline(next, a->log_retry_ms);
+	next = earlier_deadline(next, killable_next_deadline(a->killable));
 	if (a->config_src.fd >= 0)
 		next = earlier_deadline(next, a->config_read.deadline_ms);
 	if (next == a->timer_armed_ms)
@@ -382,6 +384,29 @@ static void announce(struct arbiter *a)
 	log_info("all %u workers ready", a->pool.target);
 }
 
+/* The look for processes a control signal would kill (killable.h): told the ready
+ * workers after every batch (nothing happens unless they changed), while running. */
+#define KILLABLE_MAX_WORKERS 1024
+
+static void watch_killable(struct arbiter *a)
+{
+	struct disp_worker w[KILLABLE_MAX_WORKERS];
+	uint64_t now = now_ms();
+	size_t n = 0;
+
+	if (!a->killable)
+		a->killable = killable_new(a->pid);
+	for (size_t i = 0; a->phase == PHASE_RUNNING && i < a->pool.n && n < KILLABLE_MAX_WORKERS;
+	     i++) {
+		const struct worker *wk = a->pool.workers[i];
+
+		if (worker_is_ready(wk))
+			w[n++] = (struct disp_worker){wk->id, wk->generation, wk->pid};
+	}
+	killable_workers(a->killable, w, n, now);
+	killable_run(a->killable, now);
+}
+
 static int run(struct arbiter *a)
 {
 	pool_reconcile(&a->pool);
@@ -413,6 +438,7 @@ static int run(struct arbiter *a)
 		reload_check(a);
 		upgrade_maybe_exec(a);
 		announce(a);
+		watch_killable(a);
 		check_done(a);
 	}
 	return a->exit_status;
@@ -458,9 +484,13 @@ static void pool_old_retiring(void *ctx)
 static int pool_other_child(void *ctx, pid_t pid)
 {
 	struct arbiter *a = ctx;
+	int r;
 
 	if (config_read_reap(&a->config_read, pid))
 		return 1;
+	r = killable_reap(a->killable, pid);
+	if (r)
+		return r;
 	if (!a->upgrade.check_pid || pid != a->upgrade.check_pid)
 		return serving_reap(a->pool.serving, pid); /* a look at /proc, or 0 */
 	upgrade_check_done(a);

@@ -153,7 +153,8 @@ struct arbiter {
 	struct pool pool;
 	struct control control;
 	struct spawn_template tmpl;
-	struct bpf_probes *bpf; /* NULL when the probes are off */
+	struct bpf_probes *bpf;	   /* NULL when the probes are off */
+	struct killable *killable; /* killable.h; NULL until the loop runs */
 	struct source bpf_src;
 	struct source log_src; /* SOURCE_LOG: fd >= 0 while registered */
 	uint64_t log_retry_ms; /* lines wait and the loop cannot watch the log */

@@ -38,6 +38,7 @@ const struct prog_info probes_progs[] = {
 	{"sv_generate", BPF_PART_SIGNALS, SV_REFUSE_GENERATE, PROG_KEPT},
 	{"sv_deliver", BPF_PART_DELIVERIES, SV_REFUSE_DELIVER, PROG_KEPT},
 	{"sv_sys_enter", BPF_PART_SIGACTION, SV_REFUSE_SYS_ENTER, PROG_KEPT},
+	{"sv_exec", BPF_PART_SIGACTION, 0, PROG_KEPT},
 	{"sv_serving", BPF_PART_SERVING, SV_REFUSE_SERVING, PROG_WATCH},
 };
 

@@ -95,7 +95,7 @@ struct prog_info {
 
 /* In attach order (probes_attach_all): the registration first, then the tree (fork and
  * exit, then the adoption of what was forked before them), then the counters. */
-#define N_PROGS 8
+#define N_PROGS 9
 extern const struct prog_info probes_progs[N_PROGS];
 
 /* The reasons are read by people and may name a long path: truncating is fine. */

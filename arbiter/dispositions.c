@@ -17,6 +17,7 @@
 #include "dispositions.h"
 #include "exitstatus.h"
 #include "json.h"
+#include "provenance.h"
 #include "signames.h"
 #include "timeutil.h"
 
@@ -28,7 +29,7 @@ static const int control_signals[] = {SIGHUP,  SIGINT,	 SIGQUIT, SIGTERM, SIGUSR
 /* The ones among them that are meant to change what a process does, not to end it
  * (gunicorn's reload, reopen, upgrade, scale): one that kills a process instead is what
  * the `!` column marks. */
-static bool meant_to_control(int sig)
+bool dispositions_meant_to_control(int sig)
 {
 	return sig == SIGHUP || sig == SIGUSR1 || sig == SIGUSR2 || sig == SIGWINCH ||
 	       sig == SIGTTIN || sig == SIGTTOU;
@@ -151,24 +152,6 @@ int dispositions_parse_status(const char *text, struct sigmasks *m, pid_t *ret_p
 
 /* -- the command -------------------------------------------------------------------- */
 
-struct worker_ref {
-	unsigned id, generation;
-	pid_t pid;
-};
-
-struct proc_row {
-	pid_t pid, ppid;
-	unsigned worker, generation;
-	char comm[64];
-	struct sigmasks m;
-};
-
-struct rows {
-	struct proc_row *r;
-	size_t n, cap;
-	bool cut; /* SIGNALS_MAX_PROCS reached */
-};
-
 /* Past the JSON value at s (an object, array, string or scalar of a status answer), or
  * NULL if it does not end. Strings are skipped whole, so a worker's STATUS= text may
  * hold any bracket. */
@@ -197,19 +180,19 @@ static const char *skip_value(const char *s)
 
 /* The workers of a "status json" answer (arbiter/status.c writes each as
  * {"id":N,"pid":N,"generation":N,...}) and the arbiter's pid. 0 or -EINVAL. */
-static int parse_workers(const char *json, struct worker_ref **ret, size_t *ret_n,
+static int parse_workers(const char *json, struct disp_worker **ret, size_t *ret_n,
 			 pid_t *ret_arbiter)
 {
 	const char *s = strstr(json, "\"workers\":[");
-	struct worker_ref *w = NULL;
+	struct disp_worker *w = NULL;
 	size_t n = 0;
 	int apid;
 
 	if (!s || sscanf(json, "{\"version\":%*[^,],\"pid\":%d", &apid) != 1)
 		return -EINVAL;
 	for (s += strlen("\"workers\":["); *s && *s != ']';) {
-		struct worker_ref one;
-		struct worker_ref *nw;
+		struct disp_worker one;
+		struct disp_worker *nw;
 		int pid;
 
 		if (sscanf(s, "{\"id\":%u,\"pid\":%d,\"generation\":%u", &one.id, &pid,
@@ -257,7 +240,7 @@ static int read_status(pid_t pid, char *buf, size_t len)
 	return 0;
 }
 
-static bool add_row(struct rows *rs, const struct proc_row *r)
+static bool add_row(struct disp_procs *rs, const struct disp_proc *r)
 {
 	if (rs->n == SIGNALS_MAX_PROCS) {
 		rs->cut = true;
@@ -265,7 +248,7 @@ static bool add_row(struct rows *rs, const struct proc_row *r)
 	}
 	if (rs->n == rs->cap) {
 		size_t cap = rs->cap ? rs->cap * 2 : 64;
-		struct proc_row *nr = realloc(rs->r, cap * sizeof(*nr));
+		struct disp_proc *nr = realloc(rs->r, cap * sizeof(*nr));
 
 		if (!nr)
 			return false;
@@ -278,7 +261,7 @@ static bool add_row(struct rows *rs, const struct proc_row *r)
 
 /* The children of pid, from every thread's children file (a child is listed under the
  * thread that forked it), appended to rs as rows of w with only pid and ppid set. */
-static void add_children(struct rows *rs, pid_t pid, const struct worker_ref *w)
+static void add_children(struct disp_procs *rs, pid_t pid, const struct disp_worker *w)
 {
 	char p[96];
 	struct dirent *de;
@@ -306,10 +289,10 @@ static void add_children(struct rows *rs, pid_t pid, const struct worker_ref *w)
 		buf[n] = '\0';
 		for (char *s = buf, *end;; s = end) {
 			long c = strtol(s, &end, 10);
-			struct proc_row r = {.pid = (pid_t)c,
-					     .ppid = pid,
-					     .worker = w->id,
-					     .generation = w->generation};
+			struct disp_proc r = {.pid = (pid_t)c,
+					      .ppid = pid,
+					      .worker = w->id,
+					      .generation = w->generation};
 
 			if (end == s || !add_row(rs, &r))
 				break;
@@ -321,15 +304,15 @@ static void add_children(struct rows *rs, pid_t pid, const struct worker_ref *w)
 /* Every process of w's tree, w first, then what each forked, breadth first; each row
  * filled from its /proc/PID/status as it is reached. A process that exited meanwhile,
  * or a zombie (no signal matters to it any more), is left out. */
-static void walk_worker(struct rows *rs, const struct worker_ref *w, pid_t arbiter)
+void dispositions_walk(struct disp_procs *rs, const struct disp_worker *w, pid_t arbiter)
 {
-	struct proc_row top = {.pid = w->pid, .worker = w->id, .generation = w->generation};
+	struct disp_proc top = {.pid = w->pid, .worker = w->id, .generation = w->generation};
 	size_t i = rs->n;
 
 	if (!add_row(rs, &top))
 		return;
 	while (i < rs->n) {
-		struct proc_row *r = &rs->r[i];
+		struct disp_proc *r = &rs->r[i];
 		char buf[8192], state = 0;
 		pid_t ppid = -1;
 		bool keep = read_status(r->pid, buf, sizeof(buf)) == 0 &&
@@ -360,8 +343,34 @@ static void walk_worker(struct rows *rs, const struct worker_ref *w, pid_t arbit
 	}
 }
 
+bool dispositions_killable(const struct disp_procs *rs, size_t i, int sig, pid_t *ret_by)
+{
+	const struct disp_proc *r = &rs->r[i];
+	pid_t up = r->ppid;
+
+	if (!dispositions_meant_to_control(sig) || disposition_of(&r->m, sig) != DISP_DEFAULT_KILLS)
+		return false;
+	/* Up the tree, within the worker: rows are in walk order, a parent before its
+	 * children, so the search goes backwards; the worker's own parent (the arbiter) is
+	 * not a row. Each step finds an earlier row: it ends. */
+	for (size_t k = i; k-- > 0;) {
+		const struct disp_proc *a = &rs->r[k];
+
+		if (a->worker != r->worker || a->generation != r->generation)
+			break;
+		if (a->pid != up)
+			continue;
+		if ((disposition_of(&a->m, sig) & ~DISP_BLOCKED) == DISP_HANDLER) {
+			*ret_by = a->pid;
+			return true;
+		}
+		up = a->ppid;
+	}
+	return false;
+}
+
 /* The signals shown for a process: the control signals, then any other it catches. */
-static size_t shown_signals(const struct proc_row *r, int *sigs)
+static size_t shown_signals(const struct disp_proc *r, int *sigs)
 {
 	size_t n = 0;
 
@@ -378,11 +387,166 @@ static size_t shown_signals(const struct proc_row *r, int *sigs)
 	return n;
 }
 
-static void print_json(const struct rows *rs)
+/* -- provenance, from the probes' pinned maps (provenance.h) ------------------------ */
+
+/* The JSON string that starts at s (its opening quote) into out: the escapes a status
+ * answer uses for a path or a reason (json_fputs); \uXXXX becomes '?'. */
+static void json_string(const char *s, char *out, size_t len)
 {
-	printf("{\"processes\":[");
+	size_t n = 0;
+
+	if (*s++ != '"') {
+		out[0] = '\0';
+		return;
+	}
+	for (; *s && *s != '"' && n + 1 < len; s++) {
+		if (*s == '\\' && s[1]) {
+			s++;
+			if (*s == 'u') {
+				for (int k = 0; k < 4 && s[1]; k++)
+					s++;
+				out[n++] = '?';
+				continue;
+			}
+			out[n++] = *s == 'n' ? '\n' : *s == 't' ? '\t' : *s;
+			continue;
+		}
+		out[n++] = *s;
+	}
+	out[n] = '\0';
+}
+
+/* The string value of "key": right after from (within the object it starts), or "". */
+static void json_field(const char *from, const char *key, char *out, size_t len)
+{
+	char pat[64];
+	const char *end = from ? skip_value(from) : NULL, *v;
+
+	out[0] = '\0';
+	if (!from)
+		return;
+	snprintf(pat, sizeof(pat), "\"%s\":", key);
+	v = strstr(from, pat);
+	if (v && (!end || v < end))
+		json_string(v + strlen(pat), out, len);
+}
+
+/* The probes' maps, if `sigvisor status` says where they are pinned and the parts
+ * that fill them run; else NULL and why there is no provenance. A status string cannot
+ * hold "bpf":{ unescaped, so the first one is the arbiter's own object. */
+static struct provenance *open_provenance(const char *answer, char *why, size_t whylen)
+{
+	const char *bpf = strstr(answer, "\"bpf\":{"), *parts;
+	char state[32], dir[4096], reason[512];
+
+	if (!bpf) {
+		snprintf(why, whylen, "the arbiter does not say where its probes are");
+		return NULL;
+	}
+	bpf += strlen("\"bpf\":");
+	json_field(bpf, "state", state, sizeof(state));
+	if (strcmp(state, "on") != 0) {
+		json_field(bpf, "reason", reason, sizeof(reason));
+		snprintf(why, whylen, "the eBPF probes are %s%s%s%s", state[0] ? state : "off",
+			 reason[0] ? " (" : "", reason, reason[0] ? ")" : "");
+		return NULL;
+	}
+	parts = strstr(bpf, "\"sigaction\":{");
+	if (parts) {
+		parts += strlen("\"sigaction\":");
+		json_field(parts, "state", state, sizeof(state));
+		if (strcmp(state, "off") == 0) {
+			json_field(parts, "reason", reason, sizeof(reason));
+			snprintf(why, whylen, "the probes' sigaction counter is off (%s)", reason);
+			return NULL;
+		}
+	}
+	json_field(bpf, "pin", dir, sizeof(dir));
+	if (!dir[0]) {
+		json_field(bpf, "pin_reason", reason, sizeof(reason));
+		snprintf(why, whylen, "the probes' maps are not pinned%s%s", reason[0] ? ": " : "",
+			 reason);
+		return NULL;
+	}
+	return provenance_read(dir, why, whylen);
+}
+
+/* The story of sig in r, if it is worth telling: a handler or an ignore somewhere in it
+ * (set, inherited, or reset). Defaults passed down from default are every signal's
+ * story and would drown the one that matters. */
+static bool notable(const struct provenance *pv, const struct disp_proc *r, int sig,
+		    struct prov_answer *a)
+{
+	if (provenance_of(pv, r->pid, sig, a) < 0)
+		return false;
+	return ((a->inherited || a->inh_unknown) && a->inh_kind != sig_dfl) ||
+	       (a->own && a->own_kind != sig_dfl);
+}
+
+static void json_provenance(const struct provenance *pv, const struct disp_proc *r, const int *sigs,
+			    size_t n)
+{
+	bool first = true;
+
+	printf(",\"provenance\":{");
+	for (size_t k = 0; k < n; k++) {
+		struct prov_answer a;
+
+		if (!notable(pv, r, sigs[k], &a))
+			continue;
+		printf("%s\"%s\":{\"text\":", first ? "" : ",", signal_name(sigs[k]));
+		first = false;
+		json_fputs(stdout, a.text);
+		if (a.inherited || a.inh_unknown) {
+			printf(",\"inherited\":{\"from\":%d,\"kind\":\"%s\",", (int)a.inh_pid,
+			       a.inh_kind == sig_dfl   ? "default"
+			       : a.inh_kind == sig_ign ? "ignore"
+						       : "handler");
+			if (a.inherited)
+				printf("\"set_before_fork_ms\":%.3f",
+				       (double)a.inh_before_ns / 1e6);
+			else
+				printf("\"set_after_fork_ms\":%.3f,\"known\":false",
+				       (double)-a.inh_before_ns / 1e6);
+			if (a.exec_pid)
+				printf(",\"reset_by_exec_of\":%d", (int)a.exec_pid);
+			printf("}");
+		}
+		if (a.own)
+			printf(",\"set\":{\"kind\":\"%s\",\"after_fork_ms\":%.3f}",
+			       a.own_kind == sig_dfl   ? "default"
+			       : a.own_kind == sig_ign ? "ignore"
+						       : "handler",
+			       (double)a.own_after_ns / 1e6);
+		if (a.own_exec)
+			printf(",\"exec_after_fork_ms\":%.3f", (double)a.own_exec_after_ns / 1e6);
+		printf("}");
+	}
+	printf("}");
+}
+
+static void text_provenance(const struct provenance *pv, const struct disp_proc *r, const int *sigs,
+			    size_t n)
+{
+	for (size_t k = 0; k < n; k++) {
+		struct prov_answer a;
+
+		if (notable(pv, r, sigs[k], &a))
+			printf("%28s%s %s\n", "", signal_name(sigs[k]), a.text);
+	}
+}
+
+static void print_json(const struct disp_procs *rs, const struct provenance *pv, const char *why)
+{
+	/* Additive: without the probes, the processes are what they were. */
+	printf("{\"provenance\":{\"available\":%s", pv ? "true" : "false");
+	if (!pv) {
+		printf(",\"reason\":");
+		json_fputs(stdout, why);
+	}
+	printf("},\"processes\":[");
 	for (size_t i = 0; i < rs->n; i++) {
-		const struct proc_row *r = &rs->r[i];
+		const struct disp_proc *r = &rs->r[i];
 		int sigs[64 + N_CONTROL];
 		size_t n = shown_signals(r, sigs);
 
@@ -393,13 +557,16 @@ static void print_json(const struct rows *rs)
 		for (size_t k = 0; k < n; k++)
 			printf("%s\"%s\":\"%s\"", k ? "," : "", signal_name(sigs[k]),
 			       disposition_name(disposition_of(&r->m, sigs[k])));
-		printf("}}");
+		printf("}");
+		if (pv)
+			json_provenance(pv, r, sigs, n);
+		printf("}");
 	}
 	printf("]}\n");
 }
 
 /* The signals meant to control r that kill it instead, as " USR2 HUP", in buf. */
-static bool killed_by_control(const struct proc_row *r, char *buf, size_t len)
+static bool killed_by_control(const struct disp_proc *r, char *buf, size_t len)
 {
 	size_t off = 0;
 
@@ -407,25 +574,31 @@ static bool killed_by_control(const struct proc_row *r, char *buf, size_t len)
 	for (size_t i = 0; i < N_CONTROL; i++) {
 		int sig = control_signals[i];
 
-		if (meant_to_control(sig) && disposition_of(&r->m, sig) == DISP_DEFAULT_KILLS &&
-		    off < len)
+		if (dispositions_meant_to_control(sig) &&
+		    disposition_of(&r->m, sig) == DISP_DEFAULT_KILLS && off < len)
 			off += (size_t)snprintf(buf + off, len - off, " %s", signal_name(sig));
 	}
 	return off > 0;
 }
 
-static void print_text(const struct rows *rs)
+static void print_text(const struct disp_procs *rs, const struct provenance *pv, const char *why)
 {
 	unsigned long marked = 0;
 
 	printf("What each signal does now (handler; ignored; kills, stops, -: the default "
 	       "action kills, stops, ignores; b:X blocked by the main thread, X once "
 	       "unblocked)\n");
+	/* Said once, here: the closing line stays the summary. */
+	if (pv)
+		printf("Under a process: who set each disposition and when, relative to its fork "
+		       "(eBPF probes: the last sigaction of each process)\n");
+	else
+		printf("No provenance (who set each disposition, when): %s\n", why);
 	for (size_t i = 0; i < rs->n; i++) {
-		const struct proc_row *r = &rs->r[i];
+		const struct disp_proc *r = &rs->r[i];
 		int sigs[64 + N_CONTROL];
 		size_t n = shown_signals(r, sigs);
-		char why[64];
+		char kills[64];
 
 		if (i == 0 || r->worker != rs->r[i - 1].worker ||
 		    r->generation != rs->r[i - 1].generation) {
@@ -435,8 +608,8 @@ static void print_text(const struct rows *rs)
 				printf(" %-9s", signal_name(control_signals[k]));
 			printf(" other handlers\n");
 		}
-		marked += killed_by_control(r, why, sizeof(why));
-		printf("%-1s %8d %8d %-15.15s", why[0] ? "!" : " ", (int)r->pid, (int)r->ppid,
+		marked += killed_by_control(r, kills, sizeof(kills));
+		printf("%-1s %8d %8d %-15.15s", kills[0] ? "!" : " ", (int)r->pid, (int)r->ppid,
 		       r->comm);
 		/* the last column unpadded: no trailing blanks */
 		for (size_t k = 0; k < N_CONTROL; k++)
@@ -445,6 +618,8 @@ static void print_text(const struct rows *rs)
 		for (size_t k = N_CONTROL; k < n; k++)
 			printf("%s%s", k == N_CONTROL ? " " : ",", signal_name(sigs[k]));
 		printf("\n");
+		if (pv)
+			text_provenance(pv, r, sigs, n);
 	}
 	if (!rs->n) {
 		printf("\nno workers\n");
@@ -457,11 +632,11 @@ static void print_text(const struct rows *rs)
 	printf("\n! %lu process%s die%s on a signal meant to control %s:", marked,
 	       marked == 1 ? "" : "es", marked == 1 ? "s" : "", marked == 1 ? "it" : "them");
 	for (size_t i = 0, k = 0; i < rs->n; i++) {
-		char why[64];
+		char kills[64];
 
-		if (killed_by_control(&rs->r[i], why, sizeof(why)))
+		if (killed_by_control(&rs->r[i], kills, sizeof(kills)))
 			printf("%s pid %d (worker %u, %s) on%s", k++ ? ";" : "", (int)rs->r[i].pid,
-			       rs->r[i].worker, rs->r[i].comm, why);
+			       rs->r[i].worker, rs->r[i].comm, kills);
 	}
 	printf("\n");
 }
@@ -471,9 +646,10 @@ int signals_main(int argc, char **argv)
 	const char *control = NULL;
 	bool json = false;
 	uint64_t timeout_ms = 10000;
-	struct worker_ref *w = NULL;
-	struct rows rs = {0};
-	char *answer, path[PATH_MAX];
+	struct disp_worker *w = NULL;
+	struct disp_procs rs = {0};
+	char *answer, path[PATH_MAX], pv_why[640] = "";
+	struct provenance *pv;
 	size_t len, n;
 	pid_t arbiter;
 	int fd, r;
@@ -515,16 +691,18 @@ int signals_main(int argc, char **argv)
 		free(answer);
 		return EXIT_FATAL;
 	}
+	pv = open_provenance(answer, pv_why, sizeof(pv_why));
 	free(answer);
 	for (size_t i = 0; i < n && !rs.cut; i++)
-		walk_worker(&rs, &w[i], arbiter);
+		dispositions_walk(&rs, &w[i], arbiter);
 	if (rs.cut)
 		fprintf(stderr, "sigvisor signals: more than %d processes: the rest left out\n",
 			SIGNALS_MAX_PROCS);
 	if (json)
-		print_json(&rs);
+		print_json(&rs, pv, pv_why);
 	else
-		print_text(&rs);
+		print_text(&rs, pv, pv_why);
+	provenance_free(pv);
 	free(w);
 	free(rs.r);
 	return fflush(stdout) == 0 ? EXIT_OK : EXIT_FATAL;

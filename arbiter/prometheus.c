@@ -5,6 +5,7 @@
 #include <time.h>
 
 #include "arbiter.h"
+#include "killable.h"
 #include "serving.h"
 #include "signames.h"
 #include "timeutil.h"
@@ -141,6 +142,19 @@ static void render_control(const struct arbiter *a, FILE *f)
 #undef N_NAMES
 }
 
+/* From the last look at the workers' trees (killable.h); zeros before the first, every
+ * signal always: a series that comes and goes breaks alerts on it. */
+static void render_killable(const struct arbiter *a, FILE *f)
+{
+	family(f, "sigvisor_signal_killable_processes", "gauge",
+	       "Processes of the workers' trees that this signal, meant to control them, would "
+	       "kill (default action) while their leader or the worker's earlier generation "
+	       "handles it; see sigvisor signals.");
+	for (size_t i = 0; i < KILLABLE_N_SIGNALS; i++)
+		labelled(f, "sigvisor_signal_killable_processes", "signal",
+			 signal_name(killable_signals[i]), killable_count(a->killable, i));
+}
+
 static void render_signals(const struct arbiter *a, FILE *f)
 {
 	struct bpf_signal_stats st[ARBITER_N_SHOWN];
@@ -237,6 +251,7 @@ void arbiter_render_prometheus(struct arbiter *a, FILE *f)
 	      arbiter_is_ready(a));
 	render_pool(a, f);
 	render_signals(a, f);
+	render_killable(a, f);
 	render_control(a, f);
 	value(f, "sigvisor_metrics_connections_dropped_total", "counter",
 	      "Metrics connections closed unanswered to make room for newer ones.", m->dropped);

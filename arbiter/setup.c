@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "killable.h"
 #include "log.h"
 #include "safefile.h"
 #include "serving.h"
@@ -449,6 +450,8 @@ void arbiter_teardown(struct arbiter *a)
 	pool_free(&a->pool);
 	serving_free(a->pool.serving);
 	a->pool.serving = NULL;
+	killable_free(a->killable);
+	a->killable = NULL;
 	notify_close(&a->notify); /* after the workers' sockets: it removes their directory */
 	if (a->sigfd.fd > 0)
 		close(a->sigfd.fd);

@@ -7,6 +7,7 @@
 
 #include "arbiter.h"
 #include "json.h"
+#include "killable.h"
 #include "serving.h"
 #include "signames.h"
 #include "timeutil.h"
@@ -158,7 +159,17 @@ static void render_json(struct arbiter *a, FILE *f, uint64_t now)
 	}
 	fprintf(f, "],");
 	json_counters(a, f);
-	fprintf(f, "\"signals\":{");
+	/* From the last look (killable.h); null before the first. */
+	fprintf(f, "\"signal_killable_processes\":");
+	if (killable_looked(a->killable)) {
+		for (size_t i = 0; i < KILLABLE_N_SIGNALS; i++)
+			fprintf(f, "%s\"%s\":%u", i ? "," : "{", signal_name(killable_signals[i]),
+				killable_count(a->killable, i));
+		fputc('}', f);
+	} else {
+		fputs("null", f);
+	}
+	fprintf(f, ",\"signals\":{");
 	for (size_t i = 0; i < ARBITER_N_SHOWN; i++) {
 		int sig = arbiter_shown_signals[i];
 		struct bpf_signal_stats st;
@@ -257,6 +268,25 @@ static void text_signals(struct arbiter *a, FILE *f)
 	}
 }
 
+/* Only when some process would die: see `sigvisor signals` for which. */
+static void text_killable(const struct arbiter *a, FILE *f)
+{
+	bool any = false;
+
+	for (size_t i = 0; i < KILLABLE_N_SIGNALS; i++) {
+		unsigned n = killable_count(a->killable, i);
+
+		if (!n)
+			continue;
+		fprintf(f, "%s %s %u", any ? "," : "processes a control signal would kill:",
+			signal_name(killable_signals[i]), n);
+		any = true;
+	}
+	if (any)
+		fprintf(f, " (handled by their leader or an earlier generation; see sigvisor "
+			   "signals)\n");
+}
+
 static void render_text(struct arbiter *a, FILE *f, uint64_t now)
 {
 	const struct pool *p = &a->pool;
@@ -288,6 +318,7 @@ static void render_text(struct arbiter *a, FILE *f, uint64_t now)
 		fprintf(f, "  %-4u %-8d %-4u %-9s %-8s %s\n", w->id, (int)w->pid, w->generation,
 			worker_state_name(w->state), up, w->status);
 	}
+	text_killable(a, f);
 	fprintf(f,
 		"spawned %llu, exited %llu (clean %llu, error %llu, signal %llu, retired by their "
 		"stop signal %llu), killed %llu\n",

@@ -107,6 +107,25 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sigactions SEC(".maps");
 
+/* Provenance (shared/sigvisor_bpf.h): the last sigaction of each (process, signal),
+ * and each process's fork, parent and exec. LRU: a dead process's entries stay until
+ * newer ones need the room, so a child can still be traced to its leader. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, SV_MAX_COUNTERS);
+	__type(key, struct sv_sigset_key);
+	__type(value, struct sv_sigset);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sigsets SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, SV_MAX_TRACKED);
+	__type(key, __u32);
+	__type(value, struct sv_fork);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} forks SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, SV_RINGBUF_BYTES);
@@ -195,6 +214,11 @@ int BPF_PROG(sv_register, struct task_struct *task, const char *comm)
 	tgid = bpf_get_current_pid_tgid() >> 32;
 	me.nspid = ns.tgid;
 	bpf_map_update_elem(&tracked, &tgid, &me, BPF_ANY);
+	{
+		struct sv_fork f = {.fork_ns = cur->start_time, .nspid = ns.tgid};
+
+		bpf_map_update_elem(&forks, &tgid, &f, BPF_ANY);
+	}
 	self_tgid = tgid;
 	return 0;
 }
@@ -211,6 +235,11 @@ int BPF_PROG(sv_fork, struct task_struct *parent, struct task_struct *child)
 		return 0;
 	v.nspid = nspid_of(child);
 	bpf_map_update_elem(&tracked, &ctgid, &v, BPF_ANY);
+	{
+		struct sv_fork f = {.fork_ns = bpf_ktime_get_ns(), .ppid = ptgid, .nspid = v.nspid};
+
+		bpf_map_update_elem(&forks, &ctgid, &f, BPF_ANY);
+	}
 	return 0;
 }
 
@@ -244,6 +273,15 @@ int sv_adopt(struct bpf_iter__task *ctx)
 			v.ppid = BPF_CORE_READ(t, real_parent, tgid);
 			v.nspid = nspid_of(t);
 			bpf_map_update_elem(&tracked, &tgid, &v, BPF_NOEXIST);
+			{
+				/* its fork and exec came before the probes: when is known,
+				 * what it set then is not */
+				struct sv_fork f = {.fork_ns = BPF_CORE_READ(t, start_time),
+						    .ppid = v.ppid,
+						    .nspid = v.nspid};
+
+				bpf_map_update_elem(&forks, &tgid, &f, BPF_NOEXIST);
+			}
 			return 0;
 		}
 		if (ptgid <= 1)
@@ -457,6 +495,26 @@ int BPF_PROG(sv_sys_enter, struct pt_regs *regs, long id)
 		return 0;
 	key.kind = handler_kind(handler);
 	count(&sigactions, &key);
+	{
+		struct sv_sigset_key sk = {.tgid = key.tgid, .sig = key.sig};
+		struct sv_sigset v = {.ts_ns = bpf_ktime_get_ns(), .kind = key.kind};
+
+		bpf_map_update_elem(&sigsets, &sk, &v, BPF_ANY);
+	}
+	return 0;
+}
+
+/* An execve in the tree resets its caught handlers to the default (SIG_IGN stays): the
+ * provenance of an inherited handler stops there. Rare: one lookup per exec. Loaded
+ * with sv_sys_enter (--bpf-sigaction), whose records it qualifies. */
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(sv_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
+{
+	__u32 tgid = p->tgid;
+	struct sv_fork *f = bpf_map_lookup_elem(&forks, &tgid);
+
+	if (f)
+		f->exec_ns = bpf_ktime_get_ns();
 	return 0;
 }
 

@@ -89,6 +89,31 @@ struct sv_count {
 	__u64 count;
 };
 
+/* `sigsets`: the last rt_sigaction(sig, act != NULL) of each process of the tree, what
+ * it installed and when (bpf_ktime_get_ns: CLOCK_MONOTONIC). With `forks`, who set a
+ * disposition and when relative to a fork: `sigvisor signals`' provenance. */
+struct sv_sigset_key {
+	__u32 tgid;
+	__u32 sig;
+};
+
+struct sv_sigset {
+	__u64 ts_ns;
+	enum sv_handler kind;
+	__u32 pad;
+};
+
+/* `forks`: each process of the tree, when it was forked and by whom (host tgids), and
+ * its last execve (caught handlers are reset to the default there; 0: none seen).
+ * Kept after the exit (an LRU map) so that a child's inheritance can still be traced to
+ * a leader that is gone. */
+struct sv_fork {
+	__u64 fork_ns;
+	__u64 exec_ns;
+	__u32 ppid;
+	__u32 nspid; /* the pid in the arbiter's namespace, 0 if outside it */
+};
+
 /* `tracked`: the arbiter and everything it forked, by host tgid. */
 struct sv_tracked {
 	__u32 nspid; /* the pid in the arbiter's PID namespace */
@@ -127,3 +152,6 @@ _Static_assert(sizeof(struct sv_signal_key) == 12, "sv_signal_key layout");
 _Static_assert(sizeof(struct sv_handler_key) == 12, "sv_handler_key layout");
 _Static_assert(sizeof(struct sv_sender_key) == 12, "sv_sender_key layout");
 _Static_assert(sizeof(struct sv_event) == 80, "sv_event layout");
+_Static_assert(sizeof(struct sv_sigset_key) == 8, "sv_sigset_key layout");
+_Static_assert(sizeof(struct sv_sigset) == 16, "sv_sigset layout");
+_Static_assert(sizeof(struct sv_fork) == 24, "sv_fork layout");

@@ -27,7 +27,7 @@ SIGUSR1, SIGUSR2, SIGTTIN, SIGWINCH = 10, 12, 21, 28
 PYTHON = "/usr/bin/python3"
 # The arbiter's comm, as the probes report it: the binary's name, cut to 15 bytes.
 COMM = re.escape(os.path.basename(SIGVISOR)[:15])
-PINS = ["deliveries", "senders", "sigactions", "signals", "tracked"]
+PINS = ["deliveries", "forks", "senders", "sigactions", "signals", "sigsets", "tracked"]
 
 
 def unavailable():
