@@ -249,6 +249,44 @@ static int setup_activation(struct arbiter *a, char *err, size_t errlen)
 	return n < 0 ? n : 0;
 }
 
+/* A container started with `docker run --init` or `podman run --init` puts a small init
+ * in front of us as PID 1, and `kill -TTIN 1` reaches it, not us. Measured (tini 0.19,
+ * catatonit 0.1.7, dumb-init 1.2.5): tini (docker's docker-init) and catatonit
+ * (podman's) pass TERM on but not TTIN or TTOU; dumb-init turns TTIN into SIGSTOP for
+ * our whole process group, which stops the arbiter and every worker. Said once. */
+static void warn_init_in_front(pid_t self)
+{
+	static const struct {
+		const char *comm, *what;
+	} inits[] = {
+		{"tini", "passes TTIN and TTOU on to nobody"},
+		{"docker-init", "(tini) passes TTIN and TTOU on to nobody"},
+		{"catatonit", "passes TTIN and TTOU on to nobody"},
+		{"dumb-init", "turns TTIN and TTOU into SIGSTOP for our process group: `kill "
+			      "-TTIN 1` stops sigvisor and every worker"},
+	};
+	char comm[32] = "";
+	ssize_t n;
+	int fd;
+
+	if (self == 1 || getppid() != 1)
+		return;
+	fd = open("/proc/1/comm", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	n = read(fd, comm, sizeof(comm) - 1);
+	close(fd);
+	comm[n > 0 ? n : 0] = '\0';
+	comm[strcspn(comm, "\n")] = '\0';
+	for (size_t i = 0; i < sizeof(inits) / sizeof(inits[0]); i++)
+		if (strcmp(comm, inits[i].comm) == 0)
+			log_warn(
+				"PID 1 is %s (docker/podman --init?), not sigvisor: it %s; "
+				"send TTIN/TTOU to pid %d, use `sigvisor workers`, or run sigvisor "
+				"as the entrypoint without --init (it reaps orphans itself)",
+				comm, inits[i].what, (int)self);
+}
+
 int arbiter_setup(struct arbiter *a, char *err, size_t errlen, int *ret_status)
 {
 	struct settings *s = a->settings;
@@ -337,6 +375,8 @@ int arbiter_setup(struct arbiter *a, char *err, size_t errlen, int *ret_status)
 	 * workers' orphaned children come to us and not to an init that may not reap. */
 	if (a->pid != 1 && prctl(PR_SET_CHILD_SUBREAPER, 1) < 0)
 		log_warn("cannot become a child subreaper, ignoring: %m");
+	if (a->upgrade_fd < 0 && !a->upgrade.rolled_back) /* once, not at every USR2 */
+		warn_init_in_front(a->pid);
 
 	if (s->pidfile) {
 		r = write_pidfile(s->pidfile, a->pid);
