@@ -33,7 +33,6 @@ void arbiter_bpf_first_ready(struct arbiter *a)
 }
 
 static void log_bpf_on(const struct arbiter *a);
-static void finish_loading(struct arbiter *a);
 
 static void on_bpf_event(void *ctx, const char *line)
 {
@@ -75,9 +74,13 @@ int arbiter_bpf_setup(struct arbiter *a, char *err, size_t errlen)
 	a->bpf_src.fd = bpf_probes_fd(a->bpf);
 	if (a->bpf_src.fd >= 0 && (r = loop_add(&a->loop, &a->bpf_src, LOOP_IN)) < 0) {
 		if (bpf_probes_loading(a->bpf)) {
-			/* Nothing would ever finish the loading: do it now, here. */
+			/* Nothing would hear the loader; loading here would hold up the loop
+			 * for the verifier. */
 			a->bpf_src.fd = -1;
-			finish_loading(a);
+			arbiter_bpf_stop(a);
+			snprintf(a->bpf_why, sizeof(a->bpf_why),
+				 "cannot watch the loader's socket: %s", strerror(-r));
+			log_info("BPF probes off: %s", a->bpf_why);
 			return 0;
 		}
 		log_warn("cannot follow BPF events, counting only: %s", strerror(-r));
@@ -96,9 +99,12 @@ int arbiter_bpf_setup(struct arbiter *a, char *err, size_t errlen)
 }
 
 /* The loader of --bpf auto is done: adopt what it loaded, or go without the probes. */
-static void finish_loading(struct arbiter *a)
+void arbiter_bpf_loaded(struct arbiter *a)
 {
 	int r;
+
+	if (!bpf_probes_load_done(a->bpf))
+		return; /* only its log lines so far */
 
 	if (a->bpf_src.fd >= 0)
 		(void)loop_del(&a->loop, &a->bpf_src);
@@ -117,12 +123,6 @@ static void finish_loading(struct arbiter *a)
 		a->bpf_src.fd = -1;
 	}
 	log_bpf_on(a);
-}
-
-void arbiter_bpf_loaded(struct arbiter *a)
-{
-	if (bpf_probes_load_done(a->bpf)) /* else only its log lines so far */
-		finish_loading(a);
 }
 
 /* A shutdown has begun: loading the probes now would only take CPU from the draining

@@ -84,15 +84,14 @@ bool bpf_probes_loading(const struct bpf_probes *p);
  * rather than waiting for the verifier (what it pinned is removed). */
 void bpf_probes_start_loading(struct bpf_probes *p);
 
-/* Whether the loader has answered (or none could be started, or p is not loading):
- * reads what it sent so far, never waiting, and logs its lines. Then
+/* Whether the loader has answered (or died, or could not be started, or p is not
+ * loading): reads what it sent so far, never waiting, and logs its lines. Then
  * bpf_probes_finish() is due. */
 bool bpf_probes_load_done(struct bpf_probes *p);
 
 /* In the loop, once bpf_probes_load_done(): adopt what the loader loaded the way a
  * USR2's probes are adopted (register the arbiter, attach, adopt the processes it
- * forked meanwhile), or, when there was no loader, load and attach here. 0, or <0 with
- * why set (the probes are then off: close p). */
+ * forked meanwhile). 0, or <0 with why set (the probes are then off: close p). */
 int bpf_probes_finish(struct bpf_probes *p, char *why, size_t whylen);
 
 /* Called for each child the arbiter reaps that is not a worker: 1 if pid was the

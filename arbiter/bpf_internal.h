@@ -3,8 +3,9 @@
  *   bpf.c           the entry points: may they load (capabilities, BTF), open, the
  *                   counters, close;
  *   bpf_pin.c       the pin directory: a bpf filesystem under it, its lock, stale pins;
- *   bpf_load.c      load (in the --bpf auto loader process, or in the loop), attach in
- *                   the order of probes_progs[], register the arbiter;
+ *   bpf_load.c      load (in the --bpf auto loader process, or for --bpf on in the
+ *                   arbiter), attach in the order of probes_progs[], register the
+ *                   arbiter;
  *   bpf_handover.c  the probes across a USR2 exec: hand them over, take them over;
  *   bpf_events.c    the ring buffer's records as log lines, and readiness by serving.
  * Nothing here is for another module: include it only from arbiter/bpf*.c. */
@@ -26,8 +27,8 @@ struct sigvisor; /* the skeleton (sigvisor.skel.h, generated) */
 enum loader_state {
 	LOADER_IDLE,	 /* not started (bpf_probes_start_loading) */
 	LOADER_RUNNING,	 /* the child loads */
-	LOADER_ANSWERED, /* it answered (p->answer, or load_r and load_why), or died */
-	LOADER_INLINE,	 /* no child could be started: bpf_probes_finish() loads */
+	LOADER_ANSWERED, /* it answered (p->answer, or load_r and load_why), died, or
+			  * could not be started */
 };
 struct sigvisor__bss; /* the probes' .bss, mmap'ed */
 

@@ -77,6 +77,12 @@ void probes_log(int level, const char *fmt, ...)
 		va_end(ap);
 		return;
 	}
+	/* The arbiter logs at info and above (log_setup): libbpf's chatter would wake it
+	 * for nothing, a few hundred times, while its first workers start. */
+	if (level >= LOG_LEVEL_DEBUG) {
+		va_end(ap);
+		return;
+	}
 	msg[0] = MSG_LOG;
 	msg[1] = (char)level;
 	n = vsnprintf(msg + 2, sizeof(msg) - 2, fmt, ap);
@@ -574,9 +580,12 @@ void bpf_probes_start_loading(struct bpf_probes *p)
 	close(p->loader_peer); /* the socket reads EOF once the loader is gone */
 	p->loader_peer = -1;
 	if (pid < 0) {
-		/* The loop finishes the job, as it learns from that EOF. */
-		log_debug("cannot start the BPF loader process, loading in the loop: %m");
-		p->state = LOADER_INLINE;
+		/* Not loaded in the loop instead: the verifier can take seconds. The loop
+		 * learns from that EOF, and the probes are off. */
+		p->load_r = -errno;
+		set_why(p->load_why, sizeof(p->load_why), "cannot start the BPF loader process: %s",
+			strerror(errno));
+		p->state = LOADER_ANSWERED;
 		return;
 	}
 	if (loader.pidfd >= 0)
@@ -655,7 +664,7 @@ bool bpf_probes_load_done(struct bpf_probes *p)
 		return true;
 	if (p->state == LOADER_RUNNING)
 		receive(p);
-	return p->state == LOADER_ANSWERED || p->state == LOADER_INLINE;
+	return p->state == LOADER_ANSWERED;
 }
 
 bool bpf_probes_loading(const struct bpf_probes *p)
@@ -738,11 +747,9 @@ int bpf_probes_finish(struct bpf_probes *p, char *why, size_t whylen)
 	struct bpf_options opt = {.sigaction = p->sigaction, .handover = p->answer};
 	int r;
 
-	if (p->state == LOADER_IDLE || p->state == LOADER_INLINE) {
-		/* no loader process: load in the loop */
-		r = probes_load(p, why, whylen);
-		if (r == 0)
-			r = probes_attach_all(p, why, whylen);
+	if (p->state != LOADER_ANSWERED) {
+		r = -EINPROGRESS; /* cannot be: bpf_probes_load_done() said no */
+		set_why(why, whylen, "the BPF loader has not answered");
 	} else if (p->load_r < 0 || !p->answer) {
 		r = p->load_r < 0 ? p->load_r : -EPROTO;
 		set_why(why, whylen, "%s", p->load_why);
