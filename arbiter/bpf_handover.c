@@ -256,7 +256,7 @@ static void run_loaded_iter(const char *line, const char *name)
 	fd = link >= 0 ? bpf_iter_create(link) : link;
 	if (fd < 0) {
 		probes_log(LOG_LEVEL_WARN, "BPF: cannot run the adoption iterator, ignoring: %s",
-			   strerror(fd == -1 ? errno : -fd));
+			   strerror(-fd));
 	} else {
 		while (read(fd, buf, sizeof(buf)) > 0)
 			;
