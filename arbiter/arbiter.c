@@ -119,6 +119,7 @@ static void begin_drain(struct arbiter *a, bool quick)
 {
 	if (a->phase < PHASE_DRAINING)
 		notify_upstream(&a->notify, "STOPPING=1");
+	arbiter_bpf_shutdown(a);
 	a->phase = quick ? PHASE_QUITTING : PHASE_DRAINING;
 	a->phase_deadline_ms = 0;
 	if (!a->drain_started_ms)
@@ -489,6 +490,9 @@ static int pool_other_child(void *ctx, pid_t pid)
 	if (config_read_reap(&a->config_read, pid))
 		return 1;
 	r = killable_reap(a->killable, pid);
+	if (r)
+		return r;
+	r = bpf_probes_reap(pid); /* the --bpf auto loader */
 	if (r)
 		return r;
 	if (!a->upgrade.check_pid || pid != a->upgrade.check_pid)

@@ -195,15 +195,18 @@ void arbiter_teardown(struct arbiter *a);
 
 /* arbiter_bpf.c: the probes (bpf.h) as the arbiter runs them. */
 /* At set-up, after the fork for --daemon: on loads them now, auto starts the loader
- * thread (loading by a->bpf_load_at_ms). < 0 with err: --bpf on and they cannot. */
+ * process (loading by a->bpf_load_at_ms). < 0 with err: --bpf on and they cannot. */
 int arbiter_bpf_setup(struct arbiter *a, char *err, size_t errlen);
 /* --bpf auto: a->bpf_load_at_ms came, start loading. */
 void arbiter_bpf_load(struct arbiter *a);
 /* The first generation is ready: --bpf auto loads soon (a short grace for its first
  * connections). */
 void arbiter_bpf_first_ready(struct arbiter *a);
-/* The loader thread is done (its fd is readable): attach, or go without the probes. */
+/* The loader's socket is readable: log its lines; once it has answered, adopt what it
+ * loaded, or go without the probes. */
 void arbiter_bpf_loaded(struct arbiter *a);
+/* A shutdown began: a loader still running is killed, not waited for. */
+void arbiter_bpf_shutdown(struct arbiter *a);
 /* Around a USR2 exec: the probes are detached and unpinned before it (the new image
  * loads its own), and loaded again if the exec fails. */
 void arbiter_bpf_stop(struct arbiter *a);
@@ -212,7 +215,6 @@ void arbiter_bpf_start(struct arbiter *a);
 enum probes_handover {
 	PROBES_NOT_HANDED_OVER, /* none, or not the new binary's: stop them as before */
 	PROBES_HANDED_OVER,	/* in the state: bpf_probes_handover_undo() if the exec fails */
-	PROBES_STILL_LOADING,	/* the exec ends the loader thread; nothing to undo */
 };
 /* Before a USR2's exec to a binary whose probes are identity (0: unknown): hand them
  * over in the state f. */

@@ -1,5 +1,6 @@
 /* The arbiter's side of the eBPF probes (bpf.h is the loader): when they load (--bpf
- * on at set-up; auto in a thread, once the first workers are ready), where their events
+ * on at set-up; auto in a child process, once the first workers are ready, stopped by
+ * a shutdown), where their events
  * go (the log and `sigvisor status --events`), and what becomes of them around a USR2
  * exec (stopped, or handed over attached to a binary that carries the same probes). */
 #include "arbiter.h"
@@ -42,8 +43,8 @@ static void on_bpf_event(void *ctx, const char *line)
 }
 
 /* After the fork for --daemon (the probes track our pid). With --bpf on before the
- * first worker; with auto the loading goes on in a thread while the workers start,
- * and the probes adopt what was forked meanwhile (bpf.h). */
+ * first worker; with auto the loading goes on in a child process while the workers
+ * start, and the probes adopt what was forked meanwhile (bpf.h). */
 int arbiter_bpf_setup(struct arbiter *a, char *err, size_t errlen)
 {
 	const struct settings *s = a->settings;
@@ -73,9 +74,13 @@ int arbiter_bpf_setup(struct arbiter *a, char *err, size_t errlen)
 	a->bpf_src.fd = bpf_probes_fd(a->bpf);
 	if (a->bpf_src.fd >= 0 && (r = loop_add(&a->loop, &a->bpf_src, LOOP_IN)) < 0) {
 		if (bpf_probes_loading(a->bpf)) {
-			/* Nothing would ever finish the loading: do it now. */
+			/* Nothing would hear the loader; loading here would hold up the loop
+			 * for the verifier. */
 			a->bpf_src.fd = -1;
-			arbiter_bpf_loaded(a);
+			arbiter_bpf_stop(a);
+			snprintf(a->bpf_why, sizeof(a->bpf_why),
+				 "cannot watch the loader's socket: %s", strerror(-r));
+			log_info("BPF probes off: %s", a->bpf_why);
 			return 0;
 		}
 		log_warn("cannot follow BPF events, counting only: %s", strerror(-r));
@@ -93,10 +98,13 @@ int arbiter_bpf_setup(struct arbiter *a, char *err, size_t errlen)
 	return 0;
 }
 
-/* The loader thread of --bpf auto is done: attach, or go without the probes. */
+/* The loader of --bpf auto is done: adopt what it loaded, or go without the probes. */
 void arbiter_bpf_loaded(struct arbiter *a)
 {
 	int r;
+
+	if (!bpf_probes_load_done(a->bpf))
+		return; /* only its log lines so far */
 
 	if (a->bpf_src.fd >= 0)
 		(void)loop_del(&a->loop, &a->bpf_src);
@@ -115,6 +123,16 @@ void arbiter_bpf_loaded(struct arbiter *a)
 		a->bpf_src.fd = -1;
 	}
 	log_bpf_on(a);
+}
+
+/* A shutdown has begun: loading the probes now would only take CPU from the draining
+ * workers, and the exit must not wait for the verifier. */
+void arbiter_bpf_shutdown(struct arbiter *a)
+{
+	if (!bpf_probes_loading(a->bpf))
+		return;
+	arbiter_bpf_stop(a);
+	snprintf(a->bpf_why, sizeof(a->bpf_why), "the shutdown stopped their loading");
 }
 
 /* Where the probes' count of TTIN and TTOU starts (scale.c), now that they count. Kept
@@ -178,12 +196,11 @@ enum probes_handover arbiter_bpf_handover(struct arbiter *a, FILE *f, uint64_t i
 	if (!a->bpf)
 		return PROBES_NOT_HANDED_OVER;
 	if (bpf_probes_loading(a->bpf)) {
-		/* Do not wait for the verifier: the exec ends the thread, and the new image
-		 * loads them. If it is done, attach and hand them over. */
-		if (!bpf_probes_load_done(a->bpf))
-			return PROBES_STILL_LOADING;
+		/* Do not wait for the verifier: not handed over, the loader is killed
+		 * (arbiter_bpf_stop) and the new image loads them. If it has answered,
+		 * adopt and hand them over. */
 		arbiter_bpf_loaded(a);
-		if (!a->bpf)
+		if (!a->bpf || bpf_probes_loading(a->bpf))
 			return PROBES_NOT_HANDED_OVER;
 	}
 	if (!identity || identity != bpf_probes_identity())

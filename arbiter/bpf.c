@@ -17,7 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -150,7 +149,8 @@ enum bpf_open_result bpf_probes_open(struct bpf_probes **ret, const struct bpf_o
 		return not_on(opt);
 	}
 	p->pin_fd = -1;
-	p->loaded_fd = -1;
+	p->loader_sock = p->loader_peer = -1;
+	p->nspid = getpid();
 	p->serving_prog_fd = p->serving_link_fd = -1;
 	for (size_t i = 0; i < sizeof(p->kept_link) / sizeof(p->kept_link[0]); i++)
 		p->kept_link[i] = -1;
@@ -173,15 +173,16 @@ enum bpf_open_result bpf_probes_open(struct bpf_probes **ret, const struct bpf_o
 		probes_drop_handover(opt->handover, p->pin_fd >= 0 ? p->pin_dir : NULL);
 	}
 	if (opt->mode == BPF_AUTO) {
-		/* The workers do not wait for the verifier: see struct bpf_probes. Signals
-		 * are blocked in every thread (the mask is inherited). */
-		p->loaded_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-		if (p->loaded_fd >= 0) {
-			p->loading = true; /* the thread starts at bpf_probes_start_loading */
+		/* The workers do not wait for the verifier: see struct bpf_probes. The
+		 * loader starts at bpf_probes_start_loading. */
+		r = probes_prepare_loader(p);
+		if (r == 0) {
 			*ret = p;
 			return BPF_OPEN_ON;
 		}
-		log_debug("cannot load the BPF probes in a thread, loading them now: %m");
+		log_debug("cannot load the BPF probes in a process of their own, loading them "
+			  "now: %s",
+			  strerror(-r));
 	}
 	r = probes_load(p, why, whylen);
 	if (r == 0)
@@ -201,7 +202,7 @@ enum bpf_open_result bpf_probes_open(struct bpf_probes **ret, const struct bpf_o
 int bpf_probes_fd(const struct bpf_probes *p)
 {
 	if (p && p->loading)
-		return p->loaded_fd;
+		return p->loader_sock;
 	return p && p->rb ? ring_buffer__epoll_fd(p->rb) : -1;
 }
 
@@ -278,7 +279,7 @@ void bpf_probes_close(struct bpf_probes *p)
 {
 	if (!p)
 		return;
-	probes_join_loader(p);
+	probes_stop_loader(p);
 	if (p->serving_link_fd >= 0)
 		close(p->serving_link_fd);
 	ring_buffer__free(p->rb);

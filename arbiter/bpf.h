@@ -72,23 +72,34 @@ enum bpf_open_result {
 enum bpf_open_result bpf_probes_open(struct bpf_probes **ret, const struct bpf_options *opt,
 				     char *why, size_t whylen);
 
-/* fd to register with the loop, or -1: while loading (--bpf auto loads in a thread
- * of its own, the workers do not wait for the verifier) it is readable when the
- * loading is done and bpf_probes_finish() is due; after that, when events wait. */
+/* fd to register with the loop, or -1: while loading (--bpf auto loads in a child
+ * process, the workers do not wait for the verifier) it is readable when the loader
+ * says something (bpf_probes_load_done()); after that, when events wait. */
 int bpf_probes_fd(const struct bpf_probes *p);
 
 /* Whether the probes are still loading (then they count nothing yet). */
 bool bpf_probes_loading(const struct bpf_probes *p);
 
-/* --bpf auto: start the loader thread (once; nothing for other p). The arbiter calls it
- * when its first workers are ready, or a little after start at the latest: the
- * verifier's tens of ms of CPU then do not delay the workers on a small machine. */
+/* --bpf auto: start the loader, a child process (once; nothing for other p). The
+ * arbiter calls it when its first workers are ready, or a little after start at the
+ * latest: the verifier's tens of ms of CPU then do not delay the workers on a small
+ * machine. The arbiter stays one thread, and a close kills a loader still running
+ * rather than waiting for the verifier (what it pinned is removed). */
 void bpf_probes_start_loading(struct bpf_probes *p);
 
-/* In the loop, once bpf_probes_fd() of a loading p is readable: attach, register the
- * arbiter and adopt the processes it forked meanwhile. 0, or <0 with why set (the
- * probes are then off: close p). */
+/* Whether the loader has answered (or died, or could not be started, or p is not
+ * loading): reads what it sent so far, never waiting, and logs its lines. Then
+ * bpf_probes_finish() is due. */
+bool bpf_probes_load_done(struct bpf_probes *p);
+
+/* In the loop, once bpf_probes_load_done(): adopt what the loader loaded the way a
+ * USR2's probes are adopted (register the arbiter, attach, adopt the processes it
+ * forked meanwhile). 0, or <0 with why set (the probes are then off: close p). */
 int bpf_probes_finish(struct bpf_probes *p, char *why, size_t whylen);
+
+/* Called for each child the arbiter reaps that is not a worker: 1 if pid was the
+ * loader (reaped now, through its pidfd), 0 if not, -1 if it has not exited. */
+int bpf_probes_reap(pid_t pid);
 
 /* Consume waiting events (calls opt->on_event for each). */
 void bpf_probes_poll(struct bpf_probes *p);
@@ -151,17 +162,9 @@ void bpf_probes_handover_undo(struct bpf_probes *p);
 /* Those lines as the new image received them: make their fds close-on-exec, or not
  * (to hand them on, to the image a rollback goes back to). */
 void bpf_handover_cloexec(const char *state, bool on);
-/* Whether p are the probes of the image before, kept. */
+/* Whether p are probes loaded elsewhere and adopted (the image before a USR2's, or the
+ * loader's). */
 bool bpf_probes_adopted(const struct bpf_probes *p);
-/* Whether the --bpf auto loader is done (or was never started): bpf_probes_finish()
- * would not wait. */
-bool bpf_probes_load_done(const struct bpf_probes *p);
 
 /* Detach every program, unpin the maps, free. Accepts NULL. */
 void bpf_probes_close(struct bpf_probes *p);
-
-/* At exit: true if the loader is still running, and then p must be left alone (not
- * closed): the exit ends the thread and the verifier with it, where a close would
- * wait for the verifier, which can take seconds under CPU pressure. The maps pinned so
- * far and the pin directory are removed, as a close would. */
-bool bpf_probes_abandon(const struct bpf_probes *p);

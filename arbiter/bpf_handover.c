@@ -19,6 +19,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include "log.h"
 #include "sigvisor_bpf.h"
 #include "sigvisor.skel.h"
 
@@ -68,6 +69,12 @@ static const char *handover_line(const char *state)
 	return NULL;
 }
 
+static bool names_fd(const char *tok)
+{
+	return strncmp(tok, "map.", 4) == 0 || strncmp(tok, "link.", 5) == 0 ||
+	       strncmp(tok, "prog.", 5) == 0;
+}
+
 /* Each fd of the line, in turn: *pos starts at 0. -1 at the end. */
 static int next_handed_fd(const char *line, size_t *pos, char *name, size_t namelen)
 {
@@ -83,8 +90,7 @@ static int next_handed_fd(const char *line, size_t *pos, char *name, size_t name
 		if (strncmp(tok, "pin=", 4) == 0)
 			break;
 		eq = memchr(tok, '=', len);
-		if (!eq || !(strncmp(tok, "map.", 4) == 0 || strncmp(tok, "link.", 5) == 0 ||
-			     strncmp(tok, "prog.", 5) == 0))
+		if (!eq || !names_fd(tok))
 			continue;
 		*pos = (size_t)(l - line);
 		snprintf(name, namelen, "%.*s", (int)(eq - tok), tok);
@@ -105,6 +111,49 @@ static int handed_fd(const char *line, const char *key)
 		if (strcmp(name, key) == 0)
 			return fd;
 	return -1;
+}
+
+size_t probes_handover_fds(const char *state, int *fds, size_t max)
+{
+	const char *line = handover_line(state);
+	char name[64];
+	size_t pos = 0, n = 0;
+	int fd;
+
+	while (line && (fd = next_handed_fd(line, &pos, name, sizeof(name))) >= 0 && n < max)
+		fds[n++] = fd;
+	return n;
+}
+
+char *probes_handover_renumber(const char *state, const int *fds, size_t n)
+{
+	const char *l = handover_line(state);
+	char *out = NULL;
+	size_t len = 0, i = 0;
+	FILE *f;
+
+	if (!l || !(f = open_memstream(&out, &len)))
+		return NULL;
+	while (*l && *l != '\n' && strncmp(l, "pin=", 4) != 0) {
+		size_t tlen = strcspn(l, " \n");
+		const char *eq = memchr(l, '=', tlen);
+
+		if (eq && names_fd(l))
+			fprintf(f, "%.*s=%d", (int)(eq - l), l, i < n ? fds[i] : -1);
+		else
+			fwrite(l, 1, tlen, f);
+		i += eq && names_fd(l);
+		l += tlen;
+		while (*l == ' ')
+			fputc(*l++, f);
+	}
+	fputs(l, f);
+	/* As many fds as the line names, or the line is not the one they came with. */
+	if (fclose(f) != 0 || i != n) {
+		free(out);
+		return NULL;
+	}
+	return out;
 }
 
 void bpf_handover_cloexec(const char *state, bool on)
@@ -141,7 +190,9 @@ void probes_drop_handover(const char *state, const char *pin_dir)
 	}
 }
 
-static void unadopt(struct bpf_probes *p)
+/* ours: links this image attached (from the loader's programs), closed; else the
+ * state's, which probes_drop_handover() closes. */
+static void unadopt(struct bpf_probes *p, bool ours)
 {
 	ring_buffer__free(p->rb);
 	p->rb = NULL;
@@ -150,8 +201,11 @@ static void unadopt(struct bpf_probes *p)
 	p->bss = NULL;
 	sigvisor__destroy(p->skel); /* closes its duplicates of the maps */
 	p->skel = NULL;
-	for (size_t i = 0; i < sizeof(p->kept_link) / sizeof(p->kept_link[0]); i++)
-		p->kept_link[i] = -1; /* still the state's: probes_drop_handover() closes them */
+	for (size_t i = 0; i < sizeof(p->kept_link) / sizeof(p->kept_link[0]); i++) {
+		if (ours && p->kept_link[i] >= 0)
+			close(p->kept_link[i]); /* detaches it */
+		p->kept_link[i] = -1;
+	}
 	p->serving_prog_fd = -1;
 	p->adopted = false;
 	memset(p->part_why, 0, sizeof(p->part_why));
@@ -175,8 +229,48 @@ static bool is_prog(int fd, const char *name)
 	return bpf_obj_get_info_by_fd(fd, &info, &len) == 0 && strcmp(info.name, name) == 0;
 }
 
-/* Take over the probes the image before this USR2 ran (bpf_probes_handover): the same
- * maps, the programs still attached, nothing loaded or verified. 0, or <0 with why. */
+/* The loader child's program fd of key ("prog.sv_fork") attached: a link fd, or -errno. */
+static int attach_loaded(const char *line, const char *name)
+{
+	char key[64];
+	int fd;
+
+	snprintf(key, sizeof(key), "prog.%s", name);
+	fd = handed_fd(line, key);
+	if (fd < 0)
+		return -ENOENT;
+	/* tp_btf: the tracepoint is in the program (its attach BTF id) */
+	fd = bpf_raw_tracepoint_open(NULL, fd);
+	return fd < 0 ? -errno : fd;
+}
+
+/* The loader's sv_adopt run once: reading the iterator is running it. */
+static void run_loaded_iter(const char *line, const char *name)
+{
+	char key[64], buf[64];
+	int prog, link, fd;
+
+	snprintf(key, sizeof(key), "prog.%s", name);
+	prog = handed_fd(line, key);
+	link = prog >= 0 ? bpf_link_create(prog, 0, BPF_TRACE_ITER, NULL) : -ENOENT;
+	fd = link >= 0 ? bpf_iter_create(link) : link;
+	if (fd < 0) {
+		probes_log(LOG_LEVEL_WARN, "BPF: cannot run the adoption iterator, ignoring: %s",
+			   strerror(-fd));
+	} else {
+		while (read(fd, buf, sizeof(buf)) > 0)
+			;
+		close(fd);
+	}
+	if (link >= 0)
+		close(link);
+}
+
+/* Take over probes loaded elsewhere: those of the image before this USR2
+ * (bpf_probes_handover: the same maps, the programs still attached), or those the
+ * --bpf auto loader child loaded (probes_write_loaded: tgid=0, programs not attached
+ * yet: we register, attach in the order of probes_progs[] and run the iterator).
+ * Nothing is loaded or verified here. 0, or <0 with why. */
 int probes_adopt(struct bpf_probes *p, const struct bpf_options *opt, char *why, size_t whylen)
 {
 	const char *line = handover_line(opt->handover), *pin, *l;
@@ -186,7 +280,7 @@ int probes_adopt(struct bpf_probes *p, const struct bpf_options *opt, char *why,
 	struct sigvisor *s;
 	char key[64];
 	uint32_t wkey, wnext;
-	bool more;
+	bool more, loaded = false;
 
 	if (!line ||
 	    sscanf(line, "bpf %u %llx tgid=%d sigaction=%d%n", &version, &identity, &tgid,
@@ -243,8 +337,10 @@ int probes_adopt(struct bpf_probes *p, const struct bpf_options *opt, char *why,
 		set_why(why, whylen, "cannot map the probes' counters: %s", strerror(errno));
 		goto fail_inval;
 	}
+	/* tgid=0: the loader child's, to register with; otherwise registered already. */
+	loaded = tgid == 0;
 	p->self_tgid = (pid_t)__atomic_load_n(&p->bss->self_tgid, __ATOMIC_ACQUIRE);
-	if (!p->self_tgid || p->self_tgid != tgid) {
+	if (!loaded && (!p->self_tgid || p->self_tgid != tgid)) {
 		set_why(why, whylen, "the handed-over probes do not know us");
 		goto fail_inval;
 	}
@@ -264,13 +360,38 @@ int probes_adopt(struct bpf_probes *p, const struct bpf_options *opt, char *why,
 		const struct prog_info *pi = &probes_progs[i];
 		int fd;
 
+		/* Loaded by the loader child: its part off means not loaded. */
+		if (loaded && p->part_why[pi->part][0])
+			continue;
 		switch (pi->use) {
 		case PROG_REGISTER:
+			if (!loaded)
+				break; /* done once by the image before: nothing is attached */
+			fd = attach_loaded(line, pi->name);
+			if (fd < 0) {
+				r = fd;
+				set_why(why, whylen, "cannot attach the registration probe: %s",
+					strerror(-r));
+				goto fail;
+			}
+			r = probes_register(p, fd, why, whylen);
+			close(fd); /* detaches it: it has answered */
+			if (r < 0)
+				goto fail;
+			break;
 		case PROG_ITER:
-			break; /* done once by the image before: nothing is attached */
+			if (loaded)
+				run_loaded_iter(line, pi->name);
+			break;
 		case PROG_KEPT:
 			snprintf(key, sizeof(key), "link.%s", pi->name);
-			fd = handed_fd(line, key);
+			fd = loaded ? attach_loaded(line, pi->name) : handed_fd(line, key);
+			if (fd < 0 && loaded) {
+				r = fd;
+				set_why(why, whylen, "cannot attach %s: %s", pi->name,
+					strerror(-r));
+				goto fail;
+			}
 			if (fd < 0 && !p->part_why[pi->part][0]) {
 				set_why(why, whylen, "%s is not attached", pi->name);
 				goto fail_inval;
@@ -334,7 +455,7 @@ int probes_adopt(struct bpf_probes *p, const struct bpf_options *opt, char *why,
 fail_inval:
 	r = -EINVAL;
 fail:
-	unadopt(p);
+	unadopt(p, loaded);
 	return r;
 }
 
@@ -361,6 +482,39 @@ static int hand(struct bpf_probes *p, int fd)
 		return -EBADF;
 	p->handed[p->n_handed++] = fd;
 	return 0;
+}
+
+int probes_write_loaded(const struct bpf_probes *p, FILE *f)
+{
+	const struct bpf_object_skeleton *sk = p->skel->skeleton;
+
+	fprintf(f, "bpf %d %llx tgid=0 sigaction=%d", HANDOVER_VERSION,
+		(unsigned long long)bpf_probes_identity(), p->sigaction ? 1 : 0);
+	for (int i = 0; i < sk->map_cnt; i++) {
+		int fd = bpf_map__fd(*sk->maps[i].map);
+
+		if (fd < 0)
+			return -EBADF;
+		fprintf(f, " map.%s=%d", sk->maps[i].name, fd);
+	}
+	for (size_t i = 0; i < N_PROGS; i++) {
+		const struct prog_info *pi = &probes_progs[i];
+		struct bpf_program *prog;
+		int fd;
+
+		if (p->part_why[pi->part][0])
+			continue; /* not loaded: the bpfwhy line says why */
+		prog = bpf_object__find_program_by_name(p->skel->obj, pi->name);
+		fd = prog ? bpf_program__fd(prog) : -1;
+		if (fd < 0)
+			return -EBADF;
+		fprintf(f, " prog.%s=%d", pi->name, fd);
+	}
+	fprintf(f, " pin=%s\n", p->pin_dir);
+	for (int i = 0; i < BPF_PART_MAX; i++)
+		if (p->part_why[i][0])
+			fprintf(f, "bpfwhy %s %s\n", bpf_part_name(i), p->part_why[i]);
+	return ferror(f) ? -EIO : 0;
 }
 
 int bpf_probes_handover(struct bpf_probes *p, FILE *f)

@@ -3,15 +3,15 @@
  *   bpf.c           the entry points: may they load (capabilities, BTF), open, the
  *                   counters, close;
  *   bpf_pin.c       the pin directory: a bpf filesystem under it, its lock, stale pins;
- *   bpf_load.c      load (in the --bpf auto loader thread, or in the loop), attach in the
- *                   order of probes_progs[], register the arbiter;
+ *   bpf_load.c      load (in the --bpf auto loader process, or for --bpf on in the
+ *                   arbiter), attach in the order of probes_progs[], register the
+ *                   arbiter;
  *   bpf_handover.c  the probes across a USR2 exec: hand them over, take them over;
  *   bpf_events.c    the ring buffer's records as log lines, and readiness by serving.
  * Nothing here is for another module: include it only from arbiter/bpf*.c. */
 #pragma once
 
 #include <limits.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -22,7 +22,14 @@
 
 #include "bpf.h"
 
-struct sigvisor;      /* the skeleton (sigvisor.skel.h, generated) */
+struct sigvisor; /* the skeleton (sigvisor.skel.h, generated) */
+
+enum loader_state {
+	LOADER_IDLE,	 /* not started (bpf_probes_start_loading) */
+	LOADER_RUNNING,	 /* the child loads */
+	LOADER_ANSWERED, /* it answered (p->answer, or load_r and load_why), died, or
+			  * could not be started */
+};
 struct sigvisor__bss; /* the probes' .bss, mmap'ed */
 
 struct bpf_probes {
@@ -38,13 +45,18 @@ struct bpf_probes {
 	char pin_why[256];	/* why not, when not */
 	pid_t self_tgid;	/* the arbiter's pid in the initial PID namespace */
 	uint32_t ring_bytes;	/* the event ring's size: a power of two, a page or more */
-	/* --bpf auto loads in a thread of its own while the workers start (parsing the
-	 * kernel's BTF and verifying take tens of ms); the loop finishes the job when
-	 * loaded_fd (an eventfd) is readable. */
-	pthread_t loader;
-	bool loading;	    /* loading wanted, the thread not joined yet */
-	bool started;	    /* the thread runs (bpf_probes_start_loading) */
-	int loaded_fd;	    /* -1 when not loading */
+	pid_t nspid;		/* the arbiter's getpid(), which the probes recognise */
+	/* --bpf auto loads in a child process of its own while the workers start (parsing
+	 * the kernel's BTF and verifying take tens of ms): the arbiter stays one thread
+	 * with no handler, and a shutdown or an exec kills the loader instead of waiting
+	 * for the verifier. The child sends its log lines and then what it loaded (the fds
+	 * by SCM_RIGHTS, named by a line in the USR2 handover's format) on loader_sock;
+	 * the loop adopts them as it adopts a USR2's (probes_adopt). */
+	bool loading; /* loading wanted, not finished yet */
+	enum loader_state state;
+	int loader_sock;    /* our end of the socketpair, -1 when not loading */
+	int loader_peer;    /* the loader's end until it is started, else -1 */
+	char *answer;	    /* the loader's handover line, with our fd numbers */
 	bool sigaction;	    /* --bpf-sigaction */
 	int load_r;	    /* the loader's result */
 	char load_why[256]; /* and why it failed */
@@ -125,12 +137,30 @@ struct sigvisor *probes_open_object(const char *pin_root);
 int probes_open_skeleton(struct bpf_probes *p, char *why, size_t whylen);
 int probes_load(struct bpf_probes *p, char *why, size_t whylen);
 int probes_attach_all(struct bpf_probes *p, char *why, size_t whylen);
-void probes_join_loader(struct bpf_probes *p);
+/* With sv_register attached (link_fd): register the arbiter, p->bss mapped. 0, or <0. */
+int probes_register(struct bpf_probes *p, int link_fd, char *why, size_t whylen);
+/* --bpf auto: the socket the loader will answer on (bpf_probes_fd). 0, or -errno. */
+int probes_prepare_loader(struct bpf_probes *p);
+/* Stop a loader still running (killed, not waited for; what it pinned removed) and drop
+ * an answer not adopted. */
+void probes_stop_loader(struct bpf_probes *p);
+/* What the loading says, for the log: the log's in the arbiter, relayed to it from the
+ * loader child. */
+__attribute__((format(printf, 2, 3))) void probes_log(int level, const char *fmt, ...);
 /* The skeleton's link of the program named name: where a PROG_KEPT one stays attached. */
 struct bpf_link **probes_skel_link(const struct sigvisor *s, const char *name);
 
-/* bpf_handover.c: across a USR2 exec. */
+/* bpf_handover.c: across a USR2 exec, and from the loader child. */
 size_t probes_bss_map_bytes(void);
+/* The handover lines of probes loaded but not attached (the loader child's answer):
+ * tgid=0 (the arbiter registers when it adopts them), every map, and "prog.NAME=FD" for
+ * each program loaded. 0, or <0. */
+int probes_write_loaded(const struct bpf_probes *p, FILE *f);
+/* The fds a handover line names, in order (at most max). */
+size_t probes_handover_fds(const char *state, int *fds, size_t max);
+/* The same line with the i-th fd it names replaced by fds[i] (the loader's numbers by
+ * ours, as SCM_RIGHTS gave them): malloc'ed, or NULL. */
+char *probes_handover_renumber(const char *state, const int *fds, size_t n);
 int probes_adopt(struct bpf_probes *p, const struct bpf_options *opt, char *why, size_t whylen);
 void probes_drop_handover(const char *state, const char *pin_dir);
 

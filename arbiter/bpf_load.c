@@ -1,21 +1,25 @@
 /* Loading the probes and attaching them: the embedded object opened, what the arbiter
  * bakes into it set (our identity, the syscall numbers, the ring's size), the programs
  * the kernel's verifier refuses left out with its reason (their part is off), then in
- * the loop's thread the arbiter registered and the programs attached in the order of
- * probes_progs[]. With --bpf auto the loading runs in a thread of its own (the loader)
- * while the workers start; the loop finishes the job (bpf_probes_finish). */
+ * the loop the arbiter registered and the programs attached in the order of
+ * probes_progs[]. With --bpf auto the loading runs in a child process (the loader)
+ * while the workers start, and the loop adopts what it loaded (bpf_probes_finish). */
 #include "bpf_internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <malloc.h>
-#include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/pidfd.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <bpf/bpf.h>
@@ -30,12 +34,66 @@
  * tail). Allocated only while loading: untouched pages cost no memory. */
 #define VERIFIER_LOG_BYTES (1u << 20)
 
+#ifndef P_PIDFD
+#define P_PIDFD 3 /* glibc 2.36 does not define it */
+#endif
+
 /* While the programs load, libbpf's warnings are kept back: for a program the
  * verifier refused they say "Permission denied" (the errno of the refusal), and the
  * loader says what the verifier said instead. The last one is kept for a failure
  * that is not a refusal. */
-static __thread bool libbpf_loading; /* per thread: the loader may be a thread of its own */
-static __thread char libbpf_last_warning[200];
+static bool libbpf_loading;
+static char libbpf_last_warning[200];
+
+/* What the loader child sends on its socket (SOCK_SEQPACKET: one message each), the
+ * first byte saying what: a log line (then its level), the answer (the handover line,
+ * the fds by SCM_RIGHTS in the order it names them), or why it failed. */
+#define MSG_LOG	   'L'
+#define MSG_LOADED 'D'
+#define MSG_FAILED 'F'
+#define MSG_MAX	   16384
+#define MSG_FDS	   64
+
+/* In the loader child: the socket its log lines go to (-1 in the arbiter). */
+static int relay_fd = -1;
+
+/* The loader child of the arbiter: one at a time, reaped through its pidfd
+ * (bpf_probes_reap) even when the probes it loaded for are gone. */
+static struct {
+	pid_t pid;
+	int pidfd;
+	bool killed;
+} loader = {.pidfd = -1};
+
+void probes_log(int level, const char *fmt, ...)
+{
+	char msg[1 + 1 + 1024];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	if (relay_fd < 0) {
+		log_vmsg((enum log_level)level, fmt, ap);
+		va_end(ap);
+		return;
+	}
+	/* The arbiter logs at info and above (log_setup): libbpf's chatter would wake it
+	 * for nothing, a few hundred times, while its first workers start. */
+	if (level >= LOG_LEVEL_DEBUG) {
+		va_end(ap);
+		return;
+	}
+	msg[0] = MSG_LOG;
+	msg[1] = (char)level;
+	n = vsnprintf(msg + 2, sizeof(msg) - 2, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	if ((size_t)n > sizeof(msg) - 3)
+		n = (int)sizeof(msg) - 3;
+	/* Blocking: the arbiter reads as lines come, and this is not its loop. */
+	(void)!send(relay_fd, msg, (size_t)n + 2, MSG_NOSIGNAL);
+}
 
 /* libbpf's messages go through our log: its warnings as warnings, the rest (the
  * verifier's chatter) at debug level. */
@@ -58,7 +116,7 @@ __attribute__((format(printf, 2, 0))) int probes_print_libbpf(enum libbpf_print_
 			 (int)sizeof(libbpf_last_warning) - 1, text);
 		level = LIBBPF_DEBUG;
 	}
-	log_msg(level == LIBBPF_WARN ? LOG_LEVEL_WARN : LOG_LEVEL_DEBUG, "libbpf: %s", text);
+	probes_log(level == LIBBPF_WARN ? LOG_LEVEL_WARN : LOG_LEVEL_DEBUG, "libbpf: %s", text);
 	return n;
 }
 
@@ -76,7 +134,7 @@ static int set_identity(struct bpf_probes *p, char *why, size_t whylen)
 	}
 	p->skel->rodata->self_ns_dev = ((uint64_t)major(st.st_dev) << 20) | minor(st.st_dev);
 	p->skel->rodata->self_ns_ino = st.st_ino;
-	p->skel->rodata->self_nspid = (uint32_t)getpid();
+	p->skel->rodata->self_nspid = (uint32_t)p->nspid; /* the arbiter's, not the loader's */
 	p->skel->rodata->sigaction_nr = SYS_rt_sigaction;
 #ifdef SYS_accept
 	p->skel->rodata->accept_nr = SYS_accept;
@@ -96,25 +154,17 @@ static int set_identity(struct bpf_probes *p, char *why, size_t whylen)
 
 /* See sv_register in bpf/sigvisor.bpf.c: renaming ourselves to our own name fires
  * task_rename synchronously, so the answer is there when prctl returns. */
-static int register_self(struct bpf_probes *p, struct bpf_program *prog, char *why, size_t whylen)
+int probes_register(struct bpf_probes *p, int link_fd, char *why, size_t whylen)
 {
-	struct bpf_link *link = bpf_program__attach(prog);
 	char comm[SV_COMM_LEN + 1] = "";
-	int r = 0;
 
-	if (!link) {
-		r = -errno;
-		set_why(why, whylen, "cannot attach the registration probe: %s", strerror(-r));
-		return r;
-	}
-	if (prctl(PR_GET_NAME, comm) < 0 || prctl(PR_SET_NAME, comm) < 0)
-		r = -errno;
-	bpf_link__destroy(link);
-	if (r < 0) {
+	(void)link_fd; /* attached: that is all it is for */
+	if (prctl(PR_GET_NAME, comm) < 0 || prctl(PR_SET_NAME, comm) < 0) {
+		int r = -errno;
+
 		set_why(why, whylen, "cannot register with the probes (prctl): %s", strerror(-r));
 		return r;
 	}
-	p->bss = p->skel->bss;
 	p->self_tgid = (pid_t)__atomic_load_n(&p->bss->self_tgid, __ATOMIC_ACQUIRE);
 	if (!p->self_tgid) {
 		set_why(why, whylen, "the registration probe did not see us (task_rename)");
@@ -123,6 +173,22 @@ static int register_self(struct bpf_probes *p, struct bpf_program *prog, char *w
 	if (p->self_tgid != getpid())
 		log_info("BPF: our pid on the host is %d", (int)p->self_tgid);
 	return 0;
+}
+
+static int register_self(struct bpf_probes *p, struct bpf_program *prog, char *why, size_t whylen)
+{
+	struct bpf_link *link = bpf_program__attach(prog);
+	int r;
+
+	if (!link) {
+		r = -errno;
+		set_why(why, whylen, "cannot attach the registration probe: %s", strerror(-r));
+		return r;
+	}
+	p->bss = p->skel->bss;
+	r = probes_register(p, bpf_link__fd(link), why, whylen);
+	bpf_link__destroy(link);
+	return r;
 }
 
 static int attach_one(struct bpf_program *prog, struct bpf_link **ret, char *why, size_t whylen)
@@ -318,9 +384,10 @@ int probes_load(struct bpf_probes *p, char *why, size_t whylen)
 		set_why(p->part_why[probes_progs[refused].part], BPF_WHY_LEN,
 			"the kernel's verifier refused program %s: %s", probes_progs[refused].name,
 			reason[0] ? reason : strerror(-r));
-		log_warn("BPF: the %s %s is off: %s", bpf_part_name(probes_progs[refused].part),
-			 probes_progs[refused].use == PROG_ITER ? "iterator" : "counter",
-			 p->part_why[probes_progs[refused].part]);
+		probes_log(LOG_LEVEL_WARN, "BPF: the %s %s is off: %s",
+			   bpf_part_name(probes_progs[refused].part),
+			   probes_progs[refused].use == PROG_ITER ? "iterator" : "counter",
+			   p->part_why[probes_progs[refused].part]);
 		skip |= 1u << refused;
 		sigvisor__destroy(p->skel);
 		p->skel = NULL;
@@ -400,21 +467,204 @@ int probes_attach_all(struct bpf_probes *p, char *why, size_t whylen)
 	return 0;
 }
 
-static void *loader_main(void *arg)
-{
-	struct bpf_probes *p = arg;
-	uint64_t one = 1;
+/* ---- the --bpf auto loader: a child process ------------------------------------------ */
 
-	p->load_r = probes_load(p, p->load_why, sizeof(p->load_why));
-	(void)!write(p->loaded_fd, &one, sizeof(one));
-	return NULL;
+/* One message of the loader: type, text, and fds by SCM_RIGHTS. 0, or -errno. */
+static int send_msg(int sock, char type, const char *text, const int *fds, size_t n)
+{
+	union {
+		char b[CMSG_SPACE(sizeof(int) * MSG_FDS)];
+		struct cmsghdr align;
+	} cm;
+	char buf[MSG_MAX];
+	size_t len = strlen(text);
+	struct iovec iov = {.iov_base = buf, .iov_len = len + 1};
+	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+	struct cmsghdr *c;
+
+	if (len + 1 > sizeof(buf) || n > MSG_FDS)
+		return -E2BIG;
+	buf[0] = type;
+	memcpy(buf + 1, text, len);
+	if (n) {
+		memset(&cm, 0, sizeof(cm));
+		mh.msg_control = cm.b;
+		mh.msg_controllen = CMSG_SPACE(sizeof(int) * n);
+		c = CMSG_FIRSTHDR(&mh);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int) * n);
+		memcpy(CMSG_DATA(c), fds, sizeof(int) * n);
+	}
+	return sendmsg(sock, &mh, MSG_NOSIGNAL) < 0 ? -errno : 0;
 }
 
-bool bpf_probes_load_done(const struct bpf_probes *p)
+/* The loader: load what the verifier accepts, and send it to the arbiter, which
+ * attaches it (the probes recognise the arbiter, not us: p->nspid). A plain fork()
+ * rather than clone(CLONE_FILES): the fds of a loader killed half-way die with it,
+ * where in a shared table they would stay in the arbiter with nobody knowing them, and
+ * SCM_RIGHTS hands over exactly the ones named in the answer. */
+static _Noreturn void loader_child(struct bpf_probes *p, int sock, pid_t parent)
 {
-	struct pollfd pfd = {.fd = p ? p->loaded_fd : -1, .events = POLLIN};
+	char why[256] = "", *line = NULL;
+	int fds[MSG_FDS], null, r;
+	size_t len = 0;
+	FILE *f;
 
-	return p && (!p->loading || poll(&pfd, 1, 0) == 1);
+	/* Nothing of the arbiter's open but the socket: a loader slow in the verifier must
+	 * not hold the listening sockets, nor the pin directory's lock (the image after a
+	 * USR2 takes it while a killed loader may still be dying; p->pin_fd stays set: we
+	 * pin by path, in the directory the arbiter holds). Our lines go to the arbiter,
+	 * which logs them: no log fd here, so a log_* call cannot write the arbiter's
+	 * queued lines a second time. */
+	if (sock != 3) {
+		if (dup2(sock, 3) < 0)
+			_exit(1);
+		sock = 3;
+	}
+	(void)close_range(4, ~0U, 0);
+	null = open("/dev/null", O_RDWR | O_CLOEXEC);
+	for (int fd = 0; fd < 3; fd++)
+		(void)(null >= 0 ? dup2(null, fd) : close(fd));
+	if (null > 3)
+		close(null);
+	(void)prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (getppid() != parent)
+		_exit(1);
+	(void)prctl(PR_SET_NAME, "sigvisor-bpf");
+	relay_fd = sock;
+	r = probes_load(p, why, sizeof(why));
+	if (r == 0) {
+		f = open_memstream(&line, &len);
+		r = f ? probes_write_loaded(p, f) : -ENOMEM;
+		if (f && fclose(f) != 0 && r == 0)
+			r = -EIO;
+		if (r < 0)
+			set_why(why, sizeof(why), "cannot write down what was loaded: %s",
+				strerror(-r));
+	}
+	if (r == 0) {
+		r = send_msg(sock, MSG_LOADED, line, fds, probes_handover_fds(line, fds, MSG_FDS));
+		if (r == 0)
+			_exit(0);
+		set_why(why, sizeof(why), "cannot send what was loaded: %s", strerror(-r));
+	}
+	(void)send_msg(sock, MSG_FAILED, why, NULL, 0);
+	_exit(1);
+}
+
+int probes_prepare_loader(struct bpf_probes *p)
+{
+	int sv[2];
+
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+		return -errno;
+	(void)fcntl(sv[0], F_SETFL, O_NONBLOCK);
+	p->loader_sock = sv[0];
+	p->loader_peer = sv[1];
+	p->loading = true;
+	p->state = LOADER_IDLE;
+	return 0;
+}
+
+void bpf_probes_start_loading(struct bpf_probes *p)
+{
+	pid_t parent = getpid(), pid;
+
+	if (!p || !p->loading || p->state != LOADER_IDLE)
+		return;
+	/* fork(), not spawn_process()'s raw clone3: the child runs libbpf (malloc, stdio). */
+	pid = fork();
+	if (pid == 0)
+		loader_child(p, p->loader_peer, parent);
+	close(p->loader_peer); /* the socket reads EOF once the loader is gone */
+	p->loader_peer = -1;
+	if (pid < 0) {
+		/* Not loaded in the loop instead: the verifier can take seconds. The loop
+		 * learns from that EOF, and the probes are off. */
+		p->load_r = -errno;
+		set_why(p->load_why, sizeof(p->load_why), "cannot start the BPF loader process: %s",
+			strerror(errno));
+		p->state = LOADER_ANSWERED;
+		return;
+	}
+	if (loader.pidfd >= 0)
+		close(loader.pidfd); /* an earlier loader not reaped yet: an orphan now */
+	loader.pid = pid;
+	loader.pidfd = pidfd_open(pid, 0); /* not reaped yet: pid still names it */
+	loader.killed = false;
+	p->state = LOADER_RUNNING;
+}
+
+/* Read what the loader has sent so far, never waiting: log its lines, keep its answer. */
+static void receive(struct bpf_probes *p)
+{
+	while (p->state == LOADER_RUNNING) {
+		union {
+			char b[CMSG_SPACE(sizeof(int) * MSG_FDS)];
+			struct cmsghdr align;
+		} cm;
+		char buf[MSG_MAX + 1];
+		struct iovec iov = {.iov_base = buf, .iov_len = MSG_MAX};
+		struct msghdr mh = {.msg_iov = &iov,
+				    .msg_iovlen = 1,
+				    .msg_control = cm.b,
+				    .msg_controllen = sizeof(cm.b)};
+		int fds[MSG_FDS];
+		size_t nfds = 0;
+		ssize_t n = recvmsg(p->loader_sock, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EINTR)
+				return;
+			p->load_r = -errno;
+			set_why(p->load_why, sizeof(p->load_why),
+				"cannot read from the BPF loader process: %s", strerror(errno));
+			p->state = LOADER_ANSWERED;
+			return;
+		}
+		for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+			size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+
+			if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+				continue;
+			for (size_t i = 0; i < k && nfds < MSG_FDS; i++)
+				memcpy(&fds[nfds++], CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+		}
+		buf[n] = '\0';
+		if (n >= 2 && buf[0] == MSG_LOG && nfds == 0) {
+			log_msg((enum log_level)buf[1], "%s", buf + 2);
+			continue;
+		}
+		p->state = LOADER_ANSWERED;
+		p->load_r = -EPROTO;
+		if (n > 0 && buf[0] == MSG_LOADED && !(mh.msg_flags & (MSG_CTRUNC | MSG_TRUNC)))
+			p->answer = probes_handover_renumber(buf + 1, fds, nfds);
+		if (p->answer) {
+			p->load_r = 0;
+			return;
+		}
+		for (size_t i = 0; i < nfds; i++)
+			close(fds[i]);
+		if (n > 0 && buf[0] == MSG_FAILED)
+			set_why(p->load_why, sizeof(p->load_why), "%s", buf + 1);
+		else if (n == 0)
+			set_why(p->load_why, sizeof(p->load_why),
+				"the BPF loader process (pid %d) ended without an answer",
+				(int)loader.pid);
+		else
+			set_why(p->load_why, sizeof(p->load_why),
+				"the BPF loader process sent what this arbiter cannot read");
+	}
+}
+
+bool bpf_probes_load_done(struct bpf_probes *p)
+{
+	if (!p || !p->loading)
+		return true;
+	if (p->state == LOADER_RUNNING)
+		receive(p);
+	return p->state == LOADER_ANSWERED;
 }
 
 bool bpf_probes_loading(const struct bpf_probes *p)
@@ -422,66 +672,99 @@ bool bpf_probes_loading(const struct bpf_probes *p)
 	return p && p->loading;
 }
 
-void bpf_probes_start_loading(struct bpf_probes *p)
+void probes_stop_loader(struct bpf_probes *p)
 {
-	uint64_t one = 1;
+	int fds[MSG_FDS];
+	bool pinned = false;
 
-	if (!p || !p->loading || p->started)
-		return;
-	p->started = true;
-	/* One malloc arena: a thread's own arena keeps a few hundred KiB resident after
-	 * the thread is gone, where malloc_trim gives the main one's back. */
-	(void)mallopt(M_ARENA_MAX, 1);
-	if (pthread_create(&p->loader, NULL, loader_main, p) == 0)
-		return;
-	log_debug("cannot load the BPF probes in a thread, loading them in the loop: %m");
-	p->started = false; /* bpf_probes_finish() loads them */
-	(void)!write(p->loaded_fd, &one, sizeof(one));
-}
-
-bool bpf_probes_abandon(const struct bpf_probes *p)
-{
-	if (!p || !p->loading || !p->started || bpf_probes_load_done(p))
-		return false;
-	log_info("exiting without waiting for the BPF verifier, which is still loading the "
-		 "probes");
-	/* libbpf pins the maps before it loads the programs: remove them as a close would,
-	 * under the lock we hold, then the directory (p itself is the loader's until the
-	 * exit ends it). A pin made in the moment before the exit is the next arbiter's to
-	 * remove (probes_remove_stale_pins). */
-	if (p->pin_fd >= 0) {
-		probes_remove_pins_in(p->pin_dir, true);
-		if (rmdir(p->pin_dir) < 0 && errno != ENOTEMPTY && errno != ENOENT)
-			log_warn("cannot remove %s, ignoring: %m", p->pin_dir);
-	}
-	return true;
-}
-
-void probes_join_loader(struct bpf_probes *p)
-{
 	if (!p->loading)
 		return;
-	if (p->started)
-		pthread_join(p->loader, NULL);
-	p->started = false;
+	if (p->state == LOADER_RUNNING && loader.pidfd >= 0) {
+		/* Not waited for: a SIGKILLed verifier stops at its next check, and the exit
+		 * or the exec goes on now. bpf_probes_reap() takes its exit. */
+		(void)pidfd_send_signal(loader.pidfd, SIGKILL, NULL, 0);
+		loader.killed = true;
+		log_info("stopped loading the BPF probes without waiting for the BPF verifier "
+			 "(killed the loader, pid %d)",
+			 (int)loader.pid);
+		pinned = true;
+	}
+	if (p->answer) {
+		size_t n = probes_handover_fds(p->answer, fds, MSG_FDS);
+
+		for (size_t i = 0; i < n; i++)
+			close(fds[i]);
+		free(p->answer);
+		p->answer = NULL;
+		pinned = true;
+	}
+	/* An answer still in the socket: its fds go with the socket. */
+	if (p->loader_sock >= 0)
+		close(p->loader_sock);
+	if (p->loader_peer >= 0)
+		close(p->loader_peer);
+	p->loader_sock = p->loader_peer = -1;
+	/* libbpf pins the maps before it loads the programs: remove them as a close would,
+	 * under the lock we hold. A pin made between the kill and the loader's end is the
+	 * next arbiter's to remove (probes_remove_stale_pins). */
+	if ((pinned || p->state == LOADER_ANSWERED) && p->pin_fd >= 0)
+		probes_remove_pins_in(p->pin_dir, true);
 	p->loading = false;
-	close(p->loaded_fd);
-	p->loaded_fd = -1;
+	p->state = LOADER_IDLE;
+}
+
+int bpf_probes_reap(pid_t pid)
+{
+	siginfo_t si;
+	int r;
+
+	if (!loader.pid || pid != loader.pid)
+		return 0;
+	memset(&si, 0, sizeof(si));
+	if (loader.pidfd >= 0)
+		r = waitid((idtype_t)P_PIDFD, (id_t)loader.pidfd, &si, WEXITED | WNOHANG);
+	else
+		r = waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG);
+	if (r < 0 || si.si_pid == 0) {
+		if (r < 0)
+			log_warn("waitid on the BPF loader (pid %d), ignoring: %m", (int)pid);
+		return r < 0 ? 0 : -1; /* an orphan to reap, or not exited: cannot be */
+	}
+	if (si.si_code != CLD_EXITED && !loader.killed)
+		log_warn("BPF: the loader process (pid %d) was killed by signal %d", (int)pid,
+			 si.si_status);
+	else
+		log_debug("BPF: the loader process (pid %d) exited (%d)", (int)pid, si.si_status);
+	if (loader.pidfd >= 0)
+		close(loader.pidfd);
+	loader.pid = 0;
+	loader.pidfd = -1;
+	return 1;
 }
 
 int bpf_probes_finish(struct bpf_probes *p, char *why, size_t whylen)
 {
+	struct bpf_options opt = {.sigaction = p->sigaction, .handover = p->answer};
 	int r;
 
-	/* never started: the loop could not wait for it, or there was no thread */
-	if (p->loading && !p->started)
-		p->load_r = probes_load(p, p->load_why, sizeof(p->load_why));
-	probes_join_loader(p);
-	r = p->load_r;
-	if (r < 0)
+	if (p->state != LOADER_ANSWERED) {
+		r = -EINPROGRESS; /* cannot be: bpf_probes_load_done() said no */
+		set_why(why, whylen, "the BPF loader has not answered");
+	} else if (p->load_r < 0 || !p->answer) {
+		r = p->load_r < 0 ? p->load_r : -EPROTO;
 		set_why(why, whylen, "%s", p->load_why);
-	else
-		r = probes_attach_all(p, why, whylen);
+	} else {
+		/* What the loader loaded, adopted as a USR2's probes are. */
+		r = probes_adopt(p, &opt, why, whylen);
+		if (r < 0)
+			probes_drop_handover(p->answer, p->pin_fd >= 0 ? p->pin_dir : NULL);
+		free(p->answer);
+		p->answer = NULL;
+	}
+	if (r == 0)
+		p->state = LOADER_IDLE;
+	probes_stop_loader(p); /* its socket; on failure, what it pinned */
+	/* Opening the object left the heap large and mostly free: give it back. */
 	(void)malloc_trim(0);
 	return r;
 }

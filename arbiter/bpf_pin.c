@@ -154,12 +154,16 @@ void probes_remove_stale_pins(struct bpf_probes *p)
 		if (unlink(path) == 0)
 			n++;
 		else if (errno != ENOENT)
-			log_warn("cannot remove the stale BPF pin %s, ignoring: %m", path);
+			probes_log(LOG_LEVEL_WARN,
+				   "cannot remove the stale BPF pin %s, ignoring: %s", path,
+				   strerror(errno));
 	}
+	/* In the loader process too: probes_log() goes to the arbiter's log. */
 	if (n)
-		log_info("removed %u stale BPF pins from %s (an earlier arbiter did not exit "
-			 "cleanly)",
-			 n, p->pin_dir);
+		probes_log(LOG_LEVEL_INFO,
+			   "removed %u stale BPF pins from %s (an earlier arbiter did not exit "
+			   "cleanly)",
+			   n, p->pin_dir);
 }
 
 /* What we pinned, and only that (bpf_object__unpin_maps() stops at the first map

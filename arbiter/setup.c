@@ -471,11 +471,7 @@ void arbiter_teardown(struct arbiter *a)
 {
 	if (a->upgrade.check.fd >= 0)
 		close(a->upgrade.check.fd);
-	if (bpf_probes_abandon(a->bpf)) {
-		serving_set_probes(a->pool.serving, NULL);
-		a->bpf = NULL;
-	}
-	arbiter_bpf_stop(a);
+	arbiter_bpf_stop(a);	    /* a loader still running is killed, not waited for */
 	free(a->upgrade.bpf_state); /* not taken: a set-up that failed before the probes */
 	a->upgrade.bpf_state = NULL;
 	reload_discard(a);

@@ -5,7 +5,6 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
-#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,9 +52,6 @@ static struct {
 	uint64_t dropped; /* lines dropped since the last "dropped" line */
 	uint64_t dropped_total;
 } nb = {.fd = -1};
-
-/* The arbiter's BPF loader thread logs too (until the loader is a process of its own). */
-static pthread_mutex_t nb_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static const char *const level_names[] = {
 	[LOG_LEVEL_ERROR] = "error",
@@ -124,9 +120,7 @@ static void nb_setup(void);
 
 void log_nonblocking(void)
 {
-	pthread_mutex_lock(&nb_lock);
 	nb_setup();
-	pthread_mutex_unlock(&nb_lock);
 }
 
 static void nb_setup(void)
@@ -274,7 +268,7 @@ static void nb_queue(const char *line, size_t len)
 static size_t format_line(char *line, size_t size, enum log_level level,
 			  const struct log_field *fields, size_t n_fields, const char *msg);
 
-/* Queue a line (len 0: none) and write what the log takes. Called with nb_lock held. */
+/* Queue a line (len 0: none) and write what the log takes. */
 static void nb_emit(const char *line, size_t len)
 {
 	nb_drain();
@@ -299,33 +293,20 @@ static void nb_emit(const char *line, size_t len)
 
 size_t log_pending(void)
 {
-	size_t n;
-
-	pthread_mutex_lock(&nb_lock);
-	n = nb.len;
-	pthread_mutex_unlock(&nb_lock);
-	return n;
+	return nb.len;
 }
 
 int log_pending_fd(void)
 {
-	int fd;
-
-	pthread_mutex_lock(&nb_lock);
 	if (nb.mode == NB_OFF)
-		fd = -1;
-	else
-		fd = nb.fd >= 0 ? nb.fd : log_fd();
-	pthread_mutex_unlock(&nb_lock);
-	return fd;
+		return -1;
+	return nb.fd >= 0 ? nb.fd : log_fd();
 }
 
 void log_flush(void)
 {
-	pthread_mutex_lock(&nb_lock);
 	if (nb.mode != NB_OFF)
 		nb_emit("", 0);
-	pthread_mutex_unlock(&nb_lock);
 }
 
 void log_flush_for(unsigned timeout_ms)
@@ -346,12 +327,7 @@ void log_flush_for(unsigned timeout_ms)
 
 uint64_t log_dropped(void)
 {
-	uint64_t n;
-
-	pthread_mutex_lock(&nb_lock);
-	n = nb.dropped_total;
-	pthread_mutex_unlock(&nb_lock);
-	return n;
+	return nb.dropped_total;
 }
 
 /* A line under construction. size excludes the room kept for the ending ("}\n"), so
@@ -496,13 +472,10 @@ static void emit_line(enum log_level level, const struct log_field *fields, size
 	char line[LINE_SIZE];
 	size_t len = format_line(line, sizeof(line), level, fields, n_fields, msg);
 
-	pthread_mutex_lock(&nb_lock);
 	if (nb.mode != NB_OFF) {
 		nb_emit(line, len);
-		pthread_mutex_unlock(&nb_lock);
 		return;
 	}
-	pthread_mutex_unlock(&nb_lock);
 	/* A log line that cannot be written has nowhere else to go. */
 	if (write(log_fd(), line, len) < 0) {
 	}

@@ -84,6 +84,15 @@ def bpf_objects(pid):
     return progs, linked
 
 
+def loader_of(pid):
+    """The pid of the --bpf auto loader, a child of the arbiter pid, or None."""
+    for c in children(pid):
+        st = proc_status(c)
+        if st and st["Name"] == "sigvisor-bpf":
+            return c
+    return None
+
+
 def has_bpf_fds(pid):
     return any(os.readlink(f"/proc/{pid}/fd/{fd}").startswith("anon_inode:bpf")
                for fd in os.listdir(f"/proc/{pid}/fd"))
@@ -579,9 +588,9 @@ def test_term_does_not_wait_for_the_verifier(bpf):
     hogs = [subprocess.Popen(["taskset", "-c", "0"] + hog) for _ in range(2)]
     try:
         sv = bpf.start("-w", "1", bpf="auto", wrap=["taskset", "-c", "0", "nice", "-n", "19"])
-        # The loader thread is running: the arbiter has two tasks.
-        wait_for(lambda: len(os.listdir(f"/proc/{sv.pid}/task")) > 1 or
-                 "BPF probes on" in sv.text(), what="the loader to start")
+        # The loader is running: a child of the arbiter named sigvisor-bpf.
+        wait_for(lambda: loader_of(sv.pid) or "BPF probes on" in sv.text(),
+                 what="the loader to start")
         # Under this load the verifier takes seconds (27 s measured): loaded already
         # would mean the set-up did not load the CPU, and the test would prove nothing.
         assert "BPF probes on" not in sv.text(), "the probes loaded before TERM was sent"
