@@ -40,8 +40,8 @@ static const char *file_type_name(mode_t mode)
 	}
 }
 
-/* What the reader found, facts only: the child that gathers them may be forked from a
- * process with threads (the BPF loader), so it makes system calls and nothing else, and
+/* What the reader found, facts only: the child that gathers them makes system calls
+ * and nothing else (it must end within its deadline whatever the C library does), and
  * the parent words the message. */
 enum config_step {
 	CONFIG_READ_OK,

@@ -448,7 +448,7 @@ static int start_look(struct serving *s, const pid_t *pids, size_t n, bool alone
 		return -1;
 	}
 	/* fork(), not spawn_process()'s raw clone3: the child runs C library code (see
-	 * look_child) while the BPF loader thread may hold its locks. */
+	 * look_child), and fork() runs the C library's own at-fork handlers for it. */
 	pid = fork();
 	if (pid == 0)
 		serving_look_child(s, pids, n, fds[1], parent);

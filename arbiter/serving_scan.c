@@ -276,9 +276,8 @@ int serving_scan(const struct serving *s, pid_t pid, char *how, size_t howlen)
 /* ---- the look child --------------------------------------------------------------- */
 
 /* In the child: one scan per pid, each record written as soon as it is known (so a
- * look killed on one worker still tells about the others), then _exit. Nothing here
- * may take a lock another thread of the arbiter could have held at the fork (the BPF
- * loader): fork() (not a raw clone3) makes malloc and stdio safe in the child. */
+ * look killed on one worker still tells about the others), then _exit. fork() (not a
+ * raw clone3) runs the C library's at-fork handlers, so malloc and stdio are safe. */
 _Noreturn void serving_look_child(const struct serving *s, const pid_t *pids, size_t n, int out,
 				  pid_t parent)
 {
