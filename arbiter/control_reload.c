@@ -299,6 +299,10 @@ static int judge(struct run *r, const struct seen *s)
 			r->reload = s->reload;
 			return -1;
 		}
+		/* The reload is complete once no old worker is active; done, for us, once
+		 * the old ones have exited too (a retiring worker may still finish requests). */
+		if (s->older > 0)
+			return -1;
 		return outcome(r, "ok", s, NULL);
 	}
 	if (r->reload)
