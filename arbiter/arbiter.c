@@ -639,6 +639,7 @@ int arbiter_main(int argc, char **argv)
 		return status;
 	}
 	upgrade_commit(a);
+	retire_check_freeze(a, a->upgrade_fd >= 0); /* said at the first start only */
 	if (a->upgrade_fd >= 0 && a->upgrade.rolled_back) {
 		/* Back from an upgrade that failed: the workers are ours as they were. */
 		upgrade_adopt_workers(a, a->upgrade_fd);

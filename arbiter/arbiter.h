@@ -342,6 +342,9 @@ int upgrade_resolve_self(const char *argv0, char **ret_path);
 /* A shutdown (TERM, INT, QUIT, a fatal error): freeze every listening socket the
  * arbiter holds and close its copies. Call before the workers are told to stop. */
 void retire_all_listeners(struct arbiter *a);
+/* At start: whether a TCP listener can be frozen here (a socket filter); if not, say
+ * once what it costs and what to grant, and say nothing more at each stop. */
+void retire_check_freeze(struct arbiter *a, bool quiet);
 
 /* A reload (a HUP, or the one a USR2 upgrade starts): freeze the sockets only the old
  * generation serves: the addresses the new configuration dropped (closed when the old

@@ -288,6 +288,19 @@ int listener_freeze(int fd)
 	return 0;
 }
 
+int listener_freeze_allowed(void)
+{
+	struct sock_fprog prog = {sizeof(drop_syn) / sizeof(drop_syn[0]), drop_syn};
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), r = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof(prog)) < 0)
+		r = -errno;
+	close(fd);
+	return r;
+}
+
 int listener_thaw(struct listener *l, unsigned backlog, char *err, size_t errlen)
 {
 	struct listener fresh;

@@ -52,6 +52,9 @@ void listener_close(struct listener *l, bool unlink_path);
  * socket is shared, so this holds in every process that has a copy. Returns 0 or a
  * negative errno. */
 int listener_freeze(int fd);
+/* Whether this process may freeze a TCP listener: the filter tried on a scratch
+ * socket. 0, or a negative errno (-EPERM: this kernel wants CAP_NET_ADMIN for it). */
+int listener_freeze_allowed(void);
 
 /* Undo listener_freeze on l (a rolled-back reload): TCP drops the filter; a unix
  * socket cannot take connections again, so a new one is bound at its path and

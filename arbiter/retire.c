@@ -1,16 +1,48 @@
 /* Retiring listening sockets; see "retire.c" in arbiter.h for the order and why. */
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "arbiter.h"
 #include "log.h"
 
+/* Said once at start when a socket filter is refused (retire_check_freeze): not again
+ * at every stop. */
+static bool freeze_denied;
+
 static void warn_unfrozen(const char *address, int r)
 {
+	if (r == -EPERM && freeze_denied)
+		return;
 	log_warn("cannot stop new connections on %s, ignoring: %s; those arriving while it "
 		 "closes may be reset",
 		 address, strerror(-r));
+}
+
+void retire_check_freeze(struct arbiter *a, bool quiet)
+{
+	bool tcp = false;
+	int r;
+
+	for (size_t i = 0; i < a->listeners.n; i++)
+		tcp |= !a->listeners.l[i].activated &&
+		       strncmp(a->listeners.l[i].spec, "unix:", 5) != 0;
+	if (!tcp || (r = listener_freeze_allowed()) == 0)
+		return;
+	freeze_denied = r == -EPERM;
+	if (quiet)
+		return;
+	/* Why no other way: a zero listen backlog makes the kernel answer SYNs with SYN
+	 * cookies and drop the handshake's last ACK when the queue is full, so the client
+	 * believes it is connected and is reset later; shutdown(SHUT_RD) of a TCP
+	 * listener is a close. doc/RUNBOOK.md says so. */
+	log_warn("stopping without a reset needs CAP_NET_ADMIN here (%s for the socket filter "
+		 "that drops new SYNs while a TCP listener closes): connections arriving while "
+		 "one closes (TERM, a HUP or USR2 that removes a bind) may be reset; grant "
+		 "NET_ADMIN (docker run --cap-add NET_ADMIN; Kubernetes "
+		 "securityContext.capabilities.add: [NET_ADMIN]) to close without resets",
+		 strerror(-r));
 }
 
 static void freeze(struct listener *l)
