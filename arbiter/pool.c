@@ -520,8 +520,18 @@ void pool_reconcile(struct pool *p)
 	if (p->respawn_at_ms > now)
 		return; /* the deadline timer brings us back */
 	p->respawn_at_ms = 0;
-	while (active < p->target) {
-		int r = add_worker(p, free_slot(p));
+	for (unsigned started = 0; active < p->target; started++) {
+		int r;
+
+		/* 200 TTIN counted by the probes, or `sigvisor workers 4096`: a few at a
+		 * time, the rest once the events waiting now are served (the deadline
+		 * timer brings us back at once), so the loop never starts hundreds of
+		 * processes before it answers TERM or status again. */
+		if (started == SPAWN_BATCH) {
+			p->respawn_at_ms = now;
+			return;
+		}
+		r = add_worker(p, free_slot(p));
 
 		if (r < 0) {
 			p->spawn_errors++;

@@ -35,6 +35,8 @@
 /* How long a worker's socket stays watched after its READY=1, unless its next message
  * comes first: at most one more wake-up, for the message that ends it. */
 #define NOTIFY_LINGER_MS 1000
+/* Workers started per turn of the loop, at most (pool_reconcile). */
+#define SPAWN_BATCH 16
 
 struct worker {
 	struct source src; /* SOURCE_WORKER; fd is the pidfd */

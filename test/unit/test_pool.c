@@ -236,9 +236,26 @@ static void test_extend_timeout_moves_the_ready_deadline(void **state)
 	assert_int_equal(w->deadline_ms, clock_ms + 20000);
 }
 
+/* A large target is reached SPAWN_BATCH workers per turn of the loop, the rest due at
+ * once on the deadline timer: the loop serves what waits between batches. */
+static void test_a_large_target_is_reached_in_batches(void **state)
+{
+	(void)state;
+	start(2 * SPAWN_BATCH + 3, false);
+	assert_int_equal(up.spawns, SPAWN_BATCH);
+	assert_int_equal(pool_next_deadline(&pool), clock_ms);
+	pool_run_deadlines(&pool, clock_ms);
+	pool_reconcile(&pool);
+	assert_int_equal(up.spawns, 2 * SPAWN_BATCH);
+	pool_reconcile(&pool);
+	assert_int_equal(up.spawns, 2 * SPAWN_BATCH + 3);
+	assert_int_equal(pool_next_deadline(&pool), 0); /* all there: nothing is due */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_teardown(test_a_large_target_is_reached_in_batches, teardown),
 		cmocka_unit_test_teardown(test_ttin_ttou_reconcile, teardown),
 		cmocka_unit_test_teardown(test_crash_is_replaced_in_its_slot, teardown),
 		cmocka_unit_test_teardown(test_boot_failures_back_off_then_give_up, teardown),
