@@ -4,14 +4,17 @@
  * program of a qemu guest booted with another kernel (test/kernels/run.sh). It starts
  * sigvisor with --bpf on and itself as the COMMAND worker, then checks exact counts:
  *
- *   - a TTIN storm to the arbiter: every signal sent is generated once, and each was
- *     either read from the signalfd (handled, from `sigvisor status`) or merged by the
- *     kernel (coalesced): generated = handled + coalesced = sent;
+ *   - a TTOU storm to the arbiter (a pool of 1 stays 1): every signal sent is generated
+ *     once, and each was either read from the signalfd (handled, from `sigvisor
+ *     status`) or merged by the kernel (coalesced): generated = handled + coalesced;
  *   - three USR1 to a worker that blocks USR1: one queued, two coalesced (the pinned
  *     `signals` map), then one delivery to its handler once it unblocks (`deliveries`)
  *     and its rt_sigaction of that handler (`sigactions`);
  *   - a USR2 to the same binary keeps the probes (the new image takes them over, nothing
- *     loaded again) and the counts go on: KEPT more TTIN count on from the storm's.
+ *     loaded again) and the counts go on: KEPT more TTOU count on from the storm's;
+ *   - EXACT TTIN from a tight loop add exactly EXACT workers: the arbiter scales by the
+ *     probes' count, merged signals included (a storm of TTIN would start hundreds of
+ *     workers in a small guest: the storm is TTOU, which the pool of 1 ignores).
  *
  * It prints one line, "kcheck: PASS <kernel>: ..." or "kcheck: FAIL <kernel>: <why>",
  * with the tail of sigvisor's log on a failure (a verifier refusal names the program
@@ -41,6 +44,7 @@
 
 #define STORM 500
 #define KEPT  10
+#define EXACT 20
 /* Under TCG a guest runs 20-50x slower than the host: deadlines are generous, and
  * every wait ends as soon as its event is seen. */
 #define DEADLINE_MS 90000
@@ -156,7 +160,7 @@ static int worker(void)
 
 	if (!id || strcmp(id, "0") != 0)
 		for (;;)
-			pause(); /* a worker the TTIN storm added: TERM ends it */
+			pause(); /* a worker the exact-TTIN check added: TERM ends it */
 	sigemptyset(&block);
 	sigaddset(&block, SIGUSR1);
 	sigaddset(&block, SIGUSR2);
@@ -359,20 +363,49 @@ static void check_kept(const char *sigvisor)
 		sleep_ms(50);
 	}
 	for (int i = 0; i < KEPT; i++) {
-		kill(arbiter, SIGTTIN);
+		kill(arbiter, SIGTTOU);
 		sleep_ms(5);
 	}
 	for (;;) {
 		if (status_json(sigvisor, json, sizeof(json)) == 0) {
-			generated = json_field(json, "TTIN", "generated");
+			generated = json_field(json, "TTOU", "generated");
 			if (generated == STORM + KEPT)
 				break;
 		}
 		if (now_ms() > end)
-			fail("after the USR2, TTIN generated %ld (want %d: the counts go on)",
+			fail("after the USR2, TTOU generated %ld (want %d: the counts go on)",
 			     generated, STORM + KEPT);
 		sleep_ms(50);
 	}
+}
+
+/* EXACT TTIN as fast as kill() goes: the kernel merges most of them, the probes count
+ * them all, and the pool of 1 grows by exactly EXACT ("target" in status). */
+static void check_exact(const char *sigvisor)
+{
+	uint64_t end = now_ms() + DEADLINE_MS;
+	long target = -1;
+	char json[65536];
+
+	for (int i = 0; i < EXACT; i++)
+		if (kill(arbiter, SIGTTIN) < 0)
+			fail("kill(TTIN): %s", strerror(errno));
+	for (;;) {
+		if (status_json(sigvisor, json, sizeof(json)) == 0) {
+			const char *t = strstr(json, "\"target\":");
+
+			target = t ? strtol(t + 9, NULL, 10) : -1;
+			if (target == 1 + EXACT)
+				return;
+			if (target > 1 + EXACT)
+				break;
+		}
+		if (now_ms() > end)
+			break;
+		sleep_ms(50);
+	}
+	fail("TTIN x%d from a tight loop: pool target %ld, want exactly %d", EXACT, target,
+	     1 + EXACT);
 }
 
 static uint64_t map_count(int fd, const void *key)
@@ -440,25 +473,25 @@ static int run(const char *sigvisor, const char *pin, const char *self)
 	/* The storm: as fast as kill() goes. The arbiter reads some, the kernel merges
 	 * the repeats that find one still pending. */
 	for (int i = 0; i < STORM; i++)
-		if (kill(arbiter, SIGTTIN) < 0)
-			fail("kill(TTIN): %s", strerror(errno));
+		if (kill(arbiter, SIGTTOU) < 0)
+			fail("kill(TTOU): %s", strerror(errno));
 	/* Settled when every signal generated is accounted for and every queued one read. */
 	end = now_ms() + DEADLINE_MS;
 	for (;;) {
 		if (status_json(sigvisor, json, sizeof(json)) == 0) {
-			generated = json_field(json, "TTIN", "generated");
-			queued = json_field(json, "TTIN", "queued");
-			merged = json_field(json, "TTIN", "coalesced");
-			handled = json_field(json, "TTIN", "received");
+			generated = json_field(json, "TTOU", "generated");
+			queued = json_field(json, "TTOU", "queued");
+			merged = json_field(json, "TTOU", "coalesced");
+			handled = json_field(json, "TTOU", "received");
 			if (generated == STORM && queued == handled && queued + merged == STORM)
 				break;
 		}
 		if (arbiter_gone(&status)) {
 			arbiter = 0;
-			fail("sigvisor exited during the TTIN storm");
+			fail("sigvisor exited during the TTOU storm");
 		}
 		if (now_ms() > end)
-			fail("TTIN x%d: generated %ld, handled %ld, queued %ld, coalesced %ld "
+			fail("TTOU x%d: generated %ld, handled %ld, queued %ld, coalesced %ld "
 			     "(want generated = %d = handled + coalesced)",
 			     STORM, generated, handled, queued, merged, STORM);
 		sleep_ms(50);
@@ -498,6 +531,7 @@ static int run(const char *sigvisor, const char *pin, const char *self)
 	close(sigactions_fd);
 
 	check_kept(sigvisor);
+	check_exact(sigvisor);
 
 	kill(arbiter, SIGTERM);
 	end = now_ms() + DEADLINE_MS;
@@ -513,10 +547,10 @@ static int run(const char *sigvisor, const char *pin, const char *self)
 	if (access(pin, F_OK) == 0)
 		fail("the pins in %s outlived the arbiter", pin);
 
-	printf("kcheck: PASS %s: TTIN x%d generated %ld = handled %ld + coalesced %ld; USR1 x3 "
+	printf("kcheck: PASS %s: TTOU x%d generated %ld = handled %ld + coalesced %ld; USR1 x3 "
 	       "to a blocking worker: queued 1, coalesced 2, delivered 1, sigaction 1; USR2: kept, "
-	       "TTIN counted on to %d\n",
-	       kernel, STORM, generated, handled, merged, STORM + KEPT);
+	       "TTOU counted on to %d; TTIN x%d from a tight loop: exactly %d workers\n",
+	       kernel, STORM, generated, handled, merged, STORM + KEPT, EXACT, 1 + EXACT);
 	return 0;
 }
 
