@@ -105,6 +105,7 @@ struct reload_saved {
 	struct listener_set listeners;
 	unsigned generation;
 	unsigned target;
+	unsigned trial_target; /* the new generation's size as the reload started it */
 };
 
 /* TTIN and TTOU counted by the probes (scale.c): with them on, the pool changes by the

@@ -228,6 +228,7 @@ static void reload_begin(struct arbiter *a, struct config_read *pre)
 	arbiter_sync_pool(a);
 	a->pool.generation = ++a->pool.max_generation;
 	a->pool.target = target;
+	a->old.trial_target = target;
 	a->pool.boot_failures = 0;
 	a->pool.spawn_failures = 0; /* --ready-timeout for its starts counts from here */
 	a->pool.respawn_at_ms = 0;
@@ -298,7 +299,23 @@ void reload_abort(struct arbiter *a, const char *why)
 	a->settings = a->old.settings;
 	a->tmpl = a->old.tmpl;
 	p->generation = a->old.generation;
-	p->target = a->old.target;
+	/* TTIN/TTOU during the trial moved its size: the old generation takes the same
+	 * step, or the signals would be lost with the reload. */
+	{
+		long delta = (long)p->target - (long)a->old.trial_target,
+		     t = (long)a->old.target + delta;
+
+		if (t < 1)
+			t = 1;
+		if (t > SETTINGS_MAX_WORKERS)
+			t = SETTINGS_MAX_WORKERS;
+		if (delta)
+			log_info("reload failed: the pool size changed by %+ld during it "
+				 "(TTIN/TTOU); "
+				 "generation %u goes from %u to %ld workers",
+				 delta, a->old.generation, a->old.target, t);
+		p->target = (unsigned)t;
+	}
 	p->respawn_at_ms = 0;
 	p->spawn_failures = 0;
 	log_setup("sigvisor", a->settings->log_format, LOG_LEVEL_INFO);
