@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "arbiter.h"
+#include "upgrade_internal.h"
 #include "log.h"
 #include "postfork.h"
 #include "signames.h"
@@ -28,7 +29,6 @@
  * is written in. The --check handshake prints HANDSHAKE and the oldest and newest
  * versions the new binary reads. */
 #define STATE_VERSION UPSTATE_VERSION
-#define STATE_MAGIC   "sigvisor-upgrade"
 #define HANDSHAKE     "sigvisor-upgrade-state"
 #define UPGRADE_ENV   "SIGVISOR_UPGRADE_FD"
 #define ROLLBACK_ENV  "SIGVISOR_ROLLBACK_FD"
@@ -98,9 +98,7 @@ static void close_check_pipes(struct upgrade *u)
 	u->check_out = u->check_errno = -1;
 }
 
-/* How upgrade a->upgrade.seq ended, for `sigvisor upgrade` (upstate.h). */
-static void upgrade_outcome(struct arbiter *a, const char *result, const char *reason,
-			    uint64_t reload)
+void upgrade_outcome(struct arbiter *a, const char *result, const char *reason, uint64_t reload)
 {
 	upstate_outcome_push(&a->upgrade.outcomes, a->upgrade.seq, result, reason,
 			     a->pool.generation, reload);
@@ -346,8 +344,7 @@ void upgrade_check_timeout(struct arbiter *a, uint64_t now)
 	(void)pidfd_send_signal(u->check.fd, SIGKILL, NULL, 0);
 }
 
-/* Hand fd over across execve (or take that back). */
-static int set_cloexec(int fd, bool on)
+int upgrade_set_cloexec(int fd, bool on)
 {
 	return fcntl(fd, F_SETFD, on ? FD_CLOEXEC : 0) < 0 ? -errno : 0;
 }
@@ -355,21 +352,21 @@ static int set_cloexec(int fd, bool on)
 static void handover_fds(struct arbiter *a, bool back)
 {
 	for (size_t i = 0; i < a->listeners.n; i++)
-		(void)set_cloexec(a->listeners.l[i].fd, back);
-	(void)set_cloexec(a->control.listen.fd, back);
+		(void)upgrade_set_cloexec(a->listeners.l[i].fd, back);
+	(void)upgrade_set_cloexec(a->control.listen.fd, back);
 	/* Accepted control connections too: the new image answers them (a close here would
 	 * reset a client whose request was not read yet). */
 	control_set_cloexec(&a->control, back);
 	if (a->metrics.listen.fd >= 0)
-		(void)set_cloexec(a->metrics.listen.fd, back);
+		(void)upgrade_set_cloexec(a->metrics.listen.fd, back);
 	for (size_t i = 0; i < a->pool.n; i++) {
 		const struct worker *w = a->pool.workers[i];
 
 		if (!worker_is_alive(w))
 			continue;
-		(void)set_cloexec(w->src.fd, back);
+		(void)upgrade_set_cloexec(w->src.fd, back);
 		if (w->notify_src.fd >= 0)
-			(void)set_cloexec(w->notify_src.fd, back);
+			(void)upgrade_set_cloexec(w->notify_src.fd, back);
 	}
 }
 
@@ -518,7 +515,7 @@ void upgrade_maybe_exec(struct arbiter *a)
 	}
 	handover_fds(a, false);
 	/* Our own executable, for the new image to come back to if it cannot start. */
-	if (u->self_fd >= 0 && set_cloexec(u->self_fd, false) == 0) {
+	if (u->self_fd >= 0 && upgrade_set_cloexec(u->self_fd, false) == 0) {
 		snprintf(env, sizeof(env), "%d", u->self_fd);
 		(void)setenv(ROLLBACK_ENV, env, 1);
 	}
@@ -535,7 +532,7 @@ void upgrade_maybe_exec(struct arbiter *a)
 		bpf_probes_handover_undo(a->bpf);
 	handover_fds(a, true);
 	if (u->self_fd >= 0)
-		(void)set_cloexec(u->self_fd, true);
+		(void)upgrade_set_cloexec(u->self_fd, true);
 	unsetenv(ROLLBACK_ENV);
 	unsetenv(UPGRADE_ENV);
 	close(fd);
@@ -557,7 +554,7 @@ static int inherited_fd(const char *name)
 	unsetenv(name);
 	if (*end || end == v || fd < 0 || fd > INT_MAX || fcntl((int)fd, F_GETFD) < 0)
 		return -1;
-	(void)set_cloexec((int)fd, true);
+	(void)upgrade_set_cloexec((int)fd, true);
 	return (int)fd;
 }
 
@@ -589,13 +586,11 @@ void upgrade_commit(struct arbiter *a)
 	a->upgrade.rollback_fd = -1;
 }
 
-static FILE *open_state(int fd);
-
 /* Clear close-on-exec again on every fd the state names (adopting set it), and on the
  * state itself: the previous image adopts them all once more. */
 static int keep_state_fds(int fd)
 {
-	FILE *f = open_state(fd);
+	FILE *f = upgrade_open_state(fd);
 	char *line = NULL;
 	size_t cap = 0;
 
@@ -612,20 +607,20 @@ static int keep_state_fds(int fd)
 			   sscanf(line, "control %d", &sfd) == 1 ||
 			   sscanf(line, "controlconn %d", &sfd) == 1 ||
 			   sscanf(line, "metrics %d", &sfd) == 1) {
-			(void)set_cloexec(sfd, false);
+			(void)upgrade_set_cloexec(sfd, false);
 		} else if (sscanf(line, "worker %u %d %d %u %d %llu %llu %d %d %d %d", &id, &pid,
 				  &pidfd, &gen, &state, &started, &deadline, &watchdog, &stop,
 				  &notify, &nfd) >= 3) {
-			(void)set_cloexec(pidfd, false);
+			(void)upgrade_set_cloexec(pidfd, false);
 			if (nfd >= 0 && sscanf(line, "worker %u %d %d %u %d %llu %llu %d %d %d %d",
 					       &id, &pid, &pidfd, &gen, &state, &started, &deadline,
 					       &watchdog, &stop, &notify, &nfd) == 11)
-				(void)set_cloexec(nfd, false);
+				(void)upgrade_set_cloexec(nfd, false);
 		}
 	}
 	free(line);
 	fclose(f);
-	return set_cloexec(fd, false);
+	return upgrade_set_cloexec(fd, false);
 }
 
 void upgrade_rollback(struct arbiter *a, const char *why)
@@ -659,7 +654,7 @@ void upgrade_rollback(struct arbiter *a, const char *why)
 
 int upgrade_settings(struct arbiter *a, struct settings *s, char *err, size_t errlen)
 {
-	FILE *f = open_state(a->upgrade_fd);
+	FILE *f = upgrade_open_state(a->upgrade_fd);
 	int r;
 
 	if (!f) {
@@ -673,8 +668,7 @@ int upgrade_settings(struct arbiter *a, struct settings *s, char *err, size_t er
 	return r;
 }
 
-/* Every line of the state, in turn; rest points at what follows the keyword. */
-static FILE *open_state(int fd)
+FILE *upgrade_open_state(int fd)
 {
 	int d = dup(fd);
 	FILE *f;
@@ -691,201 +685,6 @@ static FILE *open_state(int fd)
 		return NULL;
 	}
 	return f;
-}
-
-int upgrade_adopt_sockets(struct arbiter *a, int fd, char *err, size_t errlen)
-{
-	char *line = NULL;
-	size_t cap = 0;
-	FILE *f = open_state(fd);
-	struct upstate_numbers num = {0};
-	bool magic = false;
-
-	if (!f) {
-		snprintf(err, errlen, "upgrade: cannot read the inherited state: %s",
-			 strerror(errno));
-		return -EIO;
-	}
-	/* getline: a control connection's unsent answer makes a line of any length */
-	for (long off = ftell(f); getline(&line, &cap, f) > 0; off = ftell(f)) {
-		char rest[4096];
-		int n, sfd;
-
-		line[strcspn(line, "\n")] = '\0';
-		if (strncmp(line, "bpf ", 4) == 0 || strncmp(line, "bpfwhy ", 7) == 0) {
-			/* The probes, for arbiter_bpf_setup(): kept, or let go (bpf.h). */
-			size_t have = a->upgrade.bpf_state ? strlen(a->upgrade.bpf_state) : 0;
-			char *more = realloc(a->upgrade.bpf_state, have + strlen(line) + 2);
-
-			if (line[3] == ' ') {
-				bpf_handover_cloexec(line, true);
-				a->upgrade.bpf_state_off = off;
-			}
-			if (more) {
-				sprintf(more + have, "%s\n", line);
-				a->upgrade.bpf_state = more;
-			}
-		} else if (sscanf(line, STATE_MAGIC " %d", &n) == 1) {
-			magic = n >= UPSTATE_OLDEST_READ && n <= UPSTATE_VERSION;
-		} else if (upstate_outcome_read_line(line, "reload", &a->reload_outcomes) ||
-			   upstate_outcome_read_line(line, "upgrade", &a->upgrade.outcomes) ||
-			   upstate_read_line(line, &num)) {
-			continue;
-		} else if (strncmp(line, "controlconn ", 12) == 0) {
-			if (!control_adopt_conn(&a->control, line + 12))
-				log_warn("upgrade: a control connection was not handed over "
-					 "right, closed it");
-		} else if (sscanf(line, "listener %d %4095[^\n]", &sfd, rest) == 2 &&
-			   a->n_adopted < MAX_BINDS) {
-			(void)set_cloexec(sfd, true);
-			a->adopted[a->n_adopted].fd = sfd;
-			a->adopted[a->n_adopted].spec = strdup(rest);
-			a->n_adopted++;
-		} else if (sscanf(line, "control %d %4095[^\n]", &sfd, rest) == 2) {
-			(void)set_cloexec(sfd, true);
-			control_adopt(&a->control, sfd, rest);
-		} else if (sscanf(line, "metrics %d %4095[^\n]", &sfd, rest) == 2 &&
-			   a->upgrade.metrics_fd < 0) {
-			(void)set_cloexec(sfd, true);
-			a->upgrade.metrics_fd = sfd;
-			a->upgrade.metrics_spec = strdup(rest);
-		} else if (sscanf(line, "notify %u %u", &a->upgrade.notify_cookie,
-				  &a->upgrade.notify_seq) == 2) {
-			a->upgrade.have_notify = true;
-		}
-	}
-	free(line);
-	fclose(f);
-	if (!magic) {
-		snprintf(err, errlen, "upgrade: the inherited state is not ours");
-		return -EINVAL;
-	}
-	a->started_ms = num.started_ms;
-	a->pool.spawned = num.spawned;
-	a->pool.spawn_errors = num.spawn_errors;
-	a->pool.exited = num.exited;
-	a->pool.exited_clean = num.exited_clean;
-	a->pool.exited_error = num.exited_error;
-	a->pool.exited_signal = num.exited_signal;
-	a->pool.exited_retired = num.exited_retired;
-	a->pool.killed = num.killed;
-	a->pool.replaced = num.replaced;
-	a->pool.boot_failures_total = num.boot_failures_total;
-	a->pool.orphans_reaped = num.orphans_reaped;
-	a->pool.reloads = num.reloads;
-	a->pool.reload_failures = num.reload_failures;
-	a->upgrade.upgrades = (unsigned long)num.upgrades;
-	a->upgrade.refused = (unsigned long)num.upgrade_refused;
-	a->upgrade.rollbacks = (unsigned long)num.upgrade_rollbacks;
-	a->upgrade.config_workers = (unsigned)num.config_workers;
-	a->reload_seq = num.reload_seq;
-	a->upgrade.seq = num.upgrade_seq;
-	a->scale.inherited = num.scale_counted == 1;
-	a->scale.consumed[0] = num.ttin_consumed;
-	a->scale.consumed[1] = num.ttou_consumed;
-	a->scale.merged = num.scale_merged;
-	memcpy(a->signals_received, num.signals_received, sizeof(num.signals_received));
-	memcpy(a->signals_ignored, num.signals_ignored, sizeof(num.signals_ignored));
-	if (a->upgrade.rolled_back) {
-		/* The exec counted as an upgrade in the state; it was undone. */
-		if (a->upgrade.upgrades)
-			a->upgrade.upgrades--;
-		a->upgrade.rollbacks++;
-	}
-	return 0;
-}
-
-void upgrade_bpf_taken(struct arbiter *a)
-{
-	/* "bpf " -> "#pf ": skipped by every image from now on. */
-	if (a->upgrade_fd >= 0 && a->upgrade.bpf_state_off >= 0)
-		(void)!pwrite(a->upgrade_fd, "#", 1, a->upgrade.bpf_state_off);
-	free(a->upgrade.bpf_state);
-	a->upgrade.bpf_state = NULL;
-	a->upgrade.bpf_state_off = -1;
-}
-
-int upgrade_adopt_workers(struct arbiter *a, int fd)
-{
-	struct pool *p = &a->pool;
-	char *line = NULL;
-	size_t cap = 0;
-	FILE *f = open_state(fd);
-	unsigned adopted = 0;
-
-	if (!f)
-		return -errno;
-	while (getline(&line, &cap, f) > 0) {
-		unsigned id, gen, target, g, maxg;
-		int pid, pidfd, state, watchdog, stop, notify = 0, nfd = -1;
-		char nenv[96] = "-";
-		unsigned long long started, deadline;
-		struct worker *w;
-
-		if (sscanf(line, "pool %u %u %u", &target, &g, &maxg) == 3) {
-			p->target = target;
-			p->generation = g;
-			p->max_generation = maxg;
-			continue;
-		}
-		if (sscanf(line, "worker %u %d %d %u %d %llu %llu %d %d %d %d %95s", &id, &pid,
-			   &pidfd, &gen, &state, &started, &deadline, &watchdog, &stop, &notify,
-			   &nfd, nenv) < 9 ||
-		    state < 0 || state >= WORKER_EXITED)
-			continue;
-		w = calloc(1, sizeof(*w));
-		if (!w || pool_adopt(p, w) < 0) {
-			free(w);
-			log_error("upgrade: out of memory adopting worker pid %d", pid);
-			continue;
-		}
-		(void)set_cloexec(pidfd, true);
-		w->src.type = SOURCE_WORKER;
-		w->src.fd = pidfd;
-		w->id = id;
-		w->pid = (pid_t)pid;
-		w->generation = gen;
-		w->state = (enum worker_state)state;
-		w->started_ms = started;
-		w->deadline_ms = deadline;
-		w->watchdog = watchdog;
-		w->stop_signal = stop;
-		w->notify = notify;
-		w->notify_src.type = SOURCE_NOTIFY;
-		w->notify_src.fd = nfd;
-		if (nfd >= 0)
-			(void)set_cloexec(nfd, true);
-		snprintf(w->notify_env, sizeof(w->notify_env), "%s", strcmp(nenv, "-") ? nenv : "");
-		if (loop_add(&a->loop, &w->src, LOOP_IN) < 0)
-			log_warn("upgrade: cannot watch worker %u's pidfd", id);
-		adopted++;
-	}
-	free(line);
-	fclose(f);
-	close(fd);
-	if (a->upgrade.rolled_back) {
-		upgrade_outcome(a, "rolled-back", a->upgrade.rollback_why, 0);
-		log_error("upgrade failed, rolled back: %s; resumed with %u workers of generation "
-			  "%u, still running the old binary (pid %d)",
-			  a->upgrade.rollback_why, adopted, p->generation, (int)getpid());
-		if (a->upgrade.settings_kept)
-			log_info("upgrade: resumed with the settings this image had before the "
-				 "exec, handed over in the state%s%s%s",
-				 a->settings->config ? "; the config file " : "",
-				 a->settings->config ? a->settings->config : "",
-				 a->settings->config ? " was not read again (a HUP reads it)" : "");
-	} else {
-		/* arbiter_main starts the new generation's reload next, numbered after the
-		 * last: `sigvisor upgrade` waits for that one too. */
-		upgrade_outcome(a, "ok", NULL, a->reload_seq + 1);
-		log_info("upgraded in place: adopted %u workers of generation %u", adopted,
-			 p->generation);
-	}
-	control_after_upgrade(&a->control);
-	/* A worker may have exited between the old image's last look and now. */
-	for (size_t i = 0; i < p->n; i++)
-		pool_reap_worker(p, p->workers[i]);
-	return 0;
 }
 
 int64_t upgrade_request(struct arbiter *a, const struct control_peer *peer, char *why,

@@ -27,13 +27,13 @@ LAYERS = [
     ("middle", "arbiter/{notify,pool,control,control_cmd,control_path,control_client,provenance,killable,"
                "control_workers,control_reload,control_cmds,dispositions,"
                "metrics,bpf,bpf_pin,bpf_load,bpf_handover,bpf_events,serving,serving_scan}"),
-    ("wiring", "arbiter/{arbiter,main,setup,scale,commands,reload,retire,upgrade,arbiter_bpf,sync,status,"
+    ("wiring", "arbiter/{arbiter,main,setup,scale,commands,reload,retire,upgrade,upgrade_adopt,upgrade_internal,arbiter_bpf,sync,status,"
                "prometheus}"),
 ]
 # The wiring layer's files, callers first: main starts the arbiter, which runs the
 # loop; setup opens what the loop serves; a USR2 may start a reload, which retires
 # listeners; the probes' glue, the pool's settings and the views are called by those.
-CALL_ORDER = ["main", "arbiter", "setup", "scale", "commands", "upgrade", "reload", "retire", "arbiter_bpf",
+CALL_ORDER = ["main", "arbiter", "setup", "scale", "commands", "upgrade_adopt", "upgrade", "reload", "retire", "arbiter_bpf",
               "sync", "prometheus", "status"]
 # What a layer may include besides its own and the layers listed before it. The
 # worker is a program of its own: it needs only shared/.
