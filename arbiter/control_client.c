@@ -573,6 +573,20 @@ int control_client_ask(int fd, const char *path, const char *req, char **ret, si
 	return read_all(fd, path, ret, ret_len);
 }
 
+char *control_client_request(const char *control, char *path, size_t len, const char *req)
+{
+	char *ans = NULL;
+	size_t n;
+	int fd = control_client_connect(control, path, len);
+
+	if (fd < 0)
+		return NULL;
+	if (control_client_ask(fd, path, req, &ans, &n) < 0)
+		ans = NULL;
+	close(fd);
+	return ans;
+}
+
 int control_client_timeout(const char *name, const char *value, uint64_t *ret_ms)
 {
 	if (parse_duration_ms(value, ret_ms) == 0)

@@ -175,22 +175,6 @@ static int not_ok(const struct cmd_args *c, const char *ans, uint64_t waited)
 		       waited, NULL, why);
 }
 
-/* One request on its own connection: the answer, or NULL said on stderr. path is where
- * (the socket found, for the next asks). */
-static char *ask(const struct cmd_args *c, char *path, size_t len, const char *req)
-{
-	char *ans = NULL;
-	size_t n;
-	int fd = control_client_connect(c->control, path, len);
-
-	if (fd < 0)
-		return NULL;
-	if (control_client_ask(fd, path, req, &ans, &n) < 0)
-		ans = NULL;
-	close(fd);
-	return ans;
-}
-
 int reopen_main(int argc, char **argv)
 {
 	struct cmd_args c = {.name = "sigvisor reopen", .timeout_ms = 10000};
@@ -207,7 +191,7 @@ int reopen_main(int argc, char **argv)
 	}
 	control_client_begin(c.name, c.timeout_ms);
 	start = now_ms();
-	ans = ask(&c, path, sizeof(path), "reopen\n");
+	ans = control_client_request(c.control, path, sizeof(path), "reopen\n");
 	if (!ans)
 		return EXIT_FATAL;
 	if (strncmp(ans, "ok ", 3) != 0) {
@@ -237,7 +221,8 @@ int config_main(int argc, char **argv)
 			return usage(&c, argv[i], "sigvisor config");
 	}
 	control_client_begin(c.name, c.timeout_ms);
-	ans = ask(&c, path, sizeof(path), c.json ? "config json\n" : "config\n");
+	ans = control_client_request(c.control, path, sizeof(path),
+				     c.json ? "config json\n" : "config\n");
 	if (!ans)
 		return EXIT_FATAL;
 	r = EXIT_OK;
@@ -404,7 +389,7 @@ static int watch_worker(const struct cmd_args *c, char *path, size_t len, const 
 		return EXIT_FATAL;
 	}
 	for (;;) {
-		char *j = ask(c, path, len, "status json\n");
+		char *j = control_client_request(c->control, path, len, "status json\n");
 		bool ok = j && control_parse_pool(j, s);
 		int left;
 
@@ -515,7 +500,7 @@ int kill_worker_main(int argc, char **argv)
 	control_client_begin(c.name, c.timeout_ms);
 	start = now_ms();
 	strcat(req, "\n");
-	ans = ask(&c, path, sizeof(path), req);
+	ans = control_client_request(c.control, path, sizeof(path), req);
 	if (!ans)
 		return EXIT_FATAL;
 	if (strncmp(ans, "ok ", 3) != 0) {

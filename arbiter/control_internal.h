@@ -35,6 +35,9 @@ int control_client_timeout(const char *name, const char *value, uint64_t *ret_ms
 int control_client_remaining_ms(void);
 int control_client_connect(const char *control, char *path, size_t len);
 int control_client_ask(int fd, const char *path, const char *req, char **ret, size_t *ret_len);
+/* One request on its own connection (found as control_client_connect finds it): the
+ * answer, malloc'd, or NULL said on stderr. */
+char *control_client_request(const char *control, char *path, size_t len, const char *req);
 
 /* control_workers.c, for the clients that watch the pool: what "status json" says of it,
  * the top-level numbers and each worker's. */

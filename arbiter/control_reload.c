@@ -179,21 +179,6 @@ static bool parse_status(const char *j, const char *key, unsigned long long id, 
 	return parse_outcomes(end, key, id, s);
 }
 
-/* One request on its own connection: the answer, or NULL said on stderr. */
-static char *ask(const char *control, char *path, size_t len, const char *req)
-{
-	char *ans = NULL;
-	size_t n;
-	int fd = control_client_connect(control, path, len);
-
-	if (fd < 0)
-		return NULL;
-	if (control_client_ask(fd, path, req, &ans, &n) < 0)
-		ans = NULL;
-	close(fd);
-	return ans;
-}
-
 /* An answer "error: refused: WHY" as WHY in why (one line); false if it is not one. */
 static bool refusal(const char *ans, char *why, size_t len)
 {
@@ -212,7 +197,7 @@ static bool refusal(const char *ans, char *why, size_t len)
 static bool look(const char *name, const char *control, char *path, size_t len, const char *key,
 		 unsigned long long id, struct seen *s, char *refused, size_t refused_len)
 {
-	char *j = ask(control, path, len, "status json\n");
+	char *j = control_client_request(control, path, len, "status json\n");
 	bool ok = j && parse_status(j, key, id, s);
 
 	if (j && !ok && !(refused && refusal(j, refused, refused_len)))
@@ -373,7 +358,8 @@ int reload_main(int argc, char **argv)
 	/* The socket found is the one asked from now on. */
 	snprintf(found, sizeof(found), "%s", path);
 	control = found;
-	ans = ask(control, path, sizeof(path), upgrade ? "upgrade\n" : "reload\n");
+	ans = control_client_request(control, path, sizeof(path),
+				     upgrade ? "upgrade\n" : "reload\n");
 	if (!ans)
 		return EXIT_FATAL;
 	if (sscanf(ans, upgrade ? "ok upgrade %llu" : "ok reload %llu", &r.id) != 1) {

@@ -55,24 +55,9 @@ bool control_parse_pool(const char *j, struct pool_seen *s)
 	return true;
 }
 
-/* One request on its own connection: the answer, or NULL said on stderr. */
-static char *ask(const char *control, char *path, size_t len, const char *req)
-{
-	char *ans = NULL;
-	size_t n;
-	int fd = control_client_connect(control, path, len);
-
-	if (fd < 0)
-		return NULL;
-	if (control_client_ask(fd, path, req, &ans, &n) < 0)
-		ans = NULL;
-	close(fd);
-	return ans;
-}
-
 static bool get_pool(const char *control, char *path, size_t len, struct pool_seen *s)
 {
-	char *j = ask(control, path, len, "status json\n");
+	char *j = control_client_request(control, path, len, "status json\n");
 	bool ok = j && control_parse_pool(j, s);
 
 	if (j && !ok)
@@ -226,7 +211,7 @@ int workers_main(int argc, char **argv)
 	snprintf(found, sizeof(found), "%s", path);
 	control = found;
 	strcat(req, "\n");
-	ans = ask(control, path, sizeof(path), req);
+	ans = control_client_request(control, path, sizeof(path), req);
 	if (!ans) {
 		free(s);
 		return EXIT_FATAL;
