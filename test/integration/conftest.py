@@ -129,10 +129,15 @@ class Sigvisor:
                                      stdin=subprocess.DEVNULL)
         self.pid = self.proc.pid
         self.port = None
-        if wait_ready and output is None:
-            self.wait_serving()
-        elif wait_ready:
-            wait_for(lambda: os.path.exists(self.control), what="control socket")
+        try:
+            if wait_ready and output is None:
+                self.wait_serving()
+            elif wait_ready:
+                wait_for(lambda: os.path.exists(self.control), what="control socket")
+        except BaseException:
+            # Not handed to the fixture yet: stop it here, or it outlives the test.
+            self.cleanup()
+            raise
 
     # -- log -----------------------------------------------------------------
     def text(self):
