@@ -596,44 +596,61 @@ int control_client_timeout(const char *name, const char *value, uint64_t *ret_ms
 	return -EINVAL;
 }
 
+int control_client_arg(struct control_client_args *c, int argc, char **argv, int *i)
+{
+	const char *a = argv[*i];
+
+	if (strcmp(a, "--json") == 0) {
+		c->json = true;
+	} else if (strcmp(a, "--control") == 0 && *i + 1 < argc) {
+		c->control = argv[++*i];
+	} else if (strncmp(a, "--control=", 10) == 0) {
+		c->control = a + 10;
+	} else if ((strcmp(a, "--timeout") == 0 && *i + 1 < argc) ||
+		   strncmp(a, "--timeout=", 10) == 0) {
+		const char *v = a[9] == '=' ? a + 10 : argv[++*i];
+
+		if (control_client_timeout(c->name, v, &c->timeout_ms) < 0)
+			return -1;
+		c->timeout_given = true;
+	} else {
+		return 0;
+	}
+	return 1;
+}
+
+int control_client_usage(const struct control_client_args *c, const char *bad, const char *synopsis)
+{
+	fprintf(stderr,
+		"%s: unknown argument '%s'\nusage: %s [--json] [--control PATH] "
+		"[--timeout SECONDS]\n",
+		c->name, bad, synopsis);
+	return EXIT_USAGE;
+}
+
 int status_main(int argc, char **argv)
 {
-	const char *control = NULL;
-	bool json = false, events = false;
+	struct control_client_args c = {.name = client_name, .timeout_ms = client_timeout_ms};
+	bool events = false;
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	const char *req;
 	int fd, r;
 
 	for (int i = 2; i < argc; i++) {
-		if (strcmp(argv[i], "--json") == 0)
-			json = true;
-		else if (strcmp(argv[i], "--control") == 0 && i + 1 < argc)
-			control = argv[++i];
-		else if (strncmp(argv[i], "--control=", 10) == 0)
-			control = argv[i] + 10;
-		else if (strcmp(argv[i], "--events") == 0)
-			events = true;
-		else if ((strcmp(argv[i], "--timeout") == 0 && i + 1 < argc) ||
-			 strncmp(argv[i], "--timeout=", 10) == 0) {
-			const char *v = argv[i][9] == '=' ? argv[i] + 10 : argv[++i];
-
-			if (control_client_timeout(client_name, v, &client_timeout_ms) < 0)
-				return EXIT_USAGE;
-		} else {
-			fprintf(stderr,
-				"%s: unknown argument '%s'\n"
-				"usage: sigvisor status [--control PATH] [--timeout SECONDS] "
-				"[--json | "
-				"--events]\n",
-				client_name, argv[i]);
+		r = control_client_arg(&c, argc, argv, &i);
+		if (r < 0)
 			return EXIT_USAGE;
-		}
+		if (r > 0)
+			continue;
+		if (strcmp(argv[i], "--events") != 0)
+			return control_client_usage(&c, argv[i], "sigvisor status [--events]");
+		events = true;
 	}
-	control_client_begin(client_name, client_timeout_ms);
-	fd = control_client_connect(control, path, sizeof(path));
+	control_client_begin(c.name, c.timeout_ms);
+	fd = control_client_connect(c.control, path, sizeof(path));
 	if (fd < 0)
 		return EXIT_FATAL;
-	req = events ? "events\n" : json ? "status json\n" : "status\n";
+	req = events ? "events\n" : c.json ? "status json\n" : "status\n";
 	r = send_request(fd, path, req);
 	if (r < 0 && r != -EPIPE) {
 		close(fd);

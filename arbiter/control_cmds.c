@@ -29,48 +29,6 @@
 #define SO_PEERPIDFD 77 /* Linux 6.5; glibc 2.36's headers predate it */
 #endif
 
-/* What every command here reads of its arguments. */
-struct cmd_args {
-	const char *name; /* "sigvisor stop", for messages */
-	const char *control;
-	uint64_t timeout_ms;
-	bool timeout_given, json;
-};
-
-/* --json, --control, --timeout: 1 taken (i moved past its value), 0 not ours, -1 a bad
- * value (said). */
-static int common_arg(struct cmd_args *c, int argc, char **argv, int *i)
-{
-	const char *a = argv[*i];
-
-	if (strcmp(a, "--json") == 0) {
-		c->json = true;
-	} else if (strcmp(a, "--control") == 0 && *i + 1 < argc) {
-		c->control = argv[++*i];
-	} else if (strncmp(a, "--control=", 10) == 0) {
-		c->control = a + 10;
-	} else if ((strcmp(a, "--timeout") == 0 && *i + 1 < argc) ||
-		   strncmp(a, "--timeout=", 10) == 0) {
-		const char *v = a[9] == '=' ? a + 10 : argv[++*i];
-
-		if (control_client_timeout(c->name, v, &c->timeout_ms) < 0)
-			return -1;
-		c->timeout_given = true;
-	} else {
-		return 0;
-	}
-	return 1;
-}
-
-static int usage(const struct cmd_args *c, const char *bad, const char *synopsis)
-{
-	fprintf(stderr,
-		"%s: unknown argument '%s'\nusage: %s [--json] [--control PATH] "
-		"[--timeout SECONDS]\n",
-		c->name, bad, synopsis);
-	return EXIT_USAGE;
-}
-
 /* JSON string contents of plain text: ours, or the arbiter's sentence. */
 static void json_text(const char *t)
 {
@@ -137,7 +95,7 @@ static const char *sentence(const char *ans, int *ret_len)
 
 /* The outcome: one line for people (the sentence on stdout, or the reason on stderr),
  * or one JSON object with the answer's fields. */
-static int outcome(const struct cmd_args *c, const char *result, const char *fields,
+static int outcome(const struct control_client_args *c, const char *result, const char *fields,
 		   uint64_t waited, const char *extra_json, const char *text)
 {
 	bool ok = strcmp(result, "ok") == 0;
@@ -162,7 +120,7 @@ static int outcome(const struct cmd_args *c, const char *result, const char *fie
 }
 
 /* An answer that is not "ok": its outcome. */
-static int not_ok(const struct cmd_args *c, const char *ans, uint64_t waited)
+static int not_ok(const struct control_client_args *c, const char *ans, uint64_t waited)
 {
 	int len;
 	const char *t = sentence(ans, &len);
@@ -177,17 +135,17 @@ static int not_ok(const struct cmd_args *c, const char *ans, uint64_t waited)
 
 int reopen_main(int argc, char **argv)
 {
-	struct cmd_args c = {.name = "sigvisor reopen", .timeout_ms = 10000};
+	struct control_client_args c = {.name = "sigvisor reopen", .timeout_ms = 10000};
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)], *ans;
 	uint64_t start;
 	int r, len;
 
 	for (int i = 2; i < argc; i++) {
-		r = common_arg(&c, argc, argv, &i);
+		r = control_client_arg(&c, argc, argv, &i);
 		if (r < 0)
 			return EXIT_USAGE;
 		if (r == 0)
-			return usage(&c, argv[i], "sigvisor reopen");
+			return control_client_usage(&c, argv[i], "sigvisor reopen");
 	}
 	control_client_begin(c.name, c.timeout_ms);
 	start = now_ms();
@@ -209,16 +167,16 @@ int reopen_main(int argc, char **argv)
 
 int config_main(int argc, char **argv)
 {
-	struct cmd_args c = {.name = "sigvisor config", .timeout_ms = 10000};
+	struct control_client_args c = {.name = "sigvisor config", .timeout_ms = 10000};
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)], *ans;
 	int r;
 
 	for (int i = 2; i < argc; i++) {
-		r = common_arg(&c, argc, argv, &i);
+		r = control_client_arg(&c, argc, argv, &i);
 		if (r < 0)
 			return EXIT_USAGE;
 		if (r == 0)
-			return usage(&c, argv[i], "sigvisor config");
+			return control_client_usage(&c, argv[i], "sigvisor config");
 	}
 	control_client_begin(c.name, c.timeout_ms);
 	ans = control_client_request(c.control, path, sizeof(path),
@@ -255,7 +213,7 @@ static int peer_pidfd(int fd, pid_t *ret_pid)
 
 /* Whether the arbiter is gone: its pidfd readable, or without one its socket refusing.
  * 1 gone, 0 not yet (the deadline), -1 lost track (said). */
-static int wait_gone(const struct cmd_args *c, int pidfd, const char *path)
+static int wait_gone(const struct control_client_args *c, int pidfd, const char *path)
 {
 	for (;;) {
 		int left = control_client_remaining_ms(), fd;
@@ -288,7 +246,7 @@ static int wait_gone(const struct cmd_args *c, int pidfd, const char *path)
 
 int stop_main(int argc, char **argv)
 {
-	struct cmd_args c = {.name = "sigvisor stop", .timeout_ms = 10000};
+	struct control_client_args c = {.name = "sigvisor stop", .timeout_ms = 10000};
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)], msg[700], *ans = NULL;
 	bool quick = false;
 	uint64_t start, waited;
@@ -297,13 +255,13 @@ int stop_main(int argc, char **argv)
 	pid_t pid;
 
 	for (int i = 2; i < argc; i++) {
-		r = common_arg(&c, argc, argv, &i);
+		r = control_client_arg(&c, argc, argv, &i);
 		if (r < 0)
 			return EXIT_USAGE;
 		if (r == 0 && strcmp(argv[i], "--quick") == 0)
 			quick = true;
 		else if (r == 0)
-			return usage(&c, argv[i], "sigvisor stop [--quick]");
+			return control_client_usage(&c, argv[i], "sigvisor stop [--quick]");
 	}
 	control_client_begin(c.name, c.timeout_ms);
 	start = now_ms();
@@ -373,8 +331,8 @@ static const struct worker_seen *seen_pid(const struct pool_seen *s, int pid)
 
 /* After a signal that ends the worker: until it is gone, then, if the pool replaces
  * it, until the current generation is whole and ready. */
-static int watch_worker(const struct cmd_args *c, char *path, size_t len, const char *ans,
-			uint64_t start)
+static int watch_worker(const struct control_client_args *c, char *path, size_t len,
+			const char *ans, uint64_t start)
 {
 	struct pool_seen *s = calloc(1, sizeof(*s));
 	int pid = (int)field(ans, "pid"), id = (int)field(ans, "id"), r;
@@ -451,7 +409,7 @@ static int watch_worker(const struct cmd_args *c, char *path, size_t len, const 
 
 int kill_worker_main(int argc, char **argv)
 {
-	struct cmd_args c = {.name = "sigvisor kill-worker", .timeout_ms = 10000};
+	struct control_client_args c = {.name = "sigvisor kill-worker", .timeout_ms = 10000};
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)], found[sizeof(path)], req[96];
 	const char *target = NULL, *signame = "TERM";
 	struct control_kill parsed;
@@ -461,7 +419,7 @@ int kill_worker_main(int argc, char **argv)
 	int r, sig;
 
 	for (int i = 2; i < argc; i++) {
-		r = common_arg(&c, argc, argv, &i);
+		r = control_client_arg(&c, argc, argv, &i);
 		if (r < 0)
 			return EXIT_USAGE;
 		if (r)
@@ -475,8 +433,9 @@ int kill_worker_main(int argc, char **argv)
 		else if (!target && argv[i][0] != '-')
 			target = argv[i];
 		else
-			return usage(&c, argv[i],
-				     "sigvisor kill-worker ID|pid:PID [--signal SIG] [--force]");
+			return control_client_usage(
+				&c, argv[i],
+				"sigvisor kill-worker ID|pid:PID [--signal SIG] [--force]");
 	}
 	sig = signal_from_name(signame);
 	if (sig <= 0 || sig > 64) {

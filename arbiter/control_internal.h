@@ -6,6 +6,7 @@
 #pragma once
 
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "control.h"
@@ -32,6 +33,21 @@ void control_client_begin(const char *name, uint64_t timeout_ms);
 /* --timeout's value, read as every client command reads it: 0, or -EINVAL said on
  * stderr with name first. */
 int control_client_timeout(const char *name, const char *value, uint64_t *ret_ms);
+/* What every client command reads of its arguments: --json, --control PATH and
+ * --timeout SECONDS (each also as --opt=value). Set name and the default timeout_ms
+ * before the first call. */
+struct control_client_args {
+	const char *name; /* "sigvisor stop", for messages */
+	const char *control;
+	uint64_t timeout_ms;
+	bool timeout_given, json;
+};
+/* argv[*i], one of those: 1 taken (*i moved past its value), 0 not one of them (the
+ * caller's own argument, or unknown), -1 a bad value (said on stderr). */
+int control_client_arg(struct control_client_args *c, int argc, char **argv, int *i);
+/* "NAME: unknown argument 'BAD'" and the synopsis with the common options: EXIT_USAGE. */
+int control_client_usage(const struct control_client_args *c, const char *bad,
+			 const char *synopsis);
 int control_client_remaining_ms(void);
 int control_client_connect(const char *control, char *path, size_t len);
 int control_client_ask(int fd, const char *path, const char *req, char **ret, size_t *ret_len);

@@ -307,15 +307,6 @@ static int judge(struct run *r, const struct seen *s)
 	return outcome(r, r->reload ? "reload-failed" : s->result, s, why);
 }
 
-static int usage(const char *name, const char *bad)
-{
-	fprintf(stderr,
-		"%s: unknown argument '%s'\n"
-		"usage: %s [--json] [--control PATH] [--timeout SECONDS]\n",
-		name, bad, name);
-	return EXIT_USAGE;
-}
-
 int reload_main(int argc, char **argv)
 {
 	bool upgrade = strcmp(argv[1], "upgrade") == 0;
@@ -324,29 +315,24 @@ int reload_main(int argc, char **argv)
 		.what = upgrade ? "upgrade" : "reload",
 		.timeout_ms = DEFAULT_TIMEOUT_MS,
 	};
-	const char *control = NULL;
+	struct control_client_args args = {.name = r.name, .timeout_ms = r.timeout_ms};
+	const char *control;
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)], found[sizeof(path)], why[512];
 	struct seen s, last;
 	char *ans;
 	int ret = -1;
 
 	for (int i = 2; i < argc; i++) {
-		if (strcmp(argv[i], "--json") == 0)
-			r.json = true;
-		else if (strcmp(argv[i], "--control") == 0 && i + 1 < argc)
-			control = argv[++i];
-		else if (strncmp(argv[i], "--control=", 10) == 0)
-			control = argv[i] + 10;
-		else if ((strcmp(argv[i], "--timeout") == 0 && i + 1 < argc) ||
-			 strncmp(argv[i], "--timeout=", 10) == 0) {
-			const char *v = argv[i][9] == '=' ? argv[i] + 10 : argv[++i];
+		int taken = control_client_arg(&args, argc, argv, &i);
 
-			if (control_client_timeout(r.name, v, &r.timeout_ms) < 0)
-				return EXIT_USAGE;
-		} else {
-			return usage(r.name, argv[i]);
-		}
+		if (taken < 0)
+			return EXIT_USAGE;
+		if (taken == 0)
+			return control_client_usage(&args, argv[i], args.name);
 	}
+	r.json = args.json;
+	r.timeout_ms = args.timeout_ms;
+	control = args.control;
 	control_client_begin(r.name, r.timeout_ms);
 	r.start = now_ms();
 	/* The arbiter as it is before: its pid (an upgrade keeps it). */

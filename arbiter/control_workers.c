@@ -148,13 +148,14 @@ static int usage(const char *bad)
 
 int workers_main(int argc, char **argv)
 {
-	const char *control = NULL, *change = NULL;
+	struct control_client_args args = {.name = NAME, .timeout_ms = 10000};
+	const char *control, *change = NULL;
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)], found[sizeof(path)];
 	char req[64], why[512];
 	struct control_workers parsed;
 	struct pool_seen *s = calloc(1, sizeof(*s));
-	uint64_t timeout_ms = 10000, start;
-	bool json = false;
+	uint64_t timeout_ms, start;
+	bool json;
 	int previous, target, r = EXIT_FATAL;
 	char *ans;
 
@@ -163,29 +164,26 @@ int workers_main(int argc, char **argv)
 		return EXIT_FATAL;
 	}
 	for (int i = 2; i < argc; i++) {
-		if (strcmp(argv[i], "--json") == 0)
-			json = true;
-		else if (strcmp(argv[i], "--control") == 0 && i + 1 < argc)
-			control = argv[++i];
-		else if (strncmp(argv[i], "--control=", 10) == 0)
-			control = argv[i] + 10;
-		else if ((strcmp(argv[i], "--timeout") == 0 && i + 1 < argc) ||
-			 strncmp(argv[i], "--timeout=", 10) == 0) {
-			const char *v = argv[i][9] == '=' ? argv[i] + 10 : argv[++i];
+		int taken = control_client_arg(&args, argc, argv, &i);
 
-			if (control_client_timeout(NAME, v, &timeout_ms) < 0) {
-				free(s);
-				return EXIT_USAGE;
-			}
-		} else if (!change && ((argv[i][0] >= '0' && argv[i][0] <= '9') ||
-				       ((argv[i][0] == '+' || argv[i][0] == '-') &&
-					argv[i][1] >= '0' && argv[i][1] <= '9'))) {
-			change = argv[i];
-		} else {
+		if (taken < 0) {
 			free(s);
-			return usage(argv[i]);
+			return EXIT_USAGE;
 		}
+		if (taken > 0)
+			continue;
+		if (!change && ((argv[i][0] >= '0' && argv[i][0] <= '9') ||
+				((argv[i][0] == '+' || argv[i][0] == '-') && argv[i][1] >= '0' &&
+				 argv[i][1] <= '9'))) {
+			change = argv[i];
+			continue;
+		}
+		free(s);
+		return usage(argv[i]);
 	}
+	control = args.control;
+	timeout_ms = args.timeout_ms;
+	json = args.json;
 	if (change && (snprintf(req, sizeof(req), "workers %s", change) >= (int)sizeof(req) ||
 		       !control_parse_workers(req, &parsed))) {
 		free(s);

@@ -643,9 +643,10 @@ static void print_text(const struct disp_procs *rs, const struct provenance *pv,
 
 int signals_main(int argc, char **argv)
 {
-	const char *control = NULL;
-	bool json = false;
-	uint64_t timeout_ms = 10000;
+	struct control_client_args args = {.name = "sigvisor signals", .timeout_ms = 10000};
+	const char *control;
+	bool json;
+	uint64_t timeout_ms;
 	struct disp_worker *w = NULL;
 	struct disp_procs rs = {0};
 	char *answer, path[PATH_MAX], pv_why[640] = "";
@@ -655,27 +656,15 @@ int signals_main(int argc, char **argv)
 	int fd, r;
 
 	for (int i = 2; i < argc; i++) {
-		if (strcmp(argv[i], "--json") == 0) {
-			json = true;
-		} else if (strcmp(argv[i], "--control") == 0 && i + 1 < argc) {
-			control = argv[++i];
-		} else if (strncmp(argv[i], "--control=", 10) == 0) {
-			control = argv[i] + 10;
-		} else if ((strcmp(argv[i], "--timeout") == 0 && i + 1 < argc) ||
-			   strncmp(argv[i], "--timeout=", 10) == 0) {
-			const char *v = argv[i][9] == '=' ? argv[i] + 10 : argv[++i];
-
-			if (control_client_timeout("sigvisor signals", v, &timeout_ms) < 0)
-				return EXIT_USAGE;
-		} else {
-			fprintf(stderr,
-				"sigvisor signals: unknown argument '%s'\n"
-				"usage: sigvisor signals [--json] [--control PATH] [--timeout "
-				"SECONDS]\n",
-				argv[i]);
+		r = control_client_arg(&args, argc, argv, &i);
+		if (r < 0)
 			return EXIT_USAGE;
-		}
+		if (r == 0)
+			return control_client_usage(&args, argv[i], args.name);
 	}
+	control = args.control;
+	json = args.json;
+	timeout_ms = args.timeout_ms;
 	/* Found and asked as `sigvisor status` does, under one deadline (control.h). */
 	control_client_begin("sigvisor signals", timeout_ms);
 	fd = control_client_connect(control, path, sizeof(path));
