@@ -302,7 +302,7 @@ static void on_serving(void *ctx, pid_t pid, const char *how)
 
 static void dispatch(struct arbiter *a, const struct loop_event *ev)
 {
-	switch (ev->source->type) {
+	switch ((enum source_type)ev->source->type) {
 	case SOURCE_SIGNALFD:
 		on_signalfd(a);
 		break;

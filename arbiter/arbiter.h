@@ -22,7 +22,7 @@
 #include "exitstatus.h"
 #include "lifecycle.h"
 #include "listener_set.h"
-#include "loop.h"
+#include "sources.h"
 #include "metrics.h"
 #include "notify.h"
 #include "options.h"

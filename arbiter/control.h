@@ -21,7 +21,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "loop.h"
+#include "sources.h"
 #include "ratelimit.h"
 
 #define CONTROL_MAX_CONNS 16

@@ -9,25 +9,11 @@
 
 #include <stdint.h>
 
-enum source_type {
-	SOURCE_SIGNALFD,
-	SOURCE_TIMERFD,
-	SOURCE_WORKER, /* a worker's pidfd: readable when the worker exited */
-	SOURCE_CONTROL_LISTENER,
-	SOURCE_CONTROL_CONN,
-	SOURCE_BPF,    /* the probes' ring buffer */
-	SOURCE_NOTIFY, /* the workers' NOTIFY_SOCKET */
-	SOURCE_METRICS_LISTENER,
-	SOURCE_METRICS_CONN,
-	SOURCE_UPGRADE_CHECK, /* the new binary's --check, before a USR2 exec */
-	SOURCE_LOG,	      /* our log, watched for room only while lines wait (log.h) */
-	SOURCE_CONFIG_READ,   /* a HUP's config file, from the child that reads it */
-	SOURCE_SERVING_LOOK,  /* a look at /proc for readiness (serving.h): its pidfd */
-};
-
-/* Embedded first in every object given to the loop. */
+/* Embedded first in every object given to the loop. The loop hands type back with
+ * the event and gives it no meaning: what the sources are is named by the layer that
+ * makes them (sources.h), so this file knows nothing above it. */
 struct source {
-	enum source_type type;
+	unsigned type;
 	int fd;
 };
 

@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdio.h>
 
-#include "loop.h"
+#include "sources.h"
 
 /* At most this many scrapes at once; a new one pushes out the oldest (see metrics.c). */
 #define METRICS_MAX_CONNS 16

@@ -15,7 +15,7 @@
 #include <sys/types.h>
 
 #include "lifecycle.h"
-#include "loop.h"
+#include "sources.h"
 #include "notify.h"
 #include "options.h"
 

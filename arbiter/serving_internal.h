@@ -6,7 +6,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "loop.h"
+#include "sources.h"
 #include "serving.h"
 
 #define MAX_SOCKS    64	 /* listening sockets compared */
