@@ -370,6 +370,17 @@ static void handover_fds(struct arbiter *a, bool back)
 	}
 }
 
+/* The reader of write_state's worker lines (upgrade_adopt.c and a rollback use it). */
+bool upgrade_worker_line(const char *line, struct worker_line *w)
+{
+	*w = (struct worker_line){.notify_fd = -1, .notify_env = "-"};
+	return sscanf(line, "worker %u %d %d %u %d %llu %llu %d %d %d %d %95s", &w->id, &w->pid,
+		      &w->pidfd, &w->generation, &w->state, &w->started_ms, &w->deadline_ms,
+		      &w->watchdog, &w->stop_signal, &w->notify, &w->notify_fd,
+		      w->notify_env) >= 9 &&
+	       w->state >= 0 && w->state < WORKER_EXITED;
+}
+
 static int write_state(struct arbiter *a, FILE *f, enum probes_handover *ret_bpf)
 {
 	const struct pool *p = &a->pool;
@@ -588,37 +599,49 @@ void upgrade_commit(struct arbiter *a)
 
 /* Clear close-on-exec again on every fd the state names (adopting set it), and on the
  * state itself: the previous image adopts them all once more. */
+static void keep_bpf(void *ctx, const char *line, long off)
+{
+	(void)ctx;
+	(void)off;
+	bpf_handover_cloexec(line, false);
+}
+
+/* "listener FD ...", "control FD ...", "controlconn FD ...", "metrics FD ...". */
+static void keep_first_fd(void *ctx, const char *line, long off)
+{
+	int sfd;
+
+	(void)ctx;
+	(void)off;
+	if (sscanf(line + strcspn(line, " "), " %d", &sfd) == 1)
+		(void)upgrade_set_cloexec(sfd, false);
+}
+
+static void keep_worker(void *ctx, const char *line, long off)
+{
+	struct worker_line w;
+
+	(void)ctx;
+	(void)off;
+	if (!upgrade_worker_line(line, &w))
+		return;
+	(void)upgrade_set_cloexec(w.pidfd, false);
+	if (w.notify_fd >= 0)
+		(void)upgrade_set_cloexec(w.notify_fd, false);
+}
+
 static int keep_state_fds(int fd)
 {
 	FILE *f = upgrade_open_state(fd);
-	char *line = NULL;
-	size_t cap = 0;
+	static const struct upstate_part parts[] = {
+		{"bpf", keep_bpf, NULL},	  {"listener", keep_first_fd, NULL},
+		{"control", keep_first_fd, NULL}, {"controlconn", keep_first_fd, NULL},
+		{"metrics", keep_first_fd, NULL}, {"worker", keep_worker, NULL},
+	};
 
 	if (!f)
 		return -errno;
-	while (getline(&line, &cap, f) > 0) {
-		unsigned id, gen;
-		int sfd, pid, pidfd, state, watchdog, stop, notify, nfd;
-		unsigned long long started, deadline;
-
-		if (strncmp(line, "bpf ", 4) == 0) {
-			bpf_handover_cloexec(line, false);
-		} else if (sscanf(line, "listener %d", &sfd) == 1 ||
-			   sscanf(line, "control %d", &sfd) == 1 ||
-			   sscanf(line, "controlconn %d", &sfd) == 1 ||
-			   sscanf(line, "metrics %d", &sfd) == 1) {
-			(void)upgrade_set_cloexec(sfd, false);
-		} else if (sscanf(line, "worker %u %d %d %u %d %llu %llu %d %d %d %d", &id, &pid,
-				  &pidfd, &gen, &state, &started, &deadline, &watchdog, &stop,
-				  &notify, &nfd) >= 3) {
-			(void)upgrade_set_cloexec(pidfd, false);
-			if (nfd >= 0 && sscanf(line, "worker %u %d %d %u %d %llu %llu %d %d %d %d",
-					       &id, &pid, &pidfd, &gen, &state, &started, &deadline,
-					       &watchdog, &stop, &notify, &nfd) == 11)
-				(void)upgrade_set_cloexec(nfd, false);
-		}
-	}
-	free(line);
+	(void)upstate_parse(f, parts, sizeof(parts) / sizeof(parts[0]));
 	fclose(f);
 	return upgrade_set_cloexec(fd, false);
 }

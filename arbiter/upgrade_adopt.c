@@ -16,70 +16,109 @@
 #include "upgrade_internal.h"
 #include "upstate.h"
 
+/* The probes' lines, for arbiter_bpf_setup(): kept, or let go (bpf.h). */
+static void take_bpf(void *ctx, const char *line, long off)
+{
+	struct arbiter *a = ctx;
+	size_t have = a->upgrade.bpf_state ? strlen(a->upgrade.bpf_state) : 0;
+	char *more = realloc(a->upgrade.bpf_state, have + strlen(line) + 2);
+
+	if (line[3] == ' ') {
+		bpf_handover_cloexec(line, true);
+		a->upgrade.bpf_state_off = off;
+	}
+	if (more) {
+		sprintf(more + have, "%s\n", line);
+		a->upgrade.bpf_state = more;
+	}
+}
+
+static void take_control_conn(void *ctx, const char *line, long off)
+{
+	struct arbiter *a = ctx;
+
+	(void)off;
+	if (!control_adopt_conn(&a->control, line + strlen("controlconn ")))
+		log_warn("upgrade: a control connection was not handed over right, closed it");
+}
+
+static void take_listener(void *ctx, const char *line, long off)
+{
+	struct arbiter *a = ctx;
+	char spec[4096];
+	int sfd;
+
+	(void)off;
+	if (sscanf(line, "listener %d %4095[^\n]", &sfd, spec) != 2 || a->n_adopted >= MAX_BINDS)
+		return;
+	(void)upgrade_set_cloexec(sfd, true);
+	a->adopted[a->n_adopted].fd = sfd;
+	a->adopted[a->n_adopted].spec = strdup(spec);
+	a->n_adopted++;
+}
+
+static void take_control(void *ctx, const char *line, long off)
+{
+	struct arbiter *a = ctx;
+	char path[4096];
+	int sfd;
+
+	(void)off;
+	if (sscanf(line, "control %d %4095[^\n]", &sfd, path) != 2)
+		return;
+	(void)upgrade_set_cloexec(sfd, true);
+	control_adopt(&a->control, sfd, path);
+}
+
+static void take_metrics(void *ctx, const char *line, long off)
+{
+	struct arbiter *a = ctx;
+	char spec[4096];
+	int sfd;
+
+	(void)off;
+	if (sscanf(line, "metrics %d %4095[^\n]", &sfd, spec) != 2 || a->upgrade.metrics_fd >= 0)
+		return;
+	(void)upgrade_set_cloexec(sfd, true);
+	a->upgrade.metrics_fd = sfd;
+	a->upgrade.metrics_spec = strdup(spec);
+}
+
+static void take_notify(void *ctx, const char *line, long off)
+{
+	struct arbiter *a = ctx;
+
+	(void)off;
+	if (sscanf(line, "notify %u %u", &a->upgrade.notify_cookie, &a->upgrade.notify_seq) == 2)
+		a->upgrade.have_notify = true;
+}
+
 int upgrade_adopt_sockets(struct arbiter *a, int fd, char *err, size_t errlen)
 {
-	char *line = NULL;
-	size_t cap = 0;
 	FILE *f = upgrade_open_state(fd);
 	struct upstate_numbers num = {0};
-	bool magic = false;
+	struct upstate_histories hist = {&a->reload_outcomes, &a->upgrade.outcomes};
+	const struct upstate_part parts[] = {
+		UPSTATE_NUMBERS_PARTS(&num),
+		{"outcome", upstate_outcomes_take, &hist},
+		{"bpf", take_bpf, a},
+		{"bpfwhy", take_bpf, a},
+		{"controlconn", take_control_conn, a},
+		{"listener", take_listener, a},
+		{"control", take_control, a},
+		{"metrics", take_metrics, a},
+		{"notify", take_notify, a},
+	};
+	int version;
 
 	if (!f) {
 		snprintf(err, errlen, "upgrade: cannot read the inherited state: %s",
 			 strerror(errno));
 		return -EIO;
 	}
-	/* getline: a control connection's unsent answer makes a line of any length */
-	for (long off = ftell(f); getline(&line, &cap, f) > 0; off = ftell(f)) {
-		char rest[4096];
-		int n, sfd;
-
-		line[strcspn(line, "\n")] = '\0';
-		if (strncmp(line, "bpf ", 4) == 0 || strncmp(line, "bpfwhy ", 7) == 0) {
-			/* The probes, for arbiter_bpf_setup(): kept, or let go (bpf.h). */
-			size_t have = a->upgrade.bpf_state ? strlen(a->upgrade.bpf_state) : 0;
-			char *more = realloc(a->upgrade.bpf_state, have + strlen(line) + 2);
-
-			if (line[3] == ' ') {
-				bpf_handover_cloexec(line, true);
-				a->upgrade.bpf_state_off = off;
-			}
-			if (more) {
-				sprintf(more + have, "%s\n", line);
-				a->upgrade.bpf_state = more;
-			}
-		} else if (sscanf(line, STATE_MAGIC " %d", &n) == 1) {
-			magic = n >= UPSTATE_OLDEST_READ && n <= UPSTATE_VERSION;
-		} else if (upstate_outcome_read_line(line, "reload", &a->reload_outcomes) ||
-			   upstate_outcome_read_line(line, "upgrade", &a->upgrade.outcomes) ||
-			   upstate_read_line(line, &num)) {
-			continue;
-		} else if (strncmp(line, "controlconn ", 12) == 0) {
-			if (!control_adopt_conn(&a->control, line + 12))
-				log_warn("upgrade: a control connection was not handed over "
-					 "right, closed it");
-		} else if (sscanf(line, "listener %d %4095[^\n]", &sfd, rest) == 2 &&
-			   a->n_adopted < MAX_BINDS) {
-			(void)upgrade_set_cloexec(sfd, true);
-			a->adopted[a->n_adopted].fd = sfd;
-			a->adopted[a->n_adopted].spec = strdup(rest);
-			a->n_adopted++;
-		} else if (sscanf(line, "control %d %4095[^\n]", &sfd, rest) == 2) {
-			(void)upgrade_set_cloexec(sfd, true);
-			control_adopt(&a->control, sfd, rest);
-		} else if (sscanf(line, "metrics %d %4095[^\n]", &sfd, rest) == 2 &&
-			   a->upgrade.metrics_fd < 0) {
-			(void)upgrade_set_cloexec(sfd, true);
-			a->upgrade.metrics_fd = sfd;
-			a->upgrade.metrics_spec = strdup(rest);
-		} else if (sscanf(line, "notify %u %u", &a->upgrade.notify_cookie,
-				  &a->upgrade.notify_seq) == 2) {
-			a->upgrade.have_notify = true;
-		}
-	}
-	free(line);
+	version = upstate_parse(f, parts, sizeof(parts) / sizeof(parts[0]));
 	fclose(f);
-	if (!magic) {
+	if (version < 0) {
 		snprintf(err, errlen, "upgrade: the inherited state is not ours");
 		return -EINVAL;
 	}
@@ -128,62 +167,78 @@ void upgrade_bpf_taken(struct arbiter *a)
 	a->upgrade.bpf_state_off = -1;
 }
 
+struct adopting {
+	struct arbiter *a;
+	unsigned adopted;
+};
+
+static void take_pool(void *ctx, const char *line, long off)
+{
+	struct pool *p = &((struct adopting *)ctx)->a->pool;
+	unsigned target, g, maxg;
+
+	(void)off;
+	if (sscanf(line, "pool %u %u %u", &target, &g, &maxg) == 3) {
+		p->target = target;
+		p->generation = g;
+		p->max_generation = maxg;
+	}
+}
+
+static void take_worker(void *ctx, const char *line, long off)
+{
+	struct adopting *ad = ctx;
+	struct arbiter *a = ad->a;
+	struct worker_line l;
+	struct worker *w;
+
+	(void)off;
+	if (!upgrade_worker_line(line, &l))
+		return;
+	w = calloc(1, sizeof(*w));
+	if (!w || pool_adopt(&a->pool, w) < 0) {
+		free(w);
+		log_error("upgrade: out of memory adopting worker pid %d", l.pid);
+		return;
+	}
+	(void)upgrade_set_cloexec(l.pidfd, true);
+	w->src.type = SOURCE_WORKER;
+	w->src.fd = l.pidfd;
+	w->id = l.id;
+	w->pid = (pid_t)l.pid;
+	w->generation = l.generation;
+	w->state = (enum worker_state)l.state;
+	w->started_ms = l.started_ms;
+	w->deadline_ms = l.deadline_ms;
+	w->watchdog = l.watchdog;
+	w->stop_signal = l.stop_signal;
+	w->notify = l.notify;
+	w->notify_src.type = SOURCE_NOTIFY;
+	w->notify_src.fd = l.notify_fd;
+	if (l.notify_fd >= 0)
+		(void)upgrade_set_cloexec(l.notify_fd, true);
+	snprintf(w->notify_env, sizeof(w->notify_env), "%s",
+		 strcmp(l.notify_env, "-") ? l.notify_env : "");
+	if (loop_add(&a->loop, &w->src, LOOP_IN) < 0)
+		log_warn("upgrade: cannot watch worker %u's pidfd", l.id);
+	ad->adopted++;
+}
+
 int upgrade_adopt_workers(struct arbiter *a, int fd)
 {
 	struct pool *p = &a->pool;
-	char *line = NULL;
-	size_t cap = 0;
 	FILE *f = upgrade_open_state(fd);
-	unsigned adopted = 0;
+	struct adopting ad = {.a = a};
+	const struct upstate_part parts[] = {
+		{"pool", take_pool, &ad},
+		{"worker", take_worker, &ad},
+	};
+	unsigned adopted;
 
 	if (!f)
 		return -errno;
-	while (getline(&line, &cap, f) > 0) {
-		unsigned id, gen, target, g, maxg;
-		int pid, pidfd, state, watchdog, stop, notify = 0, nfd = -1;
-		char nenv[96] = "-";
-		unsigned long long started, deadline;
-		struct worker *w;
-
-		if (sscanf(line, "pool %u %u %u", &target, &g, &maxg) == 3) {
-			p->target = target;
-			p->generation = g;
-			p->max_generation = maxg;
-			continue;
-		}
-		if (sscanf(line, "worker %u %d %d %u %d %llu %llu %d %d %d %d %95s", &id, &pid,
-			   &pidfd, &gen, &state, &started, &deadline, &watchdog, &stop, &notify,
-			   &nfd, nenv) < 9 ||
-		    state < 0 || state >= WORKER_EXITED)
-			continue;
-		w = calloc(1, sizeof(*w));
-		if (!w || pool_adopt(p, w) < 0) {
-			free(w);
-			log_error("upgrade: out of memory adopting worker pid %d", pid);
-			continue;
-		}
-		(void)upgrade_set_cloexec(pidfd, true);
-		w->src.type = SOURCE_WORKER;
-		w->src.fd = pidfd;
-		w->id = id;
-		w->pid = (pid_t)pid;
-		w->generation = gen;
-		w->state = (enum worker_state)state;
-		w->started_ms = started;
-		w->deadline_ms = deadline;
-		w->watchdog = watchdog;
-		w->stop_signal = stop;
-		w->notify = notify;
-		w->notify_src.type = SOURCE_NOTIFY;
-		w->notify_src.fd = nfd;
-		if (nfd >= 0)
-			(void)upgrade_set_cloexec(nfd, true);
-		snprintf(w->notify_env, sizeof(w->notify_env), "%s", strcmp(nenv, "-") ? nenv : "");
-		if (loop_add(&a->loop, &w->src, LOOP_IN) < 0)
-			log_warn("upgrade: cannot watch worker %u's pidfd", id);
-		adopted++;
-	}
-	free(line);
+	(void)upstate_parse(f, parts, sizeof(parts) / sizeof(parts[0]));
+	adopted = ad.adopted;
 	fclose(f);
 	close(fd);
 	if (a->upgrade.rolled_back) {

@@ -172,3 +172,49 @@ bool upstate_outcome_read_line(const char *line, const char *kind, struct upstat
 				     gen, reload);
 	return true;
 }
+
+void upstate_numbers_take(void *numbers, const char *line, long off)
+{
+	(void)off;
+	(void)upstate_read_line(line, numbers);
+}
+
+void upstate_outcomes_take(void *histories, const char *line, long off)
+{
+	struct upstate_histories *h = histories;
+
+	(void)off;
+	if (!upstate_outcome_read_line(line, "reload", h->reload))
+		(void)upstate_outcome_read_line(line, "upgrade", h->upgrade);
+}
+
+int upstate_parse(FILE *f, const struct upstate_part *parts, size_t n)
+{
+	char *line = NULL;
+	size_t cap = 0;
+	int version = -EINVAL;
+	ssize_t len;
+
+	for (long off = ftell(f); (len = getline(&line, &cap, f)) > 0; off = ftell(f)) {
+		size_t key;
+		int v;
+
+		line[strcspn(line, "\n")] = '\0';
+		key = strcspn(line, " ");
+		if (key == strlen(UPSTATE_MAGIC) && strncmp(line, UPSTATE_MAGIC, key) == 0) {
+			if (sscanf(line + key, " %d", &v) == 1 && v >= UPSTATE_OLDEST_READ &&
+			    v <= UPSTATE_VERSION)
+				version = v;
+			continue;
+		}
+		for (size_t i = 0; i < n; i++)
+			if (strlen(parts[i].key) == key && strncmp(line, parts[i].key, key) == 0) {
+				parts[i].take(parts[i].ctx, line, off);
+				break;
+			}
+	}
+	if (!feof(f) && ferror(f) && errno == ENOMEM)
+		version = -ENOMEM;
+	free(line);
+	return version;
+}

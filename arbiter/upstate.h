@@ -71,6 +71,38 @@ const struct upstate_outcome *upstate_outcome_find(const struct upstate_outcomes
 int upstate_outcomes_write(FILE *f, const char *kind, const struct upstate_outcomes *h);
 bool upstate_outcome_read_line(const char *line, const char *kind, struct upstate_outcomes *h);
 
+/* The first line of every state, with the version that wrote it. */
+#define UPSTATE_MAGIC "sigvisor-upgrade"
+
+/* One kind of line of the state, named by its first word: each module reads its own
+ * (the pool its workers, the control socket its connections, the probes theirs). */
+struct upstate_part {
+	const char *key;
+	/* The whole line, without its newline, and where it starts in the state. */
+	void (*take)(void *ctx, const char *line, long off);
+	void *ctx;
+};
+
+/* The one reader of the state: reads f line by line (a line may be of any length)
+ * and hands each to the part its first word names; a line no part names (a newer
+ * image's, or one another pass reads) is skipped. Returns the version on the magic
+ * line, -EINVAL if there is none this image reads, or -ENOMEM. */
+int upstate_parse(FILE *f, const struct upstate_part *parts, size_t n);
+
+/* The parts of the numbers below, each line taken into *n. */
+#define UPSTATE_NUMBERS_PARTS(n)                                                                   \
+	{"started", upstate_numbers_take, (n)}, {"counter", upstate_numbers_take, (n)},            \
+		{"counters", upstate_numbers_take, (n)}, {"rollbacks", upstate_numbers_take, (n)}, \
+	{                                                                                          \
+		"signal", upstate_numbers_take, (n)                                                \
+	}
+void upstate_numbers_take(void *numbers, const char *line, long off);
+/* The parts of both outcome histories ("outcome reload ..." and "outcome upgrade ..."). */
+struct upstate_histories {
+	struct upstate_outcomes *reload, *upgrade;
+};
+void upstate_outcomes_take(void *histories, const char *line, long off);
+
 /* Write every value as its own named line. Returns 0 or -EIO. */
 int upstate_write(FILE *f, const struct upstate_numbers *n);
 /* Take one line of the state (no newline) into n if it is one of these numbers (of

@@ -13,7 +13,7 @@ FUZZ_SECONDS ?= 60
 FUZZ_SMOKE_SECONDS ?= 5
 FUZZ_TIME ?= $(FUZZ_SECONDS)
 FUZZ_DIR := $(BUILD)/fuzz
-FUZZ_TARGETS := options config notify control listener http duration upsettings
+FUZZ_TARGETS := options config notify control listener http duration upsettings upstate
 
 # Each target links its harness and only the files its parser needs. Some of those files
 # also hold code that needs more than the harness gives (notify.c logs and sends): lld with
@@ -35,6 +35,7 @@ FUZZ_http_SRCS := shared/http.c
 FUZZ_http_FLAGS := -max_len=20000
 FUZZ_duration_SRCS := shared/timeutil.c
 FUZZ_upsettings_SRCS := arbiter/upsettings.c arbiter/options.c shared/timeutil.c
+FUZZ_upstate_SRCS := arbiter/upstate.c
 
 FUZZ_SAN := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 # clang-only warnings in shared code must not break make check: warn, do not fail.
