@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Check that #include "..." goes down the layers only (doc/ARCHITECTURE.md).
+"""Check that #include "..." and calls go down the layers only (doc/ARCHITECTURE.md).
 
 Every C file of arbiter/, worker/ and shared/ belongs to one layer, named below by its
 module (foo.c, foo.h and foo_internal.h are module foo). A file may include a header of its own layer
@@ -12,6 +12,10 @@ go: CALL_ORDER does. A function a wiring file defines may be called only from th
 wiring files listed before it (and from its own); a call back up is an error, as is a
 wiring file missing from the list. Calls through a pointer (the hooks the layers below
 are given) are how anything reports back up, and are not calls here.
+
+Calls are checked across the layers too: a file may call a function of its own layer
+or of a layer it may include, whatever declared it (a prototype written into a .c file
+would pass the include check).
 
 Exit status 0 when the tree keeps the rules, 1 with one line per broken rule."""
 import os
@@ -114,6 +118,39 @@ def check_call_order():
     return errors
 
 
+def check_calls():
+    """A call to a function of a layer the caller may not include is an error, whatever
+    declared it (a prototype written in a .c file passes the include check)."""
+    errors = []
+    files = {}
+    for d in ("shared", "worker", "arbiter"):
+        for base in sorted(os.listdir(d)):
+            if base.endswith(".c"):
+                path = f"{d}/{base}"
+                layer, mod = layer_of(path)
+                if layer is None:
+                    continue  # said by main()
+                with open(path, encoding="utf-8") as f:
+                    files[path] = (layer, mod, code_only(f.read()))
+    defined = {}
+    for path, (layer, mod, text) in files.items():
+        for m in re.finditer(r"^(?!static\b)[A-Za-z_][\w \t*]*?\b(\w+)\(([^;{]*?)\)\s*\{",
+                             text, re.M):
+            if m.group(1) != "main":
+                defined[m.group(1)] = (layer, mod)
+    call = re.compile(r"\b(" + "|".join(map(re.escape, sorted(defined))) + r")\s*\(")
+    for path, (layer, mod, text) in files.items():
+        for lineno, line in enumerate(text.split("\n"), 1):
+            for m in call.finditer(line):
+                cl, cmod = defined[m.group(1)]
+                if cmod == mod:
+                    continue
+                if cl not in MAY_INCLUDE[layer]:
+                    errors.append(f"{path}:{lineno}: calls {m.group(1)}(), defined in "
+                                  f"{cmod}.c of the {cl} layer above it")
+    return errors
+
+
 def main():
     root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
     os.chdir(root)
@@ -168,6 +205,7 @@ def main():
         if not state.get(mod):
             visit(mod, [mod])
     errors += check_call_order()
+    errors += check_calls()
     for e in errors:
         print(f"layers: {e}", file=sys.stderr)
     return 1 if errors else 0
