@@ -29,24 +29,6 @@
 #include "sigvisor_bpf.h"
 #include "sigvisor.skel.h"
 
-const struct prog_info probes_progs[] = {
-	{"sv_register", BPF_PART_SIGNALS, 0, PROG_REGISTER},
-	{"sv_fork", BPF_PART_SIGNALS, 0, PROG_KEPT},
-	{"sv_exit", BPF_PART_SIGNALS, 0, PROG_KEPT},
-	{"sv_adopt", BPF_PART_ADOPT, 0, PROG_ITER},
-	{"sv_generate", BPF_PART_SIGNALS, SV_REFUSE_GENERATE, PROG_KEPT},
-	{"sv_deliver", BPF_PART_DELIVERIES, SV_REFUSE_DELIVER, PROG_KEPT},
-	{"sv_sys_enter", BPF_PART_SIGACTION, SV_REFUSE_SYS_ENTER, PROG_KEPT},
-	{"sv_exec", BPF_PART_SIGACTION, 0, PROG_KEPT},
-	{"sv_serving", BPF_PART_SERVING, SV_REFUSE_SERVING, PROG_WATCH},
-};
-
-static const char *const part_names[BPF_PART_MAX] = {
-	[BPF_PART_SIGNALS] = "signals",	    [BPF_PART_DELIVERIES] = "deliveries",
-	[BPF_PART_SIGACTION] = "sigaction", [BPF_PART_ADOPT] = "adopt",
-	[BPF_PART_SERVING] = "serving",
-};
-
 static bool has_cap(const struct __user_cap_data_struct *d, unsigned cap)
 {
 	return d[cap / 32].effective & (1u << (cap % 32));
@@ -259,11 +241,6 @@ const char *bpf_probes_part_off(const struct bpf_probes *p, enum bpf_part part)
 	if (p->loading)
 		return "the probes are loading";
 	return p->part_why[part][0] ? p->part_why[part] : NULL;
-}
-
-const char *bpf_part_name(enum bpf_part part)
-{
-	return part >= 0 && part < BPF_PART_MAX ? part_names[part] : "?";
 }
 
 static void close_kept(struct bpf_probes *p)

@@ -1,13 +1,14 @@
 /* What the files of the arbiter's BPF side share (bpf.h is what the rest of the arbiter
- * sees). The job is cut in five:
+ * sees). The job is cut in six, each file calling only those listed after it:
  *   bpf.c           the entry points: may they load (capabilities, BTF), open, the
  *                   counters, close;
- *   bpf_pin.c       the pin directory: a bpf filesystem under it, its lock, stale pins;
+ *   bpf_events.c    the ring buffer's records as log lines, and readiness by serving;
  *   bpf_load.c      load (in the --bpf auto loader process, or for --bpf on in the
- *                   arbiter), attach in the order of probes_progs[], register the
- *                   arbiter;
+ *                   arbiter), attach in the order of probes_progs[];
  *   bpf_handover.c  the probes across a USR2 exec: hand them over, take them over;
- *   bpf_events.c    the ring buffer's records as log lines, and readiness by serving.
+ *   bpf_pin.c       the pin directory: a bpf filesystem under it, its lock, stale pins;
+ *   bpf_object.c    the object this binary carries: its programs in attach order, the
+ *                   parts, opening it, registering the arbiter, the log.
  * Nothing here is for another module: include it only from arbiter/bpf*.c. */
 #pragma once
 
@@ -107,6 +108,15 @@ struct prog_info {
 
 /* In attach order (probes_attach_all): the registration first, then the tree (fork and
  * exit, then the adoption of what was forked before them), then the counters. */
+/* What the loader child sends on its socket (SOCK_SEQPACKET: one message each), the
+ * first byte saying what: a log line (then its level), the answer (the handover line,
+ * the fds by SCM_RIGHTS in the order it names them), or why it failed. */
+#define MSG_LOG	   'L'
+#define MSG_LOADED 'D'
+#define MSG_FAILED 'F'
+#define MSG_MAX	   16384
+#define MSG_FDS	   64
+
 #define N_PROGS 9
 extern const struct prog_info probes_progs[N_PROGS];
 
@@ -121,6 +131,19 @@ __attribute__((format(printf, 3, 4))) static inline void set_why(char *why, size
 	va_end(ap);
 }
 
+/* bpf_object.c: the object. */
+unsigned probes_refuse_from_env(void);
+struct sigvisor *probes_open_object(const char *pin_root);
+int probes_open_skeleton(struct bpf_probes *p, char *why, size_t whylen);
+/* With sv_register attached (link_fd): register the arbiter, p->bss mapped. 0, or <0. */
+int probes_register(struct bpf_probes *p, int link_fd, char *why, size_t whylen);
+/* What the loading says, for the log: the log's in the arbiter, relayed to it from the
+ * loader child once it has called probes_log_relay(its socket). */
+__attribute__((format(printf, 2, 3))) void probes_log(int level, const char *fmt, ...);
+void probes_log_relay(int fd);
+/* The skeleton's link of the program named name: where a PROG_KEPT one stays attached. */
+struct bpf_link **probes_skel_link(const struct sigvisor *s, const char *name);
+
 /* bpf_pin.c: the pin directory. */
 void probes_prepare_pins(struct bpf_probes *p, const struct bpf_options *opt);
 void probes_remove_stale_pins(struct bpf_probes *p);
@@ -132,23 +155,13 @@ void probes_remove_pins_in(const char *dir, bool locked);
 /* bpf_load.c: loading and attaching. */
 __attribute__((format(printf, 2, 0))) int probes_print_libbpf(enum libbpf_print_level level,
 							      const char *fmt, va_list ap);
-unsigned probes_refuse_from_env(void);
-struct sigvisor *probes_open_object(const char *pin_root);
-int probes_open_skeleton(struct bpf_probes *p, char *why, size_t whylen);
 int probes_load(struct bpf_probes *p, char *why, size_t whylen);
 int probes_attach_all(struct bpf_probes *p, char *why, size_t whylen);
-/* With sv_register attached (link_fd): register the arbiter, p->bss mapped. 0, or <0. */
-int probes_register(struct bpf_probes *p, int link_fd, char *why, size_t whylen);
 /* --bpf auto: the socket the loader will answer on (bpf_probes_fd). 0, or -errno. */
 int probes_prepare_loader(struct bpf_probes *p);
 /* Stop a loader still running (killed, not waited for; what it pinned removed) and drop
  * an answer not adopted. */
 void probes_stop_loader(struct bpf_probes *p);
-/* What the loading says, for the log: the log's in the arbiter, relayed to it from the
- * loader child. */
-__attribute__((format(printf, 2, 3))) void probes_log(int level, const char *fmt, ...);
-/* The skeleton's link of the program named name: where a PROG_KEPT one stays attached. */
-struct bpf_link **probes_skel_link(const struct sigvisor *s, const char *name);
 
 /* bpf_handover.c: across a USR2 exec, and from the loader child. */
 size_t probes_bss_map_bytes(void);

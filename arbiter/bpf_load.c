@@ -45,18 +45,6 @@
 static bool libbpf_loading;
 static char libbpf_last_warning[200];
 
-/* What the loader child sends on its socket (SOCK_SEQPACKET: one message each), the
- * first byte saying what: a log line (then its level), the answer (the handover line,
- * the fds by SCM_RIGHTS in the order it names them), or why it failed. */
-#define MSG_LOG	   'L'
-#define MSG_LOADED 'D'
-#define MSG_FAILED 'F'
-#define MSG_MAX	   16384
-#define MSG_FDS	   64
-
-/* In the loader child: the socket its log lines go to (-1 in the arbiter). */
-static int relay_fd = -1;
-
 /* The loader child of the arbiter: one at a time, reaped through its pidfd
  * (bpf_probes_reap) even when the probes it loaded for are gone. */
 static struct {
@@ -64,36 +52,6 @@ static struct {
 	int pidfd;
 	bool killed;
 } loader = {.pidfd = -1};
-
-void probes_log(int level, const char *fmt, ...)
-{
-	char msg[1 + 1 + 1024];
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	if (relay_fd < 0) {
-		log_vmsg((enum log_level)level, fmt, ap);
-		va_end(ap);
-		return;
-	}
-	/* The arbiter logs at info and above (log_setup): libbpf's chatter would wake it
-	 * for nothing, a few hundred times, while its first workers start. */
-	if (level >= LOG_LEVEL_DEBUG) {
-		va_end(ap);
-		return;
-	}
-	msg[0] = MSG_LOG;
-	msg[1] = (char)level;
-	n = vsnprintf(msg + 2, sizeof(msg) - 2, fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		return;
-	if ((size_t)n > sizeof(msg) - 3)
-		n = (int)sizeof(msg) - 3;
-	/* Blocking: the arbiter reads as lines come, and this is not its loop. */
-	(void)!send(relay_fd, msg, (size_t)n + 2, MSG_NOSIGNAL);
-}
 
 /* libbpf's messages go through our log: its warnings as warnings, the rest (the
  * verifier's chatter) at debug level. */
@@ -152,29 +110,6 @@ static int set_identity(struct bpf_probes *p, char *why, size_t whylen)
 	return 0;
 }
 
-/* See sv_register in bpf/sigvisor.bpf.c: renaming ourselves to our own name fires
- * task_rename synchronously, so the answer is there when prctl returns. */
-int probes_register(struct bpf_probes *p, int link_fd, char *why, size_t whylen)
-{
-	char comm[SV_COMM_LEN + 1] = "";
-
-	(void)link_fd; /* attached: that is all it is for */
-	if (prctl(PR_GET_NAME, comm) < 0 || prctl(PR_SET_NAME, comm) < 0) {
-		int r = -errno;
-
-		set_why(why, whylen, "cannot register with the probes (prctl): %s", strerror(-r));
-		return r;
-	}
-	p->self_tgid = (pid_t)__atomic_load_n(&p->bss->self_tgid, __ATOMIC_ACQUIRE);
-	if (!p->self_tgid) {
-		set_why(why, whylen, "the registration probe did not see us (task_rename)");
-		return -ESRCH;
-	}
-	if (p->self_tgid != getpid())
-		log_info("BPF: our pid on the host is %d", (int)p->self_tgid);
-	return 0;
-}
-
 static int register_self(struct bpf_probes *p, struct bpf_program *prog, char *why, size_t whylen)
 {
 	struct bpf_link *link = bpf_program__attach(prog);
@@ -228,60 +163,9 @@ static void last_log_line(const char *log, char *buf, size_t len)
 	}
 }
 
-/* SIGVISOR_TEST_BPF_REFUSE=sv_deliver,...: the test suite's way to make the verifier
- * refuse a program on a kernel that accepts them all. */
-unsigned probes_refuse_from_env(void)
-{
-	const char *v = getenv("SIGVISOR_TEST_BPF_REFUSE");
-	unsigned bits = 0;
-
-	for (size_t i = 0; v && i < N_PROGS; i++) {
-		const char *m = strstr(v, probes_progs[i].name);
-		size_t n = strlen(probes_progs[i].name);
-
-		if (m && (m[n] == '\0' || m[n] == ','))
-			bits |= probes_progs[i].refuse;
-	}
-	return bits;
-}
-
 static struct bpf_program *prog_by_name(struct sigvisor *s, const char *name)
 {
 	return bpf_object__find_program_by_name(s->obj, name);
-}
-
-struct bpf_link **probes_skel_link(const struct sigvisor *s, const char *name)
-{
-	const struct bpf_object_skeleton *sk = s->skeleton;
-
-	for (int j = 0; j < sk->prog_cnt; j++)
-		if (strcmp(sk->progs[j].name, name) == 0)
-			return sk->progs[j].link;
-	return NULL;
-}
-
-/* The embedded object, opened to pin under pin_root (NULL: pins as libbpf's default,
- * which probes_disable_pinning() turns off). NULL with errno. */
-struct sigvisor *probes_open_object(const char *pin_root)
-{
-	LIBBPF_OPTS(bpf_object_open_opts, oo);
-
-	oo.pin_root_path = pin_root;
-	return sigvisor__open_opts(&oo);
-}
-
-/* Open the embedded object into p->skel, pinning under p->pin_dir when we hold it.
- * 0, or <0 with why. */
-int probes_open_skeleton(struct bpf_probes *p, char *why, size_t whylen)
-{
-	p->skel = probes_open_object(p->pin_fd >= 0 ? p->pin_dir : NULL);
-	if (!p->skel) {
-		int r = -errno;
-
-		set_why(why, whylen, "cannot open the BPF object: %s", strerror(-r));
-		return r;
-	}
-	return 0;
 }
 
 /* One attempt: open the object, load the programs not in *skip. On a verifier refusal
@@ -532,7 +416,7 @@ static _Noreturn void loader_child(struct bpf_probes *p, int sock, pid_t parent)
 	if (getppid() != parent)
 		_exit(1);
 	(void)prctl(PR_SET_NAME, "sigvisor-bpf");
-	relay_fd = sock;
+	probes_log_relay(sock);
 	r = probes_load(p, why, sizeof(why));
 	if (r == 0) {
 		f = open_memstream(&line, &len);

@@ -15,7 +15,8 @@ are given) are how anything reports back up, and are not calls here.
 
 Calls are checked across the layers too: a file may call a function of its own layer
 or of a layer it may include, whatever declared it (a prototype written into a .c file
-would pass the include check).
+would pass the include check), and the arbiter's files call each other without a
+circle.
 
 Exit status 0 when the tree keeps the rules, 1 with one line per broken rule."""
 import os
@@ -30,7 +31,7 @@ LAYERS = [
             "activation,spawn,postfork,check,upstate,upsettings,descendants}"),
     ("middle", "arbiter/{sources,notify,pool,control,control_cmd,control_path,control_client,provenance,killable,"
                "control_workers,control_reload,control_cmds,dispositions,"
-               "metrics,bpf,bpf_pin,bpf_load,bpf_handover,bpf_events,serving,serving_scan}"),
+               "metrics,bpf,bpf_object,bpf_pin,bpf_load,bpf_handover,bpf_events,serving,serving_scan}"),
     ("wiring", "arbiter/{arbiter,main,setup,scale,commands,reload,retire,upgrade,upgrade_adopt,upgrade_internal,arbiter_bpf,sync,status,"
                "prometheus}"),
 ]
@@ -120,7 +121,9 @@ def check_call_order():
 
 def check_calls():
     """A call to a function of a layer the caller may not include is an error, whatever
-    declared it (a prototype written in a .c file passes the include check)."""
+    declared it (a prototype written in a .c file passes the include check); so is a
+    circle of calls among the arbiter's files (the worker is one program whose files
+    share builtin.h, and is left out of that)."""
     errors = []
     files = {}
     for d in ("shared", "worker", "arbiter"):
@@ -139,6 +142,7 @@ def check_calls():
             if m.group(1) != "main":
                 defined[m.group(1)] = (layer, mod)
     call = re.compile(r"\b(" + "|".join(map(re.escape, sorted(defined))) + r")\s*\(")
+    edges = {}
     for path, (layer, mod, text) in files.items():
         for lineno, line in enumerate(text.split("\n"), 1):
             for m in call.finditer(line):
@@ -148,6 +152,22 @@ def check_calls():
                 if cl not in MAY_INCLUDE[layer]:
                     errors.append(f"{path}:{lineno}: calls {m.group(1)}(), defined in "
                                   f"{cmod}.c of the {cl} layer above it")
+                elif mod.startswith("arbiter/") and cmod.startswith("arbiter/"):
+                    edges.setdefault(mod, set()).add(cmod)
+    state = {}
+
+    def visit(mod, stack):
+        state[mod] = 1
+        for nxt in sorted(edges.get(mod, ())):
+            if state.get(nxt) == 1:
+                errors.append("call circle: " + " -> ".join(stack[stack.index(nxt):] + [nxt]))
+            elif not state.get(nxt):
+                visit(nxt, stack + [nxt])
+        state[mod] = 2
+
+    for mod in sorted(edges):
+        if not state.get(mod):
+            visit(mod, [mod])
     return errors
 
 
