@@ -88,11 +88,11 @@ test-kernels: deps-kernels
 		test/kernels/run.sh
 
 format:
-	clang-format -i $$(git ls-files '*.c' '*.h')
+	clang-format -i $$(git ls-files '*.c' '*.h' ':!bpf/vmlinux')
 
 format-check:
 	$(msg) FORMAT check
-	$(Q)clang-format --dry-run -Werror $$(git ls-files '*.c' '*.h')
+	$(Q)clang-format --dry-run -Werror $$(git ls-files '*.c' '*.h' ':!bpf/vmlinux')
 
 # Includes go down the layers only (doc/ARCHITECTURE.md), then cppcheck.
 lint:
