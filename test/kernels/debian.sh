@@ -10,12 +10,24 @@
 #                                          that downloads (x86's bzImage, arm64's
 #                                          gzipped Image); a cached one is kept
 # Prints a path under $DEBIAN_CACHE (default build/kernels); the index is fetched again
-# when older than a day. DEBIAN_MIRROR overrides http://deb.debian.org.
+# when older than a day (the older one is used if that fails). DEBIAN_MIRROR overrides
+# http://deb.debian.org.
 set -euo pipefail
 cache=${DEBIAN_CACHE:-build/kernels}
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org}
 mkdir -p "$cache"
 cache=$(cd "$cache" && pwd)
+
+# The mirror cannot be read: an older index still names the kernels in the cache.
+stale() { # stale INDEX
+	if [ -s "$1" ]; then
+		echo "debian.sh: cannot refresh $(basename "$1"), using the one of $(date -r "$1" +%F)" >&2
+		echo "$1"
+	else
+		echo "debian.sh: cannot fetch the package index $(basename "$1")" >&2
+		exit 1
+	fi
+}
 
 # "name version base/filename" of every package of SUITE/ARCH, main and security.
 index() {
@@ -33,7 +45,7 @@ index() {
 				/^Version: / { v = $2 }
 				/^Filename: / { f = $2 }
 				/^$/ { if (p != "") print p, v, base "/" f; p = v = f = "" }' >>"$tmp" ||
-			{ [ "$dist" != "$suite" ] || { rm -f "$tmp"; exit 1; }; }
+			{ [ "$dist" != "$suite" ] || { rm -f "$tmp"; stale "$out"; return; }; }
 	done
 	mv "$tmp" "$out"
 	echo "$out"

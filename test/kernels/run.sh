@@ -18,6 +18,7 @@
 # otherwise. Ends with one line: "kernels: N passed, N failed" (", N skipped" if any).
 #
 # ROWS_MATCH=REGEX runs only the rows whose name matches (e.g. 'arm64' or '5\.10');
+# KERNEL_CACHE=DIR keeps the downloads elsewhere than $BUILD/kernels (CI: across clones);
 # KERNEL_IMAGES="/path/vmlinuz arm64:/path/Image ..." boots those images instead of
 # Debian's (another distribution's kernel, with BTF; x86_64 unless prefixed arm64:).
 set -uo pipefail
@@ -27,7 +28,8 @@ SIGVISOR=${SIGVISOR:-$PWD/$BUILD/sigvisor}
 KCHECK=${KCHECK:-$PWD/$BUILD/kcheck}
 ROWS_MATCH=${ROWS_MATCH:-.}
 PARALLEL=${PARALLEL:-2}
-cache=$PWD/$BUILD/kernels
+# Downloads (package indexes, kernels, the arm64 sysroot) are kept here between runs.
+cache=${KERNEL_CACHE:-$PWD/$BUILD/kernels}
 export DEBIAN_CACHE=$cache
 mkdir -p "$cache"
 passed=0 failed=0 skipped=0
@@ -103,7 +105,9 @@ arm64_build() {
 		touch "$sysroot/.done"
 	fi
 	# glibc's warnings about getpwnam & co. in a static binary: the guest needs none.
-	if ! make --no-print-directory BUILD="$out" CC=aarch64-linux-gnu-gcc \
+	# A make of its own (not the caller's MAKEFLAGS: its CC or BUILD would win).
+	if ! env -u MAKEFLAGS -u MAKELEVEL make -j"$(nproc)" --no-print-directory BUILD="$out" \
+		CC=aarch64-linux-gnu-gcc \
 		CPPFLAGS="-I$sysroot/usr/include" \
 		LDFLAGS="-static -L$sysroot/usr/lib/aarch64-linux-gnu" \
 		LDLIBS="-linih -luring -lbpf -lelf -lzstd -lz" \
