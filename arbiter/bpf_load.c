@@ -15,10 +15,12 @@
 #include <string.h>
 #include <sys/pidfd.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
+#include <sys/utsname.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -227,12 +229,84 @@ static int load_once(struct bpf_probes *p, unsigned skip, char *log, int *ret_re
 	return r;
 }
 
+/* Before 5.11 the kernel charges BPF maps and programs to RLIMIT_MEMLOCK (later ones
+ * to the memory cgroup), and a container's default of 64 KiB is far too little: the
+ * load then fails with a bare EPERM. libbpf raises the limit to infinity when it may,
+ * silently does nothing when it may not (no CAP_SYS_RESOURCE), and never lowers it
+ * again. So we do it ourselves, only on those kernels and only for the load: raise it
+ * to infinity, or failing that the soft limit to the hard one, put it back once loaded
+ * (what is charged stays charged) so that processes started later inherit the limit
+ * they were given, and name the limit when it was too low. */
+struct memlock {
+	bool charged;	   /* the kernel charges RLIMIT_MEMLOCK */
+	bool saved;	   /* old holds the limit to put back */
+	struct rlimit old; /* the limit before the load */
+	struct rlimit now; /* the limit during the load */
+};
+
+static bool kernel_charges_memlock(void)
+{
+	unsigned major = 0, minor = 0;
+	struct utsname u;
+
+	if (uname(&u) < 0 || sscanf(u.release, "%u.%u", &major, &minor) != 2)
+		return false; /* unknown: libbpf's own probe still applies */
+	return major < 5 || (major == 5 && minor < 11);
+}
+
+static void memlock_raise(struct memlock *m)
+{
+	struct rlimit inf = {RLIM_INFINITY, RLIM_INFINITY};
+
+	memset(m, 0, sizeof(*m));
+	m->charged = kernel_charges_memlock();
+	if (!m->charged || getrlimit(RLIMIT_MEMLOCK, &m->old) < 0)
+		return;
+	m->now = m->old;
+	if (m->old.rlim_cur == RLIM_INFINITY)
+		return;
+	m->saved = true;
+	if (setrlimit(RLIMIT_MEMLOCK, &inf) == 0) {
+		m->now = inf;
+		return;
+	}
+	if (m->old.rlim_cur < m->old.rlim_max) {
+		struct rlimit soft = {m->old.rlim_max, m->old.rlim_max};
+
+		if (setrlimit(RLIMIT_MEMLOCK, &soft) == 0)
+			m->now = soft;
+	}
+}
+
+static void memlock_restore(const struct memlock *m)
+{
+	if (m->saved && setrlimit(RLIMIT_MEMLOCK, &m->old) < 0)
+		probes_log(LOG_LEVEL_WARN, "BPF: cannot put RLIMIT_MEMLOCK back after loading: %s",
+			   strerror(errno));
+}
+
+/* EPERM with a limit we could not lift: name it, not "Operation not permitted". */
+static void memlock_why(const struct memlock *m, int r, char *why, size_t whylen)
+{
+	struct utsname u;
+
+	if (r != -EPERM || !m->charged || m->now.rlim_cur == RLIM_INFINITY || uname(&u) < 0)
+		return;
+	set_why(why, whylen,
+		"the kernel refused to load them: %s: kernel %s charges BPF maps to "
+		"RLIMIT_MEMLOCK (before 5.11), which is %llu KiB here and cannot be raised "
+		"(no CAP_SYS_RESOURCE): raise it for sigvisor (docker run --ulimit memlock=-1, "
+		"systemd LimitMEMLOCK=infinity, Kubernetes: a runtime default of unlimited)",
+		strerror(-r), u.release, (unsigned long long)(m->now.rlim_cur / 1024));
+}
+
 /* Load what this kernel's verifier accepts. A refused optional program is left out
  * (its part is off, and says why) and the rest loaded again: libbpf loads an object
  * once, all or nothing. A refused essential program leaves the probes off with the
  * verifier's own reason, never "Permission denied" (the errno it comes with). */
 int probes_load(struct bpf_probes *p, char *why, size_t whylen)
 {
+	struct memlock memlock;
 	unsigned skip = 0;
 	char *log;
 	int r;
@@ -250,13 +324,18 @@ int probes_load(struct bpf_probes *p, char *why, size_t whylen)
 		set_why(why, whylen, "out of memory for the verifier's log");
 		return -ENOMEM;
 	}
+	memlock_raise(&memlock);
 	for (;;) {
 		char reason[200];
 		int refused;
 
 		r = load_once(p, skip, log, &refused, why, whylen);
-		if (r >= 0 || refused < 0)
+		if (r >= 0)
 			break;
+		if (refused < 0) {
+			memlock_why(&memlock, r, why, whylen);
+			break;
+		}
 		last_log_line(log + (size_t)refused * VERIFIER_LOG_BYTES, reason, sizeof(reason));
 		if (probes_progs[refused].part == BPF_PART_SIGNALS) {
 			set_why(why, whylen,
@@ -276,6 +355,7 @@ int probes_load(struct bpf_probes *p, char *why, size_t whylen)
 		sigvisor__destroy(p->skel);
 		p->skel = NULL;
 	}
+	memlock_restore(&memlock);
 	free(log);
 	return r;
 }

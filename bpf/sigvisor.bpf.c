@@ -167,18 +167,28 @@ static __always_inline void count(void *map, const void *key)
 
 /* The pid of t's process as the arbiter sees it, 0 if t is outside its namespace (a
  * sender on the host, when the arbiter is PID 1 of a container). pid->numbers[] has
- * one entry per level, so the index is variable: read it with a helper. */
+ * one entry per level, so the index is variable: read it with a helper. CO-RE reads
+ * throughout: t may be the current task, which kernels before 5.11 give only as a
+ * plain number (bpf_get_current_task(), no bpf_get_current_task_btf()). */
 static __always_inline __u32 nspid_of(struct task_struct *t)
 {
-	struct pid *pid = t->group_leader->thread_pid;
+	struct pid *pid = BPF_CORE_READ(t, group_leader, thread_pid);
 	__u32 level = self_level;
 	struct upid up;
 
-	if (!pid || pid->level < level)
+	if (!pid || BPF_CORE_READ(pid, level) < level)
 		return 0;
 	if (bpf_probe_read_kernel(&up, sizeof(up), &pid->numbers[level]))
 		return 0;
 	return (__u64)up.ns == self_ns ? (__u32)up.nr : 0;
+}
+
+/* The current task for CO-RE reads. bpf_get_current_task_btf() is 5.11+ ("invalid func
+ * unknown#158" on 5.10), so every program would refuse there: this one exists since
+ * 4.8, and what it returns is read only through BPF_CORE_READ / probe reads. */
+static __always_inline struct task_struct *current_task(void)
+{
+	return (struct task_struct *)bpf_get_current_task();
 }
 
 /* One-shot: the loader calls prctl(PR_SET_NAME) with its own name right after
@@ -191,7 +201,7 @@ static __always_inline __u32 nspid_of(struct task_struct *t)
 SEC("tp_btf/task_rename")
 int BPF_PROG(sv_register, struct task_struct *task, const char *comm)
 {
-	struct task_struct *cur = bpf_get_current_task_btf();
+	struct task_struct *cur = current_task();
 	struct bpf_pidns_info ns;
 	struct sv_tracked me = {};
 	struct pid *pid;
@@ -204,10 +214,10 @@ int BPF_PROG(sv_register, struct task_struct *task, const char *comm)
 		return 0; /* current is not in the arbiter's namespace */
 	if (ns.tgid != self_nspid)
 		return 0;
-	pid = cur->group_leader->thread_pid;
+	pid = BPF_CORE_READ(cur, group_leader, thread_pid);
 	if (!pid)
 		return 0;
-	self_level = pid->level;
+	self_level = BPF_CORE_READ(pid, level);
 	if (bpf_probe_read_kernel(&up, sizeof(up), &pid->numbers[self_level]))
 		return 0;
 	self_ns = (__u64)up.ns;
@@ -215,7 +225,7 @@ int BPF_PROG(sv_register, struct task_struct *task, const char *comm)
 	me.nspid = ns.tgid;
 	bpf_map_update_elem(&tracked, &tgid, &me, BPF_ANY);
 	{
-		struct sv_fork f = {.fork_ns = cur->start_time, .nspid = ns.tgid};
+		struct sv_fork f = {.fork_ns = BPF_CORE_READ(cur, start_time), .nspid = ns.tgid};
 
 		bpf_map_update_elem(&forks, &tgid, &f, BPF_ANY);
 	}
@@ -306,7 +316,11 @@ int BPF_PROG(sv_exit, struct task_struct *p)
 }
 
 /* May an event for (tgid, sig) go out now? *ret_held: how many were held back since
- * the last one that did. Racy across CPUs by design: it is a rate, not a count. */
+ * the last one that did. Racy across CPUs by design: it is a rate, not a count. The
+ * atomics here are the plain add without fetch (BPF_XADD, every kernel): an exchange
+ * (__sync_lock_test_and_set) or a fetching add is BPF_XCHG / BPF_FETCH, 5.12+ ("BPF_STX
+ * uses reserved fields" on 5.10). Taking back exactly what was read loses no holds
+ * another CPU adds in between. */
 static __always_inline bool may_send(__u32 tgid, __u32 sig, __u32 *ret_held)
 {
 	struct limit_key k = {.tgid = tgid, .sig = sig};
@@ -331,7 +345,9 @@ static __always_inline bool may_send(__u32 tgid, __u32 sig, __u32 *ret_held)
 		return false;
 	}
 	l->sent++;
-	*ret_held = __sync_lock_test_and_set(&l->held, 0);
+	*ret_held = l->held;
+	if (*ret_held)
+		__sync_fetch_and_add(&l->held, -*ret_held);
 	return true;
 }
 
@@ -349,11 +365,11 @@ static __always_inline struct sv_event *new_event(__u32 kind, int sig, __u32 res
 	e->kind = kind;
 	e->sig = (__u32)sig;
 	e->result = result;
-	e->target_tgid = target->tgid;
+	e->target_tgid = BPF_CORE_READ(target, tgid);
 	e->target_nspid = nspid_of(target);
 	e->suppressed = held;
-	bpf_probe_read_kernel_str(e->target_comm, sizeof(e->target_comm),
-				  target->group_leader->comm);
+	/* target may be the current task (see current_task) */
+	BPF_CORE_READ_STR_INTO(&e->target_comm, target, group_leader, comm);
 	return e;
 }
 
@@ -401,8 +417,16 @@ int BPF_PROG(sv_generate, int sig, struct kernel_siginfo *info, struct task_stru
 		return 0;
 	key.result = (enum sv_result)result;
 	count(&signals, &key);
-	if (key.tgid == self_tgid)
-		__sync_fetch_and_add(&self_counts[sig][result], 1);
+	if (key.tgid == self_tgid) {
+		/* One flat index, bounded right before the access: the 5.10 verifier does
+		 * not carry the bounds of sig and result checked above through the
+		 * calls in between to the address ("R3 unbounded memory access"). */
+		__u32 at = (__u32)sig * SV_RESULT_MAX + (__u32)result;
+
+		barrier_var(at);
+		if (at < (SV_MAX_SIG + 1) * SV_RESULT_MAX)
+			__sync_fetch_and_add(&self_counts[0][0] + at, 1);
+	}
 	code = code_of(info);
 	/* key.sig, not sig: bounds the verifier still knows after code_of's call. */
 	if (key.tgid == self_tgid && code <= 0 && result != ignored && result != overflow &&
@@ -423,7 +447,7 @@ int BPF_PROG(sv_generate, int sig, struct kernel_siginfo *info, struct task_stru
 	e->si_code = code;
 	if (by.sender) {
 		e->sender_tgid = by.sender;
-		e->sender_nspid = nspid_of(bpf_get_current_task_btf());
+		e->sender_nspid = nspid_of(current_task());
 		bpf_get_current_comm(e->sender_comm, sizeof(e->sender_comm));
 	}
 	/* Whether the signal can hurt: a target that neither blocks nor handles a signal
@@ -465,7 +489,7 @@ int BPF_PROG(sv_deliver, int sig, struct kernel_siginfo *info, struct k_sigactio
 	 * generate events'. */
 	if (key.kind != sig_dfl || sig == SIGKILL || !may_send(key.tgid, key.sig | 0x100, &held))
 		return 0;
-	e = new_event(SV_EV_DELIVER, sig, sig_dfl, bpf_get_current_task_btf(), held);
+	e = new_event(SV_EV_DELIVER, sig, sig_dfl, current_task(), held);
 	if (e)
 		bpf_ringbuf_submit(e, 0);
 	return 0;
@@ -616,7 +640,7 @@ int BPF_PROG(sv_serving, struct pt_regs *regs, long id)
 	worker = waiting_worker(tgid);
 	if (!worker)
 		return 0;
-	cur = bpf_get_current_task_btf();
+	cur = current_task();
 	if (id == accept_nr || id == accept4_nr) {
 		fd = (long)PT_REGS_PARM1_SYSCALL(regs);
 		if (!is_listener(cur, fd))

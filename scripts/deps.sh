@@ -9,8 +9,11 @@ set -euo pipefail
 run_pkgs=(gcc make libc6-dev libinih-dev liburing-dev clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev)
 test_pkgs=("${run_pkgs[@]}" wrk gunicorn libcmocka-dev libsystemd-dev systemd python3 python3-pytest python3-pytest-timeout curl util-linux procps man-db valgrind tini catatonit dumb-init)
 check_pkgs=("${test_pkgs[@]}" clang-format cppcheck clang lld libclang-rt-14-dev)
-# A kernel package is downloaded by test/kernels/run.sh, never installed.
-kernels_pkgs=("${run_pkgs[@]}" qemu-system-x86 busybox-static cpio)
+# Kernel packages, arm64's busybox and -dev packages are downloaded by
+# test/kernels/debian.sh, never installed (arm64 through multiarch would upgrade the
+# host's amd64 libraries); the arm64 guests' binaries are cross-built.
+kernels_pkgs=("${run_pkgs[@]}" qemu-system-x86 qemu-system-arm busybox-static cpio curl xz-utils
+	gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
 bench_pkgs=("${run_pkgs[@]}" gunicorn wrk strace python3 tini dumb-init catatonit gnuplot-nox nginx-light iproute2)
 
 case "${1:-}" in

@@ -16,6 +16,11 @@
  *     probes' count, merged signals included (a storm of TTIN would start hundreds of
  *     workers in a small guest: the storm is TTOU, which the pool of 1 ignores).
  *
+ * Before the probes, the plain supervisor (--bpf off, the built-in worker): it starts
+ * and is ready, answers a GET on its unix socket, TTIN adds a worker, HUP replaces both
+ * (generation 2, and a GET again), TERM ends it with exit status 0. What a user of any
+ * kernel gets whatever the probes do.
+ *
  * It prints one line, "kcheck: PASS <kernel>: ..." or "kcheck: FAIL <kernel>: <why>",
  * with the tail of sigvisor's log on a failure (a verifier refusal names the program
  * and the verifier's reason there), and exits 0 or 1.
@@ -32,13 +37,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <bpf/bpf.h>
+#include <linux/capability.h>
 
 #include "sigvisor_bpf.h"
 
@@ -247,7 +257,12 @@ static int status_json(const char *sigvisor, char *buf, size_t len)
 		return -1;
 	pid = fork();
 	if (pid == 0) {
+		int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+
 		dup2(pfd[1], 1);
+		/* "cannot connect" while it starts is no news: the caller polls */
+		if (null >= 0)
+			dup2(null, 2);
 		execl(sigvisor, sigvisor, "status", "--control", control, "--json", (char *)NULL);
 		_exit(127);
 	}
@@ -274,6 +289,19 @@ static long json_field(const char *json, const char *object, const char *key)
 	snprintf(pat, sizeof(pat), "\"%s\":", key);
 	k = strstr(o, pat);
 	if (!k || (end && k > end))
+		return -1;
+	return strtol(k + strlen(pat), NULL, 10);
+}
+
+/* A top-level number: "key": before the first '[' (the workers' list). */
+static long json_field_top(const char *json, const char *key)
+{
+	const char *k, *list = strchr(json, '[');
+	char pat[64];
+
+	snprintf(pat, sizeof(pat), "\"%s\":", key);
+	k = strstr(json, pat);
+	if (!k || (list && k > list))
 		return -1;
 	return strtol(k + strlen(pat), NULL, 10);
 }
@@ -427,6 +455,76 @@ static int open_pin(const char *pin, const char *name)
 	return fd;
 }
 
+/* ---- RLIMIT_MEMLOCK, before 5.11 ------------------------------------------------ */
+
+/* Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK (later ones to the cgroup). */
+static bool memlock_charged(void)
+{
+	unsigned major = 0, minor = 0;
+
+	return sscanf(kernel, "%u.%u", &major, &minor) == 2 &&
+	       (major < 5 || (major == 5 && minor < 11));
+}
+
+/* In a child about to exec sigvisor: the limits of a container (64 KiB locked) and no
+ * CAP_SYS_RESOURCE (out of the bounding set: the exec'd root process cannot get it). */
+static void as_container(rlim_t hard)
+{
+	struct rlimit rl = {64 * 1024, hard};
+
+	if (setrlimit(RLIMIT_MEMLOCK, &rl) < 0 ||
+	    prctl(PR_CAPBSET_DROP, CAP_SYS_RESOURCE, 0, 0, 0) < 0)
+		_exit(126);
+}
+
+/* With a hard limit of 64 KiB nothing can be raised: --bpf on must fail and say it is
+ * the limit, not a bare "Operation not permitted". */
+static void check_memlock_named(const char *sigvisor, const char *work)
+{
+	char dir[512], control[600], bind[600], log[600], pin[600], why[512];
+	uint64_t end = now_ms() + DEADLINE_MS;
+	const char *saved = workdir;
+	int status;
+
+	snprintf(dir, sizeof(dir), "%s/memlock", work);
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+		fail("mkdir %s: %s", dir, strerror(errno));
+	workdir = dir;
+	snprintf(control, sizeof(control), "%s/control.sock", dir);
+	snprintf(bind, sizeof(bind), "unix:%s/http.sock", dir);
+	snprintf(log, sizeof(log), "%s/sigvisor.log", dir);
+	snprintf(pin, sizeof(pin), "%s/pins", dir);
+	arbiter = fork();
+	if (arbiter == 0) {
+		int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+
+		if (fd < 0)
+			_exit(127);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		as_container(64 * 1024);
+		execl(sigvisor, sigvisor, "--bpf", "on", "--bpf-pin", pin, "-w", "1", "-b", bind,
+		      "--control", control, "--timeout", "0", (char *)NULL);
+		_exit(127);
+	}
+	if (arbiter < 0)
+		fail("fork: %s", strerror(errno));
+	while (!arbiter_gone(&status)) {
+		if (now_ms() > end)
+			fail("memlock: --bpf on with 64 KiB of RLIMIT_MEMLOCK still runs after %d "
+			     "s",
+			     DEADLINE_MS / 1000);
+		sleep_ms(20);
+	}
+	arbiter = 0;
+	last_error(why, sizeof(why));
+	if (!WIFEXITED(status) || WEXITSTATUS(status) == 0 || !strstr(why, "RLIMIT_MEMLOCK"))
+		fail("memlock: --bpf on with 64 KiB of RLIMIT_MEMLOCK: exit status %d, \"%s\" "
+		     "(want a failure naming RLIMIT_MEMLOCK)",
+		     WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), why);
+	workdir = saved;
+}
+
 static pid_t start_sigvisor(const char *sigvisor, const char *pin, const char *self)
 {
 	char control[512], bind[520], log[512];
@@ -444,6 +542,11 @@ static pid_t start_sigvisor(const char *sigvisor, const char *pin, const char *s
 			_exit(127);
 		dup2(fd, 1);
 		dup2(fd, 2);
+		/* Where maps are charged to it, as a container starts us: 64 KiB that only
+		 * sigvisor raises (to the hard limit: libbpf alone asks for infinity and
+		 * gives up). */
+		if (memlock_charged())
+			as_container(1024 * 1024 * 1024);
 		/* unix socket bind: the guest has no network; --timeout 0: no watchdog. */
 		/* auto: the probes load beside the workers, and must adopt worker 0. */
 		execl(sigvisor, sigvisor, "--bpf", "auto", "--bpf-pin", pin, "-w", "1", "-b", bind,
@@ -452,6 +555,135 @@ static pid_t start_sigvisor(const char *sigvisor, const char *pin, const char *s
 		_exit(127);
 	}
 	return pid;
+}
+
+/* ---- the plain supervisor --------------------------------------------------- */
+
+/* The status line with the workers' states, or NULL if status does not answer. */
+static const char *plain_status(const char *sigvisor, char *json, size_t len)
+{
+	return status_json(sigvisor, json, len) == 0 ? json : NULL;
+}
+
+/* How many times needle occurs in s. */
+static int occurrences(const char *s, const char *needle)
+{
+	int n = 0;
+
+	while ((s = strstr(s, needle))) {
+		n++;
+		s += strlen(needle);
+	}
+	return n;
+}
+
+/* Until status says: running, generation gen, target workers, all of them ready and of
+ * that generation. */
+static void plain_wait(const char *sigvisor, long gen, int workers, const char *what)
+{
+	uint64_t end = now_ms() + DEADLINE_MS;
+	char json[65536], want[64];
+	int status;
+
+	snprintf(want, sizeof(want), "\"generation\":%ld,\"state\":\"ready\"", gen);
+	for (;;) {
+		const char *j = plain_status(sigvisor, json, sizeof(json));
+
+		if (j && strstr(j, "\"state\":\"running\"") &&
+		    json_field_top(j, "generation") == gen &&
+		    json_field_top(j, "target") == workers &&
+		    occurrences(j, "\"state\":\"ready\"") == workers &&
+		    occurrences(j, want) == workers)
+			return;
+		if (arbiter_gone(&status)) {
+			arbiter = 0;
+			fail("plain: sigvisor exited (status %d) before %s",
+			     WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status),
+			     what);
+		}
+		if (now_ms() > end)
+			fail("plain: no %s within %d s", what, DEADLINE_MS / 1000);
+		sleep_ms(20);
+	}
+}
+
+/* GET / on the unix socket: the built-in worker answers 200. */
+static void plain_get(void)
+{
+	struct sockaddr_un a = {.sun_family = AF_UNIX};
+	const char req[] = "GET / HTTP/1.0\r\nHost: kcheck\r\n\r\n";
+	char buf[256] = "";
+	size_t got = 0;
+	ssize_t n;
+	int fd;
+
+	snprintf(a.sun_path, sizeof(a.sun_path), "%s/http.sock", workdir);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0)
+		fail("plain: connect to %s: %s", a.sun_path, strerror(errno));
+	if (write(fd, req, sizeof(req) - 1) != (ssize_t)sizeof(req) - 1)
+		fail("plain: sending the GET: %s", strerror(errno));
+	while (got < sizeof(buf) - 1 && (n = read(fd, buf + got, sizeof(buf) - 1 - got)) > 0)
+		got += (size_t)n;
+	close(fd);
+	if (strncmp(buf, "HTTP/1.1 200 ", 13) != 0 && strncmp(buf, "HTTP/1.0 200 ", 13) != 0)
+		fail("plain: GET / answered \"%.*s\", want 200", (int)strcspn(buf, "\r\n"), buf);
+}
+
+/* Wait for the arbiter's exit after TERM: status 0. */
+static void wait_exit_0(const char *what)
+{
+	uint64_t end = now_ms() + DEADLINE_MS;
+	int status;
+
+	while (!arbiter_gone(&status)) {
+		if (now_ms() > end)
+			fail("%ssigvisor did not exit within %d s of TERM", what,
+			     DEADLINE_MS / 1000);
+		sleep_ms(20);
+	}
+	arbiter = 0;
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		fail("%ssigvisor exited with status %d after TERM", what,
+		     WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+}
+
+static void plain(const char *sigvisor, const char *work)
+{
+	char dir[512], control[600], bind[600], log[600];
+	const char *saved = workdir;
+
+	snprintf(dir, sizeof(dir), "%s/plain", work);
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+		fail("mkdir %s: %s", dir, strerror(errno));
+	workdir = dir;
+	snprintf(control, sizeof(control), "%s/control.sock", dir);
+	snprintf(bind, sizeof(bind), "unix:%s/http.sock", dir);
+	snprintf(log, sizeof(log), "%s/sigvisor.log", dir);
+	arbiter = fork();
+	if (arbiter == 0) {
+		int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+
+		if (fd < 0)
+			_exit(127);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		execl(sigvisor, sigvisor, "--bpf", "off", "-w", "1", "-b", bind, "--control",
+		      control, "--timeout", "0", "--graceful-timeout", "5", (char *)NULL);
+		_exit(127);
+	}
+	if (arbiter < 0)
+		fail("fork: %s", strerror(errno));
+	plain_wait(sigvisor, 1, 1, "ready worker");
+	plain_get();
+	kill(arbiter, SIGTTIN);
+	plain_wait(sigvisor, 1, 2, "second worker after TTIN");
+	kill(arbiter, SIGHUP);
+	plain_wait(sigvisor, 2, 2, "generation 2 after HUP");
+	plain_get();
+	kill(arbiter, SIGTERM);
+	wait_exit_0("plain: ");
+	workdir = saved;
 }
 
 static int run(const char *sigvisor, const char *pin, const char *self)
@@ -464,6 +696,9 @@ static int run(const char *sigvisor, const char *pin, const char *self)
 	char json[65536];
 	pid_t wpid;
 
+	plain(sigvisor, workdir);
+	if (memlock_charged())
+		check_memlock_named(sigvisor, workdir);
 	arbiter = start_sigvisor(sigvisor, pin, self);
 	if (arbiter < 0)
 		fail("fork: %s", strerror(errno));
@@ -534,23 +769,19 @@ static int run(const char *sigvisor, const char *pin, const char *self)
 	check_exact(sigvisor);
 
 	kill(arbiter, SIGTERM);
-	end = now_ms() + DEADLINE_MS;
-	while (!arbiter_gone(&status)) {
-		if (now_ms() > end)
-			fail("sigvisor did not exit within %d s of TERM", DEADLINE_MS / 1000);
-		sleep_ms(20);
-	}
-	arbiter = 0;
-	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-		fail("sigvisor exited with status %d after TERM",
-		     WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+	wait_exit_0("");
 	if (access(pin, F_OK) == 0)
 		fail("the pins in %s outlived the arbiter", pin);
 
-	printf("kcheck: PASS %s: TTOU x%d generated %ld = handled %ld + coalesced %ld; USR1 x3 "
+	printf("kcheck: PASS %s: plain: start, GET 200, TTIN 1->2, HUP generation 2, GET 200, TERM "
+	       "exit 0;%s probes: TTOU x%d generated %ld = handled %ld + coalesced %ld; USR1 x3 "
 	       "to a blocking worker: queued 1, coalesced 2, delivered 1, sigaction 1; USR2: kept, "
 	       "TTOU counted on to %d; TTIN x%d from a tight loop: exactly %d workers\n",
-	       kernel, STORM, generated, handled, merged, STORM + KEPT, EXACT, 1 + EXACT);
+	       kernel,
+	       memlock_charged()
+		       ? " memlock: 64 KiB raised to the hard limit, named when it cannot be;"
+		       : "",
+	       STORM, generated, handled, merged, STORM + KEPT, EXACT, 1 + EXACT);
 	return 0;
 }
 
