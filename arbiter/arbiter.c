@@ -277,8 +277,8 @@ static void on_timer(struct arbiter *a)
 
 	(void)!read(a->timer.fd, &expirations, sizeof(expirations));
 	a->timer_armed_ms = 0;
-	/* WATCHDOG=1 pings wait in the socket until now: read them before judging. */
-	pool_drain_all_notify(&a->pool);
+	/* WATCHDOG=1 pings wait in the socket until now: pool_run_deadlines reads those
+	 * of the workers whose deadline is due before judging them, and only those. */
 	if (a->phase_deadline_ms && a->phase_deadline_ms <= now) {
 		log_info("shutdown delay over");
 		begin_drain(a, false);

@@ -1,5 +1,6 @@
 /* The worker pool (pool.h). */
 #include "pool.h"
+#include "pool_internal.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -29,11 +30,17 @@ void pool_init(struct pool *p, unsigned target, struct loop *loop, struct notify
 	p->loop = loop;
 	p->notify = notify;
 	p->hooks = *hooks;
+	p->slots.stale = true;
 }
 
 void pool_configure(struct pool *p, const struct pool_config *cfg)
 {
+	bool always = p->cfg.notify_watch_always != cfg->notify_watch_always;
+
 	p->cfg = *cfg;
+	/* a reload's: once per generation, not per loop iteration */
+	for (size_t i = 0; always && i < p->n; i++)
+		pool_mark_watch(p, p->workers[i]);
 }
 
 bool worker_is_active(const struct worker *w)
@@ -56,25 +63,22 @@ bool worker_is_booting(const struct worker *w)
 	return w->state == WORKER_BOOTING;
 }
 
-/* Count workers of the current generation (current) or of older ones (!current). */
 unsigned pool_count_gen(const struct pool *p, bool (*pred)(const struct worker *w), bool current)
 {
 	unsigned n = 0;
 
-	for (size_t i = 0; i < p->n; i++)
-		if (pred(p->workers[i]) && (p->workers[i]->generation == p->generation) == current)
-			n++;
+	for (int s = 0; s < WORKER_STATE_MAX; s++) {
+		struct worker probe = {.state = (enum worker_state)s};
+
+		if (pred(&probe))
+			n += slots_count(p, (enum worker_state)s, current);
+	}
 	return n;
 }
 
 unsigned pool_count(const struct pool *p, bool (*pred)(const struct worker *w))
 {
-	unsigned n = 0;
-
-	for (size_t i = 0; i < p->n; i++)
-		if (pred(p->workers[i]))
-			n++;
-	return n;
+	return pool_count_gen(p, pred, true) + pool_count_gen(p, pred, false);
 }
 
 uint64_t backoff_ms(unsigned failures)
@@ -99,13 +103,17 @@ static void send_signal(struct worker *w, int sig)
 
 /* Apply one event through the lifecycle table and carry out its actions, except
  * REPLACE and BOOT_FAILED which only the exit path acts on. */
-static unsigned apply(struct pool *p, struct worker *w, enum worker_event ev)
+unsigned pool_apply(struct pool *p, struct worker *w, enum worker_event ev)
 {
 	struct transition t = worker_transition(w->state, ev);
+	enum worker_state was = w->state;
 
 	if (w->state == WORKER_BOOTING && t.next == WORKER_READY)
 		w->ready_ms = now_ms(); /* the boot window counts from here */
 	w->state = t.next;
+	slots_moved(p, w, was);
+	if (was != w->state)
+		pool_mark_watch(p, w);
 	/* A worker that is stopped (SIGSTOP, a debugger, or the TTIN a terminal sends its
 	 * background group) would see its stop signal only when continued, and be killed
 	 * at the graceful timeout instead: continue it first (systemd sends SIGCONT too).
@@ -134,23 +142,22 @@ static unsigned apply(struct pool *p, struct worker *w, enum worker_event ev)
 		send_signal(w, SIGKILL);
 	}
 	if (t.actions & WACT_ARM_STOP)
-		w->deadline_ms = now_ms() + p->cfg.graceful_timeout_ms;
+		slots_set_deadline(p, w, now_ms() + p->cfg.graceful_timeout_ms);
 	if (t.actions & WACT_CLEAR_DEADLINE)
-		w->deadline_ms = 0;
+		slots_set_deadline(p, w, 0);
 	return t.actions;
 }
 
 void pool_worker_event(struct pool *p, struct worker *w, enum worker_event ev)
 {
-	(void)apply(p, w, ev);
+	(void)pool_apply(p, w, ev);
 }
 
 static struct worker *find_pid(struct pool *p, pid_t pid)
 {
-	for (size_t i = 0; i < p->n; i++)
-		if (p->workers[i]->pid == pid && worker_is_alive(p->workers[i]))
-			return p->workers[i];
-	return NULL;
+	struct worker *w = slots_find_pid(p, pid);
+
+	return w && worker_is_alive(w) ? w : NULL;
 }
 
 /* Whether a worker that left unasked failed to boot: it never got ready, its exec
@@ -167,7 +174,7 @@ static bool boot_failed(const struct worker *w, unsigned actions, const siginfo_
 	return w->ready_ms && now - w->ready_ms < BOOT_WINDOW_MS;
 }
 
-static void record_boot_failure(struct pool *p, struct worker *w, uint64_t now)
+void pool_record_boot_failure(struct pool *p, struct worker *w, uint64_t now)
 {
 	if (p->boot_failures && now - p->last_boot_failure_ms > BOOT_FAILURE_RESET_MS)
 		p->boot_failures = 0;
@@ -245,14 +252,14 @@ static void worker_exited(struct pool *p, struct worker *w, const siginfo_t *si)
 			   asked ? "" : ", unexpectedly");
 	}
 
-	actions = apply(p, w, WEV_EXITED);
+	actions = pool_apply(p, w, WEV_EXITED);
 	failed = boot_failed(w, actions, si, now);
 	(void)loop_del(p->loop, &w->src);
 	close(w->src.fd);
 	w->src.fd = -1;
 	close_notify(p, w);
 	serving_forget(p->serving, w->pid);
-	w->deadline_ms = 0;
+	slots_set_deadline(p, w, 0);
 	p->garbage = true;
 
 	if (asked || p->draining)
@@ -275,7 +282,7 @@ static void worker_exited(struct pool *p, struct worker *w, const siginfo_t *si)
 	}
 	/* The replacement itself comes from pool_reconcile(): the slot is now empty. */
 	if (failed)
-		record_boot_failure(p, w, now);
+		pool_record_boot_failure(p, w, now);
 	else
 		p->boot_failures = 0;
 	if (!p->draining)
@@ -341,25 +348,11 @@ void pool_reap_children(struct pool *p)
 	}
 }
 
-/* The lowest slot number no active worker of the current generation holds. */
-static unsigned free_slot(const struct pool *p)
-{
-	for (unsigned id = 0;; id++) {
-		bool taken = false;
-
-		for (size_t i = 0; i < p->n && !taken; i++)
-			taken = worker_is_active(p->workers[i]) && p->workers[i]->id == id &&
-				p->workers[i]->generation == p->generation;
-		if (!taken)
-			return id;
-	}
-}
-
 /* A worker just became ready with --timeout on: whether it uses the watchdog shows in
  * its first WATCHDOG=1, which may wait unread in the notify socket (see notify.h).
  * One sweep after --timeout reads it; a worker that has not pinged by then does not
  * use the watchdog. */
-static void watch_for_pings(struct pool *p, struct worker *w)
+void pool_watch_for_pings(struct pool *p, struct worker *w)
 {
 	if (!p->cfg.timeout_ms || w->watchdog || w->state != WORKER_READY)
 		return;
@@ -387,6 +380,8 @@ int pool_adopt(struct pool *p, struct worker *w)
 	if (grow(p) < 0)
 		return -ENOMEM;
 	p->workers[p->n++] = w;
+	/* its fields are filled in after this (upgrade_adopt.c): indexed at the next use */
+	p->slots.stale = true;
 	return 0;
 }
 
@@ -422,6 +417,8 @@ static int add_worker(struct pool *p, unsigned id)
 	w->state = WORKER_BOOTING;
 	w->started_ms = now_ms();
 	p->workers[p->n++] = w;
+	(void)slots_add(p, w);
+	pool_mark_watch(p, w);
 	p->spawned++;
 	r = loop_add(p->loop, &w->src, LOOP_IN);
 	if (r < 0)
@@ -439,10 +436,10 @@ static int add_worker(struct pool *p, unsigned id)
 	}
 	if (!w->notify) {
 		/* Without sd_notify a worker counts as ready once started (doc/USAGE.md). */
-		apply(p, w, WEV_READY);
-		watch_for_pings(p, w);
+		pool_apply(p, w, WEV_READY);
+		pool_watch_for_pings(p, w);
 	} else if (p->cfg.ready_timeout_ms && !serving_watching(p->serving, pid)) {
-		w->deadline_ms = w->started_ms + p->cfg.ready_timeout_ms;
+		slots_set_deadline(p, w, w->started_ms + p->cfg.ready_timeout_ms);
 	}
 	return 0;
 }
@@ -463,24 +460,15 @@ void pool_serving(struct pool *p, pid_t pid, const char *how)
 			 "READY=1, no accept or wait on a listening socket): counting it as ready "
 			 "(--ready-mode start or notify: no waiting)",
 			 w->id, w->pid, w->generation, up);
-	apply(p, w, WEV_READY);
-	watch_for_pings(p, w);
+	pool_apply(p, w, WEV_READY);
+	pool_watch_for_pings(p, w);
 }
 
 /* The highest-numbered active worker of the current generation (current) or of an older
  * one (!current), or NULL. */
 static struct worker *highest(struct pool *p, bool current)
 {
-	struct worker *victim = NULL;
-
-	for (size_t i = 0; i < p->n; i++) {
-		struct worker *w = p->workers[i];
-
-		if (worker_is_active(w) && (w->generation == p->generation) == current &&
-		    (!victim || w->id > victim->id))
-			victim = w;
-	}
-	return victim;
+	return current ? slots_highest_current(p) : slots_highest_old(p);
 }
 
 void pool_reconcile(struct pool *p)
@@ -498,7 +486,7 @@ void pool_reconcile(struct pool *p)
 	for (struct worker *w; active > p->target && (w = highest(p, true)); active--) {
 		log_info("stopping worker %u (pid %d): pool size is now %u", w->id, w->pid,
 			 p->target);
-		apply(p, w, WEV_STOP_TERM);
+		pool_apply(p, w, WEV_STOP_TERM);
 		if (ready && w->state == WORKER_READY)
 			ready--;
 	}
@@ -510,7 +498,7 @@ void pool_reconcile(struct pool *p)
 			p->hooks.old_retiring(p->hooks.ctx);
 		log_info("retiring worker %u (pid %d, generation %u)", w->id, w->pid,
 			 w->generation);
-		apply(p, w, WEV_STOP_TERM);
+		pool_apply(p, w, WEV_STOP_TERM);
 	}
 	if (!old)
 		p->hooks.old_retiring(p->hooks.ctx);
@@ -531,7 +519,7 @@ void pool_reconcile(struct pool *p)
 			p->respawn_at_ms = now;
 			return;
 		}
-		r = add_worker(p, free_slot(p));
+		r = add_worker(p, slots_free_id(p));
 
 		if (r < 0) {
 			p->spawn_errors++;
@@ -559,97 +547,11 @@ void pool_reconcile(struct pool *p)
 	}
 }
 
-/* While a reload's workers cannot even be started (a pids limit, no fds left), it ends
- * as when a started one is not ready in time: --ready-timeout after the first failed
- * start, the old generation kept. 0: no such deadline. */
-static uint64_t trial_spawn_deadline(const struct pool *p)
-{
-	if (!p->trial || !p->spawn_failures || !p->cfg.ready_timeout_ms || p->draining)
-		return 0;
-	return p->spawn_failing_since_ms + p->cfg.ready_timeout_ms;
-}
-
-/* The retry of a failed start or the next start after a boot failure, if the current
- * generation is short of workers: the old generation of a reload does not count, it
- * is on its way out whatever happens. 0: none. */
-static uint64_t respawn_deadline(const struct pool *p)
-{
-	if (!p->respawn_at_ms || p->draining ||
-	    pool_count_gen(p, worker_is_active, true) >= p->target)
-		return 0;
-	return p->respawn_at_ms;
-}
-
-void pool_run_deadlines(struct pool *p, uint64_t now)
-{
-	uint64_t give_up = trial_spawn_deadline(p);
-
-	if (give_up && give_up <= now) {
-		char why[160];
-
-		snprintf(why, sizeof(why),
-			 "the new generation's workers could not be started within %.1f s "
-			 "(--ready-timeout): %s",
-			 (double)p->cfg.ready_timeout_ms / 1000.0, strerror(p->spawn_error));
-		p->spawn_failures = 0;
-		p->hooks.trial_failed(p->hooks.ctx, why);
-	}
-
-	serving_run(p->serving, now); /* calls pool_serving() */
-	if (p->watchdog_sweep_ms && p->watchdog_sweep_ms <= now) {
-		/* the notify socket was drained just before: no ping means no watchdog */
-		p->watchdog_sweep_ms = 0;
-		for (size_t i = 0; i < p->n; i++)
-			p->workers[i]->watchdog_probe = false;
-	}
-
-	for (size_t i = 0; i < p->n; i++) {
-		struct worker *w = p->workers[i];
-
-		if (w->deadline_ms && w->deadline_ms <= now && worker_is_alive(w)) {
-			enum worker_state was = w->state;
-			unsigned actions;
-
-			w->deadline_ms = 0;
-			if (was == WORKER_BOOTING)
-				log_warn("worker %u (pid %d) not ready after %.1f s "
-					 "(--ready-timeout)",
-					 w->id, w->pid, (double)p->cfg.ready_timeout_ms / 1000.0);
-			else if (was == WORKER_READY)
-				log_warn("worker %u (pid %d) silent for %.1f s since its last "
-					 "WATCHDOG=1 "
-					 "(--timeout): aborting it",
-					 w->id, w->pid, (double)p->cfg.timeout_ms / 1000.0);
-			actions = apply(p, w, WEV_DEADLINE);
-			if (!(actions & WACT_BOOT_FAILED))
-				continue;
-			if (p->trial && w->generation == p->generation)
-				p->hooks.trial_failed(
-					p->hooks.ctx,
-					"a worker of the new generation did not get ready");
-			else
-				record_boot_failure(p, w, now);
-		}
-	}
-}
-
-uint64_t pool_next_deadline(const struct pool *p)
-{
-	uint64_t next = 0;
-
-	for (size_t i = 0; i < p->n; i++)
-		next = earlier_deadline(next, p->workers[i]->deadline_ms);
-	next = earlier_deadline(next, p->watchdog_sweep_ms);
-	next = earlier_deadline(next, serving_next_deadline(p->serving));
-	next = earlier_deadline(next, respawn_deadline(p));
-	return earlier_deadline(next, trial_spawn_deadline(p));
-}
-
 void pool_stop_all(struct pool *p, enum worker_event ev)
 {
 	for (size_t i = 0; i < p->n; i++)
 		if (worker_is_alive(p->workers[i]))
-			apply(p, p->workers[i], ev);
+			pool_apply(p, p->workers[i], ev);
 }
 
 enum forward_verdict {
@@ -729,19 +631,23 @@ void pool_stop_worker(struct pool *p, struct worker *w, int sig)
 	struct transition t;
 
 	if (sig == SIGTERM || sig == SIGQUIT) {
-		(void)apply(p, w, sig == SIGTERM ? WEV_STOP_TERM : WEV_STOP_QUIT);
+		(void)pool_apply(p, w, sig == SIGTERM ? WEV_STOP_TERM : WEV_STOP_QUIT);
 		return;
 	}
 	/* INT or KILL: the lifecycle of a quick stop (the state, the graceful deadline
 	 * with KILL after it), with this signal in place of QUIT. */
+	enum worker_state was = w->state;
+
 	t = worker_transition(w->state, WEV_STOP_QUIT);
 	w->state = t.next;
+	slots_moved(p, w, was);
+	pool_mark_watch(p, w);
 	if (sig != SIGKILL)
 		send_signal(w, SIGCONT); /* see apply() */
 	w->stop_signal = sig;
 	send_signal(w, sig);
 	if (t.actions & WACT_ARM_STOP)
-		w->deadline_ms = now_ms() + p->cfg.graceful_timeout_ms;
+		slots_set_deadline(p, w, now_ms() + p->cfg.graceful_timeout_ms);
 }
 
 int pool_send_worker(struct worker *w, int sig)
@@ -751,121 +657,22 @@ int pool_send_worker(struct worker *w, int sig)
 	return 0;
 }
 
-/* 1/32 of the timeout, at most 100 ms: far above a timer's jitter, far below
- * anything a user would notice in --timeout. */
-static uint64_t watchdog_grace_ms(uint64_t timeout_ms)
-{
-	return timeout_ms / 32 < 100 ? timeout_ms / 32 : 100;
-}
-
-void pool_notify(struct pool *p, struct worker *w, const struct notify_msg *m, uint64_t arrived_ms)
-{
-	if (m->status)
-		snprintf(w->status, sizeof(w->status), "%.*s", (int)m->status_len, m->status);
-	else if (m->stopping)
-		snprintf(w->status, sizeof(w->status), "stopping");
-	if (m->ready) {
-		serving_forget(p->serving, w->pid);
-		if (w->state == WORKER_BOOTING)
-			log_info("worker %u (pid %d, generation %u) ready after %.3f s", w->id,
-				 w->pid, w->generation,
-				 (double)(now_ms() - w->started_ms) / 1000.0);
-		apply(p, w, WEV_READY);
-		watch_for_pings(p, w);
-	}
-	/* systemd's EXTEND_TIMEOUT_USEC: a slow start asks for more time, counted from
-	 * now; the ready deadline only ever moves later. */
-	if (m->extend_usec && w->state == WORKER_BOOTING && w->deadline_ms) {
-		uint64_t until = now_ms() + m->extend_usec / 1000;
-
-		if (until > w->deadline_ms) {
-			w->deadline_ms = until;
-			log_info("worker %u (pid %d) asked for %.3f s more to get ready", w->id,
-				 w->pid, (double)m->extend_usec / 1e6);
-		}
-	}
-	if (m->watchdog) {
-		w->watchdog = true;
-		w->watchdog_probe = false;
-		w->last_ping_ms = arrived_ms > w->last_ping_ms ? arrived_ms : w->last_ping_ms;
-	}
-	/* Only a serving worker has a watchdog deadline; a booting one has its ready
-	 * deadline, a stopping one its kill deadline. It counts from the last ping's
-	 * arrival, however late the datagram was read. A worker pinging every
-	 * timeout/2 sends a ping exactly when last ping + timeout falls due: the
-	 * grace lets that ping arrive before the deadline is read, so an idle
-	 * arbiter wakes once per timeout rather than once per ping. */
-	if ((m->watchdog || m->ready) && w->watchdog && w->state == WORKER_READY &&
-	    p->cfg.timeout_ms)
-		w->deadline_ms = (w->last_ping_ms ? w->last_ping_ms : now_ms()) +
-				 p->cfg.timeout_ms + watchdog_grace_ms(p->cfg.timeout_ms);
-}
-
-struct notify_read_ctx {
-	struct pool *p;
-	struct worker *w;
-};
-
-static bool on_notify(void *ctx, const struct notify_msg *m, bool believed, uint64_t arrived_ms)
-{
-	struct notify_read_ctx *c = ctx;
-
-	/* After READY=1 the socket stays watched for what comes next: a BARRIER=1
-	 * (its fd closed as it was read) or the first WATCHDOG=1 ends that. */
-	c->w->notify_linger_ms = m->ready ? now_ms() + NOTIFY_LINGER_MS : 0;
-	if (believed)
-		pool_notify(c->p, c->w, m, arrived_ms);
-	return worker_is_alive(c->w);
-}
-
-void pool_drain_notify(struct pool *p, struct worker *w)
-{
-	struct notify_read_ctx c = {p, w};
-	struct notify_sender from = {w->pid, w->id, p->cfg.notify_access,
-				     p->cfg.notify_uid == (uid_t)-1 ? geteuid()
-								    : p->cfg.notify_uid};
-
-	if (w->notify_src.fd >= 0 && worker_is_alive(w))
-		notify_read(p->notify, w->notify_src.fd, &from, on_notify, &c);
-}
-
-void pool_drain_all_notify(struct pool *p)
-{
-	for (size_t i = 0; i < p->n; i++)
-		pool_drain_notify(p, p->workers[i]);
-}
-
-void pool_watch_notify(struct pool *p)
-{
-	for (size_t i = 0; i < p->n; i++) {
-		struct worker *w = p->workers[i];
-		bool want = (w->state == WORKER_BOOTING || p->cfg.notify_watch_always ||
-			     now_ms() < w->notify_linger_ms) &&
-			    w->notify_src.fd >= 0;
-		int r;
-
-		if (want == w->notify_watched)
-			continue;
-		r = want ? loop_add(p->loop, &w->notify_src, LOOP_IN)
-			 : loop_del(p->loop, &w->notify_src);
-		if (r < 0)
-			log_warn("cannot %s worker %u's notify socket, ignoring: %s",
-				 want ? "watch" : "unwatch", w->id, strerror(-r));
-		else
-			w->notify_watched = want;
-	}
-}
-
 void pool_gc(struct pool *p)
 {
 	size_t k = 0;
 
 	if (!p->garbage)
 		return;
+	for (size_t i = 0; i < p->n_dirty; i++)
+		if (p->watch_dirty[i]->state != WORKER_EXITED)
+			p->watch_dirty[k++] = p->watch_dirty[i];
+	p->n_dirty = k;
+	k = 0;
 	for (size_t i = 0; i < p->n; i++) {
-		if (p->workers[i]->state == WORKER_EXITED)
+		if (p->workers[i]->state == WORKER_EXITED) {
+			slots_remove(p, p->workers[i]);
 			free(p->workers[i]);
-		else
+		} else
 			p->workers[k++] = p->workers[i];
 	}
 	p->n = k;
@@ -885,4 +692,8 @@ void pool_free(struct pool *p)
 	free(p->workers);
 	p->workers = NULL;
 	p->n = p->cap = 0;
+	slots_free(p);
+	free(p->watch_dirty);
+	p->watch_dirty = NULL;
+	p->n_dirty = p->dirty_cap = 0;
 }

@@ -38,6 +38,40 @@
 /* Workers started per turn of the loop, at most (pool_reconcile). */
 #define SPAWN_BATCH 16
 
+/* The pool's indexes (issue 29): what the pool asks of its workers per event, answered
+ * without a pass over all of them, so a TTIN, a start, an exit or a deadline costs the
+ * same at 16 workers as at 4,096, and a generation costs a pass, not a pass per worker.
+ *
+ * - slot ids of the current generation held by an active worker: a bitmap with one
+ *   summary bit per 64 ids for "full" and one for "any", so the lowest free id and the
+ *   highest held one take two word scans of at most 1/4096 of the ids each;
+ * - the count of workers in each state, of the current generation and of older ones;
+ * - pid -> worker (open addressing, linear probing), for CHLD and serving.h's verdicts;
+ * - deadlines in a binary heap (struct worker's heap_pos), earliest first;
+ * - the active workers of older generations by id, the next to retire last.
+ *
+ * A new generation (or adopted workers after an upgrade) makes them stale: they are
+ * rebuilt from p->workers once, at the next use, which costs a pass per generation.
+ *
+ * Its functions: pool_internal.h; pool_slots.c. */
+struct pool_slots {
+	bool stale;   /* rebuild before the next use */
+	unsigned gen; /* the current generation they were built for */
+	uint64_t *taken, *full, *any;
+	size_t words;			     /* of taken; full and any have (words + 63) / 64 */
+	struct worker **by_id;		     /* words * 64 entries */
+	unsigned count[WORKER_STATE_MAX][2]; /* [state][1: current generation] */
+	struct worker **pids;		     /* pid_cap entries (a power of two), NULL: empty */
+	size_t pid_cap, pid_n;
+	struct worker **heap; /* by deadline_ms, earliest at 0 */
+	size_t heap_n, heap_cap;
+	struct worker **old; /* active workers of older generations, by id */
+	size_t old_n;
+	/* Worker records and index words visited: what test_pool_scale.c counts per
+	 * event. Never reset; only differences mean anything. */
+	uint64_t steps;
+};
+
 struct worker {
 	struct source src; /* SOURCE_WORKER; fd is the pidfd */
 	unsigned id;
@@ -59,6 +93,9 @@ struct worker {
 	uint64_t notify_linger_ms;
 	char notify_env[128]; /* "NOTIFY_SOCKET=" and a sun_path */
 	char status[128];     /* its last STATUS= */
+	size_t heap_pos;      /* pool_slots.c: 1 + its place in the deadline heap, 0: none */
+	size_t old_pos;	      /* pool_slots.c: 1 + its place among the old generations */
+	bool watch_dirty;     /* in pool->watch_dirty: pool_watch_notify looks at it */
 };
 
 #define worker_of_notify(s) ((struct worker *)((char *)(s)-offsetof(struct worker, notify_src)))
@@ -120,6 +157,11 @@ struct pool {
 	bool draining; /* shutting down: nothing is replaced, every exit was asked for */
 	struct pool_config cfg;
 	struct pool_hooks hooks;
+	struct pool_slots slots; /* indexes: no pass over all workers per event */
+	/* Workers whose notify socket may need watching or unwatching: those that changed
+	 * state or got a message since, and those lingering after READY=1. */
+	struct worker **watch_dirty;
+	size_t n_dirty, dirty_cap;
 	struct loop *loop;
 	struct notify *notify;
 	struct serving *serving;	 /* for wait_serving; NULL: none */
@@ -138,7 +180,7 @@ void pool_worker_event(struct pool *p, struct worker *w, enum worker_event ev);
 void pool_reap_worker(struct pool *p, struct worker *w);
 void pool_reap_children(struct pool *p);
 void pool_run_deadlines(struct pool *p, uint64_t now);
-uint64_t pool_next_deadline(const struct pool *p);
+uint64_t pool_next_deadline(struct pool *p);
 void pool_stop_all(struct pool *p, enum worker_event ev);
 /* What pool_signal_all did: workers sent the signal, and held back: still starting (not
  * exec'd, or for USR1 booting), or the signal would kill them (USR1 unhandled). */
@@ -172,6 +214,9 @@ bool worker_is_booting(const struct worker *w);
 bool worker_is_active(const struct worker *w);
 bool worker_is_alive(const struct worker *w);
 bool worker_is_ready(const struct worker *w);
+/* Workers of the current generation (current) or of older ones for which pred is true,
+ * and of all generations: pred must look at the worker's state alone (the worker_is_*
+ * above), as the counts are kept per state (pool_slots.c), not counted each time. */
 unsigned pool_count_gen(const struct pool *p, bool (*pred)(const struct worker *w), bool current);
 unsigned pool_count(const struct pool *p, bool (*pred)(const struct worker *w));
 uint64_t backoff_ms(unsigned failures);

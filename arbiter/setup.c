@@ -138,9 +138,8 @@ static void metrics_render(void *ctx, FILE *f)
 {
 	struct arbiter *a = ctx;
 
-	/* READY=1 and STATUS= may wait in the notify socket (see notify.h): read them, so
-	 * a scrape and `sigvisor status` agree. */
-	pool_drain_all_notify(&a->pool);
+	/* No pass over the notify sockets: a booting worker's is watched, so its READY=1
+	 * is read as it comes, and a scrape shows no STATUS= (issue 29). */
 	arbiter_render_prometheus(a, f);
 }
 
@@ -148,7 +147,7 @@ static const char *metrics_not_ready(void *ctx)
 {
 	struct arbiter *a = ctx;
 
-	pool_drain_all_notify(&a->pool);
+	/* READY=1 is read as it comes (a booting worker's socket is watched) */
 	if (arbiter_is_ready(a))
 		return NULL;
 	return a->phase != PHASE_RUNNING ? "not ready: shutting down\n"

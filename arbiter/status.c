@@ -351,7 +351,8 @@ int arbiter_render_status(struct arbiter *a, bool json, char **ret_buf, size_t *
 
 	if (!f)
 		return -errno;
-	/* STATUS= lines may be waiting in the notify socket's buffer (see notify.h). */
+	/* STATUS= lines may be waiting in the notify socket's buffer (see notify.h): read
+	 * them, once per status, which lists every worker anyway. */
 	pool_drain_all_notify(&a->pool);
 	now = now_ms();
 	if (json)

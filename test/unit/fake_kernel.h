@@ -23,7 +23,9 @@
 #define P_PIDFD 3
 #endif
 
+#ifndef MAX_PROCS
 #define MAX_PROCS 64
+#endif
 
 struct proc {
 	pid_t pid;

@@ -1,0 +1,207 @@
+/* Issue 29: the pool's work per event does not grow with the pool. Each test runs the
+ * same event on a pool of 16 and of 4,096 workers (the fake kernel, no process
+ * started) and compares what the pool counted in pool->slots.steps (worker records
+ * and index words visited) and how many worker notify sockets it read: equal at both
+ * sizes. Before the indexes, a free slot id cost a pass over all workers per id tried,
+ * an exit a pass to find its pid, a deadline a pass, and every timer wake-up read
+ * every worker's socket.
+ *
+ * wrap: spawn_process pidfd_send_signal waitid clock_gettime notify_open_worker notify_close_worker pool_drain_notify
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#define MAX_PROCS 4200
+#include "fake_kernel.h"
+/* not every step fake_pool.h offers is used here */
+#pragma GCC diagnostic ignored "-Wunused-function"
+#include "fake_pool.h"
+#include "pool_internal.h"
+
+static unsigned sockets_read;
+
+/* Counts the sockets read (pool.c's calls); the fake workers have none to read. */
+void __wrap_pool_drain_notify(struct pool *p, struct worker *w);
+void __wrap_pool_drain_notify(struct pool *p, struct worker *w)
+{
+	(void)p;
+	(void)w;
+	sockets_read++;
+}
+
+/* What one event cost: index steps and sockets read. */
+struct cost {
+	uint64_t steps;
+	unsigned reads;
+};
+
+static struct cost since(const struct cost *before)
+{
+	return (struct cost){pool.slots.steps - before->steps, sockets_read - before->reads};
+}
+
+static struct cost now_cost(void)
+{
+	return (struct cost){pool.slots.steps, sockets_read};
+}
+
+static int setup(void **state)
+{
+	struct rlimit rl;
+
+	(void)state;
+	/* a fake pidfd is an eventfd: 4,096 of them */
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 4400 && rl.rlim_max >= 4400) {
+		rl.rlim_cur = 4400;
+		(void)setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	return 0;
+}
+
+/* A pool of n ready workers with --timeout and --ready-timeout: each has a deadline. */
+static void start_ready(unsigned n)
+{
+	struct pool_config cfg = {
+		.graceful_timeout_ms = 30000,
+		.ready_timeout_ms = 60000,
+		.timeout_ms = 30000,
+		.wait_notify = true,
+		.notify_uid = (uid_t)-1,
+		.notify_gid = (gid_t)-1,
+	};
+
+	memset(&up, 0, sizeof(up));
+	sockets_read = 0;
+	watched = 0;
+	pool_init(&pool, n, &loop, &notify, &hooks);
+	pool_configure(&pool, &cfg);
+	while (pool_count(&pool, worker_is_active) < n) {
+		pool_reconcile(&pool); /* SPAWN_BATCH a turn */
+		pool_watch_notify(&pool);
+	}
+	for (size_t i = 0; i < pool.n; i++) {
+		struct notify_msg m = {.ready = true, .watchdog = true};
+
+		pool_notify(&pool, pool.workers[i], &m, clock_ms + i);
+	}
+	pool_watch_notify(&pool);
+	assert_int_equal(pool_count(&pool, worker_is_ready), n);
+}
+
+struct costs {
+	struct cost ttin, exit_respawn, notify, deadline, next_deadline, ttou;
+};
+
+static void measure(unsigned n, struct costs *c)
+{
+	struct cost before;
+	struct worker *w;
+
+	start_ready(n);
+	pool_next_deadline(&pool); /* the indexes built once for this generation */
+
+	/* TTIN: one more worker, the lowest free slot id */
+	before = now_cost();
+	pool.target = n + 1;
+	pool_reconcile(&pool);
+	c->ttin = since(&before);
+	assert_int_equal(pool_count(&pool, worker_is_active), n + 1);
+	assert_non_null(worker_in_slot(n, 1));
+
+	/* An exit (a SIGCHLD: found by its pid) and its replacement in the same slot */
+	w = worker_in_slot(n / 2, 1);
+	clock_ms += BOOT_WINDOW_MS + 1;
+	fake_exit(w->pid, CLD_KILLED, SIGSEGV);
+	before = now_cost();
+	pool_reap_children(&pool);
+	pool_reconcile(&pool);
+	c->exit_respawn = since(&before);
+	pool_gc(&pool);
+	assert_non_null(worker_in_slot(n / 2, 1));
+
+	/* A WATCHDOG=1 from one worker: its deadline moves */
+	w = worker_in_slot(3, 1);
+	before = now_cost();
+	{
+		struct notify_msg m = {.watchdog = true};
+
+		pool_notify(&pool, w, &m, clock_ms);
+	}
+	pool_watch_notify(&pool);
+	c->notify = since(&before);
+
+	/* The next deadline, and one worker's watchdog deadline passing: one socket read,
+	 * one worker judged */
+	before = now_cost();
+	(void)pool_next_deadline(&pool);
+	c->next_deadline = since(&before);
+	w = slots_earliest(&pool);
+	assert_non_null(w);
+	before = now_cost();
+	clock_ms = w->deadline_ms;
+	pool_run_deadlines(&pool, clock_ms);
+	c->deadline = since(&before);
+	assert_int_equal(signals_to(w->pid, SIGABRT), 1);
+
+	/* TTOU: the highest slot goes */
+	before = now_cost();
+	pool.target = pool_count(&pool, worker_is_active) - 1;
+	pool_reconcile(&pool);
+	c->ttou = since(&before);
+
+	pool_free(&pool);
+	fake_reset();
+}
+
+/* Equal, but for a deadline's place in its heap: log2(4096 / 16) = 8 more levels to
+ * move through, up or down. */
+#define HEAP_LEVELS 8
+
+static void assert_same(const char *what, struct cost small, struct cost big, unsigned heap_moves)
+{
+	print_message("%-14s steps %4llu at 16, %4llu at 4096; sockets read %u, %u\n", what,
+		      (unsigned long long)small.steps, (unsigned long long)big.steps, small.reads,
+		      big.reads);
+	assert_true(big.steps <= small.steps + heap_moves * HEAP_LEVELS);
+	assert_true(big.reads <= small.reads);
+}
+
+static void test_per_event_work_is_constant_in_n(void **state)
+{
+	struct costs small, big;
+
+	(void)state;
+	measure(16, &small);
+	measure(4096, &big);
+	assert_same("TTIN", small.ttin, big.ttin, 0);
+	assert_same("exit+respawn", small.exit_respawn, big.exit_respawn, 2);
+	assert_same("notify", small.notify, big.notify, 1);
+	assert_same("next deadline", small.next_deadline, big.next_deadline, 0);
+	assert_same("deadline", small.deadline, big.deadline, 2);
+	assert_same("TTOU", small.ttou, big.ttou, 1);
+	/* a deadline reads the socket of the worker it judges and of the next one due (is
+	 * its ping there?), not every worker's */
+	assert_true(big.deadline.reads <= 2);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup(test_per_event_work_is_constant_in_n, setup),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
