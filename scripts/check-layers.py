@@ -85,6 +85,26 @@ def code_only(text):
                   blank, text, flags=re.S)
 
 
+def circles(edges, what):
+    """One line per circle in the graph edges (module -> modules it uses)."""
+    found = []
+    state = {}
+
+    def visit(mod, stack):
+        state[mod] = 1
+        for nxt in sorted(edges.get(mod, ())):
+            if state.get(nxt) == 1:
+                found.append(f"{what}: " + " -> ".join(stack[stack.index(nxt):] + [nxt]))
+            elif not state.get(nxt):
+                visit(nxt, stack + [nxt])
+        state[mod] = 2
+
+    for mod in sorted(edges):
+        if not state.get(mod):
+            visit(mod, [mod])
+    return found
+
+
 def check_call_order():
     errors = []
     files = {}
@@ -154,21 +174,7 @@ def check_calls():
                                   f"{cmod}.c of the {cl} layer above it")
                 elif mod.startswith("arbiter/") and cmod.startswith("arbiter/"):
                     edges.setdefault(mod, set()).add(cmod)
-    state = {}
-
-    def visit(mod, stack):
-        state[mod] = 1
-        for nxt in sorted(edges.get(mod, ())):
-            if state.get(nxt) == 1:
-                errors.append("call circle: " + " -> ".join(stack[stack.index(nxt):] + [nxt]))
-            elif not state.get(nxt):
-                visit(nxt, stack + [nxt])
-        state[mod] = 2
-
-    for mod in sorted(edges):
-        if not state.get(mod):
-            visit(mod, [mod])
-    return errors
+    return errors + circles(edges, "call circle")
 
 
 def main():
@@ -209,21 +215,7 @@ def main():
                     if hl == layer:
                         edges.setdefault(mod, set()).add(hmod)
     # Circles among the modules of one layer.
-    state = {}
-
-    def visit(mod, stack):
-        state[mod] = 1
-        for nxt in sorted(edges.get(mod, ())):
-            if state.get(nxt) == 1:
-                circle = stack[stack.index(nxt):] + [nxt]
-                errors.append("include circle: " + " -> ".join(circle))
-            elif not state.get(nxt):
-                visit(nxt, stack + [nxt])
-        state[mod] = 2
-
-    for mod in sorted(edges):
-        if not state.get(mod):
-            visit(mod, [mod])
+    errors += circles(edges, "include circle")
     errors += check_call_order()
     errors += check_calls()
     for e in errors:
