@@ -15,6 +15,7 @@
 #include <sys/types.h>
 
 #include "lifecycle.h"
+#include "heap.h"
 #include "sources.h"
 #include "notify.h"
 #include "options.h"
@@ -63,9 +64,8 @@ struct pool_slots {
 	unsigned count[WORKER_STATE_MAX][2]; /* [state][1: current generation] */
 	struct worker **pids;		     /* pid_cap entries (a power of two), NULL: empty */
 	size_t pid_cap, pid_n;
-	struct worker **heap; /* by deadline_ms, earliest at 0 */
-	size_t heap_n, heap_cap;
-	struct worker **old; /* active workers of older generations, by id */
+	struct heap deadlines; /* of workers, by deadline_ms (heap_pos: their place) */
+	struct worker **old;   /* active workers of older generations, by id */
 	size_t old_n;
 	/* Worker records and index words visited: what test_pool_scale.c counts per
 	 * event. Never reset; only differences mean anything. */

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "heap.h"
 #include "log.h"
 #include "pool.h"
 #include "timeutil.h"
@@ -165,78 +166,13 @@ static void pids_remove(struct pool_slots *s, const struct worker *w)
 
 /* -- deadlines --------------------------------------------------------------------- */
 
-static void heap_place(struct pool_slots *s, size_t i, struct worker *w)
+/* On a heap keyed by deadline_ms (shared/heap.h), set up on first use: struct pool is
+ * zeroed by its owner, not built by us. */
+static struct heap *deadlines(struct pool_slots *s)
 {
-	s->heap[i] = w;
-	w->heap_pos = i + 1;
-}
-
-static void heap_up(struct pool_slots *s, size_t i)
-{
-	struct worker *w = s->heap[i];
-
-	while (i > 0) {
-		size_t parent = (i - 1) / 2;
-
-		s->steps++;
-		if (s->heap[parent]->deadline_ms <= w->deadline_ms)
-			break;
-		heap_place(s, i, s->heap[parent]);
-		i = parent;
-	}
-	heap_place(s, i, w);
-}
-
-static void heap_down(struct pool_slots *s, size_t i)
-{
-	struct worker *w = s->heap[i];
-
-	for (;;) {
-		size_t c = 2 * i + 1;
-
-		s->steps++;
-		if (c >= s->heap_n)
-			break;
-		if (c + 1 < s->heap_n && s->heap[c + 1]->deadline_ms < s->heap[c]->deadline_ms)
-			c++;
-		if (w->deadline_ms <= s->heap[c]->deadline_ms)
-			break;
-		heap_place(s, i, s->heap[c]);
-		i = c;
-	}
-	heap_place(s, i, w);
-}
-
-static void heap_remove(struct pool_slots *s, struct worker *w)
-{
-	size_t i = w->heap_pos - 1;
-	struct worker *last;
-
-	if (!w->heap_pos)
-		return;
-	w->heap_pos = 0;
-	last = s->heap[--s->heap_n];
-	if (last == w)
-		return;
-	heap_place(s, i, last);
-	heap_up(s, i);
-	heap_down(s, last->heap_pos - 1);
-}
-
-static int heap_insert(struct pool_slots *s, struct worker *w)
-{
-	if (s->heap_n == s->heap_cap) {
-		size_t cap = s->heap_cap ? s->heap_cap * 2 : 64;
-		struct worker **h = realloc(s->heap, cap * sizeof(*h));
-
-		if (!h)
-			return -ENOMEM;
-		s->heap = h;
-		s->heap_cap = cap;
-	}
-	heap_place(s, s->heap_n++, w);
-	heap_up(s, s->heap_n - 1);
-	return 0;
+	if (!s->deadlines.pos_off)
+		s->deadlines = (struct heap)HEAP_INIT(struct worker, deadline_ms, heap_pos);
+	return &s->deadlines;
 }
 
 /* -- the old generations' order ------------------------------------------------------ */
@@ -267,7 +203,7 @@ static void index_worker(struct pool *p, struct worker *w)
 		return;
 	(void)pids_insert(s, w);
 	if (w->deadline_ms)
-		(void)heap_insert(s, w);
+		(void)heap_insert(deadlines(s), w);
 	if (active_state(w->state) && is_current(p, w))
 		id_take(s, w);
 }
@@ -286,7 +222,7 @@ static void rebuild(struct pool *p)
 	if (s->pid_cap)
 		memset(s->pids, 0, s->pid_cap * sizeof(*s->pids));
 	s->pid_n = 0;
-	s->heap_n = 0; /* its entries may be freed workers: never looked at */
+	deadlines(s)->n = 0; /* its entries may be freed workers: never looked at */
 	free(s->old);
 	s->old = NULL;
 	s->old_n = 0;
@@ -336,7 +272,7 @@ void slots_remove(struct pool *p, struct worker *w)
 	if (s->stale || s->gen != p->generation)
 		return; /* rebuilt from p->workers, without it, at the next use */
 	s->count[w->state][is_current(p, w)]--;
-	heap_remove(s, w);
+	heap_remove(deadlines(s), w);
 	pids_remove(s, w);
 	old_forget(s, w);
 	if (active_state(w->state) && is_current(p, w))
@@ -451,21 +387,16 @@ void slots_set_deadline(struct pool *p, struct worker *w, uint64_t ms)
 	w->deadline_ms = ms;
 	if (s->stale || s->gen != p->generation)
 		return;
-	if (!ms) {
-		heap_remove(s, w);
-	} else if (!w->heap_pos) {
-		(void)heap_insert(s, w);
-	} else if (ms < was) {
-		heap_up(s, w->heap_pos - 1);
-	} else if (ms > was) {
-		heap_down(s, w->heap_pos - 1);
-	}
+	if (!ms)
+		heap_remove(deadlines(s), w);
+	else if (ms != was || !w->heap_pos)
+		(void)heap_update(deadlines(s), w);
 }
 
 struct worker *slots_earliest(struct pool *p)
 {
 	slots_ensure(p);
-	return p->slots.heap_n ? p->slots.heap[0] : NULL;
+	return heap_top(&p->slots.deadlines);
 }
 
 void slots_free(struct pool *p)
@@ -477,7 +408,7 @@ void slots_free(struct pool *p)
 	free(s->any);
 	free(s->by_id);
 	free(s->pids);
-	free(s->heap);
+	heap_free(&s->deadlines);
 	free(s->old);
 	memset(s, 0, sizeof(*s));
 	s->stale = true;

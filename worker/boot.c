@@ -267,11 +267,13 @@ static void conn_list_free(struct bw_conn *c)
 
 void bw_free(struct bw_worker *w)
 {
-	for (size_t i = 0; i < w->heap_len; i++) {
-		close(w->heap[i]->src.fd);
-		free(w->heap[i]);
+	for (size_t i = 0; i < w->sleeping.n; i++) {
+		struct bw_conn *c = w->sleeping.v[i];
+
+		close(c->src.fd);
+		free(c);
 	}
-	free(w->heap);
+	heap_free(&w->sleeping);
 	conn_list_free(w->idle.head);
 	conn_list_free(w->linger.head);
 	conn_list_free(w->dead_conns);

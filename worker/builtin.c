@@ -180,6 +180,7 @@ int builtin_worker_main(int argc, char **argv)
 		.watchdog.fd = -1,
 		.notifier.fd = -1,
 		.exit_reason = "unknown",
+		.sleeping = HEAP_INIT(struct bw_conn, sleep_deadline, heap_pos),
 	};
 	sigset_t mask;
 	int r;

@@ -18,6 +18,7 @@
 #pragma once
 
 #include "builtin.h"
+#include "heap.h"
 #include "sdnotify.h"
 
 #include <stdbool.h>
@@ -79,7 +80,7 @@ struct bw_conn {
 
 	/* the parked /sleep request */
 	uint64_t sleep_deadline;
-	size_t heap_index;
+	size_t heap_pos; /* on the worker's sleeping heap (shared/heap.h) */
 	unsigned int sleep_ms;
 	bool sleep_head;
 	bool sleep_keep_alive;
@@ -117,9 +118,8 @@ struct bw_worker {
 	size_t n_free;
 	struct bw_conn *dead_conns; /* closed during this batch, recycled after it */
 
-	/* parked /sleep connections, a binary min-heap on sleep_deadline */
-	struct bw_conn **heap;
-	size_t heap_len, heap_cap;
+	/* parked /sleep connections, a min-heap on sleep_deadline */
+	struct heap sleeping;
 	uint64_t sleep_armed; /* absolute deadline the timerfd is armed for, 0 when not */
 	uint64_t sweep_armed;
 

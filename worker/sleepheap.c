@@ -1,6 +1,6 @@
 /* /sleep?ms=N in the built-in worker: the connection is parked, not blocked on. Parked
- * connections sit on a binary min-heap of deadlines behind one timerfd, armed for the
- * earliest; when it fires, every connection due is answered and resumes serving. */
+ * connections sit on a min-heap of deadlines (shared/heap.h) behind one timerfd, armed
+ * for the earliest; when it fires, every connection due is answered and resumes serving. */
 #include "builtin_internal.h"
 #include "log.h"
 
@@ -8,78 +8,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-static void heap_set(struct bw_worker *w, size_t i, struct bw_conn *c)
-{
-	w->heap[i] = c;
-	c->heap_index = i;
-}
-
-static void heap_up(struct bw_worker *w, size_t i)
-{
-	struct bw_conn *c = w->heap[i];
-
-	while (i > 0) {
-		size_t parent = (i - 1) / 2;
-
-		if (w->heap[parent]->sleep_deadline <= c->sleep_deadline)
-			break;
-		heap_set(w, i, w->heap[parent]);
-		i = parent;
-	}
-	heap_set(w, i, c);
-}
-
-static void heap_down(struct bw_worker *w, size_t i)
-{
-	struct bw_conn *c = w->heap[i];
-
-	for (;;) {
-		size_t child = 2 * i + 1;
-
-		if (child >= w->heap_len)
-			break;
-		if (child + 1 < w->heap_len &&
-		    w->heap[child + 1]->sleep_deadline < w->heap[child]->sleep_deadline)
-			child++;
-		if (c->sleep_deadline <= w->heap[child]->sleep_deadline)
-			break;
-		heap_set(w, i, w->heap[child]);
-		i = child;
-	}
-	heap_set(w, i, c);
-}
-
-static int heap_push(struct bw_worker *w, struct bw_conn *c)
-{
-	if (w->heap_len == w->heap_cap) {
-		size_t cap = w->heap_cap ? 2 * w->heap_cap : 64;
-		struct bw_conn **heap = realloc(w->heap, cap * sizeof(*heap));
-
-		if (!heap)
-			return -ENOMEM;
-		w->heap = heap;
-		w->heap_cap = cap;
-	}
-	heap_set(w, w->heap_len++, c);
-	heap_up(w, w->heap_len - 1);
-	return 0;
-}
-
 void bw_heap_remove(struct bw_worker *w, struct bw_conn *c)
 {
-	size_t i = c->heap_index;
-	struct bw_conn *last = w->heap[--w->heap_len];
-
-	if (i == w->heap_len)
-		return;
-	heap_set(w, i, last);
-	heap_down(w, i);
-	heap_up(w, last->heap_index);
+	heap_remove(&w->sleeping, c);
 }
 
 void bw_sleep_timer_update(struct bw_worker *w)
 {
-	uint64_t at = w->heap_len ? w->heap[0]->sleep_deadline : 0;
+	struct bw_conn *first = heap_top(&w->sleeping);
+	uint64_t at = first ? first->sleep_deadline : 0;
 	int r;
 
 	if (at == w->sleep_armed)
@@ -112,7 +49,7 @@ void bw_conn_park(struct bw_worker *w, struct bw_conn *c, unsigned int ms, bool 
 		conn_respond_slept(w, c);
 		return;
 	}
-	if (heap_push(w, c) < 0) {
+	if (heap_insert(&w->sleeping, c) < 0) {
 		bw_conn_respond_text(w, c, 500, head_only, false, "out of memory\n");
 		return;
 	}
@@ -126,10 +63,8 @@ void bw_sleep_timer_fired(struct bw_worker *w)
 {
 	bw_timer_drain(w->sleep_timer.fd);
 	w->sleep_armed = 0;
-	while (w->heap_len && w->heap[0]->sleep_deadline <= w->now) {
-		struct bw_conn *c = w->heap[0];
-
-		bw_heap_remove(w, c);
+	for (struct bw_conn *c; (c = heap_top(&w->sleeping)) && c->sleep_deadline <= w->now;) {
+		heap_remove(&w->sleeping, c);
 		c->parked = false;
 		conn_respond_slept(w, c);
 		bw_conn_touch(w, c);

@@ -50,12 +50,13 @@ struct cost {
 
 static struct cost since(const struct cost *before)
 {
-	return (struct cost){pool.slots.steps - before->steps, sockets_read - before->reads};
+	return (struct cost){pool.slots.steps + pool.slots.deadlines.steps - before->steps,
+			     sockets_read - before->reads};
 }
 
 static struct cost now_cost(void)
 {
-	return (struct cost){pool.slots.steps, sockets_read};
+	return (struct cost){pool.slots.steps + pool.slots.deadlines.steps, sockets_read};
 }
 
 static int setup(void **state)
