@@ -18,7 +18,10 @@ struct heap {
 	uint64_t steps;
 };
 
-#define HEAP_INIT(type, key, pos) {.key_off = offsetof(type, key), .pos_off = offsetof(type, pos)}
+#define HEAP_INIT(type, key, pos)                                                                  \
+	{                                                                                          \
+		.key_off = offsetof(type, key), .pos_off = offsetof(type, pos)                     \
+	}
 
 /* 0, or -ENOMEM (the record is then not in the heap). */
 int heap_insert(struct heap *h, void *e);

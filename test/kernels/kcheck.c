@@ -477,38 +477,68 @@ static void as_container(rlim_t hard)
 		_exit(126);
 }
 
-/* With a hard limit of 64 KiB nothing can be raised: --bpf on must fail and say it is
- * the limit, not a bare "Operation not permitted". */
-static void check_memlock_named(const char *sigvisor, const char *work)
+/* Work in WORK/NAME from now on; returns the directory worked in before. */
+static const char *enter_dir(const char *work, const char *name)
 {
-	char dir[512], control[600], bind[600], log[600], pin[600], why[512];
-	uint64_t end = now_ms() + DEADLINE_MS;
+	static char dirs[2][512];
+	static int next;
 	const char *saved = workdir;
-	int status;
+	char *dir = dirs[next++ % 2];
 
-	snprintf(dir, sizeof(dir), "%s/memlock", work);
+	snprintf(dir, sizeof(dirs[0]), "%s/%s", work, name);
 	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
 		fail("mkdir %s: %s", dir, strerror(errno));
 	workdir = dir;
-	snprintf(control, sizeof(control), "%s/control.sock", dir);
-	snprintf(bind, sizeof(bind), "unix:%s/http.sock", dir);
-	snprintf(log, sizeof(log), "%s/sigvisor.log", dir);
-	snprintf(pin, sizeof(pin), "%s/pins", dir);
-	arbiter = fork();
-	if (arbiter == 0) {
+	return saved;
+}
+
+/* sigvisor started in workdir: its log, control socket and unix bind there (the guest
+ * has no network), one worker, no watchdog (--timeout 0), then args (NULL-ended). With
+ * memlock, started as a container would be (as_container). Its pid. */
+static pid_t spawn_sigvisor(const char *sigvisor, rlim_t memlock, const char *const *args)
+{
+	char control[512], bind[520], log[512];
+	const char *argv[32] = {sigvisor,    "-w",    "1",	   "-b", bind,
+				"--control", control, "--timeout", "0"};
+	size_t n = 9;
+	pid_t pid;
+
+	snprintf(control, sizeof(control), "%s/control.sock", workdir);
+	snprintf(bind, sizeof(bind), "unix:%s/http.sock", workdir);
+	snprintf(log, sizeof(log), "%s/sigvisor.log", workdir);
+	while (*args && n < sizeof(argv) / sizeof(argv[0]) - 1)
+		argv[n++] = *args++;
+	argv[n] = NULL;
+	pid = fork();
+	if (pid == 0) {
 		int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 
 		if (fd < 0)
 			_exit(127);
 		dup2(fd, 1);
 		dup2(fd, 2);
-		as_container(64 * 1024);
-		execl(sigvisor, sigvisor, "--bpf", "on", "--bpf-pin", pin, "-w", "1", "-b", bind,
-		      "--control", control, "--timeout", "0", (char *)NULL);
+		if (memlock)
+			as_container(memlock);
+		execv(sigvisor, (char *const *)argv);
 		_exit(127);
 	}
-	if (arbiter < 0)
+	if (pid < 0)
 		fail("fork: %s", strerror(errno));
+	return pid;
+}
+
+/* With a hard limit of 64 KiB nothing can be raised: --bpf on must fail and say it is
+ * the limit, not a bare "Operation not permitted". */
+static void check_memlock_named(const char *sigvisor, const char *work)
+{
+	char pin[600], why[512];
+	uint64_t end = now_ms() + DEADLINE_MS;
+	const char *saved = enter_dir(work, "memlock");
+	int status;
+
+	snprintf(pin, sizeof(pin), "%s/pins", workdir);
+	arbiter = spawn_sigvisor(sigvisor, 64 * 1024,
+				 (const char *[]){"--bpf", "on", "--bpf-pin", pin, NULL});
 	while (!arbiter_gone(&status)) {
 		if (now_ms() > end)
 			fail("memlock: --bpf on with 64 KiB of RLIMIT_MEMLOCK still runs after %d "
@@ -527,34 +557,14 @@ static void check_memlock_named(const char *sigvisor, const char *work)
 
 static pid_t start_sigvisor(const char *sigvisor, const char *pin, const char *self)
 {
-	char control[512], bind[520], log[512];
-	pid_t pid;
-
-	snprintf(control, sizeof(control), "%s/control.sock", workdir);
-	snprintf(bind, sizeof(bind), "unix:%s/http.sock", workdir);
-	snprintf(log, sizeof(log), "%s/sigvisor.log", workdir);
 	setenv("KCHECK_DIR", workdir, 1);
-	pid = fork();
-	if (pid == 0) {
-		int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-
-		if (fd < 0)
-			_exit(127);
-		dup2(fd, 1);
-		dup2(fd, 2);
-		/* Where maps are charged to it, as a container starts us: 64 KiB that only
-		 * sigvisor raises (to the hard limit: libbpf alone asks for infinity and
-		 * gives up). */
-		if (memlock_charged())
-			as_container(1024 * 1024 * 1024);
-		/* unix socket bind: the guest has no network; --timeout 0: no watchdog. */
-		/* auto: the probes load beside the workers, and must adopt worker 0. */
-		execl(sigvisor, sigvisor, "--bpf", "auto", "--bpf-pin", pin, "-w", "1", "-b", bind,
-		      "--control", control, "--ready-mode", "start", "--timeout", "0",
-		      "--graceful-timeout", "5", "--", self, "worker", (char *)NULL);
-		_exit(127);
-	}
-	return pid;
+	/* Where maps are charged to it, as a container starts us: 64 KiB that only sigvisor
+	 * raises (to the hard limit: libbpf alone asks for infinity and gives up). auto:
+	 * the probes load beside the workers, and must adopt worker 0. */
+	return spawn_sigvisor(sigvisor, memlock_charged() ? 1024 * 1024 * 1024 : 0,
+			      (const char *[]){"--bpf", "auto", "--bpf-pin", pin, "--ready-mode",
+					       "start", "--graceful-timeout", "5", "--", self,
+					       "worker", NULL});
 }
 
 /* ---- the plain supervisor --------------------------------------------------- */
@@ -650,30 +660,10 @@ static void wait_exit_0(const char *what)
 
 static void plain(const char *sigvisor, const char *work)
 {
-	char dir[512], control[600], bind[600], log[600];
-	const char *saved = workdir;
+	const char *saved = enter_dir(work, "plain");
 
-	snprintf(dir, sizeof(dir), "%s/plain", work);
-	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
-		fail("mkdir %s: %s", dir, strerror(errno));
-	workdir = dir;
-	snprintf(control, sizeof(control), "%s/control.sock", dir);
-	snprintf(bind, sizeof(bind), "unix:%s/http.sock", dir);
-	snprintf(log, sizeof(log), "%s/sigvisor.log", dir);
-	arbiter = fork();
-	if (arbiter == 0) {
-		int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-
-		if (fd < 0)
-			_exit(127);
-		dup2(fd, 1);
-		dup2(fd, 2);
-		execl(sigvisor, sigvisor, "--bpf", "off", "-w", "1", "-b", bind, "--control",
-		      control, "--timeout", "0", "--graceful-timeout", "5", (char *)NULL);
-		_exit(127);
-	}
-	if (arbiter < 0)
-		fail("fork: %s", strerror(errno));
+	arbiter = spawn_sigvisor(sigvisor, 0,
+				 (const char *[]){"--bpf", "off", "--graceful-timeout", "5", NULL});
 	plain_wait(sigvisor, 1, 1, "ready worker");
 	plain_get();
 	kill(arbiter, SIGTTIN);
@@ -700,8 +690,6 @@ static int run(const char *sigvisor, const char *pin, const char *self)
 	if (memlock_charged())
 		check_memlock_named(sigvisor, workdir);
 	arbiter = start_sigvisor(sigvisor, pin, self);
-	if (arbiter < 0)
-		fail("fork: %s", strerror(errno));
 	wpid = (pid_t)wait_number_file("worker.pid", "worker 0 to start");
 	wait_probes(sigvisor);
 
