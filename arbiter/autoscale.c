@@ -45,6 +45,13 @@ uint64_t autoscale_next_deadline(const struct autoscale *as)
 	return as->on ? as->next_ms : 0;
 }
 
+/* How long the queues must stay empty for a down step (see the backoff in
+ * autoscale.h). */
+static uint64_t down_delay(const struct autoscale *as)
+{
+	return as->down_ms << as->backoff;
+}
+
 /* The next look: soon while connections wait, less often while the pool has workers to
  * give back, once per --scale-down-after when it has none and nothing waits. */
 static uint64_t period(const struct autoscale *as, const struct pool *p)
@@ -139,15 +146,20 @@ void autoscale_tick(struct autoscale *as, struct pool *p, const struct listener_
 		} else if (pool_count(p, worker_is_ready) >= p->target) {
 			snprintf(reason, sizeof(reason), "queue %u for %.1f s on %s",
 				 (unsigned)queued, waited, addr);
+			if (as->last_down_ms && now - as->last_down_ms < down_delay(as) &&
+			    as->backoff < AUTOSCALE_MAX_BACKOFF)
+				as->backoff++;
 			decide(as, p, AUTOSCALE_UP, reason);
 			as->busy_since_ms = now;
 		}
 	} else if (as->idle_since_ms && p->target > as->min &&
-		   now - as->idle_since_ms >= as->down_ms) {
+		   now - as->idle_since_ms >= down_delay(as)) {
 		snprintf(reason, sizeof(reason), "queues empty for %.1f s",
 			 (double)(now - as->idle_since_ms) / 1000.0);
 		decide(as, p, AUTOSCALE_DOWN, reason);
-		as->idle_since_ms = now;
+		as->idle_since_ms = as->last_down_ms = now;
+		if (p->target <= as->min)
+			as->backoff = 0; /* the load is gone: the next one starts afresh */
 	}
 	as->last_target = p->target;
 	as->next_ms = now + period(as, p);

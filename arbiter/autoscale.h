@@ -15,7 +15,11 @@
  * boot while the queue waits for them), and the next step needs another
  * --scale-up-after of waiting. Down: every queue empty at every look for
  * --scale-down-after retires one worker, the way TTOU does (pool_reconcile stops the
- * newest gracefully); the next step needs another --scale-down-after. For a COMMAND the
+ * newest gracefully); the next step needs another --scale-down-after. A steady load that
+ * needs exactly the workers it has leaves the queue empty too, so a retired worker may
+ * be missed at once: a down step undone by an up step within the down delay doubles
+ * the delay before the next down step (up to 16 times), until the pool is back at its
+ * minimum, so such a load costs a few restarts, not one per delay. For a COMMAND the
  * arbiter cannot see a request in hand, and for the built-in worker (which accepts as
  * fast as its loop turns) an empty queue is what spare capacity looks like from outside:
  * idle is the queue staying empty.
@@ -32,6 +36,8 @@
 #include "listener_set.h"
 #include "pool.h"
 
+#define AUTOSCALE_MAX_BACKOFF 4
+
 enum autoscale_direction { AUTOSCALE_UP, AUTOSCALE_DOWN };
 
 struct autoscale {
@@ -47,6 +53,11 @@ struct autoscale {
 	uint64_t looks;		/* for status */
 	uint64_t decisions[2];	/* by enum autoscale_direction */
 	uint32_t last_queued;	/* the longest queue at the last look */
+	/* A down step that load undid (an up step within the down delay after it) was one
+	 * too many: the next down waits twice as long, up to AUTOSCALE_MAX_BACKOFF
+	 * doublings, until the pool is back at its minimum. */
+	uint64_t last_down_ms;
+	unsigned backoff;
 };
 
 /* The settings (on: max > 0), at start and after each reload: the timer starts with the
