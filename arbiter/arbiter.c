@@ -274,12 +274,14 @@ static void on_signalfd(struct arbiter *a)
 
 static void on_timer(struct arbiter *a)
 {
-	uint64_t expirations, now = now_ms();
+	uint64_t expirations, now = now_ms(), pool_due = pool_next_deadline(&a->pool);
 
 	(void)!read(a->timer.fd, &expirations, sizeof(expirations));
 	a->timer_armed_ms = 0;
-	/* WATCHDOG=1 pings wait in the socket until now: read them before judging. */
-	pool_drain_all_notify(&a->pool);
+	/* WATCHDOG=1 pings wait in the socket until now: read them before judging. A look at
+	 * the listen queues alone judges no worker: it costs no read per worker. */
+	if (!autoscale_due(&a->autoscale, now) || (pool_due && pool_due <= now))
+		pool_drain_all_notify(&a->pool);
 	if (a->phase_deadline_ms && a->phase_deadline_ms <= now) {
 		log_info("shutdown delay over");
 		begin_drain(a, false);

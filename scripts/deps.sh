@@ -11,7 +11,7 @@ test_pkgs=("${run_pkgs[@]}" wrk gunicorn libcmocka-dev libsystemd-dev systemd py
 check_pkgs=("${test_pkgs[@]}" clang-format cppcheck clang lld libclang-rt-14-dev)
 # A kernel package is downloaded by test/kernels/run.sh, never installed.
 kernels_pkgs=("${run_pkgs[@]}" qemu-system-x86 busybox-static cpio)
-bench_pkgs=("${run_pkgs[@]}" gunicorn wrk strace python3 tini dumb-init catatonit gnuplot-nox nginx-light iproute2)
+bench_pkgs=("${run_pkgs[@]}" gunicorn wrk strace python3 tini dumb-init catatonit gnuplot-nox nginx-light iproute2 uwsgi-core uwsgi-plugin-python3)
 
 case "${1:-}" in
 run) pkgs=("${run_pkgs[@]}") ;;
