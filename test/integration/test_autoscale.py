@@ -235,3 +235,32 @@ def test_config_shows_the_settings_and_their_sources(start, tmpdir_short):
     assert re.search(r"max-workers\s+6\s+.*config file", out), out
     assert re.search(r"scale-up-after\s+0\.250\s+.*command line", out), out
     assert re.search(r"scale-down-after\s+30\s+.*default", out), out
+
+
+def test_usr2_keeps_the_size_within_the_new_bounds(start, tmpdir_short):
+    from test_upgrade import replace_binary, start_from
+    conf = os.path.join(tmpdir_short, "sv.conf")
+    with open(conf, "w") as f:
+        f.write("workers = 1\nmax-workers = 4\nscale-down-after = 60\n")
+    sv, path = start_from(start, tmpdir_short, "-c", conf, "--ready-mode", "start",
+                          command=["/usr/bin/python3", "-c", BLOCKING])
+    sv.wait_workers(1)
+    r = run_sigvisor("workers", "3", "--control", sv.control)
+    assert r.returncode == 0, r.stderr
+    sv.wait_workers(3)
+    # The new image keeps the size the old one had, within its own bounds.
+    replace_binary(path)
+    sv.kill(signal.SIGUSR2)
+    sv.wait_log(r"upgraded in place: adopted 3 workers")
+    wait_for(lambda: (lambda s: not s["reloading"] and s["target"] == 3 and
+                      s["autoscale"]["max"] == 4)(sv.status()), what="the upgrade done, 3 kept")
+    sv.wait_workers(3)
+    with open(conf, "w") as f:
+        f.write("workers = 1\nmax-workers = 2\nscale-down-after = 60\n")
+    replace_binary(path)
+    sv.kill(signal.SIGUSR2)
+    sv.wait_log(r"reload: pool size 3 -> 2, within --workers 1 and --max-workers 2")
+    wait_for(lambda: (lambda s: not s["reloading"] and s["target"] == 2)(sv.status()),
+             what="the second upgrade done with 2 workers")
+    sv.wait_workers(2)
+    assert sv.status()["pid"] == sv.pid
