@@ -1,6 +1,7 @@
 /* The pool sized by its listen queues (autoscale.h). */
 #include "autoscale.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -20,10 +21,11 @@ unsigned autoscale_bound(unsigned cur, unsigned min, unsigned max)
 }
 
 void autoscale_configure(struct autoscale *as, unsigned min, unsigned max, uint64_t up_ms,
-			 uint64_t down_ms, uint64_t now)
+			 uint64_t down_ms, bool ask_idle, uint64_t now)
 {
 	bool was_on = as->on;
 
+	as->ask_idle = ask_idle;
 	as->on = max > 0;
 	as->min = min;
 	as->max = max;
@@ -69,6 +71,35 @@ static uint64_t period(const struct autoscale *as, const struct pool *p)
 		return as->down_ms;
 	slow = as->down_ms / 4 < 1000 ? as->down_ms / 4 : 1000;
 	return slow > fast ? slow : fast;
+}
+
+/* The built-in workers, asked whether they are idle: their last STATUS= is cleared, so
+ * that only an answer to this question counts (answers() reads them). */
+static void ask(struct pool *p)
+{
+	for (size_t i = 0; i < p->n; i++) {
+		struct worker *w = p->workers[i];
+
+		if (!worker_is_ready(w))
+			continue;
+		w->status[0] = '\0';
+		(void)pool_send_worker(w, SIGWINCH);
+	}
+}
+
+static void answers(struct pool *p, unsigned *ret_idle, unsigned *ret_ready)
+{
+	/* their answers wait in the notify sockets, which are read only when needed */
+	pool_drain_all_notify(p);
+	for (size_t i = 0; i < p->n; i++) {
+		const struct worker *w = p->workers[i];
+
+		if (!worker_is_ready(w))
+			continue;
+		(*ret_ready)++;
+		if (strcmp(w->status, "idle") == 0)
+			(*ret_idle)++;
+	}
 }
 
 static void decide(struct autoscale *as, struct pool *p, enum autoscale_direction d,
@@ -159,13 +190,39 @@ void autoscale_tick(struct autoscale *as, struct pool *p, const struct listener_
 		}
 	} else if (as->idle_since_ms && p->target > as->min &&
 		   now - as->idle_since_ms >= down_delay(as)) {
-		snprintf(reason, sizeof(reason), "queues empty for %.1f s",
-			 (double)(now - as->idle_since_ms) / 1000.0);
+		int len = snprintf(reason, sizeof(reason), "queues empty for %.1f s",
+				   (double)(now - as->idle_since_ms) / 1000.0);
+		unsigned idle = 0, ready = 0;
+
+		if (as->ask_idle && !as->asked_ms) {
+			ask(p);
+			as->asked_ms = now;
+			as->last_target = p->target;
+			as->next_ms = now + AUTOSCALE_ASK_MS;
+			return;
+		}
+		if (as->ask_idle) {
+			answers(p, &idle, &ready);
+			as->asked_ms = 0;
+			if (!idle) {
+				log_info(
+					"autoscale: %s, but none of %u workers is idle: keeping %u "
+					"workers",
+					reason, ready, p->target);
+				as->idle_since_ms = now;
+				as->last_target = p->target;
+				as->next_ms = now + period(as, p);
+				return;
+			}
+			snprintf(reason + len, sizeof(reason) - (size_t)len,
+				 ", %u of %u workers idle", idle, ready);
+		}
 		decide(as, p, AUTOSCALE_DOWN, reason);
 		as->idle_since_ms = as->last_down_ms = now;
 		if (p->target <= as->min)
 			as->backoff = 0; /* the load is gone: the next one starts afresh */
 	}
+	as->asked_ms = 0;
 	as->last_target = p->target;
 	as->next_ms = now + period(as, p);
 }

@@ -15,7 +15,13 @@
  * boot while the queue waits for them), and the next step needs another
  * --scale-up-after of waiting. Down: every queue empty at every look for
  * --scale-down-after retires one worker, the way TTOU does (pool_reconcile stops the
- * newest gracefully); the next step needs another --scale-down-after. A steady load that
+ * newest gracefully); the next step needs another --scale-down-after. For the built-in
+ * worker (ask_idle) a down step also needs a worker with no request in hand: the
+ * arbiter then asks each ready worker with a WINCH (once per down step, never per request
+ * nor per turn of the loop), each answers STATUS=idle or STATUS=busy: ... on its notify
+ * socket, and the next look, AUTOSCALE_ASK_MS later, reads the answers: none idle (or
+ * none answered: a worker held by a request cannot) and the pool keeps its size for
+ * another delay. A steady load that
  * needs exactly the workers it has leaves the queue empty too, so a retired worker may
  * be missed at once: a down step undone by an up step within the down delay doubles
  * the delay before the next down step (up to 16 times), until the pool is back at its
@@ -37,11 +43,15 @@
 #include "pool.h"
 
 #define AUTOSCALE_MAX_BACKOFF 4
+/* How long the built-in workers get to say whether they are idle. */
+#define AUTOSCALE_ASK_MS 100
 
 enum autoscale_direction { AUTOSCALE_UP, AUTOSCALE_DOWN };
 
 struct autoscale {
-	bool on; /* --max-workers given */
+	bool on;	   /* --max-workers given */
+	bool ask_idle;	   /* the built-in worker: ask before a down step */
+	uint64_t asked_ms; /* when the workers were asked (0: not asked) */
 	unsigned min, max;
 	uint64_t up_ms, down_ms;
 	uint64_t next_ms;	/* the next look (0: none) */
@@ -63,7 +73,7 @@ struct autoscale {
 /* The settings (on: max > 0), at start and after each reload: the timer starts with the
  * first look one delay away. */
 void autoscale_configure(struct autoscale *as, unsigned min, unsigned max, uint64_t up_ms,
-			 uint64_t down_ms, uint64_t now);
+			 uint64_t down_ms, bool ask_idle, uint64_t now);
 /* When to look next (0: never), for the arbiter's one timer. */
 uint64_t autoscale_next_deadline(const struct autoscale *as);
 /* Is a look due at now? */

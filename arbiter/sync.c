@@ -38,7 +38,7 @@ void arbiter_sync_pool(struct arbiter *a)
 
 	pool_configure(&a->pool, &cfg);
 	autoscale_configure(&a->autoscale, s->workers, s->max_workers, s->scale_up_after_ms,
-			    s->scale_down_after_ms, now_ms());
+			    s->scale_down_after_ms, !s->command, now_ms());
 	a->pool.trial = a->reloading;
 	a->pool.draining = a->phase >= PHASE_DRAINING;
 }

@@ -25,7 +25,8 @@ while True:
 '''
 
 UP = r'autoscale: queue (\d+) for (\d+\.\d) s on 127\.0\.0\.1:(\d+): (\d+) -> (\d+) workers'
-DOWN = r'autoscale: queues empty for (\d+\.\d) s: (\d+) -> (\d+) workers'
+DOWN = (r'autoscale: queues empty for (\d+\.\d) s(?:, (\d+) of (\d+) workers idle)?: '
+        r'(\d+) -> (\d+) workers')
 
 
 class Load:
@@ -97,8 +98,10 @@ def grows_and_returns(sv, mport, path):
     assert [(u[3], u[4]) for u in ups] == [("1", "2"), ("2", "3")], sv.text()[-3000:]
     assert all(int(u[0]) > 0 and int(u[2]) == sv.port for u in ups)
     downs = re.findall(DOWN, sv.text())
-    assert [(d[1], d[2]) for d in downs] == [("3", "2"), ("2", "1")]
+    assert [(d[3], d[4]) for d in downs] == [("3", "2"), ("2", "1")]
     assert all(float(d[0]) >= 1.0 for d in downs)
+    # The built-in worker is asked whether it has a request in hand; a COMMAND is not.
+    assert all(bool(d[1]) == (path != "/") for d in downs), downs
     st = sv.status()["autoscale"]
     assert (st["up"], st["down"], st["target"]) == (2, 2, 1)
 
@@ -116,6 +119,56 @@ def test_the_builtin_worker_grows_and_returns(start):
                              "--scale-down-after", "1")
     sv.wait_workers(1)
     grows_and_returns(sv, mport, "/block?ms=200")
+
+
+def sockets_of(pid):
+    n = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            n += os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:")
+        except OSError:
+            pass
+    return n
+
+
+def test_the_builtin_worker_is_not_retired_while_every_worker_has_a_request_in_hand(start):
+    """/sleep requests parked in both built-in workers: nothing waits in the queue, yet no
+    worker is idle, so the pool keeps its size; once they are answered it shrinks."""
+    sv, mport = start_scaled(start, "-w", "1", "--max-workers", "2", "--scale-up-after", "0.1",
+                             "--scale-down-after", "1")
+    sv.wait_workers(1)
+    r = run_sigvisor("workers", "2", "--control", sv.control)
+    assert r.returncode == 0, r.stderr
+    pids = [w["pid"] for w in sv.wait_workers(2)]
+    base = {p: sockets_of(p) for p in pids}
+    held = []
+    try:
+        import socket
+        # One more parked request at a time until each worker holds one (which worker
+        # accepts is the kernel's choice: seen in its fds).
+        for _ in range(40):
+            if all(sockets_of(p) > base[p] for p in pids):
+                break
+            total = sum(sockets_of(p) for p in pids)
+            c = socket.create_connection(("127.0.0.1", sv.port), timeout=5)
+            c.sendall(b"GET /sleep?ms=4000 HTTP/1.1\r\nHost: x\r\n\r\n")
+            held.append(c)
+            wait_for(lambda: sum(sockets_of(p) for p in pids) > total, 5, "the request taken")
+        assert all(sockets_of(p) > base[p] for p in pids), "a worker never took a request"
+        sv.wait_log(r"autoscale: queues empty for \d+\.\d s, but none of 2 workers is idle: "
+                    r"keeping 2 workers", timeout=5)
+        assert target(sv) == 2
+        assert all(w["status"].startswith("busy: ") for w in sv.workers()), sv.workers()
+        assert decisions(mport) == (0, 0)
+        for c in held:
+            assert c.recv(4096).startswith(b"HTTP/1.1 200")
+    finally:
+        for c in held:
+            c.close()
+    wait_for(lambda: target(sv) == 1, 10, "the pool back at 1 once the requests are answered")
+    downs = re.findall(DOWN, sv.text())
+    assert [(d[1], d[2], d[3], d[4]) for d in downs] == [("2", "2", "2", "1")], downs
+    assert decisions(mport) == (0, 1)
 
 
 def test_no_decision_under_a_steady_load_the_pool_serves(start):
