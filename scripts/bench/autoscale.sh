@@ -37,15 +37,25 @@ UP_S=${BENCH_AS_UP_S:-0.1}
 UWSGI=${UWSGI:-uwsgi}
 bench_setup autoscale
 
+# TERM (a retirement) ends it after the request in hand, as a sync worker's graceful stop.
 cat >"$tmp/worker.py" <<PY
-import socket, time
+import signal, socket, sys, time
+busy = stop = False
+def term(*_):
+    global stop
+    stop = True
+    if not busy:
+        sys.exit(0)
+signal.signal(signal.SIGTERM, term)
 s = socket.socket(fileno=3)
-while True:
+while not stop:
     c, _ = s.accept()
+    busy = True
     c.recv(4096)
     time.sleep($WORK_MS / 1000)
     c.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n")
     c.close()
+    busy = False
 PY
 cat >"$tmp/wsgi_app.py" <<PY
 import time
