@@ -36,6 +36,7 @@ static void arm_timer(struct arbiter *a)
 	next = earlier_deadline(next, a->upgrade.drain_deadline_ms);
 	next = earlier_deadline(next, a->log_retry_ms);
 	next = earlier_deadline(next, killable_next_deadline(a->killable));
+	next = earlier_deadline(next, autoscale_next_deadline(&a->autoscale));
 	if (a->config_src.fd >= 0)
 		next = earlier_deadline(next, a->config_read.deadline_ms);
 	if (next == a->timer_armed_ms)
@@ -292,6 +293,8 @@ static void on_timer(struct arbiter *a)
 	notify_upstream_tick(&a->notify, now);
 	notify_rejected_flush(&a->notify, now);
 	control_run_deadlines(&a->control, now);
+	autoscale_tick(&a->autoscale, &a->pool, &a->listeners,
+		       reload_busy(a) || a->upgrade.check_pid || a->upgrade.exec_wanted, now);
 	pool_reconcile(&a->pool);
 }
 

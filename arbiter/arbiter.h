@@ -17,6 +17,7 @@
 #include <sys/types.h>
 
 #include "activation.h"
+#include "autoscale.h"
 #include "bpf.h"
 #include "control.h"
 #include "exitstatus.h"
@@ -178,6 +179,7 @@ struct arbiter {
 	uint64_t signals_received[65];
 	uint64_t signals_ignored[65];
 	struct scale_count scale;
+	struct autoscale autoscale; /* --max-workers (autoscale.h); off: never looks */
 };
 
 /* main()'s entry for "sigvisor [OPTIONS] [-- COMMAND]". */

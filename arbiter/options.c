@@ -44,7 +44,14 @@ static const struct option_def option_defs[] = {
 	{"bind", 'b', OPT_BIND, OFF(binds), 0, 0, false, "ADDR",
 	 "HOST:PORT, [V6]:PORT or unix:PATH; repeatable (default 127.0.0.1:8000)"},
 	{"workers", 'w', OPT_UINT, OFF(workers), 1, SETTINGS_MAX_WORKERS, false, "N",
-	 "pool size (default 2)"},
+	 "pool size (default 2); with --max-workers, the smallest the pool gets and its start"},
+	{"max-workers", 0, OPT_UINT, OFF(max_workers), 0, SETTINGS_MAX_WORKERS, false, "M",
+	 "grow the pool up to M workers while connections wait in a listen queue, back to "
+	 "--workers when idle; 0 off (default 0)"},
+	{"scale-up-after", 0, OPT_DURATION, OFF(scale_up_after_ms), 0, 0, false, "S",
+	 "with --max-workers: add a worker once connections waited this long (default 0.1)"},
+	{"scale-down-after", 0, OPT_DURATION, OFF(scale_down_after_ms), 0, 0, false, "S",
+	 "with --max-workers: retire a worker once the queues were empty this long (default 30)"},
 	{"config", 'c', OPT_STRING, OFF(config), 0, 0, false, "PATH",
 	 "config file of key = value lines"},
 	{"timeout", 't', OPT_DURATION, OFF(timeout_ms), 0, 0, false, "S",
@@ -116,6 +123,8 @@ void settings_init(struct settings *s)
 {
 	memset(s, 0, sizeof(*s));
 	s->workers = 2;
+	s->scale_up_after_ms = 100;
+	s->scale_down_after_ms = 30000;
 	s->timeout_ms = 30000;
 	s->graceful_timeout_ms = 30000;
 	s->ready_timeout_ms = 30000;

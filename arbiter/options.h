@@ -62,12 +62,19 @@ struct option_origin {
 #define MAX_BINDS 64
 /* --workers's bound, and of every other way to set the pool's size (`sigvisor workers`). */
 #define SETTINGS_MAX_WORKERS 4096u
+/* The shortest --scale-up-after (looked at every half of it) and --scale-down-after. */
+#define SETTINGS_MIN_SCALE_UP_MS   10u
+#define SETTINGS_MIN_SCALE_DOWN_MS 100u
 
 struct settings {
 	char *binds[MAX_BINDS];
 	size_t n_binds;
 	enum option_source binds_source;
 	unsigned workers;
+	/* --max-workers: 0 off; else workers is the minimum (autoscale.h) */
+	unsigned max_workers;
+	uint64_t scale_up_after_ms;
+	uint64_t scale_down_after_ms;
 	char *config;
 	uint64_t timeout_ms;
 	uint64_t graceful_timeout_ms;

@@ -184,6 +184,33 @@ static int load_first(struct settings *s, struct settings *cmd, int argc, char *
 	return 0;
 }
 
+/* What no single option can say wrong: the autoscaling bounds and delays (autoscale.h),
+ * checked once every source is applied, whichever set them. */
+static int check_scaling(const struct settings *s, char *err, size_t errlen)
+{
+	if (s->max_workers && s->max_workers < s->workers) {
+		snprintf(
+			err, errlen,
+			"--max-workers %u is less than --workers %u: the pool's maximum must be at "
+			"least its minimum (--workers is the minimum with --max-workers)",
+			s->max_workers, s->workers);
+		return -EINVAL;
+	}
+	if (s->scale_up_after_ms < SETTINGS_MIN_SCALE_UP_MS) {
+		snprintf(err, errlen,
+			 "option '--scale-up-after': %llums is too short (at least %ums)",
+			 (unsigned long long)s->scale_up_after_ms, SETTINGS_MIN_SCALE_UP_MS);
+		return -EINVAL;
+	}
+	if (s->scale_down_after_ms < SETTINGS_MIN_SCALE_DOWN_MS) {
+		snprintf(err, errlen,
+			 "option '--scale-down-after': %llums is too short (at least %ums)",
+			 (unsigned long long)s->scale_down_after_ms, SETTINGS_MIN_SCALE_DOWN_MS);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 int options_load_read(struct settings *s, int argc, char *const *argv, const char *env,
 		      struct config_read *pre, char *err, size_t errlen)
 {
@@ -202,7 +229,8 @@ int options_load_read(struct settings *s, int argc, char *const *argv, const cha
 	settings_free(&cmd);
 	if (r < 0)
 		return r;
-	return options_parse_args(s, SOURCE_CMDLINE, argc, argv, 1, true, err, errlen);
+	r = options_parse_args(s, SOURCE_CMDLINE, argc, argv, 1, true, err, errlen);
+	return r < 0 ? r : check_scaling(s, err, errlen);
 }
 
 int options_load(struct settings *s, int argc, char *const *argv, const char *env, char *err,

@@ -6,6 +6,7 @@
 
 #include "arbiter.h"
 #include "killable.h"
+#include "listen_queue.h"
 #include "serving.h"
 #include "signames.h"
 #include "timeutil.h"
@@ -218,6 +219,34 @@ static void render_signals(const struct arbiter *a, FILE *f)
 		   "Signals merged by the kernel into one already pending, by signal (eBPF).", v);
 }
 
+/* The listen queues, read now (a scrape is the only time they are read without
+ * --max-workers), and the autoscaling decisions. */
+static void render_queues(const struct arbiter *a, FILE *f)
+{
+	struct listen_queue q[LISTEN_QUEUE_MAX];
+	size_t n = a->listeners.n < LISTEN_QUEUE_MAX ? a->listeners.n : LISTEN_QUEUE_MAX;
+	bool ok = listen_queue_read(a->listeners.fds, n, q) == 0;
+
+	family(f, "sigvisor_listen_queue", "gauge",
+	       "Connections waiting to be accepted on each listening socket (Recv-Q of ss -lnt).");
+	for (size_t i = 0; ok && i < n; i++)
+		if (q[i].found)
+			labelled(f, "sigvisor_listen_queue", "addr", a->listeners.l[i].address,
+				 q[i].queued);
+	family(f, "sigvisor_listen_queue_max", "gauge",
+	       "At most this many connections wait on each listening socket (its backlog).");
+	for (size_t i = 0; ok && i < n; i++)
+		if (q[i].found)
+			labelled(f, "sigvisor_listen_queue_max", "addr", a->listeners.l[i].address,
+				 q[i].backlog);
+	family(f, "sigvisor_autoscale_decisions_total", "counter",
+	       "Workers added (up) or retired (down) by --max-workers for the listen queues.");
+	for (int d = AUTOSCALE_UP; d <= AUTOSCALE_DOWN; d++)
+		labelled(f, "sigvisor_autoscale_decisions_total", "direction",
+			 autoscale_direction_name((enum autoscale_direction)d),
+			 a->autoscale.decisions[d]);
+}
+
 void arbiter_render_prometheus(struct arbiter *a, FILE *f)
 {
 	struct metrics *m = &a->metrics;
@@ -253,6 +282,7 @@ void arbiter_render_prometheus(struct arbiter *a, FILE *f)
 	render_signals(a, f);
 	render_killable(a, f);
 	render_control(a, f);
+	render_queues(a, f);
 	value(f, "sigvisor_metrics_connections_dropped_total", "counter",
 	      "Metrics connections closed unanswered to make room for newer ones.", m->dropped);
 }

@@ -135,6 +135,17 @@ static unsigned reload_target(struct arbiter *a, const struct settings *s)
 		a->upgrade.config_workers_pending = false;
 		before = a->upgrade.config_workers ? a->upgrade.config_workers : (unsigned)-1;
 	}
+	/* --max-workers: the size the load made (or a hand set) stays, within the new
+	 * bounds. */
+	if (s->max_workers && cur) {
+		unsigned t = autoscale_bound(cur, s->workers, s->max_workers);
+
+		if (t != cur)
+			log_info("reload: pool size %u -> %u, within --workers %u and "
+				 "--max-workers %u",
+				 cur, t, s->workers, s->max_workers);
+		return t;
+	}
 	if (s->workers != before || cur == 0) {
 		if (cur != s->workers && cur != 0)
 			log_info("reload: pool size %u -> %u from the configuration's workers", cur,

@@ -151,6 +151,19 @@ static void render_json(struct arbiter *a, FILE *f, uint64_t now)
 	fprintf(f, "\"scale_signals\":{\"exact\":%s,\"counting\":\"%s\",\"merged\":%llu},",
 		a->scale.counting && a->bpf ? "true" : "false", scale_counting(a),
 		(ull)a->scale.merged);
+	/* --max-workers (autoscale.h); null without it. */
+	fprintf(f, "\"autoscale\":");
+	if (a->autoscale.on)
+		fprintf(f,
+			"{\"min\":%u,\"max\":%u,\"target\":%u,\"scale_up_after_ms\":%llu,"
+			"\"scale_down_after_ms\":%llu,\"queued\":%u,\"looks\":%llu,\"up\":%llu,"
+			"\"down\":%llu},",
+			a->autoscale.min, a->autoscale.max, p->target, (ull)a->autoscale.up_ms,
+			(ull)a->autoscale.down_ms, (unsigned)a->autoscale.last_queued,
+			(ull)a->autoscale.looks, (ull)a->autoscale.decisions[AUTOSCALE_UP],
+			(ull)a->autoscale.decisions[AUTOSCALE_DOWN]);
+	else
+		fprintf(f, "null,");
 	json_workers(p, f, now);
 	fprintf(f, "\"listeners\":[");
 	for (size_t i = 0; i < a->listeners.n; i++) {
@@ -300,6 +313,15 @@ static void render_text(struct arbiter *a, FILE *f, uint64_t now)
 		fprintf(f, " %s", a->listeners.l[i].address);
 	fprintf(f, "\nworkers: %u wanted, %u ready, generation %u%s\n", p->target,
 		pool_count(p, worker_is_ready), p->generation, a->reloading ? " (reloading)" : "");
+	if (a->autoscale.on)
+		fprintf(f,
+			"autoscale: %u to %u workers by the listen queues (up after %.1f s "
+			"waiting, "
+			"down after %.1f s empty); %llu up, %llu down\n",
+			a->autoscale.min, a->autoscale.max, (double)a->autoscale.up_ms / 1000.0,
+			(double)a->autoscale.down_ms / 1000.0,
+			(ull)a->autoscale.decisions[AUTOSCALE_UP],
+			(ull)a->autoscale.decisions[AUTOSCALE_DOWN]);
 	if (strcmp(readiness(a), "eBPF") == 0 || strcmp(readiness(a), "/proc") == 0) {
 		uint64_t killed = serving_looks_killed(p->serving);
 

@@ -5,6 +5,8 @@
  * (scripts/check-layers.py) and call nothing of the wiring layer. */
 #include "arbiter.h"
 
+#include "timeutil.h"
+
 /* --ready-mode auto: the built-in worker always sends READY=1; a COMMAND may not. */
 static bool waits_for_notify(const struct settings *s)
 {
@@ -35,6 +37,8 @@ void arbiter_sync_pool(struct arbiter *a)
 	};
 
 	pool_configure(&a->pool, &cfg);
+	autoscale_configure(&a->autoscale, s->workers, s->max_workers, s->scale_up_after_ms,
+			    s->scale_down_after_ms, !s->command, now_ms());
 	a->pool.trial = a->reloading;
 	a->pool.draining = a->phase >= PHASE_DRAINING;
 }

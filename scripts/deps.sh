@@ -14,7 +14,7 @@ check_pkgs=("${test_pkgs[@]}" clang-format cppcheck clang lld libclang-rt-14-dev
 # host's amd64 libraries); the arm64 guests' binaries are cross-built.
 kernels_pkgs=("${run_pkgs[@]}" qemu-system-x86 qemu-system-arm busybox-static cpio curl xz-utils
 	gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
-bench_pkgs=("${run_pkgs[@]}" gunicorn wrk strace python3 tini dumb-init catatonit gnuplot-nox nginx-light iproute2)
+bench_pkgs=("${run_pkgs[@]}" gunicorn wrk strace python3 tini dumb-init catatonit gnuplot-nox nginx-light iproute2 uwsgi-core uwsgi-plugin-python3)
 
 case "${1:-}" in
 run) pkgs=("${run_pkgs[@]}") ;;

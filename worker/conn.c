@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Room reserved in the output buffer before a request is parsed: the largest response. */
@@ -126,6 +127,20 @@ static bool path_is(const struct http_request *req, const char *path)
 	return req->path_len == strlen(path) && memcmp(req->path, path, req->path_len) == 0;
 }
 
+/* /block?ms=N: nothing else of this worker runs meanwhile (its signals wait in the
+ * signalfd, its listeners' queues grow), which is the point. */
+static void block_for(struct bw_worker *w, struct bw_conn *c, unsigned ms, bool head, bool keep)
+{
+	struct timespec left = {ms / 1000, (long)(ms % 1000) * 1000000L};
+	char body[48];
+	int n;
+
+	while (nanosleep(&left, &left) < 0 && errno == EINTR)
+		;
+	n = snprintf(body, sizeof(body), "blocked %u ms\n", ms);
+	bw_conn_respond(w, c, 200, head, keep, body, (size_t)n, "");
+}
+
 static void conn_handle(struct bw_worker *w, struct bw_conn *c, const struct http_request *req)
 {
 	bool head = req->method == HTTP_METHOD_HEAD;
@@ -154,6 +169,15 @@ static void conn_handle(struct bw_worker *w, struct bw_conn *c, const struct htt
 					     "usage: /sleep?ms=N with 0 <= N <= 600000\n");
 		else
 			bw_conn_park(w, c, ms, head, req->keep_alive);
+	} else if (path_is(req, "/block")) {
+		/* The whole worker held for ms, as a synchronous handler holds its process (a
+		 * blocking call, CPU work): what makes connections wait in the listen queue,
+		 * for tests and benchmarks of --max-workers. */
+		if (http_parse_sleep_ms(req->query, req->query_len, &ms) < 0 || ms > 10000)
+			bw_conn_respond_text(w, c, 400, head, req->keep_alive,
+					     "usage: /block?ms=N with 0 <= N <= 10000\n");
+		else
+			block_for(w, c, ms, head, req->keep_alive);
 	} else {
 		bw_conn_respond_text(w, c, 404, head, req->keep_alive, "not found\n");
 	}

@@ -1,11 +1,15 @@
 /* Signals of the built-in worker, read from its signalfd: TERM drains (serve what is queued
- * and in flight, then exit; drain.c), QUIT and INT exit at once, USR1 reopens the log file. */
+ * and in flight, then exit; drain.c), QUIT and INT exit at once, USR1 reopens the log file,
+ * WINCH asks whether it has a request in hand (the arbiter's --max-workers, before it
+ * retires a worker: the answer is a STATUS= on the notify socket, so it costs nothing
+ * per request, and nothing at all unless asked). */
 #include "builtin_internal.h"
 #include "log.h"
 #include "signames.h"
 
 #include <errno.h>
 #include <signal.h>
+#include <stdio.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
@@ -24,6 +28,20 @@ static void log_reopen(struct bw_worker *w)
 		return;
 	}
 	log_info("reopened log file %s", w->log_file);
+}
+
+/* Everything but /sleep is answered in the turn of the loop that read it: the requests
+ * in hand between two turns are the parked ones. */
+static void say_in_hand(struct bw_worker *w)
+{
+	char msg[64];
+
+	if (!w->sleeping.n) {
+		bw_notify(w, "STATUS=idle");
+		return;
+	}
+	snprintf(msg, sizeof(msg), "STATUS=busy: %zu requests in hand", w->sleeping.n);
+	bw_notify(w, msg);
 }
 
 void bw_signals_read(struct bw_worker *w)
@@ -54,6 +72,9 @@ void bw_signals_read(struct bw_worker *w)
 				break;
 			case SIGUSR1:
 				log_reopen(w);
+				break;
+			case SIGWINCH:
+				say_in_hand(w);
 				break;
 			default:
 				log_debug("signal %u from pid %u ignored", si[i].ssi_signo,

@@ -159,7 +159,7 @@ static void test_one_escaped_word_a_line(void **state)
 	(void)state;
 	settings_everything(&s);
 	text = save(&s);
-	assert_int_equal(strncmp(text, "settings 32\n", 12), 0);
+	assert_int_equal(strncmp(text, "settings 35\n", 12), 0);
 	assert_non_null(strstr(text, "\nsetting --bind=unix:/tmp/a dir/with space.sock\n"));
 	assert_non_null(strstr(text, "\nsetting --workers=9\n"));
 	assert_non_null(strstr(text, "\nsetting --timeout=0.250\n"));
