@@ -128,7 +128,8 @@ static void begin_drain(struct arbiter *a, bool quick)
 	arbiter_sync_pool(a);
 	/* Stop accepting: the sockets take no new connection from now on and our copies
 	 * go; the workers take what is queued when they get the signal, then close
-	 * theirs (retire.c in arbiter.h). */
+	 * theirs (retire.c in arbiter.h). The watch on them goes first. */
+	autoscale_unwatch(&a->autoscale, now_ms());
 	retire_all_listeners(a);
 	log_info("%s shutdown: sending SIG%s to %u workers, SIGKILL after %.1f s",
 		 quick ? "quick" : "graceful", quick ? "QUIT" : "TERM",
@@ -344,6 +345,9 @@ static void dispatch(struct arbiter *a, const struct loop_event *ev)
 		break;
 	case SOURCE_CONFIG_READ:
 		reload_on_config(a);
+		break;
+	case SOURCE_LISTEN_WATCH:
+		autoscale_on_connection(&a->autoscale, now_ms());
 		break;
 	case SOURCE_SERVING_LOOK:
 		serving_on_look(a->pool.serving, ev->source);

@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "listen_queue.h"
 #include "log.h"
 
 typedef unsigned long long ull;
@@ -32,14 +31,57 @@ void autoscale_configure(struct autoscale *as, unsigned min, unsigned max, uint6
 	as->up_ms = up_ms;
 	as->down_ms = down_ms;
 	if (!as->on) {
+		autoscale_unwatch(as, now);
 		as->next_ms = 0;
 		as->busy_since_ms = as->idle_since_ms = 0;
 		return;
 	}
-	/* Turned on (at start, or by a reload): the first look comes one delay from now.
-	 * Already on: the next look stays where it was, unless the new delays bring it in. */
-	if (!was_on || !as->next_ms || as->next_ms > now + down_ms)
+	/* Turned on (at start, or by a reload): the first look comes --scale-up-after from
+	 * now, and finding nothing queued it watches the sockets. Already on: the next look
+	 * stays where it was (none while watching), unless the new delays bring it in. */
+	if (!was_on)
+		as->next_ms = now + up_ms;
+	else if (!as->n_watch && (!as->next_ms || as->next_ms > now + down_ms))
 		as->next_ms = now + (as->busy_since_ms ? up_ms / 2 : down_ms);
+}
+
+void autoscale_unwatch(struct autoscale *as, uint64_t now)
+{
+	if (!as->n_watch)
+		return;
+	for (size_t i = 0; i < as->n_watch; i++)
+		(void)loop_del(as->loop, &as->watch[i].src);
+	as->n_watch = 0;
+	if (as->on && !as->next_ms)
+		as->next_ms = now + as->up_ms;
+}
+
+void autoscale_on_connection(struct autoscale *as, uint64_t now)
+{
+	as->woken++;
+	autoscale_unwatch(as, now);
+	/* A connection queued now: waiting from now on, if the look finds it still there. */
+	as->busy_since_ms = now;
+	as->idle_since_ms = 0;
+	as->next_ms = now + as->up_ms;
+}
+
+/* At the minimum with nothing queued: watch every socket instead of looking on a timer.
+ * False if the loop would not take them (then the timer it is, once per delay). */
+static bool watch(struct autoscale *as, const struct listener_set *ls, size_t n)
+{
+	if (!as->loop || !n)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		as->watch[i].src = (struct source){SOURCE_LISTEN_WATCH, ls->fds[i]};
+		if (loop_add(as->loop, &as->watch[i].src, LOOP_IN) < 0) {
+			as->n_watch = i;
+			autoscale_unwatch(as, 0);
+			return false;
+		}
+		as->n_watch = i + 1;
+	}
+	return true;
 }
 
 uint64_t autoscale_next_deadline(const struct autoscale *as)
@@ -127,6 +169,7 @@ void autoscale_tick(struct autoscale *as, struct pool *p, const struct listener_
 
 	if (!as->on || !as->next_ms || now < as->next_ms)
 		return;
+	autoscale_unwatch(as, now);
 	as->looks++;
 	r = listen_queue_read(ls->fds, n, q);
 	if (r < 0) {
@@ -225,4 +268,7 @@ void autoscale_tick(struct autoscale *as, struct pool *p, const struct listener_
 	as->asked_ms = 0;
 	as->last_target = p->target;
 	as->next_ms = now + period(as, p);
+	if (!as->busy_since_ms && p->target <= as->min && !paused && !p->draining &&
+	    watch(as, ls, n))
+		as->next_ms = 0;
 }

@@ -7,8 +7,14 @@
  * never per worker and never per turn of the loop:
  *   - while a queue was non-empty at the last look: every --scale-up-after / 2;
  *   - else while the pool is above its minimum: every --scale-down-after / 4 (at most 1 s);
- *   - else (at the minimum, nothing queued): once per --scale-down-after.
- * Without --max-workers there is no look, no timer, no system call at all.
+ *   - else (at the minimum, nothing queued): no timer at all. The listening sockets are
+ *     watched in the loop instead until a connection arrives, which wakes the arbiter
+ *     once (the watch is then taken off, so a busy socket does not wake it again), and
+ *     the next look comes --scale-up-after later: a burst on an idle pool is seen at
+ *     once, an idle arbiter still makes no system call, and light traffic at the
+ *     minimum costs at most one wake-up and one look per --scale-up-after. The watch is
+ *     taken off before a reload changes the sockets and at a drain (autoscale_unwatch).
+ * Without --max-workers there is no look, no timer, no watch, no system call at all.
  *
  * Up: a queue non-empty at every look for --scale-up-after adds one worker, once every
  * worker of the target is ready (one step per ready worker: no storm of workers that
@@ -39,6 +45,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "listen_queue.h"
 #include "listener_set.h"
 #include "pool.h"
 
@@ -47,6 +54,11 @@
 #define AUTOSCALE_ASK_MS 100
 
 enum autoscale_direction { AUTOSCALE_UP, AUTOSCALE_DOWN };
+
+/* A listening socket watched for its first connection (SOURCE_LISTEN_WATCH). */
+struct autoscale_watch {
+	struct source src;
+};
 
 struct autoscale {
 	bool on;	   /* --max-workers given */
@@ -68,6 +80,11 @@ struct autoscale {
 	 * doublings, until the pool is back at its minimum. */
 	uint64_t last_down_ms;
 	unsigned backoff;
+	/* At the minimum with nothing queued: the sockets watched instead of a timer. */
+	struct loop *loop; /* the arbiter's (NULL: no watching, a look per delay instead) */
+	struct autoscale_watch watch[LISTEN_QUEUE_MAX];
+	size_t n_watch;
+	uint64_t woken; /* connections that woke the arbiter from the watch, for status */
 };
 
 /* The settings (on: max > 0), at start and after each reload: the timer starts with the
@@ -82,6 +99,12 @@ bool autoscale_due(const struct autoscale *as, uint64_t now);
  * ls and grow or shrink p by one (pool_reconcile), or not, logging each decision. */
 void autoscale_tick(struct autoscale *as, struct pool *p, const struct listener_set *ls,
 		    bool paused, uint64_t now);
+/* A connection came on a watched socket: the watch comes off, a look is due
+ * --scale-up-after from now. */
+void autoscale_on_connection(struct autoscale *as, uint64_t now);
+/* Before the listening sockets change (a reload) or close (a drain): take the watch off;
+ * a look comes --scale-up-after from now instead. */
+void autoscale_unwatch(struct autoscale *as, uint64_t now);
 /* A reload's or an upgrade's new settings: the size to keep, cur within [min, max]. */
 unsigned autoscale_bound(unsigned cur, unsigned min, unsigned max);
 const char *autoscale_direction_name(enum autoscale_direction d);

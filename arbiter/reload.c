@@ -220,6 +220,8 @@ static void reload_begin(struct arbiter *a, struct config_read *pre)
 	a->old.target = a->pool.target;
 	a->settings = s;
 	a->tmpl = tmpl;
+	/* Its watch is on sockets that may close with the old set: off before they go. */
+	autoscale_unwatch(&a->autoscale, now_ms());
 	listener_set_replace(&a->listeners, &a->old.listeners, &fresh);
 	if (listener_set_refresh(&a->listeners) < 0) {
 		reload_abort(a, "out of memory");

@@ -21,4 +21,5 @@ enum source_type {
 	SOURCE_LOG,	      /* our log, watched for room only while lines wait (log.h) */
 	SOURCE_CONFIG_READ,   /* a HUP's config file, from the child that reads it */
 	SOURCE_SERVING_LOOK,  /* a look at /proc for readiness (serving.h): its pidfd */
+	SOURCE_LISTEN_WATCH,  /* a listening socket, until its first connection (autoscale.h) */
 };

@@ -156,11 +156,12 @@ static void render_json(struct arbiter *a, FILE *f, uint64_t now)
 	if (a->autoscale.on)
 		fprintf(f,
 			"{\"min\":%u,\"max\":%u,\"target\":%u,\"scale_up_after_ms\":%llu,"
-			"\"scale_down_after_ms\":%llu,\"queued\":%u,\"looks\":%llu,\"up\":%llu,"
-			"\"down\":%llu},",
+			"\"scale_down_after_ms\":%llu,\"queued\":%u,\"looks\":%llu,"
+			"\"watching\":%s,\"woken\":%llu,\"up\":%llu,\"down\":%llu},",
 			a->autoscale.min, a->autoscale.max, p->target, (ull)a->autoscale.up_ms,
 			(ull)a->autoscale.down_ms, (unsigned)a->autoscale.last_queued,
-			(ull)a->autoscale.looks, (ull)a->autoscale.decisions[AUTOSCALE_UP],
+			(ull)a->autoscale.looks, a->autoscale.n_watch ? "true" : "false",
+			(ull)a->autoscale.woken, (ull)a->autoscale.decisions[AUTOSCALE_UP],
 			(ull)a->autoscale.decisions[AUTOSCALE_DOWN]);
 	else
 		fprintf(f, "null,");

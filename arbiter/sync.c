@@ -37,6 +37,7 @@ void arbiter_sync_pool(struct arbiter *a)
 	};
 
 	pool_configure(&a->pool, &cfg);
+	a->autoscale.loop = &a->loop;
 	autoscale_configure(&a->autoscale, s->workers, s->max_workers, s->scale_up_after_ms,
 			    s->scale_down_after_ms, !s->command, now_ms());
 	a->pool.trial = a->reloading;

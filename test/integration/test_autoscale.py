@@ -317,3 +317,28 @@ def test_usr2_keeps_the_size_within_the_new_bounds(start, tmpdir_short):
              what="the second upgrade done with 2 workers")
     sv.wait_workers(2)
     assert sv.status()["pid"] == sv.pid
+
+
+def test_a_burst_on_an_idle_pool_is_seen_at_once_and_idle_costs_no_look(start):
+    """At the minimum with nothing queued the arbiter does not look on a timer: it
+    watches the listening socket, and the first connection wakes it. A burst is then
+    answered within --scale-up-after, not after --scale-down-after (60 s here)."""
+    sv, mport = start_scaled(start, "-w", "1", "--max-workers", "3", "--scale-up-after", "0.1",
+                             "--scale-down-after", "60", "--ready-mode", "start",
+                             command=["/usr/bin/python3", "-c", BLOCKING])
+    sv.wait_workers(1)
+    wait_for(lambda: sv.status()["autoscale"]["watching"], 10, "the socket to be watched")
+    looks = sv.status()["autoscale"]["looks"]
+    time.sleep(0.5)  # idle: what must NOT happen meanwhile is a look
+    st = sv.status()["autoscale"]
+    assert st["looks"] == looks and st["watching"] and st["woken"] == 0, st
+    began = time.monotonic()
+    load = Load(sv.port, 6)
+    try:
+        wait_for(lambda: target(sv) >= 2, 10, "a worker added for the burst")
+        assert time.monotonic() - began < 10
+        st = sv.status()["autoscale"]
+        assert st["woken"] >= 1 and st["up"] >= 1, st
+    finally:
+        load.stop()
+    assert load.failed == 0
