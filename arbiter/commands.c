@@ -27,31 +27,6 @@
 /* The view's "failed" (-2), as opposed to "refused" (-1). */
 #define COMMAND_FAILED (-2)
 
-static const char *peer_words(const struct control_peer *peer, char *buf, size_t len)
-{
-	snprintf(buf, len, "uid %u pid %d (%s)", peer->uid, peer->pid, peer->comm);
-	return buf;
-}
-
-static void log_command(const char *command, const struct control_peer *peer, bool refused,
-			const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-
-static void log_command(const char *command, const struct control_peer *peer, bool refused,
-			const char *fmt, ...)
-{
-	char msg[768];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	log_fields(LOG_LEVEL_INFO,
-		   LOG_FIELDS(LOG_STR("command", command), LOG_INT("peer_uid", peer->uid),
-			      LOG_INT("peer_pid", peer->pid),
-			      LOG_STR("action", refused ? "refused" : "applied")),
-		   "%s", msg);
-}
-
 int arbiter_reopen_logs(struct arbiter *a, const struct control_peer *peer, char *ans,
 			size_t anslen)
 {
@@ -62,8 +37,8 @@ int arbiter_reopen_logs(struct arbiter *a, const struct control_peer *peer, char
 
 	/* Before the reopen: the line goes to the file being rotated, with the rest. */
 	if (peer)
-		log_command("reopen", peer, false, "control: reopen from %s",
-			    peer_words(peer, who, sizeof(who)));
+		control_log_command("reopen", peer, "applied", "control: reopen from %s",
+				    control_peer_words(peer, who, sizeof(who)));
 
 	if (file) {
 		arbiter_unwatch_log(a);
@@ -116,12 +91,12 @@ int arbiter_stop(struct arbiter *a, const struct control_peer *peer, bool quick,
 			   : quick ? "quick shutdown begun"
 				   : "graceful shutdown begun";
 
-	peer_words(peer, who, sizeof(who));
+	control_peer_words(peer, who, sizeof(who));
 	/* Ignored only while a shutdown is under way: what was asked for comes anyway. */
 	if (!already && (a->stop_asked == STOP_NONE || quick))
 		a->stop_asked = quick ? STOP_QUICK : STOP_GRACEFUL;
-	log_command("stop", peer, false, "control: stop (%s) from %s: %s", how, who,
-		    already ? "already shutting down" : "shutting down");
+	control_log_command("stop", peer, "applied", "control: stop (%s) from %s: %s", how, who,
+			    already ? "already shutting down" : "shutting down");
 	snprintf(ans, anslen,
 		 "pid=%d mode=%s already=%d graceful_timeout_ms=%llu shutdown_delay_ms=%llu\t%s",
 		 (int)a->pid, how, already, (unsigned long long)a->settings->graceful_timeout_ms,
@@ -205,7 +180,7 @@ int arbiter_kill_worker(struct arbiter *a, const struct control_peer *peer,
 	struct worker *w;
 	char who[96], asked[64];
 
-	peer_words(peer, who, sizeof(who));
+	control_peer_words(peer, who, sizeof(who));
 	snprintf(asked, sizeof(asked), "%s%u %s%s", req->by_pid ? "pid:" : "", req->n, req->sig,
 		 req->force ? " force" : "");
 	w = NULL;
@@ -246,8 +221,8 @@ int arbiter_kill_worker(struct arbiter *a, const struct control_peer *peer,
 		}
 	}
 	if (!w) {
-		log_command("kill-worker", peer, true,
-			    "control: kill-worker %s from %s refused: %s", asked, who, ans);
+		control_log_command("kill-worker", peer, "refused",
+				    "control: kill-worker %s from %s refused: %s", asked, who, ans);
 		return -1;
 	}
 	ends = stops_worker(sig) || d == DISP_DEFAULT_KILLS;
@@ -259,15 +234,16 @@ int arbiter_kill_worker(struct arbiter *a, const struct control_peer *peer,
 	} else if ((r = pool_send_worker(w, sig)) < 0) {
 		snprintf(ans, anslen, "cannot send SIG%s to worker %u (pid %d): %s",
 			 signal_name(sig), w->id, w->pid, strerror(-r));
-		log_command("kill-worker", peer, true, "control: kill-worker %s from %s failed: %s",
-			    asked, who, ans);
+		control_log_command("kill-worker", peer, "refused",
+				    "control: kill-worker %s from %s failed: %s", asked, who, ans);
 		return COMMAND_FAILED;
 	}
-	log_command("kill-worker", peer, false,
-		    "control: sent SIG%s to worker %u (pid %d, generation %u) (kill-worker %s from "
-		    "%s)%s",
-		    signal_name(sig), w->id, w->pid, w->generation, asked, who,
-		    d == DISP_DEFAULT_KILLS ? ": forced, its default action kills it" : "");
+	control_log_command(
+		"kill-worker", peer, "applied",
+		"control: sent SIG%s to worker %u (pid %d, generation %u) (kill-worker %s from "
+		"%s)%s",
+		signal_name(sig), w->id, w->pid, w->generation, asked, who,
+		d == DISP_DEFAULT_KILLS ? ": forced, its default action kills it" : "");
 	snprintf(ans, anslen,
 		 "id=%u pid=%d generation=%u signal=%s ends=%d replaced=%d\tsent SIG%s to worker "
 		 "%u (pid %d, generation %u)%s",

@@ -68,6 +68,13 @@ struct control_peer {
 	char comm[32];
 };
 
+/* "uid U pid P (comm)": who, in a log line. */
+const char *control_peer_words(const struct control_peer *peer, char *buf, size_t len);
+/* A command's one log line, with the fields command, peer_uid, peer_pid and action
+ * ("applied", "queued", "refused"). */
+void control_log_command(const char *command, const struct control_peer *peer, const char *action,
+			 const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
 /* "workers N" sets the pool's target, "workers +K" / "workers -K" change it by K. */
 struct control_workers {
 	char op; /* '=', '+' or '-' */

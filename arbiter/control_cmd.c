@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "control_internal.h"
+#include "log.h"
 
 enum control_request control_parse_request(const char *line)
 {
@@ -308,4 +309,25 @@ int control_handle_request(struct control *c, struct control_conn *cc, const cha
 		return -ENOMEM;
 	cc->out_len = strlen(cc->out);
 	return 0;
+}
+
+const char *control_peer_words(const struct control_peer *peer, char *buf, size_t len)
+{
+	snprintf(buf, len, "uid %u pid %d (%s)", peer->uid, peer->pid, peer->comm);
+	return buf;
+}
+
+void control_log_command(const char *command, const struct control_peer *peer, const char *action,
+			 const char *fmt, ...)
+{
+	char msg[768];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	log_fields(LOG_LEVEL_INFO,
+		   LOG_FIELDS(LOG_STR("command", command), LOG_INT("peer_uid", peer->uid),
+			      LOG_INT("peer_pid", peer->pid), LOG_STR("action", action)),
+		   "%s", msg);
 }

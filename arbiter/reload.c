@@ -348,7 +348,7 @@ int64_t reload_request(struct arbiter *a, const struct control_peer *peer, char 
 	char asked[96];
 	int64_t id;
 
-	snprintf(asked, sizeof(asked), "uid %u pid %d (%s)", peer->uid, peer->pid, peer->comm);
+	control_peer_words(peer, asked, sizeof(asked));
 	if (a->phase != PHASE_RUNNING)
 		snprintf(why, whylen, "shutting down");
 	/* HUP's table would let the exec wait for this reload; the command refuses instead,
@@ -358,21 +358,16 @@ int64_t reload_request(struct arbiter *a, const struct control_peer *peer, char 
 	else
 		why[0] = '\0';
 	if (why[0]) {
-		log_fields(LOG_LEVEL_INFO,
-			   LOG_FIELDS(LOG_STR("command", "reload"), LOG_INT("peer_uid", peer->uid),
-				      LOG_INT("peer_pid", peer->pid), LOG_STR("action", "refused")),
-			   "control: reload from %s refused: %s", asked, why);
+		control_log_command("reload", peer, "refused",
+				    "control: reload from %s refused: %s", asked, why);
 		return -1;
 	}
 	/* As a HUP: during a reload one more follows it, and every request meanwhile is
 	 * that one (they merge as HUPs do), numbered next. */
 	id = (int64_t)a->reload_seq + 1;
-	log_fields(LOG_LEVEL_INFO,
-		   LOG_FIELDS(LOG_STR("command", "reload"), LOG_INT("peer_uid", peer->uid),
-			      LOG_INT("peer_pid", peer->pid),
-			      LOG_STR("action", reload_busy(a) ? "queued" : "applied")),
-		   "control: reload #%lld from %s%s", (long long)id, asked,
-		   reload_busy(a) ? ", after the one in progress" : "");
+	control_log_command("reload", peer, reload_busy(a) ? "queued" : "applied",
+			    "control: reload #%lld from %s%s", (long long)id, asked,
+			    reload_busy(a) ? ", after the one in progress" : "");
 	if (reload_busy(a))
 		a->reload_pending = true;
 	else

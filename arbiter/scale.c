@@ -98,7 +98,7 @@ int arbiter_set_workers(struct arbiter *a, const struct control_peer *peer,
 	bool refused = true;
 	char asked[96];
 
-	snprintf(asked, sizeof(asked), "uid %u pid %d (%s)", peer->uid, peer->pid, peer->comm);
+	control_peer_words(peer, asked, sizeof(asked));
 	if (a->phase != PHASE_RUNNING)
 		snprintf(why, whylen, "shutting down");
 	/* A reload's new generation gets its size from the configuration (or keeps the
@@ -117,18 +117,15 @@ int arbiter_set_workers(struct arbiter *a, const struct control_peer *peer,
 	else
 		refused = false;
 	if (refused) {
-		log_fields(LOG_LEVEL_INFO,
-			   LOG_FIELDS(LOG_STR("command", "workers"), LOG_INT("peer_uid", peer->uid),
-				      LOG_INT("peer_pid", peer->pid), LOG_STR("action", "refused")),
-			   "control: workers %s%u from %s refused: %s", sign, req->n, asked, why);
+		control_log_command("workers", peer, "refused",
+				    "control: workers %s%u from %s refused: %s", sign, req->n,
+				    asked, why);
 		return -1;
 	}
 	p->target = (unsigned)want;
-	log_fields(LOG_LEVEL_INFO,
-		   LOG_FIELDS(LOG_STR("command", "workers"), LOG_INT("peer_uid", peer->uid),
-			      LOG_INT("peer_pid", peer->pid), LOG_STR("action", "applied")),
-		   "control: pool size %u -> %u (workers %s%u from %s)", before, p->target, sign,
-		   req->n, asked);
+	control_log_command("workers", peer, "applied",
+			    "control: pool size %u -> %u (workers %s%u from %s)", before, p->target,
+			    sign, req->n, asked);
 	pool_reconcile(p);
 	return (int)p->target;
 }

@@ -718,7 +718,7 @@ int64_t upgrade_request(struct arbiter *a, const struct control_peer *peer, char
 	bool later = reload_busy(a);
 	int64_t id;
 
-	snprintf(asked, sizeof(asked), "uid %u pid %d (%s)", peer->uid, peer->pid, peer->comm);
+	control_peer_words(peer, asked, sizeof(asked));
 	if (a->phase != PHASE_RUNNING)
 		snprintf(why, whylen, "shutting down");
 	/* A USR2 then changes nothing; the client would wait for an outcome that is
@@ -730,19 +730,14 @@ int64_t upgrade_request(struct arbiter *a, const struct control_peer *peer, char
 	else
 		why[0] = '\0';
 	if (why[0]) {
-		log_fields(LOG_LEVEL_INFO,
-			   LOG_FIELDS(LOG_STR("command", "upgrade"), LOG_INT("peer_uid", peer->uid),
-				      LOG_INT("peer_pid", peer->pid), LOG_STR("action", "refused")),
-			   "control: upgrade from %s refused: %s", asked, why);
+		control_log_command("upgrade", peer, "refused",
+				    "control: upgrade from %s refused: %s", asked, why);
 		return -1;
 	}
 	id = (int64_t)u->seq + 1;
-	log_fields(LOG_LEVEL_INFO,
-		   LOG_FIELDS(LOG_STR("command", "upgrade"), LOG_INT("peer_uid", peer->uid),
-			      LOG_INT("peer_pid", peer->pid),
-			      LOG_STR("action", later ? "queued" : "applied")),
-		   "control: upgrade #%lld from %s%s", (long long)id, asked,
-		   later ? ", after the reload in progress" : "");
+	control_log_command("upgrade", peer, later ? "queued" : "applied",
+			    "control: upgrade #%lld from %s%s", (long long)id, asked,
+			    later ? ", after the reload in progress" : "");
 	/* As a USR2: during a reload it starts when the reload is over. */
 	if (later)
 		u->pending = true;
