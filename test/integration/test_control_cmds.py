@@ -325,3 +325,33 @@ def test_commands_counted_in_metrics(start):
     code, text = http_get(port, "/metrics")
     for name, n in (("reopen", 1), ("config", 1), ("kill-worker", 1), ("stop", 0)):
         assert f'sigvisor_control_commands_total{{command="{name}"}} {n}' in text, text
+
+
+def test_an_answer_followed_by_a_reset_is_still_the_answer(tmpdir_short):
+    """The arbiter refuses another uid as it accepts, before the request may have come:
+    closing with the request unread resets the connection behind the refusal. The
+    client must print the refusal, not "Connection reset by peer" (a flaky failure of
+    test_another_uid_is_refused_with_a_reason[stop] under load)."""
+    import socket
+    import threading
+    path = os.path.join(tmpdir_short, "reset.sock")
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen(1)
+
+    def serve():
+        c, _ = srv.accept()
+        c.sendall(b"error: refused: not allowed: uid 65534 is neither root nor the "
+                  b"arbiter's uid (0)\n")
+        c.settimeout(10)
+        c.recv(1, socket.MSG_PEEK)  # the request has arrived, and is left unread
+        c.close()                   # so the client's next read is a reset
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    r = subprocess.run([SIGVISOR, "config", "--control", path], capture_output=True,
+                       text=True, timeout=30, stdin=subprocess.DEVNULL)
+    t.join(10)
+    srv.close()
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "not allowed: uid 65534" in r.stderr and "reset" not in r.stderr, r.stderr
