@@ -14,14 +14,28 @@ from conftest import free_port, http_get, run_sigvisor, wait_for
 
 # One request at a time, 200 ms each: a sync worker (gunicorn's sync, PHP-FPM's).
 BLOCKING = r'''
-import socket, time
+import os, signal, socket, time
+busy = stopping = False
+def stop(*_):
+    global stopping
+    stopping = True  # finish the request in hand, as a retired worker should
+    if not busy:
+        os._exit(0)
+signal.signal(signal.SIGTERM, stop)
 s = socket.socket(fileno=3)
-while True:
+while not stopping:
     c, _ = s.accept()
-    c.recv(4096)
+    busy = True
+    head = b""
+    while b"\r\n\r\n" not in head:
+        got = c.recv(4096)
+        if not got:
+            break
+        head += got
     time.sleep(0.2)
     c.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n")
     c.close()
+    busy = False
 '''
 
 UP = r'autoscale: queue (\d+) for (\d+\.\d) s on 127\.0\.0\.1:(\d+): (\d+) -> (\d+) workers'
@@ -38,6 +52,7 @@ class Load:
         self.done = threading.Event()
         self.end = time.monotonic() + limit
         self.ok = self.failed = 0
+        self.errors = []  # what failed, for the assertion's message
         self.lock = threading.Lock()
         self.threads = [threading.Thread(target=self.run, daemon=True) for _ in range(n)]
         for t in self.threads:
@@ -45,15 +60,16 @@ class Load:
 
     def run(self):
         while not self.done.is_set() and time.monotonic() < self.end:
-            c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+            c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
             try:
                 c.request("GET", self.path, headers={"Connection": "close"})
                 c.getresponse().read()
                 with self.lock:
                     self.ok += 1
-            except OSError:
+            except (OSError, http.client.HTTPException) as e:
                 with self.lock:
                     self.failed += 1
+                    self.errors.append(repr(e))
             finally:
                 c.close()
 
@@ -90,7 +106,7 @@ def grows_and_returns(sv, mport, path):
         assert decisions(mport) == (2, 0)
     finally:
         load.stop()
-    assert load.ok > 0 and load.failed == 0
+    assert load.ok > 0 and load.failed == 0, load.errors
     wait_for(lambda: target(sv) == 1, 15, "the pool to return to --workers 1")
     sv.wait_workers(1, timeout=10)
     assert decisions(mport) == (2, 2)
@@ -195,7 +211,7 @@ def test_no_decision_under_a_steady_load_the_pool_serves(start):
         assert len(re.findall(r"autoscale: .*at the maximum of 4 workers", sv.text())) == 1
     finally:
         load.stop()
-    assert load.failed == 0
+    assert load.failed == 0, load.errors
 
 
 def test_metrics_show_the_listen_queue_read_when_scraped(start):
@@ -341,4 +357,4 @@ def test_a_burst_on_an_idle_pool_is_seen_at_once_and_idle_costs_no_look(start):
         assert st["woken"] >= 1 and st["up"] >= 1, st
     finally:
         load.stop()
-    assert load.failed == 0
+    assert load.failed == 0, load.errors
