@@ -138,7 +138,7 @@ unsigned pool_apply(struct pool *p, struct worker *w, enum worker_event ev)
 		log_warn("worker %u (pid %d) still running %.1f s after SIG%s, sending SIGKILL",
 			 w->id, w->pid, (double)p->cfg.graceful_timeout_ms / 1000.0,
 			 signal_name(w->stop_signal));
-		p->killed++;
+		p->counters.killed++;
 		send_signal(w, SIGKILL);
 	}
 	if (t.actions & WACT_ARM_STOP)
@@ -179,7 +179,7 @@ void pool_record_boot_failure(struct pool *p, struct worker *w, uint64_t now)
 	if (p->boot_failures && now - p->last_boot_failure_ms > BOOT_FAILURE_RESET_MS)
 		p->boot_failures = 0;
 	p->boot_failures++;
-	p->boot_failures_total++;
+	p->counters.boot_failures_total++;
 	p->last_boot_failure_ms = now;
 	if (p->boot_failures >= BOOT_FAILURE_LIMIT) {
 		log_error("worker %u failed to boot %u times in a row, giving up (exit status 3)",
@@ -219,12 +219,12 @@ static void worker_exited(struct pool *p, struct worker *w, const siginfo_t *si)
 	unsigned actions;
 	bool failed;
 
-	p->exited++;
+	p->counters.exited++;
 	if (si->si_code == CLD_EXITED) {
 		if (si->si_status == 0)
-			p->exited_clean++;
+			p->counters.exited_clean++;
 		else
-			p->exited_error++;
+			p->counters.exited_error++;
 		log_fields(asked || si->si_status == 0 ? LOG_LEVEL_INFO : LOG_LEVEL_WARN,
 			   LOG_FIELDS(LOG_INT("worker_id", w->id), LOG_INT("worker_pid", w->pid),
 				      LOG_INT("generation", w->generation),
@@ -238,9 +238,9 @@ static void worker_exited(struct pool *p, struct worker *w, const siginfo_t *si)
 		 * is neither; it is counted in `killed` too. */
 		if (asked && si->si_code == CLD_KILLED && si->si_status == w->stop_signal &&
 		    w->stop_signal != SIGKILL)
-			p->exited_retired++;
+			p->counters.exited_retired++;
 		else
-			p->exited_signal++;
+			p->counters.exited_signal++;
 		log_fields(asked && si->si_status == w->stop_signal ? LOG_LEVEL_INFO
 								    : LOG_LEVEL_WARN,
 			   LOG_FIELDS(LOG_INT("worker_id", w->id), LOG_INT("worker_pid", w->pid),
@@ -286,7 +286,7 @@ static void worker_exited(struct pool *p, struct worker *w, const siginfo_t *si)
 	else
 		p->boot_failures = 0;
 	if (!p->draining)
-		p->replaced++;
+		p->counters.replaced++;
 }
 
 void pool_reap_worker(struct pool *p, struct worker *w)
@@ -343,7 +343,7 @@ void pool_reap_children(struct pool *p)
 			log_warn("reaping orphan pid %d, ignoring: %m", (int)orphan);
 			return;
 		}
-		p->orphans_reaped++;
+		p->counters.orphans_reaped++;
 		log_debug("reaped orphan pid %d", (int)orphan);
 	}
 }
@@ -419,7 +419,7 @@ static int add_worker(struct pool *p, unsigned id)
 	p->workers[p->n++] = w;
 	(void)slots_add(p, w);
 	pool_mark_watch(p, w);
-	p->spawned++;
+	p->counters.spawned++;
 	r = loop_add(p->loop, &w->src, LOOP_IN);
 	if (r < 0)
 		log_error("cannot watch worker %u's pidfd, ignoring: %s", id, strerror(-r));
@@ -522,7 +522,7 @@ void pool_reconcile(struct pool *p)
 		r = add_worker(p, slots_free_id(p));
 
 		if (r < 0) {
-			p->spawn_errors++;
+			p->counters.spawn_errors++;
 			if (!p->spawn_failures++)
 				p->spawn_failing_since_ms = now;
 			p->spawn_error = -r;

@@ -17,6 +17,7 @@
 #include "lifecycle.h"
 #include "heap.h"
 #include "sources.h"
+#include "upstate.h"
 #include "notify.h"
 #include "options.h"
 
@@ -167,9 +168,7 @@ struct pool {
 	struct serving *serving;	 /* for wait_serving; NULL: none */
 	unsigned long long blocked_mask; /* the arbiter's SigBlk: a worker not yet exec'd */
 	/* counters for status */
-	uint64_t spawned, spawn_errors, exited, exited_clean, exited_error, exited_signal,
-		exited_retired, killed, replaced, boot_failures_total, orphans_reaped, reloads,
-		reload_failures;
+	struct upstate_pool_counters counters; /* carried across a USR2 as one value */
 };
 
 void pool_init(struct pool *p, unsigned target, struct loop *loop, struct notify *notify,

@@ -65,27 +65,31 @@ static void render_pool(const struct arbiter *a, FILE *f)
 	      "Generation of the current workers; each reload starts a new one.", p->generation);
 	value(f, "sigvisor_reloading", "gauge", "1 while a reload (HUP) is in progress.",
 	      a->reloading);
-	value(f, "sigvisor_workers_spawned_total", "counter", "Workers started.", p->spawned);
+	value(f, "sigvisor_workers_spawned_total", "counter", "Workers started.",
+	      p->counters.spawned);
 	value(f, "sigvisor_worker_spawn_errors_total", "counter",
-	      "Worker starts that failed before the worker ran (clone3 or exec).", p->spawn_errors);
+	      "Worker starts that failed before the worker ran (clone3 or exec).",
+	      p->counters.spawn_errors);
 	family(f, "sigvisor_worker_exits_total", "counter",
 	       "Workers reaped, by cause: exit status 0, another status, a signal, or the "
 	       "signal sent to stop them.");
-	labelled(f, "sigvisor_worker_exits_total", "cause", "clean", p->exited_clean);
-	labelled(f, "sigvisor_worker_exits_total", "cause", "error", p->exited_error);
-	labelled(f, "sigvisor_worker_exits_total", "cause", "signal", p->exited_signal);
-	labelled(f, "sigvisor_worker_exits_total", "cause", "retired", p->exited_retired);
+	labelled(f, "sigvisor_worker_exits_total", "cause", "clean", p->counters.exited_clean);
+	labelled(f, "sigvisor_worker_exits_total", "cause", "error", p->counters.exited_error);
+	labelled(f, "sigvisor_worker_exits_total", "cause", "signal", p->counters.exited_signal);
+	labelled(f, "sigvisor_worker_exits_total", "cause", "retired", p->counters.exited_retired);
 	value(f, "sigvisor_workers_killed_total", "counter",
-	      "Workers sent SIGKILL after a timeout (graceful, ready or watchdog).", p->killed);
+	      "Workers sent SIGKILL after a timeout (graceful, ready or watchdog).",
+	      p->counters.killed);
 	value(f, "sigvisor_workers_replaced_total", "counter",
-	      "Workers that exited unasked and were replaced in their slot.", p->replaced);
+	      "Workers that exited unasked and were replaced in their slot.", p->counters.replaced);
 	value(f, "sigvisor_boot_failures_total", "counter",
 	      "Workers that failed to boot: died before they were ready, or within 1 s of it.",
-	      p->boot_failures_total);
-	value(f, "sigvisor_reloads_total", "counter", "Reloads (HUP) started.", p->reloads);
+	      p->counters.boot_failures_total);
+	value(f, "sigvisor_reloads_total", "counter", "Reloads (HUP) started.",
+	      p->counters.reloads);
 	value(f, "sigvisor_reload_failures_total", "counter",
 	      "Reloads abandoned: bad configuration, or the new generation never got ready.",
-	      p->reload_failures);
+	      p->counters.reload_failures);
 	value(f, "sigvisor_upgrades_total", "counter",
 	      "In-place binary upgrades (USR2) completed since the first start.",
 	      a->upgrade.upgrades);
@@ -107,7 +111,7 @@ static void render_pool(const struct arbiter *a, FILE *f)
 	      log_dropped());
 	value(f, "sigvisor_orphans_reaped_total", "counter",
 	      "Processes other than workers reaped (orphans adopted as PID 1 or subreaper).",
-	      p->orphans_reaped);
+	      p->counters.orphans_reaped);
 	value(f, "sigvisor_ready_looks_killed_total", "counter",
 	      "Looks at a booting worker's /proc for readiness (--ready-mode auto) killed at "
 	      "their deadline: the worker's memory or /proc files did not answer.",

@@ -245,7 +245,7 @@ static void reload_begin(struct arbiter *a, struct config_read *pre)
 	a->pool.boot_failures = 0;
 	a->pool.spawn_failures = 0; /* --ready-timeout for its starts counts from here */
 	a->pool.respawn_at_ms = 0;
-	a->pool.reloads++;
+	a->pool.counters.reloads++;
 	{
 		char msg[96];
 
@@ -336,7 +336,7 @@ void reload_abort(struct arbiter *a, const char *why)
 	a->reloading = false;
 	arbiter_sync_pool(a);
 	retire_thaw_listeners(a);
-	p->reload_failures++;
+	p->counters.reload_failures++;
 	reload_outcome(a, "abandoned", why);
 	notify_upstream(&a->notify, "READY=1\nSTATUS=reload failed");
 	reload_next(a);

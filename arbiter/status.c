@@ -56,20 +56,20 @@ static void json_counters(const struct arbiter *a, FILE *f)
 		const char *name;
 		ull value;
 	} c[] = {
-		{"spawned", p->spawned},
-		{"spawn_errors", p->spawn_errors},
-		{"exited", p->exited},
-		{"exited_clean", p->exited_clean},
-		{"exited_error", p->exited_error},
-		{"exited_signal", p->exited_signal},
-		{"exited_retired", p->exited_retired},
-		{"killed", p->killed},
-		{"replaced", p->replaced},
-		{"boot_failures", p->boot_failures_total},
-		{"orphans_reaped", p->orphans_reaped},
+		{"spawned", p->counters.spawned},
+		{"spawn_errors", p->counters.spawn_errors},
+		{"exited", p->counters.exited},
+		{"exited_clean", p->counters.exited_clean},
+		{"exited_error", p->counters.exited_error},
+		{"exited_signal", p->counters.exited_signal},
+		{"exited_retired", p->counters.exited_retired},
+		{"killed", p->counters.killed},
+		{"replaced", p->counters.replaced},
+		{"boot_failures", p->counters.boot_failures_total},
+		{"orphans_reaped", p->counters.orphans_reaped},
 		{"ready_looks_killed", serving_looks_killed(p->serving)},
-		{"reloads", p->reloads},
-		{"reload_failures", p->reload_failures},
+		{"reloads", p->counters.reloads},
+		{"reload_failures", p->counters.reload_failures},
 		{"upgrades", a->upgrade.upgrades},
 		{"upgrade_failures", (ull)a->upgrade.refused + a->upgrade.rollbacks},
 		{"upgrade_rollbacks", a->upgrade.rollbacks},
@@ -345,11 +345,12 @@ static void render_text(struct arbiter *a, FILE *f, uint64_t now)
 	fprintf(f,
 		"spawned %llu, exited %llu (clean %llu, error %llu, signal %llu, retired by their "
 		"stop signal %llu), killed %llu\n",
-		(ull)p->spawned, (ull)p->exited, (ull)p->exited_clean, (ull)p->exited_error,
-		(ull)p->exited_signal, (ull)p->exited_retired, (ull)p->killed);
+		(ull)p->counters.spawned, (ull)p->counters.exited, (ull)p->counters.exited_clean,
+		(ull)p->counters.exited_error, (ull)p->counters.exited_signal,
+		(ull)p->counters.exited_retired, (ull)p->counters.killed);
 	fprintf(f, "boot failures %llu, orphans reaped %llu, reloads %llu (failed %llu)\n",
-		(ull)p->boot_failures_total, (ull)p->orphans_reaped, (ull)p->reloads,
-		(ull)p->reload_failures);
+		(ull)p->counters.boot_failures_total, (ull)p->counters.orphans_reaped,
+		(ull)p->counters.reloads, (ull)p->counters.reload_failures);
 	fprintf(f, "upgrades %llu (failed %llu, rolled back %llu)\n", (ull)a->upgrade.upgrades,
 		(ull)a->upgrade.refused + a->upgrade.rollbacks, (ull)a->upgrade.rollbacks);
 	text_outcome(f, "reload", &a->reload_outcomes);

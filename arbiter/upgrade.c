@@ -387,19 +387,7 @@ static int write_state(struct arbiter *a, FILE *f, enum probes_handover *ret_bpf
 
 	struct upstate_numbers num = {
 		.started_ms = a->started_ms,
-		.spawned = p->spawned,
-		.spawn_errors = p->spawn_errors,
-		.exited = p->exited,
-		.exited_clean = p->exited_clean,
-		.exited_error = p->exited_error,
-		.exited_signal = p->exited_signal,
-		.exited_retired = p->exited_retired,
-		.killed = p->killed,
-		.replaced = p->replaced,
-		.boot_failures_total = p->boot_failures_total,
-		.orphans_reaped = p->orphans_reaped,
-		.reloads = p->reloads,
-		.reload_failures = p->reload_failures,
+		.pool = p->counters,
 		.upgrades = a->upgrade.upgrades + 1, /* this exec; a rollback takes it back */
 		.upgrade_refused = a->upgrade.refused,
 		.upgrade_rollbacks = a->upgrade.rollbacks,

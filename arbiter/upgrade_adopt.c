@@ -123,19 +123,7 @@ int upgrade_adopt_sockets(struct arbiter *a, int fd, char *err, size_t errlen)
 		return -EINVAL;
 	}
 	a->started_ms = num.started_ms;
-	a->pool.spawned = num.spawned;
-	a->pool.spawn_errors = num.spawn_errors;
-	a->pool.exited = num.exited;
-	a->pool.exited_clean = num.exited_clean;
-	a->pool.exited_error = num.exited_error;
-	a->pool.exited_signal = num.exited_signal;
-	a->pool.exited_retired = num.exited_retired;
-	a->pool.killed = num.killed;
-	a->pool.replaced = num.replaced;
-	a->pool.boot_failures_total = num.boot_failures_total;
-	a->pool.orphans_reaped = num.orphans_reaped;
-	a->pool.reloads = num.reloads;
-	a->pool.reload_failures = num.reload_failures;
+	a->pool.counters = num.pool;
 	a->upgrade.upgrades = (unsigned long)num.upgrades;
 	a->upgrade.refused = (unsigned long)num.upgrade_refused;
 	a->upgrade.rollbacks = (unsigned long)num.upgrade_rollbacks;

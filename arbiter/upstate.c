@@ -16,24 +16,29 @@ static const struct {
 	{                                                                                          \
 #field, offsetof(struct upstate_numbers, field)                                    \
 	}
-	C(spawned),
-	C(spawn_errors),
-	C(exited),
-	C(exited_clean),
-	C(exited_error),
-	C(exited_signal),
-	C(killed),
-	C(replaced),
-	C(boot_failures_total),
-	C(orphans_reaped),
-	C(reloads),
-	C(reload_failures),
+/* The pool's, by their own names. */
+#define P(field)                                                                                   \
+	{                                                                                          \
+#field, offsetof(struct upstate_numbers, pool.field)                               \
+	}
+	P(spawned),
+	P(spawn_errors),
+	P(exited),
+	P(exited_clean),
+	P(exited_error),
+	P(exited_signal),
+	P(killed),
+	P(replaced),
+	P(boot_failures_total),
+	P(orphans_reaped),
+	P(reloads),
+	P(reload_failures),
 	C(upgrades),
 	C(upgrade_refused),
 	C(upgrade_rollbacks),
 	/* New names go last: version 1's line is the first 14, by position. */
 	C(config_workers),
-	C(exited_retired),
+	P(exited_retired),
 	C(reload_seq),
 	C(upgrade_seq),
 	C(scale_counted),
@@ -41,6 +46,7 @@ static const struct {
 	C(ttou_consumed),
 	C(scale_merged),
 #undef C
+#undef P
 };
 
 #define N_COUNTERS (sizeof(counters) / sizeof(counters[0]))

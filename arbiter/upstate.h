@@ -19,11 +19,17 @@
 
 #define UPSTATE_SIGNALS 65
 
-struct upstate_numbers {
-	uint64_t started_ms; /* the first image's start: an upgrade keeps it */
+/* The pool's counters: kept by the pool as they are here (pool.h), so that they cross an
+ * exec as one value, not a dozen copied by hand each way. */
+struct upstate_pool_counters {
 	uint64_t spawned, spawn_errors, exited, exited_clean, exited_error, exited_signal,
 		exited_retired, killed, replaced, boot_failures_total, orphans_reaped, reloads,
 		reload_failures;
+};
+
+struct upstate_numbers {
+	uint64_t started_ms; /* the first image's start: an upgrade keeps it */
+	struct upstate_pool_counters pool;
 	uint64_t upgrades, upgrade_refused, upgrade_rollbacks;
 	/* Not a counter: the configuration's workers (--workers, the config file), which
 	 * the pool's target may differ from (TTIN/TTOU, `sigvisor workers`). */

@@ -50,7 +50,7 @@ static void test_ttin_ttou_reconcile(void **state)
 	assert_int_equal(watched, 2); /* a reaped worker's pidfd leaves the loop */
 	pool_reconcile(&pool);
 	assert_int_equal(up.spawns, 4);
-	assert_int_equal(pool.replaced, 0);
+	assert_int_equal(pool.counters.replaced, 0);
 	assert_int_equal(pool.boot_failures, 0);
 }
 
@@ -63,7 +63,7 @@ static void test_crash_is_replaced_in_its_slot(void **state)
 	clock_ms += BOOT_WINDOW_MS + 1; /* it had booted */
 	w = worker_in_slot(0, 1);
 	exits(w, CLD_KILLED, SIGSEGV);
-	assert_int_equal(pool.replaced, 1);
+	assert_int_equal(pool.counters.replaced, 1);
 	assert_int_equal(pool.boot_failures, 0);
 	pool_reconcile(&pool);
 	assert_int_equal(up.spawns, 3);
@@ -111,7 +111,7 @@ static void test_spawn_error_retries_with_backoff(void **state)
 	(void)state;
 	spawn_errno = EAGAIN;
 	start(1, false);
-	assert_int_equal(pool.spawn_errors, 1);
+	assert_int_equal(pool.counters.spawn_errors, 1);
 	assert_int_equal(pool.respawn_at_ms, clock_ms + BACKOFF_FIRST_MS);
 	spawn_errno = 0;
 	clock_ms += BACKOFF_FIRST_MS;
@@ -212,12 +212,12 @@ static void test_draining_replaces_nobody(void **state)
 	exits(worker_in_slot(0, 1), CLD_KILLED, SIGKILL);
 	pool_reconcile(&pool);
 	assert_int_equal(up.spawns, 2);
-	assert_int_equal(pool.replaced, 0);
+	assert_int_equal(pool.counters.replaced, 0);
 	/* the graceful deadline: KILL to whoever is left */
 	clock_ms += 30000;
 	pool_run_deadlines(&pool, clock_ms);
 	assert_int_equal(signals_to(worker_in_slot(1, 1)->pid, SIGKILL), 1);
-	assert_int_equal(pool.killed, 1);
+	assert_int_equal(pool.counters.killed, 1);
 }
 
 static void test_extend_timeout_moves_the_ready_deadline(void **state)

@@ -99,7 +99,7 @@ static void test_reload_that_cannot_start_is_abandoned_at_ready_timeout(void **s
 					  "within 5.0 s (--ready-timeout): Resource temporarily "
 					  "unavailable");
 	/* backoff 100, 200, 400, 800, 1600 ms: six attempts, then none */
-	assert_int_equal(pool.spawn_errors, 6);
+	assert_int_equal(pool.counters.spawn_errors, 6);
 	assert_int_equal(pool.generation, 1);
 	/* the old generation was never touched */
 	assert_int_equal(signals_to(worker_in_slot(0, 1)->pid, SIGTERM), 0);
@@ -155,7 +155,7 @@ static void test_ready_past_the_window_then_exit_is_replaced_at_once(void **stat
 	clock_ms += BOOT_WINDOW_MS;
 	exits(w, CLD_KILLED, SIGSEGV);
 	assert_int_equal(pool.boot_failures, 0);
-	assert_int_equal(pool.replaced, 1);
+	assert_int_equal(pool.counters.replaced, 1);
 	pool_reconcile(&pool);
 	assert_int_equal(up.spawns, 2);
 }

@@ -217,10 +217,10 @@ static void test_hup_hands_over_one_for_one(void **state)
 	exits(old0, 0);
 	assert_false(arb.pool.trial);
 	assert_null(arb.old.settings);
-	assert_int_equal(arb.pool.reloads, 1);
-	assert_int_equal(arb.pool.reload_failures, 0);
+	assert_int_equal(arb.pool.counters.reloads, 1);
+	assert_int_equal(arb.pool.counters.reload_failures, 0);
 	assert_int_equal(pool_count(&arb.pool, worker_is_ready), 2);
-	assert_int_equal(arb.pool.replaced, 0);
+	assert_int_equal(arb.pool.counters.replaced, 0);
 }
 
 static void test_hup_with_a_bad_config_keeps_everything(void **state)
@@ -261,7 +261,7 @@ static void test_new_generation_not_ready_rolls_back(void **state)
 	assert_ptr_equal(arb.settings, before);
 	assert_int_equal(arb.pool.generation, 1);
 	assert_int_equal(arb.pool.target, 2);
-	assert_int_equal(arb.pool.reload_failures, 1);
+	assert_int_equal(arb.pool.counters.reload_failures, 1);
 	/* the new generation is stopped, the old one serves on at full size */
 	assert_int_equal(signals_to(new0->pid, SIGTERM), 1);
 	assert_int_equal(signals_to(new1->pid, SIGTERM), 1);
@@ -289,7 +289,7 @@ static void test_hup_during_a_reload_follows_it(void **state)
 	assert_true(arb.reloading);
 	assert_false(arb.reload_pending);
 	assert_int_equal(arb.pool.generation, 3);
-	assert_int_equal(arb.pool.reloads, 2);
+	assert_int_equal(arb.pool.counters.reloads, 2);
 	assert_int_equal(pool_count_gen(&arb.pool, worker_is_booting, true), 2);
 }
 

@@ -57,7 +57,7 @@ static void test_round_trip_keeps_every_field(void **state)
 
 static void test_values_are_named(void **state)
 {
-	struct upstate_numbers in = {.spawned = 7, .upgrade_rollbacks = 2};
+	struct upstate_numbers in = {.pool.spawned = 7, .upgrade_rollbacks = 2};
 	char *text;
 
 	(void)state;
@@ -74,13 +74,13 @@ static void test_unknown_names_are_skipped_missing_ones_stay(void **state)
 {
 	char text[] = "counter spawned 5\ncounter from_the_future 9\ncounter killed 2\n"
 		      "pool 4 2 2\n";
-	struct upstate_numbers n = {.reloads = 11};
+	struct upstate_numbers n = {.pool.reloads = 11};
 
 	(void)state;
 	assert_int_equal(read_all(text, &n), 1); /* the pool line is someone else's */
-	assert_int_equal(n.spawned, 5);
-	assert_int_equal(n.killed, 2);
-	assert_int_equal(n.reloads, 11);
+	assert_int_equal(n.pool.spawned, 5);
+	assert_int_equal(n.pool.killed, 2);
+	assert_int_equal(n.pool.reloads, 11);
 }
 
 static void test_version_1_is_read(void **state)
@@ -94,18 +94,18 @@ static void test_version_1_is_read(void **state)
 	(void)state;
 	assert_int_equal(read_all(text, &n), 0);
 	assert_int_equal(n.started_ms, 123456);
-	assert_int_equal(n.spawned, 1);
-	assert_int_equal(n.spawn_errors, 2);
-	assert_int_equal(n.exited, 3);
-	assert_int_equal(n.exited_clean, 4);
-	assert_int_equal(n.exited_error, 5);
-	assert_int_equal(n.exited_signal, 6);
-	assert_int_equal(n.killed, 7);
-	assert_int_equal(n.replaced, 8);
-	assert_int_equal(n.boot_failures_total, 9);
-	assert_int_equal(n.orphans_reaped, 10);
-	assert_int_equal(n.reloads, 11);
-	assert_int_equal(n.reload_failures, 12);
+	assert_int_equal(n.pool.spawned, 1);
+	assert_int_equal(n.pool.spawn_errors, 2);
+	assert_int_equal(n.pool.exited, 3);
+	assert_int_equal(n.pool.exited_clean, 4);
+	assert_int_equal(n.pool.exited_error, 5);
+	assert_int_equal(n.pool.exited_signal, 6);
+	assert_int_equal(n.pool.killed, 7);
+	assert_int_equal(n.pool.replaced, 8);
+	assert_int_equal(n.pool.boot_failures_total, 9);
+	assert_int_equal(n.pool.orphans_reaped, 10);
+	assert_int_equal(n.pool.reloads, 11);
+	assert_int_equal(n.pool.reload_failures, 12);
 	assert_int_equal(n.upgrades, 13);
 	assert_int_equal(n.upgrade_refused, 14);
 	assert_int_equal(n.upgrade_rollbacks, 15);
