@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 #include "lifecycle.h"
@@ -197,6 +198,32 @@ void pool_stop_worker(struct pool *p, struct worker *w, int sig);
 int pool_send_worker(struct worker *w, int sig);
 void pool_gc(struct pool *p);
 int pool_adopt(struct pool *p, struct worker *w);
+
+/* pool_state.c: the pool's lines of the upgrade state ("pool ..." and one "worker ..."
+ * per live worker), its own to write and to take. */
+int pool_state_write(const struct pool *p, FILE *f);
+/* Close-on-exec of every live worker's pidfd and notify socket: cleared (on false) for
+ * the exec that hands them over, set again if it fails. */
+void pool_state_cloexec(const struct pool *p, bool on);
+/* One "worker" line (notify_fd -1 and notify_env "-" when it has none): false if it is
+ * not one. */
+struct pool_worker_line {
+	unsigned id, generation;
+	int pid, pidfd, state, watchdog, stop_signal, notify, notify_fd;
+	unsigned long long started_ms, deadline_ms;
+	char notify_env[96];
+};
+bool pool_worker_line(const char *line, struct pool_worker_line *w);
+/* The upstate_part readers (ctx: a struct pool_adopting): the size and generations, and
+ * each worker adopted and watched again; and for a rollback, each worker's fds kept
+ * across the exec back (ctx unused). */
+struct pool_adopting {
+	struct pool *pool;
+	unsigned adopted;
+};
+void pool_take_pool_line(void *adopting, const char *line, long off);
+void pool_take_worker_line(void *adopting, const char *line, long off);
+void pool_keep_worker_line(void *unused, const char *line, long off);
 /* Read the datagrams waiting in one worker's notify socket, or in every worker's. */
 void pool_drain_notify(struct pool *p, struct worker *w);
 void pool_drain_all_notify(struct pool *p);

@@ -359,26 +359,7 @@ static void handover_fds(struct arbiter *a, bool back)
 	control_set_cloexec(&a->control, back);
 	if (a->metrics.listen.fd >= 0)
 		(void)upgrade_set_cloexec(a->metrics.listen.fd, back);
-	for (size_t i = 0; i < a->pool.n; i++) {
-		const struct worker *w = a->pool.workers[i];
-
-		if (!worker_is_alive(w))
-			continue;
-		(void)upgrade_set_cloexec(w->src.fd, back);
-		if (w->notify_src.fd >= 0)
-			(void)upgrade_set_cloexec(w->notify_src.fd, back);
-	}
-}
-
-/* The reader of write_state's worker lines (upgrade_adopt.c and a rollback use it). */
-bool upgrade_worker_line(const char *line, struct worker_line *w)
-{
-	*w = (struct worker_line){.notify_fd = -1, .notify_env = "-"};
-	return sscanf(line, "worker %u %d %d %u %d %llu %llu %d %d %d %d %95s", &w->id, &w->pid,
-		      &w->pidfd, &w->generation, &w->state, &w->started_ms, &w->deadline_ms,
-		      &w->watchdog, &w->stop_signal, &w->notify, &w->notify_fd,
-		      w->notify_env) >= 9 &&
-	       w->state >= 0 && w->state < WORKER_EXITED;
+	pool_state_cloexec(&a->pool, back);
 }
 
 static int write_state(struct arbiter *a, FILE *f, enum probes_handover *ret_bpf)
@@ -404,8 +385,7 @@ static int write_state(struct arbiter *a, FILE *f, enum probes_handover *ret_bpf
 	memcpy(num.signals_received, a->signals_received, sizeof(num.signals_received));
 	memcpy(num.signals_ignored, a->signals_ignored, sizeof(num.signals_ignored));
 	fprintf(f, "%s %d\n", STATE_MAGIC, STATE_VERSION);
-	fprintf(f, "pool %u %u %u\n", p->target, p->generation, p->max_generation);
-	if (upstate_write(f, &num) < 0 ||
+	if (pool_state_write(p, f) < 0 || upstate_write(f, &num) < 0 ||
 	    upstate_outcomes_write(f, "reload", &a->reload_outcomes) < 0 ||
 	    upstate_outcomes_write(f, "upgrade", &a->upgrade.outcomes) < 0)
 		return -EIO;
@@ -420,17 +400,6 @@ static int write_state(struct arbiter *a, FILE *f, enum probes_handover *ret_bpf
 	fprintf(f, "notify %u %u\n", a->notify.cookie, a->notify.seq);
 	for (size_t i = 0; i < a->listeners.n; i++)
 		fprintf(f, "listener %d %s\n", a->listeners.l[i].fd, a->listeners.l[i].spec);
-	for (size_t i = 0; i < p->n; i++) {
-		const struct worker *w = p->workers[i];
-
-		if (!worker_is_alive(w))
-			continue;
-		fprintf(f, "worker %u %d %d %u %d %llu %llu %d %d %d %d %s\n", w->id, (int)w->pid,
-			w->src.fd, w->generation, (int)w->state, (unsigned long long)w->started_ms,
-			(unsigned long long)w->deadline_ms, w->watchdog ? 1 : 0, w->stop_signal,
-			w->notify ? 1 : 0, w->notify_src.fd,
-			w->notify_env[0] ? w->notify_env : "-");
-	}
 	/* The new binary carries the same probes (its --check said): they stay attached
 	 * and it takes them over. */
 	*ret_bpf = arbiter_bpf_handover(a, f, a->upgrade.check_bpf);
@@ -605,26 +574,13 @@ static void keep_first_fd(void *ctx, const char *line, long off)
 		(void)upgrade_set_cloexec(sfd, false);
 }
 
-static void keep_worker(void *ctx, const char *line, long off)
-{
-	struct worker_line w;
-
-	(void)ctx;
-	(void)off;
-	if (!upgrade_worker_line(line, &w))
-		return;
-	(void)upgrade_set_cloexec(w.pidfd, false);
-	if (w.notify_fd >= 0)
-		(void)upgrade_set_cloexec(w.notify_fd, false);
-}
-
 static int keep_state_fds(int fd)
 {
 	FILE *f = upgrade_open_state(fd);
 	static const struct upstate_part parts[] = {
 		{"bpf", keep_bpf, NULL},	  {"listener", keep_first_fd, NULL},
 		{"control", keep_first_fd, NULL}, {"controlconn", keep_first_fd, NULL},
-		{"metrics", keep_first_fd, NULL}, {"worker", keep_worker, NULL},
+		{"metrics", keep_first_fd, NULL}, {"worker", pool_keep_worker_line, NULL},
 	};
 
 	if (!f)

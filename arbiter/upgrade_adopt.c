@@ -155,71 +155,14 @@ void upgrade_bpf_taken(struct arbiter *a)
 	a->upgrade.bpf_state_off = -1;
 }
 
-struct adopting {
-	struct arbiter *a;
-	unsigned adopted;
-};
-
-static void take_pool(void *ctx, const char *line, long off)
-{
-	struct pool *p = &((struct adopting *)ctx)->a->pool;
-	unsigned target, g, maxg;
-
-	(void)off;
-	if (sscanf(line, "pool %u %u %u", &target, &g, &maxg) == 3) {
-		p->target = target;
-		p->generation = g;
-		p->max_generation = maxg;
-	}
-}
-
-static void take_worker(void *ctx, const char *line, long off)
-{
-	struct adopting *ad = ctx;
-	struct arbiter *a = ad->a;
-	struct worker_line l;
-	struct worker *w;
-
-	(void)off;
-	if (!upgrade_worker_line(line, &l))
-		return;
-	w = calloc(1, sizeof(*w));
-	if (!w || pool_adopt(&a->pool, w) < 0) {
-		free(w);
-		log_error("upgrade: out of memory adopting worker pid %d", l.pid);
-		return;
-	}
-	(void)upgrade_set_cloexec(l.pidfd, true);
-	w->src.type = SOURCE_WORKER;
-	w->src.fd = l.pidfd;
-	w->id = l.id;
-	w->pid = (pid_t)l.pid;
-	w->generation = l.generation;
-	w->state = (enum worker_state)l.state;
-	w->started_ms = l.started_ms;
-	w->deadline_ms = l.deadline_ms;
-	w->watchdog = l.watchdog;
-	w->stop_signal = l.stop_signal;
-	w->notify = l.notify;
-	w->notify_src.type = SOURCE_NOTIFY;
-	w->notify_src.fd = l.notify_fd;
-	if (l.notify_fd >= 0)
-		(void)upgrade_set_cloexec(l.notify_fd, true);
-	snprintf(w->notify_env, sizeof(w->notify_env), "%s",
-		 strcmp(l.notify_env, "-") ? l.notify_env : "");
-	if (loop_add(&a->loop, &w->src, LOOP_IN) < 0)
-		log_warn("upgrade: cannot watch worker %u's pidfd", l.id);
-	ad->adopted++;
-}
-
 int upgrade_adopt_workers(struct arbiter *a, int fd)
 {
 	struct pool *p = &a->pool;
 	FILE *f = upgrade_open_state(fd);
-	struct adopting ad = {.a = a};
+	struct pool_adopting ad = {.pool = p};
 	const struct upstate_part parts[] = {
-		{"pool", take_pool, &ad},
-		{"worker", take_worker, &ad},
+		{"pool", pool_take_pool_line, &ad},
+		{"worker", pool_take_worker_line, &ad},
 	};
 	unsigned adopted;
 

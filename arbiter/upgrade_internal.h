@@ -17,13 +17,3 @@ FILE *upgrade_open_state(int fd);
 int upgrade_set_cloexec(int fd, bool on);
 /* How upgrade a->upgrade.seq ended, for `sigvisor upgrade` (upstate.h). */
 void upgrade_outcome(struct arbiter *a, const char *result, const char *reason, uint64_t reload);
-
-/* One "worker" line of the state, as upgrade.c writes it (notify_fd -1 and notify_env
- * "-" when the line has none): false if it is not one. */
-struct worker_line {
-	unsigned id, generation;
-	int pid, pidfd, state, watchdog, stop_signal, notify, notify_fd;
-	unsigned long long started_ms, deadline_ms;
-	char notify_env[96];
-};
-bool upgrade_worker_line(const char *line, struct worker_line *w);
