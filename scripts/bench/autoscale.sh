@@ -14,9 +14,9 @@
 # workers back then). Worker-seconds: the server's worker processes counted every 100 ms
 # over the whole run (idle, burst and after), times the time between counts.
 #
-# The adaptive pool looks at its queue once per --scale-down-after while at its minimum
-# with nothing queued (autoscale.h): a burst that starts then waits up to that long for
-# the first step. BENCH_AS_DOWN_S sets it (default 5).
+# At its minimum with nothing queued the adaptive pool watches its socket (autoscale.h):
+# the burst's first connection wakes the arbiter, which steps up --scale-up-after later.
+# BENCH_AS_DOWN_S sets --scale-down-after (default 5).
 #
 # Environment: SIGVISOR BUILD as run.sh; BENCH_AS_N=2 BENCH_AS_M=8 BENCH_AS_WORK_MS=200
 # BENCH_AS_CLIENTS=8 BENCH_AS_IDLE_S=6 BENCH_AS_BURST_S=20 BENCH_AS_AFTER_S=30
