@@ -220,6 +220,11 @@ _Noreturn void postfork_exec(const struct exec_plan *p)
 			fail(p, "setuid", errno);
 	}
 
+	/* After the dups above (fds 3.. may lie above the soft limit given) and before
+	 * the exec: the program sees the limit the arbiter was started with. */
+	if (p->nofile && setrlimit(RLIMIT_NOFILE, p->nofile) < 0)
+		fail(p, "setrlimit RLIMIT_NOFILE", errno);
+
 	sigemptyset(&none);
 	if (sigprocmask(SIG_SETMASK, &none, NULL) < 0)
 		fail(p, "sigprocmask", errno);

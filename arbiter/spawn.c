@@ -23,7 +23,7 @@ static const char *const own_vars[] = {
 	"NOTIFY_SOCKET=",	"WATCHDOG_USEC=",	"WATCHDOG_PID=",
 	"SIGVISOR_WORKER_ID=",	"SIGVISOR_GENERATION=", "SIGVISOR_ARBITER_PID=",
 	"SIGVISOR_LOG_FILE=",	"SIGVISOR_LOG_FORMAT=", "SIGVISOR_ARGS=",
-	"SIGVISOR_UPGRADE_FD=", "SIGVISOR_ACTIVATED=",
+	"SIGVISOR_UPGRADE_FD=", "SIGVISOR_ACTIVATED=",	SPAWN_NOFILE_ENV "=",
 };
 
 static bool is_own_var(const char *kv)
@@ -283,6 +283,7 @@ int spawn_worker(const struct spawn_request *rq, pid_t *ret_pid, int *ret_pidfd)
 		.uid = t->uid,
 		.gid = t->gid,
 		.json_log = s->log_format == LOG_FORMAT_JSON,
+		.nofile = spawn_nofile_given(),
 	};
 	pid = spawn_process(&pidfd);
 	if (pid == 0)
@@ -295,4 +296,72 @@ int spawn_worker(const struct spawn_request *rq, pid_t *ret_pid, int *ret_pidfd)
 	*ret_pid = (pid_t)pid;
 	*ret_pidfd = pidfd;
 	return 0;
+}
+
+/* The limit the arbiter was given; valid when nofile_raised. */
+static struct rlimit nofile_given;
+static bool nofile_raised;
+
+void spawn_raise_nofile(void)
+{
+	const char *v = getenv(SPAWN_NOFILE_ENV);
+	struct rlimit now;
+	unsigned long long soft, hard;
+
+	if (getrlimit(RLIMIT_NOFILE, &now) < 0)
+		return;
+	nofile_given = now;
+	/* The new image of an upgrade: the limit is already raised, the one given is
+	 * what the old image passed on. */
+	if (v && sscanf(v, "%llu %llu", &soft, &hard) == 2 && soft <= now.rlim_cur) {
+		nofile_given.rlim_cur = (rlim_t)soft;
+		nofile_given.rlim_max = (rlim_t)hard;
+	}
+	unsetenv(SPAWN_NOFILE_ENV);
+	now.rlim_cur = now.rlim_max;
+	/* A hard limit below the soft one cannot be; leave it if setrlimit refuses. */
+	if (now.rlim_cur != nofile_given.rlim_cur && setrlimit(RLIMIT_NOFILE, &now) < 0)
+		return;
+	/* The hard limit may have been lowered since (by prlimit): a child cannot be
+	 * given a soft limit above it. */
+	if (nofile_given.rlim_max > now.rlim_max)
+		nofile_given.rlim_max = now.rlim_max;
+	if (nofile_given.rlim_cur > nofile_given.rlim_max)
+		nofile_given.rlim_cur = nofile_given.rlim_max;
+	nofile_raised = nofile_given.rlim_cur != now.rlim_cur;
+}
+
+const struct rlimit *spawn_nofile_given(void)
+{
+	return nofile_raised ? &nofile_given : NULL;
+}
+
+void spawn_nofile_export(bool on)
+{
+	char v[64];
+
+	if (!on || !nofile_raised) {
+		unsetenv(SPAWN_NOFILE_ENV);
+		return;
+	}
+	snprintf(v, sizeof(v), "%llu %llu", (unsigned long long)nofile_given.rlim_cur,
+		 (unsigned long long)nofile_given.rlim_max);
+	(void)setenv(SPAWN_NOFILE_ENV, v, 1);
+}
+
+/* Per worker a pidfd and a notify socket; a reload holds two generations; and the
+ * arbiter's own: listeners, control and metrics connections, the loop, the probes. */
+#define NOFILE_PER_WORKER 2
+#define NOFILE_OWN	  256
+
+unsigned long spawn_nofile_short(unsigned workers, unsigned long *ret_hard)
+{
+	struct rlimit now;
+	unsigned long need = 2UL * NOFILE_PER_WORKER * workers + NOFILE_OWN;
+
+	if (getrlimit(RLIMIT_NOFILE, &now) < 0 || now.rlim_cur == RLIM_INFINITY ||
+	    now.rlim_cur >= need)
+		return 0;
+	*ret_hard = (unsigned long)now.rlim_cur;
+	return need;
 }
