@@ -171,15 +171,28 @@ static int read_children(int fd, struct pidset *s)
 	return 0;
 }
 
-static bool pidset_has(const struct pidset *s, pid_t pid)
+static int pid_cmp(const void *a, const void *b)
 {
-	for (int i = 0; i < s->n; i++)
-		if (s->pid[i] == pid)
-			return true;
-	return false;
+	pid_t x = *(const pid_t *)a, y = *(const pid_t *)b;
+
+	return (x > y) - (x < y);
 }
 
-/* The first pid of a that is not in b, or 0. */
+/* Membership in O(log n) in a set kept sorted (pidset_sort): a pool of 4,096 is
+ * looked up child by child on every poll. */
+static void pidset_sort(struct pidset *s)
+{
+	if (s->n > 1)
+		qsort(s->pid, (size_t)s->n, sizeof(*s->pid), pid_cmp);
+}
+
+static bool pidset_has(const struct pidset *sorted, pid_t pid)
+{
+	return sorted->n &&
+	       bsearch(&pid, sorted->pid, (size_t)sorted->n, sizeof(*sorted->pid), pid_cmp);
+}
+
+/* The first pid of a that is not in b (sorted), or 0. */
 static pid_t pidset_first_new(const struct pidset *a, const struct pidset *b)
 {
 	for (int i = 0; i < a->n; i++)
@@ -217,15 +230,40 @@ static bool pid_ready(const struct opts *o, pid_t pid)
 	return is_ready_nr(o, nr);
 }
 
-/* All current children ready, and exactly n of them. */
-static bool pool_ready(const struct opts *o, int cfd, int n, struct pidset *cur)
+/* All current children ready, and exactly n of them. seen (sorted, may be NULL): the
+ * children already seen waiting, not looked at again: at 4,096 a start is polled
+ * hundreds of times, and three syscalls per ready child per poll would make the
+ * probe the busiest process on the machine. */
+static bool pool_ready_seen(const struct opts *o, int cfd, int n, struct pidset *cur,
+			    struct pidset *seen)
 {
+	struct pidset before = {0};
+	bool all = true;
+
 	if (read_children(cfd, cur) < 0 || cur->n != n)
 		return false;
-	for (int i = 0; i < cur->n; i++)
-		if (!pid_ready(o, cur->pid[i]))
-			return false;
-	return true;
+	if (seen) /* the sorted part; this round's finds are appended, sorted after */
+		before = (struct pidset){seen->n, seen->n, seen->pid};
+	for (int i = 0; i < cur->n; i++) {
+		if (seen && pidset_has(&before, cur->pid[i]))
+			continue;
+		if (!pid_ready(o, cur->pid[i])) {
+			all = false;
+			if (!seen)
+				break;
+		} else if (seen) {
+			pidset_add(seen, cur->pid[i]);
+			before.pid = seen->pid; /* moved by realloc */
+		}
+	}
+	if (seen)
+		pidset_sort(seen);
+	return all;
+}
+
+static bool pool_ready(const struct opts *o, int cfd, int n, struct pidset *cur)
+{
+	return pool_ready_seen(o, cfd, n, cur, NULL);
 }
 
 /* ---- serving check ------------------------------------------------------ */
@@ -292,7 +330,7 @@ out:
 static int wait_serving(const struct opts *o, pid_t pid, int pidfd, int port, bool spin,
 			int64_t deadline, int64_t *ready_at, int64_t *first_at)
 {
-	struct pidset cur = {0};
+	struct pidset cur = {0}, seen = {0};
 	int cfd = -1, r = -ETIMEDOUT;
 
 	while (now_ns() < deadline) {
@@ -312,7 +350,7 @@ static int wait_serving(const struct opts *o, pid_t pid, int pidfd, int port, bo
 		if (first_at && !*first_at && cfd >= 0 && read_children(cfd, &cur) == 0 &&
 		    cur.n > 0)
 			*first_at = now_ns();
-		if (cfd >= 0 && pool_ready(o, cfd, o->workers, &cur)) {
+		if (cfd >= 0 && pool_ready_seen(o, cfd, o->workers, &cur, &seen)) {
 			int64_t t = now_ns();
 
 			if (serves(port, o->http)) {
@@ -330,6 +368,7 @@ static int wait_serving(const struct opts *o, pid_t pid, int pidfd, int port, bo
 	if (cfd >= 0)
 		close(cfd);
 	pidset_free(&cur);
+	pidset_free(&seen);
 	return r;
 }
 
@@ -383,6 +422,7 @@ static int cmd_scale(const struct opts *o)
 			fail("ttin_visible");
 			return 1;
 		}
+		pidset_sort(&before);
 		deadline = deadline_after(o->timeout);
 		ticket = sender_send(&snd, o->pid, SIGTTIN);
 		while (now_ns() < deadline) {
@@ -436,11 +476,17 @@ static int cmd_scale(const struct opts *o)
 		deadline = deadline_after(o->timeout);
 		ticket = sender_send(&snd, o->pid, SIGTTOU);
 		while (now_ns() < deadline) {
-			for (int k = 0; k < before.n && !gone; k++)
-				if (pid_reaped(before.pid[k]))
-					gone = before.pid[k];
-			if (gone && read_children(cfd, &cur) == 0 && cur.n == base)
-				break;
+			/* One reading per poll, not a pid_reaped() per worker: the one
+			 * missing from it, if reaped, is the one gone. */
+			if (read_children(cfd, &cur) == 0 && cur.n == base) {
+				pidset_sort(&cur);
+				for (int k = 0; k < before.n && !gone; k++)
+					if (!pidset_has(&cur, before.pid[k]) &&
+					    pid_reaped(before.pid[k]))
+						gone = before.pid[k];
+				if (gone)
+					break;
+			}
 			cpu_relax();
 		}
 		t_vis = now_ns();
