@@ -378,20 +378,32 @@ static int wait_serving(const struct opts *o, pid_t pid, int pidfd, int port, bo
 static int wait_pool(const struct opts *o, int cfd, int n, struct pidset *cur)
 {
 	int64_t deadline = deadline_after(o->timeout);
+	/* A worker seen waiting counts as waiting from then on: with hundreds of
+	 * workers (built-in ones wake every --timeout/2 to ping) some worker is always
+	 * briefly awake, and all n in their wait at one look would never be seen. */
+	struct pidset seen = {0};
+	int r = 0;
 
 	for (;;) {
-		while (!pool_ready(o, cfd, n, cur)) {
-			if (now_ns() >= deadline)
-				return -ETIMEDOUT;
-			if (!pid_alive(o->pid))
-				return -ESRCH;
+		while (!pool_ready_seen(o, cfd, n, cur, &seen)) {
+			if (now_ns() >= deadline) {
+				r = -ETIMEDOUT;
+				goto out;
+			}
+			if (!pid_alive(o->pid)) {
+				r = -ESRCH;
+				goto out;
+			}
 			sleep_s(0.001);
 		}
 		sleep_s(o->settle);
 		/* Read twice: one reading of children can miss a sibling. */
-		if (pool_ready(o, cfd, n, cur) && pool_ready(o, cfd, n, cur))
-			return 0;
+		if (pool_ready_seen(o, cfd, n, cur, &seen) && pool_ready_seen(o, cfd, n, cur, &seen))
+			goto out;
 	}
+out:
+	pidset_free(&seen);
+	return r;
 }
 
 static int cmd_scale(const struct opts *o)

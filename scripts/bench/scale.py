@@ -361,6 +361,8 @@ def one_run(kind, n, run, tmp, first):
 
 
 def main():
+    # TERM (timeout(1), scale.sh's trap) as an exception: the servers are stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     tmp, kind = sys.argv[1], sys.argv[2]
     ns = [int(x) for x in sys.argv[3:]]
     top = max(ns)
