@@ -131,30 +131,37 @@ static int open_proc(pid_t pid, const char *what)
 static int read_children(int fd, struct pidset *s)
 {
 	/* Grown until the whole list fits (a cut one would end in part of a pid), then
-	 * kept: the spin loops stay at one syscall per look. Only the main thread reads. */
+	 * kept. Read until EOF, not until a read comes back short: the kernel fills one
+	 * read from one page of the list at most (about 700 pids), so a pool of 1,024
+	 * came back cut, never the size asked for. Only the main thread reads. */
 	static char *buf;
 	static size_t size;
+	size_t len = 0;
 	ssize_t n;
 	char *p;
 
 	s->n = 0;
-	for (;;) {
-		if (!size) {
-			buf = malloc(4096);
-			if (!buf)
-				abort();
-			size = 4096;
-		}
-		n = pread(fd, buf, size - 1, 0);
-		if (n < 0)
-			return -errno;
-		if ((size_t)n < size - 1)
-			break;
-		buf = realloc(buf, size * 2);
+	if (!size) {
+		buf = malloc(4096);
 		if (!buf)
 			abort();
-		size *= 2;
+		size = 4096;
 	}
+	for (;;) {
+		if (len == size - 1) {
+			buf = realloc(buf, size * 2);
+			if (!buf)
+				abort();
+			size *= 2;
+		}
+		n = pread(fd, buf + len, size - 1 - len, (off_t)len);
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			break;
+		len += (size_t)n;
+	}
+	n = (ssize_t)len;
 	buf[n] = '\0';
 	p = buf;
 	while (*p) {
