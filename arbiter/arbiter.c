@@ -552,6 +552,18 @@ static void free_settings(struct settings *s)
 	free(s);
 }
 
+/* Said once, at start: past the limit, starts fail with EMFILE and back off. */
+static void nofile_check(unsigned workers)
+{
+	unsigned long hard = 0, need = spawn_nofile_short(workers, &hard);
+
+	if (need)
+		log_warn("the open files limit is %lu (hard), %u workers need about %lu: starts "
+			 "beyond it fail with \"Too many open files\"; raise it (ulimit -Hn, "
+			 "docker run --ulimit nofile=%lu:%lu)",
+			 hard, workers, need, need, need);
+}
+
 int arbiter_main(int argc, char **argv)
 {
 	struct settings *settings;
@@ -573,6 +585,8 @@ int arbiter_main(int argc, char **argv)
 	a->config_read.fd = -1;
 	a->argc = argc;
 	a->argv = argv;
+	/* First: at 4,096 workers we hold more fds than the usual soft limit (spawn.h). */
+	spawn_raise_nofile();
 	/* Before anything else: from here on no signal can interrupt us, they queue up
 	 * in the kernel until the loop reads them from the signalfd. */
 	r = signals_block_all(&a->sigmask);
@@ -628,6 +642,7 @@ int arbiter_main(int argc, char **argv)
 	 * is a command: its answer waits for the reader). */
 	if (!settings->check)
 		log_nonblocking();
+	nofile_check(settings->workers);
 	arbiter_init_pool(a);
 	r = arbiter_setup(a, err, sizeof(err), &status);
 	arbiter_sync_pool(a); /* with the spawn template setup made (--user) */

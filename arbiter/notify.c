@@ -424,85 +424,127 @@ static bool tree_member(const struct ucred *cred, const struct notify_sender *fr
 	}
 }
 
+/* Close the fds an SCM_RIGHTS message carried. */
+static void close_rights(struct cmsghdr *rights)
+{
+	for (int *passed = (int *)CMSG_DATA(rights);
+	     (char *)(passed + 1) <= (char *)rights + rights->cmsg_len; passed++)
+		close(*passed);
+}
+
+/* A datagram received but not handed on (the reader stopped): its fds, closed. */
+static void close_passed(struct msghdr *msg)
+{
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(msg); c; c = CMSG_NXTHDR(msg, c))
+		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
+			close_rights(c);
+}
+
+/* Datagrams read per recvmmsg: one call answers "anything waiting?" for a worker's
+ * socket and reads its usual backlog (a ping or two, a STATUS=) with it, where a
+ * recvmsg loop needs a last call for EAGAIN. At 4,096 workers a status reads every
+ * socket: half the calls (issue 29). */
+#define NOTIFY_BATCH 4
+
+/* One datagram as received; true to go on reading. */
+static bool notify_one(struct notify *n, char *buf, struct msghdr *msg, size_t len,
+		       const struct notify_sender *from, notify_fn on_msg, void *ctx)
+{
+	uint64_t arrived = 0;
+	struct ucred *cred = NULL;
+	struct cmsghdr *rights = NULL;
+	struct notify_msg m;
+	bool believed;
+
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(msg); c; c = CMSG_NXTHDR(msg, c)) {
+		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS &&
+		    c->cmsg_len == CMSG_LEN(sizeof(struct ucred)))
+			cred = (struct ucred *)CMSG_DATA(c);
+		else if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS &&
+			 c->cmsg_len == CMSG_LEN(sizeof(struct timespec)))
+			arrived = arrival_ms((struct timespec *)CMSG_DATA(c));
+		else if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
+			rights = c;
+	}
+	n->received++;
+	/* Judged before the passed fds are closed: closing a BARRIER=1's fd releases its
+	 * sender (systemd-notify), which may then exit before its process tree could be
+	 * looked at. */
+	believed = cred && !(msg->msg_flags & MSG_TRUNC) &&
+		   (cred->pid == from->pid ||
+		    (from->access == NOTIFY_ACCESS_ALL && tree_member(cred, from)));
+	/* fd passing (FDSTORE) is not supported: close what came, which is also what
+	 * answers a BARRIER=1. */
+	if (rights)
+		close_rights(rights);
+	notify_parse(buf, len, &m);
+	/* Only the worker itself is believed (systemd's NotifyAccess=main), or with
+	 * --notify-access all any process of its tree: never another process that found
+	 * the address. */
+	if (!believed) {
+		uint64_t held;
+
+		n->rejected++;
+		/* A flood (from root or the worker's own uid: nobody else can reach the
+		 * socket) is counted in full and logged once a second. */
+		if (!ratelimit_pass(&n->rejected_log, now_ms(), &held))
+			return true;
+		if (held)
+			log_warn("notify socket of worker %u: dropped a message from pid %d: not "
+				 "that worker (and %llu more since the last such line)",
+				 from->id, cred ? (int)cred->pid : 0, (unsigned long long)held);
+		else
+			log_warn("notify socket of worker %u: dropped a message from pid %d: not "
+				 "that worker",
+				 from->id, cred ? (int)cred->pid : 0);
+		on_msg(ctx, &m, false, 0);
+		return true;
+	}
+	return on_msg(ctx, &m, true, arrived ? arrived : now_ms());
+}
+
 void notify_read(struct notify *n, int fd, const struct notify_sender *from, notify_fn on_msg,
 		 void *ctx)
 {
-	while (fd >= 0) {
-		char buf[4096];
-		union {
-			struct cmsghdr align;
-			char buf[CMSG_SPACE(sizeof(struct ucred)) +
-				 CMSG_SPACE(sizeof(struct timespec)) +
-				 CMSG_SPACE(16 * sizeof(int))];
-		} control;
-		uint64_t arrived = 0;
-		struct iovec iov = {.iov_base = buf, .iov_len = sizeof(buf) - 1};
-		struct msghdr msg = {
-			.msg_iov = &iov,
-			.msg_iovlen = 1,
-			.msg_control = &control,
-			.msg_controllen = sizeof(control),
-		};
-		struct ucred *cred = NULL;
-		struct cmsghdr *rights = NULL;
-		struct notify_msg m;
-		bool believed;
-		ssize_t len = recvmsg(fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+	/* Static: 16 KiB of datagrams; the arbiter has one thread and this does not
+	 * recurse (on_msg reads no socket). */
+	static char bufs[NOTIFY_BATCH][4096];
+	static union {
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(sizeof(struct ucred)) + CMSG_SPACE(sizeof(struct timespec)) +
+			 CMSG_SPACE(16 * sizeof(int))];
+	} controls[NOTIFY_BATCH];
+	struct iovec iov[NOTIFY_BATCH];
+	struct mmsghdr mm[NOTIFY_BATCH];
+	bool go_on = true;
+	int got;
 
-		if (len < 0) {
+	while (fd >= 0 && go_on) {
+		for (int i = 0; i < NOTIFY_BATCH; i++) {
+			iov[i] =
+				(struct iovec){.iov_base = bufs[i], .iov_len = sizeof(bufs[i]) - 1};
+			mm[i] = (struct mmsghdr){.msg_hdr = {
+							 .msg_iov = &iov[i],
+							 .msg_iovlen = 1,
+							 .msg_control = &controls[i],
+							 .msg_controllen = sizeof(controls[i]),
+						 }};
+		}
+		got = recvmmsg(fd, mm, NOTIFY_BATCH, MSG_DONTWAIT | MSG_CMSG_CLOEXEC, NULL);
+		if (got < 0) {
 			if (errno != EAGAIN && errno != EINTR)
 				log_warn("worker %u's notify socket, ignoring: %m", from->id);
 			return;
 		}
-		for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
-			if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS &&
-			    c->cmsg_len == CMSG_LEN(sizeof(struct ucred)))
-				cred = (struct ucred *)CMSG_DATA(c);
-			else if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS &&
-				 c->cmsg_len == CMSG_LEN(sizeof(struct timespec)))
-				arrived = arrival_ms((struct timespec *)CMSG_DATA(c));
-			else if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
-				rights = c;
-		}
-		n->received++;
-		/* Judged before the passed fds are closed: closing a BARRIER=1's fd
-		 * releases its sender (systemd-notify), which may then exit before its
-		 * process tree could be looked at. */
-		believed = cred && !(msg.msg_flags & MSG_TRUNC) &&
-			   (cred->pid == from->pid ||
-			    (from->access == NOTIFY_ACCESS_ALL && tree_member(cred, from)));
-		/* fd passing (FDSTORE) is not supported: close what came, which is also
-		 * what answers a BARRIER=1. */
-		if (rights)
-			for (int *passed = (int *)CMSG_DATA(rights);
-			     (char *)(passed + 1) <= (char *)rights + rights->cmsg_len; passed++)
-				close(*passed);
-		notify_parse(buf, (size_t)len, &m);
-		/* Only the worker itself is believed (systemd's NotifyAccess=main), or
-		 * with --notify-access all any process of its tree: never another process
-		 * that found the address. */
-		if (!believed) {
-			uint64_t held;
-
-			n->rejected++;
-			/* A flood (from root or the worker's own uid: nobody else can reach
-			 * the socket) is counted in full and logged once a second. */
-			if (!ratelimit_pass(&n->rejected_log, now_ms(), &held))
-				continue;
-			if (held)
-				log_warn("notify socket of worker %u: dropped a message from pid "
-					 "%d: not that worker (and %llu more since the last such "
-					 "line)",
-					 from->id, cred ? (int)cred->pid : 0,
-					 (unsigned long long)held);
+		for (int i = 0; i < got; i++) {
+			if (go_on)
+				go_on = notify_one(n, bufs[i], &mm[i].msg_hdr, mm[i].msg_len, from,
+						   on_msg, ctx);
 			else
-				log_warn("notify socket of worker %u: dropped a message from pid "
-					 "%d: not that worker",
-					 from->id, cred ? (int)cred->pid : 0);
-			on_msg(ctx, &m, false, 0);
-			continue;
+				close_passed(&mm[i].msg_hdr);
 		}
-		if (!on_msg(ctx, &m, true, arrived ? arrived : now_ms()))
+		/* Fewer than asked for: the socket is empty (as of the call). */
+		if (got < NOTIFY_BATCH)
 			return;
 	}
 }

@@ -514,8 +514,10 @@ void pool_reconcile(struct pool *p)
 		/* 200 TTIN counted by the probes, or `sigvisor workers 4096`: a few at a
 		 * time, the rest once the events waiting now are served (the deadline
 		 * timer brings us back at once), so the loop never starts hundreds of
-		 * processes before it answers TERM or status again. */
-		if (started == SPAWN_BATCH) {
+		 * processes before it answers TERM or status again. And for SPAWN_BATCH_MS
+		 * at most: each start waits for its child to reach its execve (spawn.c),
+		 * which on a busy machine may wait for a CPU. */
+		if (started == SPAWN_BATCH || (started && now_ms() - now >= SPAWN_BATCH_MS)) {
 			p->respawn_at_ms = now;
 			return;
 		}

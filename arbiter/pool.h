@@ -40,6 +40,9 @@
 #define NOTIFY_LINGER_MS 1000
 /* Workers started per turn of the loop, at most (pool_reconcile). */
 #define SPAWN_BATCH 16
+/* ... and for this long at most, so that signals, control and /healthz are answered
+ * within tens of ms while thousands start (issue 29). */
+#define SPAWN_BATCH_MS 5
 
 /* The pool's indexes (issue 29): what the pool asks of its workers per event, answered
  * without a pass over all of them, so a TTIN, a start, an exit or a deadline costs the

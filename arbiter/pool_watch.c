@@ -86,10 +86,17 @@ static bool on_notify(void *ctx, const struct notify_msg *m, bool believed, uint
 
 void pool_drain_notify(struct pool *p, struct worker *w)
 {
+	/* Ours never changes; asked once, not once per socket read (a status reads them
+	 * all). */
+	static uid_t euid = (uid_t)-1;
 	struct notify_read_ctx c = {p, w};
-	struct notify_sender from = {w->pid, w->id, p->cfg.notify_access,
-				     p->cfg.notify_uid == (uid_t)-1 ? geteuid()
-								    : p->cfg.notify_uid};
+	struct notify_sender from = {w->pid, w->id, p->cfg.notify_access, p->cfg.notify_uid};
+
+	if (from.uid == (uid_t)-1) {
+		if (euid == (uid_t)-1)
+			euid = geteuid();
+		from.uid = euid;
+	}
 
 	if (w->notify_src.fd >= 0 && worker_is_alive(w))
 		notify_read(p->notify, w->notify_src.fd, &from, on_notify, &c);

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <sys/resource.h>
 #include <sys/types.h>
 
 #define LISTEN_PID_DIGITS 20
@@ -30,6 +31,9 @@ struct exec_plan {
 	 * that works writes nothing there). */
 	const int *stdout_fd;
 	const int *errno_fd;
+	/* RLIMIT_NOFILE to set before the exec: the one the arbiter was given, which it
+	 * raised for itself (spawn.h). NULL: leave it. */
+	const struct rlimit *nofile;
 };
 
 /* Never returns: exec's the worker or _exit(127)s with a message on stderr. */

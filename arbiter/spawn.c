@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
+#include <sys/mman.h>
 #include <sys/pidfd.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -23,7 +25,7 @@ static const char *const own_vars[] = {
 	"NOTIFY_SOCKET=",	"WATCHDOG_USEC=",	"WATCHDOG_PID=",
 	"SIGVISOR_WORKER_ID=",	"SIGVISOR_GENERATION=", "SIGVISOR_ARBITER_PID=",
 	"SIGVISOR_LOG_FILE=",	"SIGVISOR_LOG_FORMAT=", "SIGVISOR_ARGS=",
-	"SIGVISOR_UPGRADE_FD=", "SIGVISOR_ACTIVATED=",
+	"SIGVISOR_UPGRADE_FD=", "SIGVISOR_ACTIVATED=",	SPAWN_NOFILE_ENV "=",
 };
 
 static bool is_own_var(const char *kv)
@@ -210,8 +212,65 @@ pid_t spawn_process(int *ret_pidfd)
 	return (pid_t)pid;
 }
 
+/* A worker's start without copying the arbiter's memory: clone(CLONE_VM | CLONE_VFORK),
+ * as posix_spawn does. A fork copies the page tables of the whole arbiter (which grow
+ * with the pool) and makes every page it writes afterwards a copy-on-write fault; at
+ * 4,096 workers that was most of the arbiter's CPU time for a start (issue 29). The
+ * child runs postfork_exec on a stack of its own in our memory while we are suspended,
+ * until its execve has replaced its memory (or it exits): it writes only its LISTEN_PID
+ * digits, into the plan we built for it, and its own errno. Its fds are its own copy
+ * (no CLONE_FILES), its signal handlers too (no CLONE_SIGHAND). The arbiter has one
+ * thread, so one stack serves every spawn, one at a time.
+ *
+ * What we wait for is the child's own set-up and the start of its execve, up to the
+ * point where the kernel has read the executable: as long as posix_spawn makes any
+ * caller wait. -1 with errno EINVAL or ENOSYS (valgrind, an old seccomp profile): not
+ * available, spawn_process() instead. */
+#define VFORK_STACK_SIZE (256 * 1024)
+
+static int vfork_child(void *plan)
+{
+	postfork_exec(plan);
+}
+
+static pid_t spawn_vfork(const struct exec_plan *plan, bool check, int *ret_pidfd)
+{
+	static char *stack;
+	int pidfd = -1;
+	pid_t pid;
+
+	if (!stack) {
+		void *m = mmap(NULL, VFORK_STACK_SIZE, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+
+		if (m == MAP_FAILED)
+			return -1;
+		stack = m;
+	}
+	pid = clone(vfork_child, stack + VFORK_STACK_SIZE,
+		    CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD, (void *)plan, &pidfd);
+	/* The first time: a pidfd the kernel (or what stands for it) cannot signal
+	 * through is no pidfd. valgrind 3.19 runs this clone as a fork but implements
+	 * neither pidfd_send_signal nor pidfd_open: no worker can be started under it,
+	 * as with spawn_process. */
+	if (pid > 0 &&
+	    (pidfd < 0 || (check && pidfd_send_signal(pidfd, 0, NULL, 0) < 0 && errno == ENOSYS))) {
+		if (pidfd >= 0)
+			close(pidfd);
+		kill(pid, SIGKILL);
+		(void)waitpid(pid, NULL, 0);
+		errno = ENOSYS;
+		return -1;
+	}
+	if (pid > 0)
+		*ret_pidfd = pidfd;
+	return pid;
+}
+
 int spawn_worker(const struct spawn_request *rq, pid_t *ret_pid, int *ret_pidfd)
 {
+	/* 1 works, 0 refused once (then spawn_process for good), -1 not tried yet. */
+	static int vfork_works = -1;
 	const struct spawn_template *t = rq->tmpl;
 	const struct settings *s = rq->settings;
 	char v_fds[32], v_pid[32 + LISTEN_PID_DIGITS], v_id[48], v_gen[48], v_arb[48];
@@ -283,8 +342,18 @@ int spawn_worker(const struct spawn_request *rq, pid_t *ret_pid, int *ret_pidfd)
 		.uid = t->uid,
 		.gid = t->gid,
 		.json_log = s->log_format == LOG_FORMAT_JSON,
+		.nofile = spawn_nofile_given(),
 	};
-	pid = spawn_process(&pidfd);
+	pid = vfork_works ? spawn_vfork(&plan, vfork_works < 0, &pidfd) : -1;
+	if (pid < 0 && vfork_works < 0 && (errno == EINVAL || errno == ENOSYS || errno == EPERM)) {
+		log_warn("clone with CLONE_VM | CLONE_VFORK refused (%s), using clone3",
+			 strerror(errno));
+		vfork_works = 0;
+	} else if (pid > 0) {
+		vfork_works = 1;
+	}
+	if (!vfork_works)
+		pid = spawn_process(&pidfd);
 	if (pid == 0)
 		postfork_exec(&plan);
 	free(v_names);
@@ -295,4 +364,72 @@ int spawn_worker(const struct spawn_request *rq, pid_t *ret_pid, int *ret_pidfd)
 	*ret_pid = (pid_t)pid;
 	*ret_pidfd = pidfd;
 	return 0;
+}
+
+/* The limit the arbiter was given; valid when nofile_raised. */
+static struct rlimit nofile_given;
+static bool nofile_raised;
+
+void spawn_raise_nofile(void)
+{
+	const char *v = getenv(SPAWN_NOFILE_ENV);
+	struct rlimit now;
+	unsigned long long soft, hard;
+
+	if (getrlimit(RLIMIT_NOFILE, &now) < 0)
+		return;
+	nofile_given = now;
+	/* The new image of an upgrade: the limit is already raised, the one given is
+	 * what the old image passed on. */
+	if (v && sscanf(v, "%llu %llu", &soft, &hard) == 2 && soft <= now.rlim_cur) {
+		nofile_given.rlim_cur = (rlim_t)soft;
+		nofile_given.rlim_max = (rlim_t)hard;
+	}
+	unsetenv(SPAWN_NOFILE_ENV);
+	now.rlim_cur = now.rlim_max;
+	/* A hard limit below the soft one cannot be; leave it if setrlimit refuses. */
+	if (now.rlim_cur != nofile_given.rlim_cur && setrlimit(RLIMIT_NOFILE, &now) < 0)
+		return;
+	/* The hard limit may have been lowered since (by prlimit): a child cannot be
+	 * given a soft limit above it. */
+	if (nofile_given.rlim_max > now.rlim_max)
+		nofile_given.rlim_max = now.rlim_max;
+	if (nofile_given.rlim_cur > nofile_given.rlim_max)
+		nofile_given.rlim_cur = nofile_given.rlim_max;
+	nofile_raised = nofile_given.rlim_cur != now.rlim_cur;
+}
+
+const struct rlimit *spawn_nofile_given(void)
+{
+	return nofile_raised ? &nofile_given : NULL;
+}
+
+void spawn_nofile_export(bool on)
+{
+	char v[64];
+
+	if (!on || !nofile_raised) {
+		unsetenv(SPAWN_NOFILE_ENV);
+		return;
+	}
+	snprintf(v, sizeof(v), "%llu %llu", (unsigned long long)nofile_given.rlim_cur,
+		 (unsigned long long)nofile_given.rlim_max);
+	(void)setenv(SPAWN_NOFILE_ENV, v, 1);
+}
+
+/* Per worker a pidfd and a notify socket; a reload holds two generations; and the
+ * arbiter's own: listeners, control and metrics connections, the loop, the probes. */
+#define NOFILE_PER_WORKER 2
+#define NOFILE_OWN	  256
+
+unsigned long spawn_nofile_short(unsigned workers, unsigned long *ret_hard)
+{
+	struct rlimit now;
+	unsigned long need = 2UL * NOFILE_PER_WORKER * workers + NOFILE_OWN;
+
+	if (getrlimit(RLIMIT_NOFILE, &now) < 0 || now.rlim_cur == RLIM_INFINITY ||
+	    now.rlim_cur >= need)
+		return 0;
+	*ret_hard = (unsigned long)now.rlim_cur;
+	return need;
 }

@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/resource.h>
 #include <sys/types.h>
 
 #include "options.h"
@@ -49,3 +50,24 @@ int path_resolve(const char *name, char **ret_path);
 /* clone3(CLONE_PIDFD), or fork + pidfd_open where clone3 is ENOSYS. Like fork():
  * 0 in the child, the pid (and *ret_pidfd) in the parent, -1 with errno. */
 pid_t spawn_process(int *ret_pidfd);
+
+/* The open-files limit (RLIMIT_NOFILE). The arbiter holds a pidfd and a notify socket
+ * per worker, two generations of them during a reload: 4,096 workers need more than
+ * the soft limit of 1,024 many containers start with. So the arbiter raises its soft
+ * limit to the hard one at start (as Go's runtime and systemd do for themselves), and
+ * each worker gets the soft limit back before its exec: a select()-based program
+ * breaks on fds above 1,023, and a worker must see what it was given.
+ *
+ * Across an in-place upgrade (USR2) the limit given is passed on in SIGVISOR_NOFILE
+ * ("soft hard"): the new image runs with the raised one, and ld.so needs fds below it
+ * before main(). */
+#define SPAWN_NOFILE_ENV "SIGVISOR_NOFILE"
+/* Raise the soft limit; call first thing. Reads and clears SPAWN_NOFILE_ENV. */
+void spawn_raise_nofile(void);
+/* The limit to restore in a child, or NULL when it was never changed. */
+const struct rlimit *spawn_nofile_given(void);
+/* Export the limit given in SPAWN_NOFILE_ENV for an in-place exec (or clear it). */
+void spawn_nofile_export(bool on);
+/* The open files the arbiter needs for workers (two generations of them), or 0 when its
+ * hard limit allows that many: then it is logged once. */
+unsigned long spawn_nofile_short(unsigned workers, unsigned long *ret_hard);

@@ -491,9 +491,11 @@ void upgrade_maybe_exec(struct arbiter *a)
 		 bpf == PROBES_HANDED_OVER ? ", the BPF probes handed over attached" : "");
 	if (bpf == PROBES_NOT_HANDED_OVER)
 		arbiter_bpf_stop(a);
+	spawn_nofile_export(true);
 	log_flush_for(LOG_EXEC_FLUSH_MS);
 	execv(a->self_path, a->argv);
 	r = errno;
+	spawn_nofile_export(false);
 	if (bpf == PROBES_NOT_HANDED_OVER)
 		arbiter_bpf_start(a);
 	else if (bpf == PROBES_HANDED_OVER)
@@ -612,9 +614,11 @@ void upgrade_rollback(struct arbiter *a, const char *why)
 		log_error("upgrade: cannot roll back: %m");
 		return;
 	}
+	spawn_nofile_export(true);
 	log_flush_for(LOG_EXEC_FLUSH_MS);
 	fexecve(u->rollback_fd, a->argv, environ);
 	log_error("upgrade: cannot re-execute the previous image: %m");
+	spawn_nofile_export(false);
 	unsetenv(UPGRADE_ENV);
 	unsetenv(FAILED_ENV);
 }

@@ -131,30 +131,37 @@ static int open_proc(pid_t pid, const char *what)
 static int read_children(int fd, struct pidset *s)
 {
 	/* Grown until the whole list fits (a cut one would end in part of a pid), then
-	 * kept: the spin loops stay at one syscall per look. Only the main thread reads. */
+	 * kept. Read until EOF, not until a read comes back short: the kernel fills one
+	 * read from one page of the list at most (about 700 pids), so a pool of 1,024
+	 * came back cut, never the size asked for. Only the main thread reads. */
 	static char *buf;
 	static size_t size;
+	size_t len = 0;
 	ssize_t n;
 	char *p;
 
 	s->n = 0;
-	for (;;) {
-		if (!size) {
-			buf = malloc(4096);
-			if (!buf)
-				abort();
-			size = 4096;
-		}
-		n = pread(fd, buf, size - 1, 0);
-		if (n < 0)
-			return -errno;
-		if ((size_t)n < size - 1)
-			break;
-		buf = realloc(buf, size * 2);
+	if (!size) {
+		buf = malloc(4096);
 		if (!buf)
 			abort();
-		size *= 2;
+		size = 4096;
 	}
+	for (;;) {
+		if (len == size - 1) {
+			buf = realloc(buf, size * 2);
+			if (!buf)
+				abort();
+			size *= 2;
+		}
+		n = pread(fd, buf + len, size - 1 - len, (off_t)len);
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			break;
+		len += (size_t)n;
+	}
+	n = (ssize_t)len;
 	buf[n] = '\0';
 	p = buf;
 	while (*p) {
@@ -171,15 +178,28 @@ static int read_children(int fd, struct pidset *s)
 	return 0;
 }
 
-static bool pidset_has(const struct pidset *s, pid_t pid)
+static int pid_cmp(const void *a, const void *b)
 {
-	for (int i = 0; i < s->n; i++)
-		if (s->pid[i] == pid)
-			return true;
-	return false;
+	pid_t x = *(const pid_t *)a, y = *(const pid_t *)b;
+
+	return (x > y) - (x < y);
 }
 
-/* The first pid of a that is not in b, or 0. */
+/* Membership in O(log n) in a set kept sorted (pidset_sort): a pool of 4,096 is
+ * looked up child by child on every poll. */
+static void pidset_sort(struct pidset *s)
+{
+	if (s->n > 1)
+		qsort(s->pid, (size_t)s->n, sizeof(*s->pid), pid_cmp);
+}
+
+static bool pidset_has(const struct pidset *sorted, pid_t pid)
+{
+	return sorted->n &&
+	       bsearch(&pid, sorted->pid, (size_t)sorted->n, sizeof(*sorted->pid), pid_cmp);
+}
+
+/* The first pid of a that is not in b (sorted), or 0. */
 static pid_t pidset_first_new(const struct pidset *a, const struct pidset *b)
 {
 	for (int i = 0; i < a->n; i++)
@@ -217,15 +237,40 @@ static bool pid_ready(const struct opts *o, pid_t pid)
 	return is_ready_nr(o, nr);
 }
 
-/* All current children ready, and exactly n of them. */
-static bool pool_ready(const struct opts *o, int cfd, int n, struct pidset *cur)
+/* All current children ready, and exactly n of them. seen (sorted, may be NULL): the
+ * children already seen waiting, not looked at again: at 4,096 a start is polled
+ * hundreds of times, and three syscalls per ready child per poll would make the
+ * probe the busiest process on the machine. */
+static bool pool_ready_seen(const struct opts *o, int cfd, int n, struct pidset *cur,
+			    struct pidset *seen)
 {
+	struct pidset before = {0};
+	bool all = true;
+
 	if (read_children(cfd, cur) < 0 || cur->n != n)
 		return false;
-	for (int i = 0; i < cur->n; i++)
-		if (!pid_ready(o, cur->pid[i]))
-			return false;
-	return true;
+	if (seen) /* the sorted part; this round's finds are appended, sorted after */
+		before = (struct pidset){seen->n, seen->n, seen->pid};
+	for (int i = 0; i < cur->n; i++) {
+		if (seen && pidset_has(&before, cur->pid[i]))
+			continue;
+		if (!pid_ready(o, cur->pid[i])) {
+			all = false;
+			if (!seen)
+				break;
+		} else if (seen) {
+			pidset_add(seen, cur->pid[i]);
+			before.pid = seen->pid; /* moved by realloc */
+		}
+	}
+	if (seen)
+		pidset_sort(seen);
+	return all;
+}
+
+static bool pool_ready(const struct opts *o, int cfd, int n, struct pidset *cur)
+{
+	return pool_ready_seen(o, cfd, n, cur, NULL);
 }
 
 /* ---- serving check ------------------------------------------------------ */
@@ -292,7 +337,7 @@ out:
 static int wait_serving(const struct opts *o, pid_t pid, int pidfd, int port, bool spin,
 			int64_t deadline, int64_t *ready_at, int64_t *first_at)
 {
-	struct pidset cur = {0};
+	struct pidset cur = {0}, seen = {0};
 	int cfd = -1, r = -ETIMEDOUT;
 
 	while (now_ns() < deadline) {
@@ -312,7 +357,7 @@ static int wait_serving(const struct opts *o, pid_t pid, int pidfd, int port, bo
 		if (first_at && !*first_at && cfd >= 0 && read_children(cfd, &cur) == 0 &&
 		    cur.n > 0)
 			*first_at = now_ns();
-		if (cfd >= 0 && pool_ready(o, cfd, o->workers, &cur)) {
+		if (cfd >= 0 && pool_ready_seen(o, cfd, o->workers, &cur, &seen)) {
 			int64_t t = now_ns();
 
 			if (serves(port, o->http)) {
@@ -330,6 +375,7 @@ static int wait_serving(const struct opts *o, pid_t pid, int pidfd, int port, bo
 	if (cfd >= 0)
 		close(cfd);
 	pidset_free(&cur);
+	pidset_free(&seen);
 	return r;
 }
 
@@ -339,20 +385,32 @@ static int wait_serving(const struct opts *o, pid_t pid, int pidfd, int port, bo
 static int wait_pool(const struct opts *o, int cfd, int n, struct pidset *cur)
 {
 	int64_t deadline = deadline_after(o->timeout);
+	/* A worker seen waiting counts as waiting from then on: with hundreds of
+	 * workers (built-in ones wake every --timeout/2 to ping) some worker is always
+	 * briefly awake, and all n in their wait at one look would never be seen. */
+	struct pidset seen = {0};
+	int r = 0;
 
 	for (;;) {
-		while (!pool_ready(o, cfd, n, cur)) {
-			if (now_ns() >= deadline)
-				return -ETIMEDOUT;
-			if (!pid_alive(o->pid))
-				return -ESRCH;
+		while (!pool_ready_seen(o, cfd, n, cur, &seen)) {
+			if (now_ns() >= deadline) {
+				r = -ETIMEDOUT;
+				goto out;
+			}
+			if (!pid_alive(o->pid)) {
+				r = -ESRCH;
+				goto out;
+			}
 			sleep_s(0.001);
 		}
 		sleep_s(o->settle);
 		/* Read twice: one reading of children can miss a sibling. */
-		if (pool_ready(o, cfd, n, cur) && pool_ready(o, cfd, n, cur))
-			return 0;
+		if (pool_ready_seen(o, cfd, n, cur, &seen) && pool_ready_seen(o, cfd, n, cur, &seen))
+			goto out;
 	}
+out:
+	pidset_free(&seen);
+	return r;
 }
 
 static int cmd_scale(const struct opts *o)
@@ -383,6 +441,7 @@ static int cmd_scale(const struct opts *o)
 			fail("ttin_visible");
 			return 1;
 		}
+		pidset_sort(&before);
 		deadline = deadline_after(o->timeout);
 		ticket = sender_send(&snd, o->pid, SIGTTIN);
 		while (now_ns() < deadline) {
@@ -436,11 +495,17 @@ static int cmd_scale(const struct opts *o)
 		deadline = deadline_after(o->timeout);
 		ticket = sender_send(&snd, o->pid, SIGTTOU);
 		while (now_ns() < deadline) {
-			for (int k = 0; k < before.n && !gone; k++)
-				if (pid_reaped(before.pid[k]))
-					gone = before.pid[k];
-			if (gone && read_children(cfd, &cur) == 0 && cur.n == base)
-				break;
+			/* One reading per poll, not a pid_reaped() per worker: the one
+			 * missing from it, if reaped, is the one gone. */
+			if (read_children(cfd, &cur) == 0 && cur.n == base) {
+				pidset_sort(&cur);
+				for (int k = 0; k < before.n && !gone; k++)
+					if (!pidset_has(&cur, before.pid[k]) &&
+					    pid_reaped(before.pid[k]))
+						gone = before.pid[k];
+				if (gone)
+					break;
+			}
 			cpu_relax();
 		}
 		t_vis = now_ns();

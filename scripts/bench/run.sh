@@ -21,8 +21,8 @@
 #   BENCH_PIN=1              servers on one CPU, the probe on another (0: off)
 #   BENCH_FLOOR=1            also time probe's minimal responder (0: off)
 #   BENCH_KEEP=1             keep the temp dir (logs, raw samples)
-#   BENCH_MORE="hup fair storm pid1 ready usr2 ttin autoscale"  the further sections run afterwards
-#                            (hup.sh, fair.sh, storm.sh, pid1.sh, ready.sh, usr2.sh, ttin.sh, autoscale.sh; their knobs
+#   BENCH_MORE="hup fair storm pid1 ready usr2 ttin autoscale scale"  the further sections run afterwards
+#                            (hup.sh, fair.sh, storm.sh, pid1.sh, ready.sh, usr2.sh, ttin.sh, autoscale.sh, scale.sh; their knobs
 #                            are in their headers);
 #                            empty: only this table
 set -u -o pipefail
@@ -359,7 +359,7 @@ echo "Ratio > 1: gunicorn takes that many times more (time, memory, syscalls); f
 
 # ---- more sections, each with its own table: HUP under load (and the plot),
 # signal storms and scale, PID 1. Same binary (our copy), same BUILD.
-read -r -a more <<<"${BENCH_MORE-hup fair storm pid1 ready usr2 ttin autoscale}"
+read -r -a more <<<"${BENCH_MORE-hup fair storm pid1 ready usr2 ttin autoscale scale}"
 for s in "${more[@]}"; do
 	echo
 	SIGVISOR=$SIGVISOR BUILD=$BUILD "$here/$s.sh" || { failed=1; log "$s.sh failed (its table says where)"; }

@@ -74,6 +74,10 @@ int sig_number(const char *name);
 void pids_add(struct pids *p, pid_t pid);
 int pids_find(const struct pids *p, pid_t pid);
 void pids_copy(struct pids *dst, const struct pids *src);
+/* Sorted lists, for membership in O(log n): a pool of 4,096 is looked at per poll. */
+void pids_sort(struct pids *p);
+bool pids_has_sorted(const struct pids *p, pid_t pid);
+void pids_insert_sorted(struct pids *p, pid_t pid);
 int open_children(pid_t pid);
 int read_children(int fd, struct pids *out);
 int read_children_stable(int fd, struct pids *out);

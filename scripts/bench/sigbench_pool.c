@@ -110,6 +110,8 @@ int cmd_scale(const struct opts *o)
 		fail("scale_up");
 		return 1;
 	}
+	/* Sorted: each poll looks up every child in it (O(n log n), not O(n^2)). */
+	pids_sort(&before);
 	printf("fds_base %d\n", count_fds(o->pid));
 	t_all = now_ns();
 	for (n = o->from; n < o->to; n++) {
@@ -120,7 +122,7 @@ int cmd_scale(const struct opts *o)
 		while (now_ns() < deadline && !t_ready) {
 			if (!fresh && read_children(cfd, &cur) == 0)
 				for (int i = 0; i < cur.n && !fresh; i++)
-					if (pids_find(&before, cur.v[i]) < 0)
+					if (!pids_has_sorted(&before, cur.v[i]))
 						fresh = cur.v[i];
 			if (fresh && pid_ready(o, fresh))
 				t_ready = now_ns();
@@ -134,7 +136,7 @@ int cmd_scale(const struct opts *o)
 			return 1;
 		}
 		sample(n >= o->to - top ? "scale_up_top" : "scale_up", t_ready - t0);
-		pids_add(&before, fresh);
+		pids_insert_sorted(&before, fresh);
 	}
 	sample("scale_up_total", now_ns() - t_all);
 	/* The whole pool at the top: every worker alive, and how many fds that costs. */
@@ -151,12 +153,18 @@ int cmd_scale(const struct opts *o)
 		int gone = -1;
 
 		while (now_ns() < deadline) {
-			for (int i = 0; i < before.n && gone < 0; i++)
-				if (pid_reaped(before.v[i]))
-					gone = i;
-			if (gone >= 0 && read_children(cfd, &cur) == 0 && cur.n == n - 1) {
-				t_done = now_ns();
-				break;
+			/* One reading of the children per poll, not a pid_reaped() per
+			 * worker: the one missing from it, if reaped, is the one gone. */
+			if (read_children(cfd, &cur) == 0 && cur.n == n - 1) {
+				pids_sort(&cur);
+				for (int i = 0; i < before.n && gone < 0; i++)
+					if (!pids_has_sorted(&cur, before.v[i]) &&
+					    pid_reaped(before.v[i]))
+						gone = i;
+				if (gone >= 0) {
+					t_done = now_ns();
+					break;
+				}
 			}
 			cpu_relax();
 		}

@@ -80,6 +80,34 @@ int pids_find(const struct pids *p, pid_t pid)
 	return -1;
 }
 
+static int pid_cmp(const void *a, const void *b)
+{
+	pid_t x = *(const pid_t *)a, y = *(const pid_t *)b;
+
+	return (x > y) - (x < y);
+}
+
+void pids_sort(struct pids *p)
+{
+	if (p->n > 1)
+		qsort(p->v, (size_t)p->n, sizeof(*p->v), pid_cmp);
+}
+
+bool pids_has_sorted(const struct pids *p, pid_t pid)
+{
+	return p->n && bsearch(&pid, p->v, (size_t)p->n, sizeof(*p->v), pid_cmp);
+}
+
+void pids_insert_sorted(struct pids *p, pid_t pid)
+{
+	int i;
+
+	pids_add(p, pid);
+	for (i = p->n - 1; i > 0 && p->v[i - 1] > pid; i--)
+		p->v[i] = p->v[i - 1];
+	p->v[i] = pid;
+}
+
 void pids_copy(struct pids *dst, const struct pids *src)
 {
 	dst->n = 0;
