@@ -405,7 +405,8 @@ static int wait_pool(const struct opts *o, int cfd, int n, struct pidset *cur)
 		}
 		sleep_s(o->settle);
 		/* Read twice: one reading of children can miss a sibling. */
-		if (pool_ready_seen(o, cfd, n, cur, &seen) && pool_ready_seen(o, cfd, n, cur, &seen))
+		if (pool_ready_seen(o, cfd, n, cur, &seen) &&
+		    pool_ready_seen(o, cfd, n, cur, &seen))
 			goto out;
 	}
 out:
