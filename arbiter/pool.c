@@ -515,8 +515,8 @@ void pool_reconcile(struct pool *p)
 		 * time, the rest once the events waiting now are served (the deadline
 		 * timer brings us back at once), so the loop never starts hundreds of
 		 * processes before it answers TERM or status again. And for SPAWN_BATCH_MS
-		 * at most: each start waits for its child to reach its execve (spawn.c),
-		 * which on a busy machine may wait for a CPU. */
+		 * at most: a clone of a large arbiter (its fd table, its page tables) takes
+		 * longer on a busy machine. */
 		if (started == SPAWN_BATCH || (started && now_ms() - now >= SPAWN_BATCH_MS)) {
 			p->respawn_at_ms = now;
 			return;

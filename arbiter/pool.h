@@ -41,7 +41,7 @@
 /* Workers started per turn of the loop, at most (pool_reconcile). */
 #define SPAWN_BATCH 16
 /* ... and for this long at most, so that signals, control and /healthz are answered
- * within tens of ms while thousands start (issue 29). */
+ * within tens of ms while thousands start. */
 #define SPAWN_BATCH_MS 5
 
 /* The pool's indexes (issue 29): what the pool asks of its workers per event, answered

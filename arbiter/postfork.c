@@ -13,7 +13,6 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/prctl.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -212,14 +211,12 @@ _Noreturn void postfork_exec(const struct exec_plan *p)
 		format_uint(p->listen_pid_digits, (unsigned long)getpid(), 1);
 
 	if (p->drop_privileges) {
-		/* Groups first: after setuid we could no longer change them. Raw calls: the C
-		 * library's wrappers would apply them to every thread of the process, which
-		 * in a child sharing the arbiter's memory (spawn.c) means the arbiter's. */
-		if (syscall(SYS_setgroups, 1, &p->gid) < 0)
+		/* Groups first: after setuid we could no longer change them. */
+		if (setgroups(1, &p->gid) < 0)
 			fail(p, "setgroups", errno);
-		if (syscall(SYS_setgid, p->gid) < 0)
+		if (setgid(p->gid) < 0)
 			fail(p, "setgid", errno);
-		if (syscall(SYS_setuid, p->uid) < 0)
+		if (setuid(p->uid) < 0)
 			fail(p, "setuid", errno);
 	}
 
