@@ -88,11 +88,11 @@ test-kernels: deps-kernels
 		test/kernels/run.sh
 
 format:
-	clang-format -i $$(git ls-files '*.c' '*.h' ':!bpf/vmlinux')
+	clang-format -i $$(git ls-files '*.c' '*.h')
 
 format-check:
 	$(msg) FORMAT check
-	$(Q)clang-format --dry-run -Werror $$(git ls-files '*.c' '*.h' ':!bpf/vmlinux')
+	$(Q)clang-format --dry-run -Werror $$(git ls-files '*.c' '*.h')
 
 # Includes go down the layers only (doc/ARCHITECTURE.md), then cppcheck.
 lint:
