@@ -102,7 +102,8 @@ static uint64_t down_delay(const struct autoscale *as)
 }
 
 /* The next look: soon while connections wait, less often while the pool has workers to
- * give back, once per --scale-down-after when it has none and nothing waits. */
+ * give back. At the minimum with nothing waiting the sockets are watched instead
+ * (watch()); once per --scale-down-after only when the loop would not take them. */
 static uint64_t period(const struct autoscale *as, const struct pool *p)
 {
 	uint64_t fast = as->up_ms / 2 ? as->up_ms / 2 : 1, slow;

@@ -37,26 +37,8 @@ UP_S=${BENCH_AS_UP_S:-0.1}
 UWSGI=${UWSGI:-uwsgi}
 bench_setup autoscale
 
-# TERM (a retirement) ends it after the request in hand, as a sync worker's graceful stop.
-cat >"$tmp/worker.py" <<PY
-import signal, socket, sys, time
-busy = stop = False
-def term(*_):
-    global stop
-    stop = True
-    if not busy:
-        sys.exit(0)
-signal.signal(signal.SIGTERM, term)
-s = socket.socket(fileno=3)
-while not stop:
-    c, _ = s.accept()
-    busy = True
-    c.recv(4096)
-    time.sleep($WORK_MS / 1000)
-    c.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n")
-    c.close()
-    busy = False
-PY
+# The sync worker of the tests: TERM (a retirement) ends it after the request in hand.
+worker=(python3 "$root/test/integration/workers/sync_worker.py" "$WORK_MS")
 cat >"$tmp/wsgi_app.py" <<PY
 import time
 def application(environ, start_response):
@@ -133,10 +115,10 @@ launch() { # NAME PORT LOG: sets spid
 	local -a sv=("$SIGVISOR" -b "127.0.0.1:$port" --control "$tmp/sv.sock" --bpf off
 		--ready-mode start --graceful-timeout 5 "${SV_EXTRA[@]}")
 	case $n in
-	fixn) start_server "$lg" "${sv[@]}" -w "$N" -- python3 "$tmp/worker.py" ;;
-	fixm) start_server "$lg" "${sv[@]}" -w "$M" -- python3 "$tmp/worker.py" ;;
+	fixn) start_server "$lg" "${sv[@]}" -w "$N" -- "${worker[@]}" ;;
+	fixm) start_server "$lg" "${sv[@]}" -w "$M" -- "${worker[@]}" ;;
 	adapt) start_server "$lg" "${sv[@]}" -w "$N" --max-workers "$M" --scale-up-after "$UP_S" \
-		--scale-down-after "$DOWN_S" -- python3 "$tmp/worker.py" ;;
+		--scale-down-after "$DOWN_S" -- "${worker[@]}" ;;
 	uwsgi) start_server "$lg" "$UWSGI" --plugin python3 --http-socket "127.0.0.1:$port" --master \
 		--processes "$M" --cheaper "$N" --cheaper-initial "$N" --cheaper-algo spare \
 		--cheaper-step 1 --wsgi-file "$tmp/wsgi_app.py" --die-on-term --listen 128 ;;

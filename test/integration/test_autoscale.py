@@ -13,30 +13,9 @@ import time
 from conftest import free_port, http_get, run_sigvisor, wait_for
 
 # One request at a time, 200 ms each: a sync worker (gunicorn's sync, PHP-FPM's).
-BLOCKING = r'''
-import os, signal, socket, time
-busy = stopping = False
-def stop(*_):
-    global stopping
-    stopping = True  # finish the request in hand, as a retired worker should
-    if not busy:
-        os._exit(0)
-signal.signal(signal.SIGTERM, stop)
-s = socket.socket(fileno=3)
-while not stopping:
-    c, _ = s.accept()
-    busy = True
-    head = b""
-    while b"\r\n\r\n" not in head:
-        got = c.recv(4096)
-        if not got:
-            break
-        head += got
-    time.sleep(0.2)
-    c.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n")
-    c.close()
-    busy = False
-'''
+BLOCKING = ["/usr/bin/python3",
+            os.path.join(os.path.dirname(os.path.abspath(__file__)), "workers", "sync_worker.py"),
+            "200"]
 
 UP = r'autoscale: queue (\d+) for (\d+\.\d) s on 127\.0\.0\.1:(\d+): (\d+) -> (\d+) workers'
 DOWN = (r'autoscale: queues empty for (\d+\.\d) s(?:, (\d+) of (\d+) workers idle)?: '
@@ -125,7 +104,7 @@ def grows_and_returns(sv, mport, path):
 def test_a_blocking_command_pool_grows_while_requests_wait_and_returns(start):
     sv, mport = start_scaled(start, "-w", "1", "--max-workers", "3", "--scale-up-after", "0.1",
                              "--scale-down-after", "1", "--ready-mode", "start",
-                             command=["/usr/bin/python3", "-c", BLOCKING])
+                             command=BLOCKING)
     sv.wait_workers(1)
     grows_and_returns(sv, mport, "/")
 
@@ -192,7 +171,7 @@ def test_no_decision_under_a_steady_load_the_pool_serves(start):
     and four clients held at --max-workers 4: no step down while they last."""
     sv, mport = start_scaled(start, "-w", "2", "--max-workers", "4", "--scale-up-after", "0.1",
                              "--scale-down-after", "0.5", "--ready-mode", "start",
-                             command=["/usr/bin/python3", "-c", BLOCKING])
+                             command=BLOCKING)
     sv.wait_workers(2)
     load = Load(sv.port, 2)
     try:
@@ -248,7 +227,7 @@ def test_hup_keeps_the_size_within_the_new_bounds(start, tmpdir_short):
     with open(conf, "w") as f:
         f.write("workers = 1\nmax-workers = 3\nscale-up-after = 0.1\nscale-down-after = 60\n")
     sv, mport = start_scaled(start, "-c", conf, "--ready-mode", "start",
-                             command=["/usr/bin/python3", "-c", BLOCKING])
+                             command=BLOCKING)
     sv.wait_workers(1)
     # The first look at the minimum comes --scale-down-after after the start: a
     # `sigvisor workers` moves the target by hand, and it holds.
@@ -312,7 +291,7 @@ def test_usr2_keeps_the_size_within_the_new_bounds(start, tmpdir_short):
     with open(conf, "w") as f:
         f.write("workers = 1\nmax-workers = 4\nscale-down-after = 60\n")
     sv, path = start_from(start, tmpdir_short, "-c", conf, "--ready-mode", "start",
-                          command=["/usr/bin/python3", "-c", BLOCKING])
+                          command=BLOCKING)
     sv.wait_workers(1)
     r = run_sigvisor("workers", "3", "--control", sv.control)
     assert r.returncode == 0, r.stderr
@@ -341,7 +320,7 @@ def test_a_burst_on_an_idle_pool_is_seen_at_once_and_idle_costs_no_look(start):
     answered within --scale-up-after, not after --scale-down-after (60 s here)."""
     sv, mport = start_scaled(start, "-w", "1", "--max-workers", "3", "--scale-up-after", "0.1",
                              "--scale-down-after", "60", "--ready-mode", "start",
-                             command=["/usr/bin/python3", "-c", BLOCKING])
+                             command=BLOCKING)
     sv.wait_workers(1)
     wait_for(lambda: sv.status()["autoscale"]["watching"], 10, "the socket to be watched")
     looks = sv.status()["autoscale"]["looks"]
