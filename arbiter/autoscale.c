@@ -89,11 +89,6 @@ uint64_t autoscale_next_deadline(const struct autoscale *as)
 	return as->on ? as->next_ms : 0;
 }
 
-bool autoscale_due(const struct autoscale *as, uint64_t now)
-{
-	return as->on && as->next_ms && as->next_ms <= now;
-}
-
 /* How long the queues must stay empty for a down step (see the backoff in
  * autoscale.h). */
 static uint64_t down_delay(const struct autoscale *as)

@@ -93,8 +93,6 @@ void autoscale_configure(struct autoscale *as, unsigned min, unsigned max, uint6
 			 uint64_t down_ms, bool ask_idle, uint64_t now);
 /* When to look next (0: never), for the arbiter's one timer. */
 uint64_t autoscale_next_deadline(const struct autoscale *as);
-/* Is a look due at now? */
-bool autoscale_due(const struct autoscale *as, uint64_t now);
 /* The timer came (now >= the deadline, or not yet: nothing then): look at the queues of
  * ls and grow or shrink p by one (pool_reconcile), or not, logging each decision. */
 void autoscale_tick(struct autoscale *as, struct pool *p, const struct listener_set *ls,
