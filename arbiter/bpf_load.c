@@ -537,7 +537,7 @@ void bpf_probes_start_loading(struct bpf_probes *p)
 
 	if (!p || !p->loading || p->state != LOADER_IDLE)
 		return;
-	/* fork(), not spawn_process()'s raw clone3: the child runs libbpf (malloc, stdio). */
+	/* fork(), not spawn_exec(): the child runs libbpf (malloc, stdio). */
 	pid = fork();
 	if (pid == 0)
 		loader_child(p, p->loader_peer, parent);

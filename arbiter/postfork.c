@@ -9,15 +9,17 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
 #include <signal.h>
-#include <string.h>
 #include <sys/prctl.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "rawsys.h"
+
 /* The message is built in a buffer and written with one write(2), so it cannot
- * interleave with the arbiter's lines; everything here is async-signal-safe. */
+ * interleave with the arbiter's lines; everything here is async-signal-safe, and every
+ * system call raw (rawsys.h): the child may share the arbiter's memory, errno
+ * included (spawn_vm.c). */
 struct line {
 	char buf[768];
 	size_t len;
@@ -80,7 +82,8 @@ static void put_timestamp(struct line *l)
 	struct timespec ts;
 	long days, sod, z, era, doe, yoe, doy, mp, d, m, y;
 
-	clock_gettime(CLOCK_REALTIME, &ts);
+	if (raw_syscall(SYS_clock_gettime, CLOCK_REALTIME, &ts, 0, 0) < 0)
+		ts = (struct timespec){0};
 	days = ts.tv_sec / 86400;
 	sod = ts.tv_sec % 86400;
 	z = days + 719468;
@@ -141,6 +144,18 @@ static const char *errno_text(int err)
 	}
 }
 
+static _Noreturn void child_exit(int status)
+{
+	for (;;)
+		(void)raw_syscall(SYS_exit_group, status, 0, 0, 0);
+}
+
+/* dup2 as arm64 has it: dup3, which refuses old == new. */
+static long raw_dup2(int old, int new)
+{
+	return old == new ? new : raw_syscall(SYS_dup3, old, new, 0, 0);
+}
+
 static _Noreturn void fail(const struct exec_plan *p, const char *what, int err)
 {
 	const char *text = errno_text(err);
@@ -153,7 +168,7 @@ static _Noreturn void fail(const struct exec_plan *p, const char *what, int err)
 		put(&l, "{\"ts\":\"");
 		put_timestamp(&l);
 		put(&l, "\",\"level\":\"error\",\"ident\":\"worker\",\"pid\":");
-		put_uint(&l, (unsigned long)getpid(), 1);
+		put_uint(&l, (unsigned long)raw_syscall(SYS_getpid, 0, 0, 0, 0), 1);
 		put(&l, ",\"msg\":\"");
 		put_json(&l, what);
 		put(&l, ": ");
@@ -172,23 +187,25 @@ static _Noreturn void fail(const struct exec_plan *p, const char *what, int err)
 			put(&l, num);
 	}
 	l.buf[l.len++] = '\n';
-	(void)!write(STDERR_FILENO, l.buf, l.len);
+	(void)raw_syscall(SYS_write, STDERR_FILENO, l.buf, l.len, 0);
 	if (p->errno_fd)
-		(void)!write(*p->errno_fd, &err, sizeof(err));
-	_exit(127);
+		(void)raw_syscall(SYS_write, *p->errno_fd, &err, sizeof(err), 0);
+	child_exit(127);
 }
 
 _Noreturn void postfork_exec(const struct exec_plan *p)
 {
 	int tmp[64];
-	sigset_t none;
+	unsigned long none = 0; /* the kernel's sigset_t: 64 bits */
+	long r;
 
 	reset_signal_dispositions();
 
 	/* If the arbiter dies, its workers should drain and go rather than serve on
 	 * unsupervised. Checked against the parent afterwards: it may already be gone. */
-	if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 || getppid() != p->parent)
-		_exit(1);
+	if (raw_syscall(SYS_prctl, PR_SET_PDEATHSIG, SIGTERM, 0, 0) < 0 ||
+	    raw_syscall(SYS_getppid, 0, 0, 0, 0) != p->parent)
+		child_exit(1);
 
 	/* Two steps so that a listening fd already sitting in 3..3+n is not clobbered
 	 * before it is copied: first above the target range, then down. The temporary
@@ -196,39 +213,40 @@ _Noreturn void postfork_exec(const struct exec_plan *p)
 	if (p->n_fds > sizeof(tmp) / sizeof(tmp[0]))
 		fail(p, "too many sockets", E2BIG);
 	for (unsigned i = 0; i < p->n_fds; i++) {
-		tmp[i] = fcntl(p->fds[i], F_DUPFD_CLOEXEC, 3 + (int)p->n_fds);
-		if (tmp[i] < 0)
-			fail(p, "dup listening socket", errno);
+		r = raw_syscall(SYS_fcntl, p->fds[i], F_DUPFD_CLOEXEC, 3 + (int)p->n_fds, 0);
+		if (r < 0)
+			fail(p, "dup listening socket", (int)-r);
+		tmp[i] = (int)r;
 	}
 	for (unsigned i = 0; i < p->n_fds; i++)
-		if (dup2(tmp[i], 3 + (int)i) < 0)
-			fail(p, "dup2 listening socket", errno);
+		if ((r = raw_dup2(tmp[i], 3 + (int)i)) < 0)
+			fail(p, "dup2 listening socket", (int)-r);
 
-	if (p->stdout_fd && dup2(*p->stdout_fd, STDOUT_FILENO) < 0)
-		fail(p, "dup2 stdout", errno);
+	if (p->stdout_fd && (r = raw_dup2(*p->stdout_fd, STDOUT_FILENO)) < 0)
+		fail(p, "dup2 stdout", (int)-r);
 
 	if (p->listen_pid_digits)
-		format_uint(p->listen_pid_digits, (unsigned long)getpid(), 1);
+		format_uint(p->listen_pid_digits,
+			    (unsigned long)raw_syscall(SYS_getpid, 0, 0, 0, 0), 1);
 
 	if (p->drop_privileges) {
 		/* Groups first: after setuid we could no longer change them. */
-		if (setgroups(1, &p->gid) < 0)
-			fail(p, "setgroups", errno);
-		if (setgid(p->gid) < 0)
-			fail(p, "setgid", errno);
-		if (setuid(p->uid) < 0)
-			fail(p, "setuid", errno);
+		if ((r = raw_syscall(SYS_setgroups, 1, &p->gid, 0, 0)) < 0)
+			fail(p, "setgroups", (int)-r);
+		if ((r = raw_syscall(SYS_setgid, p->gid, 0, 0, 0)) < 0)
+			fail(p, "setgid", (int)-r);
+		if ((r = raw_syscall(SYS_setuid, p->uid, 0, 0, 0)) < 0)
+			fail(p, "setuid", (int)-r);
 	}
 
 	/* After the dups above (fds 3.. may lie above the soft limit given) and before
 	 * the exec: the program sees the limit the arbiter was started with. */
-	if (p->nofile && setrlimit(RLIMIT_NOFILE, p->nofile) < 0)
-		fail(p, "setrlimit RLIMIT_NOFILE", errno);
+	if (p->nofile && (r = raw_syscall(SYS_prlimit64, 0, RLIMIT_NOFILE, p->nofile, NULL)) < 0)
+		fail(p, "setrlimit RLIMIT_NOFILE", (int)-r);
 
-	sigemptyset(&none);
-	if (sigprocmask(SIG_SETMASK, &none, NULL) < 0)
-		fail(p, "sigprocmask", errno);
+	if ((r = raw_syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, sizeof(none))) < 0)
+		fail(p, "sigprocmask", (int)-r);
 
-	execve(p->path, p->argv, p->envp);
-	fail(p, p->path, errno);
+	r = raw_syscall(SYS_execve, p->path, p->argv, p->envp, 0);
+	fail(p, p->path, (int)-r);
 }

@@ -1,9 +1,10 @@
 /* What runs in a new worker between clone3() and execve().
  *
- * Only async-signal-safe calls are allowed there (the child is a copy of the arbiter
- * at an arbitrary point), so everything is prepared by the arbiter before the clone:
- * argv, envp, the fds to hand over. The child only fills in its own pid, moves fds,
- * cleans its signal state and exec's. */
+ * The child runs in the arbiter's own memory (spawn_vm.h), or in a copy of it taken at
+ * an arbitrary point where memory cannot be shared: only raw system calls there
+ * (rawsys.h, no errno) and no writes but to its own stack and plan. Everything is
+ * prepared by the arbiter before the clone: argv, envp, the fds to hand over. The
+ * child only fills in its own pid, moves fds, cleans its signal state and exec's. */
 #pragma once
 
 #include <stdbool.h>
@@ -17,7 +18,8 @@ struct exec_plan {
 	char *const *argv;
 	char *const *envp;
 	/* Points at the digits of "LISTEN_PID=" inside envp; at least LISTEN_PID_DIGITS
-	 * + 1 bytes long. The child writes its own pid there: it is its own copy. */
+	 * + 1 bytes long. The child writes its own pid there, in the copy spawn_exec()
+	 * made for it. */
 	char *listen_pid_digits;
 	const int *fds; /* placed at 3, 4, ... in this order */
 	unsigned n_fds;

@@ -447,7 +447,7 @@ static int start_look(struct serving *s, const pid_t *pids, size_t n, bool alone
 		log_warn("readiness: cannot make a pipe for a look at /proc, ignoring: %m");
 		return -1;
 	}
-	/* fork(), not spawn_process()'s raw clone3: the child runs C library code (see
+	/* fork(), not spawn_exec(): the child runs C library code (see
 	 * look_child), and fork() runs the C library's own at-fork handlers for it. */
 	pid = fork();
 	if (pid == 0)

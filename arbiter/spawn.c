@@ -1,17 +1,13 @@
-/* Starting a worker (spawn.h). */
+/* Starting a worker (spawn.h); the clone itself is spawn_vm.c's. */
 #include "spawn.h"
 
 #include <errno.h>
 #include <grp.h>
-#include <linux/sched.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/pidfd.h>
-#include <sys/syscall.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -166,56 +162,6 @@ void spawn_template_free(struct spawn_template *t)
 	memset(t, 0, sizeof(*t));
 }
 
-/* A fork-like clone3, not posix_spawn's clone(CLONE_VM | CLONE_VFORK): the vfork form
- * saves copying the arbiter's page tables (0.5 against ~2 ms of arbiter CPU a worker at
- * 4,096 workers, measured), but it suspends the arbiter until the child's execve has
- * read the executable, and an executable or a working directory on a hung file system
- * would then hang PID 1 in the kernel, where no signal reaches it. Here the arbiter
- * never waits for its child. */
-pid_t spawn_process(int *ret_pidfd)
-{
-	/* -1 unknown, 1 works, 0 ENOSYS: older kernels, valgrind, and the seccomp profiles
-	 * of older container runtimes, which answer clone3 with ENOSYS on purpose. */
-	static int clone3_works = -1;
-	struct clone_args args;
-	int pidfd = -1;
-	long pid;
-
-	if (clone3_works != 0) {
-		memset(&args, 0, sizeof(args));
-		args.flags = CLONE_PIDFD;
-		args.pidfd = (uint64_t)(uintptr_t)&pidfd;
-		args.exit_signal = SIGCHLD;
-		/* glibc 2.36 has no clone3 wrapper. Without CLONE_VM the child runs on a
-		 * copy of this stack, as after fork(). */
-		pid = syscall(SYS_clone3, &args, sizeof(args));
-		if (pid >= 0 || errno != ENOSYS) {
-			clone3_works = 1;
-			if (pid > 0)
-				*ret_pidfd = pidfd;
-			return (pid_t)pid;
-		}
-		clone3_works = 0;
-		log_warn("clone3 is not available (ENOSYS), using fork and pidfd_open");
-	}
-	/* Until we reap it, the child's pid cannot be reused, so opening its pidfd
-	 * after the fork names the right process even if it has already exited. */
-	pid = fork();
-	if (pid <= 0)
-		return (pid_t)pid;
-	pidfd = pidfd_open((pid_t)pid, 0);
-	if (pidfd < 0) {
-		int err = errno;
-
-		kill((pid_t)pid, SIGKILL);
-		(void)waitpid((pid_t)pid, NULL, 0);
-		errno = err;
-		return -1;
-	}
-	*ret_pidfd = pidfd;
-	return (pid_t)pid;
-}
-
 int spawn_worker(const struct spawn_request *rq, pid_t *ret_pid, int *ret_pidfd)
 {
 	const struct spawn_template *t = rq->tmpl;
@@ -291,9 +237,7 @@ int spawn_worker(const struct spawn_request *rq, pid_t *ret_pid, int *ret_pidfd)
 		.json_log = s->log_format == LOG_FORMAT_JSON,
 		.nofile = spawn_nofile_given(),
 	};
-	pid = spawn_process(&pidfd);
-	if (pid == 0)
-		postfork_exec(&plan);
+	pid = spawn_exec(&plan, &pidfd);
 	free(v_names);
 	free(v_log);
 	free(envp);

@@ -12,6 +12,7 @@
 #include <sys/types.h>
 
 #include "options.h"
+#include "spawn_vm.h"
 
 /* Everything a spawn needs that is computed once at startup (and again on HUP). */
 struct spawn_template {
@@ -47,9 +48,6 @@ void spawn_template_free(struct spawn_template *t);
 int spawn_worker(const struct spawn_request *rq, pid_t *ret_pid, int *ret_pidfd);
 /* Find name like execvp would (a name with a '/' as is), as an absolute path. */
 int path_resolve(const char *name, char **ret_path);
-/* clone3(CLONE_PIDFD), or fork + pidfd_open where clone3 is ENOSYS. Like fork():
- * 0 in the child, the pid (and *ret_pidfd) in the parent, -1 with errno. */
-pid_t spawn_process(int *ret_pidfd);
 
 /* The open-files limit (RLIMIT_NOFILE). The arbiter holds a pidfd and a notify socket
  * per worker, two generations of them during a reload: 4,096 workers need more than

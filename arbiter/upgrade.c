@@ -242,9 +242,7 @@ void upgrade_start(struct arbiter *a)
 				  .parent = a->pid,
 				  .stdout_fd = &out_pipe[1],
 				  .errno_fd = &errno_pipe[1]};
-	pid = spawn_process(&pidfd);
-	if (pid == 0)
-		postfork_exec(&plan);
+	pid = spawn_exec(&plan, &pidfd);
 	r = -errno;
 	unsetenv(CHECK_ENV);
 	free(argv);

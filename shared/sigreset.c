@@ -2,9 +2,8 @@
 #include "sigreset.h"
 
 #include <signal.h>
-#include <string.h>
-#include <sys/syscall.h>
-#include <unistd.h>
+
+#include "rawsys.h"
 
 /* The kernel's struct sigaction (not glibc's): handler, flags, restorer, mask. */
 struct kernel_sigaction {
@@ -16,11 +15,9 @@ struct kernel_sigaction {
 
 void reset_signal_dispositions(void)
 {
-	struct kernel_sigaction dfl;
+	struct kernel_sigaction dfl = {.handler = SIG_DFL};
 
-	memset(&dfl, 0, sizeof(dfl));
-	dfl.handler = SIG_DFL;
 	for (int sig = 1; sig < NSIG; sig++)
 		if (sig != SIGKILL && sig != SIGSTOP)
-			(void)syscall(SYS_rt_sigaction, sig, &dfl, NULL, sizeof(dfl.mask));
+			(void)raw_syscall(SYS_rt_sigaction, sig, &dfl, NULL, sizeof(dfl.mask));
 }
