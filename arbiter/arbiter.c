@@ -197,7 +197,7 @@ static void handle_signal(struct arbiter *a, const struct signalfd_siginfo *si)
 	if (sig > 0 && sig < 65)
 		a->signals_received[sig]++;
 	if (act == ACTION_REAP) {
-		pool_reap_children(&a->pool);
+		pool_child_exited(&a->pool, (pid_t)si->ssi_pid, si->ssi_code, now_ms());
 		return; /* CHLD is a hint, not worth a log line per exit */
 	}
 	signal_describe_sender(si, sender, sizeof(sender));

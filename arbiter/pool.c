@@ -302,11 +302,29 @@ void pool_reap_worker(struct pool *p, struct worker *w)
 	}
 	if (si.si_pid == 0)
 		return; /* not exited: a spurious wakeup */
+	p->reaped_recent[p->reaped_next++ % POOL_REAPED_RECENT] = si.si_pid;
 	worker_exited(p, w, &si);
+}
+
+void pool_child_exited(struct pool *p, pid_t pid, int code, uint64_t now)
+{
+	bool exit = code == CLD_EXITED || code == CLD_KILLED || code == CLD_DUMPED, known = false;
+
+	/* A worker, alive or reaped just before through its pidfd (the loop's events
+	 * come in either order): the sweep can wait for more. */
+	for (size_t i = 0; exit && !known && i < POOL_REAPED_RECENT; i++)
+		known = p->reaped_recent[i] == pid;
+	if (!exit || (!known && !slots_find_pid(p, pid))) {
+		pool_reap_children(p);
+		return;
+	}
+	if (!p->reap_sweep_ms)
+		p->reap_sweep_ms = now + POOL_REAP_SWEEP_MS;
 }
 
 void pool_reap_children(struct pool *p)
 {
+	p->reap_sweep_ms = 0;
 	/* Peek with WNOWAIT so a worker's exit status is never taken by the P_ALL wait:
 	 * workers are reaped through their pidfd, and while one is an unreaped zombie its
 	 * pid cannot have been recycled, so matching it against the table is safe. */

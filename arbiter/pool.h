@@ -34,6 +34,10 @@
 #define BOOT_FAILURE_RESET_MS 30000
 #define BACKOFF_FIRST_MS      100
 #define BACKOFF_MAX_MS	      5000
+/* The sweep of all children after a worker's SIGCHLD (pool_child_exited), and how many
+ * reaped workers' pids are remembered for their SIGCHLD (one loop batch of events). */
+#define POOL_REAP_SWEEP_MS 100
+#define POOL_REAPED_RECENT 64
 
 /* How long a worker's socket stays watched after its READY=1, unless its next message
  * comes first: at most one more wake-up, for the message that ends it. */
@@ -156,7 +160,11 @@ struct pool {
 	int spawn_error;		 /* the last one's errno */
 	uint64_t respawn_at_ms;		 /* 0: spawn as soon as needed */
 	uint64_t watchdog_sweep_ms;	 /* read pings of workers in watchdog_probe (0: none) */
-	bool garbage;			 /* some workers are EXITED and wait to be freed */
+	uint64_t reap_sweep_ms;		 /* look for exited children not yet reaped (0: none) */
+	/* The pids of the workers reaped last, for their SIGCHLD if it comes after. */
+	pid_t reaped_recent[POOL_REAPED_RECENT];
+	unsigned reaped_next;
+	bool garbage; /* some workers are EXITED and wait to be freed */
 	/* The arbiter's mode, as far as the pool cares. */
 	bool trial;    /* the current generation is a reload's: a failure aborts it */
 	bool draining; /* shutting down: nothing is replaced, every exit was asked for */
@@ -181,7 +189,16 @@ void pool_configure(struct pool *p, const struct pool_config *cfg);
 void pool_reconcile(struct pool *p);
 void pool_worker_event(struct pool *p, struct worker *w, enum worker_event ev);
 void pool_reap_worker(struct pool *p, struct worker *w);
+/* Reap every exited child: workers through their pidfd, the arbiter's other children
+ * through hooks.other_child, and orphans (PID 1, a subreaper) by pid. waitid(P_ALL)
+ * walks every child in the kernel: O(N) a call. */
 void pool_reap_children(struct pool *p);
+/* A SIGCHLD, which names one child (the signalfd's ssi_pid and ssi_code): more that
+ * exited meanwhile merged into it. When it names a worker, whose pidfd wakes the loop
+ * for it anyway, the sweep of all children waits up to POOL_REAP_SWEEP_MS, so that a
+ * generation of N exiting costs a few sweeps rather than N (O(N^2) in the kernel);
+ * anything else (an orphan, a --check, a user's kill -CHLD) is swept at once. */
+void pool_child_exited(struct pool *p, pid_t pid, int code, uint64_t now);
 void pool_run_deadlines(struct pool *p, uint64_t now);
 uint64_t pool_next_deadline(struct pool *p);
 void pool_stop_all(struct pool *p, enum worker_event ev);

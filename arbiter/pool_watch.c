@@ -145,6 +145,8 @@ void pool_run_deadlines(struct pool *p, uint64_t now)
 	}
 
 	serving_run(p->serving, now); /* calls pool_serving() */
+	if (p->reap_sweep_ms && p->reap_sweep_ms <= now)
+		pool_reap_children(p);
 	if (p->watchdog_sweep_ms && p->watchdog_sweep_ms <= now) {
 		/* Once per --timeout after workers got ready, not per wake-up: read the
 		 * pings of those on probe; no ping by now means no watchdog. */
@@ -209,6 +211,7 @@ uint64_t pool_next_deadline(struct pool *p)
 	uint64_t next = first ? first->deadline_ms : 0;
 
 	next = earlier_deadline(next, p->watchdog_sweep_ms);
+	next = earlier_deadline(next, p->reap_sweep_ms);
 	next = earlier_deadline(next, serving_next_deadline(p->serving));
 	next = earlier_deadline(next, respawn_deadline(p));
 	return earlier_deadline(next, trial_spawn_deadline(p));

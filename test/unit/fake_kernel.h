@@ -104,9 +104,14 @@ static void fill(siginfo_t *si, const struct proc *p)
 }
 
 int __wrap_waitid(idtype_t type, id_t id, siginfo_t *si, int options);
+/* waitid(P_ALL) calls: each walks every child in the kernel. */
+static unsigned waitid_all_calls;
+
 int __wrap_waitid(idtype_t type, id_t id, siginfo_t *si, int options)
 {
 	memset(si, 0, sizeof(*si));
+	if (type == P_ALL)
+		waitid_all_calls++;
 	if ((int)type == P_PIDFD) {
 		struct proc *p = proc_of_fd((int)id);
 

@@ -198,10 +198,54 @@ static void test_per_event_work_is_constant_in_n(void **state)
 	assert_true(big.deadline.reads <= 2);
 }
 
+/* A generation exiting: each SIGCHLD names a worker, which its pidfd reaps; the sweep
+ * of all children (waitid P_ALL, a walk over every child in the kernel) waits
+ * POOL_REAP_SWEEP_MS and then runs once for all of them, not once per exit: at 4,096
+ * that was a quarter of a HUP's arbiter CPU (perf: wait_consider_task). */
+static void test_exits_share_one_sweep(void **state)
+{
+	const unsigned n = 4096;
+	size_t count;
+
+	(void)state;
+	start_ready(n);
+	clock_ms += BOOT_WINDOW_MS + 1;
+	waitid_all_calls = 0;
+	count = pool.n;
+	for (size_t i = 0; i < count; i++) {
+		struct worker *w = pool.workers[i];
+
+		fake_exit(w->pid, CLD_KILLED, SIGTERM);
+		/* the signalfd's SIGCHLD and the pidfd's wake-up, in either order */
+		if (i % 2)
+			pool_reap_worker(&pool, w);
+		pool_child_exited(&pool, w->pid, CLD_KILLED, clock_ms);
+		if (!(i % 2))
+			pool_reap_worker(&pool, w);
+	}
+	assert_int_equal(pool_count(&pool, worker_is_alive), 0);
+	assert_int_equal(waitid_all_calls, 0);
+	assert_true(pool_next_deadline(&pool) <= clock_ms + POOL_REAP_SWEEP_MS);
+
+	clock_ms += POOL_REAP_SWEEP_MS;
+	pool_run_deadlines(&pool, clock_ms);
+	print_message("%u exits: %u waitid(P_ALL) calls\n", n, waitid_all_calls);
+	assert_int_equal(waitid_all_calls, 1); /* finds nothing left to reap */
+
+	/* A child that is no worker (an orphan PID 1 inherited) is swept at once. */
+	waitid_all_calls = 0;
+	pool_child_exited(&pool, 1 << 22, CLD_EXITED, clock_ms);
+	assert_int_equal(waitid_all_calls, 1);
+
+	pool_free(&pool);
+	fake_reset();
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup(test_per_event_work_is_constant_in_n, setup),
+		cmocka_unit_test_setup(test_exits_share_one_sweep, setup),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
