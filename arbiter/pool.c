@@ -367,16 +367,17 @@ void pool_reap_children(struct pool *p)
 }
 
 /* A worker just became ready with --timeout on: whether it uses the watchdog shows in
- * its first WATCHDOG=1, which may wait unread in the notify socket (see notify.h).
- * One sweep after --timeout reads it; a worker that has not pinged by then does not
- * use the watchdog. */
+ * its first WATCHDOG=1, which may wait unread in the notify socket (see notify.h). Its
+ * own deadline, a --timeout from now, reads it; a worker that has not pinged by then
+ * does not use the watchdog (pool_run_deadlines). Each its own: one sweep for all
+ * judged those ready more than half a timeout after the first before their first ping
+ * was due, and never read their sockets again (4,096 workers take longer than that to
+ * start). */
 void pool_watch_for_pings(struct pool *p, struct worker *w)
 {
 	if (!p->cfg.timeout_ms || w->watchdog || w->state != WORKER_READY)
 		return;
-	w->watchdog_probe = true;
-	if (!p->watchdog_sweep_ms)
-		p->watchdog_sweep_ms = now_ms() + p->cfg.timeout_ms;
+	slots_set_deadline(p, w, now_ms() + p->cfg.timeout_ms);
 }
 
 static int grow(struct pool *p)

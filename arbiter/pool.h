@@ -93,7 +93,6 @@ struct worker {
 	int stop_signal;	  /* the last stop signal sent, for the log */
 	bool watchdog;		  /* it sent WATCHDOG=1: --timeout applies to it */
 	bool notify;		  /* ready on READY=1 (else once started) */
-	bool watchdog_probe;	  /* ready, --timeout on, no WATCHDOG=1 seen yet: find out */
 	uint64_t last_ping_ms;	  /* arrival of its last WATCHDOG=1 */
 	struct source notify_src; /* SOURCE_NOTIFY: its own NOTIFY_SOCKET; fd -1 if none */
 	bool notify_watched;
@@ -159,7 +158,6 @@ struct pool {
 	uint64_t spawn_failing_since_ms; /* the first of them */
 	int spawn_error;		 /* the last one's errno */
 	uint64_t respawn_at_ms;		 /* 0: spawn as soon as needed */
-	uint64_t watchdog_sweep_ms;	 /* read pings of workers in watchdog_probe (0: none) */
 	uint64_t reap_sweep_ms;		 /* look for exited children not yet reaped (0: none) */
 	/* The pids of the workers reaped last, for their SIGCHLD if it comes after. */
 	pid_t reaped_recent[POOL_REAPED_RECENT];

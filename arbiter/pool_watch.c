@@ -49,7 +49,6 @@ void pool_notify(struct pool *p, struct worker *w, const struct notify_msg *m, u
 	}
 	if (m->watchdog) {
 		w->watchdog = true;
-		w->watchdog_probe = false;
 		w->last_ping_ms = arrived_ms > w->last_ping_ms ? arrived_ms : w->last_ping_ms;
 	}
 	/* Only a serving worker has a watchdog deadline; a booting one has its ready
@@ -147,19 +146,6 @@ void pool_run_deadlines(struct pool *p, uint64_t now)
 	serving_run(p->serving, now); /* calls pool_serving() */
 	if (p->reap_sweep_ms && p->reap_sweep_ms <= now)
 		pool_reap_children(p);
-	if (p->watchdog_sweep_ms && p->watchdog_sweep_ms <= now) {
-		/* Once per --timeout after workers got ready, not per wake-up: read the
-		 * pings of those on probe; no ping by now means no watchdog. */
-		p->watchdog_sweep_ms = 0;
-		for (size_t i = 0; i < p->n; i++) {
-			struct worker *w = p->workers[i];
-
-			if (!w->watchdog_probe)
-				continue;
-			pool_drain_notify(p, w);
-			w->watchdog_probe = false;
-		}
-	}
 
 	/* Earliest first, and only the workers whose time has come (pool_slots.c), and
 	 * those due within half a --timeout: a worker pinging every timeout/2 has sent
@@ -178,6 +164,12 @@ void pool_run_deadlines(struct pool *p, uint64_t now)
 		pool_drain_notify(p, w);
 		if (due > now && w->deadline_ms == due)
 			break; /* not due, and nothing read: wake at its time */
+		if (w->deadline_ms && w->deadline_ms <= now && w->state == WORKER_READY &&
+		    !w->watchdog) {
+			/* on probe (pool_watch_for_pings), and no ping: no watchdog */
+			slots_set_deadline(p, w, 0);
+			continue;
+		}
 		if (w->deadline_ms && w->deadline_ms <= now && worker_is_alive(w)) {
 			enum worker_state was = w->state;
 			unsigned actions;
@@ -210,7 +202,6 @@ uint64_t pool_next_deadline(struct pool *p)
 	struct worker *first = slots_earliest(p);
 	uint64_t next = first ? first->deadline_ms : 0;
 
-	next = earlier_deadline(next, p->watchdog_sweep_ms);
 	next = earlier_deadline(next, p->reap_sweep_ms);
 	next = earlier_deadline(next, serving_next_deadline(p->serving));
 	next = earlier_deadline(next, respawn_deadline(p));

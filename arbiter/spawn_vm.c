@@ -115,8 +115,8 @@ static struct vm_child *get_child(size_t data_size)
 	}
 	data_size = data_size <= DATA_SIZE ? DATA_SIZE : (data_size + page - 1) / page * page;
 	size = page + STACK_SIZE + data_size;
-	base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK,
-		    -1, 0);
+	base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1,
+		    0);
 	if (base == MAP_FAILED)
 		return NULL;
 	/* An overflowing stack faults here instead of writing over other memory. */
@@ -229,8 +229,8 @@ static long clone3_on_stack(struct clone_args *args, int (*fn)(void *), void *ar
 			 "hlt\n"
 			 "1:"
 			 : "=a"(ret)
-			 : "0"((long)SYS_clone3), "D"(args), "S"(sizeof(*args)), "r"(r12), "r"(r13),
-			   [exit] "i"(SYS_exit_group)
+			 : "0"((long)SYS_clone3), "D"(args), "S"(sizeof(*args)), "r"(r12),
+			   "r"(r13), [exit] "i"(SYS_exit_group)
 			 : "rcx", "r11", "memory", "cc");
 	return ret;
 #elif defined(__aarch64__)

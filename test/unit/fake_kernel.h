@@ -186,6 +186,8 @@ static const struct loop_backend fake_backend = {
 	.del = fake_del,
 };
 
+static int fake_notify_fd = -1;
+
 int __wrap_notify_open_worker(struct notify *n, uid_t uid, gid_t gid, int *ret_fd, char *env,
 			      size_t envlen);
 int __wrap_notify_open_worker(struct notify *n, uid_t uid, gid_t gid, int *ret_fd, char *env,
@@ -194,7 +196,9 @@ int __wrap_notify_open_worker(struct notify *n, uid_t uid, gid_t gid, int *ret_f
 	(void)n;
 	(void)uid;
 	(void)gid;
-	*ret_fd = -1; /* READY=1 comes through pool_notify() in these tests */
+	/* READY=1 comes through pool_notify() in these tests; a test that wraps
+	 * notify_read sets fake_notify_fd to some open fd, to see the sockets read. */
+	*ret_fd = fake_notify_fd;
 	if (envlen)
 		env[0] = '\0';
 	return 0;

@@ -6,7 +6,7 @@
  * an exit a pass to find its pid, a deadline a pass, and every timer wake-up read
  * every worker's socket.
  *
- * wrap: spawn_process pidfd_send_signal waitid clock_gettime notify_open_worker notify_close_worker pool_drain_notify
+ * wrap: spawn_process pidfd_send_signal waitid clock_gettime notify_open_worker notify_close_worker notify_read
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -32,14 +32,25 @@
 #include "pool_internal.h"
 
 static unsigned sockets_read;
+/* A WATCHDOG=1 waiting in a worker's socket (by pid), and when it arrived. */
+static pid_t ping_from;
+static uint64_t ping_at;
 
-/* Counts the sockets read (pool.c's calls); the fake workers have none to read. */
-void __wrap_pool_drain_notify(struct pool *p, struct worker *w);
-void __wrap_pool_drain_notify(struct pool *p, struct worker *w)
+/* Counts the worker sockets read, and reads the one waiting ping. */
+void __wrap_notify_read(struct notify *n, int fd, const struct notify_sender *from,
+			notify_fn on_msg, void *ctx);
+void __wrap_notify_read(struct notify *n, int fd, const struct notify_sender *from,
+			notify_fn on_msg, void *ctx)
 {
-	(void)p;
-	(void)w;
+	(void)n;
+	(void)fd;
 	sockets_read++;
+	if (ping_from && from->pid == ping_from) {
+		struct notify_msg m = {.watchdog = true};
+
+		ping_from = 0;
+		on_msg(ctx, &m, true, ping_at);
+	}
 }
 
 /* What one event cost: index steps and sockets read. */
@@ -64,6 +75,7 @@ static int setup(void **state)
 	struct rlimit rl;
 
 	(void)state;
+	fake_notify_fd = STDIN_FILENO; /* any open fd: notify_read is this file's */
 	/* a fake pidfd is an eventfd: 4,096 of them */
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 4400 && rl.rlim_max >= 4400) {
 		rl.rlim_cur = 4400;
@@ -241,11 +253,70 @@ static void test_exits_share_one_sweep(void **state)
 	fake_reset();
 }
 
+/* A worker that got ready late still has its first ping looked for a --timeout after
+ * its own readiness. One sweep a --timeout after the first worker got ready judged
+ * every worker then on probe: one ready more than half a timeout later had not pinged
+ * yet, was taken for a worker without a watchdog and never watched again (a
+ * 4,096-worker start takes longer than that: 2,212 of them, queues full). */
+static void test_late_ready_worker_is_watched(void **state)
+{
+	struct pool_config cfg = {
+		.graceful_timeout_ms = 30000,
+		.ready_timeout_ms = 60000,
+		.timeout_ms = 30000,
+		.wait_notify = true,
+		.notify_uid = (uid_t)-1,
+		.notify_gid = (gid_t)-1,
+	};
+	struct notify_msg ready = {.ready = true};
+	struct worker *early, *late;
+	uint64_t t0 = clock_ms;
+
+	(void)state;
+	memset(&up, 0, sizeof(up));
+	pool_init(&pool, 2, &loop, &notify, &hooks);
+	pool_configure(&pool, &cfg);
+	pool_reconcile(&pool);
+	early = worker_in_slot(0, 1);
+	late = worker_in_slot(1, 1);
+	pool_notify(&pool, early, &ready, clock_ms);
+
+	clock_ms = t0 + 20000; /* the other gets ready 20 s later */
+	pool_notify(&pool, late, &ready, clock_ms);
+	ping_from = early->pid; /* early's first ping: 15 s after its ready */
+	ping_at = t0 + 15000;
+	/* the loop: the next deadline to wake at, then what is due */
+	assert_int_equal(pool_next_deadline(&pool), t0 + 30000);
+	clock_ms = t0 + 30000;
+	pool_run_deadlines(&pool, clock_ms);
+	assert_true(early->watchdog);
+	assert_false(late->watchdog); /* looked for at 50 s, not yet */
+	assert_int_not_equal(late->deadline_ms, 0);
+
+	ping_from = late->pid; /* late's first ping: at 35 s */
+	ping_at = t0 + 35000;
+	(void)pool_next_deadline(&pool);
+	assert_int_equal(late->deadline_ms, t0 + 50000);
+	clock_ms = late->deadline_ms;
+	pool_run_deadlines(&pool, clock_ms);
+	assert_true(late->watchdog);
+
+	/* late stops pinging: a --timeout after its last ping it is aborted */
+	(void)pool_next_deadline(&pool);
+	clock_ms = late->deadline_ms;
+	pool_run_deadlines(&pool, clock_ms);
+	assert_int_equal(signals_to(late->pid, SIGABRT), 1);
+
+	pool_free(&pool);
+	fake_reset();
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup(test_per_event_work_is_constant_in_n, setup),
 		cmocka_unit_test_setup(test_exits_share_one_sweep, setup),
+		cmocka_unit_test_setup(test_late_ready_worker_is_watched, setup),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
