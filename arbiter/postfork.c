@@ -156,7 +156,7 @@ static long raw_dup2(int old, int new)
 	return old == new ? new : raw_syscall(SYS_dup3, old, new, 0, 0);
 }
 
-static _Noreturn void fail(const struct exec_plan *p, const char *what, int err)
+static _Noreturn POSTFORK_NO_ASAN void fail(const struct exec_plan *p, const char *what, int err)
 {
 	const char *text = errno_text(err);
 	struct line l = {.len = 0};
@@ -193,7 +193,7 @@ static _Noreturn void fail(const struct exec_plan *p, const char *what, int err)
 	child_exit(127);
 }
 
-_Noreturn void postfork_exec(const struct exec_plan *p)
+_Noreturn POSTFORK_NO_ASAN void postfork_exec(const struct exec_plan *p)
 {
 	int tmp[64];
 	unsigned long none = 0; /* the kernel's sigset_t: 64 bits */

@@ -40,3 +40,12 @@ struct exec_plan {
 
 /* Never returns: exec's the worker or _exit(127)s with a message on stderr. */
 _Noreturn void postfork_exec(const struct exec_plan *plan);
+
+/* For what calls a function that does not return in a child on a stack of its own
+ * (spawn_vm.c): AddressSanitizer's bookkeeping before such a call assumes the main
+ * thread's stack and warns on stderr, in the worker's log. */
+#if defined(__SANITIZE_ADDRESS__)
+#define POSTFORK_NO_ASAN __attribute__((no_sanitize_address))
+#else
+#define POSTFORK_NO_ASAN
+#endif

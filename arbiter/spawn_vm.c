@@ -200,7 +200,7 @@ static void copy_plan(struct vm_child *c, const struct exec_plan *p, size_t argc
 	}
 }
 
-static int child_main(void *arg)
+static POSTFORK_NO_ASAN int child_main(void *arg)
 {
 	postfork_exec(&((struct vm_child *)arg)->plan);
 }

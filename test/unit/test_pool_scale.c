@@ -84,18 +84,19 @@ static int setup(void **state)
 	return 0;
 }
 
+/* --timeout and --ready-timeout on: every worker has a deadline. */
+static const struct pool_config cfg = {
+	.graceful_timeout_ms = 30000,
+	.ready_timeout_ms = 60000,
+	.timeout_ms = 30000,
+	.wait_notify = true,
+	.notify_uid = (uid_t)-1,
+	.notify_gid = (gid_t)-1,
+};
+
 /* A pool of n ready workers with --timeout and --ready-timeout: each has a deadline. */
 static void start_ready(unsigned n)
 {
-	struct pool_config cfg = {
-		.graceful_timeout_ms = 30000,
-		.ready_timeout_ms = 60000,
-		.timeout_ms = 30000,
-		.wait_notify = true,
-		.notify_uid = (uid_t)-1,
-		.notify_gid = (gid_t)-1,
-	};
-
 	memset(&up, 0, sizeof(up));
 	sockets_read = 0;
 	watched = 0;
@@ -260,14 +261,6 @@ static void test_exits_share_one_sweep(void **state)
  * 4,096-worker start takes longer than that: 2,212 of them, queues full). */
 static void test_late_ready_worker_is_watched(void **state)
 {
-	struct pool_config cfg = {
-		.graceful_timeout_ms = 30000,
-		.ready_timeout_ms = 60000,
-		.timeout_ms = 30000,
-		.wait_notify = true,
-		.notify_uid = (uid_t)-1,
-		.notify_gid = (gid_t)-1,
-	};
 	struct notify_msg ready = {.ready = true};
 	struct worker *early, *late;
 	uint64_t t0 = clock_ms;
