@@ -55,5 +55,5 @@ static inline long raw_syscall6(long n, long a1, long a2, long a3, long a4, long
 }
 #endif
 
-#define raw_syscall(n, a1, a2, a3, a4)                                                           \
+#define raw_syscall(n, a1, a2, a3, a4)                                                             \
 	raw_syscall6((long)(n), (long)(a1), (long)(a2), (long)(a3), (long)(a4), 0, 0)
