@@ -178,7 +178,8 @@ static void copy_plan(struct vm_child *c, const struct exec_plan *p, size_t argc
 	char *digits = p->listen_pid_digits;
 
 	c->plan = *p;
-	memcpy(fds, p->fds, p->n_fds * sizeof(int));
+	if (p->n_fds) /* a --check's plan has none, and no array */
+		memcpy(fds, p->fds, p->n_fds * sizeof(int));
 	c->plan.fds = fds;
 	c->plan.path = put_string(&cursor, p->path);
 	copy_vector(p->argv, argc, argv, &cursor, NULL);
