@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from conftest import alive, wait_for
+from conftest import alive, children, wait_for
 
 PY = "/usr/bin/python3"
 HERE = os.path.dirname(__file__)
@@ -134,9 +134,15 @@ def test_fork_failure_during_hup_retries_then_abandons_the_reload(start, pids_cg
     """A pids limit while HUP starts the new generation: the retry timer fires though
     the old generation fills the pool; after --ready-timeout the reload is abandoned
     (old generation kept, logged, counted); once the limit is lifted a HUP succeeds."""
-    sv = start("-w", "2", "--ready-timeout", "3")
+    # No probes: their loader is a short-lived child of the arbiter, and one born in
+    # the cgroup and gone after the limit is read leaves room for a worker.
+    sv = start("-w", "2", "--ready-timeout", "3", "--bpf", "off")
     old = sv.wait_workers(2)
     pids_cgroup.enter(sv.pid)  # only the arbiter: its workers stay outside
+    # Nothing but the arbiter's one thread in the cgroup when the limit is taken.
+    wait_for(lambda: pids_cgroup.current() == len(os.listdir(f"/proc/{sv.pid}/task")) and
+             sorted(children(sv.pid)) == sorted(w["pid"] for w in old),
+             what="only the arbiter and its workers")
     pids_cgroup.limit(pids_cgroup.current())  # not one task more
     stuck_reload(sv, "Resource temporarily unavailable", 3.0)
     st = sv.status()
