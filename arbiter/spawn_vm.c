@@ -352,7 +352,8 @@ pid_t spawn_exec(const struct exec_plan *plan, int *ret_pidfd)
 		/* No clone3 (older kernels, valgrind, seccomp profiles that answer it
 		 * with ENOSYS), or a filter that refuses CLONE_VM: copy, as fork does. */
 		if (r == -ENOSYS || r == -EINVAL || r == -EPERM) {
-			if (vm_works < 0)
+			/* No clone3 at all: spawn_process() says so itself. */
+			if (vm_works < 0 && r != -ENOSYS)
 				log_info("clone3 with CLONE_VM refused (%s): workers are "
 					 "started by a copy of the arbiter",
 					 strerrorname_np((int)-r));
