@@ -13,7 +13,10 @@
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
+
+#include <linux/magic.h>
 
 #include "log.h"
 #include "timeutil.h"
@@ -79,19 +82,20 @@ void notify_init(struct notify *n, pid_t pid)
 	open_upstream(n);
 }
 
-/* The directory of the workers' sockets: the first of $RUNTIME_DIRECTORY (systemd's),
- * /run/sigvisor and /tmp where one can be made. Mode 0711: a worker that dropped its
- * privileges may pass through to its own socket, nobody may list them. Named by our
- * pid and cookie, so the image that follows a USR2 (same pid, cookie handed over)
- * finds and keeps it. */
-static bool try_dir(struct notify *n, const char *base, const char *prefix, bool for_others)
+/* The directory of the workers' sockets in base, made unless only_existing (see
+ * choose_dir). Mode 0711: a worker that dropped its privileges may pass through to
+ * its own socket, nobody may list them. Named by our pid and cookie, so the image
+ * that follows a USR2 (same pid, cookie handed over) finds and keeps it. */
+static bool try_dir(struct notify *n, const char *base, const char *prefix, bool for_others,
+		    bool only_existing)
 {
 	struct stat st;
 	int len;
 
 	if (!base || base[0] != '/')
 		return false;
-	if (strcmp(base, "/run/sigvisor") == 0 && mkdir(base, 0755) < 0 && errno != EEXIST)
+	if (!only_existing && strcmp(base, "/run/sigvisor") == 0 && mkdir(base, 0755) < 0 &&
+	    errno != EEXIST)
 		return false;
 	/* Workers under --user must pass through it (the control socket's directory is
 	 * 0700, for one). */
@@ -104,7 +108,9 @@ static bool try_dir(struct notify *n, const char *base, const char *prefix, bool
 		n->dir[0] = '\0';
 		return false;
 	}
-	if (mkdir(n->dir, 0711) == 0 && chmod(n->dir, 0711) == 0)
+	if (only_existing)
+		errno = EEXIST;
+	else if (mkdir(n->dir, 0711) == 0 && chmod(n->dir, 0711) == 0)
 		return true;
 	/* Ours from before an upgrade, or a trap laid in /tmp: only a real directory of
 	 * ours that nobody else may write to will do. */
@@ -195,27 +201,68 @@ static void sweep_stale(const char *base, const char *prefix, const char *ours)
 			 n, base);
 }
 
+/* Whether path is on a file system in memory. Each worker's socket is an inode made
+ * at its start and removed at its exit: on tmpfs that is a few microseconds; on ext4
+ * (a /run on the root file system) it was a quarter of the arbiter's CPU for a
+ * 4,096-worker start, in the inode allocator and its journal. */
+static bool in_memory(const char *path)
+{
+	struct statfs sf;
+	char parent[PATH_MAX];
+	const char *slash;
+
+	if (statfs(path, &sf) < 0) {
+		/* /run/sigvisor is made on first use: then /run is where it will be. */
+		slash = strrchr(path, '/');
+		if (errno != ENOENT || !slash || slash == path ||
+		    snprintf(parent, sizeof(parent), "%.*s", (int)(slash - path), path) < 0 ||
+		    statfs(parent, &sf) < 0)
+			return false;
+	}
+	return sf.f_type == TMPFS_MAGIC || sf.f_type == RAMFS_MAGIC;
+}
+
+/* $RUNTIME_DIRECTORY if set and usable (systemd's, on its /run: the service manager
+ * said where). Else the first of /run/sigvisor, /dev/shm and /tmp that is usable,
+ * preferring: one of ours that exists already (made by the image before a USR2, whose
+ * workers we adopted), then the first in memory, then the first at all. */
 static void choose_dir(struct notify *n, bool for_others)
 {
 	const char *rd = getenv("RUNTIME_DIRECTORY");
 	char first[PATH_MAX] = "";
+	const struct {
+		const char *base, *prefix;
+	} cand[] = {
+		{"/run/sigvisor", ""},
+		{"/dev/shm", "sigvisor-"},
+		{"/tmp", "sigvisor-"},
+	};
+	enum { EXISTING, IN_MEMORY, ANY } pass;
 
 	if (n->dir_chosen)
 		return;
 	n->dir_chosen = true;
 	if (rd) /* systemd may list several, separated by ':' */
 		snprintf(first, sizeof(first), "%.*s", (int)strcspn(rd, ":"), rd);
-	if (try_dir(n, first, "", for_others))
+	if (try_dir(n, first, "", for_others, false)) {
 		sweep_stale(first, "notify-", n->dir);
-	else if (try_dir(n, "/run/sigvisor", "", for_others))
-		sweep_stale("/run/sigvisor", "notify-", n->dir);
-	else if (try_dir(n, "/tmp", "sigvisor-", for_others))
-		sweep_stale("/tmp", "sigvisor-notify-", n->dir);
-	if (n->dir[0])
 		return;
+	}
+	for (pass = EXISTING; pass <= ANY; pass++)
+		for (size_t i = 0; i < sizeof(cand) / sizeof(cand[0]); i++) {
+			char prefix[32];
+
+			if (pass == IN_MEMORY && !in_memory(cand[i].base))
+				continue;
+			if (!try_dir(n, cand[i].base, cand[i].prefix, for_others, pass == EXISTING))
+				continue;
+			snprintf(prefix, sizeof(prefix), "%snotify-", cand[i].prefix);
+			sweep_stale(cand[i].base, prefix, n->dir);
+			return;
+		}
 	log_warn("no writable directory for the workers' notify sockets ($RUNTIME_DIRECTORY, "
-		 "/run/sigvisor, /tmp): they are abstract sockets, which any local process can "
-		 "reach");
+		 "/run/sigvisor, /dev/shm, /tmp): they are abstract sockets, which any local "
+		 "process can reach");
 }
 
 int notify_open_worker(struct notify *n, uid_t uid, gid_t gid, int *ret_fd, char *env,

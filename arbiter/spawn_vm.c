@@ -28,8 +28,11 @@
 /* The plan's copy (argv, envp, fds); a larger environment gets a mapping of its own,
  * unmapped after its child has left. */
 #define DATA_SIZE (64 * 1024)
-/* Mappings kept for reuse: one spawn batch (pool.h) in flight at a time. */
-#define MAX_FREE 16
+/* Mappings kept for reuse. While a large pool starts on a busy machine, children
+ * wait their turn to exec and several batches (pool.h) are in flight: with 16 kept,
+ * unmapping the rest was a tenth of the arbiter's CPU for 1,024 workers. Each kept
+ * one costs the few pages its child touched. */
+#define MAX_FREE 64
 
 /* One mapping: a guard page, the stack above it, then this header and the plan's
  * copy. The stack grows down from the header towards the guard page. */

@@ -1,6 +1,7 @@
 """Who may talk to sigvisor, and what a worker may do."""
 import os
 import pwd
+import signal
 import socket
 import subprocess
 
@@ -121,3 +122,40 @@ def test_notify_sockets_of_a_user_worker_are_its_own(start, tmpdir_short):
                 if e.startswith(b"NOTIFY_SOCKET="))
     st = os.stat(path)
     assert (st.st_uid, oct(st.st_mode & 0o777)) == (65534, "0o600")
+
+
+def notify_socket_of(sv):
+    [w] = sv.wait_workers(1)
+    env = open(f"/proc/{w['pid']}/environ", "rb").read().split(b"\0")
+    return next(e.decode()[len("NOTIFY_SOCKET="):] for e in env
+                if e.startswith(b"NOTIFY_SOCKET="))
+
+
+def fs_type(path):
+    return subprocess.run(["stat", "-f", "-c", "%T", path], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def test_notify_sockets_are_made_in_memory_where_a_tmpfs_is_at_hand(start):
+    """Each worker's socket is an inode made at its start: on a /run that is on disk,
+    /dev/shm (tmpfs) is preferred, where that costs no journal."""
+    sv = start("-w", "1", env={"RUNTIME_DIRECTORY": ""})
+    path = notify_socket_of(sv)
+    run_fs = fs_type("/run")
+    if run_fs in ("tmpfs", "ramfs"):
+        assert path.startswith("/run/sigvisor/notify-"), path
+    else:
+        assert path.startswith("/dev/shm/sigvisor-notify-"), (path, run_fs)
+    assert fs_type(path) in ("tmpfs", "ramfs"), path
+    assert oct(os.stat(os.path.dirname(path)).st_mode & 0o777) == "0o711"
+    sv.kill(signal.SIGTERM)
+    assert sv.wait_exit() == 0
+    assert not os.path.exists(os.path.dirname(path))
+
+
+def test_runtime_directory_is_used_wherever_it_is(start, tmpdir_short):
+    """systemd's RuntimeDirectory= is where the service manager said: taken as it is."""
+    os.chmod(tmpdir_short, 0o755)
+    sv = start("-w", "1", env={"RUNTIME_DIRECTORY": tmpdir_short})
+    path = notify_socket_of(sv)
+    assert path.startswith(tmpdir_short + "/notify-"), path
