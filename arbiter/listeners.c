@@ -13,6 +13,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "spawn_vm.h"
+
 static int parse_port(const char *s, unsigned *ret)
 {
 	char *end;
@@ -344,8 +346,11 @@ void listener_close_inherited(int fd, const char *spec)
 
 void listener_close(struct listener *l, bool unlink_path)
 {
-	if (l->fd >= 0)
+	if (l->fd >= 0) {
+		/* A worker just started may not have taken its copy of it yet. */
+		spawn_vm_settle();
 		close(l->fd);
+	}
 	if (unlink_path && l->unix_path)
 		(void)unlink(l->unix_path);
 	free(l->spec);

@@ -9,6 +9,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/close_range.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <time.h>
@@ -198,6 +200,18 @@ _Noreturn POSTFORK_NO_ASAN void postfork_exec(const struct exec_plan *p)
 	int tmp[64];
 	unsigned long none = 0; /* the kernel's sigset_t: 64 bits */
 	long r;
+
+	if (p->fds_unshared) {
+		/* Before anything else: until then the arbiter must not close an fd we
+		 * need (spawn_vm_settle). A kernel before 5.9 has no close_range: copy
+		 * the whole table, as a fork would have. */
+		r = raw_syscall(SYS_close_range, p->keep_fds_below, ~0U, CLOSE_RANGE_UNSHARE, 0);
+		if (r == -ENOSYS || r == -EINVAL)
+			r = raw_syscall(SYS_unshare, CLONE_FILES, 0, 0, 0);
+		if (r < 0)
+			fail(p, "unshare the fd table", (int)-r);
+		__atomic_store_n(p->fds_unshared, 1, __ATOMIC_RELEASE);
+	}
 
 	reset_signal_dispositions();
 

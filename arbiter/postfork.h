@@ -36,6 +36,12 @@ struct exec_plan {
 	/* RLIMIT_NOFILE to set before the exec: the one the arbiter was given, which it
 	 * raised for itself (spawn.h). NULL: leave it. */
 	const struct rlimit *nofile;
+	/* Set by spawn_vm.c when the child starts on the arbiter's own fd table
+	 * (CLONE_FILES): first thing, the child takes a copy of fds 0 ..
+	 * keep_fds_below - 1 only (close_range with CLOSE_RANGE_UNSHARE), then stores 1
+	 * here. NULL: the child has a copy of its own already. */
+	int *fds_unshared;
+	int keep_fds_below;
 };
 
 /* Never returns: exec's the worker or _exit(127)s with a message on stderr. */

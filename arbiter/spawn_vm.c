@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <linux/sched.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
@@ -14,6 +15,7 @@
 
 #include "log.h"
 #include "rawsys.h"
+#include "timeutil.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #include <sanitizer/asan_interface.h>
@@ -42,6 +44,9 @@ struct vm_child {
 	/* Nonzero until the child has left our memory: the kernel writes 0 here as the
 	 * child's exec replaces its memory, or as it exits (CLONE_CHILD_CLEARTID). */
 	pid_t tid;
+	pid_t pid;
+	/* Set by the child once it has a fd table of its own (plan.fds_unshared). */
+	int unshared;
 	struct exec_plan plan;
 	struct rlimit nofile;
 	int stdout_fd, errno_fd;
@@ -91,6 +96,56 @@ static void sweep(void)
 		n_in_flight--;
 		release(c);
 	}
+}
+
+static bool settled(const struct vm_child *c)
+{
+	return !c->plan.fds_unshared || __atomic_load_n(&c->unshared, __ATOMIC_ACQUIRE) ||
+	       __atomic_load_n(&c->tid, __ATOMIC_ACQUIRE) == 0;
+}
+
+/* A child is settled once it has a fd table of its own (a few microseconds after its
+ * clone), or has left. One that has not run by then (stopped, or starved on a busy
+ * machine) is waited for 100 ms and then killed: it has not exec'd yet, so its start
+ * fails as a worker's may, and the pool starts another. It is not reaped yet (its
+ * word is not cleared), so its pid is still its own. */
+void spawn_vm_settle(void)
+{
+	for (struct vm_child *c = in_flight; c; c = c->next) {
+		uint64_t deadline = now_ms() + 100;
+		bool killed = false;
+
+		while (!settled(c)) {
+			if (now_ms() < deadline) {
+				sched_yield();
+				continue;
+			}
+			if (killed) {
+				log_warn("worker process %d has not left the arbiter's fd table "
+					 "200 ms after SIGKILL; closing fds it may still use",
+					 (int)c->pid);
+				break;
+			}
+			log_warn("worker process %d has not run 100 ms after its start; killed "
+				 "(the arbiter is about to close fds it shares)",
+				 (int)c->pid);
+			(void)kill(c->pid, SIGKILL);
+			killed = true;
+			deadline = now_ms() + 200;
+		}
+	}
+}
+
+/* The fds a child needs are below this: it copies only those (CLOSE_RANGE_UNSHARE).
+ * Listening sockets are opened early, so it is a handful, however many workers. */
+static int keep_below(const struct exec_plan *p)
+{
+	int top = STDERR_FILENO;
+
+	for (unsigned i = 0; i < p->n_fds; i++)
+		if (p->fds[i] > top)
+			top = p->fds[i];
+	return top + 1;
 }
 
 unsigned spawn_vm_in_flight(void)
@@ -339,10 +394,23 @@ pid_t spawn_exec(const struct exec_plan *plan, int *ret_pidfd)
 		return -1;
 	copy_plan(c, plan, argc, envc);
 	c->tid = -1;
+	c->unshared = 0;
 	UNPOISON((char *)c - STACK_SIZE, STACK_SIZE);
 
 	memset(&args, 0, sizeof(args));
 	args.flags = CLONE_VM | CLONE_PIDFD | CLONE_CHILD_CLEARTID;
+	/* Copying our fd table (dup_fd), two fds a worker, and closing all of it again
+	 * at the child's exec (do_close_on_exec) made a worker's start cost grow with the
+	 * pool: a third of a 4,096-worker HUP. So the child starts on our table and
+	 * copies only the low fds it needs. Not for a plan whose fds we close as soon as
+	 * this returns (the --check's pipes): those would close in the child too. */
+	if (!plan->stdout_fd && !plan->errno_fd) {
+		c->plan.fds_unshared = &c->unshared;
+		c->plan.keep_fds_below = keep_below(plan);
+		args.flags |= CLONE_FILES;
+	} else {
+		c->plan.fds_unshared = NULL;
+	}
 	args.pidfd = (uint64_t)(uintptr_t)&pidfd;
 	args.child_tid = (uint64_t)(uintptr_t)&c->tid;
 	args.exit_signal = SIGCHLD;
@@ -367,6 +435,7 @@ pid_t spawn_exec(const struct exec_plan *plan, int *ret_pidfd)
 		return -1;
 	}
 	vm_works = 1;
+	c->pid = (pid_t)r;
 	c->next = in_flight;
 	in_flight = c;
 	n_in_flight++;

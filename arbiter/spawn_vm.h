@@ -31,6 +31,12 @@ pid_t spawn_exec(const struct exec_plan *plan, int *ret_pidfd);
  * with errno. */
 pid_t spawn_process(int *ret_pidfd);
 
+/* Children started by spawn_exec share the arbiter's fd table until their first
+ * system call takes a copy of the fds they need. Call this before closing an fd a
+ * child may need (a listening socket): it returns once every such child has its own
+ * table, or was killed for not getting there within 100 ms. */
+void spawn_vm_settle(void);
+
 /* For tests: how many children still run in the shared memory (have not exec'd), and
  * whether the last spawn_exec shared it. */
 unsigned spawn_vm_in_flight(void);

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -124,6 +125,55 @@ static void test_failed_exec_leaves_our_errno(void **state)
 	assert_int_equal(spawn_vm_in_flight(), 0);
 }
 
+/* The child starts on the caller's fd table (CLONE_FILES) and takes a copy of the low
+ * fds it needs before it moves any: its dup2 onto fd 3 must not touch the caller's
+ * fd 3, and none of the caller's fds above its socket reach it, not even one left
+ * without close-on-exec. */
+static void test_child_moves_fds_in_a_table_of_its_own(void **state)
+{
+	char *argv[] = {"sh", "-c", "exec ls /proc/self/fd >&3", NULL}, *envp[] = {NULL};
+	int out[2], fd3, many[300], pidfd = -1;
+	struct stat before, after;
+	struct exec_plan plan;
+	char buf[512], name[16];
+
+	(void)state;
+	assert_int_equal(pipe2(out, O_CLOEXEC), 0);
+	/* Our fd 3, the pipe's read end, not the child's socket. */
+	fd3 = fcntl(out[0], F_DUPFD_CLOEXEC, 3);
+	assert_true(fd3 >= 3);
+	if (fd3 != 3) {
+		assert_int_equal(dup3(fd3, 3, O_CLOEXEC), 3);
+		close(fd3);
+	}
+	assert_int_equal(fstat(3, &before), 0);
+	/* A large table above the child's socket, inheritable on purpose. */
+	for (int i = 0; i < 300; i++)
+		assert_true((many[i] = open("/dev/null", O_RDONLY)) > out[1]);
+	plan = (struct exec_plan){
+		.path = "/bin/sh", .argv = argv, .envp = envp, .fds = &out[1], .n_fds = 1};
+	plan.parent = getpid();
+	assert_true(spawn_exec(&plan, &pidfd) > 0);
+	/* The fd is the child's to copy until it has a table of its own: closing it
+	 * here at once failed the child's dup (EBADF) before it waited for that. */
+	spawn_vm_settle();
+	close(out[1]);
+	read_all(out[0], buf, sizeof(buf));
+	assert_int_equal(wait_child(pidfd), 0);
+	assert_non_null(strstr(buf, "\n3\n"));
+	for (int i = 0; i < 300; i++) {
+		snprintf(name, sizeof(name), "\n%d\n", many[i]);
+		if (strstr(buf, name))
+			fail_msg("fd %d reached the child:\n%s", many[i], buf);
+		close(many[i]);
+	}
+	assert_int_equal(fstat(3, &after), 0);
+	assert_true(before.st_ino == after.st_ino && before.st_dev == after.st_dev);
+	close(out[0]);
+	close(3);
+	assert_int_equal(spawn_vm_in_flight(), 0);
+}
+
 /* Stacks are reused: 200 children one after the other leave no mapping behind. */
 static void test_stacks_come_back(void **state)
 {
@@ -148,6 +198,7 @@ int main(void)
 		cmocka_unit_test(test_runs_its_own_copy_of_the_plan),
 		cmocka_unit_test(test_failed_exec_leaves_our_errno),
 		cmocka_unit_test(test_stacks_come_back),
+		cmocka_unit_test(test_child_moves_fds_in_a_table_of_its_own),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
