@@ -454,8 +454,8 @@ static int run(struct arbiter *a)
 
 /* -- what the modules below ask of the arbiter (pool.h, control.h, metrics.h) -------- */
 
-static int pool_spawn(void *ctx, unsigned id, unsigned generation, char *notify_env, pid_t *ret_pid,
-		      int *ret_pidfd)
+static int pool_spawn(void *ctx, unsigned id, unsigned generation, char *notify_env, int hb_slot,
+		      pid_t *ret_pid, int *ret_pidfd)
 {
 	struct arbiter *a = ctx;
 	struct spawn_request rq = {
@@ -468,6 +468,8 @@ static int pool_spawn(void *ctx, unsigned id, unsigned generation, char *notify_
 		.id = id,
 		.generation = generation,
 		.notify_env = notify_env,
+		.heartbeat_fd = hb_slot >= 0 ? a->pool.hb.fd : -1,
+		.heartbeat_slot = hb_slot,
 	};
 
 	serving_set_sockets(a->pool.serving, a->listeners.fds, a->listeners.n);

@@ -13,7 +13,10 @@
  * A worker's socket is in the event loop only while the worker is booting (READY=1
  * is worth waking for). Otherwise datagrams wait in its queue and are read when a
  * deadline fires or someone asks for status: WATCHDOG=1 pings then cost the arbiter
- * one wakeup per --timeout, not one per ping.
+ * one wakeup per --timeout, not one per ping. Programs we did not write have their
+ * sockets watched always (pool.h's notify_watch_always); the built-in worker beats in
+ * shared memory instead of pinging (heartbeat.h), so its socket is watched too, and
+ * a status reads no socket that is watched.
  *
  * Up: if sigvisor itself has a NOTIFY_SOCKET (systemd Type=notify), it reports
  * READY=1, RELOADING=1 and STOPPING=1 there. */

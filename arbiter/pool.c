@@ -31,6 +31,7 @@ void pool_init(struct pool *p, unsigned target, struct loop *loop, struct notify
 	p->notify = notify;
 	p->hooks = *hooks;
 	p->slots.stale = true;
+	p->hb.fd = -1;
 }
 
 void pool_configure(struct pool *p, const struct pool_config *cfg)
@@ -210,6 +211,8 @@ static void close_notify(struct pool *p, struct worker *w)
 	notify_close_worker(p->notify, w->notify_src.fd);
 	w->notify_src.fd = -1;
 	w->notify_watched = false;
+	heartbeats_release(&p->hb, w->hb_slot);
+	w->hb_slot = -1;
 }
 
 static void worker_exited(struct pool *p, struct worker *w, const siginfo_t *si)
@@ -377,7 +380,31 @@ void pool_watch_for_pings(struct pool *p, struct worker *w)
 {
 	if (!p->cfg.timeout_ms || w->watchdog || w->state != WORKER_READY)
 		return;
+	if (w->hb_slot >= 0) {
+		/* It beats from before its READY=1 (worker/boot.c): watched from now. */
+		w->watchdog = true;
+		pool_heartbeat_watch(p, w, now_ms());
+		return;
+	}
 	slots_set_deadline(p, w, now_ms() + p->cfg.timeout_ms);
+}
+
+/* As the sd_notify watchdog's deadline (pool_watch.c): --timeout and a grace of 1/32 of
+ * it, at most 100 ms, so a beat due just then is not taken for silence. */
+uint64_t pool_heartbeat_silent_ms(const struct pool *p)
+{
+	uint64_t t = p->cfg.timeout_ms;
+
+	return t + (t / 32 < 100 ? t / 32 : 100);
+}
+
+void pool_heartbeat_watch(struct pool *p, struct worker *w, uint64_t now)
+{
+	uint64_t due = now + pool_heartbeat_silent_ms(p);
+
+	heartbeats_arm(&p->hb, w->hb_slot, now);
+	if (!p->hb_sweep_ms || due < p->hb_sweep_ms)
+		p->hb_sweep_ms = due;
 }
 
 static int grow(struct pool *p)
@@ -422,8 +449,18 @@ static int add_worker(struct pool *p, unsigned id)
 		free(w);
 		return r;
 	}
-	r = p->hooks.spawn(p->hooks.ctx, id, p->generation, w->notify_env, &pid, &pidfd);
+	w->hb_slot = -1;
+	if (p->cfg.heartbeat && p->cfg.timeout_ms) {
+		if (!p->hb_tried) {
+			p->hb_tried = true;
+			heartbeats_init(&p->hb);
+		}
+		w->hb_slot = heartbeats_take(&p->hb, w);
+	}
+	r = p->hooks.spawn(p->hooks.ctx, id, p->generation, w->notify_env, w->hb_slot, &pid,
+			   &pidfd);
 	if (r < 0) {
+		heartbeats_release(&p->hb, w->hb_slot);
 		notify_close_worker(p->notify, w->notify_src.fd);
 		free(w);
 		return r;
@@ -717,4 +754,7 @@ void pool_free(struct pool *p)
 	free(p->watch_dirty);
 	p->watch_dirty = NULL;
 	p->n_dirty = p->dirty_cap = 0;
+	heartbeats_close(&p->hb);
+	p->hb_tried = false;
+	p->hb_sweep_ms = 0;
 }

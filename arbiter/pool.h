@@ -17,6 +17,7 @@
 
 #include "lifecycle.h"
 #include "heap.h"
+#include "heartbeat.h"
 #include "sources.h"
 #include "upstate.h"
 #include "notify.h"
@@ -104,6 +105,7 @@ struct worker {
 	size_t heap_pos;      /* pool_slots.c: 1 + its place in the deadline heap, 0: none */
 	size_t old_pos;	      /* pool_slots.c: 1 + its place among the old generations */
 	bool watch_dirty;     /* in pool->watch_dirty: pool_watch_notify looks at it */
+	int hb_slot;	      /* its heartbeat slot (heartbeat.h), -1: pings by sd_notify */
 };
 
 #define worker_of_notify(s) ((struct worker *)((char *)(s)-offsetof(struct worker, notify_src)))
@@ -122,6 +124,8 @@ struct pool_config {
 	 * any time, and its sender waits on it. The built-in worker sends none after its
 	 * READY=1, so its pings are read only at deadlines, without a wake-up each. */
 	bool notify_watch_always;
+	/* The built-in worker with --timeout: give each a heartbeat slot (heartbeat.h). */
+	bool heartbeat;
 	uid_t notify_uid; /* owner of the workers' notify sockets ((uid_t)-1: ours) */
 	gid_t notify_gid;
 };
@@ -129,10 +133,11 @@ struct pool_config {
 /* Upward: each called with ctx. */
 struct pool_hooks {
 	void *ctx;
-	/* Start worker id of generation (its NOTIFY_SOCKET in notify_env): spawn_worker()
-	 * with the sockets the arbiter holds. 0 with pid and pidfd, or -errno. */
-	int (*spawn)(void *ctx, unsigned id, unsigned generation, char *notify_env, pid_t *ret_pid,
-		     int *ret_pidfd);
+	/* Start worker id of generation (its NOTIFY_SOCKET in notify_env, its slot in
+	 * pool->hb or -1): spawn_worker() with the sockets the arbiter holds. 0 with pid
+	 * and pidfd, or -errno. */
+	int (*spawn)(void *ctx, unsigned id, unsigned generation, char *notify_env, int hb_slot,
+		     pid_t *ret_pid, int *ret_pidfd);
 	/* Give up: BOOT_FAILURE_LIMIT boot failures (status 3), or a worker's own verdict
 	 * (exit status 3 or 4). */
 	void (*fatal)(void *ctx, int status);
@@ -176,6 +181,9 @@ struct pool {
 	struct loop *loop;
 	struct notify *notify;
 	struct serving *serving;	 /* for wait_serving; NULL: none */
+	struct heartbeats hb;		 /* the built-in workers' (fd -1: none yet) */
+	bool hb_tried;			 /* heartbeats_init ran (said once if it failed) */
+	uint64_t hb_sweep_ms;		 /* the next look at all slots (0: none watched) */
 	unsigned long long blocked_mask; /* the arbiter's SigBlk: a worker not yet exec'd */
 	/* counters for status */
 	struct upstate_pool_counters counters; /* carried across a USR2 as one value */
@@ -230,6 +238,7 @@ struct pool_worker_line {
 	int pid, pidfd, state, watchdog, stop_signal, notify, notify_fd;
 	unsigned long long started_ms, deadline_ms;
 	char notify_env[96];
+	int hb_slot; /* -1: none, or a state written before heartbeats */
 };
 bool pool_worker_line(const char *line, struct pool_worker_line *w);
 /* The upstate_part readers (ctx: a struct pool_adopting): the size and generations, and
@@ -239,8 +248,14 @@ struct pool_adopting {
 	struct pool *pool;
 	unsigned adopted;
 };
+/* How long a worker's heartbeat may stand still (--timeout and a grace), and: watch
+ * w's (ready, with a slot) from now. */
+uint64_t pool_heartbeat_silent_ms(const struct pool *p);
+void pool_heartbeat_watch(struct pool *p, struct worker *w, uint64_t now);
 void pool_take_pool_line(void *adopting, const char *line, long off);
 void pool_take_worker_line(void *adopting, const char *line, long off);
+/* "heartbeats FD": the memfd of heartbeat slots, taken before the workers' lines. */
+void pool_take_heartbeats_line(void *adopting, const char *line, long off);
 void pool_keep_worker_line(void *unused, const char *line, long off);
 /* Read the datagrams waiting in one worker's notify socket, or in every worker's. */
 void pool_drain_notify(struct pool *p, struct worker *w);

@@ -442,9 +442,10 @@ void pool_watch_notify(struct pool *p)
 	for (size_t i = 0; i < p->n_dirty; i++) {
 		struct worker *w = p->watch_dirty[i];
 		bool lingering = now < w->notify_linger_ms && w->notify_src.fd >= 0;
-		bool want =
-			(w->state == WORKER_BOOTING || p->cfg.notify_watch_always || lingering) &&
-			w->notify_src.fd >= 0;
+		/* One with a heartbeat slot sends nothing but the odd STATUS=: watched. */
+		bool want = (w->state == WORKER_BOOTING || p->cfg.notify_watch_always ||
+			     lingering || w->hb_slot >= 0) &&
+			    w->notify_src.fd >= 0;
 		int r;
 
 		p->slots.steps++;

@@ -11,6 +11,7 @@
 
 #include "log.h"
 #include "pool.h"
+#include "timeutil.h"
 
 static void set_cloexec(int fd, bool on)
 {
@@ -20,27 +21,30 @@ static void set_cloexec(int fd, bool on)
 int pool_state_write(const struct pool *p, FILE *f)
 {
 	fprintf(f, "pool %u %u %u\n", p->target, p->generation, p->max_generation);
+	if (p->hb.fd >= 0)
+		fprintf(f, "heartbeats %d\n", p->hb.fd);
 	for (size_t i = 0; i < p->n; i++) {
 		const struct worker *w = p->workers[i];
 
 		if (!worker_is_alive(w))
 			continue;
-		fprintf(f, "worker %u %d %d %u %d %llu %llu %d %d %d %d %s\n", w->id, (int)w->pid,
-			w->src.fd, w->generation, (int)w->state, (unsigned long long)w->started_ms,
-			(unsigned long long)w->deadline_ms, w->watchdog ? 1 : 0, w->stop_signal,
-			w->notify ? 1 : 0, w->notify_src.fd,
-			w->notify_env[0] ? w->notify_env : "-");
+		/* The slot last: an image before heartbeats reads the line without it. */
+		fprintf(f, "worker %u %d %d %u %d %llu %llu %d %d %d %d %s %d\n", w->id,
+			(int)w->pid, w->src.fd, w->generation, (int)w->state,
+			(unsigned long long)w->started_ms, (unsigned long long)w->deadline_ms,
+			w->watchdog ? 1 : 0, w->stop_signal, w->notify ? 1 : 0, w->notify_src.fd,
+			w->notify_env[0] ? w->notify_env : "-", w->hb_slot);
 	}
 	return ferror(f) ? -EIO : 0;
 }
 
 bool pool_worker_line(const char *line, struct pool_worker_line *w)
 {
-	*w = (struct pool_worker_line){.notify_fd = -1, .notify_env = "-"};
-	return sscanf(line, "worker %u %d %d %u %d %llu %llu %d %d %d %d %95s", &w->id, &w->pid,
+	*w = (struct pool_worker_line){.notify_fd = -1, .notify_env = "-", .hb_slot = -1};
+	return sscanf(line, "worker %u %d %d %u %d %llu %llu %d %d %d %d %95s %d", &w->id, &w->pid,
 		      &w->pidfd, &w->generation, &w->state, &w->started_ms, &w->deadline_ms,
-		      &w->watchdog, &w->stop_signal, &w->notify, &w->notify_fd,
-		      w->notify_env) >= 9 &&
+		      &w->watchdog, &w->stop_signal, &w->notify, &w->notify_fd, w->notify_env,
+		      &w->hb_slot) >= 9 &&
 	       w->state >= 0 && w->state < WORKER_EXITED;
 }
 
@@ -55,6 +59,22 @@ void pool_state_cloexec(const struct pool *p, bool on)
 		if (w->notify_src.fd >= 0)
 			set_cloexec(w->notify_src.fd, on);
 	}
+	if (p->hb.fd >= 0)
+		set_cloexec(p->hb.fd, on);
+}
+
+void pool_take_heartbeats_line(void *adopting, const char *line, long off)
+{
+	struct pool *p = ((struct pool_adopting *)adopting)->pool;
+	int fd;
+
+	(void)off;
+	if (sscanf(line, "heartbeats %d", &fd) != 1 || fd < 0)
+		return;
+	p->hb_tried = true;
+	if (!heartbeats_adopt(&p->hb, fd))
+		log_warn("upgrade: cannot map the heartbeats of the workers adopted; their "
+			 "--timeout is not watched until they are replaced");
 }
 
 void pool_take_pool_line(void *adopting, const char *line, long off)
@@ -103,6 +123,13 @@ void pool_take_worker_line(void *adopting, const char *line, long off)
 		set_cloexec(l.notify_fd, true);
 	snprintf(w->notify_env, sizeof(w->notify_env), "%s",
 		 strcmp(l.notify_env, "-") ? l.notify_env : "");
+	w->hb_slot = -1;
+	if (l.hb_slot >= 0 && heartbeats_claim(&ad->pool->hb, l.hb_slot, w)) {
+		w->hb_slot = l.hb_slot;
+		/* Ready and beating: watched again from now (a period's grace more). */
+		if (w->state == WORKER_READY && w->watchdog && ad->pool->cfg.timeout_ms)
+			pool_heartbeat_watch(ad->pool, w, now_ms());
+	}
 	if (loop_add(ad->pool->loop, &w->src, LOOP_IN) < 0)
 		log_warn("upgrade: cannot watch worker %u's pidfd", l.id);
 	ad->adopted++;

@@ -58,7 +58,7 @@ void pool_notify(struct pool *p, struct worker *w, const struct notify_msg *m, u
 	 * grace lets that ping arrive before the deadline is read, so an idle
 	 * arbiter wakes once per timeout rather than once per ping. */
 	if ((m->watchdog || m->ready) && w->watchdog && w->state == WORKER_READY &&
-	    p->cfg.timeout_ms)
+	    p->cfg.timeout_ms && w->hb_slot < 0) /* else its heartbeat is watched */
 		slots_set_deadline(p, w,
 				   (w->last_ping_ms ? w->last_ping_ms : now_ms()) +
 					   p->cfg.timeout_ms +
@@ -103,8 +103,41 @@ void pool_drain_notify(struct pool *p, struct worker *w)
 
 void pool_drain_all_notify(struct pool *p)
 {
+	/* A watched socket is read as its datagrams come, and one that came before this
+	 * was asked for is ahead of the asking in the loop's queue: only the unwatched
+	 * (those pinging through sd_notify, notify.h) may hold something unread. */
 	for (size_t i = 0; i < p->n; i++)
-		pool_drain_notify(p, p->workers[i]);
+		if (!p->workers[i]->notify_watched)
+			pool_drain_notify(p, p->workers[i]);
+}
+
+static void heartbeat_silent(void *ctx, void *owner, int slot, uint64_t last)
+{
+	struct pool *p = ctx;
+	struct worker *w = owner;
+
+	heartbeats_disarm(&p->hb, slot);
+	/* Stopping (a TERM's drain, its own kill deadline), or gone: not ours to judge. */
+	if (!w || w->state != WORKER_READY)
+		return;
+	w->last_ping_ms = last;
+	log_warn("worker %u (pid %d) silent for %.1f s since its last heartbeat (--timeout): "
+		 "aborting it",
+		 w->id, w->pid, (double)(now_ms() - last) / 1000.0);
+	(void)pool_apply(p, w, WEV_DEADLINE);
+}
+
+/* Every heartbeat slot, when the earliest could have gone silent (heartbeat.h). */
+static void sweep_heartbeats(struct pool *p, uint64_t now)
+{
+	if (!p->hb_sweep_ms || p->hb_sweep_ms > now)
+		return;
+	if (!p->cfg.timeout_ms) { /* a reload turned --timeout off */
+		p->hb_sweep_ms = 0;
+		return;
+	}
+	p->hb_sweep_ms =
+		heartbeats_sweep(&p->hb, now, pool_heartbeat_silent_ms(p), heartbeat_silent, p);
 }
 
 /* While a reload's workers cannot even be started (a pids limit, no fds left), it ends
@@ -144,6 +177,7 @@ void pool_run_deadlines(struct pool *p, uint64_t now)
 	}
 
 	serving_run(p->serving, now); /* calls pool_serving() */
+	sweep_heartbeats(p, now);
 	if (p->reap_sweep_ms && p->reap_sweep_ms <= now)
 		pool_reap_children(p);
 
@@ -203,6 +237,7 @@ uint64_t pool_next_deadline(struct pool *p)
 	uint64_t next = first ? first->deadline_ms : 0;
 
 	next = earlier_deadline(next, p->reap_sweep_ms);
+	next = earlier_deadline(next, p->hb_sweep_ms);
 	next = earlier_deadline(next, serving_next_deadline(p->serving));
 	next = earlier_deadline(next, respawn_deadline(p));
 	return earlier_deadline(next, trial_spawn_deadline(p));

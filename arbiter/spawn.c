@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "heartbeat.h"
 #include "log.h"
 #include "postfork.h"
 
@@ -171,13 +172,16 @@ int spawn_worker(const struct spawn_request *rq, pid_t *ret_pid, int *ret_pidfd)
 	/* The built-in worker's argv[0], what ps and top show, as nginx names its
 	 * workers; main() dispatches on argv[1]. */
 	char title[64], *builtin_argv[3] = {title, NULL, NULL};
+	char v_hb[48];
+	int fds[65];
+	bool hb = false;
 	char **envp;
 	size_t k = 0;
 	struct exec_plan plan;
 	int pidfd = -1;
 	pid_t pid;
 
-	envp = calloc(t->n_base_env + 12, sizeof(char *));
+	envp = calloc(t->n_base_env + 13, sizeof(char *));
 	if (!envp)
 		return -ENOMEM;
 	memcpy(envp, t->base_env, t->n_base_env * sizeof(char *));
@@ -216,6 +220,16 @@ int spawn_worker(const struct spawn_request *rq, pid_t *ret_pid, int *ret_pidfd)
 			 (unsigned long long)s->timeout_ms * 1000);
 		envp[k++] = v_wd;
 	}
+	/* The heartbeat memfd goes after the listening sockets, outside LISTEN_FDS. */
+	if (t->builtin && s->timeout_ms && rq->heartbeat_fd >= 0 && rq->heartbeat_slot >= 0 &&
+	    rq->n_listen_fds < sizeof(fds) / sizeof(fds[0])) {
+		memcpy(fds, rq->listen_fds, rq->n_listen_fds * sizeof(int));
+		fds[rq->n_listen_fds] = rq->heartbeat_fd;
+		snprintf(v_hb, sizeof(v_hb), HEARTBEAT_ENV "=%zu:%d", 3 + rq->n_listen_fds,
+			 rq->heartbeat_slot);
+		envp[k++] = v_hb;
+		hb = true;
+	}
 	envp[k] = NULL;
 
 	if (t->builtin) {
@@ -228,8 +242,8 @@ int spawn_worker(const struct spawn_request *rq, pid_t *ret_pid, int *ret_pidfd)
 		.argv = t->builtin ? builtin_argv : t->argv,
 		.envp = envp,
 		.listen_pid_digits = v_pid + strlen("LISTEN_PID="),
-		.fds = rq->listen_fds,
-		.n_fds = (unsigned)rq->n_listen_fds,
+		.fds = hb ? fds : rq->listen_fds,
+		.n_fds = (unsigned)rq->n_listen_fds + (hb ? 1 : 0),
 		.parent = rq->arbiter_pid,
 		.drop_privileges = t->drop_privileges,
 		.uid = t->uid,

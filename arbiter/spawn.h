@@ -39,6 +39,9 @@ struct spawn_request {
 	unsigned id;
 	unsigned generation;
 	char *notify_env;
+	/* The built-in worker's heartbeat memfd and slot (heartbeat.h); -1: none. */
+	int heartbeat_fd;
+	int heartbeat_slot;
 };
 
 int spawn_template_init(struct spawn_template *t, const struct settings *s, char *const *environ_,

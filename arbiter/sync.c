@@ -32,6 +32,7 @@ void arbiter_sync_pool(struct arbiter *a)
 		.wait_serving = s->ready_mode == READY_AUTO && s->command,
 		.notify_access = s->notify_access,
 		.notify_watch_always = s->command != NULL,
+		.heartbeat = s->command == NULL,
 		.notify_uid = a->tmpl.drop_privileges ? a->tmpl.uid : (uid_t)-1,
 		.notify_gid = a->tmpl.drop_privileges ? a->tmpl.gid : (gid_t)-1,
 	};

@@ -578,9 +578,13 @@ static int keep_state_fds(int fd)
 {
 	FILE *f = upgrade_open_state(fd);
 	static const struct upstate_part parts[] = {
-		{"bpf", keep_bpf, NULL},	  {"listener", keep_first_fd, NULL},
-		{"control", keep_first_fd, NULL}, {"controlconn", keep_first_fd, NULL},
-		{"metrics", keep_first_fd, NULL}, {"worker", pool_keep_worker_line, NULL},
+		{"bpf", keep_bpf, NULL},
+		{"listener", keep_first_fd, NULL},
+		{"control", keep_first_fd, NULL},
+		{"controlconn", keep_first_fd, NULL},
+		{"metrics", keep_first_fd, NULL},
+		{"worker", pool_keep_worker_line, NULL},
+		{"heartbeats", keep_first_fd, NULL},
 	};
 
 	if (!f)

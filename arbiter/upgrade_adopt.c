@@ -162,6 +162,7 @@ int upgrade_adopt_workers(struct arbiter *a, int fd)
 	struct pool_adopting ad = {.pool = p};
 	const struct upstate_part parts[] = {
 		{"pool", pool_take_pool_line, &ad},
+		{"heartbeats", pool_take_heartbeats_line, &ad},
 		{"worker", pool_take_worker_line, &ad},
 	};
 	unsigned adopted;

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
@@ -145,6 +146,48 @@ static int timerfd_source(struct bw_worker *w, struct bw_source *src, enum bw_so
 	return r;
 }
 
+/* SIGVISOR_HEARTBEAT="FD:SLOT": the arbiter's memfd of heartbeats (arbiter/heartbeat.h)
+ * and our 8-byte slot in it. Only the page of our slot is mapped; the fd is closed. */
+static void heartbeat_setup(struct bw_worker *w)
+{
+	const char *v = getenv("SIGVISOR_HEARTBEAT");
+	unsigned long fd, slot;
+	char buf[48], *colon;
+	long page = sysconf(_SC_PAGESIZE);
+	off_t off, base;
+	void *m;
+
+	if (!v)
+		return;
+	snprintf(buf, sizeof(buf), "%s", v);
+	colon = strchr(buf, ':');
+	if (colon)
+		*colon = '\0';
+	if (!colon || parse_ulong(buf, &fd) < 0 || parse_ulong(colon + 1, &slot) < 0 || fd < 3 ||
+	    fd > 1u << 20 || slot > 1u << 20 || page <= 0) {
+		log_warn("SIGVISOR_HEARTBEAT=%s is not FD:SLOT; sending WATCHDOG=1 instead", v);
+		return;
+	}
+	off = (off_t)slot * (off_t)sizeof(uint64_t);
+	base = off / page * page;
+	m = mmap(NULL, (size_t)page, PROT_READ | PROT_WRITE, MAP_SHARED, (int)fd, base);
+	close((int)fd);
+	if (m == MAP_FAILED) {
+		log_warn("cannot map the heartbeat slot (%m); sending WATCHDOG=1 instead");
+		return;
+	}
+	w->beat = (volatile uint64_t *)((char *)m + (off - base));
+}
+
+/* The monotonic clock in ms into our slot: the arbiter compares it with its own. */
+void bw_heartbeat(struct bw_worker *w)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	*w->beat = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
 static int watchdog_setup(struct bw_worker *w)
 {
 	const char *usec_s = getenv("WATCHDOG_USEC"), *pid_s = getenv("WATCHDOG_PID");
@@ -162,6 +205,9 @@ static int watchdog_setup(struct bw_worker *w)
 			 usec_s);
 		return 0;
 	}
+	heartbeat_setup(w);
+	if (w->beat)
+		bw_heartbeat(w); /* before READY=1: the arbiter starts counting from it */
 	r = timerfd_source(w, &w->watchdog, BW_SOURCE_WATCHDOG);
 	if (r < 0)
 		return r;

@@ -99,7 +99,10 @@ void bw_notify(struct bw_worker *w, const char *msg)
 static void watchdog_fired(struct bw_worker *w)
 {
 	bw_timer_drain(w->watchdog.fd);
-	bw_notify(w, "WATCHDOG=1");
+	if (w->beat)
+		bw_heartbeat(w);
+	else
+		bw_notify(w, "WATCHDOG=1");
 }
 
 static int worker_loop(struct bw_worker *w)

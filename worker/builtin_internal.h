@@ -104,6 +104,9 @@ struct bw_worker {
 	struct bw_source sleep_timer;
 	struct bw_source sweep_timer;
 	struct bw_source watchdog;
+	/* The arbiter's heartbeat slot (SIGVISOR_HEARTBEAT): where each watchdog tick
+	 * writes the monotonic clock in ms instead of sending WATCHDOG=1. NULL: none. */
+	volatile uint64_t *beat;
 
 	struct bw_listener *listeners;
 	int n_listeners;
@@ -143,6 +146,8 @@ void bw_timer_drain(int fd);
 int bw_epoll_add(struct bw_worker *w, struct bw_source *src, uint32_t events);
 bool bw_error_log_allowed(struct bw_worker *w);
 void bw_notify(struct bw_worker *w, const char *msg);
+/* Write the time into the arbiter's heartbeat slot (w->beat must be set). */
+void bw_heartbeat(struct bw_worker *w);
 
 /* conn.c */
 void bw_conn_accepted(struct bw_worker *w, const struct bw_listener *l, int fd);

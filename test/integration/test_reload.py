@@ -226,6 +226,47 @@ def test_many_pinging_workers_are_not_mistaken_for_silent(start):
     assert "silent for" not in sv.text()
 
 
+def test_builtin_worker_beats_in_shared_memory_and_is_aborted_when_it_stops(start):
+    """The built-in worker proves it is alive through a heartbeat slot, not WATCHDOG=1
+    datagrams: the arbiter reads no message from it while it serves, and one that
+    stops beating (SIGSTOP) is aborted a --timeout after its last beat."""
+    sv = start("-w", "2", "--timeout", "1", "--graceful-timeout", "1")
+    ws = sv.wait_workers(2)
+    env = proc_environ(ws[0]["pid"])
+    assert "SIGVISOR_HEARTBEAT" in env, env
+    received = sv.status()["counters"]["notify_received"]
+    time.sleep(2)  # four beats each
+    assert sv.status()["counters"]["notify_received"] == received
+    assert "silent for" not in sv.text()
+    victim = ws[0]["pid"]
+    os.kill(victim, signal.SIGSTOP)
+    t0 = time.monotonic()
+    sv.wait_log(r"worker \d+ \(pid %d\) silent for 1\.\d s since its last heartbeat "
+                r"\(--timeout\): aborting it" % victim, timeout=10)
+    # its last beat was up to 0.5 s before the stop
+    assert time.monotonic() - t0 < 1.2
+    wait_for(lambda: len([x for x in sv.workers("ready") if x["pid"] != victim]) == 2,
+             what="replacement worker")
+    assert [w["pid"] for w in ws if w["pid"] != victim][0] in \
+        [x["pid"] for x in sv.workers("ready")]
+
+
+def test_heartbeats_are_watched_across_an_upgrade(start):
+    """USR2: the new image takes over the heartbeat memfd with the workers, so none is
+    taken for silent, and a new worker that stops beating is still caught."""
+    sv = start("-w", "2", "--timeout", "1", "--graceful-timeout", "1")
+    sv.wait_workers(2)
+    sv.kill(signal.SIGUSR2)
+    sv.wait_log(r"upgraded in place")
+    sv.wait_log(r"reload complete")
+    ws = sv.wait_workers(2)
+    time.sleep(2)
+    assert "silent for" not in sv.text()
+    os.kill(ws[1]["pid"], signal.SIGSTOP)
+    sv.wait_log(r"\(pid %d\) silent for 1\.\d s since its last heartbeat" % ws[1]["pid"],
+                timeout=10)
+
+
 def _voluntary_switches(pid):
     with open(f"/proc/{pid}/status") as f:
         return next(int(l.split()[1]) for l in f if l.startswith("voluntary_ctxt_switches:"))

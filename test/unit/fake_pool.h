@@ -32,8 +32,8 @@ static struct pool pool;
 static struct loop loop = {.backend = &fake_backend};
 static struct notify notify;
 
-static int hook_spawn(void *ctx, unsigned id, unsigned generation, char *notify_env, pid_t *ret_pid,
-		      int *ret_pidfd)
+static int hook_spawn(void *ctx, unsigned id, unsigned generation, char *notify_env, int hb_slot,
+		      pid_t *ret_pid, int *ret_pidfd)
 {
 	pid_t pid;
 
@@ -41,6 +41,7 @@ static int hook_spawn(void *ctx, unsigned id, unsigned generation, char *notify_
 	(void)id;
 	(void)generation;
 	(void)notify_env;
+	(void)hb_slot;
 	up.spawns++;
 	/* what spawn_worker does after building the environment (wrapped above) */
 	pid = spawn_process(ret_pidfd);
