@@ -404,6 +404,15 @@ static void watch_killable(struct arbiter *a)
 
 	if (!a->killable)
 		a->killable = killable_new(a->pid);
+	/* A pass over the workers only when the ready ones changed: not one per batch
+	 * (a ping, a TTIN) at 4,096 workers. */
+	if (a->killable_epoch == a->pool.ready_epoch &&
+	    a->killable_told_running == (a->phase == PHASE_RUNNING) && a->killable_epoch) {
+		killable_run(a->killable, now);
+		return;
+	}
+	a->killable_epoch = a->pool.ready_epoch;
+	a->killable_told_running = a->phase == PHASE_RUNNING;
 	for (size_t i = 0; a->phase == PHASE_RUNNING && i < a->pool.n && n < KILLABLE_MAX_WORKERS;
 	     i++) {
 		const struct worker *wk = a->pool.workers[i];

@@ -157,6 +157,9 @@ struct arbiter {
 	struct spawn_template tmpl;
 	struct bpf_probes *bpf;	   /* NULL when the probes are off */
 	struct killable *killable; /* killable.h; NULL until the loop runs */
+	/* The pool's ready_epoch (and whether running) the killable look was last told. */
+	uint64_t killable_epoch;
+	bool killable_told_running;
 	struct source bpf_src;
 	struct source log_src; /* SOURCE_LOG: fd >= 0 while registered */
 	uint64_t log_retry_ms; /* lines wait and the loop cannot watch the log */

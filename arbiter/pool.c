@@ -32,6 +32,7 @@ void pool_init(struct pool *p, unsigned target, struct loop *loop, struct notify
 	p->hooks = *hooks;
 	p->slots.stale = true;
 	p->hb.fd = -1;
+	p->ready_epoch = 1;
 }
 
 void pool_configure(struct pool *p, const struct pool_config *cfg)
@@ -428,6 +429,7 @@ int pool_adopt(struct pool *p, struct worker *w)
 	p->workers[p->n++] = w;
 	/* its fields are filled in after this (upgrade_adopt.c): indexed at the next use */
 	p->slots.stale = true;
+	p->ready_epoch++;
 	return 0;
 }
 

@@ -180,10 +180,13 @@ struct pool {
 	size_t n_dirty, dirty_cap;
 	struct loop *loop;
 	struct notify *notify;
-	struct serving *serving;	 /* for wait_serving; NULL: none */
-	struct heartbeats hb;		 /* the built-in workers' (fd -1: none yet) */
-	bool hb_tried;			 /* heartbeats_init ran (said once if it failed) */
-	uint64_t hb_sweep_ms;		 /* the next look at all slots (0: none watched) */
+	struct serving *serving; /* for wait_serving; NULL: none */
+	struct heartbeats hb;	 /* the built-in workers' (fd -1: none yet) */
+	bool hb_tried;		 /* heartbeats_init ran (said once if it failed) */
+	uint64_t hb_sweep_ms;	 /* the next look at all slots (0: none watched) */
+	/* Bumped whenever a worker becomes ready or stops being ready (and on adoption):
+	 * who keeps a copy of the ready set looks again only when it moved. Starts at 1. */
+	uint64_t ready_epoch;
 	unsigned long long blocked_mask; /* the arbiter's SigBlk: a worker not yet exec'd */
 	/* counters for status */
 	struct upstate_pool_counters counters; /* carried across a USR2 as one value */

@@ -286,6 +286,8 @@ void slots_moved(struct pool *p, struct worker *w, enum worker_state was)
 
 	if (was == w->state)
 		return;
+	if ((was == WORKER_READY) != (w->state == WORKER_READY))
+		p->ready_epoch++;
 	if (s->stale || s->gen != p->generation)
 		return;
 	s->steps++;

@@ -29,7 +29,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 PROBE = os.environ.get("PROBE", "probe")
 RUNS = int(os.environ.get("SCALE_RUNS", "3"))
 TTINS = int(os.environ.get("SCALE_TTINS", "5"))
-IDLE_S = float(os.environ.get("SCALE_IDLE_SECONDS", "20"))
+IDLE_S = float(os.environ.get("SCALE_IDLE_SECONDS", "60"))
 STATUS_RUNS = int(os.environ.get("SCALE_STATUS_RUNS", "10"))
 # A server that takes longer than this for a start or a HUP at some N is not run at
 # larger N (its cells say why).

@@ -6,7 +6,7 @@
 # ready; the arbiter's CPU per worker for that start; HUP -> old generation gone
 # (and N new ready); its CPU per worker; TTIN -> new worker visible and ready
 # (probe scale); `sigvisor status --json`; the arbiter's idle CPU per minute
-# (SCALE_IDLE_SECONDS, scaled); and, at the largest N, `status`, /healthz and a
+# (SCALE_IDLE_SECONDS, a minute: the pings and beats come every 15 s); and, at the largest N, `status`, /healthz and a
 # signal answered while the generation starts. Prints a table with the targets
 # judged, and draws each cost against N into scale.svg (gnuplot, hup.sh's style).
 # scale.py does the measuring; "ready" and "gone" are read from /proc the same way
@@ -23,7 +23,7 @@
 #   SCALE_N="4 256 1024 4096"      the pool sizes (e.g. SCALE_N=4096 for one row set)
 #   SCALE_SERVERS="sv_off sv_auto gu ngx"
 #   SCALE_RUNS=3 SCALE_INCUMBENT_RUNS=1 SCALE_INCUMBENT_MAX=1024
-#   SCALE_IDLE_SECONDS=20 SCALE_TTINS=5 SCALE_STATUS_RUNS=10
+#   SCALE_IDLE_SECONDS=60 SCALE_TTINS=5 SCALE_STATUS_RUNS=10
 #   SCALE_BUDGET_SECONDS=150 SCALE_TIMEOUT_SECONDS=300
 #   BENCH_PLOT=scripts/bench/scale.svg (empty: no plot)  BENCH_KEEP=1
 #
