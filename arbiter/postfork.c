@@ -197,7 +197,7 @@ static _Noreturn POSTFORK_NO_ASAN void fail(const struct exec_plan *p, const cha
 
 _Noreturn POSTFORK_NO_ASAN void postfork_exec(const struct exec_plan *p)
 {
-	int tmp[64];
+	int tmp[POSTFORK_MAX_FDS];
 	unsigned long none = 0; /* the kernel's sigset_t: 64 bits */
 	long r;
 

@@ -12,6 +12,9 @@
 #include <sys/types.h>
 
 #define LISTEN_PID_DIGITS 20
+/* The most fds a plan may hand over: every listening socket (options.h's MAX_BINDS,
+ * 64) and the built-in worker's heartbeat memfd after them. */
+#define POSTFORK_MAX_FDS 65
 
 struct exec_plan {
 	const char *path; /* absolute path, or /proc/self/exe for the built-in worker */

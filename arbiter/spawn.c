@@ -14,6 +14,9 @@
 #include "log.h"
 #include "postfork.h"
 
+_Static_assert(POSTFORK_MAX_FDS >= MAX_BINDS + 1,
+	       "a worker gets every listening socket and the heartbeat memfd");
+
 /* Variables we set for each worker; an inherited copy would mislead it. */
 static const char *const own_vars[] = {
 	"LISTEN_FDS=",		"LISTEN_PID=",		"LISTEN_FDNAMES=",
@@ -173,7 +176,7 @@ int spawn_worker(const struct spawn_request *rq, pid_t *ret_pid, int *ret_pidfd)
 	 * workers; main() dispatches on argv[1]. */
 	char title[64], *builtin_argv[3] = {title, NULL, NULL};
 	char v_hb[48];
-	int fds[65];
+	int fds[POSTFORK_MAX_FDS];
 	bool hb = false;
 	char **envp;
 	size_t k = 0;

@@ -251,6 +251,18 @@ def test_builtin_worker_beats_in_shared_memory_and_is_aborted_when_it_stops(star
         [x["pid"] for x in sv.workers("ready")]
 
 
+def test_heartbeat_memfd_fits_beside_the_most_listening_sockets(start):
+    """64 --bind addresses, the most there may be, and the heartbeat memfd after them:
+    the worker gets all 65 fds and beats (it failed with E2BIG at 65 fds once)."""
+    binds = [a for _ in range(63) for a in ("-b", "127.0.0.1:0")]  # and the fixture's
+    sv = start("-w", "1", "--timeout", "1", *binds)
+    [w] = sv.wait_workers(1)
+    env = proc_environ(w["pid"])
+    assert env["LISTEN_FDS"] == "64" and env["SIGVISOR_HEARTBEAT"].startswith("67:"), env
+    time.sleep(1.5)
+    assert "silent for" not in sv.text() and "too many" not in sv.text()
+
+
 def test_heartbeats_are_watched_across_an_upgrade(start):
     """USR2: the new image takes over the heartbeat memfd with the workers, so none is
     taken for silent, and a new worker that stops beating is still caught."""
