@@ -407,7 +407,7 @@ static void watch_killable(struct arbiter *a)
 	/* A pass over the workers only when the ready ones changed: not one per batch
 	 * (a ping, a TTIN) at 4,096 workers. */
 	if (a->killable_epoch == a->pool.ready_epoch &&
-	    a->killable_told_running == (a->phase == PHASE_RUNNING) && a->killable_epoch) {
+	    a->killable_told_running == (a->phase == PHASE_RUNNING)) {
 		killable_run(a->killable, now);
 		return;
 	}

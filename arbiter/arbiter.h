@@ -157,7 +157,8 @@ struct arbiter {
 	struct spawn_template tmpl;
 	struct bpf_probes *bpf;	   /* NULL when the probes are off */
 	struct killable *killable; /* killable.h; NULL until the loop runs */
-	/* The pool's ready_epoch (and whether running) the killable look was last told. */
+	/* The pool's ready_epoch (and whether running) the killable look was last told;
+	 * 0: never (the pool's starts at 1). */
 	uint64_t killable_epoch;
 	bool killable_told_running;
 	struct source bpf_src;

@@ -184,11 +184,6 @@ void heartbeats_disarm(struct heartbeats *h, int slot)
 		h->seen[slot] = 0;
 }
 
-uint64_t heartbeats_last(const struct heartbeats *h, int slot)
-{
-	return slot >= 0 && (size_t)slot < h->cap ? h->beats[slot] : 0;
-}
-
 uint64_t heartbeats_sweep(struct heartbeats *h, uint64_t now, uint64_t silent_ms,
 			  void (*on_silent)(void *ctx, void *owner, int slot, uint64_t last),
 			  void *ctx)

@@ -55,8 +55,6 @@ void heartbeats_release(struct heartbeats *h, int slot);
  * has beaten since. */
 void heartbeats_arm(struct heartbeats *h, int slot, uint64_t now);
 void heartbeats_disarm(struct heartbeats *h, int slot);
-/* The slot's last beat (monotonic ms), 0 if it never beat. */
-uint64_t heartbeats_last(const struct heartbeats *h, int slot);
 
 /* One look at every watched slot: each that has not beaten since silent_ms before now
  * goes to on_silent(ctx, owner, slot, last beat), which disarms it (or the next sweep

@@ -390,9 +390,10 @@ void pool_watch_for_pings(struct pool *p, struct worker *w)
 	slots_set_deadline(p, w, now_ms() + p->cfg.timeout_ms);
 }
 
-/* As the sd_notify watchdog's deadline (pool_watch.c): --timeout and a grace of 1/32 of
- * it, at most 100 ms, so a beat due just then is not taken for silence. */
-uint64_t pool_heartbeat_silent_ms(const struct pool *p)
+/* --timeout and a grace of 1/32 of it, at most 100 ms: far above a timer's jitter, far
+ * below anything a user would notice, and a ping or beat due just as the deadline
+ * falls is not taken for silence. */
+uint64_t pool_watchdog_silent_ms(const struct pool *p)
 {
 	uint64_t t = p->cfg.timeout_ms;
 
@@ -401,7 +402,7 @@ uint64_t pool_heartbeat_silent_ms(const struct pool *p)
 
 void pool_heartbeat_watch(struct pool *p, struct worker *w, uint64_t now)
 {
-	uint64_t due = now + pool_heartbeat_silent_ms(p);
+	uint64_t due = now + pool_watchdog_silent_ms(p);
 
 	heartbeats_arm(&p->hb, w->hb_slot, now);
 	if (!p->hb_sweep_ms || due < p->hb_sweep_ms)

@@ -251,9 +251,9 @@ struct pool_adopting {
 	struct pool *pool;
 	unsigned adopted;
 };
-/* How long a worker's heartbeat may stand still (--timeout and a grace), and: watch
- * w's (ready, with a slot) from now. */
-uint64_t pool_heartbeat_silent_ms(const struct pool *p);
+/* How long a watched worker may be silent, since its last WATCHDOG=1 or heartbeat:
+ * --timeout and a grace. And: watch w's heartbeat (ready, with a slot) from now. */
+uint64_t pool_watchdog_silent_ms(const struct pool *p);
 void pool_heartbeat_watch(struct pool *p, struct worker *w, uint64_t now);
 void pool_take_pool_line(void *adopting, const char *line, long off);
 void pool_take_worker_line(void *adopting, const char *line, long off);

@@ -126,7 +126,7 @@ void pool_take_worker_line(void *adopting, const char *line, long off)
 	w->hb_slot = -1;
 	if (l.hb_slot >= 0 && heartbeats_claim(&ad->pool->hb, l.hb_slot, w)) {
 		w->hb_slot = l.hb_slot;
-		/* Ready and beating: watched again from now (a period's grace more). */
+		/* Ready and beating: watched again, from now. */
 		if (w->state == WORKER_READY && w->watchdog && ad->pool->cfg.timeout_ms)
 			pool_heartbeat_watch(ad->pool, w, now_ms());
 	}

@@ -14,13 +14,6 @@
 #include "serving.h"
 #include "timeutil.h"
 
-/* 1/32 of the timeout, at most 100 ms: far above a timer's jitter, far below
- * anything a user would notice in --timeout. */
-static uint64_t watchdog_grace_ms(uint64_t timeout_ms)
-{
-	return timeout_ms / 32 < 100 ? timeout_ms / 32 : 100;
-}
-
 void pool_notify(struct pool *p, struct worker *w, const struct notify_msg *m, uint64_t arrived_ms)
 {
 	if (m->status)
@@ -61,8 +54,7 @@ void pool_notify(struct pool *p, struct worker *w, const struct notify_msg *m, u
 	    p->cfg.timeout_ms && w->hb_slot < 0) /* else its heartbeat is watched */
 		slots_set_deadline(p, w,
 				   (w->last_ping_ms ? w->last_ping_ms : now_ms()) +
-					   p->cfg.timeout_ms +
-					   watchdog_grace_ms(p->cfg.timeout_ms));
+					   pool_watchdog_silent_ms(p));
 }
 
 struct notify_read_ctx {
@@ -137,7 +129,7 @@ static void sweep_heartbeats(struct pool *p, uint64_t now)
 		return;
 	}
 	p->hb_sweep_ms =
-		heartbeats_sweep(&p->hb, now, pool_heartbeat_silent_ms(p), heartbeat_silent, p);
+		heartbeats_sweep(&p->hb, now, pool_watchdog_silent_ms(p), heartbeat_silent, p);
 }
 
 /* While a reload's workers cannot even be started (a pids limit, no fds left), it ends
