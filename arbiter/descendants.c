@@ -24,9 +24,7 @@ bool descendants_any(void)
 	return waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT | __WALL) == 0 || errno != ECHILD;
 }
 
-/* The parent pid in /proc/PID/stat ("pid (comm) state ppid ..."; comm may hold any
- * byte, so the last ')' ends it), or -1. */
-static pid_t parent_of(pid_t pid)
+int descendants_parent(pid_t pid, pid_t *ret)
 {
 	char p[64], buf[512], *rp;
 	int fd, ppid;
@@ -35,16 +33,33 @@ static pid_t parent_of(pid_t pid)
 	snprintf(p, sizeof(p), "/proc/%d/stat", (int)pid);
 	fd = open(p, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return -1;
+		return errno == ENOENT ? -ESRCH : -errno;
 	n = read(fd, buf, sizeof(buf) - 1);
+	/* Reaped between the open (which found its zombie) and the read: ESRCH. */
+	if (n < 0) {
+		int err = errno;
+
+		close(fd);
+		return -err;
+	}
 	close(fd);
-	if (n <= 0)
-		return -1;
+	if (n == 0)
+		return -EIO;
 	buf[n] = '\0';
+	/* "pid (comm) state ppid ...": comm may hold any byte, so the last ')' ends it */
 	rp = strrchr(buf, ')');
 	if (!rp || sscanf(rp + 1, " %*c %d", &ppid) != 1)
-		return -1;
-	return ppid;
+		return -EIO;
+	*ret = (pid_t)ppid;
+	return 0;
+}
+
+/* The parent pid, or -1 when it cannot be read (gone, or not ours to read). */
+static pid_t parent_of(pid_t pid)
+{
+	pid_t ppid;
+
+	return descendants_parent(pid, &ppid) == 0 ? ppid : -1;
 }
 
 struct tree {

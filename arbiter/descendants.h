@@ -6,11 +6,17 @@
 #pragma once
 
 #include <stdbool.h>
+#include <sys/types.h>
 
 /* Whether the arbiter has any child at all, running or a zombie not yet reaped. Every
  * descendant has a child of ours as its ancestor (an orphan comes to us), so none
  * means nothing we started is left. */
 bool descendants_any(void);
+
+/* The parent pid of pid, from /proc/PID/stat, in *ret: 0, -ESRCH when pid is gone
+ * (reaped, also between our open and read of the file), another -errno when the file
+ * cannot be read or parsed. */
+int descendants_parent(pid_t pid, pid_t *ret);
 
 /* Send sig to every descendant, parents before their children, each through a pidfd
  * opened once its parent is seen to be the one it was found under (so a pid reused

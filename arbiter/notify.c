@@ -18,6 +18,7 @@
 
 #include <linux/magic.h>
 
+#include "descendants.h"
 #include "log.h"
 #include "timeutil.h"
 
@@ -427,24 +428,11 @@ enum lineage { LINEAGE_NO, LINEAGE_YES, LINEAGE_GONE };
 static enum lineage descends_from(pid_t pid, pid_t ancestor)
 {
 	for (int depth = 0; depth < 64 && pid > 1; depth++) {
-		char path[64], buf[512];
-		const char *paren;
-		ssize_t len;
-		int fd, ppid;
+		pid_t ppid;
+		int r = descendants_parent(pid, &ppid);
 
-		snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-		fd = open(path, O_RDONLY | O_CLOEXEC);
-		if (fd < 0)
-			return depth == 0 && errno == ENOENT ? LINEAGE_GONE : LINEAGE_NO;
-		len = read(fd, buf, sizeof(buf) - 1);
-		close(fd);
-		if (len <= 0)
-			return LINEAGE_NO;
-		buf[len] = '\0';
-		/* "pid (comm) state ppid ...": comm may hold anything, even ") " */
-		paren = strrchr(buf, ')');
-		if (!paren || sscanf(paren + 1, " %*c %d", &ppid) != 1)
-			return LINEAGE_NO;
+		if (r < 0)
+			return depth == 0 && r == -ESRCH ? LINEAGE_GONE : LINEAGE_NO;
 		if (ppid == ancestor)
 			return LINEAGE_YES;
 		pid = ppid;
