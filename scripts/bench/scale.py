@@ -303,7 +303,8 @@ def one_run(kind, n, run, tmp, first):
             ok = False
         time.sleep(1)
         # TTIN -> the new worker visible, then waiting; TTOU back (not nginx: none).
-        # probe scale spins on /proc in C: a poll costs the same at 4 and 4,096.
+        # probe scale times the new worker by the kernel's fork event (the proc
+        # connector): a reading of /proc children grows with N, the event does not.
         if kind != "ngx" and TTINS > 0:
             # At sigvisor's maximum a TTIN is refused: timed from one below it.
             base = n
