@@ -24,10 +24,12 @@ bool descendants_any(void)
 	return waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT | __WALL) == 0 || errno != ECHILD;
 }
 
-int descendants_parent(pid_t pid, pid_t *ret)
+/* State and parent pid from /proc/PID/stat: 0, or -errno (-ESRCH: gone). */
+static int read_stat(pid_t pid, char *state, pid_t *ppid)
 {
 	char p[64], buf[512], *rp;
-	int fd, ppid;
+	int fd, parent;
+	char st;
 	ssize_t n;
 
 	snprintf(p, sizeof(p), "/proc/%d/stat", (int)pid);
@@ -48,10 +50,27 @@ int descendants_parent(pid_t pid, pid_t *ret)
 	buf[n] = '\0';
 	/* "pid (comm) state ppid ...": comm may hold any byte, so the last ')' ends it */
 	rp = strrchr(buf, ')');
-	if (!rp || sscanf(rp + 1, " %*c %d", &ppid) != 1)
+	if (!rp || sscanf(rp + 1, " %c %d", &st, &parent) != 2)
 		return -EIO;
-	*ret = (pid_t)ppid;
+	*state = st;
+	*ppid = (pid_t)parent;
 	return 0;
+}
+
+int descendants_parent(pid_t pid, pid_t *ret)
+{
+	char state;
+
+	return read_stat(pid, &state, ret);
+}
+
+int descendants_state(pid_t pid)
+{
+	char state;
+	pid_t ppid;
+	int r = read_stat(pid, &state, &ppid);
+
+	return r < 0 ? r : (unsigned char)state;
 }
 
 /* The parent pid, or -1 when it cannot be read (gone, or not ours to read). */

@@ -18,6 +18,11 @@ bool descendants_any(void);
  * cannot be read or parsed. */
 int descendants_parent(pid_t pid, pid_t *ret);
 
+/* The state letter of /proc/PID/stat ('R' running or waiting for a CPU, 'S' asleep,
+ * 'D' waiting on I/O, ...), or -errno as descendants_parent(). Never waits on the
+ * process: this file takes no lock of its memory (cmdline and environ do). */
+int descendants_state(pid_t pid);
+
 /* Send sig to every descendant, parents before their children, each through a pidfd
  * opened once its parent is seen to be the one it was found under (so a pid reused
  * meanwhile is never signalled). The number signalled, or -errno when /proc cannot be

@@ -33,6 +33,7 @@ void pool_init(struct pool *p, unsigned target, struct loop *loop, struct notify
 	p->slots.stale = true;
 	p->hb.fd = -1;
 	p->ready_epoch = 1;
+	boot_gate_init(&p->boot, boot_gate_default_cap());
 }
 
 void pool_configure(struct pool *p, const struct pool_config *cfg)
@@ -113,6 +114,8 @@ unsigned pool_apply(struct pool *p, struct worker *w, enum worker_event ev)
 	if (w->state == WORKER_BOOTING && t.next == WORKER_READY)
 		w->ready_ms = now_ms(); /* the boot window counts from here */
 	w->state = t.next;
+	if (was == WORKER_BOOTING && w->state != WORKER_BOOTING)
+		boot_gate_leave(&p->boot, w->pid);
 	slots_moved(p, w, was);
 	if (was != w->state)
 		pool_mark_watch(p, w);
@@ -475,6 +478,7 @@ static int add_worker(struct pool *p, unsigned id)
 	w->generation = p->generation;
 	w->state = WORKER_BOOTING;
 	w->started_ms = now_ms();
+	boot_gate_enter(&p->boot, pid, w->started_ms);
 	p->workers[p->n++] = w;
 	(void)slots_add(p, w);
 	pool_mark_watch(p, w);
@@ -580,6 +584,11 @@ void pool_reconcile(struct pool *p)
 			p->respawn_at_ms = now;
 			return;
 		}
+		/* Not more booting at once than the CPUs can run without starving
+		 * the loop (boot_gate.h): a worker ready, gone or seen waiting lets
+		 * the next one start; the gate's deadline brings us back. */
+		if (!boot_gate_open(&p->boot, now_ms()))
+			return;
 		r = add_worker(p, slots_free_id(p));
 
 		if (r < 0) {

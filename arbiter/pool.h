@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <sys/types.h>
 
+#include "boot_gate.h"
 #include "lifecycle.h"
 #include "heap.h"
 #include "heartbeat.h"
@@ -164,6 +165,7 @@ struct pool {
 	int spawn_error;		 /* the last one's errno */
 	uint64_t respawn_at_ms;		 /* 0: spawn as soon as needed */
 	uint64_t reap_sweep_ms;		 /* look for exited children not yet reaped (0: none) */
+	struct boot_gate boot;		 /* at most so many booting on the CPUs at once */
 	/* The pids of the workers reaped last, for their SIGCHLD if it comes after. */
 	pid_t reaped_recent[POOL_REAPED_RECENT];
 	unsigned reaped_next;

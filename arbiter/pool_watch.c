@@ -153,6 +153,14 @@ static uint64_t respawn_deadline(struct pool *p)
 	return p->respawn_at_ms;
 }
 
+/* While a worker waits for a place to boot in (boot_gate.h): the next look. */
+static uint64_t boot_gate_wait_deadline(struct pool *p)
+{
+	if (p->draining || pool_count_gen(p, worker_is_active, true) >= p->target)
+		return 0;
+	return boot_gate_deadline(&p->boot);
+}
+
 void pool_run_deadlines(struct pool *p, uint64_t now)
 {
 	uint64_t give_up = trial_spawn_deadline(p);
@@ -232,5 +240,6 @@ uint64_t pool_next_deadline(struct pool *p)
 	next = earlier_deadline(next, p->hb_sweep_ms);
 	next = earlier_deadline(next, serving_next_deadline(p->serving));
 	next = earlier_deadline(next, respawn_deadline(p));
+	next = earlier_deadline(next, boot_gate_wait_deadline(p));
 	return earlier_deadline(next, trial_spawn_deadline(p));
 }

@@ -148,6 +148,9 @@ static void render_json(struct arbiter *a, FILE *f, uint64_t now)
 		(ull)(now - a->started_ms), a->loop.backend->name, p->generation, p->target);
 	fprintf(f, "\"reloading\":%s,\"readiness\":\"%s\",", a->reloading ? "true" : "false",
 		readiness(a));
+	/* How many may boot at once (boot_gate.h); 0: no limit. */
+	fprintf(f, "\"boot_cap\":%u,\"boot_places_released\":%llu,", p->boot.cap,
+		(ull)p->boot.released);
 	fprintf(f, "\"scale_signals\":{\"exact\":%s,\"counting\":\"%s\",\"merged\":%llu},",
 		a->scale.counting && a->bpf ? "true" : "false", scale_counting(a),
 		(ull)a->scale.merged);

@@ -6,7 +6,7 @@
  * an exit a pass to find its pid, a deadline a pass, and every timer wake-up read
  * every worker's socket.
  *
- * wrap: spawn_process pidfd_send_signal waitid clock_gettime notify_open_worker notify_close_worker notify_read
+ * wrap: spawn_process pidfd_send_signal waitid clock_gettime notify_open_worker notify_close_worker notify_read descendants_state
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -51,6 +51,18 @@ void __wrap_notify_read(struct notify *n, int fd, const struct notify_sender *fr
 		ping_from = 0;
 		on_msg(ctx, &m, true, ping_at);
 	}
+}
+
+/* The state every booting worker is seen in (boot_gate.h), and the looks. */
+static int boot_state = 'R';
+static unsigned state_reads;
+
+int __wrap_descendants_state(pid_t pid);
+int __wrap_descendants_state(pid_t pid)
+{
+	(void)pid;
+	state_reads++;
+	return boot_state;
 }
 
 /* What one event cost: index steps and sockets read. */
@@ -101,6 +113,9 @@ static void start_ready(unsigned n)
 	sockets_read = 0;
 	watched = 0;
 	pool_init(&pool, n, &loop, &notify, &hooks);
+	/* All n booting at once: the gate (boot_gate.h) is test_boot_gate's, and
+	 * test_start_holds_at_most_cap_booting's below. */
+	boot_gate_init(&pool.boot, 0);
 	pool_configure(&pool, &cfg);
 	while (pool_count(&pool, worker_is_active) < n) {
 		pool_reconcile(&pool); /* SPAWN_BATCH a turn */
@@ -304,12 +319,86 @@ static void test_late_ready_worker_is_watched(void **state)
 	fake_reset();
 }
 
+/* A start of 4,096 on CPU-bound booters: never more than the cap booting, and each
+ * READY=1 lets the next one start, without a look at /proc (fresh booters are on the
+ * CPU) and without a timer while places are held by fresh booters. */
+static void test_start_holds_at_most_cap_booting(void **state)
+{
+	const unsigned n = 4096, cap = 8;
+	struct notify_msg ready = {.ready = true};
+	size_t next = 0;
+
+	(void)state;
+	memset(&up, 0, sizeof(up));
+	boot_state = 'R';
+	state_reads = 0;
+	pool_init(&pool, n, &loop, &notify, &hooks);
+	boot_gate_init(&pool.boot, cap);
+	pool_configure(&pool, &cfg);
+	pool_reconcile(&pool);
+	assert_int_equal(pool.n, cap);
+	while (pool_count(&pool, worker_is_ready) < n) {
+		unsigned booting =
+			pool_count(&pool, worker_is_active) - pool_count(&pool, worker_is_ready);
+
+		assert_true(booting <= cap);
+		assert_true(next < pool.n);
+		/* the oldest booter gets ready; the pool appends in start order */
+		pool_notify(&pool, pool.workers[next++], &ready, clock_ms);
+		pool_reconcile(&pool);
+		assert_true(pool.n - next <= cap);
+		assert_true(pool.n == n || pool.n - next == cap);
+	}
+	assert_int_equal(pool.n, n);
+	assert_int_equal(state_reads, 0);
+	assert_int_equal(boot_gate_deadline(&pool.boot), 0);
+	pool_free(&pool);
+	fake_reset();
+}
+
+/* Booters that wait (a sleep, a database) before READY=1 give their places up once
+ * seen asleep: a pool of them starts whole, not cap at a time. */
+static void test_waiting_booters_do_not_hold_the_start(void **state)
+{
+	const unsigned n = 64, cap = 8;
+	uint64_t t0 = clock_ms;
+
+	(void)state;
+	memset(&up, 0, sizeof(up));
+	boot_state = 'S';
+	state_reads = 0;
+	pool_init(&pool, n, &loop, &notify, &hooks);
+	boot_gate_init(&pool.boot, cap);
+	pool_configure(&pool, &cfg);
+	pool_reconcile(&pool);
+	assert_int_equal(pool.n, cap);
+	/* the timer that brings the loop back to look */
+	assert_int_equal(pool_next_deadline(&pool), t0 + BOOT_GATE_LOOK_MS);
+	clock_ms = t0 + BOOT_GATE_LOOK_MS;
+	pool_run_deadlines(&pool, clock_ms);
+	pool_reconcile(&pool);
+	assert_int_equal(pool.n, 2 * cap);
+	assert_int_equal(state_reads, cap);
+	for (int i = 0; i < 16 && pool.n < n; i++) {
+		clock_ms += BOOT_GATE_LOOK_MS;
+		pool_run_deadlines(&pool, clock_ms);
+		pool_reconcile(&pool);
+	}
+	assert_int_equal(pool.n, n);
+	assert_int_equal(pool_count(&pool, worker_is_ready), 0);
+	boot_state = 'R';
+	pool_free(&pool);
+	fake_reset();
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup(test_per_event_work_is_constant_in_n, setup),
 		cmocka_unit_test_setup(test_exits_share_one_sweep, setup),
 		cmocka_unit_test_setup(test_late_ready_worker_is_watched, setup),
+		cmocka_unit_test_setup(test_start_holds_at_most_cap_booting, setup),
+		cmocka_unit_test_setup(test_waiting_booters_do_not_hold_the_start, setup),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
