@@ -196,3 +196,21 @@ def test_stuck_looks_are_bounded_and_the_arbiter_still_answers(hostile):
     assert time.monotonic() - t0 < PROMPT + 1.0
     for k, t in stuck.items():
         wait_for(lambda: gone(k, t), what=f"look child {k} to end with the workers")
+
+
+def test_booters_stuck_in_their_memory_give_their_boot_places_up(hostile):
+    """More booters than there are places to boot in (boot_gate.h: 4 a CPU), each stuck
+    in a userfaultfd fault before it could be ready: the look at a holder, its
+    /proc/PID/stat read on the loop, answers all the same (that file takes no lock of
+    the process's memory), sees it not running and lets the next one start. All of them
+    get started (the fixture waits for each to be armed) and status answers promptly."""
+    cap = max(8, min(256, 4 * len(os.sched_getaffinity(0))))
+    n = cap + 4
+    sv, workers = hostile(os.environ.get("SIGVISOR_TEST_LOOP") or "epoll", "select", n)
+    assert len(workers) == n
+    st, took = timed_status(sv)
+    hostile.note_lookers(sv)
+    assert took < PROMPT, f"status took {took:.2f} s"
+    assert st["boot_cap"] == cap
+    assert [w["state"] for w in st["workers"]] == ["booting"] * n
+    assert st["boot_places_released"] >= n - cap
