@@ -411,6 +411,18 @@ static void watch_killable(struct arbiter *a)
 		killable_run(a->killable, now);
 		return;
 	}
+	/* Nor one per READY=1 while a generation starts (4,096 passes, each starting
+	 * a look at the whole tree that a moment later is stale): once its workers are
+	 * all up, or, while some keep booting, at the first event KILLABLE_AGAIN_MS
+	 * after the last pass (one that never gets ready, or a crash loop, must not
+	 * hold the look off for good). */
+	if (a->phase == PHASE_RUNNING && a->killable_told_running &&
+	    pool_count(&a->pool, worker_is_booting) &&
+	    now - a->killable_told_ms < KILLABLE_AGAIN_MS) {
+		killable_run(a->killable, now);
+		return;
+	}
+	a->killable_told_ms = now;
 	a->killable_epoch = a->pool.ready_epoch;
 	a->killable_told_running = a->phase == PHASE_RUNNING;
 	for (size_t i = 0; a->phase == PHASE_RUNNING && i < a->pool.n && n < KILLABLE_MAX_WORKERS;

@@ -161,6 +161,7 @@ struct arbiter {
 	 * 0: never (the pool's starts at 1). */
 	uint64_t killable_epoch;
 	bool killable_told_running;
+	uint64_t killable_told_ms; /* when the workers were last told */
 	struct source bpf_src;
 	struct source log_src; /* SOURCE_LOG: fd >= 0 while registered */
 	uint64_t log_retry_ms; /* lines wait and the loop cannot watch the log */
