@@ -221,6 +221,23 @@ class Sigvisor:
         self.log.close()
 
 
+def build_c_worker(name, *libs):
+    """Compile test/integration/workers/NAME.c into a fresh directory anyone may read
+    (workers may run under --user): a generator for a module-scoped fixture, which
+    yields the program's path and removes it afterwards."""
+    d = tempfile.mkdtemp(prefix=f"sv-{name}-", dir="/tmp")
+    os.chmod(d, 0o755)
+    exe = os.path.join(d, name)
+    src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "workers", name + ".c")
+    r = subprocess.run(["cc", "-O1", "-o", exe, src, *libs], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, f"building {name}.c failed:\n{r.stderr}"
+    try:
+        yield exe
+    finally:
+        subprocess.run(["rm", "-rf", d])
+
+
 @pytest.fixture
 def tmpdir_short():
     # Short paths: unix socket names are limited to 108 bytes.

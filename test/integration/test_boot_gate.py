@@ -2,17 +2,13 @@
 once left hundreds of processes runnable and the arbiter waiting its turn behind them
 for every status and signal. A booter holds a place until it is ready; one seen
 waiting (asleep, in I/O) gives it up, so a pool of slow-but-idle booters still starts
-whole. Real shell workers, readiness from systemd-notify --ready."""
+whole. Real processes: libsystemd workers that spin, shell workers that wait."""
 import os
-import shutil
 import subprocess
-import tempfile
 
 import pytest
 
-from conftest import wait_for
-
-HERE = os.path.dirname(__file__)
+from conftest import build_c_worker, wait_for
 
 
 def expected_cap():
@@ -26,18 +22,12 @@ def booting(sv):
 
 @pytest.fixture(scope="module")
 def spin_worker():
-    d = tempfile.mkdtemp(prefix="sv-spin-", dir="/tmp")
-    os.chmod(d, 0o755)
-    exe = os.path.join(d, "spin_worker")
-    r = subprocess.run(["cc", "-O1", "-o", exe, os.path.join(HERE, "workers", "spin_worker.c"),
-                        "-lsystemd"], capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0, f"building the spinning worker failed:\n{r.stderr}"
-    # Run once (no arguments: it exits at once) so that it and libsystemd are in the
-    # page cache: a booter faulting them in from disk is in I/O ('D') and rightly gives
-    # its place up, which would let one more start.
-    subprocess.run([exe], timeout=30)
-    yield exe
-    shutil.rmtree(d, ignore_errors=True)
+    for exe in build_c_worker("spin_worker", "-lsystemd"):
+        # Run once (no arguments: it exits at once) so that it and libsystemd are in
+        # the page cache: a booter faulting them in from disk is in I/O ('D') and
+        # rightly gives its place up, which would let one more start.
+        subprocess.run([exe], timeout=30)
+        yield exe
 
 
 def test_cpu_bound_booters_are_held_at_the_cap(start, spin_worker):

@@ -3,27 +3,16 @@ worker (its READY=1 comes from its own pid, then BARRIER=1 with an fd it waits o
 and libsystemd's sd_notify / sd_notify_barrier / EXTEND_TIMEOUT_USEC from a C worker."""
 import os
 import shutil
-import subprocess
-import tempfile
 import time
 
 import pytest
 
-from conftest import wait_for
-
-HERE = os.path.dirname(__file__)
+from conftest import build_c_worker, wait_for
 
 
 @pytest.fixture(scope="module")
 def sd_worker():
-    d = tempfile.mkdtemp(prefix="sv-sd-", dir="/tmp")
-    os.chmod(d, 0o755)
-    exe = os.path.join(d, "sd_worker")
-    r = subprocess.run(["cc", "-O1", "-o", exe, os.path.join(HERE, "workers", "sd_worker.c"),
-                        "-lsystemd"], capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0, f"building the libsystemd worker failed:\n{r.stderr}"
-    yield exe
-    shutil.rmtree(d, ignore_errors=True)
+    yield from build_c_worker("sd_worker", "-lsystemd")
 
 
 def systemd_notify_script(out):

@@ -319,6 +319,20 @@ static void test_late_ready_worker_is_watched(void **state)
 	fake_reset();
 }
 
+/* A pool of n started through a gate of cap places, its booters seen in state (the
+ * fake /proc): the first reconcile starts cap of them. */
+static void start_gated(unsigned n, unsigned cap, int state)
+{
+	memset(&up, 0, sizeof(up));
+	boot_state = state;
+	state_reads = 0;
+	pool_init(&pool, n, &loop, &notify, &hooks);
+	boot_gate_init(&pool.boot, cap);
+	pool_configure(&pool, &cfg);
+	pool_reconcile(&pool);
+	assert_int_equal(pool.n, cap);
+}
+
 /* A start of 4,096 on CPU-bound booters: never more than the cap booting, and each
  * READY=1 lets the next one start, without a look at /proc (fresh booters are on the
  * CPU) and without a timer while places are held by fresh booters. */
@@ -329,14 +343,7 @@ static void test_start_holds_at_most_cap_booting(void **state)
 	size_t next = 0;
 
 	(void)state;
-	memset(&up, 0, sizeof(up));
-	boot_state = 'R';
-	state_reads = 0;
-	pool_init(&pool, n, &loop, &notify, &hooks);
-	boot_gate_init(&pool.boot, cap);
-	pool_configure(&pool, &cfg);
-	pool_reconcile(&pool);
-	assert_int_equal(pool.n, cap);
+	start_gated(n, cap, 'R');
 	while (pool_count(&pool, worker_is_ready) < n) {
 		unsigned booting =
 			pool_count(&pool, worker_is_active) - pool_count(&pool, worker_is_ready);
@@ -364,14 +371,7 @@ static void test_waiting_booters_do_not_hold_the_start(void **state)
 	uint64_t t0 = clock_ms;
 
 	(void)state;
-	memset(&up, 0, sizeof(up));
-	boot_state = 'S';
-	state_reads = 0;
-	pool_init(&pool, n, &loop, &notify, &hooks);
-	boot_gate_init(&pool.boot, cap);
-	pool_configure(&pool, &cfg);
-	pool_reconcile(&pool);
-	assert_int_equal(pool.n, cap);
+	start_gated(n, cap, 'S');
 	/* the timer that brings the loop back to look */
 	assert_int_equal(pool_next_deadline(&pool), t0 + BOOT_GATE_LOOK_MS);
 	clock_ms = t0 + BOOT_GATE_LOOK_MS;
