@@ -37,8 +37,7 @@ void boot_gate_enter(struct boot_gate *g, pid_t pid, uint64_t now)
 static void drop(struct boot_gate *g, unsigned i)
 {
 	g->held[i] = g->held[--g->n];
-	if (g->n < g->cap)
-		g->next_look_ms = 0;
+	g->next_look_ms = 0; /* a place is free: nothing to look at until it is full */
 }
 
 void boot_gate_leave(struct boot_gate *g, pid_t pid)
@@ -54,10 +53,8 @@ bool boot_gate_open(struct boot_gate *g, uint64_t now)
 {
 	uint64_t next = 0;
 
-	if (!g->cap || g->n < g->cap) {
-		g->next_look_ms = 0;
+	if (!g->cap || g->n < g->cap)
 		return true;
-	}
 	if (g->next_look_ms > now)
 		return false; /* looked at less than BOOT_GATE_LOOK_MS ago */
 	for (unsigned i = 0; i < g->n;) {
@@ -69,7 +66,6 @@ bool boot_gate_open(struct boot_gate *g, uint64_t now)
 			i++;
 			continue;
 		}
-		g->looks++;
 		state = descendants_state(g->held[i].pid);
 		/* Running or waiting for a CPU: it keeps its place. Anything else (asleep,
 		 * in I/O, stopped, a zombie, gone) gives it up. */
@@ -82,10 +78,8 @@ bool boot_gate_open(struct boot_gate *g, uint64_t now)
 		g->released++;
 		drop(g, i);
 	}
-	if (g->n < g->cap) {
-		g->next_look_ms = 0;
-		return true;
-	}
+	if (g->n < g->cap)
+		return true; /* drop() cleared next_look_ms */
 	g->next_look_ms = next;
 	return false;
 }

@@ -29,8 +29,7 @@ struct boot_gate {
 		pid_t pid;
 		uint64_t since_ms; /* when it started, or was last seen running */
 	} held[BOOT_GATE_MAX];
-	uint64_t next_look_ms; /* while closed: when to look again (0: open) */
-	uint64_t looks;	       /* /proc reads, for the tests and the curious */
+	uint64_t next_look_ms; /* while closed: when to look again; 0 whenever n < cap */
 	uint64_t released;     /* places given up by holders seen waiting */
 };
 

@@ -28,7 +28,7 @@ bool descendants_any(void)
 static int read_stat(pid_t pid, char *state, pid_t *ppid)
 {
 	char p[64], buf[512], *rp;
-	int fd, parent;
+	int fd, parent, err;
 	char st;
 	ssize_t n;
 
@@ -37,14 +37,11 @@ static int read_stat(pid_t pid, char *state, pid_t *ppid)
 	if (fd < 0)
 		return errno == ENOENT ? -ESRCH : -errno;
 	n = read(fd, buf, sizeof(buf) - 1);
-	/* Reaped between the open (which found its zombie) and the read: ESRCH. */
-	if (n < 0) {
-		int err = errno;
-
-		close(fd);
-		return -err;
-	}
+	err = errno;
 	close(fd);
+	/* Reaped between the open (which found its zombie) and the read: ESRCH. */
+	if (n < 0)
+		return -err;
 	if (n == 0)
 		return -EIO;
 	buf[n] = '\0';

@@ -142,23 +142,15 @@ static uint64_t trial_spawn_deadline(const struct pool *p)
 	return p->spawn_failing_since_ms + p->cfg.ready_timeout_ms;
 }
 
-/* The retry of a failed start or the next start after a boot failure, if the current
- * generation is short of workers: the old generation of a reload does not count, it
- * is on its way out whatever happens. 0: none. */
-static uint64_t respawn_deadline(struct pool *p)
-{
-	if (!p->respawn_at_ms || p->draining ||
-	    pool_count_gen(p, worker_is_active, true) >= p->target)
-		return 0;
-	return p->respawn_at_ms;
-}
-
-/* While a worker waits for a place to boot in (boot_gate.h): the next look. */
-static uint64_t boot_gate_wait_deadline(struct pool *p)
+/* While the current generation is short of workers (the old generation of a reload
+ * does not count, it is on its way out whatever happens): the retry of a failed start
+ * or the next start after a boot failure, or the next look at the workers holding the
+ * places to boot in (boot_gate.h). 0: none. */
+static uint64_t spawn_deadline(struct pool *p)
 {
 	if (p->draining || pool_count_gen(p, worker_is_active, true) >= p->target)
 		return 0;
-	return boot_gate_deadline(&p->boot);
+	return earlier_deadline(p->respawn_at_ms, boot_gate_deadline(&p->boot));
 }
 
 void pool_run_deadlines(struct pool *p, uint64_t now)
@@ -239,7 +231,6 @@ uint64_t pool_next_deadline(struct pool *p)
 	next = earlier_deadline(next, p->reap_sweep_ms);
 	next = earlier_deadline(next, p->hb_sweep_ms);
 	next = earlier_deadline(next, serving_next_deadline(p->serving));
-	next = earlier_deadline(next, respawn_deadline(p));
-	next = earlier_deadline(next, boot_gate_wait_deadline(p));
+	next = earlier_deadline(next, spawn_deadline(p));
 	return earlier_deadline(next, trial_spawn_deadline(p));
 }
