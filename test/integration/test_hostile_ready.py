@@ -26,6 +26,7 @@ import time
 import pytest
 
 from conftest import DEADLINE, Sigvisor, alive, children, wait_for, wait_idle
+from test_boot_gate import expected_cap
 from test_loop import io_uring_unavailable
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -209,7 +210,7 @@ def test_booters_stuck_in_their_memory_give_their_boot_places_up(hostile):
     /proc/PID/stat read on the loop, answers all the same (that file takes no lock of
     the process's memory), sees it not running and lets the next one start. All of them
     get started (the fixture waits for each to be armed) and status answers promptly."""
-    cap = max(8, min(256, 4 * len(os.sched_getaffinity(0))))
+    cap = expected_cap()
     n = cap + 4
     sv, workers = hostile(os.environ.get("SIGVISOR_TEST_LOOP") or "epoll", "select", n)
     assert len(workers) == n
