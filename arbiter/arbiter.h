@@ -281,7 +281,8 @@ int arbiter_render_config(struct arbiter *a, bool json, char **ret_buf, size_t *
 struct action_context arbiter_action_context(const struct arbiter *a);
 
 /* status.c */
-int arbiter_render_status(struct arbiter *a, bool json, char **ret_buf, size_t *ret_len);
+/* The status text or JSON appended to out (a membuf from membuf_take): 0 or -ENOMEM. */
+int arbiter_render_status(struct arbiter *a, bool json, struct membuf *out);
 /* prometheus.c: the --metrics page */
 void arbiter_render_prometheus(struct arbiter *a, FILE *f);
 /* Serving: running, with at least one ready worker (status "ready", /readyz 200). */

@@ -157,7 +157,10 @@ static void conn_free(struct loop *loop, struct control *c, struct control_conn 
 		}
 	}
 	close(cc->src.fd);
-	free(cc->out);
+	if (cc->out_kept)
+		membuf_give_back(cc->out, cc->out_kept);
+	else
+		free(cc->out);
 	free(cc);
 	c->n_conns--;
 }
@@ -167,6 +170,7 @@ static void release(struct control *c, bool unlink_path)
 {
 	while (c->conns)
 		conn_free(NULL, c, c->conns);
+	membuf_drop_kept();
 	if (c->listen.fd >= 0)
 		close(c->listen.fd);
 	if (c->reserve_fd > 0)
@@ -486,6 +490,7 @@ static bool queue_out(struct control_conn *cc, const char *text, size_t len)
 		return false;
 	memcpy(nb + cc->out_len, text, len);
 	cc->out = nb;
+	cc->out_kept = 0; /* resized: no longer a membuf of that capacity */
 	cc->out_len += len;
 	return true;
 }

@@ -22,6 +22,7 @@
 #include <stdio.h>
 
 #include "sources.h"
+#include "membuf.h"
 #include "ratelimit.h"
 
 #define CONTROL_MAX_CONNS 16
@@ -37,9 +38,10 @@ struct control_conn {
 	size_t in_len;
 	char *out;
 	size_t out_len, out_off;
-	bool follower;		/* an "events" request: kept open, fed by control_event() */
-	unsigned long dropped;	/* events that did not fit, told at the next one that does */
-	uint64_t deadline_ms;	/* closed then unless it made progress (0: a follower) */
+	size_t out_kept;       /* out is a membuf of this capacity, given back when done (0: not) */
+	bool follower;	       /* an "events" request: kept open, fed by control_event() */
+	unsigned long dropped; /* events that did not fit, told at the next one that does */
+	uint64_t deadline_ms;  /* closed then unless it made progress (0: a follower) */
 	unsigned long long seq; /* accept order: the oldest is evicted first */
 	struct control_conn *next;
 };
@@ -94,8 +96,9 @@ struct control_kill {
 /* What the socket answers, rendered by its owner (the arbiter) when asked. */
 struct control_view {
 	void *ctx;
-	/* "status" or "status json": the answer, malloc'd. 0 or -ENOMEM. */
-	int (*render_status)(void *ctx, bool json, char **ret, size_t *ret_len);
+	/* "status" or "status json": the answer appended to out (taken from the kept
+	 * buffer: at 4,096 workers it is 345 KB, see membuf.h). 0 or -ENOMEM. */
+	int (*render_status)(void *ctx, bool json, struct membuf *out);
 	/* "events": NULL when the probes' events can be followed, else why not. */
 	const char *(*events_off)(void *ctx);
 	/* "workers N|+K|-K", asked by peer (already checked: root or the arbiter's uid):

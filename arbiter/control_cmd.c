@@ -195,6 +195,24 @@ static bool may_change(struct control_conn *cc, struct control_peer *peer, int *
 }
 
 /* "workers ...": only root or our own uid, told so; the view applies it. */
+/* "status", "status json": rendered into the kept buffer, which conn_free gives back. */
+static int status(struct control *c, struct control_conn *cc, bool json)
+{
+	struct membuf b;
+	int r;
+
+	membuf_take(&b);
+	r = c->view.render_status(c->view.ctx, json, &b);
+	if (r < 0) {
+		membuf_give_back(b.p, b.cap);
+		return r;
+	}
+	cc->out = b.p;
+	cc->out_len = b.len;
+	cc->out_kept = b.cap;
+	return 0;
+}
+
 static int workers(struct control *c, struct control_conn *cc, const char *line)
 {
 	struct control_workers req;
@@ -268,9 +286,8 @@ int control_handle_request(struct control *c, struct control_conn *cc, const cha
 	c->requests[req]++;
 	switch (req) {
 	case CONTROL_STATUS_TEXT:
-		return c->view.render_status(c->view.ctx, false, &cc->out, &cc->out_len);
 	case CONTROL_STATUS_JSON:
-		return c->view.render_status(c->view.ctx, true, &cc->out, &cc->out_len);
+		return status(c, cc, req == CONTROL_STATUS_JSON);
 	case CONTROL_EVENTS:
 		events_off = c->view.events_off(c->view.ctx);
 		if (events_off) {

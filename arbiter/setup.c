@@ -84,9 +84,9 @@ static int daemonize(void)
 	return 0;
 }
 
-static int control_render(void *ctx, bool json, char **ret, size_t *ret_len)
+static int control_render(void *ctx, bool json, struct membuf *out)
 {
-	return arbiter_render_status(ctx, json, ret, ret_len);
+	return arbiter_render_status(ctx, json, out);
 }
 
 static const char *control_events_off(void *ctx)

@@ -8,6 +8,7 @@
 #include "arbiter.h"
 #include "json.h"
 #include "killable.h"
+#include "membuf.h"
 #include "serving.h"
 #include "signames.h"
 #include "timeutil.h"
@@ -369,11 +370,9 @@ static void render_text(struct arbiter *a, FILE *f, uint64_t now)
 	text_signals(a, f);
 }
 
-int arbiter_render_status(struct arbiter *a, bool json, char **ret_buf, size_t *ret_len)
+int arbiter_render_status(struct arbiter *a, bool json, struct membuf *out)
 {
-	char *buf = NULL;
-	size_t len = 0;
-	FILE *f = open_memstream(&buf, &len);
+	FILE *f = membuf_open(out);
 	uint64_t now;
 
 	if (!f)
@@ -386,11 +385,5 @@ int arbiter_render_status(struct arbiter *a, bool json, char **ret_buf, size_t *
 		render_json(a, f, now);
 	else
 		render_text(a, f, now);
-	if (fclose(f) != 0) {
-		free(buf);
-		return -ENOMEM;
-	}
-	*ret_buf = buf;
-	*ret_len = len;
-	return 0;
+	return fclose(f) == 0 ? 0 : -ENOMEM;
 }

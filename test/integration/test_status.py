@@ -26,6 +26,25 @@ def test_status_text_and_json(start):
     assert js["listeners"] == [f"127.0.0.1:{sv.port}"]
 
 
+def test_each_answer_is_whole_and_only_itself_on_the_kept_buffer(start):
+    """Answers are rendered into a buffer kept from one request to the next: a text
+    status after a longer JSON one is only the text, a JSON one asked while another
+    connection still holds its answer unread is whole, and both parse."""
+    sv = start("-w", "3")
+    sv.wait_workers(3)
+    for _ in range(3):
+        held = connect(sv.control)
+        held.sendall(b"status json\n")
+        js = json.loads(subprocess.run([SIGVISOR, "status", "--json", "--control", sv.control],
+                                       capture_output=True, text=True, check=True).stdout)
+        assert len(js["workers"]) == 3
+        text = subprocess.run([SIGVISOR, "status", "--control", sv.control],
+                              capture_output=True, text=True, check=True).stdout
+        assert "workers: 3 wanted, 3 ready" in text and "{" not in text
+        assert json.loads(b"".join(iter(lambda: held.recv(65536), b"")))["pid"] == sv.pid
+        held.close()
+
+
 def test_control_socket_is_private(start):
     sv = start("-w", "1")
     assert stat.S_IMODE(os.stat(sv.control).st_mode) == 0o600
