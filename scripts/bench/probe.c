@@ -18,7 +18,11 @@
  *   probe responder --port N --workers W the least a pre-fork arbiter can do
  *                                        (signalfd, epoll, fork, waitpid): timed
  *                                        like the real servers it shows the
- *                                        floor of this method on this machine
+ *                                        floor of this method on this machine;
+ *                                        HUP replaces the workers one for one
+ *   probe exec-responder --port N --workers W   the same, each worker this
+ *                                        program exec'd: the floor of a server
+ *                                        whose workers are fresh images
  *
  * Where the time goes on a small VM: waking a task that sleeps on another,
  * idle vCPU can cost milliseconds of hypervisor latency (measured ~1.9 ms on
@@ -980,19 +984,12 @@ static int listen_on(int port)
 	return fd;
 }
 
-/* A worker that accepts and closes connections; TERM (default action) ends it. */
-static pid_t responder_fork(int lfd)
+/* A worker's life: accept and close connections on lfd; TERM (default action) ends it. */
+static void responder_serve(int lfd)
 {
 	struct epoll_event ev = {.events = EPOLLIN};
-	sigset_t none;
-	pid_t pid = fork();
-	int ep;
+	int ep = epoll_create1(EPOLL_CLOEXEC);
 
-	if (pid != 0)
-		return pid;
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
-	ep = epoll_create1(EPOLL_CLOEXEC);
 	if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &ev) < 0)
 		_exit(1);
 	for (;;) {
@@ -1004,7 +1001,29 @@ static pid_t responder_fork(int lfd)
 	}
 }
 
-static int cmd_responder(int port, int workers)
+/* A worker, forked; with exec, this program run again as "probe responder-worker"
+ * with the listening socket at fd 3, as a pre-fork server that execs its workers
+ * starts them (the image's loading and the dynamic linker's work included). */
+static pid_t responder_fork(int lfd, bool exec)
+{
+	sigset_t none;
+	pid_t pid = fork();
+
+	if (pid != 0)
+		return pid;
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	if (exec) {
+		if (dup2(lfd, 3) < 0)
+			_exit(1);
+		execl("/proc/self/exe", "probe", "responder-worker", (char *)NULL);
+		_exit(127);
+	}
+	responder_serve(lfd);
+	_exit(1);
+}
+
+static int cmd_responder(int port, int workers, bool exec)
 {
 	struct epoll_event ev = {.events = EPOLLIN};
 	struct signalfd_siginfo si;
@@ -1026,7 +1045,7 @@ static int cmd_responder(int port, int workers)
 		return 1;
 	}
 	for (int i = 0; i < workers; i++)
-		pidset_add(&pool, responder_fork(lfd));
+		pidset_add(&pool, responder_fork(lfd, exec));
 	for (;;) {
 		if (epoll_wait(ep, &ev, 1, -1) < 0 && errno != EINTR)
 			return 1;
@@ -1034,8 +1053,25 @@ static int cmd_responder(int port, int workers)
 			switch (si.ssi_signo) {
 			case SIGTTIN:
 				if (!stopping)
-					pidset_add(&pool, responder_fork(lfd));
+					pidset_add(&pool, responder_fork(lfd, exec));
 				break;
+			case SIGHUP: {
+				/* One for one: a new worker, then one old one told to stop. */
+				int n0 = pool.n;
+				pid_t *old = malloc((size_t)n0 * sizeof(*old));
+
+				if (stopping || !old) {
+					free(old);
+					break;
+				}
+				memcpy(old, pool.pid, (size_t)n0 * sizeof(*old));
+				for (int i = 0; i < n0; i++) {
+					pidset_add(&pool, responder_fork(lfd, exec));
+					kill(old[i], SIGTERM);
+				}
+				free(old);
+				break;
+			}
 			case SIGTTOU:
 				if (!stopping && pool.n > 1)
 					kill(pool.pid[pool.n - 1], SIGTERM);
@@ -1103,7 +1139,8 @@ static void usage(void)
 		"                   [--signal TERM|INT|QUIT] [--busy PATH]\n"
 		"                   -- CMD [ARG...]\n"
 		"                   (\"@PORT@\" in an ARG becomes a free port, new for each run)\n"
-		"       probe responder --port N --workers W\n"
+		"       probe responder --port N --workers W      (forked workers)\n"
+		"       probe exec-responder --port N --workers W (exec'd workers)\n"
 		"LIST: comma-separated syscall names, e.g. epoll_wait,epoll_pwait\n");
 }
 
@@ -1138,6 +1175,10 @@ int main(int argc, char **argv)
 
 	if (!cmd)
 		return 2;
+	if (strcmp(cmd, "responder-worker") == 0) {
+		responder_serve(3);
+		return 1;
+	}
 	if (strcmp(cmd, "port") == 0) {
 		int port = free_port();
 
@@ -1161,12 +1202,12 @@ int main(int argc, char **argv)
 		say("exec %s: %m", argv[optind]);
 		return 127;
 	}
-	if (strcmp(cmd, "responder") == 0) {
+	if (strcmp(cmd, "responder") == 0 || strcmp(cmd, "exec-responder") == 0) {
 		if (o.port <= 0 || o.workers < 1) {
 			usage();
 			return 2;
 		}
-		return cmd_responder(o.port, o.workers);
+		return cmd_responder(o.port, o.workers, cmd[0] == 'e');
 	}
 	if (o.ready.n == 0 || o.workers < 1 || o.timeout <= 0) {
 		usage();

@@ -10,7 +10,7 @@ probe.c does); "gone" means reaped (no /proc entry, or no longer the arbiter's
 child). CPU time is the arbiter's own (all its threads, /proc/PID/task/*/schedstat,
 in ns), not its workers'. Writes "SERVER N METRIC VALUE" lines to stdout.
 
-Usage: scale.py OUTDIR SERVER N [N...]   (SERVER: sv_off sv_auto gu ngx)
+Usage: scale.py OUTDIR SERVER N [N...]   (SERVER: sv_off sv_auto gu ngx floor)
        scale.py --report SAMPLES DATADIR  (the table, the targets, the plot's data)
 Environment: see scale.sh."""
 import json
@@ -76,6 +76,23 @@ def children(pid):
         return []
 
 
+def n_children(pid):
+    """How many children, without making numbers of them: a poll's cost at 4,096."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children", "rb") as f:
+            return f.read().count(b" ")
+    except OSError:
+        return 0
+
+
+def pause(t0):
+    """The wait between two polls: 5 ms, growing to 0.5 % of the time waited so far.
+    A poll reads N pids, and polling a 4,096-worker start every 5 ms took 15 % of this
+    2-CPU machine from the server measured (perf); this way the error stays under
+    0.5 % of what is measured."""
+    time.sleep(max(0.005, (time.monotonic() - t0) / 200))
+
+
 def cpu_ns(pid):
     total = 0
     try:
@@ -116,10 +133,14 @@ class Pool:
     def __init__(self, pid, ready):
         self.pid, self.ready, self.seen = pid, ready, set()
 
-    def wait_ready(self, n, deadline, exclude=frozenset(), alive=None):
+    def wait_ready(self, n, deadline, exclude=frozenset(), alive=None, t0=None):
+        t0 = time.monotonic() if t0 is None else t0
         while time.monotonic() < deadline:
             if alive and alive.poll() is not None:
                 return None
+            if not exclude and n_children(self.pid) != n:
+                pause(t0)
+                continue
             kids = children(self.pid)
             fresh = [k for k in kids if k not in exclude]
             if len(fresh) == n and len(kids) == n:
@@ -127,7 +148,7 @@ class Pool:
                 self.seen.update(k for k in pending if waiting(k, self.ready))
                 if all(k in self.seen for k in fresh):
                     return time.monotonic()
-            time.sleep(0.005)
+            pause(t0)
         return None
 
 
@@ -187,6 +208,12 @@ class Server:
             argv = [SIGVISOR, "-b", f"127.0.0.1:{self.port}", "-w", str(n), "--control", self.ctl,
                     "--metrics", f"127.0.0.1:{self.mport}", "--bpf", kind[3:],
                     "--ready-timeout", str(int(TIMEOUT_S)), "--graceful-timeout", "30"]
+            self.ready = SV_READY
+            self.ready_names = "epoll_wait,epoll_pwait,epoll_pwait2"
+        elif kind == "floor":
+            # What this machine's fork and exec alone cost: N do-nothing workers (a C
+            # program exec'd, blocked in epoll_wait on the socket), HUP one for one.
+            argv = [PROBE, "exec-responder", "--port", str(self.port), "--workers", str(n)]
             self.ready = SV_READY
             self.ready_names = "epoll_wait,epoll_pwait,epoll_pwait2"
         elif kind == "gu":
@@ -291,7 +318,7 @@ def one_run(kind, n, run, tmp, first):
     ok = True
     try:
         deadline = time.monotonic() + TIMEOUT_S
-        t = s.pool.wait_ready(n, deadline, alive=s.proc)
+        t = s.pool.wait_ready(n, deadline, alive=s.proc, t0=s.t0)
         if t is None:
             note(f"{kind} at {n}: not all {n} workers ready within {TIMEOUT_S:.0f} s")
             out(kind, n, "fail", "start")
@@ -305,7 +332,7 @@ def one_run(kind, n, run, tmp, first):
         # TTIN -> the new worker visible, then waiting; TTOU back (not nginx: none).
         # probe scale times the new worker by the kernel's fork event (the proc
         # connector): a reading of /proc children grows with N, the event does not.
-        if kind != "ngx" and TTINS > 0:
+        if kind not in ("ngx", "floor") and TTINS > 0:
             # At sigvisor's maximum a TTIN is refused: timed from one below it.
             base = n
             if kind.startswith("sv") and n >= SV_MAX:
@@ -337,7 +364,7 @@ def one_run(kind, n, run, tmp, first):
                 ts.append(time.monotonic() - a)
             out(kind, n, "status_json_ms", f"{median(ts) * 1000:.2f}")
             out(kind, n, "status_json_cpu_ms", f"{(cpu_ns(s.pid) - c0) / 1e6 / STATUS_RUNS:.3f}")
-        if first:
+        if first and kind != "floor":
             time.sleep(1)
             c0 = cpu_ns(s.pid)
             time.sleep(IDLE_S)
@@ -349,13 +376,15 @@ def one_run(kind, n, run, tmp, first):
         os.kill(s.pid, signal.SIGHUP)
         end = a + TIMEOUT_S
         t_gone = None
+        left = sorted(old)  # the old workers not yet seen gone: each looked at till then
         while time.monotonic() < end:
-            if t_gone is None and all(gone(k, s.pid) for k in old):
+            while left and gone(left[-1], s.pid):
+                left.pop()
+            if not left:
                 t_gone = time.monotonic()
-            if t_gone is not None:
                 break
-            time.sleep(0.005)
-        t_ready = s.pool.wait_ready(n, end, exclude=old) if t_gone else None
+            pause(a)
+        t_ready = s.pool.wait_ready(n, end, exclude=old, t0=a) if t_gone else None
         if t_gone is None or t_ready is None:
             left = len(children(s.pid))
             note(f"{kind} at {n}: HUP: {'old generation still there' if t_gone is None else 'no ' + str(n) + ' new workers waiting'}"
@@ -380,8 +409,8 @@ def main():
     ns = [int(x) for x in sys.argv[3:]]
     top = max(ns)
     for n in ns:
-        runs = RUNS if kind.startswith("sv") else INC_RUNS
-        if not kind.startswith("sv") and n > INC_MAX:
+        runs = RUNS if kind.startswith("sv") or kind == "floor" else INC_RUNS
+        if kind in ("gu", "ngx") and n > INC_MAX:
             out(kind, n, "skipped", f"not run (> {INC_MAX} workers: minutes per run at {INC_MAX})")
             continue
         note(f"{kind}: {n} workers, {runs} run(s); load average {open('/proc/loadavg').read().split()[0]}")
@@ -419,7 +448,8 @@ METRICS = [  # metric, label, decimals, target text (sigvisor, at the largest N)
     ("busy_signal_max_ms", "while N start: WINCH → counted in status, max ms", 1),
 ]
 TITLES = {"sv_off": "sigvisor --bpf off", "sv_auto": "sigvisor --bpf auto",
-          "gu": "gunicorn 20.1 sync", "ngx": "nginx"}
+          "gu": "gunicorn 20.1 sync", "ngx": "nginx",
+          "floor": "floor: do-nothing exec'd workers"}
 
 
 def report(samples, datadir):
@@ -494,6 +524,16 @@ def report(samples, datadir):
         print(f"Targets ({TITLES.get(s, s)}): " + "; ".join(
             f"{what}: {'not measured' if v is None else (fmt % v) + (' met' if ok(v) else ' MISSED')}"
             for what, v, ok, fmt in checks))
+        cpu = g(top, "status_json_cpu_ms")
+        if cpu is not None:
+            print(f"  of the status --json at {top}: {cpu:.2f} ms the arbiter's CPU, the rest"
+                  " the client's (its exec, reading the answer)")
+        fl = lambda m: median(vals.get(("floor", top, m), [])) if vals.get(("floor", top, m)) else None
+        if fl("start_s") and g(top, "start_s"):
+            hup = (f", HUP {g(top, 'hup_s') / fl('hup_s'):.2f}× its {fl('hup_s'):.2f} s"
+                   if fl("hup_s") and g(top, "hup_s") else "")
+            print(f"  against the floor (do-nothing workers exec'd one for one, same run) at {top}:"
+                  f" start {g(top, 'start_s') / fl('start_s'):.2f}× its {fl('start_s'):.2f} s{hup}")
     # one data file per metric and server for the plot: N median
     for m, _, _ in METRICS:
         for s in servers:

@@ -21,7 +21,10 @@
 # Environment:
 #   SIGVISOR=PATH  GUNICORN=PATH  NGINX=PATH  BUILD=DIR (as run.sh)
 #   SCALE_N="4 256 1024 4096"      the pool sizes (e.g. SCALE_N=4096 for one row set)
-#   SCALE_SERVERS="sv_off sv_auto gu ngx"
+#   SCALE_SERVERS="floor sv_off sv_auto gu ngx"  (floor: probe exec-responder, N
+#                                  do-nothing workers exec'd: what fork and exec alone
+#                                  cost here, under any server whose workers are
+#                                  fresh images)
 #   SCALE_RUNS=3 SCALE_INCUMBENT_RUNS=1 SCALE_INCUMBENT_MAX=1024
 #   SCALE_IDLE_SECONDS=60 SCALE_TTINS=5 SCALE_STATUS_RUNS=10
 #   SCALE_BUDGET_SECONDS=150 SCALE_TIMEOUT_SECONDS=300
@@ -33,15 +36,15 @@ set -u -o pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 read -r -a NS <<<"${SCALE_N:-4 256 1024 4096}"
-read -r -a SERVERS <<<"${SCALE_SERVERS:-sv_off sv_auto gu ngx}"
+read -r -a SERVERS <<<"${SCALE_SERVERS:-floor sv_off sv_auto gu ngx}"
 NGINX=${NGINX:-nginx}
 PLOT=${BENCH_PLOT-$here/scale.svg}
 for s in "${SERVERS[@]}"; do
 	case $s in
 	gu) need "$GUNICORN" gunicorn ;;
 	ngx) need "$NGINX" nginx-light ;;
-	sv_off | sv_auto) ;;
-	*) die "unknown server $s (sv_off sv_auto gu ngx)" ;;
+	sv_off | sv_auto | floor) ;;
+	*) die "unknown server $s (sv_off sv_auto gu ngx floor)" ;;
 	esac
 done
 bench_setup scale
@@ -86,11 +89,11 @@ if [[ -n $PLOT ]]; then
 			echo "set title \"$2\""
 			local sep="plot" s c
 			for s in "${SERVERS[@]}"; do
-				case $s in sv_off) c="#1f77b4" ;; sv_auto) c="#17becf" ;; gu) c="#d62728" ;; *) c="#2ca02c" ;; esac
+				case $s in sv_off) c="#1f77b4" ;; sv_auto) c="#17becf" ;; gu) c="#d62728" ;; floor) c="#7f7f7f" ;; *) c="#2ca02c" ;; esac
 				if [[ -s $tmp/dat/$1.$s.dat ]]; then
 					printf '%s "%s" using 1:2 with linespoints lw 2 pt 7 lc rgb "%s" title "%s"' \
 						"$sep" "$tmp/dat/$1.$s.dat" "$c" \
-						"$(case $s in sv_off) echo "sigvisor --bpf off" ;; sv_auto) echo "sigvisor --bpf auto" ;; gu) echo gunicorn ;; *) echo nginx ;; esac)"
+						"$(case $s in sv_off) echo "sigvisor --bpf off" ;; sv_auto) echo "sigvisor --bpf auto" ;; gu) echo gunicorn ;; floor) echo "floor (do-nothing, exec'd)" ;; *) echo nginx ;; esac)"
 					sep=","
 				fi
 			done
