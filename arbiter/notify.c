@@ -20,6 +20,7 @@
 
 #include "descendants.h"
 #include "log.h"
+#include "spawn.h"
 #include "timeutil.h"
 
 static void open_upstream_watchdog(struct notify *n)
@@ -324,7 +325,7 @@ int notify_open_worker(struct notify *n, uid_t uid, gid_t gid, int *ret_fd, char
 		}
 		snprintf(env, envlen, "NOTIFY_SOCKET=@%s", un.sun_path + 1);
 	}
-	*ret_fd = fd;
+	*ret_fd = spawn_fd_high(fd);
 	return 0;
 }
 

@@ -2,6 +2,7 @@
 #include "spawn.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
 #include <signal.h>
@@ -166,6 +167,19 @@ void spawn_template_free(struct spawn_template *t)
 	memset(t, 0, sizeof(*t));
 }
 
+int spawn_fd_high(int fd)
+{
+	int high;
+
+	if (fd < 0 || fd >= SPAWN_FD_HIGH)
+		return fd;
+	high = fcntl(fd, F_DUPFD_CLOEXEC, SPAWN_FD_HIGH);
+	if (high < 0)
+		return fd;
+	close(fd);
+	return high;
+}
+
 int spawn_worker(const struct spawn_request *rq, pid_t *ret_pid, int *ret_pidfd)
 {
 	const struct spawn_template *t = rq->tmpl;
@@ -261,7 +275,7 @@ int spawn_worker(const struct spawn_request *rq, pid_t *ret_pid, int *ret_pidfd)
 	if (pid < 0)
 		return -errno;
 	*ret_pid = (pid_t)pid;
-	*ret_pidfd = pidfd;
+	*ret_pidfd = spawn_fd_high(pidfd);
 	return 0;
 }
 

@@ -49,6 +49,17 @@ int spawn_template_init(struct spawn_template *t, const struct settings *s, char
 void spawn_template_free(struct spawn_template *t);
 /* Start the worker rq describes: 0 with its pid and pidfd, or a negative errno. */
 int spawn_worker(const struct spawn_request *rq, pid_t *ret_pid, int *ret_pidfd);
+
+/* The fds each worker costs the arbiter (its pidfd, its notify socket) live at or above
+ * SPAWN_FD_HIGH, out of the way of the few the arbiter holds for all of them: a new
+ * worker copies the arbiter's fds below its highest listening socket
+ * (CLOSE_RANGE_UNSHARE) and its exec closes them all again. The copies of the
+ * listening sockets a reload makes took the lowest free fd, above every worker's, so
+ * every other HUP copied and closed N fds in each of N new workers (at 4,096: 8,000 a
+ * worker, half of the reload's time). fd moved there (the one given is closed), or fd
+ * itself when it cannot be (a limit of open files at or below SPAWN_FD_HIGH). */
+#define SPAWN_FD_HIGH 256
+int spawn_fd_high(int fd);
 /* Find name like execvp would (a name with a '/' as is), as an absolute path. */
 int path_resolve(const char *name, char **ret_path);
 

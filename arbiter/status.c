@@ -40,10 +40,11 @@ static void json_workers(const struct pool *p, FILE *f, uint64_t now)
 	for (size_t i = 0; i < p->n; i++) {
 		const struct worker *w = p->workers[i];
 
-		fprintf(f, "%s{\"id\":%u,\"pid\":%d,\"generation\":%u,\"state\":\"%s\",",
+		fprintf(f,
+			"%s{\"id\":%u,\"pid\":%d,\"generation\":%u,\"state\":\"%s\","
+			"\"uptime_ms\":%llu,\"status\":",
 			i ? "," : "", w->id, (int)w->pid, w->generation,
-			worker_state_name(w->state));
-		fprintf(f, "\"uptime_ms\":%llu,\"status\":", (ull)(now - w->started_ms));
+			worker_state_name(w->state), (ull)(now - w->started_ms));
 		json_fputs(f, w->status);
 		fputc('}', f);
 	}

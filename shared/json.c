@@ -57,8 +57,18 @@ void json_fputs(FILE *f, const char *s)
 	while (*s) {
 		char esc[8];
 		const char *text;
-		size_t len, adv = json_char(s, esc, &text, &len);
+		size_t run = 0, len, adv;
 
+		/* Plain ASCII is written as it is, a run at a time: a status lists a STATUS=
+		 * text for each of up to 4,096 workers. */
+		while (s[run] >= 0x20 && s[run] < 0x7f && s[run] != '"' && s[run] != '\\')
+			run++;
+		if (run) {
+			fwrite(s, 1, run, f);
+			s += run;
+			continue;
+		}
+		adv = json_char(s, esc, &text, &len);
 		fwrite(text, 1, len, f);
 		s += adv;
 	}

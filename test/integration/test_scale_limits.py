@@ -3,6 +3,8 @@ socket per worker, so a pool of hundreds needs more fds than the soft limit of 1
 many containers start with. It raises its own soft limit to the hard one, gives each
 worker the limit it was started with, keeps that across an in-place upgrade, and
 says once when even the hard limit is too low for --workers."""
+import os
+import re
 import resource
 import signal
 
@@ -69,3 +71,45 @@ def test_a_hard_limit_too_low_for_the_workers_is_said_once(start):
     # Still serving what fits; said once, not per failed start.
     wait_for(lambda: sv.get("/")[0] == 200, what="serving")
     assert sv.text().count("open files limit") == 1
+
+
+def fd_links(pid):
+    """fd -> what /proc/PID/fd/FD links to."""
+    out = {}
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            out[int(fd)] = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except FileNotFoundError:
+            pass
+    return out
+
+
+def listening_fds(pid, port):
+    """The arbiter's fds of the TCP socket listening on 127.0.0.1:port: its inode from
+    /proc/net/tcp (state 0A, listening), then the fds that link to it."""
+    inodes = set()
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            col = line.split()
+            if col[1].endswith(f":{port:04X}") and col[3] == "0A":
+                inodes.add(col[9])
+    return {fd for fd, what in fd_links(pid).items()
+            if re.fullmatch(r"socket:\[(\d+)\]", what) and what[8:-1] in inodes}
+
+
+def test_a_reloads_listening_sockets_stay_below_every_workers_fds(start):
+    """A new worker copies the arbiter's fds below its highest listening socket and its
+    exec closes them again: the copies a reload makes of the listening sockets must not
+    land above the workers' pidfds and notify sockets (they did, every other HUP: each
+    new worker of 4,096 copied and closed 8,000 fds). Two HUPs: both placements."""
+    sv = start("-w", "40")
+    sv.wait_workers(40)
+    for gen in (2, 3):
+        sv.kill(signal.SIGHUP)
+        wait_reloaded(sv, gen, 40)
+        links = fd_links(sv.pid)
+        pidfds = [fd for fd, what in links.items() if what == "anon_inode:[pidfd]"]
+        assert len(pidfds) >= 40, links
+        listen = listening_fds(sv.pid, sv.port)
+        assert listen, f"no listening fd of pid {sv.pid} on port {sv.port}"
+        assert max(listen) < min(pidfds), (gen, sorted(listen), sorted(pidfds)[:5])
