@@ -70,6 +70,14 @@ def wait_idle(pid, quiet=0.2, timeout=DEADLINE):
     wait_for(quiet_now, timeout, "the arbiter to be idle")
 
 
+def lowest_free_fd(pid):
+    """The fd pid's next open would get. A soft open-files limit at it leaves no fd free,
+    one above it one: the fds counted would not say, as the workers' fds are numbered
+    from 256 up (doc/RUNBOOK.md, open files) and the low ones have holes."""
+    fds = {int(x) for x in os.listdir(f"/proc/{pid}/fd")}
+    return next(i for i in range(1 << 20) if i not in fds)
+
+
 def alive(pid):
     st = proc_status(pid)
     return st is not None and not st["State"].startswith("Z")

@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 
-from conftest import SANITIZED, SIGVISOR, alive, proc_status, wait_for
+from conftest import SANITIZED, SIGVISOR, alive, lowest_free_fd, proc_status, wait_for
 
 
 def fd_count(pid):
@@ -91,8 +91,8 @@ def test_fork_failure_is_retried_and_recovers(start, pids_cgroup):
 def test_fd_exhaustion_is_survived(start):
     sv = start("-w", "1")
     sv.wait_workers(1)
-    # No room for one more fd: the next worker's pidfd cannot be had.
-    n = fd_count(sv.pid)
+    # No room for one more fd: the next worker's notify socket cannot be had.
+    n = lowest_free_fd(sv.pid)
     # the soft limit only: raising a hard limit back needs CAP_SYS_RESOURCE
     subprocess.run(["prlimit", f"--pid={sv.pid}", f"--nofile={n}:"], check=True)
     cpu0 = cpu_seconds(sv.pid)

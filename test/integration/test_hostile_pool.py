@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from conftest import alive, children, wait_for
+from conftest import alive, children, lowest_free_fd, wait_for
 
 PY = "/usr/bin/python3"
 HERE = os.path.dirname(__file__)
@@ -167,13 +167,10 @@ def test_fd_exhaustion_during_hup_retries_then_abandons_the_reload(start):
     (RLIMIT_NOFILE, which needs no cgroup; RLIMIT_NPROC is not enforced for root)."""
     sv = start("-w", "2", "--ready-timeout", "2")
     old = sv.wait_workers(2)
-    fds = {int(x) for x in os.listdir(f"/proc/{sv.pid}/fd")}
     # The reload's own copy of the listening socket (it keeps the old set for a
-    # rollback) still fits, in the lowest free fd; the new workers' sockets do not (the
-    # fds a worker costs live above 256, so the low ones have holes: the limit is set
-    # just above the first). Soft limit only: raising a hard limit back needs
-    # CAP_SYS_RESOURCE.
-    low = next(i for i in range(3, 1 << 20) if i not in fds)
+    # rollback) still fits, in the lowest free fd; the new workers' sockets do not. Soft
+    # limit only: raising a hard limit back needs CAP_SYS_RESOURCE.
+    low = lowest_free_fd(sv.pid)
     subprocess.run(["prlimit", f"--pid={sv.pid}", f"--nofile={low + 1}:"], check=True)
     stuck_reload(sv, "Too many open files", 2.0)
     assert sv.get("/")[0] == 200

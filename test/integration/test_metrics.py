@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import free_port, proc_status, run_sigvisor, wait_for, wait_idle
+from conftest import free_port, lowest_free_fd, proc_status, run_sigvisor, wait_for, wait_idle
 
 NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*$")
 SAMPLE = re.compile(r"([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)(?: -?\d+)?$")
@@ -407,7 +407,7 @@ def cpu_seconds(pid):
 def test_out_of_fds_a_scrape_is_refused_not_spun_on(start):
     sv, ep = start_with_metrics(start, "-w", "1")
     sv.wait_workers(1)
-    n = len(os.listdir(f"/proc/{sv.pid}/fd"))
+    n = lowest_free_fd(sv.pid)  # no fd free below the limit
     # The soft limit only: raising a hard limit back needs CAP_SYS_RESOURCE.
     subprocess.run(["prlimit", f"--pid={sv.pid}", f"--nofile={n}:"], check=True)
     cpu0 = cpu_seconds(sv.pid)
