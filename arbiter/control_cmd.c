@@ -194,7 +194,6 @@ static bool may_change(struct control_conn *cc, struct control_peer *peer, int *
 	return true;
 }
 
-/* "workers ...": only root or our own uid, told so; the view applies it. */
 /* "status", "status json": rendered into the kept buffer, which conn_free gives back. */
 static int status(struct control *c, struct control_conn *cc, bool json)
 {
@@ -213,6 +212,7 @@ static int status(struct control *c, struct control_conn *cc, bool json)
 	return 0;
 }
 
+/* "workers ...": only root or our own uid, told so; the view applies it. */
 static int workers(struct control *c, struct control_conn *cc, const char *line)
 {
 	struct control_workers req;
