@@ -497,10 +497,16 @@ def report(samples, datadir):
     print("| " + " | ".join("-" * x for x in w) + " |")
     for r in rows:
         print(line(r))
+
+    def med(srv, n, m):
+        v = vals.get((srv, n, m))
+        return median(v) if v else None
+
     # the targets of issue 29, judged on --bpf off and auto
     top = max(ns)
+    fl = lambda m: med("floor", top, m)
     for s in (x for x in servers if x.startswith("sv")):
-        g = lambda n, m: median(vals.get((s, n, m), [])) if vals.get((s, n, m)) else None
+        g = lambda n, m: med(s, n, m)
         checks = [
             ("HUP rollover at %d ≤ 10 s" % top, g(top, "hup_s"), lambda v: v <= 10, "%.2f s"),
             ("start at %d ≤ 5 s" % top, g(top, "start_s"), lambda v: v <= 5, "%.2f s"),
@@ -528,7 +534,6 @@ def report(samples, datadir):
         if cpu is not None:
             print(f"  of the status --json at {top}: {cpu:.2f} ms the arbiter's CPU, the rest"
                   " the client's (its exec, reading the answer)")
-        fl = lambda m: median(vals.get(("floor", top, m), [])) if vals.get(("floor", top, m)) else None
         if fl("start_s") and g(top, "start_s"):
             hup = (f", HUP {g(top, 'hup_s') / fl('hup_s'):.2f}× its {fl('hup_s'):.2f} s"
                    if fl("hup_s") and g(top, "hup_s") else "")
