@@ -21,9 +21,9 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "sources.h"
 #include "membuf.h"
 #include "ratelimit.h"
+#include "sources.h"
 
 #define CONTROL_MAX_CONNS 16
 #define CONTROL_IDLE_MS	  5000

@@ -2,7 +2,6 @@
  * people and as JSON for tools. Rendered into memory, sent by control.c. */
 #include <errno.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "arbiter.h"

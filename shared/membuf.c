@@ -1,5 +1,4 @@
 /* The kept render buffer; see membuf.h for why. */
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/types.h>
