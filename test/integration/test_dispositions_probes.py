@@ -190,13 +190,18 @@ def test_gunicorn_preload_provenance_and_warning(bpf):
     master = sv.wait_workers(1, "ready")[0]["pid"]
 
     def told():
+        # The dispositions are read from /proc when asked, their provenance comes from
+        # the probes' ring buffer as the arbiter reads it: a worker's ABRT handler can
+        # show before the event of its USR2 reset has been read. Wait for both resets.
         ps = signals_json(sv)["processes"]
         kids = [p for p in ps if p["parent"] == master]
         if len(kids) == 2 and all(k["signals"].get("ABRT") == "handler" and
-                                  "USR2" in k.get("provenance", {}) for k in kids):
+                                  all("reset to default" in
+                                      k.get("provenance", {}).get(s, {}).get("text", "")
+                                      for s in ("HUP", "USR2")) for k in kids):
             return kids
         return None
-    kids = wait_for(told, timeout=30, what="gunicorn's workers set up")
+    kids = wait_for(told, timeout=30, what="gunicorn's workers set up, their resets seen")
     for k in kids:
         for s in ("HUP", "USR2"):
             t = k["provenance"][s]["text"]
