@@ -6,9 +6,11 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -64,21 +66,61 @@ static int remove_stale(const char *path, char *err, size_t errlen)
 	return 0;
 }
 
-int control_open(struct control *c, const char *path, char *err, size_t errlen)
+/* A name beside path nobody can guess (".BASE.XXXXXXXX"), or false if it does not fit. */
+static bool temp_name(char *buf, size_t len, const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	int dirlen = slash ? (int)(slash - path + 1) : 0;
+	unsigned rnd;
+
+	if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) != sizeof(rnd))
+		rnd = (unsigned)now_ms() ^ (unsigned)getpid();
+	return snprintf(buf, len, "%.*s.%s.%08x", dirlen, path, path + dirlen, rnd) < (int)len;
+}
+
+/* Bind fd at path and listen. The socket is bound under a temporary name beside it and
+ * linked to path only once it listens: bound at path itself, there is an instant when
+ * the file is there and a connection is refused, and whoever waits for the file (a
+ * script, a test, `sigvisor status`'s search, another arbiter checking for a stale
+ * socket) takes a starting arbiter for a dead one. link() rather than rename(): a
+ * socket someone else made at path meanwhile is not replaced (EEXIST, as bind says).
+ * A path too long for a temporary name beside it is bound directly. */
+static int bind_listening(int fd, const char *path)
 {
 	struct sockaddr_un un = {.sun_family = AF_UNIX};
+	bool temp = temp_name(un.sun_path, sizeof(un.sun_path), path);
 	mode_t old;
+	int r;
+
+	if (!temp)
+		strcpy(un.sun_path, path);
+	/* The mode is fixed at bind time from the umask; 0600 from the first instant. */
+	old = umask(0177);
+	r = bind(fd, (struct sockaddr *)&un, sizeof(un)) < 0 ? -errno : 0;
+	umask(old);
+	if (r < 0)
+		return r;
+	if (listen(fd, CONTROL_BACKLOG) < 0)
+		r = -errno;
+	else if (temp && link(un.sun_path, path) < 0)
+		r = errno == EEXIST ? -EADDRINUSE : -errno;
+	if (temp)
+		(void)unlink(un.sun_path);
+	return r;
+}
+
+int control_open(struct control *c, const char *path, char *err, size_t errlen)
+{
 	int fd, r;
 
 	memset(c, 0, sizeof(*c));
 	c->listen.type = SOURCE_CONTROL_LISTENER;
 	c->listen.fd = -1;
 	c->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-	if (strlen(path) >= sizeof(un.sun_path)) {
+	if (strlen(path) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
 		snprintf(err, errlen, "control socket path too long: %s", path);
 		return -ENAMETOOLONG;
 	}
-	strcpy(un.sun_path, path);
 	r = remove_stale(path, err, errlen);
 	if (r < 0)
 		return r;
@@ -88,12 +130,7 @@ int control_open(struct control *c, const char *path, char *err, size_t errlen)
 		snprintf(err, errlen, "control socket: %s", strerror(-r));
 		return r;
 	}
-	/* The mode is fixed at bind time from the umask; 0600 from the first instant. */
-	old = umask(0177);
-	r = bind(fd, (struct sockaddr *)&un, sizeof(un)) < 0 ? -errno : 0;
-	umask(old);
-	if (r == 0 && listen(fd, CONTROL_BACKLOG) < 0)
-		r = -errno;
+	r = bind_listening(fd, path);
 	if (r < 0) {
 		snprintf(err, errlen, "control socket %s: %s (use --control PATH)", path,
 			 strerror(-r));

@@ -9,7 +9,7 @@ import subprocess
 import threading
 import time
 
-from conftest import DEADLINE, SIGVISOR, children, run_sigvisor, wait_for
+from conftest import DEADLINE, SIGVISOR, children, free_port, run_sigvisor, wait_for
 
 
 def test_status_text_and_json(start):
@@ -221,6 +221,43 @@ def test_a_stale_control_socket_is_replaced_at_start(start, tmpdir_short):
     sv.wait_log(r"removed the stale control socket %s: nothing listened on it" %
                 re.escape(sv.control))
     assert sv.status()["pid"] == sv.pid
+
+
+def test_the_control_socket_appears_only_once_it_answers(tmpdir_short):
+    """The control socket is bound under a temporary name beside its path and linked
+    there once it listens: whoever waits for the file and connects at once is answered,
+    never refused (a refusal reads as a stale socket, to `sigvisor status` and to another
+    arbiter starting). strace holds the arbiter 0.5 s in each listen(): bound at its path,
+    the socket was there all that time, refusing."""
+    ctl = os.path.join(tmpdir_short, "control.sock")
+    argv = ["strace", "-qq", "-o", "/dev/null", "-e", "trace=listen",
+            "-e", "inject=listen:delay_enter=500000",
+            SIGVISOR, "-b", f"127.0.0.1:{free_port()}", "--bpf", "off", "-w", "1",
+            "--control", ctl]
+    if os.environ.get("SIGVISOR_TEST_LOOP"):
+        argv += ["--loop", os.environ["SIGVISOR_TEST_LOOP"]]
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + DEADLINE
+        while not os.path.exists(ctl):
+            assert proc.poll() is None, proc.stderr.read()
+            assert time.monotonic() < deadline, "no control socket"
+            time.sleep(0.001)
+        s = connect(ctl)  # ConnectionRefusedError when the file came before listen()
+        s.sendall(b"status json\n")
+        js = json.loads(b"".join(iter(lambda: s.recv(65536), b"")))
+        s.close()
+        assert os.listdir(tmpdir_short) == ["control.sock"]  # no temporary name left
+        assert children(proc.pid) == [js["pid"]]  # the arbiter, strace's child
+        os.kill(js["pid"], signal.SIGTERM)
+        assert proc.wait(DEADLINE) == 0, proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            for pid in children(proc.pid):  # strace killed would leave it running
+                os.kill(pid, signal.SIGKILL)
+            proc.kill()
+            proc.wait(DEADLINE)
 
 
 def test_a_live_or_foreign_file_at_the_control_path_is_left_alone(tmpdir_short):
