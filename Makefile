@@ -36,8 +36,16 @@ endif
 
 comma := ,
 SRCS := $(wildcard arbiter/*.c) $(wildcard worker/*.c) $(wildcard shared/*.c)
-OBJS := $(SRCS:%.c=$(BUILD)/obj/%.o)
+# worker/main.c is the static built-in worker's own entry point (WORKER_IMAGE).
+OBJS := $(filter-out $(BUILD)/obj/worker/main.o,$(SRCS:%.c=$(BUILD)/obj/%.o))
 LIB_OBJS := $(filter-out $(BUILD)/obj/arbiter/main.o,$(OBJS))
+# The built-in worker alone, linked statically and carried inside sigvisor
+# (arbiter/worker_image.h). Not in a sanitizer build: the sanitizers' run-time has no
+# static form, and its workers are sigvisor itself, sanitized.
+WORKER_IMAGE := $(BUILD)/sigvisor-worker
+ifneq ($(SAN),1)
+IMAGE_OBJ := $(BUILD)/obj/arbiter/worker_image_data.o
+endif
 UNIT_SRCS := $(wildcard test/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:test/unit/%.c=$(BUILD)/test/%)
 SIGVISOR := $(BUILD)/sigvisor
@@ -48,9 +56,18 @@ SIGVISOR := $(BUILD)/sigvisor
 
 all: $(SIGVISOR)
 
-$(SIGVISOR): $(OBJS)
+$(SIGVISOR): $(OBJS) $(IMAGE_OBJ)
 	$(msg) LINK $@
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# Stripped: it is carried, never debugged in place (the same code is in sigvisor).
+$(WORKER_IMAGE): $(BUILD)/obj/worker/main.o $(filter $(BUILD)/obj/worker/% $(BUILD)/obj/shared/%,$(OBJS))
+	$(msg) LINK $@
+	$(Q)$(CC) $(LDFLAGS) -static -s -Wl,--gc-sections -o $@ $^
+
+$(IMAGE_OBJ): arbiter/worker_image_data.S $(WORKER_IMAGE)
+	$(msg) AS $<
+	$(Q)$(CC) -c -DWORKER_IMAGE='"$(WORKER_IMAGE)"' -o $@ $<
 
 $(BUILD)/obj/%.o: %.c | $(BUILD)/obj/arbiter $(BUILD)/obj/worker $(BUILD)/obj/shared
 	$(msg) CC $<

@@ -199,7 +199,7 @@ _Noreturn POSTFORK_NO_ASAN void postfork_exec(const struct exec_plan *p)
 {
 	int tmp[POSTFORK_MAX_FDS];
 	unsigned long none = 0; /* the kernel's sigset_t: 64 bits */
-	long r;
+	long r, image = -1;
 
 	if (p->fds_unshared) {
 		/* Before anything else: until then the arbiter must not close an fd we
@@ -226,6 +226,10 @@ _Noreturn POSTFORK_NO_ASAN void postfork_exec(const struct exec_plan *p)
 	 * copies are close-on-exec; dup2 clears that flag on the targets. */
 	if (p->n_fds > sizeof(tmp) / sizeof(tmp[0]))
 		fail(p, "too many sockets", E2BIG);
+	/* The image's fd may lie in 3..3+n too: it goes above with the sockets. */
+	if (p->exec_fd && (image = raw_syscall(SYS_fcntl, *p->exec_fd, F_DUPFD_CLOEXEC,
+					       3 + (int)p->n_fds, 0)) < 0)
+		fail(p, "dup the worker's image", (int)-image);
 	for (unsigned i = 0; i < p->n_fds; i++) {
 		r = raw_syscall(SYS_fcntl, p->fds[i], F_DUPFD_CLOEXEC, 3 + (int)p->n_fds, 0);
 		if (r < 0)
@@ -261,6 +265,11 @@ _Noreturn POSTFORK_NO_ASAN void postfork_exec(const struct exec_plan *p)
 	if ((r = raw_syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, sizeof(none))) < 0)
 		fail(p, "sigprocmask", (int)-r);
 
+	/* A kernel or a filter that will not exec a memfd (execveat refused, vm.memfd_noexec
+	 * raised since the memfd was made) still runs the worker: it is path as well. */
+	if (image >= 0)
+		(void)raw_syscall6(SYS_execveat, image, (long)"", (long)p->argv, (long)p->envp,
+				   AT_EMPTY_PATH, 0);
 	r = raw_syscall(SYS_execve, p->path, p->argv, p->envp, 0);
 	fail(p, p->path, (int)-r);
 }

@@ -18,6 +18,9 @@
 
 struct exec_plan {
 	const char *path; /* absolute path, or /proc/self/exe for the built-in worker */
+	/* The built-in worker's static image (worker_image.h): exec'd from this fd, and
+	 * path only if that fails. NULL: path. */
+	const int *exec_fd;
 	char *const *argv;
 	char *const *envp;
 	/* Points at the digits of "LISTEN_PID=" inside envp; at least LISTEN_PID_DIGITS

@@ -14,6 +14,7 @@
 #include "heartbeat.h"
 #include "log.h"
 #include "postfork.h"
+#include "worker_image.h"
 
 _Static_assert(POSTFORK_MAX_FDS >= MAX_BINDS + 1,
 	       "a worker gets every listening socket and the heartbeat memfd");
@@ -120,6 +121,7 @@ int spawn_template_init(struct spawn_template *t, const struct settings *s, char
 	int r;
 
 	memset(t, 0, sizeof(*t));
+	t->image_fd = -1;
 	if (s->command) {
 		char *path;
 
@@ -138,6 +140,7 @@ int spawn_template_init(struct spawn_template *t, const struct settings *s, char
 		t->path = builtin_path;
 		t->argv = argv;
 		t->builtin = true;
+		t->image_fd = worker_image_fd();
 	}
 	r = resolve_user(s, t, err, errlen);
 	if (r < 0)
@@ -256,6 +259,7 @@ int spawn_worker(const struct spawn_request *rq, pid_t *ret_pid, int *ret_pidfd)
 	}
 	plan = (struct exec_plan){
 		.path = t->path,
+		.exec_fd = t->image_fd >= 0 ? &t->image_fd : NULL,
 		.argv = t->builtin ? builtin_argv : t->argv,
 		.envp = envp,
 		.listen_pid_digits = v_pid + strlen("LISTEN_PID="),

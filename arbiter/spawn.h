@@ -19,6 +19,7 @@ struct spawn_template {
 	const char *path;
 	char **argv;
 	bool builtin;	 /* argv is {title, "worker"}: the title names each worker (spawn.c) */
+	int image_fd;	 /* the built-in worker's static executable (worker_image.h), or -1 */
 	char **base_env; /* environ minus what we set ourselves */
 	size_t n_base_env;
 	char *log_file_abs;

@@ -145,6 +145,8 @@ static int keep_below(const struct exec_plan *p)
 	for (unsigned i = 0; i < p->n_fds; i++)
 		if (p->fds[i] > top)
 			top = p->fds[i];
+	if (p->exec_fd && *p->exec_fd > top)
+		top = *p->exec_fd;
 	return top + 1;
 }
 

@@ -28,7 +28,7 @@ LAYERS = [
     ("worker", "worker/*"),
     ("low", "arbiter/{loop,loop_epoll,loop_uring,signals,lifecycle,listeners,listener_set,"
             "options,options_load,config_file,"
-            "activation,spawn,spawn_vm,postfork,check,upstate,upsettings,descendants,listen_queue,heartbeat,boot_gate}"),
+            "activation,spawn,spawn_vm,postfork,worker_image,check,upstate,upsettings,descendants,listen_queue,heartbeat,boot_gate}"),
     ("middle", "arbiter/{sources,notify,pool,pool_slots,pool_watch,pool_state,control,control_cmd,control_path,control_client,provenance,killable,"
                "control_workers,control_reload,control_cmds,dispositions,"
                "metrics,bpf,bpf_object,bpf_pin,bpf_load,bpf_handover,bpf_events,serving,serving_scan,autoscale}"),
