@@ -51,6 +51,19 @@ static int make_image(const unsigned char *p, size_t len)
 	return fd;
 }
 
+/* The image is read once: the pages of it faulted into our own mapping of sigvisor are
+ * given back (the kernel's page cache keeps them), or the arbiter would carry them for
+ * nothing, most of a MiB of its Pss. */
+static void drop_pages(uintptr_t start, uintptr_t end)
+{
+	uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+
+	start = (start + page - 1) & ~(page - 1);
+	end &= ~(page - 1);
+	if (end > start)
+		(void)madvise((void *)start, end - start, MADV_DONTNEED);
+}
+
 int worker_image_fd(void)
 {
 	static int fd = -2;
@@ -64,6 +77,7 @@ int worker_image_fd(void)
 	if (!start || end <= start)
 		return fd;
 	r = make_image(sigvisor_worker_image, end - start);
+	drop_pages(start, end);
 	if (r < 0)
 		log_info("built-in workers run as /proc/self/exe: no memfd for their static "
 			 "image (%s)",
