@@ -213,7 +213,10 @@ _Noreturn POSTFORK_NO_ASAN void postfork_exec(const struct exec_plan *p)
 		__atomic_store_n(p->fds_unshared, 1, __ATOMIC_RELEASE);
 	}
 
-	reset_signal_dispositions();
+	if (p->reset_only)
+		reset_signal_dispositions_in(*p->reset_only);
+	else
+		reset_signal_dispositions();
 
 	/* If the arbiter dies, its workers should drain and go rather than serve on
 	 * unsupervised. Checked against the parent afterwards: it may already be gone. */

@@ -18,6 +18,10 @@
 
 struct exec_plan {
 	const char *path; /* absolute path, or /proc/self/exe for the built-in worker */
+	/* The signals whose disposition is not SIG_DFL in the arbiter
+	 * (signal_dispositions_set, sigreset.h): the child resets these only. NULL: every
+	 * one (62 system calls, each seen by the rt_sigaction probe). */
+	const unsigned long long *reset_only;
 	/* The built-in worker's static image (worker_image.h): exec'd from this fd, and
 	 * path only if that fails. NULL: path. */
 	const int *exec_fd;

@@ -14,6 +14,7 @@
 #include "heartbeat.h"
 #include "log.h"
 #include "postfork.h"
+#include "sigreset.h"
 #include "worker_image.h"
 
 _Static_assert(POSTFORK_MAX_FDS >= MAX_BINDS + 1,
@@ -122,6 +123,7 @@ int spawn_template_init(struct spawn_template *t, const struct settings *s, char
 
 	memset(t, 0, sizeof(*t));
 	t->image_fd = -1;
+	t->dispositions = signal_dispositions_set();
 	if (s->command) {
 		char *path;
 
@@ -260,6 +262,7 @@ int spawn_worker(const struct spawn_request *rq, pid_t *ret_pid, int *ret_pidfd)
 	plan = (struct exec_plan){
 		.path = t->path,
 		.exec_fd = t->image_fd >= 0 ? &t->image_fd : NULL,
+		.reset_only = &t->dispositions,
 		.argv = t->builtin ? builtin_argv : t->argv,
 		.envp = envp,
 		.listen_pid_digits = v_pid + strlen("LISTEN_PID="),

@@ -18,8 +18,11 @@
 struct spawn_template {
 	const char *path;
 	char **argv;
-	bool builtin;	 /* argv is {title, "worker"}: the title names each worker (spawn.c) */
-	int image_fd;	 /* the built-in worker's static executable (worker_image.h), or -1 */
+	bool builtin; /* argv is {title, "worker"}: the title names each worker (spawn.c) */
+	int image_fd; /* the built-in worker's static executable (worker_image.h), or -1 */
+	/* The arbiter's signals not at SIG_DFL when the template was made (sigreset.h): it
+	 * sets none after its start (signals.c), so a worker resets only these. */
+	unsigned long long dispositions;
 	char **base_env; /* environ minus what we set ourselves */
 	size_t n_base_env;
 	char *log_file_abs;

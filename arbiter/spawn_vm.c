@@ -49,7 +49,8 @@ struct vm_child {
 	int unshared;
 	struct exec_plan plan;
 	struct rlimit nofile;
-	int stdout_fd, errno_fd;
+	int stdout_fd, errno_fd, exec_fd;
+	unsigned long long reset_only;
 	char data[]; /* fds, the argv and envp arrays, then their strings */
 };
 
@@ -258,6 +259,14 @@ static void copy_plan(struct vm_child *c, const struct exec_plan *p, size_t argc
 	if (p->errno_fd) {
 		c->errno_fd = *p->errno_fd;
 		c->plan.errno_fd = &c->errno_fd;
+	}
+	if (p->exec_fd) {
+		c->exec_fd = *p->exec_fd;
+		c->plan.exec_fd = &c->exec_fd;
+	}
+	if (p->reset_only) {
+		c->reset_only = *p->reset_only;
+		c->plan.reset_only = &c->reset_only;
 	}
 }
 
