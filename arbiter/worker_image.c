@@ -14,7 +14,7 @@
 #define MFD_EXEC 0x0010U /* Linux 6.3: exec'able whatever vm.memfd_noexec says (0, 1) */
 #endif
 
-/* worker_image.S's; absent (null) where it is not linked in. */
+/* worker_image_data.S's; absent (null) where it is not linked in. */
 extern const unsigned char sigvisor_worker_image[] __attribute__((weak));
 extern const unsigned char sigvisor_worker_image_end[] __attribute__((weak));
 
