@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -18,6 +17,7 @@
 
 #include "control_internal.h"
 #include "log.h"
+#include "safefile.h"
 #include "timeutil.h"
 
 /* Room for a burst of clients while the loop is busy, or while a USR2 exec runs. */
@@ -66,18 +66,6 @@ static int remove_stale(const char *path, char *err, size_t errlen)
 	return 0;
 }
 
-/* A name beside path nobody can guess (".BASE.XXXXXXXX"), or false if it does not fit. */
-static bool temp_name(char *buf, size_t len, const char *path)
-{
-	const char *slash = strrchr(path, '/');
-	int dirlen = slash ? (int)(slash - path + 1) : 0;
-	unsigned rnd;
-
-	if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) != sizeof(rnd))
-		rnd = (unsigned)now_ms() ^ (unsigned)getpid();
-	return snprintf(buf, len, "%.*s.%s.%08x", dirlen, path, path + dirlen, rnd) < (int)len;
-}
-
 /* Bind fd at path and listen. The socket is bound under a temporary name beside it and
  * linked to path only once it listens: bound at path itself, there is an instant when
  * the file is there and a connection is refused, and whoever waits for the file (a
@@ -88,7 +76,7 @@ static bool temp_name(char *buf, size_t len, const char *path)
 static int bind_listening(int fd, const char *path)
 {
 	struct sockaddr_un un = {.sun_family = AF_UNIX};
-	bool temp = temp_name(un.sun_path, sizeof(un.sun_path), path);
+	bool temp = safefile_temp_name(un.sun_path, sizeof(un.sun_path), path, 0);
 	mode_t old;
 	int r;
 

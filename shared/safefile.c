@@ -248,6 +248,17 @@ int safefile_check_replace(const char *path)
 	return r;
 }
 
+bool safefile_temp_name(char *buf, size_t len, const char *path, unsigned attempt)
+{
+	const char *slash = strrchr(path, '/');
+	int dirlen = slash ? (int)(slash - path + 1) : 0;
+	unsigned rnd;
+
+	if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) != sizeof(rnd))
+		rnd = (unsigned)time(NULL) ^ (unsigned)getpid() ^ (attempt << 16);
+	return snprintf(buf, len, "%.*s.%.200s.%08x", dirlen, path, path + dirlen, rnd) < (int)len;
+}
+
 int safefile_replace(const char *path, const void *data, size_t len)
 {
 	char tmp[NAME_MAX + 1];
@@ -261,12 +272,8 @@ int safefile_replace(const char *path, const void *data, size_t len)
 	if (r < 0)
 		goto out;
 	/* A name nobody can guess: one planted beforehand would only make O_EXCL fail. */
-	for (int attempt = 0; fd < 0 && attempt < 16; attempt++) {
-		unsigned rnd;
-
-		if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) != sizeof(rnd))
-			rnd = (unsigned)time(NULL) ^ (unsigned)getpid() ^ ((unsigned)attempt << 16);
-		snprintf(tmp, sizeof(tmp), ".%.200s.%08x", d.base, rnd);
+	for (unsigned attempt = 0; fd < 0 && attempt < 16; attempt++) {
+		(void)safefile_temp_name(tmp, sizeof(tmp), d.base, attempt); /* fits: %.200s */
 		fd = openat(d.fd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
 		if (fd < 0 && errno != EEXIST) {
 			r = fail(errno, "cannot create %s/%s: %s", d.name, tmp, strerror(errno));

@@ -7,6 +7,7 @@
  * hard link to /etc/shadow at the path we are about to open. */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /* The name of a pseudo-filesystem (procfs, sysfs, debugfs, ...) for fstatfs's f_type,
@@ -28,6 +29,12 @@ int safefile_open_append(const char *path);
  * sticky (/tmp), and then an entry already at path ours. 0 or a negative errno with
  * safefile_why(). What sigvisor --check verifies for --pid. */
 int safefile_check_replace(const char *path);
+
+/* A name beside path nobody can guess, for a file made there and then moved to path:
+ * "DIR/.BASE.XXXXXXXX" (DIR/ is path up to its last '/', kept; BASE at most 200 bytes;
+ * the digits random, or from the clock, the pid and attempt where no randomness is to
+ * be had). False if it does not fit in len. */
+bool safefile_temp_name(char *buf, size_t len, const char *path, unsigned attempt);
 
 /* Put data at path by creating a new file (O_EXCL | O_NOFOLLOW, a random name in the
  * same directory) and renaming it over path: a link at path is replaced, never written
