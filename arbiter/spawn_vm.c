@@ -248,26 +248,20 @@ static void copy_plan(struct vm_child *c, const struct exec_plan *p, size_t argc
 	c->plan.argv = argv;
 	c->plan.envp = envp;
 	c->plan.listen_pid_digits = digits != p->listen_pid_digits ? digits : NULL;
-	if (p->nofile) {
-		c->nofile = *p->nofile;
-		c->plan.nofile = &c->nofile;
-	}
-	if (p->stdout_fd) {
-		c->stdout_fd = *p->stdout_fd;
-		c->plan.stdout_fd = &c->stdout_fd;
-	}
-	if (p->errno_fd) {
-		c->errno_fd = *p->errno_fd;
-		c->plan.errno_fd = &c->errno_fd;
-	}
-	if (p->exec_fd) {
-		c->exec_fd = *p->exec_fd;
-		c->plan.exec_fd = &c->exec_fd;
-	}
-	if (p->reset_only) {
-		c->reset_only = *p->reset_only;
-		c->plan.reset_only = &c->reset_only;
-	}
+	/* Each optional value the plan points at, into c's field of the same name. */
+#define KEEP(field)                                                                                \
+	do {                                                                                       \
+		if (p->field) {                                                                    \
+			c->field = *p->field;                                                      \
+			c->plan.field = &c->field;                                                 \
+		}                                                                                  \
+	} while (0)
+	KEEP(nofile);
+	KEEP(stdout_fd);
+	KEEP(errno_fd);
+	KEEP(exec_fd);
+	KEEP(reset_only);
+#undef KEEP
 }
 
 static POSTFORK_NO_ASAN int child_main(void *arg)
