@@ -174,6 +174,26 @@ static void test_child_moves_fds_in_a_table_of_its_own(void **state)
 	assert_int_equal(spawn_vm_in_flight(), 0);
 }
 
+/* Runs plan with the write end of a new pipe as its only fd (3), sets *clobber (if
+ * any) to -1 as soon as the child is started, and waits for what it writes there and
+ * for its exit: its exit status, its output in buf. */
+static int run_read(struct exec_plan *plan, int *clobber, char *buf, size_t cap)
+{
+	int out[2], pidfd = -1;
+
+	assert_int_equal(pipe2(out, O_CLOEXEC), 0);
+	plan->fds = &out[1];
+	plan->n_fds = 1;
+	assert_true(spawn_exec(plan, &pidfd) > 0);
+	if (clobber)
+		*clobber = -1;
+	spawn_vm_settle();
+	close(out[1]);
+	read_all(out[0], buf, cap);
+	close(out[0]);
+	return wait_child(pidfd);
+}
+
 /* The built-in worker's way (worker_image.h): a plan with exec_fd runs what that fd
  * holds, not its path, even when the fd sits where the child places its sockets (3)
  * and the caller's int changes at once; an fd that cannot be run leaves the path. */
@@ -181,44 +201,29 @@ static void test_runs_the_exec_fd_then_the_path(void **state)
 {
 	char *argv[] = {"sh", "-c", "echo from-fd >&3", NULL}, *envp[] = {NULL};
 	char *argv2[] = {"sh", "-c", "echo from-path >&3", NULL};
-	int out[2], image, pidfd = -1;
 	struct exec_plan plan;
 	char buf[64];
+	int image;
 
 	(void)state;
 	/* fd 3 is free here (the tests before close theirs): the image takes it. */
 	image = open("/bin/sh", O_RDONLY | O_CLOEXEC);
 	assert_int_equal(image, 3);
-	assert_int_equal(pipe2(out, O_CLOEXEC), 0);
 	plan = (struct exec_plan){.path = "/nonexistent/sigvisor-test",
 				  .exec_fd = &image,
 				  .argv = argv,
 				  .envp = envp,
-				  .fds = &out[1],
-				  .n_fds = 1,
 				  .parent = getpid()};
-	assert_true(spawn_exec(&plan, &pidfd) > 0);
-	image = -1; /* the child has its copy */
-	spawn_vm_settle();
-	close(out[1]);
-	read_all(out[0], buf, sizeof(buf));
-	close(out[0]);
-	assert_int_equal(wait_child(pidfd), 0);
+	/* The child has its copy of the int: ours changed at once changes nothing. */
+	assert_int_equal(run_read(&plan, &image, buf, sizeof(buf)), 0);
 	assert_string_equal(buf, "from-fd\n");
 
 	/* Not an executable (/dev/null): the path runs. */
-	assert_int_equal(pipe2(out, O_CLOEXEC), 0);
 	image = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	assert_true(image >= 0);
 	plan.path = "/bin/sh";
 	plan.argv = argv2;
-	plan.fds = &out[1];
-	assert_true(spawn_exec(&plan, &pidfd) > 0);
-	spawn_vm_settle();
-	close(out[1]);
-	read_all(out[0], buf, sizeof(buf));
-	close(out[0]);
-	assert_int_equal(wait_child(pidfd), 0);
+	assert_int_equal(run_read(&plan, NULL, buf, sizeof(buf)), 0);
 	assert_string_equal(buf, "from-path\n");
 	close(3);
 	close(image);
