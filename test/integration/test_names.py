@@ -43,9 +43,18 @@ def test_command_workers_keep_their_own_names(start):
     wait_for(lambda: names(w["pid"]) == ("sleep", ["sleep", "600"]), what="sleep exec'd")
 
 
+def comm(pid):
+    """The pid's name, or "" once it is gone (the arbiter's short-lived children, the
+    probe loader and the killable look, come and go between the listing and the read)."""
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
 def worker_pids(arbiter):
-    return [c for c in children(arbiter)
-            if open(f"/proc/{c}/comm").read().startswith("sigvisor-w")]
+    return [c for c in children(arbiter) if comm(c).startswith("sigvisor-w")]
 
 
 def test_builtin_workers_run_the_static_image_from_a_sealed_memfd(start):
