@@ -46,6 +46,16 @@ WORKER_IMAGE := $(BUILD)/sigvisor-worker
 ifneq ($(SAN),1)
 IMAGE_OBJ := $(BUILD)/obj/arbiter/worker_image_data.o
 endif
+IMAGE_OBJS := $(patsubst %.c,$(BUILD)/image/%.o,$(wildcard worker/*.c shared/*.c))
+# The image is linked against musl where there is one (Debian's musl-tools) and the
+# compiler is the default: a static musl program's start touches fewer pages than a
+# static glibc one's (no IRELATIVE ifuncs, tunables or locale set-up), and starting
+# 4,096 built-in workers took 3.3-3.6 s instead of 4.7-5.5 s here. Otherwise (CC=, a
+# cross build) the image is $(CC)'s, with its C library, static: the same program.
+ifeq ($(origin WORKER_CC),undefined)
+WORKER_CC := $(if $(and $(filter default,$(origin CC)),$(shell command -v musl-gcc 2>/dev/null)),musl-gcc,$(CC))
+endif
+IMAGE_INCLUDE := $(if $(filter musl-gcc,$(notdir $(WORKER_CC))),$(BUILD)/image/include)
 UNIT_SRCS := $(wildcard test/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:test/unit/%.c=$(BUILD)/test/%)
 SIGVISOR := $(BUILD)/sigvisor
@@ -61,9 +71,23 @@ $(SIGVISOR): $(OBJS) $(IMAGE_OBJ)
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # Stripped: it is carried, never debugged in place (the same code is in sigvisor).
-$(WORKER_IMAGE): $(BUILD)/obj/worker/main.o $(filter $(BUILD)/obj/worker/% $(BUILD)/obj/shared/%,$(OBJS))
+# Its objects are compiled a second time, by WORKER_CC, into $(BUILD)/image/.
+$(WORKER_IMAGE): $(IMAGE_OBJS)
 	$(msg) LINK $@
-	$(Q)$(CC) $(LDFLAGS) -static -s -Wl,--gc-sections -o $@ $^
+	$(Q)$(WORKER_CC) $(LDFLAGS) -static -s -Wl,--gc-sections -o $@ $^
+
+$(BUILD)/image/%.o: %.c | $(BUILD)/image/worker $(BUILD)/image/shared $(IMAGE_INCLUDE)
+	$(msg) CC "$< ($(notdir $(WORKER_CC)))"
+	$(Q)$(WORKER_CC) $(CPPFLAGS) $(if $(IMAGE_INCLUDE),-idirafter $(IMAGE_INCLUDE)) $(CFLAGS) \
+		-ffunction-sections -fdata-sections -MMD -MP -c -o $@ $<
+
+# musl's headers are the C library's only: the kernel's (linux/, asm/) are the
+# system's, found last.
+$(BUILD)/image/include:
+	$(Q)mkdir -p $@
+	$(Q)ln -sfn /usr/include/linux $@/linux
+	$(Q)ln -sfn /usr/include/asm-generic $@/asm-generic
+	$(Q)ln -sfn $(or $(wildcard /usr/include/$(shell $(CC) -print-multiarch)/asm),/usr/include/asm) $@/asm
 
 $(IMAGE_OBJ): arbiter/worker_image_data.S $(WORKER_IMAGE)
 	$(msg) AS $<
@@ -81,7 +105,8 @@ $(BUILD)/test/%: test/unit/%.c $(LIB_OBJS) | $(BUILD)/test
 		$(patsubst %,-Wl$(comma)--wrap=%,$(shell sed -n 's/^ \* wrap: //p' $<)) \
 		-o $@ $< $(LIB_OBJS) $(LDLIBS) -lcmocka
 
-$(BUILD)/obj/arbiter $(BUILD)/obj/worker $(BUILD)/obj/shared $(BUILD)/test:
+$(BUILD)/obj/arbiter $(BUILD)/obj/worker $(BUILD)/obj/shared $(BUILD)/test \
+		$(BUILD)/image/worker $(BUILD)/image/shared:
 	$(Q)mkdir -p $@
 
 deps-run deps-test deps-check deps-bench deps-kernels: deps-%:
@@ -143,4 +168,4 @@ include bpf/bpf.mk
 include mk/install.mk
 include mk/fuzz.mk
 
--include $(OBJS:.o=.d)
+-include $(OBJS:.o=.d) $(IMAGE_OBJS:.o=.d)

@@ -39,8 +39,8 @@ $(VERSION_STAMP): FORCE | $(BUILD)/obj/shared
 	$(Q)printf '%s\n' '$(SIGVISOR_GIT_REV) $(strip $(SIGVISOR_FEATURES))' | cmp -s - $@ || \
 		printf '%s\n' '$(SIGVISOR_GIT_REV) $(strip $(SIGVISOR_FEATURES))' > $@
 
-$(BUILD)/obj/shared/version.o: $(VERSION_STAMP)
-$(BUILD)/obj/shared/version.o: override CPPFLAGS += -DSIGVISOR_GIT_REV='"$(SIGVISOR_GIT_REV)"' \
+$(BUILD)/obj/shared/version.o $(BUILD)/image/shared/version.o: $(VERSION_STAMP)
+$(BUILD)/obj/shared/version.o $(BUILD)/image/shared/version.o: override CPPFLAGS += -DSIGVISOR_GIT_REV='"$(SIGVISOR_GIT_REV)"' \
 	-DSIGVISOR_FEATURES='"$(strip $(SIGVISOR_FEATURES))"'
 
 .PHONY: install uninstall FORCE

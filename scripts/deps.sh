@@ -6,7 +6,7 @@
 # non-root user's back.
 set -euo pipefail
 
-run_pkgs=(gcc make libc6-dev libinih-dev liburing-dev clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev)
+run_pkgs=(gcc make libc6-dev musl-tools libinih-dev liburing-dev clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev)
 test_pkgs=("${run_pkgs[@]}" wrk gunicorn strace libcmocka-dev libsystemd-dev systemd python3 python3-pytest python3-pytest-timeout curl util-linux procps man-db valgrind tini catatonit dumb-init)
 check_pkgs=("${test_pkgs[@]}" clang-format cppcheck clang lld libclang-rt-14-dev)
 # Kernel packages, arm64's busybox and -dev packages are downloaded by

@@ -21,6 +21,7 @@
 #include "heap.h"
 #include "sdnotify.h"
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
