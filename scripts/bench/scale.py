@@ -10,7 +10,8 @@ probe.c does); "gone" means reaped (no /proc entry, or no longer the arbiter's
 child). CPU time is the arbiter's own (all its threads, /proc/PID/task/*/schedstat,
 in ns), not its workers'. Writes "SERVER N METRIC VALUE" lines to stdout.
 
-Usage: scale.py OUTDIR SERVER N [N...]   (SERVER: sv_off sv_auto gu ngx floor)
+Usage: scale.py OUTDIR "SERVER..." N [N...]   (SERVER: sv_off sv_auto gu ngx floor; at
+       each N the servers take turns, run by run, in a rotating order)
        scale.py --report SAMPLES DATADIR  (the table, the targets, the plot's data)
 Environment: see scale.sh."""
 import json
@@ -405,31 +406,41 @@ def one_run(kind, n, run, tmp, first):
 def main():
     # TERM (timeout(1), scale.sh's trap) as an exception: the servers are stopped.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    tmp, kind = sys.argv[1], sys.argv[2]
+    tmp, kinds = sys.argv[1], sys.argv[2].split()
     ns = [int(x) for x in sys.argv[3:]]
     top = max(ns)
+    stopped = {}  # server -> why it is not run at the larger N
     for n in ns:
-        runs = RUNS if kind.startswith("sv") or kind == "floor" else INC_RUNS
-        if kind in ("gu", "ngx") and n > INC_MAX:
-            out(kind, n, "skipped", f"not run (> {INC_MAX} workers: minutes per run at {INC_MAX})")
-            continue
-        note(f"{kind}: {n} workers, {runs} run(s); load average {open('/proc/loadavg').read().split()[0]}")
-        over = False
-        for r in range(runs):
-            if not one_run(kind, n, r, tmp, r == 0):
-                over = True
-                break
-        if kind.startswith("sv") and n == top:
-            # signals, status and /healthz while a generation of n starts
-            s = Server(kind, n, tmp)
-            try:
-                during_start(s, kind, n)
-            finally:
-                s.stop()
-        if over:
-            for m in ns[ns.index(n) + 1:]:
-                out(kind, m, "skipped", f"not run (> {BUDGET_S:.0f} s at {n})")
-            break
+        todo = []
+        for kind in kinds:
+            if kind in stopped:
+                out(kind, n, "skipped", stopped[kind])
+            elif kind in ("gu", "ngx") and n > INC_MAX:
+                out(kind, n, "skipped", f"not run (> {INC_MAX} workers: minutes per run at {INC_MAX})")
+            else:
+                todo.append(kind)
+        runs = {k: RUNS if k.startswith("sv") or k == "floor" else INC_RUNS for k in todo}
+        note(f"{n} workers: {', '.join(f'{k} x{runs[k]}' for k in todo)};"
+             f" load average {open('/proc/loadavg').read().split()[0]}")
+        over = set()
+        for r in range(max(runs.values(), default=0)):
+            # The servers take turns, each run in another order: the one measured last
+            # in a run is measured on a machine the others have warmed (and loaded), and
+            # that is not to be always the same one.
+            order = todo[r % len(todo):] + todo[:r % len(todo)]
+            for kind in order:
+                if r < runs[kind] and kind not in over and not one_run(kind, n, r, tmp, r == 0):
+                    over.add(kind)
+        for kind in todo:
+            if kind.startswith("sv") and n == top:
+                # signals, status and /healthz while a generation of n starts
+                s = Server(kind, n, tmp)
+                try:
+                    during_start(s, kind, n)
+                finally:
+                    s.stop()
+        for kind in over:
+            stopped[kind] = f"not run (> {BUDGET_S:.0f} s at {n})"
 
 
 METRICS = [  # metric, label, decimals, target text (sigvisor, at the largest N) or ""

@@ -7,7 +7,9 @@
 # (and N new ready); its CPU per worker; TTIN -> new worker visible and ready
 # (probe scale); `sigvisor status --json`; the arbiter's idle CPU per minute
 # (SCALE_IDLE_SECONDS, a minute: the pings and beats come every 15 s); and, at the largest N, `status`, /healthz and a
-# signal answered while the generation starts. Prints a table with the targets
+# signal answered while the generation starts. At each N the servers take turns, run
+# by run, in a rotating order (a long run warms the machine: the server always measured
+# last would always be measured on a warmer one). Prints a table with the targets
 # judged, and draws each cost against N into scale.svg (gnuplot, hup.sh's style).
 # scale.py does the measuring; "ready" and "gone" are read from /proc the same way
 # for every server.
@@ -57,10 +59,8 @@ fi
 
 log "kernel $(uname -r), $(nproc) CPUs; load average $(cut -d' ' -f1-3 /proc/loadavg); N = ${NS[*]}; servers ${SERVERS[*]}; temp dir $tmp"
 load0=$(cut -d' ' -f1-3 /proc/loadavg)
-for s in "${SERVERS[@]}"; do
-	SIGVISOR=$SIGVISOR PROBE=$probe GUNICORN=$(command -v "$GUNICORN") NGINX=$(command -v "$NGINX") \
-		python3 "$here/scale.py" "$tmp" "$s" "${NS[@]}" >>"$tmp/scale.samples" || failed=1
-done
+SIGVISOR=$SIGVISOR PROBE=$probe GUNICORN=$(command -v "$GUNICORN") NGINX=$(command -v "$NGINX") \
+	python3 "$here/scale.py" "$tmp" "${SERVERS[*]}" "${NS[@]}" >>"$tmp/scale.samples" || failed=1
 grep -q ' fail ' "$tmp/scale.samples" && failed=1
 
 echo
