@@ -5,6 +5,7 @@
  * disposition to SIG_DFL and only then unblocks everything, so it starts as clean as
  * if a shell had launched it (SigBlk, SigIgn and SigCgt all 0). */
 #include "postfork.h"
+#include "fmt.h"
 #include "sigreset.h"
 
 #include <errno.h>
@@ -54,26 +55,11 @@ static void put_json(struct line *l, const char *s)
 	}
 }
 
-/* Format n in decimal, at least width digits, into buf (NUL-terminated). */
-static void format_uint(char *buf, unsigned long n, int width)
-{
-	char tmp[24];
-	int k = 0;
-
-	do {
-		tmp[k++] = (char)('0' + n % 10);
-		n /= 10;
-	} while (n || k < width);
-	for (int i = 0; i < k; i++)
-		buf[i] = tmp[k - 1 - i];
-	buf[k] = '\0';
-}
-
 static void put_uint(struct line *l, unsigned long n, int width)
 {
-	char num[24];
+	char num[21];
 
-	format_uint(num, n, width);
+	fmt_uint(num, n, width);
 	put(l, num);
 }
 
@@ -164,7 +150,7 @@ static _Noreturn POSTFORK_NO_ASAN void fail(const struct exec_plan *p, const cha
 	struct line l = {.len = 0};
 	char num[24];
 
-	format_uint(num, (unsigned long)err, 1);
+	fmt_uint(num, (unsigned long)err, 1);
 	if (p->json_log) {
 		/* --log-format json: every line JSON, this one too. */
 		put(&l, "{\"ts\":\"");
@@ -247,8 +233,8 @@ _Noreturn POSTFORK_NO_ASAN void postfork_exec(const struct exec_plan *p)
 		fail(p, "dup2 stdout", (int)-r);
 
 	if (p->listen_pid_digits)
-		format_uint(p->listen_pid_digits,
-			    (unsigned long)raw_syscall(SYS_getpid, 0, 0, 0, 0), 1);
+		fmt_uint(p->listen_pid_digits, (unsigned long)raw_syscall(SYS_getpid, 0, 0, 0, 0),
+			 1);
 
 	if (p->drop_privileges) {
 		/* Groups first: after setuid we could no longer change them. */

@@ -51,9 +51,9 @@ size_t json_char(const char *s, char esc[8], const char **ret_text, size_t *ret_
 	return 1;
 }
 
-void json_fputs(FILE *f, const char *s)
+void json_quote(const char *s, void (*put)(void *ctx, const char *text, size_t len), void *ctx)
 {
-	fputc('"', f);
+	put(ctx, "\"", 1);
 	while (*s) {
 		char esc[8];
 		const char *text;
@@ -64,13 +64,23 @@ void json_fputs(FILE *f, const char *s)
 		while (s[run] >= 0x20 && s[run] < 0x7f && s[run] != '"' && s[run] != '\\')
 			run++;
 		if (run) {
-			fwrite(s, 1, run, f);
+			put(ctx, s, run);
 			s += run;
 			continue;
 		}
 		adv = json_char(s, esc, &text, &len);
-		fwrite(text, 1, len, f);
+		put(ctx, text, len);
 		s += adv;
 	}
-	fputc('"', f);
+	put(ctx, "\"", 1);
+}
+
+static void put_file(void *f, const char *text, size_t len)
+{
+	fwrite(text, 1, len, f);
+}
+
+void json_fputs(FILE *f, const char *s)
+{
+	json_quote(s, put_file, f);
 }

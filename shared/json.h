@@ -16,5 +16,9 @@ size_t json_utf8_len(const unsigned char *p);
  * stands for. */
 size_t json_char(const char *s, char esc[8], const char **ret_text, size_t *ret_len);
 
+/* s as a quoted JSON string, given to put a piece at a time (a quote, a run of plain
+ * ASCII, an escape): at most 6 bytes for each byte of s, and the 2 quotes. */
+void json_quote(const char *s, void (*put)(void *ctx, const char *text, size_t len), void *ctx);
+
 /* s as a quoted JSON string. */
 void json_fputs(FILE *f, const char *s);
