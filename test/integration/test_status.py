@@ -26,6 +26,29 @@ def test_status_text_and_json(start):
     assert js["listeners"] == [f"127.0.0.1:{sv.port}"]
 
 
+def test_a_workers_row_shows_its_status_escaped_in_json_and_as_sent_in_text(start):
+    """The worker table's rows are formatted by hand (status.c): a STATUS= with a quote,
+    a backslash, a UTF-8 character and a byte that is no UTF-8 is a JSON string with
+    the escapes and U+FFFD, and the text row has the columns printf's widths gave
+    (id 4, pid 8, generation 4, state 9, uptime 8) and the bytes as sent."""
+    sent = r'say "hi" \\ caf\303\251 \377'
+    script = (f"systemd-notify --ready --status=\"$(printf '{sent}')\" || exit 1; "
+              "exec sleep 600")
+    sv = start("-w", "2", "--ready-mode", "notify", "--notify-access", "all",
+               "--ready-timeout", "20", command=["sh", "-c", script])
+    sv.wait_workers(2)
+    wait_for(lambda: all(w["status"] for w in sv.workers()), what="both statuses shown")
+    ws = sv.workers()
+    assert [w["status"] for w in ws] == ['say "hi" \\ caf\u00e9 \ufffd'] * 2
+    raw = subprocess.run([SIGVISOR, "status", "--control", sv.control],
+                         capture_output=True, check=True).stdout
+    for w in ws:
+        row = re.compile(rb"^  %-4d %-8d %-4d %-9s \d+\.\ds +%s$" % (
+            w["id"], w["pid"], w["generation"], w["state"].encode(),
+            re.escape(b'say "hi" \\ caf\xc3\xa9 \xff')), re.M)
+        assert row.search(raw), raw
+
+
 def test_each_answer_is_whole_and_only_itself_on_the_kept_buffer(start):
     """Answers are rendered into a buffer kept from one request to the next: a text
     status after a longer JSON one is only the text, a JSON one asked while another
