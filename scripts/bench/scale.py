@@ -356,7 +356,7 @@ def one_run(kind, n, run, tmp, first):
                 os.kill(s.pid, signal.SIGTTIN)
                 s.pool.wait_ready(n, time.monotonic() + 60)
         if kind.startswith("sv"):
-            # Timed by probe (C, posix_spawn), as a shell would run it: Python's own
+            # Timed by probe runs (C: vfork, exec, wait), as a shell runs it: Python's own
             # fork and pipes added a third of a millisecond.
             c0 = cpu_ns(s.pid)
             r = subprocess.run([PROBE, "runs", "--count", str(STATUS_RUNS), "--", SIGVISOR,
